@@ -1,0 +1,223 @@
+//! [`Bus`]: typed sending and receiving over the message ports, on the topology of spec §3.
+
+use crate::command::CommandEnvelope;
+use crate::console::ConsoleLine;
+use crate::event::Event;
+use crate::id::{InstanceId, WorkerId};
+use crate::ports::{BusError, Consumer, Message, MessagePublisher, MessageSubscriber, QueueSpec};
+use crate::topology::{
+    ALL_CONSOLES, KIND_COMMAND, KIND_CONSOLE_LINE, Topology, console_routing_key,
+    worker_routing_key,
+};
+use chrono::{DateTime, Utc};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+/// The message ports with ManMan's topology: what the host and the worker send and receive.
+#[derive(Debug, Clone)]
+pub struct Bus {
+    publisher: Arc<dyn MessagePublisher>,
+    subscriber: Arc<dyn MessageSubscriber>,
+    topology: Topology,
+    declared_workers: Arc<Mutex<HashSet<WorkerId>>>,
+}
+
+impl Bus {
+    /// A bus on these ports with the names of spec §3.
+    pub fn new(
+        publisher: Arc<dyn MessagePublisher>,
+        subscriber: Arc<dyn MessageSubscriber>,
+    ) -> Self {
+        Self::with_topology(publisher, subscriber, Topology::new())
+    }
+
+    /// A bus with its own (e.g. prefixed) names.
+    pub fn with_topology(
+        publisher: Arc<dyn MessagePublisher>,
+        subscriber: Arc<dyn MessageSubscriber>,
+        topology: Topology,
+    ) -> Self {
+        Self {
+            publisher,
+            subscriber,
+            topology,
+            declared_workers: Arc::default(),
+        }
+    }
+
+    /// The names in use.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// The publisher port.
+    pub fn publisher(&self) -> &Arc<dyn MessagePublisher> {
+        &self.publisher
+    }
+
+    /// The subscriber port.
+    pub fn subscriber(&self) -> &Arc<dyn MessageSubscriber> {
+        &self.subscriber
+    }
+
+    /// Declares the exchanges, the dead-letter queue and the status processor's queue.
+    /// Idempotent: every side calls it at start, so start order does not matter.
+    pub async fn declare(&self) -> Result<(), BusError> {
+        let t = &self.topology;
+        for (name, kind) in t.exchanges() {
+            self.publisher.declare_exchange(&name, kind).await?;
+        }
+        let dead = self
+            .subscriber
+            .declare_queue(&QueueSpec::durable(t.dead_letters_queue()))
+            .await?;
+        self.subscriber
+            .bind_queue(&dead, &t.dead_exchange(), "")
+            .await?;
+        let status = self
+            .subscriber
+            .declare_queue(
+                &QueueSpec::durable(t.status_processor_queue()).dead_letter_to(t.dead_exchange()),
+            )
+            .await?;
+        self.subscriber
+            .bind_queue(&status, &t.events_exchange(), "")
+            .await?;
+        Ok(())
+    }
+
+    /// Declares and binds `worker.{id}.commands` (durable, dead-lettering into `manman.dead`).
+    pub async fn declare_worker_queue(&self, worker: WorkerId) -> Result<String, BusError> {
+        let t = &self.topology;
+        let queue = self
+            .subscriber
+            .declare_queue(
+                &QueueSpec::durable(t.worker_commands_queue(worker))
+                    .dead_letter_to(t.dead_exchange()),
+            )
+            .await?;
+        self.subscriber
+            .bind_queue(&queue, &t.commands_exchange(), &worker_routing_key(worker))
+            .await?;
+        self.declared_workers
+            .lock()
+            .expect("declared-workers lock poisoned")
+            .insert(worker);
+        Ok(queue)
+    }
+
+    /// Sends a command to one worker; it expires in its queue at `expires_at`.
+    pub async fn send_command(
+        &self,
+        worker: WorkerId,
+        envelope: &CommandEnvelope,
+    ) -> Result<(), BusError> {
+        let known = self
+            .declared_workers
+            .lock()
+            .expect("declared-workers lock poisoned")
+            .contains(&worker);
+        if !known {
+            self.declare_worker_queue(worker).await?;
+        }
+        let mut message = Message::json(KIND_COMMAND, envelope, envelope.issued_at)?;
+        message.id = envelope.id;
+        message.expires_at = Some(envelope.expires_at);
+        message.correlation_id.clone_from(&envelope.correlation_id);
+        self.publisher
+            .publish(
+                &self.topology.commands_exchange(),
+                &worker_routing_key(worker),
+                message,
+            )
+            .await
+    }
+
+    /// Publishes an event on `manman.events`; returns its message id.
+    pub async fn publish_event(
+        &self,
+        event: &Event,
+        now: DateTime<Utc>,
+    ) -> Result<uuid::Uuid, BusError> {
+        let message = Message::json(event.kind(), event, now)?;
+        let id = message.id;
+        self.publisher
+            .publish(&self.topology.events_exchange(), "", message)
+            .await?;
+        Ok(id)
+    }
+
+    /// Publishes a console line on `manman.console` under `instance.{id}`.
+    pub async fn publish_console(&self, line: &ConsoleLine) -> Result<(), BusError> {
+        let message = Message::json(KIND_CONSOLE_LINE, line, line.at)?;
+        match self
+            .publisher
+            .publish(
+                &self.topology.console_exchange(),
+                &console_routing_key(line.instance_id),
+                message,
+            )
+            .await
+        {
+            // Nobody watches this console now: a live line with no watcher is not lost, the
+            // worker's log file has it.
+            Err(BusError::Unroutable { .. }) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Consumes a worker's command queue.
+    pub async fn consume_commands(
+        &self,
+        worker: WorkerId,
+        prefetch: u16,
+    ) -> Result<Box<dyn Consumer>, BusError> {
+        let queue = self.declare_worker_queue(worker).await?;
+        self.subscriber.consume(&queue, prefetch).await
+    }
+
+    /// Consumes the status processor's shared queue (competing consumers across replicas).
+    pub async fn consume_status_events(
+        &self,
+        prefetch: u16,
+    ) -> Result<Box<dyn Consumer>, BusError> {
+        self.subscriber
+            .consume(&self.topology.status_processor_queue(), prefetch)
+            .await
+    }
+
+    /// Consumes the dead letters.
+    pub async fn consume_dead_letters(&self, prefetch: u16) -> Result<Box<dyn Consumer>, BusError> {
+        self.subscriber
+            .consume(&self.topology.dead_letters_queue(), prefetch)
+            .await
+    }
+
+    /// A live watcher of every event (temporary queue).
+    pub async fn watch_events(&self) -> Result<Box<dyn Consumer>, BusError> {
+        let queue = self
+            .subscriber
+            .declare_queue(&QueueSpec::temporary())
+            .await?;
+        self.subscriber
+            .bind_queue(&queue, &self.topology.events_exchange(), "")
+            .await?;
+        self.subscriber.consume(&queue, 256).await
+    }
+
+    /// A live watcher of one instance's console, or of all of them (temporary queue).
+    pub async fn watch_console(
+        &self,
+        instance: Option<InstanceId>,
+    ) -> Result<Box<dyn Consumer>, BusError> {
+        let queue = self
+            .subscriber
+            .declare_queue(&QueueSpec::temporary())
+            .await?;
+        let key = instance.map_or_else(|| ALL_CONSOLES.to_owned(), console_routing_key);
+        self.subscriber
+            .bind_queue(&queue, &self.topology.console_exchange(), &key)
+            .await?;
+        self.subscriber.consume(&queue, 1024).await
+    }
+}

@@ -1,0 +1,255 @@
+//! Commands from the host to a worker, their records (the host's outbox and audit trail) and
+//! their results.
+
+use crate::id::{ConfigId, InstanceId, WorkerId};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use uuid::Uuid;
+
+/// What a worker is asked to do. Typed: never a bag of strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// Run a config as the given (already created) instance.
+    Start {
+        /// The instance the host created for this run.
+        instance_id: InstanceId,
+        /// The config to run.
+        config_id: ConfigId,
+    },
+    /// Stop gracefully: stdin line, signal, then SIGKILL.
+    Stop {
+        /// The instance.
+        instance_id: InstanceId,
+    },
+    /// SIGKILL the whole process group at once.
+    Kill {
+        /// The instance.
+        instance_id: InstanceId,
+    },
+    /// Stop, then start the same instance again.
+    Restart {
+        /// The instance.
+        instance_id: InstanceId,
+    },
+    /// Write one line to the server's console (stdin).
+    Stdin {
+        /// The instance.
+        instance_id: InstanceId,
+        /// The line, without its newline.
+        line: String,
+    },
+    /// Stop every instance and exit.
+    ShutdownWorker,
+}
+
+impl Command {
+    /// The instance it is about, if any.
+    pub fn instance_id(&self) -> Option<InstanceId> {
+        match self {
+            Self::Start { instance_id, .. }
+            | Self::Stop { instance_id }
+            | Self::Kill { instance_id }
+            | Self::Restart { instance_id }
+            | Self::Stdin { instance_id, .. } => Some(*instance_id),
+            Self::ShutdownWorker => None,
+        }
+    }
+
+    /// Its snake_case name, as in JSON.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Start { .. } => "start",
+            Self::Stop { .. } => "stop",
+            Self::Kill { .. } => "kill",
+            Self::Restart { .. } => "restart",
+            Self::Stdin { .. } => "stdin",
+            Self::ShutdownWorker => "shutdown_worker",
+        }
+    }
+}
+
+/// How long a command stays deliverable by default.
+pub const DEFAULT_COMMAND_TTL: Duration = Duration::seconds(60);
+
+/// A command as sent: with its id, times and issuer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandEnvelope {
+    /// Unique id; the worker runs a command id at most once.
+    pub id: Uuid,
+    /// When the host issued it.
+    pub issued_at: DateTime<Utc>,
+    /// After this it must not run (it is dead-lettered and recorded `expired`).
+    pub expires_at: DateTime<Utc>,
+    /// Who asked (a token's name, `system`, …).
+    pub issued_by: String,
+    /// The request that caused it, for following it through logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// What to do.
+    pub command: Command,
+}
+
+impl CommandEnvelope {
+    /// A new command issued now, expiring after [`DEFAULT_COMMAND_TTL`].
+    pub fn new(command: Command, issued_by: impl Into<String>, now: DateTime<Utc>) -> Self {
+        Self {
+            id: Uuid::new_v4(),
+            issued_at: now,
+            expires_at: now + DEFAULT_COMMAND_TTL,
+            issued_by: issued_by.into(),
+            correlation_id: None,
+            command,
+        }
+    }
+
+    /// Whether it expired at `now`.
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        now >= self.expires_at
+    }
+}
+
+/// Where a command is on its way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandState {
+    /// Recorded, not yet accepted by the bus.
+    Pending,
+    /// Accepted by the bus into the worker's queue.
+    Delivered,
+    /// The worker carried it out.
+    Succeeded,
+    /// The worker could not carry it out (the detail says why), or it could not be sent.
+    Failed,
+    /// It expired before a worker took it.
+    Expired,
+}
+
+impl CommandState {
+    /// `succeeded`, `failed` and `expired` are final.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Expired)
+    }
+
+    /// Whether `self → to` is allowed: forward only, never out of a final state.
+    pub fn can_become(self, to: Self) -> bool {
+        match self {
+            Self::Pending => to != Self::Pending,
+            Self::Delivered => to.is_final(),
+            Self::Succeeded | Self::Failed | Self::Expired => false,
+        }
+    }
+
+    /// The snake_case name used in JSON and SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+impl fmt::Display for CommandState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The host's record of a command: outbox and audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandRecord {
+    /// The command id.
+    pub id: Uuid,
+    /// The worker it was sent to.
+    pub worker_id: WorkerId,
+    /// The command as sent.
+    pub envelope: CommandEnvelope,
+    /// Where it is.
+    pub state: CommandState,
+    /// The result's detail (why it failed, what happened).
+    pub detail: Option<String>,
+    /// Last change (host clock).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A worker's answer to a command, published on `manman.events`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandResult {
+    /// The command.
+    pub command_id: Uuid,
+    /// The worker that handled it.
+    pub worker_id: WorkerId,
+    /// Whether it was carried out.
+    pub outcome: CommandOutcome,
+    /// What happened or why not, for a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Worker clock.
+    pub reported_at: DateTime<Utc>,
+}
+
+/// The two endings a worker can report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandOutcome {
+    /// Carried out.
+    Succeeded,
+    /// Refused or failed; the detail says why.
+    Failed,
+}
+
+impl From<CommandOutcome> for CommandState {
+    fn from(outcome: CommandOutcome) -> Self {
+        match outcome {
+            CommandOutcome::Succeeded => Self::Succeeded,
+            CommandOutcome::Failed => Self::Failed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_tagged_json() {
+        let c = Command::Stdin {
+            instance_id: InstanceId(3),
+            line: "say hi".into(),
+        };
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"type":"stdin","instance_id":3,"line":"say hi"})
+        );
+        let unknown = serde_json::from_str::<Command>(r#"{"type":"format_disk"}"#).unwrap_err();
+        assert!(unknown.to_string().contains("format_disk"));
+        let extra = serde_json::from_str::<Command>(r#"{"type":"stop","instance_id":1,"x":1}"#);
+        assert!(extra.is_err(), "unknown fields are refused");
+    }
+
+    #[test]
+    fn command_states_only_move_forward() {
+        use CommandState::*;
+        assert!(Pending.can_become(Delivered));
+        assert!(Pending.can_become(Expired));
+        assert!(Delivered.can_become(Succeeded));
+        assert!(!Delivered.can_become(Pending));
+        assert!(!Succeeded.can_become(Failed));
+        assert!(!Expired.can_become(Delivered));
+    }
+
+    #[test]
+    fn envelopes_expire_after_the_default_ttl() {
+        let now = Utc::now();
+        let e = CommandEnvelope::new(Command::ShutdownWorker, "test", now);
+        assert!(!e.is_expired(now + Duration::seconds(59)));
+        assert!(e.is_expired(now + Duration::seconds(60)));
+    }
+}

@@ -1,0 +1,57 @@
+//! [`LocalHostApi`]: the worker-facing host API, in-process (for `manman up`).
+
+use crate::host::{HostError, HostService};
+use crate::id::ConfigId;
+use crate::ports::{ConfigBundle, HostApi, HostApiError};
+use crate::worker::{Heartbeat, Registered, WorkerRegistration};
+use async_trait::async_trait;
+
+/// A worker in the host's own process talks to the host through this.
+#[derive(Debug, Clone)]
+pub struct LocalHostApi {
+    host: HostService,
+}
+
+impl LocalHostApi {
+    /// The worker-facing API of `host`.
+    pub fn new(host: HostService) -> Self {
+        Self { host }
+    }
+}
+
+fn to_api_error(e: HostError) -> HostApiError {
+    match e {
+        HostError::NotFound { what } => HostApiError::NotFound { what },
+        HostError::Unavailable { detail } => HostApiError::Unavailable { detail },
+        other => HostApiError::Invalid {
+            detail: other.to_string(),
+        },
+    }
+}
+
+#[async_trait]
+impl HostApi for LocalHostApi {
+    async fn register(
+        &self,
+        registration: &WorkerRegistration,
+    ) -> Result<Registered, HostApiError> {
+        self.host
+            .register_worker(registration)
+            .await
+            .map_err(to_api_error)
+    }
+
+    async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), HostApiError> {
+        self.host.heartbeat(heartbeat).await.map_err(|e| match e {
+            HostError::Conflict { .. } => HostApiError::Superseded {
+                worker_id: heartbeat.worker_id,
+                epoch: heartbeat.epoch,
+            },
+            other => to_api_error(other),
+        })
+    }
+
+    async fn fetch_config(&self, id: ConfigId) -> Result<ConfigBundle, HostApiError> {
+        self.host.config_bundle(id).await.map_err(to_api_error)
+    }
+}

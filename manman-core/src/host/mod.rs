@@ -1,0 +1,15 @@
+//! The host's services: orchestration ([`HostService`]), the [`StatusProcessor`], the
+//! [`ConsoleHub`] (console backlog and live lines), and [`LocalHostApi`] for an in-process worker.
+
+mod console_hub;
+mod error;
+mod local_host_api;
+mod placement;
+mod service;
+mod status_processor;
+
+pub use console_hub::{BACKLOG_LINES, ConsoleHub, ConsoleSubscription};
+pub use error::HostError;
+pub use local_host_api::LocalHostApi;
+pub use service::{HostService, StartRequest, Started};
+pub use status_processor::StatusProcessor;

@@ -1,0 +1,367 @@
+//! [`HostService`]: the operator's and the worker's requests, turned into records and commands.
+
+use crate::bus::Bus;
+use crate::command::{Command, CommandEnvelope, CommandRecord, CommandState};
+use crate::config::{ConfigSpec, GameServerConfig};
+use crate::game_server::{GameServer, NewGameServer};
+use crate::host::HostError;
+use crate::host::placement::place;
+use crate::id::{ConfigId, GameServerId, InstanceId, WorkerId};
+use crate::instance::{Instance, InstanceFilter, NewInstance};
+use crate::ports::{Clock, ConfigBundle, EntityUpdate, StatusChange};
+use crate::status::{Cause, Entity, Status, StatusEvent};
+use crate::store::Store;
+use crate::worker::{Heartbeat, Registered, Worker, WorkerRegistration};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// A start request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartRequest {
+    /// The config to run.
+    pub config_id: ConfigId,
+    /// Run it on this worker (by name); else the host chooses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+}
+
+/// What a start returns at once (HTTP 202): the instance and the command to follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Started {
+    /// The new instance.
+    pub instance_id: InstanceId,
+    /// The start command sent to the worker.
+    pub command_id: Uuid,
+    /// The worker chosen.
+    pub worker_id: WorkerId,
+}
+
+/// The host's orchestration: catalogue, placement, commands and their records.
+#[derive(Debug, Clone)]
+pub struct HostService {
+    store: Store,
+    bus: Bus,
+    clock: Arc<dyn Clock>,
+}
+
+impl HostService {
+    /// A host over a store and a bus.
+    pub fn new(store: Store, bus: Bus, clock: Arc<dyn Clock>) -> Self {
+        Self { store, bus, clock }
+    }
+
+    /// The store it uses.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The bus it uses.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    /// Adds a game to the catalogue.
+    pub async fn create_game(&self, game: &NewGameServer) -> Result<GameServer, HostError> {
+        game.validate()?;
+        Ok(self
+            .store
+            .catalogue
+            .create_game(game, self.clock.now())
+            .await?)
+    }
+
+    /// Every game.
+    pub async fn list_games(&self) -> Result<Vec<GameServer>, HostError> {
+        Ok(self.store.catalogue.list_games().await?)
+    }
+
+    /// One game.
+    pub async fn get_game(&self, id: GameServerId) -> Result<GameServer, HostError> {
+        Ok(self.store.catalogue.get_game(id).await?)
+    }
+
+    /// Adds a config to a game.
+    pub async fn create_config(
+        &self,
+        game: GameServerId,
+        spec: &ConfigSpec,
+    ) -> Result<GameServerConfig, HostError> {
+        spec.validate()?;
+        Ok(self
+            .store
+            .catalogue
+            .create_config(game, spec, self.clock.now())
+            .await?)
+    }
+
+    /// Configs of one game (which must exist), or of all games.
+    pub async fn list_configs(
+        &self,
+        game: Option<GameServerId>,
+    ) -> Result<Vec<GameServerConfig>, HostError> {
+        if let Some(game) = game {
+            self.store.catalogue.get_game(game).await?;
+        }
+        Ok(self.store.catalogue.list_configs(game).await?)
+    }
+
+    /// One config.
+    pub async fn get_config(&self, id: ConfigId) -> Result<GameServerConfig, HostError> {
+        Ok(self.store.catalogue.get_config(id).await?)
+    }
+
+    /// A config with its game, as a worker needs it.
+    pub async fn config_bundle(&self, id: ConfigId) -> Result<ConfigBundle, HostError> {
+        let config = self.store.catalogue.get_config(id).await?;
+        let game = self.store.catalogue.get_game(config.game_server_id).await?;
+        Ok(ConfigBundle { game, config })
+    }
+
+    /// Every worker.
+    pub async fn list_workers(&self) -> Result<Vec<Worker>, HostError> {
+        Ok(self.store.workers.list_workers().await?)
+    }
+
+    /// One instance.
+    pub async fn get_instance(&self, id: InstanceId) -> Result<Instance, HostError> {
+        Ok(self.store.instances.get_instance(id).await?)
+    }
+
+    /// A page of instances.
+    pub async fn list_instances(
+        &self,
+        filter: &InstanceFilter,
+    ) -> Result<Vec<Instance>, HostError> {
+        Ok(self.store.instances.list_instances(filter).await?)
+    }
+
+    /// Status history of a worker or an instance.
+    pub async fn status_history(
+        &self,
+        entity: Entity,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StatusEvent>, HostError> {
+        Ok(self
+            .store
+            .status
+            .status_history(entity, after, limit.clamp(1, 500))
+            .await?)
+    }
+
+    /// One command record.
+    pub async fn get_command(&self, id: Uuid) -> Result<CommandRecord, HostError> {
+        Ok(self.store.commands.get_command(id).await?)
+    }
+
+    /// Starts a config: places it, creates the instance, sends the start command.
+    pub async fn start(
+        &self,
+        request: &StartRequest,
+        issued_by: &str,
+    ) -> Result<Started, HostError> {
+        let config = self.store.catalogue.get_config(request.config_id).await?;
+        let workers = self.store.workers.list_workers().await?;
+        let mut active = HashMap::new();
+        for instance in self.active_instances().await? {
+            *active.entry(instance.worker_id).or_insert(0u32) += 1;
+        }
+        let worker = place(&workers, &active, request.worker.as_deref())?;
+        let instance = self
+            .store
+            .instances
+            .create_instance(&NewInstance {
+                config_id: config.id,
+                worker_id: worker.id,
+                worker_epoch: worker.epoch,
+                created_at: self.clock.now(),
+            })
+            .await?;
+        let command = Command::Start {
+            instance_id: instance.id,
+            config_id: config.id,
+        };
+        let command_id = match self.send(worker.id, command, issued_by).await {
+            Ok(id) => id,
+            Err(e) => {
+                self.end_undelivered(instance.id, &e).await;
+                return Err(e);
+            }
+        };
+        Ok(Started {
+            instance_id: instance.id,
+            command_id,
+            worker_id: worker.id,
+        })
+    }
+
+    /// Asks an instance to stop gracefully.
+    pub async fn stop(&self, id: InstanceId, issued_by: &str) -> Result<Uuid, HostError> {
+        self.instance_command(id, Command::Stop { instance_id: id }, issued_by)
+            .await
+    }
+
+    /// Kills an instance (SIGKILL to its process group).
+    pub async fn kill(&self, id: InstanceId, issued_by: &str) -> Result<Uuid, HostError> {
+        self.instance_command(id, Command::Kill { instance_id: id }, issued_by)
+            .await
+    }
+
+    /// Sends a console line to an instance.
+    pub async fn stdin(
+        &self,
+        id: InstanceId,
+        line: &str,
+        issued_by: &str,
+    ) -> Result<Uuid, HostError> {
+        if line.contains(['\n', '\r', '\0']) {
+            return Err(crate::validation::ValidationError::field(
+                "line",
+                "must be a single line without NUL: send several lines as several requests",
+            )
+            .into());
+        }
+        let command = Command::Stdin {
+            instance_id: id,
+            line: line.to_owned(),
+        };
+        self.instance_command(id, command, issued_by).await
+    }
+
+    /// Registers a worker (a new epoch) and declares its command queue.
+    pub async fn register_worker(
+        &self,
+        registration: &WorkerRegistration,
+    ) -> Result<Registered, HostError> {
+        registration.validate()?;
+        let worker = self
+            .store
+            .workers
+            .register_worker(registration, self.clock.now())
+            .await?;
+        self.bus.declare_worker_queue(worker.id).await?;
+        Ok(Registered {
+            worker_id: worker.id,
+            epoch: worker.epoch,
+        })
+    }
+
+    /// Records a heartbeat. `Conflict` when the epoch was superseded.
+    pub async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), HostError> {
+        let current = self
+            .store
+            .workers
+            .record_heartbeat(heartbeat.worker_id, heartbeat.epoch, self.clock.now())
+            .await?;
+        if current {
+            Ok(())
+        } else {
+            Err(HostError::conflict(
+                heartbeat.worker_id,
+                format!(
+                    "epoch {} was superseded by a newer registration",
+                    heartbeat.epoch
+                ),
+            ))
+        }
+    }
+
+    /// An instance whose start never reached its worker is `crashed`, not left `created`.
+    async fn end_undelivered(&self, id: InstanceId, error: &HostError) {
+        let now = self.clock.now();
+        let change = StatusChange {
+            event_id: Uuid::new_v4(),
+            entity: Entity::Instance(id),
+            from: Status::Created,
+            to: Status::Crashed,
+            cause: Cause::Undelivered,
+            detail: Some(error.to_string()),
+            as_of: now,
+            reported_at: now,
+            update: EntityUpdate {
+                ended_at: Some(now),
+                ..EntityUpdate::default()
+            },
+        };
+        if let Err(e) = self.store.status.apply_status(&change).await {
+            tracing::error!(instance_id = id.get(), error = %e, "could not record an undelivered start");
+        }
+    }
+
+    async fn active_instances(&self) -> Result<Vec<Instance>, HostError> {
+        let mut active = Vec::new();
+        let mut filter = InstanceFilter::default();
+        loop {
+            let page = self.store.instances.list_instances(&filter).await?;
+            let Some(last) = page.last() else { break };
+            filter.after = Some(last.id);
+            active.extend(page.into_iter().filter(|i| i.status.is_active()));
+        }
+        Ok(active)
+    }
+
+    async fn instance_command(
+        &self,
+        id: InstanceId,
+        command: Command,
+        issued_by: &str,
+    ) -> Result<Uuid, HostError> {
+        let instance = self.store.instances.get_instance(id).await?;
+        if instance.status.is_terminal() {
+            return Err(HostError::conflict(
+                id,
+                format!(
+                    "is {}: it has ended; start its config again for a new instance",
+                    instance.status
+                ),
+            ));
+        }
+        self.send(instance.worker_id, command, issued_by).await
+    }
+
+    /// Records a command `pending`, publishes it, then marks it `delivered` (or `failed` with
+    /// the reason when the bus refused it).
+    async fn send(
+        &self,
+        worker: WorkerId,
+        command: Command,
+        issued_by: &str,
+    ) -> Result<Uuid, HostError> {
+        let now = self.clock.now();
+        let envelope = CommandEnvelope::new(command, issued_by, now);
+        let id = envelope.id;
+        self.store
+            .commands
+            .insert_command(&CommandRecord {
+                id,
+                worker_id: worker,
+                envelope: envelope.clone(),
+                state: CommandState::Pending,
+                detail: None,
+                updated_at: now,
+            })
+            .await?;
+        match self.bus.send_command(worker, &envelope).await {
+            Ok(()) => {
+                // The worker may already have answered: a final state stays as it is.
+                let _ = self
+                    .store
+                    .commands
+                    .transition_command(id, CommandState::Delivered, None, self.clock.now())
+                    .await;
+                Ok(id)
+            }
+            Err(e) => {
+                let detail = format!("could not be sent to {worker}: {e}");
+                self.store
+                    .commands
+                    .transition_command(id, CommandState::Failed, Some(&detail), self.clock.now())
+                    .await?;
+                Err(e.into())
+            }
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! In-memory adapters: real implementations with the semantics of the service-backed ones,
+//! for `manman up` and fast tests. Not mocks.
+
+mod bus;
+mod store;
+
+pub use bus::MemoryBus;
+pub use store::MemoryStore;
+
+#[cfg(test)]
+mod conformance {
+    //! The in-memory adapters pass the conformance suites.
+
+    use super::{MemoryBus, MemoryStore};
+    use crate::store::Store;
+    use crate::testing::{bus, bus::BusUnderTest, store};
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn memory_bus_passes_the_bus_suite() {
+        let bus = MemoryBus::new();
+        let under_test = BusUnderTest {
+            publisher: Arc::new(bus.clone()),
+            subscriber: Arc::new(bus),
+        };
+        bus::run_all(&under_test).await;
+    }
+
+    #[tokio::test]
+    async fn memory_store_passes_the_store_suite() {
+        store::run_all(&Store::from_adapter(MemoryStore::new())).await;
+    }
+}

@@ -1,0 +1,450 @@
+//! [`MemoryStore`]: every repository port in one process, with the constraints of the SQL
+//! schema (unique names, one default config per game, conditional status and command updates).
+
+use crate::command::{CommandRecord, CommandState};
+use crate::config::{ConfigSpec, GameServerConfig};
+use crate::game_server::{GameServer, NewGameServer, ServerType};
+use crate::id::{ConfigId, GameServerId, InstanceId, WorkerId};
+use crate::instance::{Instance, InstanceFilter, NewInstance};
+use crate::ports::{
+    ApplyOutcome, CatalogueRepository, CommandRepository, InstanceRepository, StatusChange,
+    StatusRepository, StoreError, WorkerRepository,
+};
+use crate::status::{Cause, Entity, Status, StatusEvent};
+use crate::worker::{Worker, WorkerRegistration};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use uuid::Uuid;
+
+/// Every repository port, in memory. Cloning shares the data.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    games: BTreeMap<GameServerId, GameServer>,
+    configs: BTreeMap<ConfigId, GameServerConfig>,
+    workers: BTreeMap<WorkerId, Worker>,
+    instances: BTreeMap<InstanceId, Instance>,
+    history: Vec<StatusEvent>,
+    applied_events: HashSet<Uuid>,
+    commands: HashMap<Uuid, CommandRecord>,
+    next_id: i64,
+}
+
+impl State {
+    fn next_id(&mut self) -> i64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn push_history(
+        &mut self,
+        entity: Entity,
+        from: Option<Status>,
+        status: Status,
+        cause: Cause,
+        detail: Option<String>,
+        at: DateTime<Utc>,
+    ) -> StatusEvent {
+        let event = StatusEvent {
+            id: self.history.len() as i64 + 1,
+            event_id: Uuid::new_v4(),
+            entity,
+            from,
+            status,
+            cause,
+            detail,
+            as_of: at,
+            reported_at: at,
+        };
+        self.applied_events.insert(event.event_id);
+        self.history.push(event.clone());
+        event
+    }
+
+    fn status_of(&self, entity: Entity) -> Result<Status, StoreError> {
+        match entity {
+            Entity::Worker(id) => self.workers.get(&id).map(|w| w.status),
+            Entity::Instance(id) => self.instances.get(&id).map(|i| i.status),
+        }
+        .ok_or_else(|| StoreError::not_found(entity))
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every change below is checked before it is written, so a poisoned lock still guards
+        // consistent data.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl CatalogueRepository for MemoryStore {
+    async fn create_game(
+        &self,
+        game: &NewGameServer,
+        at: DateTime<Utc>,
+    ) -> Result<GameServer, StoreError> {
+        let mut s = self.lock();
+        if s.games.values().any(|g| g.name == game.name) {
+            return Err(StoreError::conflict(
+                format!("game server {:?}", game.name),
+                "the name is taken: choose another",
+            ));
+        }
+        if let ServerType::Steam { app_id } = game.server_type
+            && s.games
+                .values()
+                .any(|g| g.server_type == ServerType::Steam { app_id })
+        {
+            return Err(StoreError::conflict(
+                format!("Steam app {app_id}"),
+                "another game server installs this app: add a config to it instead",
+            ));
+        }
+        let id = GameServerId(s.next_id());
+        let created = GameServer {
+            id,
+            name: game.name.clone(),
+            server_type: game.server_type.clone(),
+            created_at: at,
+        };
+        s.games.insert(id, created.clone());
+        Ok(created)
+    }
+
+    async fn get_game(&self, id: GameServerId) -> Result<GameServer, StoreError> {
+        self.lock()
+            .games
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| StoreError::not_found(id))
+    }
+
+    async fn find_game(&self, name: &str) -> Result<Option<GameServer>, StoreError> {
+        Ok(self.lock().games.values().find(|g| g.name == name).cloned())
+    }
+
+    async fn list_games(&self) -> Result<Vec<GameServer>, StoreError> {
+        Ok(self.lock().games.values().cloned().collect())
+    }
+
+    async fn create_config(
+        &self,
+        game: GameServerId,
+        spec: &ConfigSpec,
+        at: DateTime<Utc>,
+    ) -> Result<GameServerConfig, StoreError> {
+        let mut s = self.lock();
+        if !s.games.contains_key(&game) {
+            return Err(StoreError::not_found(game));
+        }
+        let siblings = || s.configs.values().filter(|c| c.game_server_id == game);
+        if siblings().any(|c| c.spec.name == spec.name) {
+            return Err(StoreError::conflict(
+                format!("config {:?} of {game}", spec.name),
+                "the name is taken for this game: choose another",
+            ));
+        }
+        if spec.is_default && siblings().any(|c| c.spec.is_default) {
+            return Err(StoreError::conflict(
+                format!("default config of {game}"),
+                "the game already has a default config: unset it first or create this one without is_default",
+            ));
+        }
+        let id = ConfigId(s.next_id());
+        let config = GameServerConfig {
+            id,
+            game_server_id: game,
+            created_at: at,
+            spec: spec.clone(),
+        };
+        s.configs.insert(id, config.clone());
+        Ok(config)
+    }
+
+    async fn get_config(&self, id: ConfigId) -> Result<GameServerConfig, StoreError> {
+        self.lock()
+            .configs
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| StoreError::not_found(id))
+    }
+
+    async fn list_configs(
+        &self,
+        game: Option<GameServerId>,
+    ) -> Result<Vec<GameServerConfig>, StoreError> {
+        Ok(self
+            .lock()
+            .configs
+            .values()
+            .filter(|c| game.is_none_or(|g| c.game_server_id == g))
+            .cloned()
+            .collect())
+    }
+}
+
+#[async_trait]
+impl WorkerRepository for MemoryStore {
+    async fn register_worker(
+        &self,
+        registration: &WorkerRegistration,
+        at: DateTime<Utc>,
+    ) -> Result<Worker, StoreError> {
+        let mut s = self.lock();
+        let existing = s
+            .workers
+            .values()
+            .find(|w| w.name == registration.name)
+            .cloned();
+        let (id, epoch, from) = match existing {
+            Some(w) => (w.id, w.epoch + 1, Some(w.status)),
+            None => (WorkerId(s.next_id()), 1, None),
+        };
+        let worker = Worker {
+            id,
+            name: registration.name.clone(),
+            epoch,
+            status: Status::Created,
+            version: registration.version.clone(),
+            labels: registration.labels.clone(),
+            capacity: registration.capacity,
+            started_at: at,
+            last_heartbeat_at: Some(at),
+            ended_at: None,
+        };
+        s.workers.insert(id, worker.clone());
+        s.push_history(
+            Entity::Worker(id),
+            from,
+            Status::Created,
+            Cause::Registered,
+            Some(format!("epoch {epoch}")),
+            at,
+        );
+        Ok(worker)
+    }
+
+    async fn record_heartbeat(
+        &self,
+        id: WorkerId,
+        epoch: i64,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        let worker = s
+            .workers
+            .get_mut(&id)
+            .ok_or_else(|| StoreError::not_found(id))?;
+        if worker.epoch != epoch {
+            return Ok(false);
+        }
+        worker.last_heartbeat_at = Some(at);
+        Ok(true)
+    }
+
+    async fn get_worker(&self, id: WorkerId) -> Result<Worker, StoreError> {
+        self.lock()
+            .workers
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| StoreError::not_found(id))
+    }
+
+    async fn list_workers(&self) -> Result<Vec<Worker>, StoreError> {
+        Ok(self.lock().workers.values().cloned().collect())
+    }
+}
+
+#[async_trait]
+impl InstanceRepository for MemoryStore {
+    async fn create_instance(&self, new: &NewInstance) -> Result<Instance, StoreError> {
+        let mut s = self.lock();
+        if !s.configs.contains_key(&new.config_id) {
+            return Err(StoreError::not_found(new.config_id));
+        }
+        if !s.workers.contains_key(&new.worker_id) {
+            return Err(StoreError::not_found(new.worker_id));
+        }
+        let id = InstanceId(s.next_id());
+        let instance = Instance {
+            id,
+            config_id: new.config_id,
+            worker_id: new.worker_id,
+            worker_epoch: new.worker_epoch,
+            status: Status::Created,
+            created_at: new.created_at,
+            started_at: None,
+            ready_at: None,
+            ended_at: None,
+            exit_code: None,
+            exit_signal: None,
+            restart_count: 0,
+            last_heartbeat_at: None,
+        };
+        s.instances.insert(id, instance.clone());
+        s.push_history(
+            Entity::Instance(id),
+            None,
+            Status::Created,
+            Cause::Placed,
+            Some(format!("placed on {}", new.worker_id)),
+            new.created_at,
+        );
+        Ok(instance)
+    }
+
+    async fn get_instance(&self, id: InstanceId) -> Result<Instance, StoreError> {
+        self.lock()
+            .instances
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| StoreError::not_found(id))
+    }
+
+    async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>, StoreError> {
+        Ok(self
+            .lock()
+            .instances
+            .values()
+            .filter(|i| filter.matches(i))
+            .take(filter.effective_limit())
+            .cloned()
+            .collect())
+    }
+}
+
+#[async_trait]
+impl StatusRepository for MemoryStore {
+    async fn apply_status(&self, change: &StatusChange) -> Result<ApplyOutcome, StoreError> {
+        let mut s = self.lock();
+        if s.applied_events.contains(&change.event_id) {
+            return Ok(ApplyOutcome::Duplicate);
+        }
+        let current = s.status_of(change.entity)?;
+        if current != change.from {
+            return Err(StoreError::conflict(
+                change.entity,
+                format!("is {current}, not {} as the change expected", change.from),
+            ));
+        }
+        let u = &change.update;
+        match change.entity {
+            Entity::Worker(id) => {
+                let w = s.workers.get_mut(&id).expect("status_of found it");
+                w.status = change.to;
+                if u.ended_at.is_some() {
+                    w.ended_at = u.ended_at;
+                }
+            }
+            Entity::Instance(id) => {
+                let i = s.instances.get_mut(&id).expect("status_of found it");
+                i.status = change.to;
+                i.started_at = u.started_at.or(i.started_at);
+                i.ready_at = u.ready_at.or(i.ready_at);
+                i.ended_at = u.ended_at.or(i.ended_at);
+                if u.exit_code.is_some() || u.exit_signal.is_some() {
+                    i.exit_code = u.exit_code;
+                    i.exit_signal = u.exit_signal;
+                }
+                i.restart_count = u.restart_count.unwrap_or(i.restart_count);
+            }
+        }
+        let event = StatusEvent {
+            id: s.history.len() as i64 + 1,
+            event_id: change.event_id,
+            entity: change.entity,
+            from: Some(change.from),
+            status: change.to,
+            cause: change.cause,
+            detail: change.detail.clone(),
+            as_of: change.as_of,
+            reported_at: change.reported_at,
+        };
+        s.applied_events.insert(change.event_id);
+        s.history.push(event.clone());
+        Ok(ApplyOutcome::Applied(event))
+    }
+
+    async fn status_history(
+        &self,
+        entity: Entity,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StatusEvent>, StoreError> {
+        let s = self.lock();
+        s.status_of(entity)?;
+        Ok(s.history
+            .iter()
+            .filter(|e| e.entity == entity && after.is_none_or(|a| e.id > a))
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+}
+
+#[async_trait]
+impl CommandRepository for MemoryStore {
+    async fn insert_command(&self, record: &CommandRecord) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        if s.commands.contains_key(&record.id) {
+            return Err(StoreError::conflict(
+                format!("command {}", record.id),
+                "the id exists",
+            ));
+        }
+        if !s.workers.contains_key(&record.worker_id) {
+            return Err(StoreError::not_found(record.worker_id));
+        }
+        s.commands.insert(record.id, record.clone());
+        Ok(())
+    }
+
+    async fn get_command(&self, id: Uuid) -> Result<CommandRecord, StoreError> {
+        self.lock()
+            .commands
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| StoreError::not_found(format!("command {id}")))
+    }
+
+    async fn transition_command(
+        &self,
+        id: Uuid,
+        to: CommandState,
+        detail: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<CommandRecord, StoreError> {
+        let mut s = self.lock();
+        let record = s
+            .commands
+            .get_mut(&id)
+            .ok_or_else(|| StoreError::not_found(format!("command {id}")))?;
+        if !record.state.can_become(to) {
+            return Err(StoreError::conflict(
+                format!("command {id}"),
+                format!("is {}, cannot become {to}", record.state),
+            ));
+        }
+        record.state = to;
+        if let Some(detail) = detail {
+            record.detail = Some(detail.to_owned());
+        }
+        record.updated_at = at;
+        Ok(record.clone())
+    }
+}

@@ -1,0 +1,76 @@
+//! The host as a worker sees it: register, heartbeat, fetch configs. In-process for
+//! `manman up` ([`crate::host::LocalHostApi`]), HTTP between machines (`manman-http`).
+
+use crate::config::GameServerConfig;
+use crate::game_server::GameServer;
+use crate::id::{ConfigId, WorkerId};
+use crate::worker::{Heartbeat, Registered, WorkerRegistration};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::fmt::Debug;
+
+/// A config with its game: all a worker needs to start it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigBundle {
+    /// The game.
+    pub game: GameServer,
+    /// The config.
+    pub config: GameServerConfig,
+}
+
+/// The worker-facing side of the host.
+#[async_trait]
+pub trait HostApi: Send + Sync + Debug + 'static {
+    /// Registers this worker (a new epoch).
+    async fn register(&self, registration: &WorkerRegistration)
+    -> Result<Registered, HostApiError>;
+    /// Reports liveness and inventory. [`HostApiError::Superseded`] when a newer epoch exists.
+    async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), HostApiError>;
+    /// A config and its game.
+    async fn fetch_config(&self, id: ConfigId) -> Result<ConfigBundle, HostApiError>;
+}
+
+/// What can go wrong talking to the host.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostApiError {
+    /// A newer registration of this worker exists: this one must stop.
+    #[error("{worker_id} epoch {epoch} was superseded by a newer registration")]
+    Superseded {
+        /// The worker.
+        worker_id: WorkerId,
+        /// The old epoch.
+        epoch: i64,
+    },
+    /// It does not exist.
+    #[error("{what} does not exist")]
+    NotFound {
+        /// What.
+        what: String,
+    },
+    /// The request was refused as invalid.
+    #[error("the host refused the request: {detail}")]
+    Invalid {
+        /// Why.
+        detail: String,
+    },
+    /// The worker's credentials were refused.
+    #[error("the host refused this worker's credentials: {detail}")]
+    Unauthorized {
+        /// Why.
+        detail: String,
+    },
+    /// The host cannot be reached now: retry later.
+    #[error("the host is unavailable: {detail}")]
+    Unavailable {
+        /// Why.
+        detail: String,
+    },
+}
+
+impl HostApiError {
+    /// Whether retrying later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}

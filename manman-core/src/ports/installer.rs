@@ -1,0 +1,66 @@
+//! The installer port: make a game's files present on this machine before it starts.
+
+use crate::config::GameServerConfig;
+use crate::game_server::GameServer;
+use async_trait::async_trait;
+use std::fmt::Debug;
+use std::path::PathBuf;
+
+/// What to install.
+#[derive(Debug, Clone)]
+pub struct InstallRequest {
+    /// The game.
+    pub game: GameServer,
+    /// The config about to run (its executable must exist afterwards).
+    pub config: GameServerConfig,
+    /// The worker's install directory (the root under which games live).
+    pub install_root: PathBuf,
+}
+
+/// Where the game's files are, once installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installation {
+    /// The game's directory: executables and working dirs are relative to it.
+    pub dir: PathBuf,
+    /// The installed build, when the installer knows it.
+    pub build_id: Option<String>,
+}
+
+/// Installs or finds a game's files.
+#[async_trait]
+pub trait GameInstaller: Send + Sync + Debug + 'static {
+    /// Makes the game's files present and returns where they are.
+    async fn install(&self, request: &InstallRequest) -> Result<Installation, InstallError>;
+}
+
+/// Why a game could not be installed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InstallError {
+    /// This installer does not handle the game's type.
+    #[error("{game}: {detail}")]
+    Unsupported {
+        /// The game's name.
+        game: String,
+        /// Which installer would.
+        detail: String,
+    },
+    /// The files are not there (a local game's directory, or the executable).
+    #[error("{game}: {path} does not exist: {hint}")]
+    Missing {
+        /// The game's name.
+        game: String,
+        /// What is missing.
+        path: PathBuf,
+        /// What the operator should do.
+        hint: String,
+    },
+    /// Installing failed.
+    #[error("{game}: install failed: {detail}")]
+    Failed {
+        /// The game's name.
+        game: String,
+        /// What happened and what to do.
+        detail: String,
+    },
+}

@@ -1,0 +1,214 @@
+//! The process port: spawn a game server as a child process and control its whole process
+//! group. The graceful stop sequence built on it is in [`crate::process`].
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::{self, Debug};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessSpec {
+    /// The program (absolute, or relative to `cwd`).
+    pub program: PathBuf,
+    /// Its arguments (no shell).
+    pub args: Vec<String>,
+    /// Variables added to the inherited environment.
+    pub env: BTreeMap<String, String>,
+    /// Working directory.
+    pub cwd: PathBuf,
+}
+
+/// Spawns processes.
+#[async_trait]
+pub trait ProcessRunner: Send + Sync + Debug + 'static {
+    /// Starts `spec` in its own process group with piped stdin, stdout and stderr.
+    async fn spawn(&self, spec: &ProcessSpec) -> Result<SpawnedProcess, ProcessError>;
+}
+
+/// A just-spawned process: its handle and its output lines.
+#[derive(Debug)]
+pub struct SpawnedProcess {
+    /// Controls the process; cloneable.
+    pub handle: ProcessHandle,
+    /// stdout and stderr, line by line (a last partial line included). Closed when both end.
+    pub output: mpsc::Receiver<OutputLine>,
+}
+
+/// A line a process printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputLine {
+    /// Which stream.
+    pub stream: OutputStream,
+    /// The text without its line ending (invalid UTF-8 replaced).
+    pub text: String,
+}
+
+/// stdout or stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// Signals ManMan sends to a process group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessSignal {
+    /// SIGTERM.
+    Term,
+    /// SIGINT.
+    Int,
+    /// SIGKILL.
+    Kill,
+}
+
+impl From<crate::config::StopSignal> for ProcessSignal {
+    fn from(signal: crate::config::StopSignal) -> Self {
+        match signal {
+            crate::config::StopSignal::Term => Self::Term,
+            crate::config::StopSignal::Int => Self::Int,
+        }
+    }
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    /// Exit code, when it exited by itself.
+    pub code: Option<i32>,
+    /// The signal that ended it, if any.
+    pub signal: Option<i32>,
+}
+
+impl ExitStatus {
+    /// Exited with code 0.
+    pub fn success(self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.code, self.signal) {
+            (Some(code), _) => write!(f, "exit code {code}"),
+            (None, Some(signal)) => write!(f, "signal {signal}"),
+            (None, None) => f.write_str("unknown exit"),
+        }
+    }
+}
+
+/// Sends signals to a process's whole group.
+pub trait ProcessControl: Send + Sync + Debug + 'static {
+    /// Sends `signal` to every process of the group. Sending to a group that is gone is not an
+    /// error.
+    fn signal_group(&self, signal: ProcessSignal) -> Result<(), ProcessError>;
+}
+
+/// A handle on a running process: write lines, signal the group, wait for the exit.
+#[derive(Debug, Clone)]
+pub struct ProcessHandle {
+    pid: u32,
+    stdin: mpsc::Sender<String>,
+    exit: watch::Receiver<Option<ExitStatus>>,
+    control: Arc<dyn ProcessControl>,
+}
+
+impl ProcessHandle {
+    /// Assembles a handle; for [`ProcessRunner`] implementations.
+    ///
+    /// `stdin` takes lines (without newline) to write; `exit` becomes `Some` once the process
+    /// was reaped.
+    pub fn new(
+        pid: u32,
+        stdin: mpsc::Sender<String>,
+        exit: watch::Receiver<Option<ExitStatus>>,
+        control: Arc<dyn ProcessControl>,
+    ) -> Self {
+        Self {
+            pid,
+            stdin,
+            exit,
+            control,
+        }
+    }
+
+    /// The process id (also its process group id).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Queues a line for its stdin without waiting. Fails when the process is gone or the
+    /// buffer is full (the process does not read its input).
+    pub fn write_line(&self, line: &str) -> Result<(), ProcessError> {
+        self.stdin.try_send(line.to_owned()).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => ProcessError::StdinFull { pid: self.pid },
+            mpsc::error::TrySendError::Closed(_) => ProcessError::Exited { pid: self.pid },
+        })
+    }
+
+    /// Sends a signal to its whole process group.
+    pub fn signal(&self, signal: ProcessSignal) -> Result<(), ProcessError> {
+        self.control.signal_group(signal)
+    }
+
+    /// Its exit status, if it has exited.
+    pub fn try_exit(&self) -> Option<ExitStatus> {
+        *self.exit.borrow()
+    }
+
+    /// Waits until it has exited and was reaped.
+    pub async fn wait(&self) -> ExitStatus {
+        let mut exit = self.exit.clone();
+        match exit.wait_for(Option::is_some).await {
+            Ok(status) => status.unwrap_or(ExitStatus {
+                code: None,
+                signal: None,
+            }),
+            // The reaper is gone without a status: the runtime is shutting down.
+            Err(_) => ExitStatus {
+                code: None,
+                signal: None,
+            },
+        }
+    }
+}
+
+/// What can go wrong with a process.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// It could not be started.
+    #[error("could not start {program}: {source}")]
+    Spawn {
+        /// The program.
+        program: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It has exited.
+    #[error("process {pid} has exited")]
+    Exited {
+        /// Its pid.
+        pid: u32,
+    },
+    /// It is not reading its stdin and the buffer is full.
+    #[error("process {pid} is not reading its input: the stdin buffer is full")]
+    StdinFull {
+        /// Its pid.
+        pid: u32,
+    },
+    /// A signal could not be sent.
+    #[error("could not signal process group {pid}: {detail}")]
+    Signal {
+        /// The group.
+        pid: u32,
+        /// Why.
+        detail: String,
+    },
+}

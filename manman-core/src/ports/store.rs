@@ -1,0 +1,226 @@
+//! The repository ports: the host's truth (catalogue, workers, instances, status history,
+//! command records). Every method is one atomic change.
+
+use crate::command::{CommandRecord, CommandState};
+use crate::config::{ConfigSpec, GameServerConfig};
+use crate::game_server::{GameServer, NewGameServer};
+use crate::id::{ConfigId, GameServerId, InstanceId, WorkerId};
+use crate::instance::{Instance, InstanceFilter, NewInstance};
+use crate::status::{Cause, Entity, Status, StatusEvent};
+use crate::worker::{Worker, WorkerRegistration};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::fmt::Debug;
+use uuid::Uuid;
+
+/// What can go wrong in a store. Each variant names what it is about.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// It does not exist.
+    #[error("{what} does not exist")]
+    NotFound {
+        /// What was looked for, e.g. `config 3`.
+        what: String,
+    },
+    /// It clashes with what is stored (a unique name, a concurrent change).
+    #[error("{what}: {detail}")]
+    Conflict {
+        /// What clashes, e.g. `game server "cs2"`.
+        what: String,
+        /// How, and what to do.
+        detail: String,
+    },
+    /// It refers to something missing or breaks a rule of the schema.
+    #[error("{detail}")]
+    Invalid {
+        /// What is wrong.
+        detail: String,
+    },
+    /// The store cannot be reached now: retry later.
+    #[error("the store is unavailable: {source}")]
+    Unavailable {
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Anything else; a bug or a broken store.
+    #[error("store failure: {source}")]
+    Other {
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl StoreError {
+    /// `NotFound` for `what`.
+    pub fn not_found(what: impl ToString) -> Self {
+        Self::NotFound {
+            what: what.to_string(),
+        }
+    }
+
+    /// `Conflict` about `what`.
+    pub fn conflict(what: impl ToString, detail: impl Into<String>) -> Self {
+        Self::Conflict {
+            what: what.to_string(),
+            detail: detail.into(),
+        }
+    }
+
+    /// Whether retrying later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// Games and their configs.
+#[async_trait]
+pub trait CatalogueRepository: Send + Sync + Debug + 'static {
+    /// Adds a game. `Conflict` when the name (or a Steam app id) is taken.
+    async fn create_game(
+        &self,
+        game: &NewGameServer,
+        at: DateTime<Utc>,
+    ) -> Result<GameServer, StoreError>;
+    /// One game.
+    async fn get_game(&self, id: GameServerId) -> Result<GameServer, StoreError>;
+    /// A game by its unique name.
+    async fn find_game(&self, name: &str) -> Result<Option<GameServer>, StoreError>;
+    /// Every game, by id.
+    async fn list_games(&self) -> Result<Vec<GameServer>, StoreError>;
+    /// Adds a config to a game. `NotFound` for a missing game; `Conflict` for a taken name or a
+    /// second default.
+    async fn create_config(
+        &self,
+        game: GameServerId,
+        spec: &ConfigSpec,
+        at: DateTime<Utc>,
+    ) -> Result<GameServerConfig, StoreError>;
+    /// One config.
+    async fn get_config(&self, id: ConfigId) -> Result<GameServerConfig, StoreError>;
+    /// Configs of one game, or of all games, by id.
+    async fn list_configs(
+        &self,
+        game: Option<GameServerId>,
+    ) -> Result<Vec<GameServerConfig>, StoreError>;
+}
+
+/// Workers, their epochs and leases.
+#[async_trait]
+pub trait WorkerRepository: Send + Sync + Debug + 'static {
+    /// Registers a worker by name: a new one gets epoch 1, a known one the next epoch. Its
+    /// status becomes `created` (recorded in the history with cause `registered`).
+    async fn register_worker(
+        &self,
+        registration: &WorkerRegistration,
+        at: DateTime<Utc>,
+    ) -> Result<Worker, StoreError>;
+    /// Records a heartbeat if `epoch` is still the worker's epoch; `false` when it is not
+    /// (a newer registration superseded it).
+    async fn record_heartbeat(
+        &self,
+        id: WorkerId,
+        epoch: i64,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// One worker.
+    async fn get_worker(&self, id: WorkerId) -> Result<Worker, StoreError>;
+    /// Every worker, by id.
+    async fn list_workers(&self) -> Result<Vec<Worker>, StoreError>;
+}
+
+/// Instances.
+#[async_trait]
+pub trait InstanceRepository: Send + Sync + Debug + 'static {
+    /// Creates an instance in status `created` (history cause `placed`). `NotFound` when the
+    /// config or the worker is missing.
+    async fn create_instance(&self, new: &NewInstance) -> Result<Instance, StoreError>;
+    /// One instance.
+    async fn get_instance(&self, id: InstanceId) -> Result<Instance, StoreError>;
+    /// A page of instances, by id.
+    async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>, StoreError>;
+}
+
+/// A status change to apply: history row and current status together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    /// Id of the message that caused it; applying the same id twice is a no-op.
+    pub event_id: Uuid,
+    /// Whose status.
+    pub entity: Entity,
+    /// The status it must have now (a conditional update: else `Conflict`).
+    pub from: Status,
+    /// The new status.
+    pub to: Status,
+    /// Why.
+    pub cause: Cause,
+    /// For a person.
+    pub detail: Option<String>,
+    /// Host clock.
+    pub as_of: DateTime<Utc>,
+    /// Sender clock.
+    pub reported_at: DateTime<Utc>,
+    /// Fields of the entity to set along with the status.
+    pub update: EntityUpdate,
+}
+
+/// Fields set together with a status; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntityUpdate {
+    /// Instance: first spawn.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Instance: became ready.
+    pub ready_at: Option<DateTime<Utc>>,
+    /// Instance or worker: ended.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Instance: exit code.
+    pub exit_code: Option<i32>,
+    /// Instance: exit signal.
+    pub exit_signal: Option<i32>,
+    /// Instance: restarts so far.
+    pub restart_count: Option<u32>,
+}
+
+/// The result of applying a status change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// Recorded.
+    Applied(StatusEvent),
+    /// This event id was applied before; nothing changed.
+    Duplicate,
+}
+
+/// Status history and current status.
+#[async_trait]
+pub trait StatusRepository: Send + Sync + Debug + 'static {
+    /// Appends the history row and sets the current status in one transaction, only if the
+    /// entity's status is still `change.from` (else `Conflict`, nothing written).
+    async fn apply_status(&self, change: &StatusChange) -> Result<ApplyOutcome, StoreError>;
+    /// History of one entity, oldest first, rows with `id > after`, at most `limit`.
+    async fn status_history(
+        &self,
+        entity: Entity,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StatusEvent>, StoreError>;
+}
+
+/// Command records.
+#[async_trait]
+pub trait CommandRepository: Send + Sync + Debug + 'static {
+    /// Records a new command. `Conflict` when the id exists.
+    async fn insert_command(&self, record: &CommandRecord) -> Result<(), StoreError>;
+    /// One command.
+    async fn get_command(&self, id: Uuid) -> Result<CommandRecord, StoreError>;
+    /// Moves a command to `to` if its state allows ([`CommandState::can_become`]); else
+    /// `Conflict` and nothing changes.
+    async fn transition_command(
+        &self,
+        id: Uuid,
+        to: CommandState,
+        detail: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<CommandRecord, StoreError>;
+}

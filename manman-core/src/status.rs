@@ -1,0 +1,254 @@
+//! The status lifecycle shared by workers and instances, its transition table, and the
+//! append-only history.
+
+use crate::id::{InstanceId, WorkerId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use uuid::Uuid;
+
+/// Where a worker or an instance is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Known to the host, nothing started yet.
+    Created,
+    /// Installing, updating or starting; not ready yet.
+    Initializing,
+    /// Ready (the ready pattern matched, or spawned without one).
+    Running,
+    /// Stopped on request, or exited cleanly.
+    Complete,
+    /// Exited unexpectedly or failed to start, and the restart policy gave up.
+    Crashed,
+    /// The host stopped hearing from the worker: the real state is unknown.
+    Lost,
+}
+
+impl Status {
+    /// Every status, in lifecycle order.
+    pub const ALL: [Self; 6] = [
+        Self::Created,
+        Self::Initializing,
+        Self::Running,
+        Self::Complete,
+        Self::Crashed,
+        Self::Lost,
+    ];
+
+    /// `complete` and `crashed` are final for an instance.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Complete | Self::Crashed)
+    }
+
+    /// Not terminal: something may still be running.
+    pub fn is_active(self) -> bool {
+        !self.is_terminal()
+    }
+
+    /// The snake_case name used in JSON and SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Initializing => "initializing",
+            Self::Running => "running",
+            Self::Complete => "complete",
+            Self::Crashed => "crashed",
+            Self::Lost => "lost",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| format!("unknown status {s:?}: expected one of created, initializing, running, complete, crashed, lost"))
+    }
+}
+
+/// What a status belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Entity {
+    /// A worker.
+    Worker(WorkerId),
+    /// An instance.
+    Instance(InstanceId),
+}
+
+impl fmt::Display for Entity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Worker(id) => id.fmt(f),
+            Self::Instance(id) => id.fmt(f),
+        }
+    }
+}
+
+/// Why a status changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Cause {
+    /// An operator asked (start, stop).
+    User,
+    /// The host placed a new instance on a worker.
+    Placed,
+    /// A worker registered (a new epoch).
+    Registered,
+    /// The process was spawned.
+    Spawned,
+    /// The ready pattern matched (or spawn, without one).
+    Ready,
+    /// The process exited on its own.
+    Exited,
+    /// The crash policy restarted it.
+    CrashPolicy,
+    /// The crash policy gave up: too many restarts in the window.
+    CrashLoop,
+    /// Installing failed.
+    InstallFailed,
+    /// Spawning failed.
+    SpawnFailed,
+    /// The server never printed its ready line in time.
+    ReadyTimeout,
+    /// An operator killed it (SIGKILL, no graceful stop).
+    Killed,
+    /// The host stopped hearing from the worker.
+    LeaseExpired,
+    /// The worker was heard again and still runs it.
+    Recovered,
+    /// The worker is shutting down.
+    WorkerShutdown,
+    /// The worker restarted and found it gone, or ended it.
+    WorkerRestart,
+    /// Its start command could not be delivered to the worker.
+    Undelivered,
+}
+
+/// Whether `from → to` is allowed for an entity. Forbidden transitions are errors, never applied.
+///
+/// | from | to |
+/// |---|---|
+/// | created | initializing, running, complete, crashed, lost |
+/// | initializing | initializing (restart), running, complete, crashed, lost |
+/// | running | initializing (restart), complete, crashed, lost |
+/// | lost | initializing, running (recovered), complete, crashed |
+/// | complete, crashed | nothing (an instance); `created` (a worker registering again) |
+///
+/// A worker may also go to `created` from any status: that is a new registration (epoch).
+pub fn can_transition(entity: &Entity, from: Status, to: Status) -> bool {
+    use Status::{Complete, Crashed, Created, Initializing, Lost, Running};
+    if matches!(entity, Entity::Worker(_)) && to == Created {
+        return true;
+    }
+    match from {
+        Created => matches!(to, Initializing | Running | Complete | Crashed | Lost),
+        Initializing => matches!(to, Initializing | Running | Complete | Crashed | Lost),
+        Running => matches!(to, Initializing | Complete | Crashed | Lost),
+        Lost => matches!(to, Initializing | Running | Complete | Crashed),
+        Complete | Crashed => false,
+    }
+}
+
+/// One row of the append-only status history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusEvent {
+    /// Position in the history (grows with each row; the pagination cursor).
+    pub id: i64,
+    /// Id of the message that caused it (deduplication: a message is applied once).
+    pub event_id: Uuid,
+    /// Whose status.
+    pub entity: Entity,
+    /// The status before.
+    pub from: Option<Status>,
+    /// The new status.
+    pub status: Status,
+    /// Why.
+    pub cause: Cause,
+    /// Anything a person should know (exit code, error message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// When the host recorded it (the host's clock orders events).
+    pub as_of: DateTime<Utc>,
+    /// When the sender saw it (the sender's clock, informational).
+    pub reported_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INSTANCE: Entity = Entity::Instance(InstanceId(1));
+    const WORKER: Entity = Entity::Worker(WorkerId(1));
+
+    #[test]
+    fn terminal_statuses_are_final_for_instances() {
+        for to in Status::ALL {
+            assert!(!can_transition(&INSTANCE, Status::Complete, to));
+            assert!(!can_transition(&INSTANCE, Status::Crashed, to));
+        }
+    }
+
+    #[test]
+    fn the_lifecycle_path_is_allowed() {
+        use Status::*;
+        for (from, to) in [
+            (Created, Initializing),
+            (Initializing, Running),
+            (Running, Complete),
+            (Running, Lost),
+            (Lost, Running),
+            (Lost, Crashed),
+            (Running, Initializing),
+        ] {
+            assert!(can_transition(&INSTANCE, from, to), "{from} -> {to}");
+        }
+        assert!(!can_transition(&INSTANCE, Running, Running));
+        assert!(!can_transition(&INSTANCE, Running, Created));
+        assert!(!can_transition(&INSTANCE, Lost, Lost));
+    }
+
+    #[test]
+    fn workers_may_register_again_from_any_status() {
+        for from in Status::ALL {
+            assert!(can_transition(&WORKER, from, Status::Created));
+        }
+        assert!(!can_transition(&WORKER, Status::Complete, Status::Running));
+    }
+
+    #[test]
+    fn statuses_round_trip_through_text() {
+        for s in Status::ALL {
+            assert_eq!(s.as_str().parse::<Status>().unwrap(), s);
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
+        }
+        assert!(
+            "bogus"
+                .parse::<Status>()
+                .unwrap_err()
+                .contains("expected one of")
+        );
+    }
+
+    #[test]
+    fn causes_are_kebab_case() {
+        assert_eq!(
+            serde_json::to_string(&Cause::CrashPolicy).unwrap(),
+            "\"crash-policy\""
+        );
+        assert_eq!(
+            serde_json::to_string(&Cause::LeaseExpired).unwrap(),
+            "\"lease-expired\""
+        );
+    }
+}

@@ -1,0 +1,42 @@
+//! [`Store`]: the repository ports of one adapter, held together.
+
+use crate::ports::{
+    CatalogueRepository, CommandRepository, InstanceRepository, StatusRepository, WorkerRepository,
+};
+use std::sync::Arc;
+
+/// The host's repositories. Usually all five come from one adapter ([`Store::from_adapter`]).
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// Games and configs.
+    pub catalogue: Arc<dyn CatalogueRepository>,
+    /// Workers.
+    pub workers: Arc<dyn WorkerRepository>,
+    /// Instances.
+    pub instances: Arc<dyn InstanceRepository>,
+    /// Status history and current status.
+    pub status: Arc<dyn StatusRepository>,
+    /// Command records.
+    pub commands: Arc<dyn CommandRepository>,
+}
+
+impl Store {
+    /// Every repository from one adapter value.
+    pub fn from_adapter<A>(adapter: A) -> Self
+    where
+        A: CatalogueRepository
+            + WorkerRepository
+            + InstanceRepository
+            + StatusRepository
+            + CommandRepository
+            + Clone,
+    {
+        Self {
+            catalogue: Arc::new(adapter.clone()),
+            workers: Arc::new(adapter.clone()),
+            instances: Arc::new(adapter.clone()),
+            status: Arc::new(adapter.clone()),
+            commands: Arc::new(adapter),
+        }
+    }
+}

@@ -1,0 +1,532 @@
+//! The repository-port conformance suite.
+
+use crate::command::{Command, CommandEnvelope, CommandRecord, CommandState};
+use crate::config::ConfigSpec;
+use crate::game_server::{NewGameServer, ServerType};
+use crate::id::{ConfigId, InstanceId, WorkerId};
+use crate::instance::{Instance, InstanceFilter, NewInstance};
+use crate::ports::{ApplyOutcome, EntityUpdate, StatusChange, StoreError};
+use crate::status::{Cause, Entity, Status};
+use crate::store::Store;
+use crate::testing::unique;
+use crate::worker::{Worker, WorkerRegistration};
+use chrono::{DateTime, SubsecRound, Utc};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// Now, at the microsecond precision SQL timestamps keep.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+fn local_game(name: &str) -> NewGameServer {
+    NewGameServer {
+        name: name.to_owned(),
+        server_type: ServerType::Local {
+            path: format!("games/{name}"),
+        },
+    }
+}
+
+async fn worker(store: &Store) -> Worker {
+    let registration = WorkerRegistration {
+        name: unique("w"),
+        version: "1.0".to_owned(),
+        capacity: 4,
+        labels: BTreeMap::from([("region".to_owned(), "eu".to_owned())]),
+    };
+    store
+        .workers
+        .register_worker(&registration, now())
+        .await
+        .expect("register")
+}
+
+async fn config(store: &Store) -> ConfigId {
+    let game = store
+        .catalogue
+        .create_game(&local_game(&unique("g")), now())
+        .await
+        .expect("game");
+    let spec = ConfigSpec::new("main", "server");
+    store
+        .catalogue
+        .create_config(game.id, &spec, now())
+        .await
+        .expect("config")
+        .id
+}
+
+async fn instance(store: &Store) -> (Instance, Worker) {
+    let worker = worker(store).await;
+    let config_id = config(store).await;
+    let instance = store
+        .instances
+        .create_instance(&NewInstance {
+            config_id,
+            worker_id: worker.id,
+            worker_epoch: worker.epoch,
+            created_at: now(),
+        })
+        .await
+        .expect("instance");
+    (instance, worker)
+}
+
+fn change(entity: Entity, from: Status, to: Status) -> StatusChange {
+    StatusChange {
+        event_id: Uuid::new_v4(),
+        entity,
+        from,
+        to,
+        cause: Cause::User,
+        detail: None,
+        as_of: now(),
+        reported_at: now(),
+        update: EntityUpdate::default(),
+    }
+}
+
+/// Games: create, get, find, list; names and Steam app ids are unique.
+pub async fn games_are_unique_by_name_and_app(store: &Store) {
+    let name = unique("game");
+    let at = now();
+    let game = store
+        .catalogue
+        .create_game(&local_game(&name), at)
+        .await
+        .expect("create");
+    assert_eq!(game.name, name);
+    assert_eq!(game.created_at, at);
+    assert_eq!(store.catalogue.get_game(game.id).await.expect("get"), game);
+    assert_eq!(
+        store.catalogue.find_game(&name).await.expect("find"),
+        Some(game.clone())
+    );
+    assert_eq!(
+        store
+            .catalogue
+            .find_game(&unique("none"))
+            .await
+            .expect("find"),
+        None
+    );
+    assert!(
+        store
+            .catalogue
+            .list_games()
+            .await
+            .expect("list")
+            .contains(&game)
+    );
+    let again = store.catalogue.create_game(&local_game(&name), now()).await;
+    assert!(
+        matches!(again, Err(StoreError::Conflict { .. })),
+        "{again:?}"
+    );
+
+    let app_id = 100_000 + (Uuid::new_v4().as_u128() % 1_000_000_000) as u32;
+    let steam = |name: String| NewGameServer {
+        name,
+        server_type: ServerType::Steam { app_id },
+    };
+    store
+        .catalogue
+        .create_game(&steam(unique("s")), now())
+        .await
+        .expect("steam game");
+    let twice = store
+        .catalogue
+        .create_game(&steam(unique("s")), now())
+        .await;
+    assert!(
+        matches!(twice, Err(StoreError::Conflict { .. })),
+        "{twice:?}"
+    );
+    let missing = store
+        .catalogue
+        .get_game(crate::id::GameServerId(i64::MAX))
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+}
+
+/// Configs: unique name per game, at most one default per game, missing game is `NotFound`.
+pub async fn configs_follow_the_catalogue_rules(store: &Store) {
+    let game = store
+        .catalogue
+        .create_game(&local_game(&unique("g")), now())
+        .await
+        .expect("game");
+    let other = store
+        .catalogue
+        .create_game(&local_game(&unique("g")), now())
+        .await
+        .expect("game");
+    let mut spec = ConfigSpec::new("main", "bin/server");
+    spec.is_default = true;
+    spec.args = vec!["-port".to_owned(), "27015".to_owned()];
+    spec.env.insert("A".to_owned(), "1".to_owned());
+    spec.ready_pattern = Some("ready".to_owned());
+    let created = store
+        .catalogue
+        .create_config(game.id, &spec, now())
+        .await
+        .expect("create");
+    assert_eq!(created.spec, spec);
+    assert_eq!(
+        store.catalogue.get_config(created.id).await.expect("get"),
+        created
+    );
+
+    let same_name = store
+        .catalogue
+        .create_config(game.id, &ConfigSpec::new("main", "x"), now())
+        .await;
+    assert!(
+        matches!(same_name, Err(StoreError::Conflict { .. })),
+        "{same_name:?}"
+    );
+    let mut second_default = ConfigSpec::new("alt", "x");
+    second_default.is_default = true;
+    let r = store
+        .catalogue
+        .create_config(game.id, &second_default, now())
+        .await;
+    assert!(
+        matches!(r, Err(StoreError::Conflict { .. })),
+        "a second default: {r:?}"
+    );
+    second_default.is_default = false;
+    store
+        .catalogue
+        .create_config(game.id, &second_default, now())
+        .await
+        .expect("non-default alt");
+    store
+        .catalogue
+        .create_config(other.id, &spec, now())
+        .await
+        .expect("same name and default on another game");
+
+    let listed = store
+        .catalogue
+        .list_configs(Some(game.id))
+        .await
+        .expect("list");
+    let names: Vec<_> = listed.iter().map(|c| c.spec.name.as_str()).collect();
+    assert_eq!(names, ["main", "alt"]);
+    let r = store
+        .catalogue
+        .create_config(crate::id::GameServerId(i64::MAX), &spec, now())
+        .await;
+    assert!(matches!(r, Err(StoreError::NotFound { .. })), "{r:?}");
+}
+
+/// Workers: identity by name, the epoch grows, an old epoch's heartbeat is refused.
+pub async fn workers_register_with_growing_epochs(store: &Store) {
+    let first = worker(store).await;
+    assert_eq!(first.epoch, 1);
+    assert_eq!(first.status, Status::Created);
+    let registration = WorkerRegistration {
+        name: first.name.clone(),
+        version: "2.0".to_owned(),
+        capacity: 8,
+        labels: BTreeMap::new(),
+    };
+    let second = store
+        .workers
+        .register_worker(&registration, now())
+        .await
+        .expect("register again");
+    assert_eq!(second.id, first.id);
+    assert_eq!(second.epoch, 2);
+    assert_eq!(second.version, "2.0");
+    let at = now();
+    assert!(
+        !store
+            .workers
+            .record_heartbeat(first.id, 1, at)
+            .await
+            .expect("old epoch")
+    );
+    assert!(
+        store
+            .workers
+            .record_heartbeat(first.id, 2, at)
+            .await
+            .expect("current epoch")
+    );
+    let stored = store.workers.get_worker(first.id).await.expect("get");
+    assert_eq!(stored.last_heartbeat_at, Some(at));
+    assert!(
+        store
+            .workers
+            .list_workers()
+            .await
+            .expect("list")
+            .iter()
+            .any(|w| w.id == first.id)
+    );
+    let history = store
+        .status
+        .status_history(Entity::Worker(first.id), None, 10)
+        .await
+        .expect("history");
+    assert_eq!(history.len(), 2, "each registration is in the history");
+    assert!(
+        history
+            .iter()
+            .all(|e| e.status == Status::Created && e.cause == Cause::Registered)
+    );
+}
+
+/// Instances: created in `created` with a history row; missing references are `NotFound`;
+/// listing filters and pages by id.
+pub async fn instances_are_created_filtered_and_paged(store: &Store) {
+    let (first, worker) = instance(store).await;
+    assert_eq!(first.status, Status::Created);
+    assert_eq!(
+        store.instances.get_instance(first.id).await.expect("get"),
+        first
+    );
+    let history = store
+        .status
+        .status_history(Entity::Instance(first.id), None, 10)
+        .await
+        .expect("history");
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].status, Status::Created);
+
+    let mut ids = vec![first.id];
+    for _ in 0..4 {
+        let created = store
+            .instances
+            .create_instance(&NewInstance {
+                config_id: first.config_id,
+                worker_id: worker.id,
+                worker_epoch: worker.epoch,
+                created_at: now(),
+            })
+            .await
+            .expect("instance");
+        ids.push(created.id);
+    }
+    let mut filter = InstanceFilter {
+        worker_id: Some(worker.id),
+        limit: Some(2),
+        ..InstanceFilter::default()
+    };
+    let mut paged = Vec::new();
+    loop {
+        let page = store.instances.list_instances(&filter).await.expect("page");
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        filter.after = Some(last.id);
+        paged.extend(page.iter().map(|i| i.id));
+    }
+    assert_eq!(paged, ids, "every instance once, in id order");
+
+    let by_status = InstanceFilter {
+        worker_id: Some(worker.id),
+        status: Some(Status::Running),
+        ..InstanceFilter::default()
+    };
+    assert!(
+        store
+            .instances
+            .list_instances(&by_status)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+
+    let r = store
+        .instances
+        .create_instance(&NewInstance {
+            config_id: ConfigId(i64::MAX),
+            worker_id: worker.id,
+            worker_epoch: 1,
+            created_at: now(),
+        })
+        .await;
+    assert!(matches!(r, Err(StoreError::NotFound { .. })), "{r:?}");
+    let r = store.instances.get_instance(InstanceId(i64::MAX)).await;
+    assert!(matches!(r, Err(StoreError::NotFound { .. })), "{r:?}");
+}
+
+/// Status changes are conditional, deduplicated by event id, and write history and current
+/// status together.
+pub async fn status_changes_are_conditional_and_idempotent(store: &Store) {
+    let (instance, _) = instance(store).await;
+    let entity = Entity::Instance(instance.id);
+
+    let mut init = change(entity, Status::Created, Status::Initializing);
+    init.update.started_at = Some(now());
+    let applied = store.status.apply_status(&init).await.expect("apply");
+    let ApplyOutcome::Applied(event) = applied else {
+        panic!("expected Applied")
+    };
+    assert_eq!(event.status, Status::Initializing);
+    assert_eq!(event.from, Some(Status::Created));
+    assert_eq!(
+        store.status.apply_status(&init).await.expect("again"),
+        ApplyOutcome::Duplicate
+    );
+
+    let stale = change(entity, Status::Created, Status::Running);
+    let r = store.status.apply_status(&stale).await;
+    assert!(
+        matches!(r, Err(StoreError::Conflict { .. })),
+        "a stale `from` is refused: {r:?}"
+    );
+    let current = store
+        .instances
+        .get_instance(instance.id)
+        .await
+        .expect("get");
+    assert_eq!(
+        current.status,
+        Status::Initializing,
+        "nothing written by the refused change"
+    );
+    assert_eq!(current.started_at, init.update.started_at);
+
+    let mut crashed = change(entity, Status::Initializing, Status::Crashed);
+    crashed.cause = Cause::Exited;
+    crashed.detail = Some("exit code 3".to_owned());
+    crashed.update = EntityUpdate {
+        ended_at: Some(now()),
+        exit_code: Some(3),
+        restart_count: Some(2),
+        ..EntityUpdate::default()
+    };
+    store.status.apply_status(&crashed).await.expect("crash");
+    let ended = store
+        .instances
+        .get_instance(instance.id)
+        .await
+        .expect("get");
+    assert_eq!(ended.status, Status::Crashed);
+    assert_eq!(ended.exit_code, Some(3));
+    assert_eq!(ended.restart_count, 2);
+    assert_eq!(ended.ended_at, crashed.update.ended_at);
+
+    let history = store
+        .status
+        .status_history(entity, None, 10)
+        .await
+        .expect("history");
+    let statuses: Vec<_> = history.iter().map(|e| e.status).collect();
+    assert_eq!(
+        statuses,
+        [Status::Created, Status::Initializing, Status::Crashed]
+    );
+    assert_eq!(history[2].detail.as_deref(), Some("exit code 3"));
+    let after = store
+        .status
+        .status_history(entity, Some(history[0].id), 1)
+        .await
+        .expect("page");
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].status, Status::Initializing);
+    let r = store
+        .status
+        .apply_status(&change(
+            Entity::Instance(InstanceId(i64::MAX)),
+            Status::Created,
+            Status::Running,
+        ))
+        .await;
+    assert!(matches!(r, Err(StoreError::NotFound { .. })), "{r:?}");
+}
+
+/// Command records move forward only; the id is unique.
+pub async fn commands_move_forward_only(store: &Store) {
+    let w = worker(store).await;
+    let envelope = CommandEnvelope::new(
+        Command::Stop {
+            instance_id: InstanceId(1),
+        },
+        "conformance",
+        now(),
+    );
+    let record = CommandRecord {
+        id: envelope.id,
+        worker_id: w.id,
+        envelope,
+        state: CommandState::Pending,
+        detail: None,
+        updated_at: now(),
+    };
+    store
+        .commands
+        .insert_command(&record)
+        .await
+        .expect("insert");
+    assert_eq!(
+        store.commands.get_command(record.id).await.expect("get"),
+        record
+    );
+    let r = store.commands.insert_command(&record).await;
+    assert!(matches!(r, Err(StoreError::Conflict { .. })), "{r:?}");
+
+    let delivered = store
+        .commands
+        .transition_command(record.id, CommandState::Delivered, None, now())
+        .await
+        .expect("deliver");
+    assert_eq!(delivered.state, CommandState::Delivered);
+    let done = store
+        .commands
+        .transition_command(
+            record.id,
+            CommandState::Failed,
+            Some("unknown instance"),
+            now(),
+        )
+        .await
+        .expect("fail");
+    assert_eq!(done.detail.as_deref(), Some("unknown instance"));
+    let r = store
+        .commands
+        .transition_command(record.id, CommandState::Succeeded, None, now())
+        .await;
+    assert!(
+        matches!(r, Err(StoreError::Conflict { .. })),
+        "a final state is final: {r:?}"
+    );
+    assert_eq!(
+        store
+            .commands
+            .get_command(record.id)
+            .await
+            .expect("get")
+            .state,
+        CommandState::Failed
+    );
+    let r = store.commands.get_command(Uuid::new_v4()).await;
+    assert!(matches!(r, Err(StoreError::NotFound { .. })), "{r:?}");
+    let orphan = CommandRecord {
+        worker_id: WorkerId(i64::MAX),
+        id: Uuid::new_v4(),
+        ..record
+    };
+    let r = store.commands.insert_command(&orphan).await;
+    assert!(
+        r.is_err(),
+        "a command for an unknown worker is refused: {r:?}"
+    );
+}
+
+/// Runs every case.
+pub async fn run_all(store: &Store) {
+    games_are_unique_by_name_and_app(store).await;
+    configs_follow_the_catalogue_rules(store).await;
+    workers_register_with_growing_epochs(store).await;
+    instances_are_created_filtered_and_paged(store).await;
+    status_changes_are_conditional_and_idempotent(store).await;
+    commands_move_forward_only(store).await;
+}

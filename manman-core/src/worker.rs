@@ -1,0 +1,95 @@
+//! Workers as the host knows them: identity by name, an epoch per registration, a lease.
+//!
+//! The worker *service* (what runs on a game machine) lives in [`crate::worker_service`].
+
+use crate::id::{InstanceId, WorkerId};
+use crate::status::Status;
+use crate::validation::{ValidationError, check_name};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A worker machine's daemon, as recorded by the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Worker {
+    /// Stable identity (kept across registrations of the same name).
+    pub id: WorkerId,
+    /// Unique name.
+    pub name: String,
+    /// Grows by one at each registration; messages from an older epoch are fenced off.
+    pub epoch: i64,
+    /// Current status.
+    pub status: Status,
+    /// The worker's software version.
+    pub version: String,
+    /// Labels used for placement.
+    pub labels: BTreeMap<String, String>,
+    /// Most instances it runs at once.
+    pub capacity: u32,
+    /// When this epoch registered.
+    pub started_at: DateTime<Utc>,
+    /// Last heartbeat (host clock).
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    /// When this epoch ended.
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// What a worker says about itself when it registers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerRegistration {
+    /// Unique, stable name (usually the machine's).
+    pub name: String,
+    /// Its software version.
+    pub version: String,
+    /// Most instances it runs at once.
+    pub capacity: u32,
+    /// Labels for placement.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl WorkerRegistration {
+    /// Checks the name and capacity.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let mut errors = ValidationError::default();
+        check_name(&mut errors, "name", &self.name);
+        if self.capacity == 0 {
+            errors.push("capacity", "must be at least 1");
+        }
+        errors.into_result()
+    }
+}
+
+/// The host's answer to a registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registered {
+    /// The worker's identity.
+    pub worker_id: WorkerId,
+    /// The epoch of this registration.
+    pub epoch: i64,
+}
+
+/// What a worker reports with each heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The worker.
+    pub worker_id: WorkerId,
+    /// The epoch it registered with.
+    pub epoch: i64,
+    /// What it runs now.
+    pub inventory: Vec<InventoryItem>,
+}
+
+/// One instance in a heartbeat's inventory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryItem {
+    /// The instance.
+    pub instance_id: InstanceId,
+    /// Its status as the worker sees it.
+    pub status: Status,
+    /// Its process id, when a process runs.
+    pub pid: Option<u32>,
+    /// Automatic restarts so far.
+    pub restart_count: u32,
+}
