@@ -1,1 +1,18 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod api;
+mod client;
+mod extract;
+mod problem;
+mod routes;
+mod server;
+mod sse;
+
+pub use api::{ApiState, BODY_LIMIT, CommandAccepted, router};
+pub use client::{Client, ClientError};
+pub use extract::{ApiJson, ApiPath, ApiQuery};
+pub use problem::{ApiError, PROBLEM_JSON, Problem};
+pub use routes::instances::StdinRequest;
+pub use server::HostServer;
+pub use sse::{SseEvent, SseParser};

@@ -1,1 +1,40 @@
-//! tests
+//! Support for ManMan's end-to-end tests: the process table and waiting for a condition.
+//!
+//! The tests themselves are in `tests/`; `src/bin/fake-game-server.rs` builds the fake game
+//! server beside them (`CARGO_BIN_EXE_fake-game-server`).
+
+use std::future::Future;
+use std::time::Duration;
+
+/// Whether a process with this pid exists and is not a zombie (a zombie has ended: it only
+/// waits for its parent to read its exit status).
+pub fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the first field after the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, or panics after `timeout` saying what was
+/// awaited.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,1 +1,202 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+
+use std::io::Write;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// How the fake server behaves, from its command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Wait this long before printing the ready line.
+    pub ready_delay: Duration,
+    /// The ready line.
+    pub ready_line: String,
+    /// Keep running on SIGTERM (to test the escalation to SIGKILL).
+    pub ignore_sigterm: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            ready_delay: Duration::ZERO,
+            ready_line: "Server is ready".to_owned(),
+            ignore_sigterm: false,
+        }
+    }
+}
+
+/// The usage text.
+pub const USAGE: &str = "\
+fake-game-server: a fake game server for ManMan's tests and demo
+
+options:
+  --ready-delay-ms N   print the ready line after N milliseconds (default 0)
+  --ready-line TEXT    the ready line (default \"Server is ready\")
+  --ignore-sigterm     keep running on SIGTERM
+
+console (stdin) commands:
+  quit                 exit 0
+  crash N              exit with code N
+  flood N              print N numbered lines at once
+  stderr TEXT          print TEXT on stderr
+  spawn-child          start a `sleep` child in the same process group and print its pid
+  anything else        printed back as `echo: <line>`";
+
+impl Options {
+    /// Parses the options; the error says which argument was wrong.
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
+        let mut options = Self::default();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--ready-delay-ms" => {
+                    let value = args.next().ok_or("--ready-delay-ms needs a number")?;
+                    let ms: u64 = value.parse().map_err(|_| {
+                        format!("--ready-delay-ms: {value:?} is not a number of milliseconds")
+                    })?;
+                    options.ready_delay = Duration::from_millis(ms);
+                }
+                "--ready-line" => {
+                    options.ready_line = args.next().ok_or("--ready-line needs a text")?;
+                }
+                "--ignore-sigterm" => options.ignore_sigterm = true,
+                other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
+            }
+        }
+        Ok(options)
+    }
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Runs the fake server; returns its exit code.
+pub fn run(args: impl IntoIterator<Item = String>) -> i32 {
+    let options = match Options::parse(args) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            return 2;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("fake-game-server: no runtime: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(serve(options))
+}
+
+async fn serve(options: Options) -> i32 {
+    say(&format!(
+        "Starting fake game server (pid {})",
+        std::process::id()
+    ));
+    if options.ignore_sigterm {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terms) => {
+                tokio::spawn(async move {
+                    while terms.recv().await.is_some() {
+                        say("Ignoring SIGTERM");
+                    }
+                });
+            }
+            Err(e) => eprintln!("could not ignore SIGTERM: {e}"),
+        }
+    }
+    let ready_line = options.ready_line.clone();
+    let delay = options.ready_delay;
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        say(&ready_line);
+    });
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        let line = match lines.next_line().await {
+            Ok(Some(line)) => line,
+            // stdin closed: keep running like a real server, until a signal ends it.
+            Ok(None) | Err(_) => std::future::pending().await,
+        };
+        if let Some(code) = command(line.trim()) {
+            return code;
+        }
+    }
+}
+
+/// Handles one console line; `Some(code)` to exit.
+fn command(line: &str) -> Option<i32> {
+    let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+    match word {
+        "quit" => {
+            say("Shutting down");
+            Some(0)
+        }
+        "crash" => {
+            let code = rest.trim().parse().unwrap_or(1);
+            eprintln!("Crashing with exit code {code}");
+            Some(code)
+        }
+        "flood" => {
+            let count: u64 = rest.trim().parse().unwrap_or(0);
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for i in 1..=count {
+                let _ = writeln!(out, "flood {i}");
+            }
+            let _ = out.flush();
+            None
+        }
+        "stderr" => {
+            eprintln!("{rest}");
+            None
+        }
+        "spawn-child" => {
+            match std::process::Command::new("sleep").arg("1000").spawn() {
+                Ok(child) => say(&format!("child {}", child.id())),
+                Err(e) => eprintln!("could not spawn a child: {e}"),
+            }
+            None
+        }
+        _ => {
+            say(&format!("echo: {line}"));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_parse_and_refuse_unknown_arguments() {
+        let o = Options::parse([
+            "--ready-delay-ms".to_owned(),
+            "250".to_owned(),
+            "--ignore-sigterm".to_owned(),
+        ])
+        .unwrap();
+        assert_eq!(o.ready_delay, Duration::from_millis(250));
+        assert!(o.ignore_sigterm);
+        assert!(
+            Options::parse(["--bogus".to_owned()])
+                .unwrap_err()
+                .contains("--bogus")
+        );
+        assert!(Options::parse(["--ready-delay-ms".to_owned(), "x".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn console_commands() {
+        assert_eq!(command("quit"), Some(0));
+        assert_eq!(command("crash 3"), Some(3));
+        assert_eq!(command("say hello"), None);
+    }
+}

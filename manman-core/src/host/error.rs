@@ -47,7 +47,7 @@ pub enum HostError {
 
 impl HostError {
     /// `Conflict` about `what`.
-    pub fn conflict(what: impl ToString, detail: impl Into<String>) -> Self {
+    pub fn conflict(what: &(impl std::fmt::Display + ?Sized), detail: impl Into<String>) -> Self {
         Self::Conflict {
             what: what.to_string(),
             detail: detail.into(),

@@ -63,6 +63,11 @@ impl HostService {
         &self.bus
     }
 
+    /// The clock that orders its records.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.clock)
+    }
+
     /// Adds a game to the catalogue.
     pub async fn create_game(&self, game: &NewGameServer) -> Result<GameServer, HostError> {
         game.validate()?;
@@ -260,7 +265,7 @@ impl HostService {
             Ok(())
         } else {
             Err(HostError::conflict(
-                heartbeat.worker_id,
+                &heartbeat.worker_id,
                 format!(
                     "epoch {} was superseded by a newer registration",
                     heartbeat.epoch
@@ -312,7 +317,7 @@ impl HostService {
         let instance = self.store.instances.get_instance(id).await?;
         if instance.status.is_terminal() {
             return Err(HostError::conflict(
-                id,
+                &id,
                 format!(
                     "is {}: it has ended; start its config again for a new instance",
                     instance.status

@@ -105,7 +105,7 @@ impl State {
 
     /// Sends a message to a queue's dead-letter exchange (dropped when it has none or the
     /// exchange routes nowhere, as AMQP does).
-    fn dead_letter(&mut self, queue: &str, item: Queued) {
+    fn dead_letter(&mut self, queue: &str, item: &Queued) {
         let Some(dlx) = self
             .queues
             .get(queue)
@@ -146,7 +146,7 @@ impl State {
                 return;
             }
             let item = q.ready.pop_front().expect("checked non-empty");
-            self.dead_letter(queue, item);
+            self.dead_letter(queue, &item);
         }
     }
 
@@ -443,7 +443,7 @@ impl MemoryAcker {
                         q.ready.push_front(item);
                     }
                 }
-                Settle::DeadLetter => state.dead_letter(&self.queue, item),
+                Settle::DeadLetter => state.dead_letter(&self.queue, &item),
             }
         }
         self.unsettled.fetch_sub(1, Ordering::SeqCst);

@@ -33,15 +33,24 @@ struct State {
     history: Vec<StatusEvent>,
     applied_events: HashSet<Uuid>,
     commands: HashMap<Uuid, CommandRecord>,
-    next_id: i64,
+    last_ids: Ids,
+}
+
+/// The last id given out per table, as identity columns count.
+#[derive(Debug, Default)]
+struct Ids {
+    game: i64,
+    config: i64,
+    worker: i64,
+    instance: i64,
+}
+
+fn next(last: &mut i64) -> i64 {
+    *last += 1;
+    *last
 }
 
 impl State {
-    fn next_id(&mut self) -> i64 {
-        self.next_id += 1;
-        self.next_id
-    }
-
     fn push_history(
         &mut self,
         entity: Entity,
@@ -72,7 +81,7 @@ impl State {
             Entity::Worker(id) => self.workers.get(&id).map(|w| w.status),
             Entity::Instance(id) => self.instances.get(&id).map(|i| i.status),
         }
-        .ok_or_else(|| StoreError::not_found(entity))
+        .ok_or_else(|| StoreError::not_found(&entity))
     }
 }
 
@@ -101,7 +110,7 @@ impl CatalogueRepository for MemoryStore {
         let mut s = self.lock();
         if s.games.values().any(|g| g.name == game.name) {
             return Err(StoreError::conflict(
-                format!("game server {:?}", game.name),
+                &format!("game server {:?}", game.name),
                 "the name is taken: choose another",
             ));
         }
@@ -111,11 +120,11 @@ impl CatalogueRepository for MemoryStore {
                 .any(|g| g.server_type == ServerType::Steam { app_id })
         {
             return Err(StoreError::conflict(
-                format!("Steam app {app_id}"),
+                &format!("Steam app {app_id}"),
                 "another game server installs this app: add a config to it instead",
             ));
         }
-        let id = GameServerId(s.next_id());
+        let id = GameServerId(next(&mut s.last_ids.game));
         let created = GameServer {
             id,
             name: game.name.clone(),
@@ -131,7 +140,7 @@ impl CatalogueRepository for MemoryStore {
             .games
             .get(&id)
             .cloned()
-            .ok_or_else(|| StoreError::not_found(id))
+            .ok_or_else(|| StoreError::not_found(&id))
     }
 
     async fn find_game(&self, name: &str) -> Result<Option<GameServer>, StoreError> {
@@ -150,22 +159,22 @@ impl CatalogueRepository for MemoryStore {
     ) -> Result<GameServerConfig, StoreError> {
         let mut s = self.lock();
         if !s.games.contains_key(&game) {
-            return Err(StoreError::not_found(game));
+            return Err(StoreError::not_found(&game));
         }
         let siblings = || s.configs.values().filter(|c| c.game_server_id == game);
         if siblings().any(|c| c.spec.name == spec.name) {
             return Err(StoreError::conflict(
-                format!("config {:?} of {game}", spec.name),
+                &format!("config {:?} of {game}", spec.name),
                 "the name is taken for this game: choose another",
             ));
         }
         if spec.is_default && siblings().any(|c| c.spec.is_default) {
             return Err(StoreError::conflict(
-                format!("default config of {game}"),
+                &format!("default config of {game}"),
                 "the game already has a default config: unset it first or create this one without is_default",
             ));
         }
-        let id = ConfigId(s.next_id());
+        let id = ConfigId(next(&mut s.last_ids.config));
         let config = GameServerConfig {
             id,
             game_server_id: game,
@@ -181,7 +190,7 @@ impl CatalogueRepository for MemoryStore {
             .configs
             .get(&id)
             .cloned()
-            .ok_or_else(|| StoreError::not_found(id))
+            .ok_or_else(|| StoreError::not_found(&id))
     }
 
     async fn list_configs(
@@ -213,7 +222,7 @@ impl WorkerRepository for MemoryStore {
             .cloned();
         let (id, epoch, from) = match existing {
             Some(w) => (w.id, w.epoch + 1, Some(w.status)),
-            None => (WorkerId(s.next_id()), 1, None),
+            None => (WorkerId(next(&mut s.last_ids.worker)), 1, None),
         };
         let worker = Worker {
             id,
@@ -249,7 +258,7 @@ impl WorkerRepository for MemoryStore {
         let worker = s
             .workers
             .get_mut(&id)
-            .ok_or_else(|| StoreError::not_found(id))?;
+            .ok_or_else(|| StoreError::not_found(&id))?;
         if worker.epoch != epoch {
             return Ok(false);
         }
@@ -262,7 +271,7 @@ impl WorkerRepository for MemoryStore {
             .workers
             .get(&id)
             .cloned()
-            .ok_or_else(|| StoreError::not_found(id))
+            .ok_or_else(|| StoreError::not_found(&id))
     }
 
     async fn list_workers(&self) -> Result<Vec<Worker>, StoreError> {
@@ -275,12 +284,12 @@ impl InstanceRepository for MemoryStore {
     async fn create_instance(&self, new: &NewInstance) -> Result<Instance, StoreError> {
         let mut s = self.lock();
         if !s.configs.contains_key(&new.config_id) {
-            return Err(StoreError::not_found(new.config_id));
+            return Err(StoreError::not_found(&new.config_id));
         }
         if !s.workers.contains_key(&new.worker_id) {
-            return Err(StoreError::not_found(new.worker_id));
+            return Err(StoreError::not_found(&new.worker_id));
         }
-        let id = InstanceId(s.next_id());
+        let id = InstanceId(next(&mut s.last_ids.instance));
         let instance = Instance {
             id,
             config_id: new.config_id,
@@ -313,7 +322,7 @@ impl InstanceRepository for MemoryStore {
             .instances
             .get(&id)
             .cloned()
-            .ok_or_else(|| StoreError::not_found(id))
+            .ok_or_else(|| StoreError::not_found(&id))
     }
 
     async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>, StoreError> {
@@ -338,7 +347,7 @@ impl StatusRepository for MemoryStore {
         let current = s.status_of(change.entity)?;
         if current != change.from {
             return Err(StoreError::conflict(
-                change.entity,
+                &change.entity,
                 format!("is {current}, not {} as the change expected", change.from),
             ));
         }
@@ -403,12 +412,12 @@ impl CommandRepository for MemoryStore {
         let mut s = self.lock();
         if s.commands.contains_key(&record.id) {
             return Err(StoreError::conflict(
-                format!("command {}", record.id),
+                &format!("command {}", record.id),
                 "the id exists",
             ));
         }
         if !s.workers.contains_key(&record.worker_id) {
-            return Err(StoreError::not_found(record.worker_id));
+            return Err(StoreError::not_found(&record.worker_id));
         }
         s.commands.insert(record.id, record.clone());
         Ok(())
@@ -419,7 +428,7 @@ impl CommandRepository for MemoryStore {
             .commands
             .get(&id)
             .cloned()
-            .ok_or_else(|| StoreError::not_found(format!("command {id}")))
+            .ok_or_else(|| StoreError::not_found(&format!("command {id}")))
     }
 
     async fn transition_command(
@@ -433,10 +442,10 @@ impl CommandRepository for MemoryStore {
         let record = s
             .commands
             .get_mut(&id)
-            .ok_or_else(|| StoreError::not_found(format!("command {id}")))?;
+            .ok_or_else(|| StoreError::not_found(&format!("command {id}")))?;
         if !record.state.can_become(to) {
             return Err(StoreError::conflict(
-                format!("command {id}"),
+                &format!("command {id}"),
                 format!("is {}, cannot become {to}", record.state),
             ));
         }

@@ -55,14 +55,14 @@ pub enum StoreError {
 
 impl StoreError {
     /// `NotFound` for `what`.
-    pub fn not_found(what: impl ToString) -> Self {
+    pub fn not_found(what: &(impl std::fmt::Display + ?Sized)) -> Self {
         Self::NotFound {
             what: what.to_string(),
         }
     }
 
     /// `Conflict` about `what`.
-    pub fn conflict(what: impl ToString, detail: impl Into<String>) -> Self {
+    pub fn conflict(what: &(impl std::fmt::Display + ?Sized), detail: impl Into<String>) -> Self {
         Self::Conflict {
             what: what.to_string(),
             detail: detail.into(),

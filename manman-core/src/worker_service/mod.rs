@@ -1,5 +1,5 @@
 //! The worker service: registers with the host, heartbeats, takes commands from its queue and
-//! runs one [supervisor](supervisor) per instance.
+//! runs one supervisor per instance.
 
 mod dedup;
 mod launch;

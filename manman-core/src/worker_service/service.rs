@@ -389,7 +389,6 @@ impl CommandLoop {
         config_id: crate::id::ConfigId,
     ) -> Result<String, String> {
         let mut supervisors = lock(&self.supervisors);
-        supervisors.retain(|_, s| !s.requests.is_closed());
         if supervisors.contains_key(&instance_id) {
             return Err(format!("{instance_id} is already running on this worker"));
         }
@@ -433,7 +432,6 @@ impl CommandLoop {
     ) -> Result<String, String> {
         let sender = lock(&self.supervisors)
             .get(&instance_id)
-            .filter(|s| !s.requests.is_closed())
             .map(|s| s.requests.clone())
             .ok_or_else(|| {
                 format!("{instance_id} is not running on this worker (it may have ended)")

@@ -1,0 +1,491 @@
+//! The `manman` command line: `up`, and client subcommands that talk to a host.
+
+use crate::up::{self, UpOptions};
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use futures::StreamExt;
+use manman_core::config::ConfigSpec;
+use manman_core::game_server::{NewGameServer, ServerType};
+use manman_core::host::StartRequest;
+use manman_core::id::InstanceId;
+use manman_core::instance::InstanceFilter;
+use manman_core::status::Status;
+use manman_http::Client;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use uuid::Uuid;
+
+/// ManMan: run Steam dedicated game servers across many machines.
+#[derive(Debug, Parser)]
+#[command(name = "manman", version, about)]
+pub struct Cli {
+    /// The host's API.
+    #[arg(
+        long,
+        global = true,
+        env = "MANMAN_HOST_URL",
+        default_value = "http://127.0.0.1:8000"
+    )]
+    pub host: String,
+    /// Print JSON instead of text (for scripts).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: CliCommand,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// Run host and worker in this process, with nothing installed (in-memory store and bus).
+    Up(UpArgs),
+    /// Games in the catalogue.
+    #[command(subcommand)]
+    Game(GameCommand),
+    /// Configs of games.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Start a game's default config (`GAME`), a named config (`GAME/CONFIG`) or a config id.
+    Start {
+        /// `GAME`, `GAME/CONFIG` or a config id.
+        target: String,
+        /// Run it on this worker.
+        #[arg(long)]
+        worker: Option<String>,
+    },
+    /// Stop an instance gracefully.
+    Stop {
+        /// The instance id.
+        instance: i64,
+    },
+    /// Kill an instance (SIGKILL to its process group).
+    Kill {
+        /// The instance id.
+        instance: i64,
+    },
+    /// Send a console line to an instance.
+    Send {
+        /// The instance id.
+        instance: i64,
+        /// The line (words are joined with spaces).
+        #[arg(required = true, num_args = 1..)]
+        line: Vec<String>,
+    },
+    /// List instances.
+    Instances {
+        /// Only this status.
+        #[arg(long)]
+        status: Option<Status>,
+    },
+    /// Follow an instance's console (Ctrl-C to stop).
+    Console {
+        /// The instance id.
+        instance: i64,
+        /// Only lines after this number.
+        #[arg(long)]
+        after: Option<u64>,
+    },
+    /// Show a command's record.
+    Command {
+        /// The command id.
+        id: Uuid,
+    },
+    /// List workers.
+    Workers,
+}
+
+/// `manman up` options.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Where the API listens.
+    #[arg(long, env = "MANMAN_BIND", default_value = "127.0.0.1:8000")]
+    pub bind: SocketAddr,
+    /// The worker's install directory.
+    #[arg(
+        long,
+        env = "MANMAN_WORKER_INSTALL_DIRECTORY",
+        default_value = "./data"
+    )]
+    pub data_dir: PathBuf,
+    /// Do not register the `demo` game.
+    #[arg(long)]
+    pub no_demo: bool,
+}
+
+/// Game subcommands.
+#[derive(Debug, Subcommand)]
+pub enum GameCommand {
+    /// Add a game.
+    Create {
+        /// Unique name.
+        name: String,
+        /// A directory already on the workers (relative: inside their install directory).
+        #[arg(long, conflicts_with = "steam", required_unless_present = "steam")]
+        local: Option<String>,
+        /// A Steam app id, installed by SteamCMD.
+        #[arg(long)]
+        steam: Option<u32>,
+    },
+    /// List games.
+    List,
+}
+
+/// Config subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Add a config to a game.
+    Create {
+        /// The game's name.
+        game: String,
+        /// The config's name.
+        name: String,
+        /// The program, relative to the game's directory.
+        #[arg(long)]
+        executable: String,
+        /// An argument (repeat for more).
+        #[arg(long = "arg", allow_hyphen_values = true)]
+        args: Vec<String>,
+        /// An environment variable `KEY=VALUE` (repeat for more).
+        #[arg(long = "env")]
+        env: Vec<String>,
+        /// A regex: the server is running when a console line matches.
+        #[arg(long)]
+        ready_pattern: Option<String>,
+        /// A console line that stops the server gracefully (e.g. `quit`).
+        #[arg(long)]
+        stop_line: Option<String>,
+        /// Make it the game's default config.
+        #[arg(long)]
+        default: bool,
+    },
+    /// List the configs of a game, or of all games.
+    List {
+        /// The game's name.
+        game: Option<String>,
+    },
+}
+
+/// Runs the command line; the error is printed by `main` (exit code 1).
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = Client::new(&cli.host);
+    let json = cli.json;
+    match cli.command {
+        CliCommand::Up(args) => run_up(args).await,
+        CliCommand::Game(GameCommand::Create { name, local, steam }) => {
+            let server_type = match (local, steam) {
+                (Some(path), None) => ServerType::Local { path },
+                (None, Some(app_id)) => ServerType::Steam { app_id },
+                _ => bail!("give exactly one of --local PATH and --steam APP_ID"),
+            };
+            let game = client
+                .create_game(&NewGameServer { name, server_type })
+                .await?;
+            print(json, &game, || {
+                format!("game {} created: {}", game.id.get(), game.name)
+            })
+        }
+        CliCommand::Game(GameCommand::List) => {
+            let games = client.list_games().await?;
+            print(json, &games, || {
+                let mut out = format!("{:<6} {:<24} {}", "ID", "NAME", "TYPE");
+                for g in &games {
+                    let kind = match &g.server_type {
+                        ServerType::Steam { app_id } => format!("steam {app_id}"),
+                        ServerType::Local { path } => format!("local {path}"),
+                    };
+                    out.push_str(&format!("\n{:<6} {:<24} {kind}", g.id.get(), g.name));
+                }
+                out
+            })
+        }
+        CliCommand::Config(ConfigCommand::Create {
+            game,
+            name,
+            executable,
+            args,
+            env,
+            ready_pattern,
+            stop_line,
+            default,
+        }) => {
+            let game = find_game(&client, &game).await?;
+            let mut spec = ConfigSpec::new(name, executable);
+            spec.args = args;
+            for pair in env {
+                let (key, value) = pair
+                    .split_once('=')
+                    .with_context(|| format!("--env {pair:?}: write it as KEY=VALUE"))?;
+                spec.env.insert(key.to_owned(), value.to_owned());
+            }
+            spec.ready_pattern = ready_pattern;
+            spec.stop.stdin_line = stop_line;
+            spec.is_default = default;
+            let config = client.create_config(game.id, &spec).await?;
+            print(json, &config, || {
+                format!(
+                    "config {} created: {}/{}",
+                    config.id.get(),
+                    game.name,
+                    config.spec.name
+                )
+            })
+        }
+        CliCommand::Config(ConfigCommand::List { game }) => {
+            let game = match game {
+                Some(name) => Some(find_game(&client, &name).await?.id),
+                None => None,
+            };
+            let configs = client.list_configs(game).await?;
+            print(json, &configs, || {
+                let mut out = format!(
+                    "{:<6} {:<6} {:<20} {:<8} {}",
+                    "ID", "GAME", "NAME", "DEFAULT", "EXECUTABLE"
+                );
+                for c in &configs {
+                    out.push_str(&format!(
+                        "\n{:<6} {:<6} {:<20} {:<8} {}",
+                        c.id.get(),
+                        c.game_server_id.get(),
+                        c.spec.name,
+                        if c.spec.is_default { "yes" } else { "" },
+                        c.spec.executable
+                    ));
+                }
+                out
+            })
+        }
+        CliCommand::Start { target, worker } => {
+            let config_id = resolve_config(&client, &target).await?;
+            let started = client.start(&StartRequest { config_id, worker }).await?;
+            print(json, &started, || {
+                format!(
+                    "instance {} starting on worker {} (command {})\nfollow it: manman console {}",
+                    started.instance_id.get(),
+                    started.worker_id.get(),
+                    started.command_id,
+                    started.instance_id.get()
+                )
+            })
+        }
+        CliCommand::Stop { instance } => {
+            let accepted = client.stop(InstanceId(instance)).await?;
+            print(json, &accepted, || {
+                format!(
+                    "stopping instance {instance} (command {})",
+                    accepted.command_id
+                )
+            })
+        }
+        CliCommand::Kill { instance } => {
+            let accepted = client.kill(InstanceId(instance)).await?;
+            print(json, &accepted, || {
+                format!(
+                    "killing instance {instance} (command {})",
+                    accepted.command_id
+                )
+            })
+        }
+        CliCommand::Send { instance, line } => {
+            let accepted = client.stdin(InstanceId(instance), &line.join(" ")).await?;
+            print(json, &accepted, || {
+                format!(
+                    "sent to instance {instance} (command {})",
+                    accepted.command_id
+                )
+            })
+        }
+        CliCommand::Instances { status } => {
+            let filter = InstanceFilter {
+                status,
+                ..InstanceFilter::default()
+            };
+            let instances = client.list_instances(&filter).await?;
+            print(json, &instances, || {
+                let mut out = format!(
+                    "{:<6} {:<7} {:<7} {:<13} {}",
+                    "ID", "CONFIG", "WORKER", "STATUS", "EXIT"
+                );
+                for i in &instances {
+                    let exit = match (i.exit_code, i.exit_signal) {
+                        (Some(code), _) => format!("code {code}"),
+                        (None, Some(signal)) => format!("signal {signal}"),
+                        (None, None) => String::new(),
+                    };
+                    out.push_str(&format!(
+                        "\n{:<6} {:<7} {:<7} {:<13} {exit}",
+                        i.id.get(),
+                        i.config_id.get(),
+                        i.worker_id.get(),
+                        i.status.as_str()
+                    ));
+                }
+                out
+            })
+        }
+        CliCommand::Console { instance, after } => {
+            let mut lines = Box::pin(client.console(InstanceId(instance), after).await?);
+            while let Some(line) = lines.next().await {
+                let line = line?;
+                if json {
+                    println!("{}", serde_json::to_string(&line)?);
+                } else {
+                    let marker = match line.stream {
+                        manman_core::console::ConsoleStream::Stdout => " ",
+                        manman_core::console::ConsoleStream::Stderr => "!",
+                        manman_core::console::ConsoleStream::Stdin => ">",
+                    };
+                    println!("{:>6}{marker} {}", line.seq, line.text);
+                }
+            }
+            Ok(())
+        }
+        CliCommand::Command { id } => {
+            let record = client.get_command(id).await?;
+            print(json, &record, || {
+                format!(
+                    "command {} ({}) to worker {}: {}{}",
+                    record.id,
+                    record.envelope.command.name(),
+                    record.worker_id.get(),
+                    record.state,
+                    record
+                        .detail
+                        .as_deref()
+                        .map(|d| format!(" — {d}"))
+                        .unwrap_or_default()
+                )
+            })
+        }
+        CliCommand::Workers => {
+            let workers = client.list_workers().await?;
+            print(json, &workers, || {
+                let mut out = format!(
+                    "{:<6} {:<20} {:<6} {:<13} {}",
+                    "ID", "NAME", "EPOCH", "STATUS", "CAPACITY"
+                );
+                for w in &workers {
+                    out.push_str(&format!(
+                        "\n{:<6} {:<20} {:<6} {:<13} {}",
+                        w.id.get(),
+                        w.name,
+                        w.epoch,
+                        w.status.as_str(),
+                        w.capacity
+                    ));
+                }
+                out
+            })
+        }
+    }
+}
+
+fn print<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        println!("{}", text());
+    }
+    Ok(())
+}
+
+async fn find_game(
+    client: &Client,
+    name: &str,
+) -> anyhow::Result<manman_core::game_server::GameServer> {
+    client
+        .list_games()
+        .await?
+        .into_iter()
+        .find(|g| g.name == name)
+        .with_context(|| format!("no game named {name:?}: see `manman game list`"))
+}
+
+/// `GAME`, `GAME/CONFIG` or a config id → the config id.
+async fn resolve_config(
+    client: &Client,
+    target: &str,
+) -> anyhow::Result<manman_core::id::ConfigId> {
+    if let Ok(id) = target.parse::<i64>() {
+        return Ok(manman_core::id::ConfigId(id));
+    }
+    let (game_name, config_name) = match target.split_once('/') {
+        Some((game, config)) => (game, Some(config)),
+        None => (target, None),
+    };
+    let game = find_game(client, game_name).await?;
+    let configs = client.list_configs(Some(game.id)).await?;
+    let config = match config_name {
+        Some(name) => configs
+            .iter()
+            .find(|c| c.spec.name == name)
+            .with_context(|| format!("game {game_name:?} has no config {name:?}: see `manman config list {game_name}`"))?,
+        None => configs
+            .iter()
+            .find(|c| c.spec.is_default)
+            .with_context(|| format!("game {game_name:?} has no default config: name one as {game_name}/CONFIG"))?,
+    };
+    Ok(config.id)
+}
+
+async fn run_up(args: UpArgs) -> anyhow::Result<()> {
+    let demo_executable = if args.no_demo {
+        None
+    } else {
+        Some(
+            std::env::current_exe()
+                .context("could not find the manman executable for the demo game")?,
+        )
+    };
+    let running = up::start(UpOptions {
+        bind: args.bind,
+        data_dir: args.data_dir,
+        demo_executable,
+        worker_name: "local".to_owned(),
+    })
+    .await?;
+    let url = format!("http://{}", running.addr);
+    let host_flag = if running.addr.to_string() == "127.0.0.1:8000" {
+        String::new()
+    } else {
+        format!(" --host {url}")
+    };
+    println!("ManMan is up: API at {url}/api/v1 (health: {url}/healthz)");
+    println!("Everything is in memory; Ctrl-C stops the game servers and exits.");
+    if !args.no_demo {
+        println!();
+        println!("Try it from another terminal:");
+        println!(
+            "  manman{host_flag} start demo              # starts the fake game server, prints its instance id"
+        );
+        println!("  manman{host_flag} send 1 hello world      # a console line to instance 1");
+        println!(
+            "  manman{host_flag} console 1               # follow its console (Ctrl-C to detach)"
+        );
+        println!("  manman{host_flag} stop 1                  # stop it gracefully");
+        println!("(from a checkout, `manman` is `cargo run -p manman --`)");
+    }
+    let shutdown = running.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        eprintln!("shutting down: stopping game servers…");
+        shutdown.cancel();
+    });
+    running.wait().await
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C still works");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

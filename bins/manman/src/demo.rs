@@ -1,0 +1,57 @@
+//! The `demo` game of `manman up`: the fake game server, ready to start without knowing any
+//! path.
+
+use anyhow::Context;
+use manman_core::config::{ConfigSpec, StopPolicy};
+use manman_core::game_server::{NewGameServer, ServerType};
+use manman_core::host::HostService;
+use std::path::Path;
+
+/// Name of the demo game.
+pub const DEMO_GAME: &str = "demo";
+/// The executable's name inside the demo game's directory.
+pub const DEMO_EXECUTABLE: &str = "fake-game-server";
+
+/// Puts the fake game server at `<data_dir>/games/demo/fake-game-server` (a link to
+/// `executable`) and registers the `demo` game with a default config.
+pub async fn install(host: &HostService, data_dir: &Path, executable: &Path) -> anyhow::Result<()> {
+    let dir = data_dir.join("games").join(DEMO_GAME);
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .with_context(|| format!("could not create {}", dir.display()))?;
+    let link = dir.join(DEMO_EXECUTABLE);
+    if tokio::fs::symlink_metadata(&link).await.is_ok() {
+        tokio::fs::remove_file(&link)
+            .await
+            .with_context(|| format!("could not replace {}", link.display()))?;
+    }
+    tokio::fs::symlink(executable, &link)
+        .await
+        .with_context(|| {
+            format!(
+                "could not link {} to {}",
+                link.display(),
+                executable.display()
+            )
+        })?;
+
+    let game = host
+        .create_game(&NewGameServer {
+            name: DEMO_GAME.to_owned(),
+            server_type: ServerType::Local {
+                path: format!("games/{DEMO_GAME}"),
+            },
+        })
+        .await?;
+    let mut spec = ConfigSpec::new("default", DEMO_EXECUTABLE);
+    spec.is_default = true;
+    spec.args = vec!["--ready-delay-ms".to_owned(), "500".to_owned()];
+    spec.ready_pattern = Some("Server is ready".to_owned());
+    spec.stop = StopPolicy {
+        stdin_line: Some("quit".to_owned()),
+        timeout_s: 10,
+        ..StopPolicy::default()
+    };
+    host.create_config(game.id, &spec).await?;
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! `manman up`: host and worker in one process on the in-memory adapters, the API on a local
+//! socket, and a `demo` game ready to start.
+
+use crate::demo;
+use anyhow::Context;
+use manman_core::bus::Bus;
+use manman_core::host::{HostService, LocalHostApi};
+use manman_core::memory::{MemoryBus, MemoryStore};
+use manman_core::ports::SystemClock;
+use manman_core::process::TokioProcessRunner;
+use manman_core::store::Store;
+use manman_core::worker_service::{LocalInstaller, WorkerExit, WorkerService, WorkerSettings};
+use manman_http::HostServer;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How to run the all-in-one system.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// Where the API listens.
+    pub bind: SocketAddr,
+    /// The worker's install directory (games live under it).
+    pub data_dir: PathBuf,
+    /// The program the `demo` game runs (the fake game server); no demo when `None`.
+    pub demo_executable: Option<PathBuf>,
+    /// The worker's name.
+    pub worker_name: String,
+}
+
+/// A running all-in-one system.
+#[derive(Debug)]
+pub struct Running {
+    /// Where the API listens.
+    pub addr: SocketAddr,
+    /// The host's services (for embedding and tests).
+    pub host: HostService,
+    server: HostServer,
+    shutdown: CancellationToken,
+    worker: JoinHandle<anyhow::Result<WorkerExit>>,
+}
+
+/// Starts host and worker; returns once the API listens and the worker is registered.
+pub async fn start(options: UpOptions) -> anyhow::Result<Running> {
+    let data_dir = std::path::absolute(&options.data_dir).with_context(|| {
+        format!(
+            "the data directory {} is not usable",
+            options.data_dir.display()
+        )
+    })?;
+    tokio::fs::create_dir_all(&data_dir)
+        .await
+        .with_context(|| format!("could not create the data directory {}", data_dir.display()))?;
+
+    let memory = MemoryBus::new();
+    let bus = Bus::new(Arc::new(memory.clone()), Arc::new(memory));
+    bus.declare()
+        .await
+        .context("could not declare the message topology")?;
+    let store = Store::from_adapter(MemoryStore::new());
+    let clock = Arc::new(SystemClock);
+    let host = HostService::new(store, bus.clone(), clock.clone());
+    if let Some(executable) = &options.demo_executable {
+        demo::install(&host, &data_dir, executable).await?;
+    }
+    let server = HostServer::start(host.clone(), options.bind).await.with_context(|| {
+        format!("could not listen on {}: is another `manman up` running? choose another address with --bind", options.bind)
+    })?;
+
+    let worker = WorkerService::new(
+        WorkerSettings::new(&options.worker_name, &data_dir),
+        Arc::new(LocalHostApi::new(host.clone())),
+        bus,
+        Arc::new(LocalInstaller),
+        Arc::new(TokioProcessRunner::new()),
+        clock,
+    );
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let worker = tokio::spawn(async move { Ok(worker.run(token).await?) });
+    wait_for_worker(&host).await?;
+    Ok(Running {
+        addr: server.addr(),
+        host,
+        server,
+        shutdown,
+        worker,
+    })
+}
+
+async fn wait_for_worker(host: &HostService) -> anyhow::Result<()> {
+    for _ in 0..200 {
+        if !host.list_workers().await?.is_empty() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    anyhow::bail!("the worker did not register within 2 s")
+}
+
+impl Running {
+    /// A token that stops everything when cancelled (e.g. on Ctrl-C).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits for a shutdown: the worker stops its game servers first, then the API, the status
+    /// processor and the console hub stop.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let worker = self.worker.await.context("the worker task panicked")?;
+        // The worker's last reports are on the bus; give the status processor a moment to
+        // record them before it stops.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.server.stop().await;
+        worker.map(|_| ())
+    }
+
+    /// Stops everything and waits.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+}

@@ -1,0 +1,75 @@
+//! The router: every route of the host's HTTP API.
+
+use crate::problem::Problem;
+use crate::routes::{catalogue, commands, console, health, instances, workers};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use manman_core::host::{ConsoleHub, HostService};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// The largest request body accepted, in bytes.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    /// The host's services.
+    pub host: HostService,
+    /// Console backlog and live lines.
+    pub console: ConsoleHub,
+    /// Cancelled when the server shuts down: long-lived streams (SSE) end then, so a graceful
+    /// shutdown does not wait for watchers to hang up.
+    pub shutdown: CancellationToken,
+}
+
+/// The answer to a command request (HTTP 202): follow it at `/api/v1/commands/{command_id}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandAccepted {
+    /// The command sent to the worker.
+    pub command_id: Uuid,
+}
+
+/// The host's HTTP API.
+pub fn router(state: ApiState) -> Router {
+    let api = Router::new()
+        .route(
+            "/games",
+            post(catalogue::create_game).get(catalogue::list_games),
+        )
+        .route("/games/{id}", get(catalogue::get_game))
+        .route(
+            "/games/{id}/configs",
+            post(catalogue::create_config).get(catalogue::list_game_configs),
+        )
+        .route("/configs", get(catalogue::list_configs))
+        .route("/configs/{id}", get(catalogue::get_config))
+        .route("/workers", get(workers::list_workers))
+        .route("/instances", post(instances::start).get(instances::list))
+        .route("/instances/{id}", get(instances::get))
+        .route("/instances/{id}/stop", post(instances::stop))
+        .route("/instances/{id}/kill", post(instances::kill))
+        .route("/instances/{id}/stdin", post(instances::stdin))
+        .route("/instances/{id}/history", get(instances::history))
+        .route("/instances/{id}/console", get(console::stream))
+        .route("/commands/{id}", get(commands::get));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .nest("/api/v1", api)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no route for {}: see /api/v1 in docs/architecture.md",
+            uri.path()
+        ),
+    )
+}

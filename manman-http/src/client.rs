@@ -1,0 +1,262 @@
+//! [`Client`]: the host's HTTP API for the CLI (and, later, remote workers).
+
+use crate::api::CommandAccepted;
+use crate::problem::Problem;
+use crate::routes::instances::StdinRequest;
+use futures::stream::{self, Stream, StreamExt};
+use manman_core::command::CommandRecord;
+use manman_core::config::{ConfigSpec, GameServerConfig};
+use manman_core::console::ConsoleLine;
+use manman_core::game_server::{GameServer, NewGameServer};
+use manman_core::host::{StartRequest, Started};
+use manman_core::id::{GameServerId, InstanceId};
+use manman_core::instance::{Instance, InstanceFilter};
+use manman_core::status::StatusEvent;
+use manman_core::worker::Worker;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+/// What can go wrong calling the host.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The host answered with a problem document.
+    #[error("{}: {}", .0.title, .0.detail.as_deref().unwrap_or("no detail"))]
+    Problem(Problem),
+    /// The host could not be reached or the connection broke.
+    #[error("could not reach the host at {url}: {detail}")]
+    Transport {
+        /// The URL called.
+        url: String,
+        /// Why.
+        detail: String,
+    },
+    /// The host's answer did not parse.
+    #[error("the host's answer to {url} did not parse: {detail}")]
+    Decode {
+        /// The URL called.
+        url: String,
+        /// Why.
+        detail: String,
+    },
+}
+
+/// A client of one host.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client for the host at `base_url` (e.g. `http://127.0.0.1:8000`).
+    pub fn new(base_url: &str) -> Self {
+        Self {
+            base: base_url.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The host's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: String,
+    ) -> Result<T, ClientError> {
+        let response = request.send().await.map_err(|e| ClientError::Transport {
+            url: url.clone(),
+            detail: e.to_string(),
+        })?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| ClientError::Transport {
+            url: url.clone(),
+            detail: e.to_string(),
+        })?;
+        if !status.is_success() {
+            let problem = serde_json::from_slice::<Problem>(&body).unwrap_or_else(|_| {
+                Problem::new(status, String::from_utf8_lossy(&body).into_owned())
+            });
+            return Err(ClientError::Problem(problem));
+        }
+        serde_json::from_slice(&body).map_err(|e| ClientError::Decode {
+            url,
+            detail: e.to_string(),
+        })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = self.url(path);
+        self.send(self.http.get(&url), url).await
+    }
+
+    async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let url = self.url(path);
+        self.send(self.http.post(&url).json(body), url).await
+    }
+
+    /// Whether the host answers `/healthz`.
+    pub async fn healthy(&self) -> bool {
+        let response = self.http.get(self.url("/healthz")).send().await;
+        response.is_ok_and(|r| r.status().is_success())
+    }
+
+    /// Adds a game.
+    pub async fn create_game(&self, game: &NewGameServer) -> Result<GameServer, ClientError> {
+        self.post("/api/v1/games", game).await
+    }
+
+    /// Every game.
+    pub async fn list_games(&self) -> Result<Vec<GameServer>, ClientError> {
+        self.get("/api/v1/games").await
+    }
+
+    /// Adds a config to a game.
+    pub async fn create_config(
+        &self,
+        game: GameServerId,
+        spec: &ConfigSpec,
+    ) -> Result<GameServerConfig, ClientError> {
+        self.post(&format!("/api/v1/games/{}/configs", game.get()), spec)
+            .await
+    }
+
+    /// Configs of a game, or of all games.
+    pub async fn list_configs(
+        &self,
+        game: Option<GameServerId>,
+    ) -> Result<Vec<GameServerConfig>, ClientError> {
+        match game {
+            Some(game) => {
+                self.get(&format!("/api/v1/games/{}/configs", game.get()))
+                    .await
+            }
+            None => self.get("/api/v1/configs").await,
+        }
+    }
+
+    /// Every worker.
+    pub async fn list_workers(&self) -> Result<Vec<Worker>, ClientError> {
+        self.get("/api/v1/workers").await
+    }
+
+    /// Starts a config.
+    pub async fn start(&self, request: &StartRequest) -> Result<Started, ClientError> {
+        self.post("/api/v1/instances", request).await
+    }
+
+    /// A page of instances.
+    pub async fn list_instances(
+        &self,
+        filter: &InstanceFilter,
+    ) -> Result<Vec<Instance>, ClientError> {
+        let url = self.url("/api/v1/instances");
+        self.send(self.http.get(&url).query(filter), url).await
+    }
+
+    /// One instance.
+    pub async fn get_instance(&self, id: InstanceId) -> Result<Instance, ClientError> {
+        self.get(&format!("/api/v1/instances/{}", id.get())).await
+    }
+
+    /// Status history of an instance.
+    pub async fn instance_history(&self, id: InstanceId) -> Result<Vec<StatusEvent>, ClientError> {
+        self.get(&format!("/api/v1/instances/{}/history", id.get()))
+            .await
+    }
+
+    /// Stops an instance gracefully.
+    pub async fn stop(&self, id: InstanceId) -> Result<CommandAccepted, ClientError> {
+        self.post(&format!("/api/v1/instances/{}/stop", id.get()), &())
+            .await
+    }
+
+    /// Kills an instance.
+    pub async fn kill(&self, id: InstanceId) -> Result<CommandAccepted, ClientError> {
+        self.post(&format!("/api/v1/instances/{}/kill", id.get()), &())
+            .await
+    }
+
+    /// Sends a console line.
+    pub async fn stdin(&self, id: InstanceId, line: &str) -> Result<CommandAccepted, ClientError> {
+        let body = StdinRequest {
+            line: line.to_owned(),
+        };
+        self.post(&format!("/api/v1/instances/{}/stdin", id.get()), &body)
+            .await
+    }
+
+    /// A command's record.
+    pub async fn get_command(&self, id: Uuid) -> Result<CommandRecord, ClientError> {
+        self.get(&format!("/api/v1/commands/{id}")).await
+    }
+
+    /// Follows an instance's console: the backlog after `after`, then live lines.
+    pub async fn console(
+        &self,
+        id: InstanceId,
+        after: Option<u64>,
+    ) -> Result<impl Stream<Item = Result<ConsoleLine, ClientError>> + use<>, ClientError> {
+        let url = self.url(&format!("/api/v1/instances/{}/console", id.get()));
+        let mut request = self.http.get(&url).header("accept", "text/event-stream");
+        if let Some(after) = after {
+            request = request.header("last-event-id", after.to_string());
+        }
+        let response = request.send().await.map_err(|e| ClientError::Transport {
+            url: url.clone(),
+            detail: e.to_string(),
+        })?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let body = response.bytes().await.unwrap_or_default();
+            let problem = serde_json::from_slice::<Problem>(&body).unwrap_or_else(|_| {
+                Problem::new(status, String::from_utf8_lossy(&body).into_owned())
+            });
+            return Err(ClientError::Problem(problem));
+        }
+        let bytes = response.bytes_stream();
+        let state = (bytes, crate::sse::SseParser::default(), url);
+        Ok(stream::unfold(
+            state,
+            |(mut bytes, mut parser, url)| async move {
+                loop {
+                    if let Some(event) = parser.next_event() {
+                        if event.event != "line" {
+                            continue;
+                        }
+                        let line = serde_json::from_str::<ConsoleLine>(&event.data).map_err(|e| {
+                            ClientError::Decode {
+                                url: url.clone(),
+                                detail: e.to_string(),
+                            }
+                        });
+                        return Some((line, (bytes, parser, url)));
+                    }
+                    match bytes.next().await {
+                        Some(Ok(chunk)) => parser.push(&chunk),
+                        Some(Err(e)) => {
+                            let error = ClientError::Transport {
+                                url: url.clone(),
+                                detail: e.to_string(),
+                            };
+                            return Some((Err(error), (bytes, parser, url)));
+                        }
+                        None => return None,
+                    }
+                }
+            },
+        ))
+    }
+}

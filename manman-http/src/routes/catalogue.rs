@@ -1,0 +1,65 @@
+//! Games and configs.
+
+use crate::api::ApiState;
+use crate::extract::{ApiJson, ApiPath};
+use crate::problem::ApiError;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use manman_core::config::{ConfigSpec, GameServerConfig};
+use manman_core::game_server::{GameServer, NewGameServer};
+use manman_core::id::{ConfigId, GameServerId};
+
+pub(crate) async fn create_game(
+    State(state): State<ApiState>,
+    ApiJson(game): ApiJson<NewGameServer>,
+) -> Result<(StatusCode, Json<GameServer>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(state.host.create_game(&game).await?),
+    ))
+}
+
+pub(crate) async fn list_games(
+    State(state): State<ApiState>,
+) -> Result<Json<Vec<GameServer>>, ApiError> {
+    Ok(Json(state.host.list_games().await?))
+}
+
+pub(crate) async fn get_game(
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<GameServerId>,
+) -> Result<Json<GameServer>, ApiError> {
+    Ok(Json(state.host.get_game(id).await?))
+}
+
+pub(crate) async fn create_config(
+    State(state): State<ApiState>,
+    ApiPath(game): ApiPath<GameServerId>,
+    ApiJson(spec): ApiJson<ConfigSpec>,
+) -> Result<(StatusCode, Json<GameServerConfig>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(state.host.create_config(game, &spec).await?),
+    ))
+}
+
+pub(crate) async fn list_game_configs(
+    State(state): State<ApiState>,
+    ApiPath(game): ApiPath<GameServerId>,
+) -> Result<Json<Vec<GameServerConfig>>, ApiError> {
+    Ok(Json(state.host.list_configs(Some(game)).await?))
+}
+
+pub(crate) async fn list_configs(
+    State(state): State<ApiState>,
+) -> Result<Json<Vec<GameServerConfig>>, ApiError> {
+    Ok(Json(state.host.list_configs(None).await?))
+}
+
+pub(crate) async fn get_config(
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<ConfigId>,
+) -> Result<Json<GameServerConfig>, ApiError> {
+    Ok(Json(state.host.get_config(id).await?))
+}

@@ -1,0 +1,16 @@
+//! Command records.
+
+use crate::api::ApiState;
+use crate::extract::ApiPath;
+use crate::problem::ApiError;
+use axum::Json;
+use axum::extract::State;
+use manman_core::command::CommandRecord;
+use uuid::Uuid;
+
+pub(crate) async fn get(
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<CommandRecord>, ApiError> {
+    Ok(Json(state.host.get_command(id).await?))
+}

@@ -1,0 +1,5 @@
+//! `/healthz`: the process is alive.
+
+pub(crate) async fn healthz() -> &'static str {
+    "ok"
+}

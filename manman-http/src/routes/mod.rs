@@ -1,0 +1,8 @@
+//! The routes of spec §4, one file per resource.
+
+pub(crate) mod catalogue;
+pub(crate) mod commands;
+pub(crate) mod console;
+pub(crate) mod health;
+pub(crate) mod instances;
+pub(crate) mod workers;

@@ -1,0 +1,82 @@
+//! [`HostServer`]: the host's HTTP API with the background services behind it (status
+//! processor, console hub), started and stopped together.
+
+use crate::api::{ApiState, router};
+use manman_core::host::{ConsoleHub, HostService, StatusProcessor};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long [`HostServer::stop`] waits for its tasks.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running host: API, status processor and console hub, each a tracked task.
+#[derive(Debug)]
+pub struct HostServer {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl HostServer {
+    /// Listens on `bind` and starts the services of `host`.
+    pub async fn start(host: HostService, bind: SocketAddr) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(bind).await?;
+        let addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+
+        let processor =
+            StatusProcessor::new(host.store().clone(), host.bus().clone(), host.clock());
+        let token = shutdown.clone();
+        tracker.spawn(async move {
+            if let Err(e) = processor.run(token).await {
+                tracing::error!(error = %e, "the status processor stopped");
+            }
+        });
+
+        let console = ConsoleHub::default();
+        let (hub, bus, token) = (console.clone(), host.bus().clone(), shutdown.clone());
+        tracker.spawn(async move {
+            if let Err(e) = hub.run(&bus, token).await {
+                tracing::error!(error = %e, "the console hub stopped");
+            }
+        });
+
+        let app = router(ApiState {
+            host,
+            console,
+            shutdown: shutdown.clone(),
+        });
+        let token = shutdown.clone();
+        tracker.spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned());
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "the API server stopped");
+            }
+        });
+        tracker.close();
+        Ok(Self {
+            addr,
+            shutdown,
+            tracker,
+        })
+    }
+
+    /// Where the API listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops the API (open streams end) and the services, waiting up to 10 s.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        if tokio::time::timeout(STOP_TIMEOUT, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the host's services did not stop within {STOP_TIMEOUT:?}");
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The real process runner with the real fake game server: stdin, both output streams, exit
+//! codes, and the stop sequence down to SIGKILL with nothing left behind.
+
+use manman_core::config::{StopPolicy, StopSignal};
+use manman_core::ports::{OutputLine, OutputStream, ProcessRunner, ProcessSpec, SpawnedProcess};
+use manman_core::process::{StopStep, TokioProcessRunner, kill, stop};
+use manman_tests::{eventually, pid_alive};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const FAKE: &str = env!("CARGO_BIN_EXE_fake-game-server");
+const WAIT: Duration = Duration::from_secs(10);
+
+fn spec(program: &str, args: &[&str]) -> ProcessSpec {
+    ProcessSpec {
+        program: PathBuf::from(program),
+        args: args.iter().map(|a| (*a).to_owned()).collect(),
+        env: BTreeMap::new(),
+        cwd: std::env::temp_dir(),
+    }
+}
+
+async fn spawn(args: &[&str]) -> SpawnedProcess {
+    TokioProcessRunner::new()
+        .spawn(&spec(FAKE, args))
+        .await
+        .expect("spawn the fake game server")
+}
+
+/// Reads lines until one satisfies `want`; returns it.
+async fn line_matching(
+    output: &mut mpsc::Receiver<OutputLine>,
+    want: impl Fn(&OutputLine) -> bool,
+) -> OutputLine {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let line = output
+                .recv()
+                .await
+                .expect("output ended before the expected line");
+            if want(&line) {
+                return line;
+            }
+        }
+    })
+    .await
+    .expect("the expected line within 10 s")
+}
+
+#[tokio::test]
+async fn stdin_reaches_the_process_and_both_streams_come_back() {
+    let SpawnedProcess { handle, mut output } = spawn(&[]).await;
+    line_matching(&mut output, |l| l.text == "Server is ready").await;
+    handle.write_line("hello there").expect("write");
+    let echo = line_matching(&mut output, |l| l.text.starts_with("echo:")).await;
+    assert_eq!(echo.text, "echo: hello there");
+    assert_eq!(echo.stream, OutputStream::Stdout);
+    handle.write_line("stderr oops").expect("write");
+    let err = line_matching(&mut output, |l| l.stream == OutputStream::Stderr).await;
+    assert_eq!(err.text, "oops");
+    handle.write_line("quit").expect("write");
+    let status = tokio::time::timeout(WAIT, handle.wait())
+        .await
+        .expect("exits");
+    assert_eq!(status.code, Some(0));
+    assert!(
+        handle.write_line("too late").is_err(),
+        "writing to an exited process is an error"
+    );
+}
+
+#[tokio::test]
+async fn exit_codes_and_partial_last_lines_are_kept() {
+    let SpawnedProcess { handle, mut output } = spawn(&[]).await;
+    handle.write_line("crash 3").expect("write");
+    let status = tokio::time::timeout(WAIT, handle.wait())
+        .await
+        .expect("exits");
+    assert_eq!((status.code, status.signal), (Some(3), None));
+    assert!(!status.success());
+    let _ = &mut output;
+
+    let SpawnedProcess { handle, mut output } = TokioProcessRunner::new()
+        .spawn(&spec("/bin/sh", &["-c", "printf 'no newline at the end'"]))
+        .await
+        .expect("spawn sh");
+    let line = line_matching(&mut output, |_| true).await;
+    assert_eq!(line.text, "no newline at the end");
+    assert_eq!(handle.wait().await.code, Some(0));
+}
+
+#[tokio::test]
+async fn spawn_failure_names_the_program() {
+    let err = TokioProcessRunner::new()
+        .spawn(&spec("/nonexistent/server", &[]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/server"), "{err}");
+}
+
+#[tokio::test]
+async fn stop_by_stdin_line() {
+    let SpawnedProcess { handle, mut output } = spawn(&[]).await;
+    line_matching(&mut output, |l| l.text == "Server is ready").await;
+    let policy = StopPolicy {
+        stdin_line: Some("quit".to_owned()),
+        timeout_s: 10,
+        ..StopPolicy::default()
+    };
+    let stopped = stop(&handle, &policy).await;
+    assert_eq!(stopped.step, StopStep::StdinLine);
+    assert_eq!(stopped.status.code, Some(0));
+    assert!(!pid_alive(handle.pid()));
+}
+
+#[tokio::test]
+async fn stop_by_signal_when_there_is_no_stdin_line() {
+    let SpawnedProcess { handle, mut output } = spawn(&[]).await;
+    line_matching(&mut output, |l| l.text == "Server is ready").await;
+    let policy = StopPolicy {
+        stdin_line: None,
+        signal: StopSignal::Term,
+        signal_grace_s: 10,
+        ..StopPolicy::default()
+    };
+    let stopped = stop(&handle, &policy).await;
+    assert_eq!(stopped.step, StopStep::Signal);
+    assert_eq!(stopped.status.signal, Some(15), "ended by SIGTERM");
+}
+
+#[tokio::test]
+async fn a_server_ignoring_sigterm_is_killed_with_its_children() {
+    let SpawnedProcess { handle, mut output } = spawn(&["--ignore-sigterm"]).await;
+    line_matching(&mut output, |l| l.text == "Server is ready").await;
+    handle.write_line("spawn-child").expect("write");
+    let child_line = line_matching(&mut output, |l| l.text.starts_with("child ")).await;
+    let child: u32 = child_line.text["child ".len()..].parse().expect("a pid");
+    assert!(pid_alive(child), "the grandchild runs");
+
+    let policy = StopPolicy {
+        stdin_line: Some("not a stop command".to_owned()),
+        timeout_s: 1,
+        signal: StopSignal::Term,
+        signal_grace_s: 1,
+    };
+    let stopped = stop(&handle, &policy).await;
+    assert_eq!(
+        stopped.step,
+        StopStep::Kill,
+        "neither the line nor SIGTERM ended it"
+    );
+    assert_eq!(stopped.status.signal, Some(9));
+    let ignored = line_matching(&mut output, |l| l.text == "Ignoring SIGTERM").await;
+    assert_eq!(ignored.stream, OutputStream::Stdout);
+    assert!(!pid_alive(handle.pid()), "the server is gone");
+    eventually("the grandchild to be gone", WAIT, || async {
+        (!pid_alive(child)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn kill_is_immediate() {
+    let SpawnedProcess { handle, mut output } = spawn(&["--ignore-sigterm"]).await;
+    line_matching(&mut output, |l| l.text == "Server is ready").await;
+    let stopped = tokio::time::timeout(Duration::from_secs(2), kill(&handle))
+        .await
+        .expect("kill is quick");
+    assert_eq!(stopped.step, StopStep::Kill);
+    assert_eq!(stopped.status.signal, Some(9));
+    assert!(!pid_alive(handle.pid()));
+}
