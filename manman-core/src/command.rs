@@ -202,6 +202,8 @@ pub enum CommandOutcome {
     Succeeded,
     /// Refused or failed; the detail says why.
     Failed,
+    /// It reached the worker after its `expires_at`, and was not carried out.
+    Expired,
 }
 
 impl From<CommandOutcome> for CommandState {
@@ -209,6 +211,7 @@ impl From<CommandOutcome> for CommandState {
         match outcome {
             CommandOutcome::Succeeded => Self::Succeeded,
             CommandOutcome::Failed => Self::Failed,
+            CommandOutcome::Expired => Self::Expired,
         }
     }
 }

@@ -49,6 +49,10 @@ pub struct ConfigSpec {
     /// A regex on console output; the server is `running` when a line matches. Absent: at spawn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_pattern: Option<String>,
+    /// Seconds a server with a `ready_pattern` may take to print it; then it is a crash (cause
+    /// `ready-timeout`). 0 waits for ever.
+    #[serde(default = "default_ready_timeout")]
+    pub ready_timeout_s: u32,
     /// What to do when it exits on its own.
     #[serde(default)]
     pub restart: RestartPolicy,
@@ -62,6 +66,11 @@ pub struct ConfigSpec {
 
 fn yes() -> bool {
     true
+}
+
+/// Five minutes: enough for a big map to load.
+fn default_ready_timeout() -> u32 {
+    300
 }
 
 /// The graceful stop: stdin line, wait, signal, wait, then SIGKILL to the whole process group.
@@ -166,6 +175,8 @@ pub enum SteamLogin {
 
 /// Longest stop wait an operator may configure, in seconds.
 pub const MAX_STOP_TIMEOUT_S: u32 = 3_600;
+/// Longest ready wait an operator may configure, in seconds.
+pub const MAX_READY_TIMEOUT_S: u32 = 86_400;
 
 impl ConfigSpec {
     /// A config with defaults for everything but the name and the executable.
@@ -180,6 +191,7 @@ impl ConfigSpec {
             working_dir: None,
             stop: StopPolicy::default(),
             ready_pattern: None,
+            ready_timeout_s: default_ready_timeout(),
             restart: RestartPolicy::default(),
             clean_exit_is_complete: true,
             steam: None,
@@ -219,6 +231,12 @@ impl ConfigSpec {
             && line.contains(['\n', '\r'])
         {
             errors.push("stop.stdin_line", "must be a single line");
+        }
+        if self.ready_timeout_s > MAX_READY_TIMEOUT_S {
+            errors.push(
+                "ready_timeout_s",
+                format!("must be at most {MAX_READY_TIMEOUT_S} (0 waits for ever)"),
+            );
         }
         if self.stop.timeout_s > MAX_STOP_TIMEOUT_S {
             errors.push(

@@ -133,6 +133,9 @@ pub enum Cause {
     WorkerRestart,
     /// Its start command could not be delivered to the worker.
     Undelivered,
+    /// The worker refused its start (at capacity, the config already runs there, or the
+    /// command expired before the worker took it).
+    Refused,
 }
 
 /// Whether `from → to` is allowed for an entity. Forbidden transitions are errors, never applied.

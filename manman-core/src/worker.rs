@@ -92,4 +92,8 @@ pub struct InventoryItem {
     pub pid: Option<u32>,
     /// Automatic restarts so far.
     pub restart_count: u32,
+    /// Console lines dropped from the live stream because the bus fell behind (the worker's log
+    /// file has them all).
+    #[serde(default)]
+    pub console_lines_dropped: u64,
 }

@@ -3,10 +3,40 @@
 
 use crate::api::{ApiState, router};
 use manman_core::host::{ConsoleHub, HostService, StatusProcessor};
+use manman_core::ports::BusError;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// Runs a background service until `shutdown`; when it stops with an error it is logged and
+/// started again after a pause (1 s, doubling up to 30 s), so the host never silently runs
+/// without it.
+async fn keep_running<F, Fut>(name: &'static str, shutdown: CancellationToken, mut service: F)
+where
+    F: FnMut(CancellationToken) -> Fut,
+    Fut: Future<Output = Result<(), BusError>>,
+{
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match service(shutdown.clone()).await {
+            Ok(()) if shutdown.is_cancelled() => return,
+            Ok(()) => tracing::error!(
+                service = name,
+                "stopped unexpectedly; restarting in {pause:?}"
+            ),
+            Err(e) => {
+                tracing::error!(service = name, error = %e, "failed; restarting in {pause:?}")
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(30));
+    }
+}
 
 /// How long [`HostServer::stop`] waits for its tasks.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,20 +59,24 @@ impl HostServer {
 
         let processor =
             StatusProcessor::new(host.store().clone(), host.bus().clone(), host.clock());
-        let token = shutdown.clone();
-        tracker.spawn(async move {
-            if let Err(e) = processor.run(token).await {
-                tracing::error!(error = %e, "the status processor stopped");
-            }
-        });
-
+        tracker.spawn(keep_running(
+            "status processor",
+            shutdown.clone(),
+            move |token| {
+                let processor = processor.clone();
+                async move { processor.run(token).await }
+            },
+        ));
         let console = ConsoleHub::default();
-        let (hub, bus, token) = (console.clone(), host.bus().clone(), shutdown.clone());
-        tracker.spawn(async move {
-            if let Err(e) = hub.run(&bus, token).await {
-                tracing::error!(error = %e, "the console hub stopped");
-            }
-        });
+        let (hub, bus) = (console.clone(), host.bus().clone());
+        tracker.spawn(keep_running(
+            "console hub",
+            shutdown.clone(),
+            move |token| {
+                let (hub, bus) = (hub.clone(), bus.clone());
+                async move { hub.run(&bus, token).await }
+            },
+        ));
 
         let app = router(ApiState {
             host,

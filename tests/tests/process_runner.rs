@@ -3,7 +3,7 @@
 
 use manman_core::config::{StopPolicy, StopSignal};
 use manman_core::ports::{OutputLine, OutputStream, ProcessRunner, ProcessSpec, SpawnedProcess};
-use manman_core::process::{StopStep, TokioProcessRunner, kill, stop};
+use manman_core::process::{MAX_LINE_BYTES, StopStep, TokioProcessRunner, kill, stop};
 use manman_tests::{eventually, pid_alive};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ fn spec(program: &str, args: &[&str]) -> ProcessSpec {
     ProcessSpec {
         program: PathBuf::from(program),
         args: args.iter().map(|a| (*a).to_owned()).collect(),
-        env: BTreeMap::new(),
+        env: BTreeMap::from([("PATH".to_owned(), std::env::var("PATH").unwrap_or_default())]),
         cwd: std::env::temp_dir(),
     }
 }
@@ -171,4 +171,64 @@ async fn kill_is_immediate() {
     assert_eq!(stopped.step, StopStep::Kill);
     assert_eq!(stopped.status.signal, Some(9));
     assert!(!pid_alive(handle.pid()));
+}
+
+#[tokio::test]
+async fn a_line_without_end_is_split_at_the_cap() {
+    let script = "head -c 150000 /dev/zero | tr '\\0' x; printf '\\nshort\\n'";
+    let SpawnedProcess { handle, mut output } = TokioProcessRunner::new()
+        .spawn(&spec("/bin/sh", &["-c", script]))
+        .await
+        .expect("spawn sh");
+    let mut lengths = Vec::new();
+    loop {
+        let line = line_matching(&mut output, |_| true).await;
+        if line.text == "short" {
+            break;
+        }
+        lengths.push(line.text.len());
+    }
+    assert_eq!(
+        lengths,
+        [MAX_LINE_BYTES, MAX_LINE_BYTES, 150_000 - 2 * MAX_LINE_BYTES]
+    );
+    assert_eq!(handle.wait().await.code, Some(0));
+}
+
+#[tokio::test]
+async fn children_inherit_only_stdio_and_a_clean_environment() {
+    // A descriptor this process holds without close-on-exec (nix's pipe() sets no flag) must
+    // not reach the child, and neither must this process's environment.
+    let (read, _write) = nix::unistd::pipe().expect("pipe");
+    let leaked = std::os::fd::AsRawFd::as_raw_fd(&read);
+    assert!(leaked > 2);
+    assert!(
+        std::env::var("CARGO_MANIFEST_DIR").is_ok(),
+        "cargo sets this for tests"
+    );
+    let script = "ls /proc/$$/fd; echo ENV=${CARGO_MANIFEST_DIR:-unset}";
+    let SpawnedProcess { handle, mut output } = TokioProcessRunner::new()
+        .spawn(&spec("/bin/sh", &["-c", script]))
+        .await
+        .expect("spawn sh");
+    let mut fds = Vec::new();
+    loop {
+        let line = line_matching(&mut output, |_| true).await;
+        if let Some(value) = line.text.strip_prefix("ENV=") {
+            assert_eq!(value, "unset", "the worker's environment is not inherited");
+            break;
+        }
+        fds.push(line.text.parse::<i32>().expect("a descriptor number"));
+    }
+    fds.sort_unstable();
+    assert_eq!(fds[..3], [0, 1, 2]);
+    assert!(
+        !fds.contains(&leaked),
+        "descriptor {leaked} leaked into the child: {fds:?}"
+    );
+    assert!(
+        fds.len() <= 4,
+        "only stdio (and the shell's own directory handle): {fds:?}"
+    );
+    handle.wait().await;
 }

@@ -13,6 +13,10 @@ pub struct Options {
     pub ready_line: String,
     /// Keep running on SIGTERM (to test the escalation to SIGKILL).
     pub ignore_sigterm: bool,
+    /// Exit by itself this long after start (to test crash policies).
+    pub exit_after: Option<Duration>,
+    /// The code of that exit.
+    pub exit_code: i32,
 }
 
 impl Default for Options {
@@ -21,6 +25,8 @@ impl Default for Options {
             ready_delay: Duration::ZERO,
             ready_line: "Server is ready".to_owned(),
             ignore_sigterm: false,
+            exit_after: None,
+            exit_code: 0,
         }
     }
 }
@@ -33,6 +39,8 @@ options:
   --ready-delay-ms N   print the ready line after N milliseconds (default 0)
   --ready-line TEXT    the ready line (default \"Server is ready\")
   --ignore-sigterm     keep running on SIGTERM
+  --exit-after-ms N    exit by itself after N milliseconds
+  --exit-code C        the code of that exit (default 0)
 
 console (stdin) commands:
   quit                 exit 0
@@ -60,6 +68,19 @@ impl Options {
                     options.ready_line = args.next().ok_or("--ready-line needs a text")?;
                 }
                 "--ignore-sigterm" => options.ignore_sigterm = true,
+                "--exit-after-ms" => {
+                    let value = args.next().ok_or("--exit-after-ms needs a number")?;
+                    let ms: u64 = value.parse().map_err(|_| {
+                        format!("--exit-after-ms: {value:?} is not a number of milliseconds")
+                    })?;
+                    options.exit_after = Some(Duration::from_millis(ms));
+                }
+                "--exit-code" => {
+                    let value = args.next().ok_or("--exit-code needs a number")?;
+                    options.exit_code = value
+                        .parse()
+                        .map_err(|_| format!("--exit-code: {value:?} is not a number"))?;
+                }
                 other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
             }
         }
@@ -118,12 +139,28 @@ async fn serve(options: Options) -> i32 {
         tokio::time::sleep(delay).await;
         say(&ready_line);
     });
+    let exit_after = async {
+        match options.exit_after {
+            Some(after) => tokio::time::sleep(after).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(exit_after);
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     loop {
-        let line = match lines.next_line().await {
-            Ok(Some(line)) => line,
-            // stdin closed: keep running like a real server, until a signal ends it.
-            Ok(None) | Err(_) => std::future::pending().await,
+        let line = tokio::select! {
+            () = &mut exit_after => {
+                say(&format!("Exiting by itself with code {}", options.exit_code));
+                return options.exit_code;
+            }
+            line = lines.next_line() => match line {
+                Ok(Some(line)) => line,
+                // stdin closed: keep running like a real server, until a signal ends it.
+                Ok(None) | Err(_) => {
+                    (&mut exit_after).await;
+                    return options.exit_code;
+                }
+            },
         };
         if let Some(code) = command(line.trim()) {
             return code;

@@ -466,11 +466,14 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         println!("  manman{host_flag} stop 1                  # stop it gracefully");
         println!("(from a checkout, `manman` is `cargo run -p manman --`)");
     }
-    let shutdown = running.shutdown_token();
+    let (shutdown, kill) = (running.shutdown_token(), running.kill_token());
     tokio::spawn(async move {
         wait_for_signal().await;
-        eprintln!("shutting down: stopping game servers…");
+        eprintln!("shutting down: stopping game servers (again to kill them at once)…");
         shutdown.cancel();
+        wait_for_signal().await;
+        eprintln!("killing game servers…");
+        kill.cancel();
     });
     running.wait().await
 }

@@ -40,6 +40,7 @@ pub struct Running {
     pub host: HostService,
     server: HostServer,
     shutdown: CancellationToken,
+    kill: CancellationToken,
     worker: JoinHandle<anyhow::Result<WorkerExit>>,
 }
 
@@ -78,6 +79,7 @@ pub async fn start(options: UpOptions) -> anyhow::Result<Running> {
         Arc::new(TokioProcessRunner::new()),
         clock,
     );
+    let kill = worker.kill_switch();
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let worker = tokio::spawn(async move { Ok(worker.run(token).await?) });
@@ -87,6 +89,7 @@ pub async fn start(options: UpOptions) -> anyhow::Result<Running> {
         host,
         server,
         shutdown,
+        kill,
         worker,
     })
 }
@@ -102,18 +105,37 @@ async fn wait_for_worker(host: &HostService) -> anyhow::Result<()> {
 }
 
 impl Running {
-    /// A token that stops everything when cancelled (e.g. on Ctrl-C).
+    /// A token that stops everything gracefully when cancelled (the first Ctrl-C).
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+
+    /// A token that SIGKILLs every game server when cancelled (a second Ctrl-C).
+    pub fn kill_token(&self) -> CancellationToken {
+        self.kill.clone()
     }
 
     /// Waits for a shutdown: the worker stops its game servers first, then the API, the status
     /// processor and the console hub stop.
     pub async fn wait(self) -> anyhow::Result<()> {
         let worker = self.worker.await.context("the worker task panicked")?;
-        // The worker's last reports are on the bus; give the status processor a moment to
-        // record them before it stops.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The worker reported itself `complete` after every instance; once the status processor
+        // has recorded that, it has recorded the instances' last statuses too.
+        let recorded = async {
+            loop {
+                let workers = self.host.list_workers().await.unwrap_or_default();
+                if workers.iter().all(|w| w.status.is_terminal()) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(5), recorded)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the worker's last statuses were not recorded within 5 s");
+        }
         self.server.stop().await;
         worker.map(|_| ())
     }

@@ -1,17 +1,28 @@
 //! [`ConsoleHub`]: the host's view of every console: the last lines of each instance (the
 //! backlog) and the live lines after them, for the SSE console stream.
+//!
+//! When an instance ends, its live stream closes a moment later (watchers see the end), and
+//! its backlog is kept a while for late readers, then dropped.
 
 use crate::bus::Bus;
 use crate::console::ConsoleLine;
+use crate::event::Event;
 use crate::id::InstanceId;
-use crate::ports::BusError;
+use crate::ports::{BusError, Delivery};
+use crate::status::Entity;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Lines kept per instance.
 pub const BACKLOG_LINES: usize = 1_000;
+/// How long after an instance ended its live stream stays open (for lines still on their way).
+pub const CLOSE_AFTER_END: Duration = Duration::from_secs(2);
+/// How long the backlog of an ended instance is kept.
+pub const KEEP_AFTER_END: Duration = Duration::from_secs(600);
 
 /// Keeps a backlog per instance and fans live lines out to watchers.
 #[derive(Debug, Clone)]
@@ -28,14 +39,17 @@ struct Inner {
 #[derive(Debug)]
 struct Console {
     backlog: VecDeque<ConsoleLine>,
-    live: broadcast::Sender<ConsoleLine>,
+    /// `None` once the instance ended and its watchers were told.
+    live: Option<broadcast::Sender<ConsoleLine>>,
+    ended_at: Option<Instant>,
 }
 
 impl Console {
     fn new() -> Self {
         Self {
             backlog: VecDeque::new(),
-            live: broadcast::channel(1_024).0,
+            live: Some(broadcast::channel(1_024).0),
+            ended_at: None,
         }
     }
 }
@@ -45,7 +59,8 @@ impl Console {
 pub struct ConsoleSubscription {
     /// Lines already kept, oldest first, all with `seq` greater than the cursor.
     pub backlog: Vec<ConsoleLine>,
-    /// Lines from now on. May repeat lines of the backlog: skip `seq` not above the last seen.
+    /// Lines from now on; closed once the instance has ended. May repeat lines of the backlog:
+    /// skip `seq` not above the last seen.
     pub live: broadcast::Receiver<ConsoleLine>,
 }
 
@@ -53,6 +68,11 @@ impl Default for ConsoleHub {
     fn default() -> Self {
         Self::new(BACKLOG_LINES)
     }
+}
+
+/// A receiver that is already closed: the stream of an instance that has ended.
+fn closed_receiver() -> broadcast::Receiver<ConsoleLine> {
+    broadcast::channel(1).1
 }
 
 impl ConsoleHub {
@@ -89,15 +109,32 @@ impl ConsoleHub {
             console.backlog.pop_front();
         }
         console.backlog.push_back(line.clone());
-        // No live watcher is fine: the backlog has it.
-        let _ = console.live.send(line);
+        if let Some(live) = &console.live {
+            // No live watcher is fine: the backlog has it.
+            let _ = live.send(line);
+        }
     }
 
-    /// Backlog after `after` (a `Last-Event-ID`), and the live lines from then on.
-    pub fn subscribe(&self, instance: InstanceId, after: Option<u64>) -> ConsoleSubscription {
+    /// Backlog after `after` (a `Last-Event-ID`), and the live lines from then on. For an
+    /// instance that has `ended`, the live stream is closed.
+    pub fn subscribe(
+        &self,
+        instance: InstanceId,
+        after: Option<u64>,
+        ended: bool,
+    ) -> ConsoleSubscription {
         let mut inner = self.lock();
-        let console = inner.consoles.entry(instance).or_insert_with(Console::new);
         let after = after.unwrap_or(0);
+        let console = match inner.consoles.get_mut(&instance) {
+            Some(console) => console,
+            None if ended => {
+                return ConsoleSubscription {
+                    backlog: Vec::new(),
+                    live: closed_receiver(),
+                };
+            }
+            None => inner.consoles.entry(instance).or_insert_with(Console::new),
+        };
         ConsoleSubscription {
             backlog: console
                 .backlog
@@ -105,36 +142,107 @@ impl ConsoleHub {
                 .filter(|l| l.seq > after)
                 .cloned()
                 .collect(),
-            live: console.live.subscribe(),
+            live: console
+                .live
+                .as_ref()
+                .map_or_else(closed_receiver, broadcast::Sender::subscribe),
         }
     }
 
-    /// Feeds the hub from `manman.console` until `shutdown` is cancelled.
-    pub async fn run(&self, bus: &Bus, shutdown: CancellationToken) -> Result<(), BusError> {
-        let mut consumer = bus.watch_console(None).await?;
-        loop {
-            let delivery = tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                next = consumer.next() => match next {
-                    Some(Ok(delivery)) => delivery,
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "console hub: receive failed");
-                        continue;
+    /// Notes that an instance ended: its live stream closes after [`CLOSE_AFTER_END`].
+    pub fn instance_ended(&self, instance: InstanceId) {
+        let mut inner = self.lock();
+        let console = inner.consoles.entry(instance).or_insert_with(Console::new);
+        console.ended_at.get_or_insert_with(Instant::now);
+    }
+
+    /// Closes the live streams and drops the backlogs whose time has come.
+    pub fn expire(&self, now: Instant) {
+        self.lock()
+            .consoles
+            .retain(|_, console| match console.ended_at {
+                None => true,
+                Some(ended) => {
+                    if now.duration_since(ended) >= CLOSE_AFTER_END {
+                        console.live = None;
                     }
-                    None => return Err(BusError::Closed),
-                },
-            };
-            match delivery.message.decode::<ConsoleLine>() {
-                Ok(line) => {
-                    self.push(line);
-                    let _ = delivery.ack().await;
+                    now.duration_since(ended) < KEEP_AFTER_END
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "console hub: dropping a malformed console line");
-                    let _ = delivery.dead_letter().await;
-                }
+            });
+    }
+
+    /// Feeds the hub from `manman.console` and `manman.events` until `shutdown` is cancelled.
+    pub async fn run(&self, bus: &Bus, shutdown: CancellationToken) -> Result<(), BusError> {
+        let mut lines = bus.watch_console(None).await?;
+        let mut events = bus.watch_events().await?;
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                _ = ticker.tick() => self.expire(Instant::now()),
+                next = lines.next() => self.take_line(next, &shutdown).await?,
+                next = events.next() => self.take_event(next, &shutdown).await?,
             }
         }
+    }
+
+    async fn take_line(
+        &self,
+        next: Option<Result<Delivery, BusError>>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), BusError> {
+        let Some(delivery) = received(next, shutdown).await? else {
+            return Ok(());
+        };
+        match delivery.message.decode::<ConsoleLine>() {
+            Ok(line) => {
+                self.push(line);
+                let _ = delivery.ack().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "console hub: dropping a malformed console line");
+                let _ = delivery.dead_letter().await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn take_event(
+        &self,
+        next: Option<Result<Delivery, BusError>>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), BusError> {
+        let Some(delivery) = received(next, shutdown).await? else {
+            return Ok(());
+        };
+        // Malformed events are the status processor's to dead-letter; here they are ignored.
+        if let Ok(Event::Status(report)) = delivery.message.decode::<Event>()
+            && let Entity::Instance(instance) = report.entity
+            && report.status.is_terminal()
+        {
+            self.instance_ended(instance);
+        }
+        let _ = delivery.ack().await;
+        Ok(())
+    }
+}
+
+/// A delivery, `None` after a receive error (logged, paused), or the closed bus as an error.
+async fn received(
+    next: Option<Result<Delivery, BusError>>,
+    shutdown: &CancellationToken,
+) -> Result<Option<Delivery>, BusError> {
+    match next {
+        Some(Ok(delivery)) => Ok(Some(delivery)),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "console hub: receive failed; retrying in 1 s");
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            Ok(None)
+        }
+        None => Err(BusError::Closed),
     }
 }
 
@@ -162,14 +270,14 @@ mod tests {
         }
         hub.push(line(4)); // a redelivery is ignored
         let all: Vec<u64> = hub
-            .subscribe(InstanceId(1), None)
+            .subscribe(InstanceId(1), None, false)
             .backlog
             .iter()
             .map(|l| l.seq)
             .collect();
         assert_eq!(all, [3, 4, 5]);
         let resumed: Vec<u64> = hub
-            .subscribe(InstanceId(1), Some(4))
+            .subscribe(InstanceId(1), Some(4), false)
             .backlog
             .iter()
             .map(|l| l.seq)
@@ -181,9 +289,39 @@ mod tests {
     async fn live_lines_follow_the_backlog() {
         let hub = ConsoleHub::default();
         hub.push(line(1));
-        let mut sub = hub.subscribe(InstanceId(1), None);
+        let mut sub = hub.subscribe(InstanceId(1), None, false);
         hub.push(line(2));
         assert_eq!(sub.backlog.len(), 1);
         assert_eq!(sub.live.recv().await.unwrap().seq, 2);
+    }
+
+    #[tokio::test]
+    async fn an_ended_instance_closes_its_stream_then_forgets_it() {
+        let hub = ConsoleHub::default();
+        hub.push(line(1));
+        let mut sub = hub.subscribe(InstanceId(1), None, false);
+        hub.instance_ended(InstanceId(1));
+        let ended = Instant::now();
+        hub.expire(ended);
+        hub.push(line(2));
+        assert_eq!(
+            sub.live.recv().await.unwrap().seq,
+            2,
+            "lines still arrive during the grace"
+        );
+        hub.expire(ended + CLOSE_AFTER_END);
+        assert!(matches!(
+            sub.live.recv().await,
+            Err(broadcast::error::RecvError::Closed)
+        ));
+        let late = hub.subscribe(InstanceId(1), None, true);
+        assert_eq!(
+            late.backlog.len(),
+            2,
+            "the backlog is kept for late readers"
+        );
+        hub.expire(ended + KEEP_AFTER_END);
+        let gone = hub.subscribe(InstanceId(1), None, true);
+        assert!(gone.backlog.is_empty());
     }
 }

@@ -8,7 +8,9 @@ mod placement;
 mod service;
 mod status_processor;
 
-pub use console_hub::{BACKLOG_LINES, ConsoleHub, ConsoleSubscription};
+pub use console_hub::{
+    BACKLOG_LINES, CLOSE_AFTER_END, ConsoleHub, ConsoleSubscription, KEEP_AFTER_END,
+};
 pub use error::HostError;
 pub use local_host_api::LocalHostApi;
 pub use service::{HostService, StartRequest, Started};

@@ -10,10 +10,18 @@ use crate::ports::{
 use crate::status::{Entity, Status, can_transition};
 use crate::store::Store;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// How many times a delivery is retried after a transient failure before it is dead-lettered.
+/// How many times a delivery is retried after a conflict or an unexpected store error before it
+/// is dead-lettered. (An unavailable store is waited for instead, however long it takes.)
 const MAX_DELIVERIES: u32 = 5;
+/// First pause while the store is unavailable; it doubles up to the maximum.
+const UNAVAILABLE_FIRST_PAUSE: Duration = Duration::from_millis(100);
+/// Longest pause while the store is unavailable.
+const UNAVAILABLE_MAX_PAUSE: Duration = Duration::from_secs(5);
+/// Pause after a failed receive.
+const RECEIVE_RETRY: Duration = Duration::from_secs(1);
 
 /// Consumes `host.status-processor.events` (competing consumers across host replicas) and
 /// records every status report and command result. Idempotent by message id.
@@ -29,8 +37,10 @@ pub struct StatusProcessor {
 enum Handled {
     /// Done (or nothing to do): acknowledge.
     Done,
-    /// Try again later.
+    /// Try again (a concurrent change): requeue, a bounded number of times.
     Retry,
+    /// The store is unavailable: wait and try again in place, however long it takes.
+    Unavailable,
     /// Never handleable: dead-letter.
     Poison,
 }
@@ -50,24 +60,41 @@ impl StatusProcessor {
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => delivery,
                     Some(Err(e)) => {
-                        tracing::warn!(error = %e, "status processor: receive failed");
-                        continue;
+                        tracing::warn!(error = %e, "status processor: receive failed; retrying in 1 s");
+                        tokio::select! {
+                            () = shutdown.cancelled() => return Ok(()),
+                            () = tokio::time::sleep(RECEIVE_RETRY) => continue,
+                        }
                     }
                     None => return Err(BusError::Closed),
                 },
             };
-            self.settle(delivery).await;
+            self.settle(delivery, &shutdown).await;
         }
     }
 
-    async fn settle(&self, delivery: Delivery) {
+    async fn settle(&self, delivery: Delivery, shutdown: &CancellationToken) {
         let message_id = delivery.message.id;
-        let outcome = match self.handle(&delivery).await {
+        let mut pause = UNAVAILABLE_FIRST_PAUSE;
+        let handled = loop {
+            match self.handle(&delivery).await {
+                Handled::Unavailable => {
+                    tracing::warn!(%message_id, retry_in = ?pause, "status processor: the store is unavailable; holding the event until it is back");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break Handled::Retry,
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(UNAVAILABLE_MAX_PAUSE);
+                }
+                handled => break handled,
+            }
+        };
+        let outcome = match handled {
             Handled::Retry if delivery.delivery_count >= MAX_DELIVERIES => {
                 tracing::error!(%message_id, deliveries = delivery.delivery_count, "status processor: giving up on an event, dead-lettering it");
                 delivery.dead_letter().await
             }
-            Handled::Retry => delivery.requeue().await,
+            Handled::Retry | Handled::Unavailable => delivery.requeue().await,
             Handled::Poison => delivery.dead_letter().await,
             Handled::Done => delivery.ack().await,
         };
@@ -170,7 +197,7 @@ impl StatusProcessor {
                 tracing::warn!(command_id = %result.command_id, "a result for an unknown command: {what}");
                 Handled::Done
             }
-            Err(e) if e.is_transient() => Handled::Retry,
+            Err(e) if e.is_transient() => Handled::Unavailable,
             Err(e) => {
                 tracing::error!(command_id = %result.command_id, error = %e, "could not record a command result");
                 Handled::Retry
@@ -185,6 +212,7 @@ fn store_failure(error: &StoreError, entity: Entity) -> Handled {
             tracing::warn!(%entity, "a status report for an unknown entity: dead-lettering it");
             Handled::Poison
         }
+        e if e.is_transient() => Handled::Unavailable,
         e => {
             tracing::warn!(%entity, error = %e, "could not record a status report; will retry");
             Handled::Retry

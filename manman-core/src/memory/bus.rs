@@ -92,6 +92,8 @@ impl State {
             })
             .map(|(queue, _)| queue.clone())
             .collect();
+        // A queue bound by several matching keys still gets one copy.
+        queues.sort_unstable();
         queues.dedup();
         Ok(queues)
     }
@@ -264,7 +266,13 @@ impl MessageSubscriber for MemoryBus {
             {
                 return Err(BusError::Conflict {
                     what: format!("queue {name:?}"),
-                    detail: "exists with other arguments".to_owned(),
+                    detail: format!(
+                        "exists as temporary={} dead_letter_exchange={:?}, declared as temporary={} dead_letter_exchange={:?}: delete the queue or declare it the same way",
+                        existing.temporary,
+                        existing.dead_letter_exchange,
+                        spec.temporary,
+                        spec.dead_letter_exchange
+                    ),
                 });
             }
             return Ok(name);
@@ -315,7 +323,12 @@ impl MessageSubscriber for MemoryBus {
             state: Arc::clone(&self.state),
             queue: queue.to_owned(),
             temporary: q.temporary,
-            prefetch: usize::from(prefetch.max(1)),
+            // AMQP: a prefetch of 0 means no limit.
+            prefetch: if prefetch == 0 {
+                usize::MAX
+            } else {
+                usize::from(prefetch)
+            },
             unsettled: Arc::new(AtomicUsize::new(0)),
             notify: Arc::clone(&q.notify),
         }))

@@ -133,7 +133,7 @@ pub trait MessageSubscriber: Send + Sync + Debug + 'static {
         routing_key: &str,
     ) -> Result<(), BusError>;
 
-    /// Starts consuming; at most `prefetch` deliveries are unsettled at once.
+    /// Starts consuming; at most `prefetch` deliveries are unsettled at once (0: no limit).
     async fn consume(&self, queue: &str, prefetch: u16) -> Result<Box<dyn Consumer>, BusError>;
 }
 
@@ -160,7 +160,9 @@ pub trait Acker: Send + Sync + Debug {
 pub struct Delivery {
     /// The message.
     pub message: Message,
-    /// How many times it has been delivered, this one included (1 the first time).
+    /// How many times it has been delivered, this one included (1 the first time). Adapters
+    /// whose broker only says "redelivered" (RabbitMQ classic queues) count what they can see,
+    /// at least 2 for a redelivery.
     pub delivery_count: u32,
     /// Settles it.
     pub acker: Box<dyn Acker>,
@@ -247,7 +249,9 @@ pub enum BusError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The consumer or connection was closed.
-    #[error("the bus connection is closed")]
+    #[error(
+        "the message bus connection is closed: the service using it stops; check the broker and restart it"
+    )]
     Closed,
 }
 

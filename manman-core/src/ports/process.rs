@@ -16,7 +16,7 @@ pub struct ProcessSpec {
     pub program: PathBuf,
     /// Its arguments (no shell).
     pub args: Vec<String>,
-    /// Variables added to the inherited environment.
+    /// The whole environment of the process (nothing is inherited from the worker).
     pub env: BTreeMap<String, String>,
     /// Working directory.
     pub cwd: PathBuf,

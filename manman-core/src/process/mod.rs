@@ -8,4 +8,4 @@ mod stop;
 
 pub use stop::{StopStep, Stopped, kill, stop};
 #[cfg(feature = "process")]
-pub use tokio_runner::TokioProcessRunner;
+pub use tokio_runner::{MAX_LINE_BYTES, TokioProcessRunner};

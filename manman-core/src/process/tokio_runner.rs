@@ -20,10 +20,15 @@ use tokio::sync::{mpsc, watch};
 /// Each process gets three small tasks (stdin writer, two output readers) and a reaper. They
 /// end by themselves when the process ends; ending the process is the way to stop them. When
 /// the process exits, its group is SIGKILLed so no child of it outlives it.
+///
+/// Children inherit no file descriptor of the worker but their stdin, stdout and stderr, and
+/// (on Linux, unless [`TokioProcessRunner::die_with_worker`] turned it off) are SIGKILLed by
+/// the kernel when the worker dies.
 #[derive(Debug, Clone)]
 pub struct TokioProcessRunner {
     stdin_buffer: usize,
     output_buffer: usize,
+    die_with_worker: bool,
 }
 
 impl Default for TokioProcessRunner {
@@ -31,14 +36,85 @@ impl Default for TokioProcessRunner {
         Self {
             stdin_buffer: 256,
             output_buffer: 4096,
+            die_with_worker: true,
         }
     }
 }
 
 impl TokioProcessRunner {
-    /// A runner with default buffers (256 stdin lines, 4096 output lines).
+    /// A runner with default buffers (256 stdin lines, 4096 output lines) whose children die
+    /// with the worker.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Whether children get SIGKILL when the worker process dies (Linux parent-death signal;
+    /// default on). Off, servers outlive a crashed worker until it restarts and ends them.
+    ///
+    /// The kernel sends the signal when the *thread* that spawned the child ends; spawning
+    /// from tokio's runtime threads, which live as long as the runtime, is what makes this
+    /// track the worker process.
+    pub fn die_with_worker(mut self, on: bool) -> Self {
+        self.die_with_worker = on;
+        self
+    }
+}
+
+/// Runs in the child between fork and exec: closes the worker's other descriptors at exec and
+/// sets the parent-death signal.
+#[allow(unsafe_code)]
+fn isolate_child(command: &mut Command, die_with_worker: bool) {
+    let worker = nix::unistd::getpid();
+    let hook = move || -> std::io::Result<()> {
+        mark_inherited_fds_cloexec();
+        #[cfg(target_os = "linux")]
+        if die_with_worker {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            // The worker may have died before the line above: then nobody will send it.
+            if nix::unistd::getppid() != worker {
+                return Err(std::io::Error::other("the worker exited while spawning"));
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (die_with_worker, worker);
+        Ok(())
+    };
+    // SAFETY: the hook runs in the forked child, where only async-signal-safe calls are
+    // allowed. It makes only system calls (close_range or fcntl, prctl, getppid), allocates
+    // nothing and takes no lock.
+    unsafe {
+        command.pre_exec(hook);
+    }
+}
+
+/// Marks every descriptor from 3 up close-on-exec, so the server inherits only its stdio.
+/// (Rust opens its own descriptors close-on-exec already; this also covers any the worker
+/// itself inherited without the flag.) Async-signal-safe.
+#[allow(unsafe_code)]
+fn mark_inherited_fds_cloexec() {
+    use nix::libc;
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: a plain system call on descriptor numbers; no memory is touched.
+        let done = unsafe {
+            libc::close_range(
+                3,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
+            )
+        } == 0;
+        if done {
+            return;
+        }
+    }
+    for fd in 3..4096 {
+        // SAFETY: fcntl on a descriptor number; EBADF for unused numbers is ignored.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
     }
 }
 
@@ -48,13 +124,15 @@ impl ProcessRunner for TokioProcessRunner {
         let mut command = Command::new(&spec.program);
         command
             .args(&spec.args)
+            .env_clear()
             .envs(&spec.env)
             .current_dir(&spec.cwd)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
-            .kill_on_drop(true);
+            .kill_on_drop(self.die_with_worker);
+        isolate_child(&mut command, self.die_with_worker);
         let mut child = command.spawn().map_err(|source| ProcessError::Spawn {
             program: spec.program.clone(),
             source,
@@ -121,27 +199,57 @@ async fn write_stdin(
     }
 }
 
+/// Longest console line kept whole; longer output is split into lines of this size, so a
+/// server printing without newlines cannot grow the worker's memory.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
 async fn read_lines(
     pipe: impl AsyncRead + Unpin,
     stream: OutputStream,
     out: mpsc::Sender<OutputLine>,
 ) {
-    let mut reader = BufReader::new(pipe);
-    let mut buf = Vec::with_capacity(256);
+    let mut reader = BufReader::with_capacity(16 * 1024, pipe);
+    let mut line = Vec::with_capacity(256);
     loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                    buf.pop();
+        let (done, used) = match reader.fill_buf().await {
+            Err(_) => return,
+            // End of output: a last partial line is kept.
+            Ok([]) => {
+                if !line.is_empty() {
+                    let _ = out.send(output_line(stream, &line)).await;
                 }
-                let text = String::from_utf8_lossy(&buf).into_owned();
-                if out.send(OutputLine { stream, text }).await.is_err() {
-                    return;
+                return;
+            }
+            Ok(buf) => {
+                let room = MAX_LINE_BYTES - line.len();
+                match buf.iter().take(room).position(|b| *b == b'\n') {
+                    Some(newline) => {
+                        line.extend_from_slice(&buf[..newline]);
+                        (true, newline + 1)
+                    }
+                    None => {
+                        let take = buf.len().min(room);
+                        line.extend_from_slice(&buf[..take]);
+                        (line.len() == MAX_LINE_BYTES, take)
+                    }
                 }
             }
+        };
+        reader.consume(used);
+        if done {
+            if out.send(output_line(stream, &line)).await.is_err() {
+                return;
+            }
+            line.clear();
         }
+    }
+}
+
+fn output_line(stream: OutputStream, bytes: &[u8]) -> OutputLine {
+    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    OutputLine {
+        stream,
+        text: String::from_utf8_lossy(bytes).into_owned(),
     }
 }
 

@@ -165,6 +165,27 @@ pub async fn topic_wildcards_match(bus: &BusUnderTest) {
     nothing_more(&mut co).await;
 }
 
+/// A queue bound by several keys that match one message gets one copy of it.
+pub async fn one_copy_per_queue(bus: &BusUnderTest) {
+    let ex = bus.exchange(ExchangeKind::Topic).await;
+    let a = bus.bound_queue(&ex, "instance.*").await;
+    let b = bus.bound_queue(&ex, "instance.*").await;
+    bus.subscriber
+        .bind_queue(&a, &ex, "instance.7")
+        .await
+        .expect("bind");
+    bus.subscriber.bind_queue(&a, &ex, "#").await.expect("bind");
+    let (mut ca, mut cb) = (bus.consumer(&a, 10).await, bus.consumer(&b, 10).await);
+    bus.publisher
+        .publish(&ex, "instance.7", message("once"))
+        .await
+        .expect("publish");
+    for c in [&mut ca, &mut cb] {
+        receive(c).await.ack().await.expect("ack");
+        nothing_more(c).await;
+    }
+}
+
 /// A message that reaches no queue is an error, not a silent loss.
 pub async fn unroutable_is_an_error(bus: &BusUnderTest) {
     let ex = bus.exchange(ExchangeKind::Direct).await;
@@ -300,6 +321,7 @@ pub async fn run_all(bus: &BusUnderTest) {
     direct_routes_by_key(bus).await;
     fanout_reaches_every_queue(bus).await;
     topic_wildcards_match(bus).await;
+    one_copy_per_queue(bus).await;
     unroutable_is_an_error(bus).await;
     requeue_redelivers(bus).await;
     dead_letters_and_expiry(bus).await;

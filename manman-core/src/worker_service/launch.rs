@@ -5,8 +5,15 @@ use crate::config::GameServerConfig;
 use crate::ports::{Installation, ProcessSpec};
 use std::collections::BTreeMap;
 
+/// The worker's variables a game server inherits; everything else of the worker's environment
+/// (its credentials, its service URLs) stays out of reach of third-party server code.
+pub const INHERITED_ENV: [&str; 10] = [
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+];
+
 /// The process to spawn for `config` installed at `installation`. `worker_env` is what `$VAR`
-/// expands from (usually the worker's environment).
+/// expands from (usually the worker's environment); the process gets [`INHERITED_ENV`] from it
+/// plus the config's own variables.
 pub fn process_spec(
     config: &GameServerConfig,
     installation: &Installation,
@@ -14,12 +21,21 @@ pub fn process_spec(
 ) -> ProcessSpec {
     let dir = &installation.dir;
     let install_dir = dir.to_string_lossy();
-    let env = config
-        .spec
-        .env
+    let mut env: BTreeMap<String, String> = INHERITED_ENV
         .iter()
-        .map(|(k, v)| (k.clone(), expand_env_value(v, worker_env, &install_dir)))
+        .filter_map(|key| {
+            worker_env
+                .get(*key)
+                .map(|value| ((*key).to_owned(), value.clone()))
+        })
         .collect();
+    env.extend(
+        config
+            .spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), expand_env_value(v, worker_env, &install_dir))),
+    );
     ProcessSpec {
         program: dir.join(&config.spec.executable),
         args: config.spec.args.clone(),
@@ -97,9 +113,21 @@ mod tests {
             dir: PathBuf::from("/srv/cs2"),
             build_id: None,
         };
-        let p = process_spec(&config, &installation, &BTreeMap::new());
+        let worker_env = BTreeMap::from([
+            ("PATH".to_owned(), "/usr/bin".to_owned()),
+            (
+                "MANMAN_WORKER_SA_CLIENT_SECRET".to_owned(),
+                "hunter2".to_owned(),
+            ),
+        ]);
+        let p = process_spec(&config, &installation, &worker_env);
         assert_eq!(p.program, PathBuf::from("/srv/cs2/bin/server"));
         assert_eq!(p.cwd, PathBuf::from("/srv/cs2/game"));
         assert_eq!(p.env["LD_LIBRARY_PATH"], "/srv/cs2/linux64");
+        assert_eq!(p.env["PATH"], "/usr/bin");
+        assert!(
+            !p.env.contains_key("MANMAN_WORKER_SA_CLIENT_SECRET"),
+            "the worker's secrets stay out"
+        );
     }
 }

@@ -1,13 +1,18 @@
 //! The worker service: registers with the host, heartbeats, takes commands from its queue and
 //! runs one supervisor per instance.
 
+mod console_log;
+mod console_sink;
 mod dedup;
 mod launch;
 mod local_installer;
+mod process_records;
 mod reporter;
+mod restart_policy;
 mod service;
 mod supervisor;
 
-pub use launch::{expand_env_value, process_spec};
+pub use console_log::LogRotation;
+pub use launch::{INHERITED_ENV, expand_env_value, process_spec};
 pub use local_installer::LocalInstaller;
 pub use service::{WorkerError, WorkerExit, WorkerService, WorkerSettings};

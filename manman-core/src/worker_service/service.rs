@@ -9,7 +9,9 @@ use crate::ports::{
 };
 use crate::status::{Cause, Entity, Status};
 use crate::worker::{Heartbeat, InventoryItem, Registered, WorkerRegistration};
+use crate::worker_service::console_log::LogRotation;
 use crate::worker_service::dedup::RecentIds;
+use crate::worker_service::process_records::{Leftover, ProcessRecords, end_leftover};
 use crate::worker_service::reporter::Reporter;
 use crate::worker_service::supervisor::{InstanceState, Request, Supervisor, SupervisorContext};
 use std::collections::{BTreeMap, HashMap};
@@ -39,20 +41,34 @@ pub struct WorkerSettings {
     pub command_prefetch: u16,
     /// Longest wait for the instances to stop at shutdown.
     pub shutdown_timeout: Duration,
+    /// Where the worker keeps its own files: console logs (`logs/`) and the process groups of
+    /// its servers (`processes/`, for ending them after a crash of the worker).
+    pub state_dir: PathBuf,
+    /// Size cap and rotation of console logs.
+    pub log_rotation: LogRotation,
+    /// Live console lines buffered per instance before lines are dropped from the live stream.
+    pub live_console_buffer: usize,
 }
 
 impl WorkerSettings {
     /// Defaults for everything but the name and install dir: capacity 16, heartbeat 2 s.
+    ///
+    /// The state dir is `<install_dir>/.manman`; console logs are capped at 10 MiB with 5
+    /// rotated files.
     pub fn new(name: impl Into<String>, install_dir: impl Into<PathBuf>) -> Self {
+        let install_dir = install_dir.into();
         Self {
             name: name.into(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             capacity: 16,
             labels: BTreeMap::new(),
-            install_dir: install_dir.into(),
+            state_dir: install_dir.join(".manman"),
+            install_dir,
             heartbeat_interval: Duration::from_secs(2),
             command_prefetch: 16,
             shutdown_timeout: Duration::from_secs(90),
+            log_rotation: LogRotation::default(),
+            live_console_buffer: 1_024,
         }
     }
 }
@@ -108,6 +124,7 @@ pub struct WorkerService {
     installer: Arc<dyn GameInstaller>,
     runner: Arc<dyn ProcessRunner>,
     clock: Arc<dyn Clock>,
+    kill_now: CancellationToken,
 }
 
 impl WorkerService {
@@ -127,12 +144,21 @@ impl WorkerService {
             installer,
             runner,
             clock,
+            kill_now: CancellationToken::new(),
         }
+    }
+
+    /// A token that, when cancelled, SIGKILLs every server at once instead of stopping them
+    /// gracefully (a second Ctrl-C). The worker still reports each one and exits.
+    pub fn kill_switch(&self) -> CancellationToken {
+        self.kill_now.clone()
     }
 
     /// Runs until `shutdown` is cancelled, a `ShutdownWorker` command arrives, or the worker is
     /// superseded. Every instance is stopped before it returns.
     pub async fn run(self, shutdown: CancellationToken) -> Result<WorkerExit, WorkerError> {
+        let records = ProcessRecords::new(&self.settings.state_dir);
+        let leftovers = end_leftovers(&records);
         let Some(registered) = self.register(&shutdown).await? else {
             return Ok(WorkerExit::Shutdown);
         };
@@ -145,6 +171,16 @@ impl WorkerService {
             .await
             .map_err(bus_error)?;
         let reporter = Reporter::new(self.bus.clone(), Arc::clone(&self.clock));
+        for (instance_id, detail) in leftovers {
+            let report = StatusReport::new(
+                Entity::Instance(instance_id),
+                Status::Crashed,
+                Cause::WorkerRestart,
+                self.clock.now(),
+            )
+            .with_detail(detail);
+            reporter.status(report).await;
+        }
         reporter
             .status(StatusReport::new(
                 Entity::Worker(worker_id),
@@ -174,6 +210,11 @@ impl WorkerService {
             runner: Arc::clone(&self.runner),
             reporter: reporter.clone(),
             install_root: self.settings.install_dir.clone(),
+            log_dir: self.settings.state_dir.join("logs"),
+            log_rotation: self.settings.log_rotation,
+            live_console_buffer: self.settings.live_console_buffer,
+            records,
+            kill_now: self.kill_now.clone(),
         };
         let mut loop_state = CommandLoop {
             worker_id,
@@ -193,8 +234,11 @@ impl WorkerService {
                 next = commands.next() => match next {
                     Some(Ok(delivery)) => delivery,
                     Some(Err(e)) => {
-                        tracing::warn!(worker_id = worker_id.get(), error = %e, "receiving commands failed");
-                        continue;
+                        tracing::warn!(worker_id = worker_id.get(), error = %e, "receiving commands failed; retrying in 1 s");
+                        tokio::select! {
+                            () = stop.cancelled() => break WorkerExit::Shutdown,
+                            () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        }
                     }
                     None => {
                         stop.cancel();
@@ -274,10 +318,17 @@ impl WorkerService {
             .await
             .is_err()
         {
-            tracing::error!(
-                worker_id = worker_id.get(),
-                "instances did not stop within the shutdown timeout"
-            );
+            tracing::error!(worker_id = worker_id.get(), timeout = ?self.settings.shutdown_timeout, "instances did not stop within the shutdown timeout: killing them");
+            self.kill_now.cancel();
+            if tokio::time::timeout(KILL_WAIT, tracker.wait())
+                .await
+                .is_err()
+            {
+                tracing::error!(
+                    worker_id = worker_id.get(),
+                    "instances still not ended after SIGKILL"
+                );
+            }
         }
         let cause = match exit {
             WorkerExit::Shutdown => Cause::WorkerShutdown,
@@ -331,19 +382,23 @@ impl CommandLoop {
             let _ = delivery.ack().await;
             return;
         }
-        let answer = if envelope.is_expired(self.clock.now()) {
-            Err(format!(
+        let (outcome, detail) = if envelope.is_expired(self.clock.now()) {
+            let detail = format!(
                 "expired at {} before the worker took it",
                 envelope.expires_at
-            ))
+            );
+            tracing::warn!(command_id = %envelope.id, command = envelope.command.name(), %detail, "command expired");
+            if let Command::Start { instance_id, .. } = envelope.command {
+                self.refuse_start(instance_id, &detail).await;
+            }
+            (CommandOutcome::Expired, detail)
         } else {
-            self.dispatch(&envelope.command).await
-        };
-        let (outcome, detail) = match answer {
-            Ok(detail) => (CommandOutcome::Succeeded, detail),
-            Err(reason) => {
-                tracing::warn!(command_id = %envelope.id, command = envelope.command.name(), %reason, "command failed");
-                (CommandOutcome::Failed, reason)
+            match self.dispatch(&envelope.command).await {
+                Ok(detail) => (CommandOutcome::Succeeded, detail),
+                Err(reason) => {
+                    tracing::warn!(command_id = %envelope.id, command = envelope.command.name(), %reason, "command failed");
+                    (CommandOutcome::Failed, reason)
+                }
             }
         };
         self.reporter
@@ -354,12 +409,32 @@ impl CommandLoop {
         }
     }
 
+    /// A start this worker will not carry out: its instance is `crashed` (cause `refused`)
+    /// rather than left `created`.
+    async fn refuse_start(&self, instance_id: InstanceId, reason: &str) {
+        let report = StatusReport::new(
+            Entity::Instance(instance_id),
+            Status::Crashed,
+            Cause::Refused,
+            self.clock.now(),
+        )
+        .with_detail(format!("the worker refused to start it: {reason}"));
+        self.reporter.status(report).await;
+    }
+
     async fn dispatch(&mut self, command: &Command) -> Result<String, String> {
         match command {
             Command::Start {
                 instance_id,
                 config_id,
-            } => self.start(*instance_id, *config_id),
+            } => match self.start(*instance_id, *config_id) {
+                Ok(detail) => Ok(detail),
+                Err(Refusal::AlreadyRunning(reason)) => Err(reason),
+                Err(Refusal::Refused(reason)) => {
+                    self.refuse_start(*instance_id, &reason).await;
+                    Err(reason)
+                }
+            },
             Command::Stop { instance_id } => {
                 self.ask(*instance_id, |reply| Request::Stop { reply })
                     .await
@@ -369,6 +444,9 @@ impl CommandLoop {
                     .await
             }
             Command::Stdin { instance_id, line } => {
+                if line.contains(['\n', '\r', '\0']) {
+                    return Err("a stdin line must be one line without NUL: send several lines as several commands".to_owned());
+                }
                 let line = line.clone();
                 self.ask(*instance_id, |reply| Request::Stdin { line, reply })
                     .await
@@ -387,24 +465,26 @@ impl CommandLoop {
         &mut self,
         instance_id: InstanceId,
         config_id: crate::id::ConfigId,
-    ) -> Result<String, String> {
+    ) -> Result<String, Refusal> {
         let mut supervisors = lock(&self.supervisors);
         if supervisors.contains_key(&instance_id) {
-            return Err(format!("{instance_id} is already running on this worker"));
+            return Err(Refusal::AlreadyRunning(format!(
+                "{instance_id} is already running on this worker"
+            )));
         }
-        if supervisors
-            .values()
-            .any(|s| s.state.lock().expect("instance state lock").config_id == config_id)
+        if let Some((other, _)) = supervisors
+            .iter()
+            .find(|(_, s)| lock_state(&s.state).config_id == config_id)
         {
-            return Err(format!(
-                "{config_id} already runs on this worker: stop it first"
-            ));
+            return Err(Refusal::Refused(format!(
+                "{config_id} already runs on this worker as {other}: stop it first"
+            )));
         }
         if supervisors.len() >= self.capacity as usize {
-            return Err(format!(
-                "this worker runs {} instances, its capacity",
+            return Err(Refusal::Refused(format!(
+                "this worker already runs {} instances, its capacity",
                 supervisors.len()
-            ));
+            )));
         }
         let (requests, receiver) = mpsc::channel(64);
         let state = Arc::new(Mutex::new(InstanceState {
@@ -412,6 +492,7 @@ impl CommandLoop {
             status: Status::Created,
             pid: None,
             restart_count: 0,
+            console_dropped: Arc::default(),
         }));
         let supervisor = Supervisor::new(
             instance_id,
@@ -425,6 +506,7 @@ impl CommandLoop {
         Ok(format!("starting {instance_id}"))
     }
 
+    /// Passes a request to an instance's supervisor and waits (bounded) for its answer.
     async fn ask(
         &self,
         instance_id: InstanceId,
@@ -437,18 +519,71 @@ impl CommandLoop {
                 format!("{instance_id} is not running on this worker (it may have ended)")
             })?;
         let (reply, answer) = oneshot::channel();
-        sender
-            .send(request(reply))
+        let asked = async {
+            sender
+                .send(request(reply))
+                .await
+                .map_err(|_| format!("{instance_id} has ended"))?;
+            answer
+                .await
+                .map_err(|_| format!("{instance_id} ended before answering"))?
+        };
+        tokio::time::timeout(ASK_TIMEOUT, asked)
             .await
-            .map_err(|_| format!("{instance_id} has ended"))?;
-        answer
-            .await
-            .map_err(|_| format!("{instance_id} ended before answering"))?
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "{instance_id} did not answer within {} s; try again",
+                    ASK_TIMEOUT.as_secs()
+                ))
+            })
     }
 }
 
-/// Sends a heartbeat every `interval` on its own task, so no long operation delays it.
-/// Failures are logged and retried at the next beat; "superseded" cancels `superseded`.
+/// Why a start is not carried out.
+enum Refusal {
+    /// This very instance already runs here (a duplicate command): it is left as it is.
+    AlreadyRunning(String),
+    /// The start is refused; the instance will never run.
+    Refused(String),
+}
+
+/// How long the command loop waits for a supervisor's answer.
+const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the worker waits for its servers after SIGKILLing them at shutdown.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// Ends the process groups a previous run of this worker left behind (it crashed or was
+/// killed), and returns the instances to report `crashed` with a detail for each.
+fn end_leftovers(records: &ProcessRecords) -> Vec<(InstanceId, String)> {
+    records
+        .leftovers()
+        .into_iter()
+        .map(|record| {
+            let outcome = end_leftover(&record);
+            records.remove(record.instance_id);
+            let detail = match outcome {
+                Leftover::Ended => format!("a previous run of this worker left process group {} running; it was ended", record.pgid),
+                Leftover::Gone => format!("a previous run of this worker ended without stopping it; process group {} was gone", record.pgid),
+                Leftover::PidReused => format!("a previous run of this worker ended without stopping it; pid {} now belongs to another process, left alone", record.pgid),
+            };
+            tracing::warn!(instance_id = record.instance_id.get(), pgid = record.pgid, ?outcome, "leftover from a previous run");
+            (record.instance_id, detail)
+        })
+        .collect()
+}
+
+fn lock_state(state: &Mutex<InstanceState>) -> MutexGuard<'_, InstanceState> {
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// First pause after a failed heartbeat; it doubles up to the heartbeat interval.
+const HEARTBEAT_RETRY: Duration = Duration::from_millis(250);
+
+/// Sends a heartbeat every `interval` on its own task, so no long operation delays it. A
+/// failure is logged and retried sooner, with a pause that doubles up to the interval; it is
+/// never fatal. "Superseded" cancels `superseded`.
 async fn heartbeat_loop(
     host: Arc<dyn HostApi>,
     registered: Registered,
@@ -457,22 +592,25 @@ async fn heartbeat_loop(
     stop: CancellationToken,
     superseded: CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pause = interval;
+    let mut retry = HEARTBEAT_RETRY;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            _ = ticker.tick() => {}
+            () = tokio::time::sleep(pause) => {}
         }
         let inventory = lock(&supervisors)
             .iter()
             .map(|(id, s)| {
-                let state = s.state.lock().expect("instance state lock");
+                let state = lock_state(&s.state);
                 InventoryItem {
                     instance_id: *id,
                     status: state.status,
                     pid: state.pid,
                     restart_count: state.restart_count,
+                    console_lines_dropped: state
+                        .console_dropped
+                        .load(std::sync::atomic::Ordering::Relaxed),
                 }
             })
             .collect();
@@ -482,7 +620,10 @@ async fn heartbeat_loop(
             inventory,
         };
         match host.heartbeat(&heartbeat).await {
-            Ok(()) => {}
+            Ok(()) => {
+                pause = interval;
+                retry = HEARTBEAT_RETRY;
+            }
             Err(HostApiError::Superseded { .. }) => {
                 tracing::error!(
                     worker_id = registered.worker_id.get(),
@@ -493,7 +634,9 @@ async fn heartbeat_loop(
                 return;
             }
             Err(e) => {
-                tracing::warn!(worker_id = registered.worker_id.get(), error = %e, "heartbeat failed; retrying at the next beat")
+                pause = retry.min(interval);
+                retry = (retry * 2).min(interval);
+                tracing::warn!(worker_id = registered.worker_id.get(), error = %e, retry_in = ?pause, "heartbeat failed; retrying");
             }
         }
     }

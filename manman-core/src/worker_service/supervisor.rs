@@ -1,8 +1,17 @@
-//! The per-instance supervisor: prepare (config, install) → spawn → `running` when ready →
-//! stop or exit → classify and report. Every status change goes through the transition table.
+//! The per-instance supervisor, a state machine over the status lifecycle:
+//!
+//! ```text
+//! created ─► initializing ─► running ─► complete | crashed
+//!               ▲   │  ▲         │
+//!               │   └──┴─────────┘  crash policy: restart after backoff (cause crash-policy)
+//! ```
+//!
+//! Each attempt prepares (config, install), spawns, waits for readiness and supervises until
+//! the process exits; the crash policy then decides between a restart and a final status.
+//! Every status change goes through the transition table and is reported with its cause.
 
-use crate::config::{GameServerConfig, StopPolicy};
-use crate::console::{ConsoleLine, ConsoleStream};
+use crate::config::{GameServerConfig, RestartPolicy, StopPolicy};
+use crate::console::ConsoleStream;
 use crate::event::StatusReport;
 use crate::id::{ConfigId, InstanceId};
 use crate::ports::{
@@ -11,45 +20,51 @@ use crate::ports::{
 };
 use crate::process::{self, Stopped};
 use crate::status::{Cause, Entity, Status, can_transition};
+use crate::worker_service::console_log::LogRotation;
+use crate::worker_service::console_sink::ConsoleSink;
 use crate::worker_service::launch::process_spec;
+use crate::worker_service::process_records::ProcessRecords;
 use crate::worker_service::reporter::Reporter;
+use crate::worker_service::restart_policy::{CrashTracker, Decision};
 use futures::future::BoxFuture;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// Lines sent before the server is ready that are kept for it.
-const STDIN_QUEUE: usize = 256;
+pub(crate) const STDIN_QUEUE: usize = 256;
 /// How long output is still read after the process exited.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
+/// How long the live console may take to send its last lines.
+const LIVE_CONSOLE_GRACE: Duration = Duration::from_secs(2);
 
-/// What the worker asks of a supervisor. Each gets an answer for the command result.
+/// The answer to a request, for the command result.
+pub(crate) type Reply = oneshot::Sender<Result<String, String>>;
+
+/// What the worker asks of a supervisor.
 #[derive(Debug)]
 pub(crate) enum Request {
     /// Write a console line (queued until ready).
-    Stdin {
-        line: String,
-        reply: oneshot::Sender<Result<String, String>>,
-    },
+    Stdin { line: String, reply: Reply },
     /// Stop gracefully.
-    Stop {
-        reply: oneshot::Sender<Result<String, String>>,
-    },
+    Stop { reply: Reply },
     /// SIGKILL now.
-    Kill {
-        reply: oneshot::Sender<Result<String, String>>,
-    },
+    Kill { reply: Reply },
 }
 
 /// What the worker sees of an instance (for the heartbeat's inventory).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) struct InstanceState {
     pub(crate) config_id: ConfigId,
     pub(crate) status: Status,
     pub(crate) pid: Option<u32>,
     pub(crate) restart_count: u32,
+    pub(crate) console_dropped: Arc<AtomicU64>,
 }
 
 /// Everything a supervisor needs from its worker.
@@ -60,6 +75,65 @@ pub(crate) struct SupervisorContext {
     pub(crate) runner: Arc<dyn ProcessRunner>,
     pub(crate) reporter: Reporter,
     pub(crate) install_root: PathBuf,
+    pub(crate) log_dir: PathBuf,
+    pub(crate) log_rotation: LogRotation,
+    pub(crate) live_console_buffer: usize,
+    pub(crate) records: ProcessRecords,
+    /// Cancelled on a second shutdown signal: SIGKILL now, no graceful stop.
+    pub(crate) kill_now: CancellationToken,
+}
+
+/// The status an instance ends in.
+#[derive(Debug)]
+struct Final {
+    status: Status,
+    cause: Cause,
+    detail: Option<String>,
+    exit: Option<ExitStatus>,
+}
+
+impl Final {
+    fn complete(cause: Cause, detail: impl Into<String>, exit: Option<ExitStatus>) -> Self {
+        Self {
+            status: Status::Complete,
+            cause,
+            detail: Some(detail.into()),
+            exit,
+        }
+    }
+}
+
+/// An attempt that ended without being asked to: the crash policy decides what follows.
+#[derive(Debug)]
+struct Failure {
+    cause: Cause,
+    detail: String,
+    exit: Option<ExitStatus>,
+    /// Exit code 0.
+    clean: bool,
+    uptime: Duration,
+}
+
+/// How one attempt ended.
+#[derive(Debug)]
+enum AttemptEnd {
+    /// Asked to end (stop, kill, worker shutdown): final.
+    Ended(Final),
+    /// Ended by itself or failed to start.
+    Failed(Failure),
+}
+
+/// Why the supervisor is ending the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// An operator's stop.
+    Stop,
+    /// An operator's kill.
+    Kill,
+    /// The worker is shutting down (gracefully, or killing on a second signal).
+    Shutdown,
+    /// It never became ready in time.
+    ReadyTimeout,
 }
 
 /// One instance's supervisor. Runs until the instance is `complete` or `crashed`.
@@ -68,25 +142,12 @@ pub(crate) struct Supervisor {
     config_id: ConfigId,
     context: SupervisorContext,
     requests: mpsc::Receiver<Request>,
+    requests_open: bool,
     state: Arc<Mutex<InstanceState>>,
-    console_seq: u64,
+    console: ConsoleSink,
     pending_stdin: VecDeque<String>,
-}
-
-/// Why the supervisor is ending the process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum EndRequest {
-    Stop,
-    Kill,
-}
-
-impl EndRequest {
-    fn cause(self) -> Cause {
-        match self {
-            Self::Stop => Cause::User,
-            Self::Kill => Cause::Killed,
-        }
-    }
+    config: Option<GameServerConfig>,
+    crashes: Option<CrashTracker>,
 }
 
 impl Supervisor {
@@ -97,19 +158,31 @@ impl Supervisor {
         requests: mpsc::Receiver<Request>,
         state: Arc<Mutex<InstanceState>>,
     ) -> Self {
+        let dropped = Arc::clone(&lock(&state).console_dropped);
+        let console = ConsoleSink::new(
+            instance_id,
+            &context.log_dir,
+            context.log_rotation,
+            context.live_console_buffer,
+            context.reporter.clone(),
+            dropped,
+        );
         Self {
             instance_id,
             config_id,
             context,
             requests,
+            requests_open: true,
             state,
-            console_seq: 0,
+            console,
             pending_stdin: VecDeque::new(),
+            config: None,
+            crashes: None,
         }
     }
 
     fn status(&self) -> Status {
-        self.state.lock().expect("instance state lock").status
+        lock(&self.state).status
     }
 
     /// Moves to `to` if the transition table allows it, and reports it.
@@ -126,9 +199,9 @@ impl Supervisor {
             return;
         }
         let restart_count = {
-            let mut state = self.state.lock().expect("instance state lock");
+            let mut state = lock(&self.state);
             state.status = to;
-            if to.is_terminal() {
+            if to != Status::Running {
                 state.pid = None;
             }
             state.restart_count
@@ -143,77 +216,166 @@ impl Supervisor {
         report.exit_code = exit.and_then(|e| e.code);
         report.exit_signal = exit.and_then(|e| e.signal);
         report.restart_count = restart_count;
-        tracing::info!(instance_id = self.instance_id.get(), %from, %to, ?cause, "instance status");
+        tracing::info!(instance_id = self.instance_id.get(), %from, %to, ?cause, detail = report.detail.as_deref().unwrap_or(""), "instance status");
         self.context.reporter.status(report).await;
-    }
-
-    async fn console(&mut self, stream: ConsoleStream, text: String) {
-        self.console_seq += 1;
-        let line = ConsoleLine {
-            instance_id: self.instance_id,
-            seq: self.console_seq,
-            stream,
-            text,
-            at: self.context.reporter.now(),
-        };
-        self.context.reporter.console(&line).await;
     }
 
     /// Runs the instance to its end.
     pub(crate) async fn run(mut self) {
         self.transition(Status::Initializing, Cause::User, None, None)
             .await;
+        let end = self.lifecycle().await;
+        // From here the worker counts the instance as ended: a new start of its config is
+        // accepted even while the last report is on its way.
+        self.requests.close();
+        self.console.close(LIVE_CONSOLE_GRACE).await;
+        self.transition(end.status, end.cause, end.detail, end.exit)
+            .await;
+    }
+
+    /// Attempts until one ends for good; restarts per the crash policy.
+    async fn lifecycle(&mut self) -> Final {
+        loop {
+            let failure = match self.attempt().await {
+                AttemptEnd::Ended(end) => return end,
+                AttemptEnd::Failed(failure) => failure,
+            };
+            let tracker = self.crashes.get_or_insert_with(|| {
+                let (policy, clean_is_complete) = self
+                    .config
+                    .as_ref()
+                    .map_or((RestartPolicy::default(), true), |c| {
+                        (c.spec.restart.clone(), c.spec.clean_exit_is_complete)
+                    });
+                CrashTracker::new(policy, clean_is_complete)
+            });
+            let Failure {
+                cause,
+                detail,
+                exit,
+                clean,
+                uptime,
+            } = failure;
+            match tracker.on_exit(Instant::now(), clean, uptime) {
+                Decision::Complete => return Final::complete(Cause::Exited, detail, exit),
+                Decision::Crashed => {
+                    return Final {
+                        status: Status::Crashed,
+                        cause,
+                        detail: Some(detail),
+                        exit,
+                    };
+                }
+                Decision::CrashLoop => {
+                    let window = self.config.as_ref().map_or(0, |c| c.spec.restart.window_s);
+                    return Final {
+                        status: Status::Crashed,
+                        cause: Cause::CrashLoop,
+                        detail: Some(format!(
+                            "{detail}; too many restarts within {window} s: giving up"
+                        )),
+                        exit,
+                    };
+                }
+                Decision::Restart { after, restart } => {
+                    lock(&self.state).restart_count = restart;
+                    let detail = format!("{detail}; restart {restart} in {} ms", after.as_millis());
+                    self.transition(Status::Initializing, Cause::CrashPolicy, Some(detail), exit)
+                        .await;
+                    if let Some(end) = self.wait_before_restart(after).await {
+                        return end;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits out the backoff; a stop, a kill or the worker's shutdown end the instance instead.
+    async fn wait_before_restart(&mut self, pause: Duration) -> Option<Final> {
+        let sleep = tokio::time::sleep(pause);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => return None,
+                () = self.context.kill_now.cancelled() => return Some(Final::complete(Cause::WorkerShutdown, "the worker stopped while it waited to restart", None)),
+                request = self.requests.recv(), if self.requests_open => match request {
+                    Some(Request::Stdin { line, reply }) => {
+                        let _ = reply.send(self.queue_stdin(line));
+                    }
+                    Some(Request::Stop { reply }) => {
+                        let _ = reply.send(Ok("stopped while waiting to restart".to_owned()));
+                        return Some(Final::complete(Cause::User, "stopped while waiting to restart", None));
+                    }
+                    Some(Request::Kill { reply }) => {
+                        let _ = reply.send(Ok("killed while waiting to restart".to_owned()));
+                        return Some(Final::complete(Cause::Killed, "killed while waiting to restart", None));
+                    }
+                    None => return Some(Final::complete(Cause::WorkerShutdown, "the worker stopped while it waited to restart", None)),
+                },
+            }
+        }
+    }
+
+    /// One attempt: prepare, spawn, supervise.
+    async fn attempt(&mut self) -> AttemptEnd {
         let prepare = prepare(self.context.clone(), self.instance_id, self.config_id);
         tokio::pin!(prepare);
         let prepared = loop {
             tokio::select! {
                 prepared = &mut prepare => break prepared,
-                request = self.requests.recv() => match request {
+                () = self.context.kill_now.cancelled() => {
+                    return AttemptEnd::Ended(Final::complete(Cause::WorkerShutdown, "the worker stopped while it was initializing", None));
+                }
+                request = self.requests.recv(), if self.requests_open => match request {
                     Some(Request::Stdin { line, reply }) => {
-                        let answer = self.queue_stdin(line);
-                        let _ = reply.send(answer);
+                        let _ = reply.send(self.queue_stdin(line));
                     }
-                    Some(Request::Stop { reply } | Request::Kill { reply }) => {
+                    Some(Request::Stop { reply }) => {
                         let _ = reply.send(Ok("stopped before it started".to_owned()));
-                        self.transition(Status::Complete, Cause::User, Some("stopped while initializing".to_owned()), None).await;
-                        return;
+                        return AttemptEnd::Ended(Final::complete(Cause::User, "stopped while initializing", None));
+                    }
+                    Some(Request::Kill { reply }) => {
+                        let _ = reply.send(Ok("killed before it started".to_owned()));
+                        return AttemptEnd::Ended(Final::complete(Cause::Killed, "killed while initializing", None));
                     }
                     None => {
-                        self.transition(Status::Complete, Cause::WorkerShutdown, None, None).await;
-                        return;
+                        return AttemptEnd::Ended(Final::complete(Cause::WorkerShutdown, "the worker stopped while it was initializing", None));
                     }
                 },
             }
         };
-        let (config, spec) = match prepared {
-            Ok(prepared) => prepared,
-            Err((cause, detail)) => {
-                self.transition(Status::Crashed, cause, Some(detail), None)
-                    .await;
-                return;
+        let failed = |cause, detail: String| {
+            AttemptEnd::Failed(Failure {
+                cause,
+                detail,
+                exit: None,
+                clean: false,
+                uptime: Duration::ZERO,
+            })
+        };
+        let spec = match prepared {
+            Ok((config, spec)) => {
+                self.config = Some(config);
+                spec
             }
+            Err((cause, detail)) => return failed(cause, detail),
         };
         let spawned = match self.context.runner.spawn(&spec).await {
             Ok(spawned) => spawned,
-            Err(e) => {
-                self.transition(
-                    Status::Crashed,
-                    Cause::SpawnFailed,
-                    Some(e.to_string()),
-                    None,
-                )
-                .await;
-                return;
-            }
+            Err(e) => return failed(Cause::SpawnFailed, e.to_string()),
         };
-        self.state.lock().expect("instance state lock").pid = Some(spawned.handle.pid());
-        tracing::info!(
-            instance_id = self.instance_id.get(),
-            pid = spawned.handle.pid(),
-            "spawned"
-        );
-        self.supervise(&config, spawned.handle, spawned.output)
+        let pid = spawned.handle.pid();
+        lock(&self.state).pid = Some(pid);
+        if let Err(e) = self.context.records.record(self.instance_id, pid) {
+            tracing::error!(instance_id = self.instance_id.get(), pid, error = %e, "could not record the process group; a worker restart could not end it");
+        }
+        tracing::info!(instance_id = self.instance_id.get(), pid, "spawned");
+        let config = self.config.clone().expect("set above");
+        let end = self
+            .supervise(&config, &spawned.handle, spawned.output)
             .await;
+        self.context.records.remove(self.instance_id);
+        end
     }
 
     fn queue_stdin(&mut self, line: String) -> Result<String, String> {
@@ -227,13 +389,9 @@ impl Supervisor {
         Ok("queued until the server is ready".to_owned())
     }
 
-    async fn write_stdin(
-        &mut self,
-        handle: &ProcessHandle,
-        line: String,
-    ) -> Result<String, String> {
+    fn write_stdin(&mut self, handle: &ProcessHandle, line: String) -> Result<String, String> {
         handle.write_line(&line).map_err(|e| e.to_string())?;
-        self.console(ConsoleStream::Stdin, line).await;
+        self.console.line(ConsoleStream::Stdin, line);
         Ok("written".to_owned())
     }
 
@@ -241,18 +399,28 @@ impl Supervisor {
         self.transition(Status::Running, Cause::Ready, None, None)
             .await;
         while let Some(line) = self.pending_stdin.pop_front() {
-            if let Err(e) = self.write_stdin(handle, line).await {
+            if let Err(e) = self.write_stdin(handle, line) {
                 tracing::warn!(instance_id = self.instance_id.get(), error = %e, "a queued console line was not delivered");
             }
         }
     }
 
+    fn output(&mut self, line: OutputLine) {
+        let stream = match line.stream {
+            OutputStream::Stdout => ConsoleStream::Stdout,
+            OutputStream::Stderr => ConsoleStream::Stderr,
+        };
+        self.console.line(stream, line.text);
+    }
+
+    /// From spawn to exit: output, readiness, requests, and the stop sequence.
     async fn supervise(
         &mut self,
         config: &GameServerConfig,
-        handle: ProcessHandle,
+        handle: &ProcessHandle,
         mut output: mpsc::Receiver<OutputLine>,
-    ) {
+    ) -> AttemptEnd {
+        let spawned_at = Instant::now();
         let ready_pattern = config
             .spec
             .ready_pattern
@@ -260,55 +428,70 @@ impl Supervisor {
             .and_then(|p| regex::Regex::new(p).ok());
         let mut ready = ready_pattern.is_none();
         if ready {
-            self.became_ready(&handle).await;
+            self.became_ready(handle).await;
         }
+        let ready_timeout = (config.spec.ready_timeout_s > 0 && !ready)
+            .then(|| Duration::from_secs(u64::from(config.spec.ready_timeout_s)));
+        let ready_deadline = tokio::time::sleep(ready_timeout.unwrap_or(Duration::MAX / 4));
+        tokio::pin!(ready_deadline);
         let exit = handle.wait();
         tokio::pin!(exit);
-        // What was asked, and the stop sequence while it runs.
-        let mut requested: Option<EndRequest> = None;
+        let mut reason: Option<Ending> = None;
         let mut ending: Option<BoxFuture<'static, Stopped>> = None;
         let mut output_open = true;
-        let mut requests_open = true;
+        let mut killing_now = false;
         let status = loop {
             tokio::select! {
                 status = &mut exit => break status,
                 line = output.recv(), if output_open => match line {
                     Some(line) => {
-                        if !ready && ready_pattern.as_ref().is_some_and(|p| p.is_match(&line.text)) {
+                        let matched = !ready && ready_pattern.as_ref().is_some_and(|p| p.is_match(&line.text));
+                        self.output(line);
+                        if matched {
                             ready = true;
-                            self.output(line).await;
-                            self.became_ready(&handle).await;
-                        } else {
-                            self.output(line).await;
+                            self.became_ready(handle).await;
+                        }
+                        if output.is_empty() {
+                            self.console.flush();
                         }
                     }
                     None => output_open = false,
                 },
-                request = self.requests.recv(), if requests_open => match request {
+                () = &mut ready_deadline, if !ready && reason.is_none() && ready_timeout.is_some() => {
+                    tracing::warn!(instance_id = self.instance_id.get(), "not ready in time: killing it");
+                    reason = Some(Ending::ReadyTimeout);
+                    ending = Some(Box::pin(kill_future(handle.clone())));
+                }
+                () = self.context.kill_now.cancelled(), if !killing_now => {
+                    killing_now = true;
+                    reason = Some(Ending::Shutdown);
+                    ending = Some(Box::pin(kill_future(handle.clone())));
+                }
+                request = self.requests.recv(), if self.requests_open => match request {
                     Some(Request::Stdin { line, reply }) => {
-                        let answer = if ready { self.write_stdin(&handle, line).await } else { self.queue_stdin(line) };
+                        let answer = if ready { self.write_stdin(handle, line) } else { self.queue_stdin(line) };
                         let _ = reply.send(answer);
                     }
                     Some(Request::Stop { reply }) => {
-                        if requested.is_none() {
-                            requested = Some(EndRequest::Stop);
+                        if reason.is_none() {
+                            reason = Some(Ending::Stop);
                             ending = Some(Box::pin(stop_future(handle.clone(), config.spec.stop.clone())));
                         }
                         let _ = reply.send(Ok("stopping".to_owned()));
                     }
                     Some(Request::Kill { reply }) => {
                         // Kill wins over a stop in progress.
-                        if requested != Some(EndRequest::Kill) {
-                            requested = Some(EndRequest::Kill);
+                        if reason != Some(Ending::Kill) {
+                            reason = Some(Ending::Kill);
                             ending = Some(Box::pin(kill_future(handle.clone())));
                         }
                         let _ = reply.send(Ok("killing".to_owned()));
                     }
                     None => {
-                        // The worker is going away: stop gracefully.
-                        requests_open = false;
-                        if requested.is_none() {
-                            requested = Some(EndRequest::Stop);
+                        // The worker is shutting down: stop gracefully, within the stop policy.
+                        self.requests_open = false;
+                        if reason.is_none() {
+                            reason = Some(Ending::Shutdown);
                             ending = Some(Box::pin(stop_future(handle.clone(), config.spec.stop.clone())));
                         }
                     }
@@ -320,43 +503,51 @@ impl Supervisor {
             }
         };
         self.drain(&mut output).await;
+        self.console.flush();
         let detail = format!("exited with {status}");
-        match requested {
-            Some(request) => {
-                let cause = if requests_open {
-                    request.cause()
-                } else {
-                    Cause::WorkerShutdown
-                };
-                self.transition(Status::Complete, cause, Some(detail), Some(status))
-                    .await;
+        match reason {
+            Some(Ending::Stop) => {
+                AttemptEnd::Ended(Final::complete(Cause::User, detail, Some(status)))
             }
-            None if status.success() && config.spec.clean_exit_is_complete => {
-                self.transition(Status::Complete, Cause::Exited, Some(detail), Some(status))
-                    .await;
+            Some(Ending::Kill) => {
+                AttemptEnd::Ended(Final::complete(Cause::Killed, detail, Some(status)))
             }
-            None => {
-                self.transition(Status::Crashed, Cause::Exited, Some(detail), Some(status))
-                    .await;
+            Some(Ending::Shutdown) => {
+                AttemptEnd::Ended(Final::complete(Cause::WorkerShutdown, detail, Some(status)))
             }
+            Some(Ending::ReadyTimeout) => AttemptEnd::Failed(Failure {
+                cause: Cause::ReadyTimeout,
+                detail: format!(
+                    "not ready within {} s (no line matched the ready pattern); killed",
+                    config.spec.ready_timeout_s
+                ),
+                exit: Some(status),
+                clean: false,
+                uptime: spawned_at.elapsed(),
+            }),
+            None => AttemptEnd::Failed(Failure {
+                cause: Cause::Exited,
+                detail,
+                exit: Some(status),
+                clean: status.success(),
+                uptime: spawned_at.elapsed(),
+            }),
         }
-    }
-
-    async fn output(&mut self, line: OutputLine) {
-        let stream = match line.stream {
-            OutputStream::Stdout => ConsoleStream::Stdout,
-            OutputStream::Stderr => ConsoleStream::Stderr,
-        };
-        self.console(stream, line.text).await;
     }
 
     /// Reads what the process printed before it exited.
     async fn drain(&mut self, output: &mut mpsc::Receiver<OutputLine>) {
-        let deadline = tokio::time::Instant::now() + OUTPUT_DRAIN;
+        let deadline = Instant::now() + OUTPUT_DRAIN;
         while let Ok(Some(line)) = tokio::time::timeout_at(deadline, output.recv()).await {
-            self.output(line).await;
+            self.output(line);
         }
     }
+}
+
+fn lock(state: &Mutex<InstanceState>) -> MutexGuard<'_, InstanceState> {
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 async fn stop_future(handle: ProcessHandle, policy: StopPolicy) -> Stopped {

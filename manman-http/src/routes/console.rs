@@ -27,12 +27,14 @@ pub(crate) async fn stream(
     ApiPath(id): ApiPath<InstanceId>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    state.host.get_instance(id).await?;
+    let instance = state.host.get_instance(id).await?;
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let subscription = state.console.subscribe(id, after);
+    let subscription = state
+        .console
+        .subscribe(id, after, instance.status.is_terminal());
     let mut last = subscription
         .backlog
         .last()

@@ -1,0 +1,165 @@
+//! [`ConsoleLog`]: an instance's console on the worker's disk — every line, size-capped and
+//! rotated (`instance-7.log`, `instance-7.log.1`, … oldest last).
+
+use crate::console::{ConsoleLine, ConsoleStream};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Size cap and rotation of console logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRotation {
+    /// A file is rotated once it would grow past this many bytes.
+    pub max_bytes: u64,
+    /// Rotated files kept besides the current one.
+    pub keep: u32,
+}
+
+impl Default for LogRotation {
+    /// 10 MiB per file, 5 rotated files kept.
+    fn default() -> Self {
+        Self {
+            max_bytes: 10 * 1024 * 1024,
+            keep: 5,
+        }
+    }
+}
+
+/// Appends console lines to a file, rotating it at the size cap.
+///
+/// Writes go through a buffer; [`ConsoleLog::flush`] pushes them to the file (the supervisor
+/// calls it whenever the server's output pauses, and at the end).
+#[derive(Debug)]
+pub(crate) struct ConsoleLog {
+    path: PathBuf,
+    rotation: LogRotation,
+    file: BufWriter<File>,
+    size: u64,
+}
+
+impl ConsoleLog {
+    /// Opens (appending) `dir/instance-{id}.log`, creating `dir` if needed.
+    pub(crate) fn open(dir: &Path, name: &str, rotation: LogRotation) -> io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(name);
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let size = file.metadata()?.len();
+        Ok(Self {
+            path,
+            rotation,
+            file: BufWriter::with_capacity(64 * 1024, file),
+            size,
+        })
+    }
+
+    /// The current file.
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one line: `<time> <seq> <stream> <text>`.
+    pub(crate) fn write(&mut self, line: &ConsoleLine) -> io::Result<()> {
+        let stream = match line.stream {
+            ConsoleStream::Stdout => "out",
+            ConsoleStream::Stderr => "err",
+            ConsoleStream::Stdin => "in ",
+        };
+        let text = format!(
+            "{} {} {stream} {}\n",
+            line.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            line.seq,
+            line.text
+        );
+        let len = text.len() as u64;
+        if self.size > 0 && self.size + len > self.rotation.max_bytes {
+            self.rotate()?;
+        }
+        self.file.write_all(text.as_bytes())?;
+        self.size += len;
+        Ok(())
+    }
+
+    /// Pushes buffered lines to the file.
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+
+    fn rotated(&self, n: u32) -> PathBuf {
+        let mut name = self.path.clone().into_os_string();
+        name.push(format!(".{n}"));
+        PathBuf::from(name)
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        self.file.flush()?;
+        if self.rotation.keep == 0 {
+            self.file.get_ref().set_len(0)?;
+        } else {
+            let _ = std::fs::remove_file(self.rotated(self.rotation.keep));
+            for n in (1..self.rotation.keep).rev() {
+                let from = self.rotated(n);
+                if from.exists() {
+                    std::fs::rename(&from, self.rotated(n + 1))?;
+                }
+            }
+            std::fs::rename(&self.path, self.rotated(1))?;
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+            self.file = BufWriter::with_capacity(64 * 1024, file);
+        }
+        self.size = 0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::InstanceId;
+
+    fn line(seq: u64, text: &str) -> ConsoleLine {
+        ConsoleLine {
+            instance_id: InstanceId(7),
+            seq,
+            stream: ConsoleStream::Stdout,
+            text: text.to_owned(),
+            at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn rotates_at_the_cap_and_keeps_every_line_until_the_oldest_file_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let rotation = LogRotation {
+            max_bytes: 200,
+            keep: 2,
+        };
+        let mut log = ConsoleLog::open(dir.path(), "instance-7.log", rotation).unwrap();
+        for seq in 1..=12 {
+            log.write(&line(seq, "0123456789")).unwrap();
+        }
+        log.flush().unwrap();
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        let current = read(log.path());
+        let first = read(&log.rotated(1));
+        let second = read(&log.rotated(2));
+        assert!(!log.rotated(3).exists(), "only `keep` rotated files");
+        for content in [&current, &first, &second] {
+            assert!(!content.is_empty() && content.len() <= 200, "{content:?}");
+        }
+        let all = format!("{second}{first}{current}");
+        let seqs: Vec<u64> = all
+            .lines()
+            .map(|l| l.split(' ').nth(1).unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(
+            seqs,
+            (seqs[0]..=12).collect::<Vec<_>>(),
+            "contiguous, newest last"
+        );
+        assert!(current.ends_with("12 out 0123456789\n"));
+    }
+}
