@@ -1,7 +1,10 @@
 //! Support for ManMan's end-to-end tests: the process table and waiting for a condition.
 //!
-//! The tests themselves are in `tests/`; `src/bin/fake-game-server.rs` builds the fake game
-//! server beside them (`CARGO_BIN_EXE_fake-game-server`).
+//! The tests themselves are in `tests/`. `src/bin/` builds the programs they run as real
+//! processes: the fake game server (`CARGO_BIN_EXE_e2e-fake-game-server`) and the `manman`
+//! command line (`CARGO_BIN_EXE_e2e-manman`).
+
+pub mod harness;
 
 use std::future::Future;
 use std::time::Duration;

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-const FAKE: &str = env!("CARGO_BIN_EXE_fake-game-server");
+const FAKE: &str = env!("CARGO_BIN_EXE_e2e-fake-game-server");
 const WAIT: Duration = Duration::from_secs(10);
 
 fn spec(program: &str, args: &[&str]) -> ProcessSpec {

@@ -15,7 +15,7 @@ use manman_http::{Client, ClientError};
 use manman_tests::{eventually, pid_alive};
 use std::time::Duration;
 
-const FAKE: &str = env!("CARGO_BIN_EXE_fake-game-server");
+const FAKE: &str = env!("CARGO_BIN_EXE_e2e-fake-game-server");
 const WAIT: Duration = Duration::from_secs(15);
 
 struct System {
@@ -31,6 +31,7 @@ async fn system() -> System {
         data_dir: data.path().to_owned(),
         demo_executable: Some(FAKE.into()),
         worker_name: "e2e".to_owned(),
+        capacity: 16,
     })
     .await
     .expect("manman up starts");

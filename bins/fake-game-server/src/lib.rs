@@ -113,7 +113,10 @@ pub fn run(args: impl IntoIterator<Item = String>) -> i32 {
             return 1;
         }
     };
-    runtime.block_on(serve(options))
+    let code = runtime.block_on(serve(options));
+    // The stdin reader sits in a blocking read on its own thread: do not wait for it.
+    runtime.shutdown_background();
+    code
 }
 
 async fn serve(options: Options) -> i32 {

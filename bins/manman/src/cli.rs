@@ -112,6 +112,9 @@ pub struct UpArgs {
     /// Do not register the `demo` game.
     #[arg(long)]
     pub no_demo: bool,
+    /// Most game servers the worker runs at once.
+    #[arg(long, env = "MANMAN_WORKER_CAPACITY", default_value_t = 16)]
+    pub capacity: u32,
 }
 
 /// Game subcommands.
@@ -328,15 +331,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut lines = Box::pin(client.console(InstanceId(instance), after).await?);
             while let Some(line) = lines.next().await {
                 let line = line?;
-                if json {
-                    println!("{}", serde_json::to_string(&line)?);
+                let text = if json {
+                    format!("{}\n", serde_json::to_string(&line)?)
                 } else {
                     let marker = match line.stream {
                         manman_core::console::ConsoleStream::Stdout => " ",
                         manman_core::console::ConsoleStream::Stderr => "!",
                         manman_core::console::ConsoleStream::Stdin => ">",
                     };
-                    println!("{:>6}{marker} {}", line.seq, line.text);
+                    format!("{:>6}{marker} {}\n", line.seq, line.text)
+                };
+                if let Err(e) = write_out(&text) {
+                    // The reader went away (`| head`): stop following.
+                    return ignore_closed_pipe(e).map_err(Into::into);
                 }
             }
             Ok(())
@@ -381,13 +388,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Writes to stdout; a reader that went away is an error to the caller, never a panic.
+fn write_out(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
 fn print<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(value)?);
+    let mut output = if json {
+        serde_json::to_string_pretty(value)?
     } else {
-        println!("{}", text());
-    }
+        text()
+    };
+    output.push('\n');
+    write_out(&output).or_else(ignore_closed_pipe)?;
     Ok(())
+}
+
+/// A closed pipe (`manman … | head`) ends the output quietly.
+fn ignore_closed_pipe(e: std::io::Error) -> std::io::Result<()> {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Ok(())
+    } else {
+        Err(e)
+    }
 }
 
 async fn find_game(
@@ -443,6 +469,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         demo_executable,
         worker_name: "local".to_owned(),
+        capacity: args.capacity,
     })
     .await?;
     let url = format!("http://{}", running.addr);
@@ -451,21 +478,22 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     } else {
         format!(" --host {url}")
     };
-    println!("ManMan is up: API at {url}/api/v1 (health: {url}/healthz)");
-    println!("Everything is in memory; Ctrl-C stops the game servers and exits.");
+    let mut banner = format!(
+        "ManMan is up: API at {url}/api/v1 (health: {url}/healthz)\n\
+         Everything is in memory; Ctrl-C stops the game servers and exits.\n"
+    );
     if !args.no_demo {
-        println!();
-        println!("Try it from another terminal:");
-        println!(
-            "  manman{host_flag} start demo              # starts the fake game server, prints its instance id"
-        );
-        println!("  manman{host_flag} send 1 hello world      # a console line to instance 1");
-        println!(
-            "  manman{host_flag} console 1               # follow its console (Ctrl-C to detach)"
-        );
-        println!("  manman{host_flag} stop 1                  # stop it gracefully");
-        println!("(from a checkout, `manman` is `cargo run -p manman --`)");
+        banner.push_str(&format!(
+            "\nTry it from another terminal:\n\
+             \x20 manman{host_flag} start demo              # starts the fake game server, prints its instance id\n\
+             \x20 manman{host_flag} send 1 hello world      # a console line to instance 1\n\
+             \x20 manman{host_flag} console 1               # follow its console (Ctrl-C to detach)\n\
+             \x20 manman{host_flag} stop 1                  # stop it gracefully\n\
+             (from a checkout, `manman` is `cargo run -p manman --`)\n"
+        ));
     }
+    // Whoever reads our output may go away (`manman up | head -1`): the system keeps running.
+    let _ = write_out(&banner);
     let (shutdown, kill) = (running.shutdown_token(), running.kill_token());
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -29,6 +29,8 @@ pub struct UpOptions {
     pub demo_executable: Option<PathBuf>,
     /// The worker's name.
     pub worker_name: String,
+    /// Most game servers the worker runs at once.
+    pub capacity: u32,
 }
 
 /// A running all-in-one system.
@@ -71,8 +73,10 @@ pub async fn start(options: UpOptions) -> anyhow::Result<Running> {
         format!("could not listen on {}: is another `manman up` running? choose another address with --bind", options.bind)
     })?;
 
+    let mut settings = WorkerSettings::new(&options.worker_name, &data_dir);
+    settings.capacity = options.capacity;
     let worker = WorkerService::new(
-        WorkerSettings::new(&options.worker_name, &data_dir),
+        settings,
         Arc::new(LocalHostApi::new(host.clone())),
         bus,
         Arc::new(LocalInstaller),

@@ -345,10 +345,14 @@ impl WorkerService {
     }
 }
 
+/// The supervisors map, without the supervisors whose instance has ended.
 fn lock(supervisors: &Supervisors) -> MutexGuard<'_, HashMap<InstanceId, Supervised>> {
-    supervisors
+    let mut map = supervisors
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // A supervisor closes its request channel when its instance ends.
+    map.retain(|_, s| !s.requests.is_closed());
+    map
 }
 
 /// The state of the command loop.

@@ -358,7 +358,12 @@ impl Supervisor {
                 self.config = Some(config);
                 spec
             }
-            Err((cause, detail)) => return failed(cause, detail),
+            Err((config, cause, detail)) => {
+                if config.is_some() {
+                    self.config = config;
+                }
+                return failed(cause, detail);
+            }
         };
         let spawned = match self.context.runner.spawn(&spec).await {
             Ok(spawned) => spawned,
@@ -558,15 +563,20 @@ async fn kill_future(handle: ProcessHandle) -> Stopped {
     process::kill(&handle).await
 }
 
+/// Why an attempt could not spawn: the config if it was fetched, the cause and a detail.
+type PrepareError = (Option<GameServerConfig>, Cause, String);
+
 /// Fetches the config, installs the game and builds the process to spawn. An error carries the
-/// cause and a detail for the operator.
+/// config (when it was fetched, so its crash policy applies), the cause and a detail for the
+/// operator.
 async fn prepare(
     context: SupervisorContext,
     instance_id: InstanceId,
     config_id: ConfigId,
-) -> Result<(GameServerConfig, ProcessSpec), (Cause, String)> {
+) -> Result<(GameServerConfig, ProcessSpec), PrepareError> {
     let bundle = context.host.fetch_config(config_id).await.map_err(|e| {
         (
+            None,
             Cause::InstallFailed,
             format!("could not fetch {config_id} for {instance_id}: {e}"),
         )
@@ -576,11 +586,10 @@ async fn prepare(
         config: bundle.config,
         install_root: context.install_root.clone(),
     };
-    let installation = context
-        .installer
-        .install(&request)
-        .await
-        .map_err(|e| (Cause::InstallFailed, e.to_string()))?;
+    let installation = match context.installer.install(&request).await {
+        Ok(installation) => installation,
+        Err(e) => return Err((Some(request.config), Cause::InstallFailed, e.to_string())),
+    };
     let worker_env: BTreeMap<String, String> = std::env::vars().collect();
     let spec = process_spec(&request.config, &installation, &worker_env);
     Ok((request.config, spec))
