@@ -14,16 +14,26 @@ use std::process::ExitCode;
 /// Invoked under the name `fake-game-server` (the demo game links to this executable), it is
 /// the fake game server instead.
 pub fn main() -> ExitCode {
-    let invoked_as = std::env::args_os().next().and_then(|arg| {
-        std::path::Path::new(&arg)
+    main_from(std::env::args_os())
+}
+
+/// [`main`] with the given command line (`args[0]` is the program name).
+pub fn main_from(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    let invoked_as = args.first().and_then(|arg| {
+        std::path::Path::new(arg)
             .file_name()
             .map(|n| n.to_os_string())
     });
     if invoked_as.as_deref() == Some(std::ffi::OsStr::new(demo::DEMO_EXECUTABLE)) {
-        let code = manman_fake_game_server::run(std::env::args().skip(1));
+        let rest = args
+            .iter()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned());
+        let code = manman_fake_game_server::run(rest);
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::parse_from(args);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
@@ -35,6 +45,7 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    raise_open_file_limit();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -48,5 +59,16 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A worker holds three pipes per game server: lift the soft limit on open files to the hard one.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(soft, hard, error = %e, "could not raise the open-file limit");
     }
 }

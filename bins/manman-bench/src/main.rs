@@ -1,0 +1,94 @@
+//! `manman-bench`: runs the benchmark scenarios and writes `docs/benchmarks.md`.
+//!
+//! The binary also serves as the system under test: invoked as `manman-bench as-manman …` it is
+//! the `manman` command line, and under the name `fake-game-server` it is the fake game server.
+//! So one release build measures exactly the code it ships.
+
+mod machine;
+mod report;
+mod scenarios;
+mod up_process;
+
+use clap::Parser;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Benchmarks of ManMan; each figure is the min/median/max of repeated runs beside its target.
+#[derive(Debug, Parser)]
+#[command(name = "manman-bench", version, about)]
+struct Options {
+    /// Scenarios to run (default: all).
+    #[arg(long = "scenario", value_enum)]
+    scenarios: Vec<scenarios::Scenario>,
+    /// Runs of each scenario.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Game servers in `worker-1000`.
+    #[arg(long, default_value_t = 1000)]
+    servers: usize,
+    /// Seconds the servers idle while the worker's CPU is measured.
+    #[arg(long, default_value_t = 30)]
+    idle_secs: u64,
+    /// The report to write (its sections for other scenarios are kept).
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    out: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let invoked_as = args.first().and_then(|a| {
+        std::path::Path::new(a)
+            .file_name()
+            .map(|n| n.to_os_string())
+    });
+    if invoked_as.as_deref() == Some(std::ffi::OsStr::new(manman::demo::DEMO_EXECUTABLE)) {
+        return manman::main_from(args);
+    }
+    if args.get(1).is_some_and(|a| a == "as-manman") {
+        let mut manman_args = vec![OsString::from("manman")];
+        manman_args.extend(args.into_iter().skip(2));
+        return manman::main_from(manman_args);
+    }
+    let options = Options::parse_from(args);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: no async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(options: Options) -> anyhow::Result<()> {
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "warning: a debug build; run `cargo run --release -p manman-bench` for figures worth keeping"
+        );
+    }
+    let scenarios = if options.scenarios.is_empty() {
+        scenarios::Scenario::all().to_vec()
+    } else {
+        options.scenarios.clone()
+    };
+    let mut sections = Vec::new();
+    for scenario in scenarios {
+        eprintln!("== {}", scenario.name());
+        let settings = scenarios::Settings {
+            runs: options.runs.max(1),
+            servers: options.servers,
+            idle_secs: options.idle_secs,
+        };
+        sections.push(scenario.run(&settings).await?);
+    }
+    report::write(&options.out, &machine::describe(), &sections)?;
+    eprintln!("wrote {}", options.out.display());
+    Ok(())
+}
