@@ -1,18 +1,22 @@
 //! Events on `manman.events`: status reports and command results.
 
 use crate::command::CommandResult;
+use crate::id::InstanceId;
+use crate::ports::InstallProgress;
 use crate::status::{Cause, Entity, Status};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Everything published on `manman.events`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// A worker or instance changed status.
     Status(StatusReport),
     /// A worker answered a command.
     CommandResult(CommandResult),
+    /// An instance's install moved on (for progress bars; not recorded).
+    InstallProgress(InstallProgressReport),
 }
 
 impl Event {
@@ -21,8 +25,21 @@ impl Event {
         match self {
             Self::Status(_) => "status",
             Self::CommandResult(_) => "command_result",
+            Self::InstallProgress(_) => "install_progress",
         }
     }
+}
+
+/// How far an instance's install has come.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstallProgressReport {
+    /// The instance being installed.
+    pub instance_id: InstanceId,
+    /// The progress.
+    #[serde(flatten)]
+    pub progress: InstallProgress,
+    /// Worker clock.
+    pub reported_at: DateTime<Utc>,
 }
 
 /// A status change as the sender saw it; the host orders and records it.

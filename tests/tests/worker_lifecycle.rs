@@ -378,3 +378,124 @@ async fn manman_up_keeps_running_when_its_output_is_closed() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test]
+async fn a_sigkilled_manman_up_restarted_on_its_data_dir_ends_what_its_servers_left() {
+    let data = tempfile::tempdir().expect("dir");
+    let spawn_up = || {
+        std::process::Command::new(MANMAN)
+            .args(["up", "--bind", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn manman up")
+    };
+    let read_url = |child: &mut Child| {
+        let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut first = String::new();
+        reader.read_line(&mut first).expect("first line");
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        first
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .and_then(|u| u.strip_suffix("/api/v1"))
+            .expect("url")
+            .to_owned()
+    };
+    let mut first = spawn_up();
+    let client = Client::new(&read_url(&mut first));
+    let game = client.list_games().await.expect("games")[0].id;
+    let config = client
+        .create_config(game, &ConfigSpec::new("main", "fake-game-server"))
+        .await
+        .expect("config");
+    let id = client
+        .start(&StartRequest {
+            config_id: config.id,
+            worker: None,
+        })
+        .await
+        .expect("start")
+        .instance_id;
+    eventually("the server to run", WAIT, || async {
+        (client.get_instance(id).await.expect("get").status == Status::Running).then_some(())
+    })
+    .await;
+    client.stdin(id, "spawn-child").await.expect("stdin");
+    let mut console = Box::pin(client.console(id, None).await.expect("console"));
+    let mut server = None;
+    let child = loop {
+        let line = futures::StreamExt::next(&mut console)
+            .await
+            .expect("a line")
+            .expect("ok");
+        if line.text.starts_with("Starting fake game server") {
+            server = Some(fake_pid(&line.text));
+        }
+        if let Some(pid) = line.text.strip_prefix("child ") {
+            break pid.parse::<u32>().expect("pid");
+        }
+    };
+    let server = server.expect("the server's pid");
+    drop(console);
+
+    first.kill().expect("SIGKILL manman up");
+    first.wait().expect("reaped");
+    eventually("the server to die with its worker", WAIT, || async {
+        (!pid_alive(server)).then_some(())
+    })
+    .await;
+    assert!(
+        pid_alive(child),
+        "the server's own child outlived the worker"
+    );
+
+    let mut second = spawn_up();
+    let _url = read_url(&mut second);
+    eventually(
+        "the restarted worker to end the leftover group",
+        WAIT,
+        || async { (!pid_alive(child)).then_some(()) },
+    )
+    .await;
+    let _ = second.kill();
+    let _ = second.wait();
+}
+
+#[tokio::test]
+async fn a_shutdown_worker_command_stops_everything_and_ends_the_worker() {
+    let h = Harness::new(FAKE.as_ref()).await;
+    let settings = h.settings("w");
+    let worker = h
+        .spawn_worker(h.worker(settings.clone(), TokioProcessRunner::new()))
+        .await;
+    let config = h.config("main", |_| {}).await;
+    let id = h.start(config).await;
+    h.wait_status(id, Status::Running).await;
+    let pid = fake_pid(&Harness::wait_log(&settings, id, "Server is ready").await);
+    let worker_id = h.host.list_workers().await.expect("workers")[0].id;
+    let envelope = manman_core::command::CommandEnvelope::new(
+        manman_core::command::Command::ShutdownWorker,
+        "test",
+        chrono::Utc::now(),
+    );
+    h.bus
+        .send_command(worker_id, &envelope)
+        .await
+        .expect("send");
+    let exit = tokio::time::timeout(WAIT, worker.task)
+        .await
+        .expect("in time")
+        .expect("no panic")
+        .expect("no error");
+    assert_eq!(exit, WorkerExit::Shutdown);
+    h.wait_status(id, Status::Complete).await;
+    assert!(!pid_alive(pid));
+    eventually("the worker to be complete", WAIT, || async {
+        let w = h.host.list_workers().await.expect("workers");
+        (w[0].status == Status::Complete).then_some(())
+    })
+    .await;
+}

@@ -39,17 +39,43 @@ struct Inner {
 #[derive(Debug)]
 struct Console {
     backlog: VecDeque<ConsoleLine>,
-    /// `None` once the instance ended and its watchers were told.
-    live: Option<broadcast::Sender<ConsoleLine>>,
+    live: Live,
     ended_at: Option<Instant>,
 }
+
+/// The live side of a console. A broadcast channel holds its whole ring from the start, so it
+/// exists only while somebody watches: a thousand unwatched consoles cost only their backlogs.
+#[derive(Debug)]
+enum Live {
+    /// Nobody watches.
+    Unwatched,
+    /// Watchers receive from this.
+    Watched(broadcast::Sender<ConsoleLine>),
+    /// The instance ended and its watchers were told.
+    Closed,
+}
+
+/// Live lines a slow watcher may fall behind by before it is told it lagged.
+const LIVE_BUFFER: usize = 256;
 
 impl Console {
     fn new() -> Self {
         Self {
             backlog: VecDeque::new(),
-            live: Some(broadcast::channel(1_024).0),
+            live: Live::Unwatched,
             ended_at: None,
+        }
+    }
+
+    fn subscribe(&mut self) -> broadcast::Receiver<ConsoleLine> {
+        match &self.live {
+            Live::Watched(sender) => sender.subscribe(),
+            Live::Closed => closed_receiver(),
+            Live::Unwatched => {
+                let (sender, receiver) = broadcast::channel(LIVE_BUFFER);
+                self.live = Live::Watched(sender);
+                receiver
+            }
         }
     }
 }
@@ -109,9 +135,11 @@ impl ConsoleHub {
             console.backlog.pop_front();
         }
         console.backlog.push_back(line.clone());
-        if let Some(live) = &console.live {
-            // No live watcher is fine: the backlog has it.
-            let _ = live.send(line);
+        if let Live::Watched(sender) = &console.live
+            && sender.send(line).is_err()
+        {
+            // The last watcher left: free the channel.
+            console.live = Live::Unwatched;
         }
     }
 
@@ -142,10 +170,7 @@ impl ConsoleHub {
                 .filter(|l| l.seq > after)
                 .cloned()
                 .collect(),
-            live: console
-                .live
-                .as_ref()
-                .map_or_else(closed_receiver, broadcast::Sender::subscribe),
+            live: console.subscribe(),
         }
     }
 
@@ -164,7 +189,7 @@ impl ConsoleHub {
                 None => true,
                 Some(ended) => {
                     if now.duration_since(ended) >= CLOSE_AFTER_END {
-                        console.live = None;
+                        console.live = Live::Closed;
                     }
                     now.duration_since(ended) < KEEP_AFTER_END
                 }

@@ -115,6 +115,8 @@ impl StatusProcessor {
         match event {
             Event::Status(report) => self.apply_status(message.id, &report).await,
             Event::CommandResult(result) => self.apply_result(&result).await,
+            // Progress is for live watchers; the record is the status.
+            Event::InstallProgress(_) => Handled::Done,
         }
     }
 

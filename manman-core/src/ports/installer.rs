@@ -3,6 +3,7 @@
 use crate::config::GameServerConfig;
 use crate::game_server::GameServer;
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
 use std::path::PathBuf;
 
@@ -29,8 +30,43 @@ pub struct Installation {
 /// Installs or finds a game's files.
 #[async_trait]
 pub trait GameInstaller: Send + Sync + Debug + 'static {
-    /// Makes the game's files present and returns where they are.
-    async fn install(&self, request: &InstallRequest) -> Result<Installation, InstallError>;
+    /// Makes the game's files present and returns where they are, reporting progress on the way.
+    async fn install(
+        &self,
+        request: &InstallRequest,
+        progress: &dyn ProgressSink,
+    ) -> Result<Installation, InstallError>;
+}
+
+/// How far an install has come, for a progress bar.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstallProgress {
+    /// What the installer is doing, e.g. `downloading`, `verifying`, `committing`.
+    pub stage: String,
+    /// Done so far, 0 to 100, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
+    /// Bytes done, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_done: Option<u64>,
+    /// Bytes in all, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_total: Option<u64>,
+}
+
+/// Where an installer reports progress. Reporting never waits: a sink may drop updates it
+/// cannot pass on in time (progress is for display, and the next update supersedes it).
+pub trait ProgressSink: Send + Sync + Debug {
+    /// One update.
+    fn report(&self, progress: InstallProgress);
+}
+
+/// A sink that ignores progress.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl ProgressSink for NoProgress {
+    fn report(&self, _progress: InstallProgress) {}
 }
 
 /// Why a game could not be installed.

@@ -22,7 +22,10 @@ pub use bus::{
 };
 pub use clock::{Clock, SystemClock};
 pub use host_api::{ConfigBundle, HostApi, HostApiError};
-pub use installer::{GameInstaller, InstallError, InstallRequest, Installation};
+pub use installer::{
+    GameInstaller, InstallError, InstallProgress, InstallRequest, Installation, NoProgress,
+    ProgressSink,
+};
 pub use process::{
     ExitStatus, OutputLine, OutputStream, ProcessControl, ProcessError, ProcessHandle,
     ProcessRunner, ProcessSignal, ProcessSpec, SpawnedProcess,

@@ -208,7 +208,8 @@ async fn read_lines(
     stream: OutputStream,
     out: mpsc::Sender<OutputLine>,
 ) {
-    let mut reader = BufReader::with_capacity(16 * 1024, pipe);
+    // Small: a thousand servers have two of these each; a burst is read in several gulps.
+    let mut reader = BufReader::with_capacity(4 * 1024, pipe);
     let mut line = Vec::with_capacity(256);
     loop {
         let (done, used) = match reader.fill_buf().await {

@@ -3,7 +3,7 @@
 
 use crate::console::{ConsoleLine, ConsoleStream};
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// Size cap and rotation of console logs.
@@ -28,14 +28,19 @@ impl Default for LogRotation {
 /// Appends console lines to a file, rotating it at the size cap.
 ///
 /// Writes go through a buffer; [`ConsoleLog::flush`] pushes them to the file (the supervisor
-/// calls it whenever the server's output pauses, and at the end).
+/// calls it whenever the server's output pauses, and at the end) and gives the buffer's memory
+/// back, so a thousand quiet servers hold no buffers.
 #[derive(Debug)]
 pub(crate) struct ConsoleLog {
     path: PathBuf,
     rotation: LogRotation,
-    file: BufWriter<File>,
+    file: File,
+    buffer: Vec<u8>,
     size: u64,
 }
+
+/// Buffered bytes written out without waiting for a pause.
+const BUFFER_LIMIT: usize = 32 * 1024;
 
 impl ConsoleLog {
     /// Opens (appending) `dir/instance-{id}.log`, creating `dir` if needed.
@@ -47,7 +52,8 @@ impl ConsoleLog {
         Ok(Self {
             path,
             rotation,
-            file: BufWriter::with_capacity(64 * 1024, file),
+            file,
+            buffer: Vec::new(),
             size,
         })
     }
@@ -75,14 +81,25 @@ impl ConsoleLog {
         if self.size > 0 && self.size + len > self.rotation.max_bytes {
             self.rotate()?;
         }
-        self.file.write_all(text.as_bytes())?;
+        self.buffer.extend_from_slice(text.as_bytes());
         self.size += len;
+        if self.buffer.len() >= BUFFER_LIMIT {
+            self.write_buffer()?;
+        }
         Ok(())
     }
 
-    /// Pushes buffered lines to the file.
+    fn write_buffer(&mut self) -> io::Result<()> {
+        self.file.write_all(&self.buffer)?;
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// Pushes buffered lines to the file and releases the buffer.
     pub(crate) fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        self.write_buffer()?;
+        self.buffer = Vec::new();
+        Ok(())
     }
 
     fn rotated(&self, n: u32) -> PathBuf {
@@ -92,9 +109,9 @@ impl ConsoleLog {
     }
 
     fn rotate(&mut self) -> io::Result<()> {
-        self.file.flush()?;
+        self.write_buffer()?;
         if self.rotation.keep == 0 {
-            self.file.get_ref().set_len(0)?;
+            self.file.set_len(0)?;
         } else {
             let _ = std::fs::remove_file(self.rotated(self.rotation.keep));
             for n in (1..self.rotation.keep).rev() {
@@ -104,11 +121,10 @@ impl ConsoleLog {
                 }
             }
             std::fs::rename(&self.path, self.rotated(1))?;
-            let file = OpenOptions::new()
+            self.file = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&self.path)?;
-            self.file = BufWriter::with_capacity(64 * 1024, file);
         }
         self.size = 0;
         Ok(())

@@ -1,7 +1,7 @@
 //! [`LocalInstaller`]: `local` games are already on disk; it checks they are there.
 
 use crate::game_server::ServerType;
-use crate::ports::{GameInstaller, InstallError, InstallRequest, Installation};
+use crate::ports::{GameInstaller, InstallError, InstallRequest, Installation, ProgressSink};
 use async_trait::async_trait;
 use std::path::PathBuf;
 
@@ -12,7 +12,11 @@ pub struct LocalInstaller;
 
 #[async_trait]
 impl GameInstaller for LocalInstaller {
-    async fn install(&self, request: &InstallRequest) -> Result<Installation, InstallError> {
+    async fn install(
+        &self,
+        request: &InstallRequest,
+        _progress: &dyn ProgressSink,
+    ) -> Result<Installation, InstallError> {
         let game = &request.game;
         let ServerType::Local { path } = &game.server_type else {
             return Err(InstallError::Unsupported {

@@ -4,6 +4,7 @@
 mod console_log;
 mod console_sink;
 mod dedup;
+mod install_progress;
 mod launch;
 mod local_installer;
 mod process_records;

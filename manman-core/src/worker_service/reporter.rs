@@ -30,7 +30,7 @@ impl Reporter {
     }
 
     /// Publishes an event, retrying transient failures with a growing pause.
-    async fn publish(&self, event: &Event) {
+    pub(crate) async fn event(&self, event: &Event) {
         let mut pause = Duration::from_millis(100);
         for attempt in 1..=ATTEMPTS {
             match self.bus.publish_event(event, self.clock.now()).await {
@@ -49,7 +49,7 @@ impl Reporter {
     }
 
     pub(crate) async fn status(&self, report: StatusReport) {
-        self.publish(&Event::Status(report)).await;
+        self.event(&Event::Status(report)).await;
     }
 
     pub(crate) async fn command_result(
@@ -66,7 +66,7 @@ impl Reporter {
             detail: Some(detail),
             reported_at: self.clock.now(),
         };
-        self.publish(&Event::CommandResult(result)).await;
+        self.event(&Event::CommandResult(result)).await;
     }
 
     pub(crate) async fn console(&self, line: &ConsoleLine) {

@@ -22,6 +22,7 @@ use crate::process::{self, Stopped};
 use crate::status::{Cause, Entity, Status, can_transition};
 use crate::worker_service::console_log::LogRotation;
 use crate::worker_service::console_sink::ConsoleSink;
+use crate::worker_service::install_progress::ProgressPublisher;
 use crate::worker_service::launch::process_spec;
 use crate::worker_service::process_records::ProcessRecords;
 use crate::worker_service::reporter::Reporter;
@@ -586,7 +587,19 @@ async fn prepare(
         config: bundle.config,
         install_root: context.install_root.clone(),
     };
-    let installation = match context.installer.install(&request).await {
+    let (progress, publishing) = ProgressPublisher::start(instance_id, context.reporter.clone());
+    let installed = context.installer.install(&request, &progress).await;
+    drop(progress);
+    if tokio::time::timeout(LIVE_CONSOLE_GRACE, publishing)
+        .await
+        .is_err()
+    {
+        tracing::debug!(
+            instance_id = instance_id.get(),
+            "install progress still unsent was dropped"
+        );
+    }
+    let installation = match installed {
         Ok(installation) => installation,
         Err(e) => return Err((Some(request.config), Cause::InstallFailed, e.to_string())),
     };
