@@ -46,6 +46,11 @@ impl Status {
         !self.is_terminal()
     }
 
+    /// `created`, `initializing` or `running`: alive as far as the host knows (not `lost`).
+    pub fn is_live(self) -> bool {
+        matches!(self, Self::Created | Self::Initializing | Self::Running)
+    }
+
     /// The snake_case name used in JSON and SQL.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -136,6 +141,70 @@ pub enum Cause {
     /// The worker refused its start (at capacity, the config already runs there, or the
     /// command expired before the worker took it).
     Refused,
+}
+
+impl Cause {
+    /// Every cause.
+    pub const ALL: [Self; 18] = [
+        Self::User,
+        Self::Placed,
+        Self::Registered,
+        Self::Spawned,
+        Self::Ready,
+        Self::Exited,
+        Self::CrashPolicy,
+        Self::CrashLoop,
+        Self::InstallFailed,
+        Self::SpawnFailed,
+        Self::ReadyTimeout,
+        Self::Killed,
+        Self::LeaseExpired,
+        Self::Recovered,
+        Self::WorkerShutdown,
+        Self::WorkerRestart,
+        Self::Undelivered,
+        Self::Refused,
+    ];
+
+    /// The kebab-case name used in JSON and SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Placed => "placed",
+            Self::Registered => "registered",
+            Self::Spawned => "spawned",
+            Self::Ready => "ready",
+            Self::Exited => "exited",
+            Self::CrashPolicy => "crash-policy",
+            Self::CrashLoop => "crash-loop",
+            Self::InstallFailed => "install-failed",
+            Self::SpawnFailed => "spawn-failed",
+            Self::ReadyTimeout => "ready-timeout",
+            Self::Killed => "killed",
+            Self::LeaseExpired => "lease-expired",
+            Self::Recovered => "recovered",
+            Self::WorkerShutdown => "worker-shutdown",
+            Self::WorkerRestart => "worker-restart",
+            Self::Undelivered => "undelivered",
+            Self::Refused => "refused",
+        }
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Cause {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|cause| cause.as_str() == s)
+            .ok_or_else(|| format!("unknown cause {s:?}"))
+    }
 }
 
 /// Whether `from → to` is allowed for an entity. Forbidden transitions are errors, never applied.
@@ -241,6 +310,17 @@ mod tests {
                 .unwrap_err()
                 .contains("expected one of")
         );
+    }
+
+    #[test]
+    fn cause_names_match_their_json() {
+        for cause in Cause::ALL {
+            assert_eq!(
+                serde_json::to_string(&cause).unwrap(),
+                format!("\"{cause}\"")
+            );
+            assert_eq!(cause.as_str().parse::<Cause>().unwrap(), cause);
+        }
     }
 
     #[test]

@@ -43,6 +43,7 @@ struct Ids {
     config: i64,
     worker: i64,
     instance: i64,
+    event: i64,
 }
 
 fn next(last: &mut i64) -> i64 {
@@ -61,7 +62,7 @@ impl State {
         at: DateTime<Utc>,
     ) -> StatusEvent {
         let event = StatusEvent {
-            id: self.history.len() as i64 + 1,
+            id: next(&mut self.last_ids.event),
             event_id: Uuid::new_v4(),
             entity,
             from,
@@ -277,6 +278,49 @@ impl WorkerRepository for MemoryStore {
     async fn list_workers(&self) -> Result<Vec<Worker>, StoreError> {
         Ok(self.lock().workers.values().cloned().collect())
     }
+
+    async fn expire_leases(
+        &self,
+        stale_before: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<WorkerId>, StoreError> {
+        let mut s = self.lock();
+        let expired: Vec<(WorkerId, Status)> = s
+            .workers
+            .values()
+            .filter(|w| w.status.is_live() && w.last_heartbeat_at.is_none_or(|h| h < stale_before))
+            .map(|w| (w.id, w.status))
+            .collect();
+        for (id, from) in &expired {
+            s.workers.get_mut(id).expect("listed above").status = Status::Lost;
+            s.push_history(
+                Entity::Worker(*id),
+                Some(*from),
+                Status::Lost,
+                Cause::LeaseExpired,
+                None,
+                at,
+            );
+            let instances: Vec<(InstanceId, Status)> = s
+                .instances
+                .values()
+                .filter(|i| i.worker_id == *id && i.status.is_active() && i.status != Status::Lost)
+                .map(|i| (i.id, i.status))
+                .collect();
+            for (instance, was) in instances {
+                s.instances.get_mut(&instance).expect("listed above").status = Status::Lost;
+                s.push_history(
+                    Entity::Instance(instance),
+                    Some(was),
+                    Status::Lost,
+                    Cause::LeaseExpired,
+                    Some(format!("{id} stopped heartbeating")),
+                    at,
+                );
+            }
+        }
+        Ok(expired.into_iter().map(|(id, _)| id).collect())
+    }
 }
 
 #[async_trait]
@@ -374,7 +418,7 @@ impl StatusRepository for MemoryStore {
             }
         }
         let event = StatusEvent {
-            id: s.history.len() as i64 + 1,
+            id: next(&mut s.last_ids.event),
             event_id: change.event_id,
             entity: change.entity,
             from: Some(change.from),
@@ -404,6 +448,17 @@ impl StatusRepository for MemoryStore {
             .cloned()
             .collect())
     }
+
+    async fn prune_history(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let mut s = self.lock();
+        let mut pruned = 0u64;
+        s.history.retain(|e| {
+            let prune = e.as_of < before && pruned < u64::from(limit);
+            pruned += u64::from(prune);
+            !prune
+        });
+        Ok(pruned)
+    }
 }
 
 #[async_trait]
@@ -418,6 +473,11 @@ impl CommandRepository for MemoryStore {
         }
         if !s.workers.contains_key(&record.worker_id) {
             return Err(StoreError::not_found(&record.worker_id));
+        }
+        if let Some(instance) = record.envelope.command.instance_id()
+            && !s.instances.contains_key(&instance)
+        {
+            return Err(StoreError::not_found(&instance));
         }
         s.commands.insert(record.id, record.clone());
         Ok(())
@@ -455,5 +515,20 @@ impl CommandRepository for MemoryStore {
         }
         record.updated_at = at;
         Ok(record.clone())
+    }
+
+    async fn prune_commands(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let mut s = self.lock();
+        let old: Vec<Uuid> = s
+            .commands
+            .values()
+            .filter(|c| c.state.is_final() && c.updated_at < before)
+            .map(|c| c.id)
+            .take(limit as usize)
+            .collect();
+        for id in &old {
+            s.commands.remove(id);
+        }
+        Ok(old.len() as u64)
     }
 }

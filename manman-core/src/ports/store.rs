@@ -129,6 +129,15 @@ pub trait WorkerRepository: Send + Sync + Debug + 'static {
     async fn get_worker(&self, id: WorkerId) -> Result<Worker, StoreError>;
     /// Every worker, by id.
     async fn list_workers(&self) -> Result<Vec<Worker>, StoreError>;
+    /// The lease sweep: marks `lost` every live worker (`created`, `initializing`, `running`)
+    /// whose last heartbeat is older than `stale_before`, and the active instances of each, with
+    /// history rows (cause `lease-expired`, host clock `at`). Returns the workers it marked. Safe
+    /// with several host replicas: each worker is marked by exactly one caller.
+    async fn expire_leases(
+        &self,
+        stale_before: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<WorkerId>, StoreError>;
 }
 
 /// Instances.
@@ -205,6 +214,9 @@ pub trait StatusRepository: Send + Sync + Debug + 'static {
         after: Option<i64>,
         limit: u32,
     ) -> Result<Vec<StatusEvent>, StoreError>;
+    /// Retention: deletes at most `limit` history rows recorded before `before`; returns how
+    /// many. (Current statuses are on the entities and are kept.)
+    async fn prune_history(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
 }
 
 /// Command records.
@@ -223,4 +235,7 @@ pub trait CommandRepository: Send + Sync + Debug + 'static {
         detail: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<CommandRecord, StoreError>;
+    /// Retention: deletes at most `limit` finished records (`succeeded`, `failed`, `expired`)
+    /// last changed before `before`; returns how many.
+    async fn prune_commands(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
 }

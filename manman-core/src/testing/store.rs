@@ -445,10 +445,10 @@ pub async fn status_changes_are_conditional_and_idempotent(store: &Store) {
 
 /// Command records move forward only; the id is unique.
 pub async fn commands_move_forward_only(store: &Store) {
-    let w = worker(store).await;
+    let (target, w) = instance(store).await;
     let envelope = CommandEnvelope::new(
         Command::Stop {
-            instance_id: InstanceId(1),
+            instance_id: target.id,
         },
         "conformance",
         now(),
@@ -516,8 +516,197 @@ pub async fn commands_move_forward_only(store: &Store) {
     };
     let r = store.commands.insert_command(&orphan).await;
     assert!(
-        r.is_err(),
+        matches!(r, Err(StoreError::NotFound { .. })),
         "a command for an unknown worker is refused: {r:?}"
+    );
+    let stray = CommandEnvelope::new(
+        Command::Kill {
+            instance_id: InstanceId(i64::MAX),
+        },
+        "conformance",
+        now(),
+    );
+    let for_missing_instance = CommandRecord {
+        id: stray.id,
+        worker_id: w.id,
+        envelope: stray,
+        state: CommandState::Pending,
+        detail: None,
+        updated_at: now(),
+    };
+    let r = store.commands.insert_command(&for_missing_instance).await;
+    assert!(
+        matches!(r, Err(StoreError::NotFound { .. })),
+        "a command for an unknown instance is refused: {r:?}"
+    );
+}
+
+/// The lease sweep marks a stale worker and its active instances `lost` exactly once, even when
+/// two sweeps race; a fresh worker is left alone.
+pub async fn leases_expire_exactly_once(store: &Store) {
+    let (instance, stale) = instance(store).await;
+    let fresh = worker(store).await;
+    let later = now() + chrono::Duration::seconds(60);
+    store
+        .workers
+        .record_heartbeat(fresh.id, fresh.epoch, later)
+        .await
+        .expect("heartbeat");
+    let stale_before = later - chrono::Duration::seconds(6);
+    let (a, b) = tokio::join!(
+        store.workers.expire_leases(stale_before, later),
+        store.workers.expire_leases(stale_before, later),
+    );
+    let (a, b) = (a.expect("sweep"), b.expect("sweep"));
+    let stale_marks = a.iter().chain(&b).filter(|w| **w == stale.id).count();
+    assert_eq!(stale_marks, 1, "marked by exactly one sweep: {a:?} {b:?}");
+    assert!(
+        !a.contains(&fresh.id) && !b.contains(&fresh.id),
+        "a fresh worker is left alone"
+    );
+    assert_eq!(
+        store
+            .workers
+            .get_worker(stale.id)
+            .await
+            .expect("get")
+            .status,
+        Status::Lost
+    );
+    assert_eq!(
+        store
+            .workers
+            .get_worker(fresh.id)
+            .await
+            .expect("get")
+            .status,
+        Status::Created
+    );
+    assert_eq!(
+        store
+            .instances
+            .get_instance(instance.id)
+            .await
+            .expect("get")
+            .status,
+        Status::Lost
+    );
+    let history = store
+        .status
+        .status_history(Entity::Instance(instance.id), None, 10)
+        .await
+        .expect("history");
+    let last = history.last().expect("history");
+    assert_eq!(
+        (last.status, last.cause),
+        (Status::Lost, Cause::LeaseExpired)
+    );
+    let worker_history = store
+        .status
+        .status_history(Entity::Worker(stale.id), None, 10)
+        .await
+        .expect("history");
+    assert_eq!(
+        worker_history
+            .iter()
+            .filter(|e| e.status == Status::Lost)
+            .count(),
+        1
+    );
+    let again = store
+        .workers
+        .expire_leases(stale_before, later)
+        .await
+        .expect("sweep");
+    assert!(
+        !again.contains(&stale.id),
+        "a lost worker is not marked again"
+    );
+}
+
+/// Retention deletes old history rows and finished command records in batches, and keeps the
+/// rest.
+pub async fn retention_prunes_in_batches(store: &Store) {
+    let (instance, w) = instance(store).await;
+    let entity = Entity::Instance(instance.id);
+    let cutoff = now() + chrono::Duration::seconds(1);
+    let record = |state: CommandState| {
+        let envelope = CommandEnvelope::new(
+            Command::Stop {
+                instance_id: instance.id,
+            },
+            "conformance",
+            now(),
+        );
+        CommandRecord {
+            id: envelope.id,
+            worker_id: w.id,
+            envelope,
+            state,
+            detail: None,
+            updated_at: now(),
+        }
+    };
+    let finished = record(CommandState::Succeeded);
+    let pending = record(CommandState::Pending);
+    store
+        .commands
+        .insert_command(&finished)
+        .await
+        .expect("insert");
+    store
+        .commands
+        .insert_command(&pending)
+        .await
+        .expect("insert");
+    let mut pruned = 0;
+    loop {
+        let n = store.status.prune_history(cutoff, 1).await.expect("prune");
+        assert!(n <= 1, "a batch is at most the limit");
+        if n == 0 {
+            break;
+        }
+        pruned += n;
+    }
+    assert!(pruned >= 1);
+    assert!(
+        store
+            .status
+            .status_history(entity, None, 10)
+            .await
+            .expect("history")
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .instances
+            .get_instance(instance.id)
+            .await
+            .expect("get")
+            .status,
+        Status::Created,
+        "the current status stays"
+    );
+    while store
+        .commands
+        .prune_commands(cutoff, 100)
+        .await
+        .expect("prune")
+        > 0
+    {}
+    assert!(matches!(
+        store.commands.get_command(finished.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(
+        store
+            .commands
+            .get_command(pending.id)
+            .await
+            .expect("kept")
+            .state,
+        CommandState::Pending,
+        "unfinished commands stay"
     );
 }
 
@@ -529,4 +718,6 @@ pub async fn run_all(store: &Store) {
     instances_are_created_filtered_and_paged(store).await;
     status_changes_are_conditional_and_idempotent(store).await;
     commands_move_forward_only(store).await;
+    leases_expire_exactly_once(store).await;
+    retention_prunes_in_batches(store).await;
 }
