@@ -14,5 +14,5 @@ pub use client::{Client, ClientError};
 pub use extract::{ApiJson, ApiPath, ApiQuery};
 pub use problem::{ApiError, PROBLEM_JSON, Problem};
 pub use routes::instances::StdinRequest;
-pub use server::HostServer;
+pub use server::{HostServer, ServeOptions};
 pub use sse::{SseEvent, SseParser};

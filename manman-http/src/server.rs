@@ -1,8 +1,8 @@
 //! [`HostServer`]: the host's HTTP API with the background services behind it (status
-//! processor, console hub), started and stopped together.
+//! processor, console hub, retention), started and stopped together.
 
 use crate::api::{ApiState, router};
-use manman_core::host::{ConsoleHub, HostService, StatusProcessor};
+use manman_core::host::{ConsoleHub, HostService, Retention, RetentionPolicy, StatusProcessor};
 use manman_core::ports::BusError;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -38,6 +38,25 @@ where
     }
 }
 
+/// How a [`HostServer`] serves.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Where the API listens.
+    pub bind: SocketAddr,
+    /// How long history is kept.
+    pub retention: RetentionPolicy,
+}
+
+impl ServeOptions {
+    /// Listen on `bind`, default retention.
+    pub fn new(bind: SocketAddr) -> Self {
+        Self {
+            bind,
+            retention: RetentionPolicy::default(),
+        }
+    }
+}
+
 /// How long [`HostServer::stop`] waits for its tasks.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -51,8 +70,8 @@ pub struct HostServer {
 
 impl HostServer {
     /// Listens on `bind` and starts the services of `host`.
-    pub async fn start(host: HostService, bind: SocketAddr) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(bind).await?;
+    pub async fn start(host: HostService, options: ServeOptions) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(options.bind).await?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -77,6 +96,10 @@ impl HostServer {
                 async move { hub.run(&bus, token).await }
             },
         ));
+
+        let retention = Retention::new(host.store().clone(), host.clock(), options.retention);
+        let token = shutdown.clone();
+        tracker.spawn(async move { retention.run(token).await });
 
         let app = router(ApiState {
             host,

@@ -9,7 +9,7 @@ use std::fmt::Display;
 #[non_exhaustive]
 pub enum ConnectError {
     /// The URL does not parse.
-    #[error("MANMAN_POSTGRES_URL is not a valid PostgreSQL URL ({url}): {source}")]
+    #[error("not a valid PostgreSQL URL: {url}")]
     Url {
         /// The URL, password hidden.
         url: String,
@@ -18,7 +18,7 @@ pub enum ConnectError {
         source: sqlx::Error,
     },
     /// The server could not be reached.
-    #[error("cannot connect to PostgreSQL at {url}: {source}")]
+    #[error("cannot connect to PostgreSQL at {url}")]
     Connect {
         /// The URL, password hidden.
         url: String,
@@ -36,7 +36,7 @@ pub enum ConnectError {
         version: i64,
     },
     /// The migrations could not be applied.
-    #[error("cannot migrate the `manman` schema: {source}")]
+    #[error("cannot migrate the `manman` schema")]
     Migrate {
         /// Why.
         #[source]

@@ -48,8 +48,13 @@ impl Drop for Harness {
 pub const FAKE_EXECUTABLE: &str = "fake-game-server";
 
 impl Harness {
-    /// A host whose `fake` game runs `fake_game_server`.
+    /// A host on the in-memory store whose `fake` game runs `fake_game_server`.
     pub async fn new(fake_game_server: &Path) -> Self {
+        Self::with_store(fake_game_server, Store::from_adapter(MemoryStore::new())).await
+    }
+
+    /// A host on `store` whose `fake` game runs `fake_game_server`.
+    pub async fn with_store(fake_game_server: &Path, store: Store) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let install_dir = dir.path().join("install");
         let game_dir = install_dir.join("games/fake");
@@ -58,7 +63,6 @@ impl Harness {
         let memory = MemoryBus::new();
         let bus = Bus::new(Arc::new(memory.clone()), Arc::new(memory));
         bus.declare().await.expect("topology");
-        let store = Store::from_adapter(MemoryStore::new());
         let clock = Arc::new(SystemClock);
         let host = HostService::new(store.clone(), bus.clone(), clock.clone());
         let game = host

@@ -1,21 +1,23 @@
-//! `manman-host`: the host daemon (HTTP API, status processor, console hub).
+//! `manman-host`: the host daemon (HTTP API, status processor, console hub, retention).
 //!
-//! Backends are chosen by URL scheme. Today only `memory://` exists for both the store and the
-//! bus; `postgres://` and `amqp://` arrive with `manman-pg` and `manman-rabbit`. A host on the
-//! memory bus serves the API but can reach no worker in another process: for one machine, use
-//! `manman up`.
+//! Backends are chosen by URL scheme: the store by `MANMAN_POSTGRES_URL` (`postgres://…`, or
+//! `memory://`), the bus by `MANMAN_RABBITMQ_URL` (only `memory://` in this build: RabbitMQ
+//! arrives with `manman-rabbit`). A host on the memory bus serves the API but reaches no worker
+//! in another process: for one machine, use `manman up`.
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use manman_core::bus::Bus;
-use manman_core::host::HostService;
+use manman_core::host::{HostService, RetentionPolicy};
 use manman_core::memory::{MemoryBus, MemoryStore};
 use manman_core::ports::SystemClock;
 use manman_core::store::Store;
-use manman_http::HostServer;
+use manman_http::{HostServer, ServeOptions};
+use manman_pg::{PgSettings, PgStore};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The ManMan host: the catalogue, the truth, and the HTTP API.
 #[derive(Debug, Parser)]
@@ -24,50 +26,108 @@ struct Options {
     /// Where the API listens.
     #[arg(long, env = "MANMAN_BIND", default_value = "127.0.0.1:8000")]
     bind: SocketAddr,
-    /// The store: `memory://` (PostgreSQL arrives with manman-pg).
-    #[arg(long, env = "MANMAN_POSTGRES_URL", default_value = "memory://")]
+    /// The store: `postgres://user:password@host/database`, or `memory://` (lost at exit).
+    #[arg(
+        long,
+        env = "MANMAN_POSTGRES_URL",
+        default_value = "memory://",
+        hide_env_values = true
+    )]
     postgres_url: String,
     /// The message bus: `memory://` (RabbitMQ arrives with manman-rabbit).
-    #[arg(long, env = "MANMAN_RABBITMQ_URL", default_value = "memory://")]
+    #[arg(
+        long,
+        env = "MANMAN_RABBITMQ_URL",
+        default_value = "memory://",
+        hide_env_values = true
+    )]
     rabbitmq_url: String,
+    /// Do not apply database migrations at start (run them separately, e.g. as a deploy job).
+    #[arg(long, env = "MANMAN_NO_MIGRATE")]
+    no_migrate: bool,
+    /// Most PostgreSQL connections.
+    #[arg(long, env = "MANMAN_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    db_max_connections: u32,
+    /// Longest wait for a free database connection, in milliseconds (then 503).
+    #[arg(long, env = "MANMAN_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 5_000)]
+    db_acquire_timeout_ms: u64,
+    /// Days of status history and finished commands kept.
+    #[arg(long, env = "MANMAN_RETENTION_DAYS", default_value_t = 30)]
+    retention_days: u64,
 }
 
-fn check_memory(setting: &str, url: &str, arrives_with: &str) -> anyhow::Result<()> {
+async fn store(options: &Options) -> anyhow::Result<Store> {
+    let url = options.postgres_url.as_str();
     if url == "memory://" {
-        return Ok(());
+        return Ok(Store::from_adapter(MemoryStore::new()));
     }
-    let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
-    bail!(
-        "{setting}={scheme}://…: this build supports only memory:// ({scheme} support arrives with {arrives_with}); for one machine, run `manman up`"
-    )
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
+        bail!(
+            "MANMAN_POSTGRES_URL: {scheme:?} is not a store this build knows: use postgres://… or memory://"
+        );
+    }
+    let settings = PgSettings::new(url)
+        .max_connections(options.db_max_connections)
+        .acquire_timeout(Duration::from_millis(options.db_acquire_timeout_ms));
+    let pg = PgStore::connect(&settings)
+        .await
+        .context("MANMAN_POSTGRES_URL")?;
+    if options.no_migrate {
+        tracing::info!("not migrating (--no-migrate)");
+    } else {
+        pg.migrate().await.context("MANMAN_POSTGRES_URL")?;
+        tracing::info!("database schema is up to date");
+    }
+    Ok(Store::from_adapter(pg))
 }
 
 async fn run(options: Options) -> anyhow::Result<()> {
-    check_memory("MANMAN_POSTGRES_URL", &options.postgres_url, "manman-pg")?;
-    check_memory(
-        "MANMAN_RABBITMQ_URL",
-        &options.rabbitmq_url,
-        "manman-rabbit",
-    )?;
+    if options.rabbitmq_url != "memory://" {
+        let scheme = options
+            .rabbitmq_url
+            .split_once("://")
+            .map_or("?", |(scheme, _)| scheme);
+        bail!(
+            "MANMAN_RABBITMQ_URL={scheme}://…: this build supports only memory:// (RabbitMQ arrives with manman-rabbit); for one machine, run `manman up`"
+        );
+    }
+    let store = store(&options).await?;
     let memory = MemoryBus::new();
     let bus = Bus::new(Arc::new(memory.clone()), Arc::new(memory));
     bus.declare()
         .await
         .context("could not declare the message topology")?;
-    let host = HostService::new(
-        Store::from_adapter(MemoryStore::new()),
-        bus,
-        Arc::new(SystemClock),
-    );
-    let server = HostServer::start(host, options.bind)
+    let host = HostService::new(store, bus, Arc::new(SystemClock));
+    let serve = ServeOptions {
+        bind: options.bind,
+        retention: RetentionPolicy {
+            keep: Duration::from_secs(options.retention_days.saturating_mul(24 * 3600)),
+            ..RetentionPolicy::default()
+        },
+    };
+    let server = HostServer::start(host, serve)
         .await
         .with_context(|| format!("could not listen on {} (MANMAN_BIND)", options.bind))?;
     tracing::info!(addr = %server.addr(), "manman-host is serving");
-    tokio::signal::ctrl_c()
-        .await
-        .context("could not wait for Ctrl-C")?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
     server.stop().await;
     Ok(())
+}
+
+async fn wait_for_signal() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 fn main() -> ExitCode {

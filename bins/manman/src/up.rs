@@ -10,7 +10,7 @@ use manman_core::ports::SystemClock;
 use manman_core::process::TokioProcessRunner;
 use manman_core::store::Store;
 use manman_core::worker_service::{LocalInstaller, WorkerExit, WorkerService, WorkerSettings};
-use manman_http::HostServer;
+use manman_http::{HostServer, ServeOptions};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -69,7 +69,7 @@ pub async fn start(options: UpOptions) -> anyhow::Result<Running> {
     if let Some(executable) = &options.demo_executable {
         demo::install(&host, &data_dir, executable).await?;
     }
-    let server = HostServer::start(host.clone(), options.bind).await.with_context(|| {
+    let server = HostServer::start(host.clone(), ServeOptions::new(options.bind)).await.with_context(|| {
         format!("could not listen on {}: is another `manman up` running? choose another address with --bind", options.bind)
     })?;
 

@@ -5,6 +5,7 @@ mod console_hub;
 mod error;
 mod local_host_api;
 mod placement;
+mod retention;
 mod service;
 mod status_processor;
 
@@ -13,5 +14,6 @@ pub use console_hub::{
 };
 pub use error::HostError;
 pub use local_host_api::LocalHostApi;
+pub use retention::{Pruned, Retention, RetentionPolicy};
 pub use service::{HostService, StartRequest, Started};
 pub use status_processor::StatusProcessor;

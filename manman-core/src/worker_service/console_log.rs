@@ -69,7 +69,7 @@ impl ConsoleLog {
         let stream = match line.stream {
             ConsoleStream::Stdout => "out",
             ConsoleStream::Stderr => "err",
-            ConsoleStream::Stdin => "in ",
+            ConsoleStream::Stdin => "in",
         };
         let text = format!(
             "{} {} {stream} {}\n",
