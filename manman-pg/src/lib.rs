@@ -7,6 +7,7 @@ mod error;
 mod instances;
 mod settings;
 mod status;
+mod status_batch;
 mod store;
 mod workers;
 

@@ -207,6 +207,58 @@ impl StatusRepository for PgStore {
         }))
     }
 
+    async fn apply_statuses(
+        &self,
+        changes: &[StatusChange],
+    ) -> Result<Vec<Result<ApplyOutcome, StoreError>>, StoreError> {
+        crate::status_batch::apply(self, changes).await
+    }
+
+    async fn current_statuses(
+        &self,
+        entities: &[Entity],
+    ) -> Result<Vec<Option<Status>>, StoreError> {
+        let fail = |e| store_error(e, &"the current statuses");
+        let workers: Vec<i64> = entities
+            .iter()
+            .filter_map(|e| match e {
+                Entity::Worker(id) => Some(id.get()),
+                Entity::Instance(_) => None,
+            })
+            .collect();
+        let instances: Vec<i64> = entities
+            .iter()
+            .filter_map(|e| match e {
+                Entity::Instance(id) => Some(id.get()),
+                Entity::Worker(_) => None,
+            })
+            .collect();
+        let mut found: std::collections::HashMap<Entity, Status> = std::collections::HashMap::new();
+        if !workers.is_empty() {
+            let rows: Vec<(i64, String)> =
+                sqlx::query_as("SELECT id, status FROM manman.workers WHERE id = ANY($1)")
+                    .bind(&workers)
+                    .fetch_all(self.pool())
+                    .await
+                    .map_err(fail)?;
+            for (id, status) in rows {
+                found.insert(Entity::Worker(WorkerId(id)), parse_status(&status)?);
+            }
+        }
+        if !instances.is_empty() {
+            let rows: Vec<(i64, String)> =
+                sqlx::query_as("SELECT id, status FROM manman.instances WHERE id = ANY($1)")
+                    .bind(&instances)
+                    .fetch_all(self.pool())
+                    .await
+                    .map_err(fail)?;
+            for (id, status) in rows {
+                found.insert(Entity::Instance(InstanceId(id)), parse_status(&status)?);
+            }
+        }
+        Ok(entities.iter().map(|e| found.get(e).copied()).collect())
+    }
+
     async fn status_history(
         &self,
         entity: Entity,

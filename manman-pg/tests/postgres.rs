@@ -42,6 +42,7 @@ conformance!(
     workers_register_with_growing_epochs,
     instances_are_created_filtered_and_paged,
     status_changes_are_conditional_and_idempotent,
+    batches_apply_each_change_in_order,
     commands_move_forward_only,
     leases_expire_exactly_once,
     retention_prunes_in_batches,

@@ -30,6 +30,12 @@ struct Options {
     /// Seconds the servers idle while the worker's CPU is measured.
     #[arg(long, default_value_t = 30)]
     idle_secs: u64,
+    /// Status events in `status-ingest`.
+    #[arg(long, default_value_t = 15_000)]
+    events: usize,
+    /// A PostgreSQL superuser URL; each run creates and drops a database of its own.
+    #[arg(long, env = "MANMAN_TEST_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// The report to write (its sections for other scenarios are kept).
     #[arg(long, default_value = "docs/benchmarks.md")]
     out: PathBuf,
@@ -85,6 +91,8 @@ async fn run(options: Options) -> anyhow::Result<()> {
             runs: options.runs.max(1),
             servers: options.servers,
             idle_secs: options.idle_secs,
+            events: options.events,
+            database_url: options.database_url.clone(),
         };
         sections.push(scenario.run(&settings).await?);
     }

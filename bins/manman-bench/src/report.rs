@@ -11,6 +11,8 @@ use std::path::Path;
 pub(crate) enum Target {
     /// The median must be at most this.
     AtMost(f64),
+    /// The median must be at least this.
+    AtLeast(f64),
     /// Reported without a target.
     None,
 }
@@ -58,6 +60,7 @@ impl Figure {
             (_, None) => "not measured",
             (Target::None, _) => "—",
             (Target::AtMost(limit), Some(m)) if m <= limit => "met",
+            (Target::AtLeast(limit), Some(m)) if m >= limit => "met",
             _ => "**MISSED**",
         }
     }
@@ -65,6 +68,7 @@ impl Figure {
     fn target_text(&self) -> String {
         match self.target {
             Target::AtMost(v) => format!("≤ {} {}", number(v), self.unit),
+            Target::AtLeast(v) => format!("≥ {} {}", number(v), self.unit),
             Target::None => "—".to_owned(),
         }
     }

@@ -1,18 +1,27 @@
 //! [`StatusProcessor`]: events from `manman.events` into the status history, the current status
 //! and the command records.
+//!
+//! Deliveries are taken in batches (whatever is waiting, up to [`BATCH`]): the status reports of a
+//! batch are checked against the transition table in order — chaining the reports of one entity —
+//! and written in one store call, so a busy host commits once per batch rather than once per
+//! event.
 
 use crate::bus::Bus;
 use crate::command::CommandResult;
 use crate::event::{Event, StatusReport};
 use crate::ports::{
-    ApplyOutcome, BusError, Clock, Delivery, EntityUpdate, StatusChange, StoreError,
+    ApplyOutcome, BusError, Clock, Consumer, Delivery, EntityUpdate, StatusChange, StoreError,
 };
 use crate::status::{Entity, Status, can_transition};
 use crate::store::Store;
+use futures::FutureExt;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// Most deliveries handled together.
+const BATCH: usize = 256;
 /// How many times a delivery is retried after a conflict or an unexpected store error before it
 /// is dead-lettered. (An unavailable store is waited for instead, however long it takes.)
 const MAX_DELIVERIES: u32 = 5;
@@ -53,9 +62,9 @@ impl StatusProcessor {
 
     /// Consumes until `shutdown` is cancelled. Bad messages are dead-lettered, never fatal.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), BusError> {
-        let mut consumer = self.bus.consume_status_events(64).await?;
+        let mut consumer = self.bus.consume_status_events(BATCH as u16).await?;
         loop {
-            let delivery = tokio::select! {
+            let first = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => delivery,
@@ -69,115 +78,139 @@ impl StatusProcessor {
                     None => return Err(BusError::Closed),
                 },
             };
-            self.settle(delivery, &shutdown).await;
+            let batch = take_waiting(&mut consumer, first).await;
+            self.settle(batch, &shutdown).await;
         }
     }
 
-    async fn settle(&self, delivery: Delivery, shutdown: &CancellationToken) {
-        let message_id = delivery.message.id;
+    /// Handles a batch (waiting out an unavailable store) and settles each delivery.
+    async fn settle(&self, batch: Vec<Delivery>, shutdown: &CancellationToken) {
         let mut pause = UNAVAILABLE_FIRST_PAUSE;
         let handled = loop {
-            match self.handle(&delivery).await {
-                Handled::Unavailable => {
-                    tracing::warn!(%message_id, retry_in = ?pause, "status processor: the store is unavailable; holding the event until it is back");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break Handled::Retry,
-                        () = tokio::time::sleep(pause) => {}
-                    }
-                    pause = (pause * 2).min(UNAVAILABLE_MAX_PAUSE);
+            let handled = self.handle(&batch).await;
+            if !handled.contains(&Handled::Unavailable) {
+                break handled;
+            }
+            tracing::warn!(retry_in = ?pause, "status processor: the store is unavailable; holding {} events until it is back", batch.len());
+            tokio::select! {
+                () = shutdown.cancelled() => break vec![Handled::Retry; batch.len()],
+                () = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(UNAVAILABLE_MAX_PAUSE);
+        };
+        // Requeued deliveries go back to the head of the queue: last first keeps their order.
+        for (delivery, handled) in batch.into_iter().zip(handled).rev() {
+            let message_id = delivery.message.id;
+            let outcome = match handled {
+                Handled::Retry if delivery.delivery_count >= MAX_DELIVERIES => {
+                    tracing::error!(%message_id, deliveries = delivery.delivery_count, "status processor: giving up on an event, dead-lettering it");
+                    delivery.dead_letter().await
                 }
-                handled => break handled,
+                Handled::Retry | Handled::Unavailable => delivery.requeue().await,
+                Handled::Poison => delivery.dead_letter().await,
+                Handled::Done => delivery.ack().await,
+            };
+            if let Err(e) = outcome {
+                tracing::warn!(%message_id, error = %e, "status processor: could not settle a delivery");
             }
-        };
-        let outcome = match handled {
-            Handled::Retry if delivery.delivery_count >= MAX_DELIVERIES => {
-                tracing::error!(%message_id, deliveries = delivery.delivery_count, "status processor: giving up on an event, dead-lettering it");
-                delivery.dead_letter().await
-            }
-            Handled::Retry | Handled::Unavailable => delivery.requeue().await,
-            Handled::Poison => delivery.dead_letter().await,
-            Handled::Done => delivery.ack().await,
-        };
-        if let Err(e) = outcome {
-            tracing::warn!(%message_id, error = %e, "status processor: could not settle a delivery");
         }
     }
 
-    async fn handle(&self, delivery: &Delivery) -> Handled {
-        let message = &delivery.message;
-        let event: Event = match message.decode() {
-            Ok(event) => event,
+    /// What to do with each delivery of a batch, in order.
+    async fn handle(&self, batch: &[Delivery]) -> Vec<Handled> {
+        let mut handled = vec![Handled::Done; batch.len()];
+        let mut reports = Vec::new();
+        for (i, delivery) in batch.iter().enumerate() {
+            let message = &delivery.message;
+            match message.decode::<Event>() {
+                Ok(Event::Status(report)) => reports.push((i, message.id, report)),
+                Ok(Event::CommandResult(result)) => handled[i] = self.apply_result(&result).await,
+                // Progress is for live watchers; the record is the status.
+                Ok(Event::InstallProgress(_)) => {}
+                Err(e) => {
+                    tracing::warn!(message_id = %message.id, kind = %message.kind, error = %e, "dead-lettering a malformed event");
+                    handled[i] = Handled::Poison;
+                }
+            }
+        }
+        if !reports.is_empty() {
+            for (i, outcome) in self.apply_reports(&reports).await {
+                handled[i] = outcome;
+            }
+        }
+        handled
+    }
+
+    /// Checks the reports against the transition table, in order, and applies the allowed ones
+    /// in one store call. Returns what to do with each report's delivery (by batch position).
+    async fn apply_reports(
+        &self,
+        reports: &[(usize, uuid::Uuid, StatusReport)],
+    ) -> Vec<(usize, Handled)> {
+        let mut entities: Vec<Entity> = reports.iter().map(|(_, _, r)| r.entity).collect();
+        entities.sort_unstable_by_key(|e| match e {
+            Entity::Worker(id) => (0, id.get()),
+            Entity::Instance(id) => (1, id.get()),
+        });
+        entities.dedup();
+        let current = match self.store.status.current_statuses(&entities).await {
+            Ok(current) => current,
             Err(e) => {
-                tracing::warn!(message_id = %message.id, kind = %message.kind, error = %e, "dead-lettering a malformed event");
-                return Handled::Poison;
+                return reports
+                    .iter()
+                    .map(|(i, _, r)| (*i, store_failure(&e, r.entity)))
+                    .collect();
             }
         };
-        match event {
-            Event::Status(report) => self.apply_status(message.id, &report).await,
-            Event::CommandResult(result) => self.apply_result(&result).await,
-            // Progress is for live watchers; the record is the status.
-            Event::InstallProgress(_) => Handled::Done,
-        }
-    }
-
-    async fn apply_status(&self, event_id: uuid::Uuid, report: &StatusReport) -> Handled {
-        let current = match self.current_status(report.entity).await {
-            Ok(status) => status,
-            Err(e) => return store_failure(&e, report.entity),
-        };
-        if !can_transition(&report.entity, current, report.status) {
-            tracing::warn!(
-                entity = %report.entity, from = %current, to = %report.status, cause = ?report.cause,
-                "refusing a forbidden status transition"
-            );
-            return Handled::Done;
-        }
+        let mut status: HashMap<Entity, Status> = entities
+            .iter()
+            .zip(current)
+            .filter_map(|(e, s)| Some((*e, s?)))
+            .collect();
         let as_of = self.clock.now();
-        let mut update = EntityUpdate {
-            exit_code: report.exit_code,
-            exit_signal: report.exit_signal,
-            ..EntityUpdate::default()
+        let mut outcomes = Vec::with_capacity(reports.len());
+        let mut changes = Vec::new();
+        let mut positions = Vec::new();
+        for (i, event_id, report) in reports {
+            let Some(from) = status.get(&report.entity).copied() else {
+                tracing::warn!(entity = %report.entity, "a status report for an unknown entity: dead-lettering it");
+                outcomes.push((*i, Handled::Poison));
+                continue;
+            };
+            if !can_transition(&report.entity, from, report.status) {
+                tracing::warn!(entity = %report.entity, %from, to = %report.status, cause = ?report.cause, "refusing a forbidden status transition");
+                outcomes.push((*i, Handled::Done));
+                continue;
+            }
+            changes.push(change(*event_id, report, from, as_of));
+            positions.push(*i);
+            status.insert(report.entity, report.status);
+        }
+        if changes.is_empty() {
+            return outcomes;
+        }
+        let applied = match self.store.status.apply_statuses(&changes).await {
+            Ok(applied) => applied,
+            Err(e) => {
+                let handled = store_failure(&e, changes[0].entity);
+                outcomes.extend(positions.iter().map(|i| (*i, handled)));
+                return outcomes;
+            }
         };
-        if let Entity::Instance(_) = report.entity {
-            update.restart_count = Some(report.restart_count);
-            if current == Status::Created {
-                update.started_at = Some(as_of);
-            }
-            if report.status == Status::Running {
-                update.ready_at = Some(as_of);
-            }
+        for ((i, change), result) in positions.into_iter().zip(&changes).zip(applied) {
+            let handled = match result {
+                Ok(ApplyOutcome::Applied(event)) => {
+                    tracing::info!(entity = %event.entity, from = %change.from, to = %event.status, cause = ?event.cause, "status");
+                    Handled::Done
+                }
+                Ok(ApplyOutcome::Duplicate) => Handled::Done,
+                // The status moved under us (another replica): read it again and retry.
+                Err(StoreError::Conflict { .. }) => Handled::Retry,
+                Err(e) => store_failure(&e, change.entity),
+            };
+            outcomes.push((i, handled));
         }
-        if report.status.is_terminal() {
-            update.ended_at = Some(as_of);
-        }
-        let change = StatusChange {
-            event_id,
-            entity: report.entity,
-            from: current,
-            to: report.status,
-            cause: report.cause,
-            detail: report.detail.clone(),
-            as_of,
-            reported_at: report.reported_at,
-            update,
-        };
-        match self.store.status.apply_status(&change).await {
-            Ok(ApplyOutcome::Applied(event)) => {
-                tracing::info!(entity = %event.entity, from = %current, to = %event.status, cause = ?event.cause, "status");
-                Handled::Done
-            }
-            Ok(ApplyOutcome::Duplicate) => Handled::Done,
-            // The status moved under us (another replica): read it again and retry.
-            Err(StoreError::Conflict { .. }) => Handled::Retry,
-            Err(e) => store_failure(&e, report.entity),
-        }
-    }
-
-    async fn current_status(&self, entity: Entity) -> Result<Status, StoreError> {
-        Ok(match entity {
-            Entity::Worker(id) => self.store.workers.get_worker(id).await?.status,
-            Entity::Instance(id) => self.store.instances.get_instance(id).await?.status,
-        })
+        outcomes
     }
 
     async fn apply_result(&self, result: &CommandResult) -> Handled {
@@ -205,6 +238,55 @@ impl StatusProcessor {
                 Handled::Retry
             }
         }
+    }
+}
+
+/// `first` and whatever else is waiting right now, up to [`BATCH`].
+async fn take_waiting(consumer: &mut Box<dyn Consumer>, first: Delivery) -> Vec<Delivery> {
+    let mut batch = vec![first];
+    while batch.len() < BATCH {
+        match consumer.next().now_or_never() {
+            Some(Some(Ok(delivery))) => batch.push(delivery),
+            _ => break,
+        }
+    }
+    batch
+}
+
+/// The change a report makes to an entity whose status is `from`.
+fn change(
+    event_id: uuid::Uuid,
+    report: &StatusReport,
+    from: Status,
+    as_of: chrono::DateTime<chrono::Utc>,
+) -> StatusChange {
+    let mut update = EntityUpdate {
+        exit_code: report.exit_code,
+        exit_signal: report.exit_signal,
+        ..EntityUpdate::default()
+    };
+    if let Entity::Instance(_) = report.entity {
+        update.restart_count = Some(report.restart_count);
+        if from == Status::Created {
+            update.started_at = Some(as_of);
+        }
+        if report.status == Status::Running {
+            update.ready_at = Some(as_of);
+        }
+    }
+    if report.status.is_terminal() {
+        update.ended_at = Some(as_of);
+    }
+    StatusChange {
+        event_id,
+        entity: report.entity,
+        from,
+        to: report.status,
+        cause: report.cause,
+        detail: report.detail.clone(),
+        as_of,
+        reported_at: report.reported_at,
+        update,
     }
 }
 

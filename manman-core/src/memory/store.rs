@@ -449,6 +449,25 @@ impl StatusRepository for MemoryStore {
             .collect())
     }
 
+    async fn apply_statuses(
+        &self,
+        changes: &[StatusChange],
+    ) -> Result<Vec<Result<ApplyOutcome, StoreError>>, StoreError> {
+        let mut outcomes = Vec::with_capacity(changes.len());
+        for change in changes {
+            outcomes.push(self.apply_status(change).await);
+        }
+        Ok(outcomes)
+    }
+
+    async fn current_statuses(
+        &self,
+        entities: &[Entity],
+    ) -> Result<Vec<Option<Status>>, StoreError> {
+        let s = self.lock();
+        Ok(entities.iter().map(|e| s.status_of(*e).ok()).collect())
+    }
+
     async fn prune_history(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
         let mut s = self.lock();
         let mut pruned = 0u64;

@@ -214,6 +214,20 @@ pub trait StatusRepository: Send + Sync + Debug + 'static {
         after: Option<i64>,
         limit: u32,
     ) -> Result<Vec<StatusEvent>, StoreError>;
+    /// Applies several changes, in order, as one transaction where the store has them (one
+    /// commit for the lot). Each change is conditional and deduplicated as in
+    /// [`StatusRepository::apply_status`]; a change that fails does not stop the others, and
+    /// changes of one entity may chain (the second's `from` is the first's `to`). The outer
+    /// error is for a store that could not be used at all (nothing was written).
+    async fn apply_statuses(
+        &self,
+        changes: &[StatusChange],
+    ) -> Result<Vec<Result<ApplyOutcome, StoreError>>, StoreError>;
+    /// The current status of each entity, in order (`None`: it does not exist).
+    async fn current_statuses(
+        &self,
+        entities: &[Entity],
+    ) -> Result<Vec<Option<Status>>, StoreError>;
     /// Retention: deletes at most `limit` history rows recorded before `before`; returns how
     /// many. (Current statuses are on the entities and are kept.)
     async fn prune_history(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;

@@ -443,6 +443,104 @@ pub async fn status_changes_are_conditional_and_idempotent(store: &Store) {
     assert!(matches!(r, Err(StoreError::NotFound { .. })), "{r:?}");
 }
 
+/// A batch of changes is applied in order: one entity's changes chain, duplicates and stale
+/// changes are reported each, and the others are applied.
+pub async fn batches_apply_each_change_in_order(store: &Store) {
+    let (a, _) = instance(store).await;
+    let (b, _) = instance(store).await;
+    let (ea, eb) = (Entity::Instance(a.id), Entity::Instance(b.id));
+    let mut steps = vec![
+        change(ea, Status::Created, Status::Initializing),
+        change(ea, Status::Initializing, Status::Running),
+        change(ea, Status::Running, Status::Complete),
+    ];
+    steps[1].update.ready_at = Some(now());
+    steps[2].update = EntityUpdate {
+        ended_at: Some(now()),
+        exit_code: Some(0),
+        ..EntityUpdate::default()
+    };
+    let duplicate = steps[0].clone();
+    let stale = change(eb, Status::Running, Status::Complete);
+    let missing = change(
+        Entity::Instance(InstanceId(i64::MAX)),
+        Status::Created,
+        Status::Running,
+    );
+    let mut batch = steps.clone();
+    batch.extend([duplicate, stale, missing]);
+    let outcomes = store.status.apply_statuses(&batch).await.expect("batch");
+    assert_eq!(outcomes.len(), 6);
+    for (n, outcome) in outcomes[..3].iter().enumerate() {
+        assert!(
+            matches!(outcome, Ok(ApplyOutcome::Applied(_))),
+            "change {n}: {outcome:?}"
+        );
+    }
+    assert!(
+        matches!(outcomes[3], Ok(ApplyOutcome::Duplicate)),
+        "{:?}",
+        outcomes[3]
+    );
+    assert!(
+        matches!(outcomes[4], Err(StoreError::Conflict { .. })),
+        "{:?}",
+        outcomes[4]
+    );
+    assert!(
+        matches!(outcomes[5], Err(StoreError::NotFound { .. })),
+        "{:?}",
+        outcomes[5]
+    );
+    let done = store.instances.get_instance(a.id).await.expect("get");
+    assert_eq!(done.status, Status::Complete);
+    assert_eq!(done.exit_code, Some(0));
+    assert!(done.ready_at.is_some() && done.ended_at.is_some());
+    let history: Vec<Status> = store
+        .status
+        .status_history(ea, None, 10)
+        .await
+        .expect("history")
+        .iter()
+        .map(|e| e.status)
+        .collect();
+    assert_eq!(
+        history,
+        [
+            Status::Created,
+            Status::Initializing,
+            Status::Running,
+            Status::Complete
+        ]
+    );
+    assert_eq!(
+        store
+            .instances
+            .get_instance(b.id)
+            .await
+            .expect("get")
+            .status,
+        Status::Created,
+        "the stale change wrote nothing"
+    );
+    let again = store.status.apply_statuses(&steps).await.expect("batch");
+    assert!(
+        again
+            .iter()
+            .all(|o| matches!(o, Ok(ApplyOutcome::Duplicate))),
+        "a redelivered batch changes nothing: {again:?}"
+    );
+    let current = store
+        .status
+        .current_statuses(&[ea, eb, Entity::Instance(InstanceId(i64::MAX))])
+        .await
+        .expect("current");
+    assert_eq!(
+        current,
+        [Some(Status::Complete), Some(Status::Created), None]
+    );
+}
+
 /// Command records move forward only; the id is unique.
 pub async fn commands_move_forward_only(store: &Store) {
     let (target, w) = instance(store).await;
@@ -717,6 +815,7 @@ pub async fn run_all(store: &Store) {
     workers_register_with_growing_epochs(store).await;
     instances_are_created_filtered_and_paged(store).await;
     status_changes_are_conditional_and_idempotent(store).await;
+    batches_apply_each_change_in_order(store).await;
     commands_move_forward_only(store).await;
     leases_expire_exactly_once(store).await;
     retention_prunes_in_batches(store).await;

@@ -1,5 +1,6 @@
 //! The benchmark scenarios.
 
+mod status_ingest;
 mod worker_scale;
 
 use crate::report::Section;
@@ -10,30 +11,37 @@ pub(crate) enum Scenario {
     /// One worker supervising many fake game servers.
     #[value(name = "worker-1000")]
     Worker1000,
+    /// Status events persisted per second on PostgreSQL.
+    #[value(name = "status-ingest")]
+    StatusIngest,
 }
 
 /// Settings shared by the scenarios.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) runs: usize,
     pub(crate) servers: usize,
     pub(crate) idle_secs: u64,
+    pub(crate) events: usize,
+    pub(crate) database_url: Option<String>,
 }
 
 impl Scenario {
     pub(crate) fn all() -> &'static [Self] {
-        &[Self::Worker1000]
+        &[Self::Worker1000, Self::StatusIngest]
     }
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Worker1000 => "worker-1000",
+            Self::StatusIngest => "status-ingest",
         }
     }
 
     pub(crate) async fn run(self, settings: &Settings) -> anyhow::Result<Section> {
         match self {
             Self::Worker1000 => worker_scale::run(settings).await,
+            Self::StatusIngest => status_ingest::run(settings).await,
         }
     }
 }

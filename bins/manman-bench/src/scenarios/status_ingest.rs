@@ -1,0 +1,249 @@
+//! `status-ingest`: status events persisted per second by the status processor (event in,
+//! history row and current status out) on PostgreSQL, beside plain batched INSERTs of the same
+//! rows in the same run.
+
+use crate::report::{Figure, Section, Target};
+use crate::scenarios::Settings;
+use anyhow::{Context, bail};
+use chrono::Utc;
+use manman_core::bus::Bus;
+use manman_core::config::ConfigSpec;
+use manman_core::event::{Event, StatusReport};
+use manman_core::game_server::{NewGameServer, ServerType};
+use manman_core::host::StatusProcessor;
+use manman_core::instance::NewInstance;
+use manman_core::memory::MemoryBus;
+use manman_core::ports::SystemClock;
+use manman_core::status::{Cause, Entity, Status};
+use manman_core::store::Store;
+use manman_core::worker::WorkerRegistration;
+use manman_pg::{PgSettings, PgStore};
+use sqlx::{Connection, Executor, PgConnection};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Events per instance: created → initializing → running → complete.
+const STEPS: [(Status, Cause); 3] = [
+    (Status::Initializing, Cause::User),
+    (Status::Running, Cause::Ready),
+    (Status::Complete, Cause::User),
+];
+/// Rows per INSERT in the baseline.
+const BATCH: usize = 1_000;
+
+pub(crate) async fn run(settings: &Settings) -> anyhow::Result<Section> {
+    let Some(admin_url) = settings.database_url.clone() else {
+        bail!(
+            "status-ingest needs PostgreSQL: pass --database-url or set MANMAN_TEST_DATABASE_URL"
+        );
+    };
+    let events = settings.events;
+    let mut processor = Figure::new(
+        "status processor path: event → history row + current status",
+        "events/s",
+        Target::AtLeast(20_000.0),
+    );
+    let mut plain = Figure::new(
+        "baseline: plain batched INSERTs of the same rows",
+        "rows/s",
+        Target::None,
+    );
+    let mut ratio = Figure::new("processor path ÷ baseline", "×", Target::None);
+    for i in 1..=settings.runs {
+        eprintln!("  run {i}/{}", settings.runs);
+        let database = ScratchDatabase::create(&admin_url).await?;
+        let (path, baseline) = one_run(&database.url, events).await;
+        database.drop_it().await;
+        let (path, baseline) = (path?, baseline?);
+        eprintln!("    processor {path:.0} events/s, baseline {baseline:.0} rows/s");
+        processor.values.push(path);
+        plain.values.push(baseline);
+        ratio.values.push(path / baseline);
+    }
+    Ok(Section {
+        scenario: "status-ingest",
+        title: "Status ingest on PostgreSQL".to_owned(),
+        method: format!(
+            "A fresh database per run, migrated. {} instances are created; then {events} status events \
+             (created → initializing → running → complete for each) are published on the in-memory bus \
+             and one status processor, on a `PgStore` with the default pool, consumes them: for each it \
+             reads the current status, checks the transition table and writes the history row and the \
+             current status in one transaction. The figure is events divided by the time from the \
+             processor's start until the last instance is `complete`. The baseline inserts the same \
+             number of history rows with multi-row INSERTs of {BATCH} rows, in the same database.",
+            events / STEPS.len()
+        ),
+        figures: vec![processor, plain, ratio],
+        notes: vec![
+            "The earlier Python system persisted about 75 status rows/s on this machine \
+             (`shared/research/original-baseline.md`)."
+                .to_owned(),
+        ],
+    })
+}
+
+async fn one_run(url: &str, events: usize) -> (anyhow::Result<f64>, anyhow::Result<f64>) {
+    let pg = match setup(url).await {
+        Ok(pg) => pg,
+        Err(e) => return (Err(e), Err(anyhow::anyhow!("not run"))),
+    };
+    let path = processor_path(&pg, events).await;
+    let baseline = plain_inserts(&pg, events).await;
+    (path, baseline)
+}
+
+async fn setup(url: &str) -> anyhow::Result<PgStore> {
+    let pg = PgStore::connect(&PgSettings::new(url)).await?;
+    pg.migrate().await?;
+    Ok(pg)
+}
+
+async fn processor_path(pg: &PgStore, events: usize) -> anyhow::Result<f64> {
+    let store = Store::from_adapter(pg.clone());
+    let now = Utc::now();
+    let game = store
+        .catalogue
+        .create_game(
+            &NewGameServer {
+                name: "bench".into(),
+                server_type: ServerType::Local {
+                    path: "bench".into(),
+                },
+            },
+            now,
+        )
+        .await?;
+    let config = store
+        .catalogue
+        .create_config(game.id, &ConfigSpec::new("bench", "server"), now)
+        .await?;
+    let worker = store
+        .workers
+        .register_worker(
+            &WorkerRegistration {
+                name: "bench".into(),
+                version: "1".into(),
+                capacity: 1,
+                labels: Default::default(),
+            },
+            now,
+        )
+        .await?;
+    let instances = events / STEPS.len();
+    let mut ids = Vec::with_capacity(instances);
+    for _ in 0..instances {
+        let instance = store
+            .instances
+            .create_instance(&NewInstance {
+                config_id: config.id,
+                worker_id: worker.id,
+                worker_epoch: worker.epoch,
+                created_at: now,
+            })
+            .await?;
+        ids.push(instance.id);
+    }
+    let memory = MemoryBus::new();
+    let bus = Bus::new(Arc::new(memory.clone()), Arc::new(memory.clone()));
+    bus.declare().await?;
+    for (status, cause) in STEPS {
+        for id in &ids {
+            let report = StatusReport::new(Entity::Instance(*id), status, cause, Utc::now());
+            bus.publish_event(&Event::Status(report), Utc::now())
+                .await?;
+        }
+    }
+    let processor = StatusProcessor::new(store.clone(), bus.clone(), Arc::new(SystemClock));
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let started = Instant::now();
+    let task = tokio::spawn(async move { processor.run(token).await });
+    let queue = bus.topology().status_processor_queue();
+    let deadline = started + Duration::from_secs(600);
+    while memory.queue_len(&queue).unwrap_or(0) > 0 {
+        if Instant::now() > deadline {
+            bail!("the status processor did not finish within 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The last deliveries are taken from the queue: wait until the last instance is complete.
+    let last = *ids.last().context("no instance")?;
+    while store.instances.get_instance(last).await?.status != Status::Complete {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    shutdown.cancel();
+    let _ = task.await;
+    let complete: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM manman.instances WHERE status = 'complete'")
+            .fetch_one(pg.pool())
+            .await?;
+    if complete as usize != instances {
+        bail!("only {complete} of {instances} instances reached complete");
+    }
+    Ok(events as f64 / elapsed)
+}
+
+async fn plain_inserts(pg: &PgStore, rows: usize) -> anyhow::Result<f64> {
+    let instance: i64 = sqlx::query_scalar("SELECT min(id) FROM manman.instances")
+        .fetch_one(pg.pool())
+        .await?;
+    let started = Instant::now();
+    let mut done = 0;
+    while done < rows {
+        let n = BATCH.min(rows - done);
+        let ids: Vec<uuid::Uuid> = (0..n).map(|_| uuid::Uuid::new_v4()).collect();
+        sqlx::query(
+            "INSERT INTO manman.status_events (event_id, instance_id, from_status, status, cause, as_of, reported_at)
+             SELECT id, $2, 'running', 'complete', 'user', now(), now() FROM UNNEST($1::uuid[]) AS t(id)",
+        )
+        .bind(&ids)
+        .bind(instance)
+        .execute(pg.pool())
+        .await?;
+        done += n;
+    }
+    Ok(rows as f64 / started.elapsed().as_secs_f64())
+}
+
+/// A database for one run.
+struct ScratchDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl ScratchDatabase {
+    async fn create(admin_url: &str) -> anyhow::Result<Self> {
+        let name = format!(
+            "manman_bench_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let mut admin = PgConnection::connect(admin_url)
+            .await
+            .context("--database-url")?;
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .await?;
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url, |(base, _)| base);
+        Ok(Self {
+            admin_url: admin_url.to_owned(),
+            url: format!("{base}/{name}"),
+            name,
+        })
+    }
+
+    async fn drop_it(&self) {
+        if let Ok(mut admin) = PgConnection::connect(&self.admin_url).await {
+            let _ = admin
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                    self.name
+                )))
+                .await;
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Many status changes in one transaction, set-based: one UPDATE per entity table and one
+//! INSERT for the history, whatever the batch's size.
+
+use crate::error::store_error;
+use crate::store::PgStore;
+use chrono::{DateTime, Utc};
+use manman_core::ports::{ApplyOutcome, StatusChange, StoreError};
+use manman_core::status::{Entity, StatusEvent};
+use std::collections::{HashMap, HashSet};
+use uuid::Uuid;
+
+/// One entity's changes in the batch, merged: the status it must have now, the status it ends
+/// in, and the fields set along the way (a later value wins, as applying them one by one would).
+#[derive(Default)]
+struct Merged {
+    from: String,
+    to: String,
+    started_at: Option<DateTime<Utc>>,
+    ready_at: Option<DateTime<Utc>>,
+    ended_at: Option<DateTime<Utc>>,
+    set_exit: bool,
+    exit_code: Option<i32>,
+    exit_signal: Option<i32>,
+    restart_count: Option<i32>,
+}
+
+/// Applies `changes` in one transaction. See `StatusRepository::apply_statuses`.
+pub(crate) async fn apply(
+    store: &PgStore,
+    changes: &[StatusChange],
+) -> Result<Vec<Result<ApplyOutcome, StoreError>>, StoreError> {
+    let fail = |e| store_error(e, &"a batch of status changes");
+    let mut outcomes: Vec<Option<Result<ApplyOutcome, StoreError>>> =
+        (0..changes.len()).map(|_| None).collect();
+    let mut tx = store.pool().begin().await.map_err(fail)?;
+
+    let ids: Vec<Uuid> = changes.iter().map(|c| c.event_id).collect();
+    let seen: HashSet<Uuid> =
+        sqlx::query_scalar("SELECT event_id FROM manman.status_events WHERE event_id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(fail)?
+            .into_iter()
+            .collect();
+
+    // Merge each entity's changes; a change that does not chain on the one before is a conflict.
+    let mut merged: HashMap<Entity, Merged> = HashMap::new();
+    let mut order: Vec<Entity> = Vec::new();
+    let mut batch_seen = HashSet::new();
+    for (i, change) in changes.iter().enumerate() {
+        if seen.contains(&change.event_id) || !batch_seen.insert(change.event_id) {
+            outcomes[i] = Some(Ok(ApplyOutcome::Duplicate));
+            continue;
+        }
+        let m = merged.entry(change.entity).or_insert_with(|| {
+            order.push(change.entity);
+            Merged {
+                from: change.from.as_str().to_owned(),
+                to: change.from.as_str().to_owned(),
+                ..Merged::default()
+            }
+        });
+        if m.to != change.from.as_str() {
+            outcomes[i] = Some(Err(StoreError::conflict(
+                &change.entity,
+                format!(
+                    "is {} in this batch, not {} as the change expected",
+                    m.to, change.from
+                ),
+            )));
+            continue;
+        }
+        let u = &change.update;
+        m.to = change.to.as_str().to_owned();
+        m.started_at = u.started_at.or(m.started_at);
+        m.ready_at = u.ready_at.or(m.ready_at);
+        m.ended_at = u.ended_at.or(m.ended_at);
+        if u.exit_code.is_some() || u.exit_signal.is_some() {
+            m.set_exit = true;
+            m.exit_code = u.exit_code;
+            m.exit_signal = u.exit_signal;
+        }
+        if let Some(n) = u.restart_count {
+            m.restart_count = Some(i32::try_from(n).unwrap_or(i32::MAX));
+        }
+    }
+
+    let instances: Vec<(i64, &Merged)> = order
+        .iter()
+        .filter_map(|e| match e {
+            Entity::Instance(id) => Some((id.get(), &merged[e])),
+            Entity::Worker(_) => None,
+        })
+        .collect();
+    let workers: Vec<(i64, &Merged)> = order
+        .iter()
+        .filter_map(|e| match e {
+            Entity::Worker(id) => Some((id.get(), &merged[e])),
+            Entity::Instance(_) => None,
+        })
+        .collect();
+    let mut updated: HashSet<Entity> = HashSet::new();
+    if !instances.is_empty() {
+        let rows: Vec<i64> = sqlx::query_scalar(
+            "UPDATE manman.instances i SET
+                 status = u.to_status,
+                 started_at = COALESCE(u.started_at, i.started_at),
+                 ready_at = COALESCE(u.ready_at, i.ready_at),
+                 ended_at = COALESCE(u.ended_at, i.ended_at),
+                 exit_code = CASE WHEN u.set_exit THEN u.exit_code ELSE i.exit_code END,
+                 exit_signal = CASE WHEN u.set_exit THEN u.exit_signal ELSE i.exit_signal END,
+                 restart_count = COALESCE(u.restart_count, i.restart_count)
+             FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[],
+                         $6::timestamptz[], $7::boolean[], $8::integer[], $9::integer[], $10::integer[])
+                  AS u(id, from_status, to_status, started_at, ready_at, ended_at, set_exit, exit_code, exit_signal, restart_count)
+             WHERE i.id = u.id AND i.status = u.from_status
+             RETURNING i.id",
+        )
+        .bind(instances.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(instances.iter().map(|(_, m)| m.from.as_str()).collect::<Vec<_>>())
+        .bind(instances.iter().map(|(_, m)| m.to.as_str()).collect::<Vec<_>>())
+        .bind(instances.iter().map(|(_, m)| m.started_at).collect::<Vec<_>>())
+        .bind(instances.iter().map(|(_, m)| m.ready_at).collect::<Vec<_>>())
+        .bind(instances.iter().map(|(_, m)| m.ended_at).collect::<Vec<_>>())
+        .bind(instances.iter().map(|(_, m)| m.set_exit).collect::<Vec<_>>())
+        .bind(instances.iter().map(|(_, m)| m.exit_code).collect::<Vec<_>>())
+        .bind(instances.iter().map(|(_, m)| m.exit_signal).collect::<Vec<_>>())
+        .bind(instances.iter().map(|(_, m)| m.restart_count).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(fail)?;
+        updated.extend(
+            rows.into_iter()
+                .map(|id| Entity::Instance(manman_core::id::InstanceId(id))),
+        );
+    }
+    if !workers.is_empty() {
+        let rows: Vec<i64> = sqlx::query_scalar(
+            "UPDATE manman.workers w SET status = u.to_status, ended_at = COALESCE(u.ended_at, w.ended_at)
+             FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::timestamptz[]) AS u(id, from_status, to_status, ended_at)
+             WHERE w.id = u.id AND w.status = u.from_status
+             RETURNING w.id",
+        )
+        .bind(workers.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(workers.iter().map(|(_, m)| m.from.as_str()).collect::<Vec<_>>())
+        .bind(workers.iter().map(|(_, m)| m.to.as_str()).collect::<Vec<_>>())
+        .bind(workers.iter().map(|(_, m)| m.ended_at).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(fail)?;
+        updated.extend(
+            rows.into_iter()
+                .map(|id| Entity::Worker(manman_core::id::WorkerId(id))),
+        );
+    }
+
+    // The history rows of the entities that were updated.
+    let rows: Vec<(usize, &StatusChange)> = changes
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| outcomes[*i].is_none() && updated.contains(&c.entity))
+        .collect();
+    if !rows.is_empty() {
+        let (worker_ids, instance_ids): (Vec<Option<i64>>, Vec<Option<i64>>) = rows
+            .iter()
+            .map(|(_, c)| match c.entity {
+                Entity::Worker(id) => (Some(id.get()), None),
+                Entity::Instance(id) => (None, Some(id.get())),
+            })
+            .unzip();
+        let inserted: Vec<(i64, Uuid)> = sqlx::query_as(
+            "INSERT INTO manman.status_events (event_id, worker_id, instance_id, from_status, status, cause, detail, as_of, reported_at)
+             SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
+                                  $8::timestamptz[], $9::timestamptz[])
+             ON CONFLICT (event_id) DO NOTHING
+             RETURNING id, event_id",
+        )
+        .bind(rows.iter().map(|(_, c)| c.event_id).collect::<Vec<_>>())
+        .bind(worker_ids)
+        .bind(instance_ids)
+        .bind(rows.iter().map(|(_, c)| c.from.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, c)| c.to.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, c)| c.cause.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, c)| c.detail.as_deref()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, c)| c.as_of).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, c)| c.reported_at).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(fail)?;
+        let positions: HashMap<Uuid, i64> = inserted
+            .into_iter()
+            .map(|(id, event_id)| (event_id, id))
+            .collect();
+        for (i, c) in rows {
+            outcomes[i] = Some(Ok(match positions.get(&c.event_id) {
+                Some(id) => ApplyOutcome::Applied(StatusEvent {
+                    id: *id,
+                    event_id: c.event_id,
+                    entity: c.entity,
+                    from: Some(c.from),
+                    status: c.to,
+                    cause: c.cause,
+                    detail: c.detail.clone(),
+                    as_of: c.as_of,
+                    reported_at: c.reported_at,
+                }),
+                // Inserted by another replica at the same moment.
+                None => ApplyOutcome::Duplicate,
+            }));
+        }
+    }
+
+    // Entities not updated: gone, or their status moved.
+    let missing: Vec<Entity> = order
+        .iter()
+        .filter(|e| !updated.contains(e))
+        .copied()
+        .collect();
+    let mut existing = HashSet::new();
+    if !missing.is_empty() {
+        let (w, i): (Vec<i64>, Vec<i64>) =
+            missing
+                .iter()
+                .fold((Vec::new(), Vec::new()), |(mut w, mut i), e| {
+                    match e {
+                        Entity::Worker(id) => w.push(id.get()),
+                        Entity::Instance(id) => i.push(id.get()),
+                    }
+                    (w, i)
+                });
+        let found: Vec<(bool, i64)> = sqlx::query_as(
+            "SELECT true, id FROM manman.workers WHERE id = ANY($1)
+             UNION ALL SELECT false, id FROM manman.instances WHERE id = ANY($2)",
+        )
+        .bind(&w)
+        .bind(&i)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(fail)?;
+        existing.extend(found.into_iter().map(|(worker, id)| {
+            if worker {
+                Entity::Worker(manman_core::id::WorkerId(id))
+            } else {
+                Entity::Instance(manman_core::id::InstanceId(id))
+            }
+        }));
+    }
+    tx.commit().await.map_err(fail)?;
+    Ok(changes
+        .iter()
+        .zip(outcomes)
+        .map(|(c, outcome)| {
+            outcome.unwrap_or_else(|| {
+                Err(if existing.contains(&c.entity) {
+                    StoreError::conflict(
+                        &c.entity,
+                        format!("is no longer {} as the change expected", c.from),
+                    )
+                } else {
+                    StoreError::not_found(&c.entity)
+                })
+            })
+        })
+        .collect())
+}
