@@ -10,7 +10,7 @@ use manman_core::host::{HostService, LocalHostApi, StartRequest, StatusProcessor
 use manman_core::id::{ConfigId, InstanceId};
 use manman_core::instance::Instance;
 use manman_core::memory::{MemoryBus, MemoryStore};
-use manman_core::ports::{HostApi, SystemClock};
+use manman_core::ports::{GameInstaller, HostApi, SystemClock};
 use manman_core::process::TokioProcessRunner;
 use manman_core::status::{Entity, Status, StatusEvent};
 use manman_core::store::Store;
@@ -102,13 +102,23 @@ impl Harness {
         Arc::new(LocalHostApi::new(self.host.clone()))
     }
 
-    /// A worker on this host with real processes.
+    /// A worker on this host with real processes, for `local` games.
     pub fn worker(&self, settings: WorkerSettings, runner: TokioProcessRunner) -> WorkerService {
+        self.worker_with(settings, runner, Arc::new(LocalInstaller))
+    }
+
+    /// A worker on this host with real processes and the given installer.
+    pub fn worker_with(
+        &self,
+        settings: WorkerSettings,
+        runner: TokioProcessRunner,
+        installer: Arc<dyn GameInstaller>,
+    ) -> WorkerService {
         WorkerService::new(
             settings,
             self.host_api(),
             self.bus.clone(),
-            Arc::new(LocalInstaller),
+            installer,
             Arc::new(runner),
             Arc::new(SystemClock),
         )

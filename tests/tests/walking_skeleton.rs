@@ -32,6 +32,7 @@ async fn system() -> System {
         demo_executable: Some(FAKE.into()),
         worker_name: "e2e".to_owned(),
         capacity: 16,
+        steamcmd: "steamcmd".into(),
     })
     .await
     .expect("manman up starts");

@@ -115,6 +115,9 @@ pub struct UpArgs {
     /// Most game servers the worker runs at once.
     #[arg(long, env = "MANMAN_WORKER_CAPACITY", default_value_t = 16)]
     pub capacity: u32,
+    /// The SteamCMD executable for `steam` games (a bare name is looked up on PATH).
+    #[arg(long, env = "MANMAN_WORKER_STEAMCMD", default_value = "steamcmd")]
+    pub steamcmd: PathBuf,
 }
 
 /// Game subcommands.
@@ -470,6 +473,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         demo_executable,
         worker_name: "local".to_owned(),
         capacity: args.capacity,
+        steamcmd: args.steamcmd,
     })
     .await?;
     let url = format!("http://{}", running.addr);

@@ -9,8 +9,9 @@ use manman_core::memory::{MemoryBus, MemoryStore};
 use manman_core::ports::SystemClock;
 use manman_core::process::TokioProcessRunner;
 use manman_core::store::Store;
-use manman_core::worker_service::{LocalInstaller, WorkerExit, WorkerService, WorkerSettings};
+use manman_core::worker_service::{InstallerByType, WorkerExit, WorkerService, WorkerSettings};
 use manman_http::{HostServer, ServeOptions};
+use manman_steam::{SteamInstaller, SteamSettings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +32,8 @@ pub struct UpOptions {
     pub worker_name: String,
     /// Most game servers the worker runs at once.
     pub capacity: u32,
+    /// The SteamCMD executable for `steam` games (a bare name is looked up on `PATH`).
+    pub steamcmd: PathBuf,
 }
 
 /// A running all-in-one system.
@@ -79,7 +82,7 @@ pub async fn start(options: UpOptions) -> anyhow::Result<Running> {
         settings,
         Arc::new(LocalHostApi::new(host.clone())),
         bus,
-        Arc::new(LocalInstaller),
+        Arc::new(installers(&options)),
         Arc::new(TokioProcessRunner::new()),
         clock,
     );
@@ -96,6 +99,18 @@ pub async fn start(options: UpOptions) -> anyhow::Result<Running> {
         kill,
         worker,
     })
+}
+
+/// Local games as they are; Steam games through SteamCMD.
+fn installers(options: &UpOptions) -> InstallerByType {
+    let settings = SteamSettings {
+        steamcmd: options.steamcmd.clone(),
+        ..SteamSettings::default()
+    };
+    InstallerByType::with_steam(Arc::new(SteamInstaller::new(
+        settings,
+        Arc::new(TokioProcessRunner::new()),
+    )))
 }
 
 async fn wait_for_worker(host: &HostService) -> anyhow::Result<()> {

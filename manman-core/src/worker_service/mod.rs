@@ -5,6 +5,7 @@ mod console_log;
 mod console_sink;
 mod dedup;
 mod install_progress;
+mod installer_by_type;
 mod launch;
 mod local_installer;
 mod process_records;
@@ -14,6 +15,7 @@ mod service;
 mod supervisor;
 
 pub use console_log::LogRotation;
+pub use installer_by_type::InstallerByType;
 pub use launch::{INHERITED_ENV, expand_env_value, process_spec};
 pub use local_installer::LocalInstaller;
 pub use service::{WorkerError, WorkerExit, WorkerService, WorkerSettings};
