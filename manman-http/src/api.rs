@@ -1,7 +1,7 @@
 //! The router: every route of the host's HTTP API.
 
 use crate::problem::Problem;
-use crate::routes::{catalogue, commands, console, health, instances, workers};
+use crate::routes::{catalogue, commands, console, health, instances, worker_api, workers};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -55,7 +55,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/instances/{id}/stdin", post(instances::stdin))
         .route("/instances/{id}/history", get(instances::history))
         .route("/instances/{id}/console", get(console::stream))
-        .route("/commands/{id}", get(commands::get));
+        .route("/commands/{id}", get(commands::get))
+        .route("/worker/register", post(worker_api::register))
+        .route("/worker/heartbeat", post(worker_api::heartbeat))
+        .route("/worker/configs/{id}", get(worker_api::config));
     Router::new()
         .route("/healthz", get(health::healthz))
         .nest("/api/v1", api)

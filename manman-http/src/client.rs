@@ -17,6 +17,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+/// Longest wait for one request (not for the console stream, which lasts).
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The problem document of a failed answer, or one made from its status and body.
+fn problem_from(status: reqwest::StatusCode, body: &[u8]) -> Problem {
+    serde_json::from_slice::<Problem>(body)
+        .unwrap_or_else(|_| Problem::new(status, String::from_utf8_lossy(body).into_owned()))
+}
+
 /// What can go wrong calling the host.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -67,38 +76,60 @@ impl Client {
         format!("{}{path}", self.base)
     }
 
+    /// Sends a request (bounded by [`REQUEST_TIMEOUT`]); the body of a success, else the
+    /// problem the host answered.
+    async fn send_raw(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<bytes::Bytes, ClientError> {
+        let transport = |e: reqwest::Error| ClientError::Transport {
+            url: url.to_owned(),
+            detail: e.to_string(),
+        };
+        let response = request
+            .timeout(REQUEST_TIMEOUT)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(transport)?;
+        if !status.is_success() {
+            return Err(ClientError::Problem(problem_from(status, &body)));
+        }
+        Ok(body)
+    }
+
     async fn send<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
         url: String,
     ) -> Result<T, ClientError> {
-        let response = request.send().await.map_err(|e| ClientError::Transport {
-            url: url.clone(),
-            detail: e.to_string(),
-        })?;
-        let status = response.status();
-        let body = response.bytes().await.map_err(|e| ClientError::Transport {
-            url: url.clone(),
-            detail: e.to_string(),
-        })?;
-        if !status.is_success() {
-            let problem = serde_json::from_slice::<Problem>(&body).unwrap_or_else(|_| {
-                Problem::new(status, String::from_utf8_lossy(&body).into_owned())
-            });
-            return Err(ClientError::Problem(problem));
-        }
+        let body = self.send_raw(request, &url).await?;
         serde_json::from_slice(&body).map_err(|e| ClientError::Decode {
             url,
             detail: e.to_string(),
         })
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+    /// POSTs `body` and expects no content back.
+    pub(crate) async fn post_no_content<B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<(), ClientError> {
+        let url = self.url(path);
+        self.send_raw(self.http.post(&url).json(body), &url)
+            .await
+            .map(|_| ())
+    }
+
+    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let url = self.url(path);
         self.send(self.http.get(&url), url).await
     }
 
-    async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+    pub(crate) async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
@@ -221,10 +252,7 @@ impl Client {
         if !response.status().is_success() {
             let status = response.status();
             let body = response.bytes().await.unwrap_or_default();
-            let problem = serde_json::from_slice::<Problem>(&body).unwrap_or_else(|_| {
-                Problem::new(status, String::from_utf8_lossy(&body).into_owned())
-            });
-            return Err(ClientError::Problem(problem));
+            return Err(ClientError::Problem(problem_from(status, &body)));
         }
         let bytes = response.bytes_stream();
         let state = (bytes, crate::sse::SseParser::default(), url);

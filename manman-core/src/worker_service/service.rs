@@ -330,18 +330,18 @@ impl WorkerService {
                 );
             }
         }
-        let cause = match exit {
-            WorkerExit::Shutdown => Cause::WorkerShutdown,
-            WorkerExit::Superseded => Cause::Registered,
-        };
-        reporter
-            .status(StatusReport::new(
-                Entity::Worker(worker_id),
-                Status::Complete,
-                cause,
-                self.clock.now(),
-            ))
-            .await;
+        // A superseded worker says nothing about the worker: the status is the newer
+        // registration's now.
+        if exit == WorkerExit::Shutdown {
+            reporter
+                .status(StatusReport::new(
+                    Entity::Worker(worker_id),
+                    Status::Complete,
+                    Cause::WorkerShutdown,
+                    self.clock.now(),
+                ))
+                .await;
+        }
     }
 }
 

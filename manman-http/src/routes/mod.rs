@@ -5,4 +5,5 @@ pub(crate) mod commands;
 pub(crate) mod console;
 pub(crate) mod health;
 pub(crate) mod instances;
+pub(crate) mod worker_api;
 pub(crate) mod workers;

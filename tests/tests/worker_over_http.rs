@@ -1,0 +1,131 @@
+//! A worker that reaches its host over HTTP (`/api/v1/worker`): registration, heartbeats,
+//! config fetch, and "superseded" when another registration of its name takes over.
+
+use manman_core::bus::Bus;
+use manman_core::config::ConfigSpec;
+use manman_core::game_server::{NewGameServer, ServerType};
+use manman_core::host::{HostService, StartRequest};
+use manman_core::memory::{MemoryBus, MemoryStore};
+use manman_core::ports::{HostApi, SystemClock};
+use manman_core::process::TokioProcessRunner;
+use manman_core::status::Status;
+use manman_core::store::Store;
+use manman_core::worker::WorkerRegistration;
+use manman_core::worker_service::{LocalInstaller, WorkerExit, WorkerService, WorkerSettings};
+use manman_http::{HostServer, HttpHostApi, ServeOptions};
+use manman_tests::eventually;
+use manman_tests::harness::WAIT;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const FAKE: &str = env!("CARGO_BIN_EXE_e2e-fake-game-server");
+
+#[tokio::test]
+async fn a_worker_over_http_runs_servers_and_stops_when_superseded() {
+    let dir = tempfile::tempdir().expect("dir");
+    let game_dir = dir.path().join("games/fake");
+    std::fs::create_dir_all(&game_dir).expect("dir");
+    std::os::unix::fs::symlink(FAKE, game_dir.join("fake-game-server")).expect("link");
+
+    let memory = MemoryBus::new();
+    let bus = Bus::new(Arc::new(memory.clone()), Arc::new(memory));
+    bus.declare().await.expect("topology");
+    let host = HostService::new(
+        Store::from_adapter(MemoryStore::new()),
+        bus.clone(),
+        Arc::new(SystemClock),
+    );
+    let server = HostServer::start(
+        host.clone(),
+        ServeOptions::new("127.0.0.1:0".parse().expect("addr")),
+    )
+    .await
+    .expect("serve");
+    let api = Arc::new(HttpHostApi::new(&format!("http://{}", server.addr())));
+
+    let mut settings = WorkerSettings::new("remote", dir.path());
+    settings.heartbeat_interval = Duration::from_millis(200);
+    let worker = WorkerService::new(
+        settings,
+        api.clone(),
+        bus,
+        Arc::new(LocalInstaller),
+        Arc::new(TokioProcessRunner::new()),
+        Arc::new(SystemClock),
+    );
+    let task = tokio::spawn(worker.run(CancellationToken::new()));
+    let registered = eventually("the worker to register over HTTP", WAIT, || async {
+        host.list_workers()
+            .await
+            .expect("workers")
+            .into_iter()
+            .find(|w| w.status == Status::Running)
+    })
+    .await;
+    let first_beat = registered.last_heartbeat_at;
+    eventually("a heartbeat over HTTP", WAIT, || async {
+        let w = host.list_workers().await.expect("workers").pop()?;
+        (w.last_heartbeat_at > first_beat).then_some(())
+    })
+    .await;
+
+    let game = host
+        .create_game(&NewGameServer {
+            name: "fake".into(),
+            server_type: ServerType::Local {
+                path: "games/fake".into(),
+            },
+        })
+        .await
+        .expect("game");
+    let config = host
+        .create_config(game.id, &ConfigSpec::new("main", "fake-game-server"))
+        .await
+        .expect("config");
+    let id = host
+        .start(
+            &StartRequest {
+                config_id: config.id,
+                worker: None,
+            },
+            "test",
+        )
+        .await
+        .expect("start")
+        .instance_id;
+    eventually(
+        "the server to run (config fetched over HTTP)",
+        WAIT,
+        || async {
+            (host.get_instance(id).await.expect("get").status == Status::Running).then_some(())
+        },
+    )
+    .await;
+
+    // Another process registers the same name: this worker is superseded, stops, exits.
+    let newer = api
+        .register(&WorkerRegistration {
+            name: "remote".into(),
+            version: "2".into(),
+            capacity: 1,
+            labels: Default::default(),
+        })
+        .await
+        .expect("register again");
+    assert_eq!(newer.epoch, registered.epoch + 1);
+    let exit = tokio::time::timeout(WAIT, task)
+        .await
+        .expect("in time")
+        .expect("no panic")
+        .expect("no error");
+    assert_eq!(exit, WorkerExit::Superseded);
+    eventually("its server to be stopped", WAIT, || async {
+        (host.get_instance(id).await.expect("get").status == Status::Complete).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let now = host.list_workers().await.expect("workers").pop().expect("worker");
+    assert_eq!((now.epoch, now.status), (newer.epoch, Status::Created), "the old epoch did not end the new registration");
+    server.stop().await;
+}
