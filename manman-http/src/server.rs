@@ -2,7 +2,9 @@
 //! processor, console hub, retention), started and stopped together.
 
 use crate::api::{ApiState, router};
-use manman_core::host::{ConsoleHub, HostService, Retention, RetentionPolicy, StatusProcessor};
+use manman_core::host::{
+    ConsoleHub, HostService, Lease, LeaseSweep, Retention, RetentionPolicy, StatusProcessor,
+};
 use manman_core::ports::BusError;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -45,6 +47,8 @@ pub struct ServeOptions {
     pub bind: SocketAddr,
     /// How long history is kept.
     pub retention: RetentionPolicy,
+    /// How long a worker may be silent before it is `lost`.
+    pub lease: Lease,
 }
 
 impl ServeOptions {
@@ -53,6 +57,7 @@ impl ServeOptions {
         Self {
             bind,
             retention: RetentionPolicy::default(),
+            lease: Lease::default(),
         }
     }
 }
@@ -97,6 +102,9 @@ impl HostServer {
             },
         ));
 
+        let sweep = LeaseSweep::new(host.store().clone(), host.clock(), options.lease);
+        let token = shutdown.clone();
+        tracker.spawn(async move { sweep.run(token).await });
         let retention = Retention::new(host.store().clone(), host.clock(), options.retention);
         let token = shutdown.clone();
         tracker.spawn(async move { retention.run(token).await });

@@ -499,3 +499,115 @@ async fn a_shutdown_worker_command_stops_everything_and_ends_the_worker() {
     })
     .await;
 }
+
+/// A host API whose heartbeats fail while `silent` is set: a network partition between a worker
+/// and its host.
+#[derive(Debug)]
+struct Partition {
+    inner: LocalHostApi,
+    silent: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl HostApi for Partition {
+    async fn register(
+        &self,
+        registration: &WorkerRegistration,
+    ) -> Result<Registered, HostApiError> {
+        self.inner.register(registration).await
+    }
+
+    async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), HostApiError> {
+        if self.silent.load(Ordering::SeqCst) {
+            return Err(HostApiError::Unavailable {
+                detail: "partitioned".to_owned(),
+            });
+        }
+        self.inner.heartbeat(heartbeat).await
+    }
+
+    async fn fetch_config(&self, id: ConfigId) -> Result<ConfigBundle, HostApiError> {
+        self.inner.fetch_config(id).await
+    }
+}
+
+#[tokio::test]
+async fn a_silent_worker_is_lost_with_its_instances_and_recovers_when_heard_again() {
+    let h = Harness::new(FAKE.as_ref()).await;
+    let sweep = manman_core::host::LeaseSweep::new(
+        h.host.store().clone(),
+        Arc::new(SystemClock),
+        manman_core::host::Lease {
+            duration: Duration::from_secs(1),
+            interval: Duration::from_millis(100),
+        },
+    );
+    let stop_sweep = CancellationToken::new();
+    tokio::spawn({
+        let token = stop_sweep.clone();
+        async move { sweep.run(token).await }
+    });
+    let partition = Arc::new(Partition {
+        inner: LocalHostApi::new(h.host.clone()),
+        silent: std::sync::atomic::AtomicBool::new(false),
+    });
+    let mut settings = h.settings("flaky-link");
+    settings.heartbeat_interval = Duration::from_millis(200);
+    let worker = WorkerService::new(
+        settings,
+        partition.clone(),
+        h.bus.clone(),
+        Arc::new(LocalInstaller),
+        Arc::new(TokioProcessRunner::new()),
+        Arc::new(SystemClock),
+    );
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(worker.run(shutdown.clone()));
+    let config = h.config("main", |_| {}).await;
+    let id = eventually("a worker to take the start", WAIT, || async {
+        h.host
+            .start(
+                &StartRequest {
+                    config_id: config,
+                    worker: None,
+                },
+                "test",
+            )
+            .await
+            .ok()
+    })
+    .await
+    .instance_id;
+    h.wait_status(id, Status::Running).await;
+
+    partition.silent.store(true, Ordering::SeqCst);
+    h.wait_status(id, Status::Lost).await;
+    let worker_state = h
+        .host
+        .list_workers()
+        .await
+        .expect("workers")
+        .pop()
+        .expect("worker");
+    assert_eq!(worker_state.status, Status::Lost);
+    assert_eq!(
+        h.history(id).await.last().map(|e| e.cause),
+        Some(Cause::LeaseExpired)
+    );
+
+    partition.silent.store(false, Ordering::SeqCst);
+    h.wait_status(id, Status::Running).await;
+    assert_eq!(
+        h.history(id).await.last().map(|e| e.cause),
+        Some(Cause::Recovered)
+    );
+    eventually("the worker to be running again", WAIT, || async {
+        let w = h.host.list_workers().await.expect("workers").pop()?;
+        (w.status == Status::Running).then_some(())
+    })
+    .await;
+
+    shutdown.cancel();
+    let _ = tokio::time::timeout(WAIT, task).await;
+    stop_sweep.cancel();
+}

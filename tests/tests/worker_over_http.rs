@@ -125,7 +125,16 @@ async fn a_worker_over_http_runs_servers_and_stops_when_superseded() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let now = host.list_workers().await.expect("workers").pop().expect("worker");
-    assert_eq!((now.epoch, now.status), (newer.epoch, Status::Created), "the old epoch did not end the new registration");
+    let now = host
+        .list_workers()
+        .await
+        .expect("workers")
+        .pop()
+        .expect("worker");
+    assert_eq!(
+        (now.epoch, now.status),
+        (newer.epoch, Status::Created),
+        "the old epoch did not end the new registration"
+    );
     server.stop().await;
 }

@@ -105,6 +105,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
             keep: Duration::from_secs(options.retention_days.saturating_mul(24 * 3600)),
             ..RetentionPolicy::default()
         },
+        lease: manman_core::host::Lease::default(),
     };
     let server = HostServer::start(host, serve)
         .await

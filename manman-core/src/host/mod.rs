@@ -3,8 +3,10 @@
 
 mod console_hub;
 mod error;
+mod lease_sweep;
 mod local_host_api;
 mod placement;
+mod reconcile;
 mod retention;
 mod service;
 mod status_processor;
@@ -13,6 +15,7 @@ pub use console_hub::{
     BACKLOG_LINES, CLOSE_AFTER_END, ConsoleHub, ConsoleSubscription, KEEP_AFTER_END,
 };
 pub use error::HostError;
+pub use lease_sweep::{Lease, LeaseSweep};
 pub use local_host_api::LocalHostApi;
 pub use retention::{Pruned, Retention, RetentionPolicy};
 pub use service::{HostService, StartRequest, Started};

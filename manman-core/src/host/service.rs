@@ -262,6 +262,7 @@ impl HostService {
             .record_heartbeat(heartbeat.worker_id, heartbeat.epoch, self.clock.now())
             .await?;
         if current {
+            super::reconcile::reconcile(&self.store, self.clock.as_ref(), heartbeat).await?;
             Ok(())
         } else {
             Err(HostError::conflict(
