@@ -20,8 +20,10 @@ pub struct GameServerConfig {
     pub spec: ConfigSpec,
 }
 
-/// The fields of a config an operator sets. Defaults are those of spec §2.
+/// The fields of a config an operator sets. Defaults are those of spec §2. Unknown fields are
+/// refused (a typo must not silently fall back to a default).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ConfigSpec {
     /// Unique per game.
     pub name: String,
@@ -313,6 +315,20 @@ mod tests {
         let err = spec.validate().unwrap_err();
         let fields: Vec<_> = err.errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["env.1BAD", "env.BAD-KEY", "ready_pattern"]);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_and_stored_configs_still_read_back() {
+        let typo = serde_json::from_str::<ConfigSpec>(r#"{"name":"m","executable":"x","ready_patern":"go"}"#);
+        assert!(typo.unwrap_err().to_string().contains("ready_patern"));
+        let stored = GameServerConfig {
+            id: ConfigId(1),
+            game_server_id: GameServerId(2),
+            created_at: Utc::now(),
+            spec: ConfigSpec::new("main", "server"),
+        };
+        let json = serde_json::to_string(&stored).unwrap();
+        assert_eq!(serde_json::from_str::<GameServerConfig>(&json).unwrap(), stored);
     }
 
     #[test]
