@@ -1,7 +1,7 @@
 //! The router: every route of the host's HTTP API.
 
 use crate::problem::Problem;
-use crate::routes::{catalogue, commands, console, health, instances, worker_api, workers};
+use crate::routes::{catalogue, commands, console, events, health, instances, worker_api, workers};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -48,6 +48,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/configs", get(catalogue::list_configs))
         .route("/configs/{id}", get(catalogue::get_config))
         .route("/workers", get(workers::list_workers))
+        .route("/workers/{id}", get(workers::get_worker))
+        .route("/workers/{id}/shutdown", post(workers::shutdown))
+        .route("/workers/{id}/history", get(workers::history))
+        .route("/events", get(events::stream))
         .route("/instances", post(instances::start).get(instances::list))
         .route("/instances/{id}", get(instances::get))
         .route("/instances/{id}/stop", post(instances::stop))

@@ -13,7 +13,7 @@ use manman_core::status::{Entity, StatusEvent};
 use serde::{Deserialize, Serialize};
 
 /// Who issues commands until operator tokens exist.
-const ISSUED_BY: &str = "operator";
+pub(crate) const ISSUED_BY: &str = "operator";
 
 pub(crate) async fn start(
     State(state): State<ApiState>,
@@ -79,8 +79,8 @@ pub(crate) async fn stdin(
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct HistoryQuery {
-    after: Option<i64>,
-    limit: Option<u32>,
+    pub(crate) after: Option<i64>,
+    pub(crate) limit: Option<u32>,
 }
 
 pub(crate) async fn history(

@@ -3,6 +3,7 @@
 pub(crate) mod catalogue;
 pub(crate) mod commands;
 pub(crate) mod console;
+pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod instances;
 pub(crate) mod worker_api;

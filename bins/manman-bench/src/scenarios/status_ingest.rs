@@ -79,6 +79,11 @@ pub(crate) async fn run(settings: &Settings) -> anyhow::Result<Section> {
             "The earlier Python system persisted about 75 status rows/s on this machine \
              (`shared/research/original-baseline.md`)."
                 .to_owned(),
+            "The processor commits once per batch (up to 256 events: one read of the current \
+             statuses, one set-based UPDATE, one INSERT); per-event work around it (decoding, the \
+             bus's settling, one event at a time) is what separates it from the baseline. It has not \
+             been profiled yet; the next steps are profiling and pipelining batches."
+                .to_owned(),
         ],
     })
 }

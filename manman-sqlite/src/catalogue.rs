@@ -1,0 +1,187 @@
+//! Games and configs.
+
+use crate::error::{is_foreign_key_violation, store_error};
+use crate::store::SqliteStore;
+use crate::timestamp::Timestamp;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use manman_core::config::{ConfigSpec, GameServerConfig};
+use manman_core::game_server::{GameServer, NewGameServer, ServerType};
+use manman_core::id::{ConfigId, GameServerId};
+use manman_core::ports::{CatalogueRepository, StoreError};
+use sqlx::FromRow;
+
+#[derive(FromRow)]
+struct GameRow {
+    id: i64,
+    name: String,
+    server_type: String,
+    app_id: Option<i64>,
+    path: Option<String>,
+    created_at: Timestamp,
+}
+
+impl TryFrom<GameRow> for GameServer {
+    type Error = StoreError;
+
+    fn try_from(row: GameRow) -> Result<Self, StoreError> {
+        let server_type = match (row.server_type.as_str(), row.app_id, row.path) {
+            ("steam", Some(app_id), _) => ServerType::Steam {
+                app_id: u32::try_from(app_id)
+                    .map_err(|_| corrupt(row.id, "app_id out of range"))?,
+            },
+            ("local", _, Some(path)) => ServerType::Local { path },
+            _ => return Err(corrupt(row.id, "server_type does not match its fields")),
+        };
+        Ok(Self {
+            id: GameServerId(row.id),
+            name: row.name,
+            server_type,
+            created_at: row.created_at.0,
+        })
+    }
+}
+
+fn corrupt(id: i64, what: &str) -> StoreError {
+    StoreError::Other {
+        source: format!("game server {id} in the database: {what}").into(),
+    }
+}
+
+#[derive(FromRow)]
+struct ConfigRow {
+    id: i64,
+    game_server_id: i64,
+    spec: sqlx::types::Json<ConfigSpec>,
+    created_at: Timestamp,
+}
+
+impl From<ConfigRow> for GameServerConfig {
+    fn from(row: ConfigRow) -> Self {
+        Self {
+            id: ConfigId(row.id),
+            game_server_id: GameServerId(row.game_server_id),
+            created_at: row.created_at.0,
+            spec: row.spec.0,
+        }
+    }
+}
+
+const GAME_COLUMNS: &str = "id, name, server_type, app_id, path, created_at";
+const CONFIG_COLUMNS: &str = "id, game_server_id, spec, created_at";
+
+#[async_trait]
+impl CatalogueRepository for SqliteStore {
+    async fn create_game(
+        &self,
+        game: &NewGameServer,
+        at: DateTime<Utc>,
+    ) -> Result<GameServer, StoreError> {
+        let (kind, app_id, path) = match &game.server_type {
+            ServerType::Steam { app_id } => ("steam", Some(i64::from(*app_id)), None),
+            ServerType::Local { path } => ("local", None, Some(path.as_str())),
+        };
+        let what = format!("game server {:?}", game.name);
+        let row: GameRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO game_servers (name, server_type, app_id, path, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING {GAME_COLUMNS}"
+        )))
+        .bind(&game.name)
+        .bind(kind)
+        .bind(app_id)
+        .bind(path)
+        .bind(Timestamp(at))
+        .fetch_one(self.writer())
+        .await
+        .map_err(|e| store_error(e, &what))?;
+        row.try_into()
+    }
+
+    async fn get_game(&self, id: GameServerId) -> Result<GameServer, StoreError> {
+        let row: GameRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {GAME_COLUMNS} FROM game_servers WHERE id = ?1"
+        )))
+        .bind(id.get())
+        .fetch_one(self.reader())
+        .await
+        .map_err(|e| store_error(e, &id))?;
+        row.try_into()
+    }
+
+    async fn find_game(&self, name: &str) -> Result<Option<GameServer>, StoreError> {
+        let row: Option<GameRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {GAME_COLUMNS} FROM game_servers WHERE name = ?1"
+        )))
+        .bind(name)
+        .fetch_optional(self.reader())
+        .await
+        .map_err(|e| store_error(e, &format!("game server {name:?}")))?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn list_games(&self) -> Result<Vec<GameServer>, StoreError> {
+        let rows: Vec<GameRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {GAME_COLUMNS} FROM game_servers ORDER BY id"
+        )))
+        .fetch_all(self.reader())
+        .await
+        .map_err(|e| store_error(e, &"the game servers"))?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn create_config(
+        &self,
+        game: GameServerId,
+        spec: &ConfigSpec,
+        at: DateTime<Utc>,
+    ) -> Result<GameServerConfig, StoreError> {
+        let what = format!("config {:?} of {game}", spec.name);
+        let row: ConfigRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO game_server_configs (game_server_id, name, is_default, is_visible, spec, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING {CONFIG_COLUMNS}"
+        )))
+        .bind(game.get())
+        .bind(&spec.name)
+        .bind(spec.is_default)
+        .bind(spec.is_visible)
+        .bind(sqlx::types::Json(spec))
+        .bind(Timestamp(at))
+        .fetch_one(self.writer())
+        .await
+        .map_err(|e| {
+            // The game is the only row a config refers to.
+            if is_foreign_key_violation(&e) {
+                StoreError::not_found(&game)
+            } else {
+                store_error(e, &what)
+            }
+        })?;
+        Ok(row.into())
+    }
+
+    async fn get_config(&self, id: ConfigId) -> Result<GameServerConfig, StoreError> {
+        let row: ConfigRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {CONFIG_COLUMNS} FROM game_server_configs WHERE id = ?1"
+        )))
+        .bind(id.get())
+        .fetch_one(self.reader())
+        .await
+        .map_err(|e| store_error(e, &id))?;
+        Ok(row.into())
+    }
+
+    async fn list_configs(
+        &self,
+        game: Option<GameServerId>,
+    ) -> Result<Vec<GameServerConfig>, StoreError> {
+        let rows: Vec<ConfigRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {CONFIG_COLUMNS} FROM game_server_configs
+             WHERE ?1 IS NULL OR game_server_id = ?1 ORDER BY id"
+        )))
+        .bind(game.map(GameServerId::get))
+        .fetch_all(self.reader())
+        .await
+        .map_err(|e| store_error(e, &"the configs"))?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+}

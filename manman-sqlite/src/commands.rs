@@ -1,0 +1,159 @@
+//! Command records: the outbox and audit trail.
+
+use crate::error::store_error;
+use crate::references::{Reference, missing_or};
+use crate::store::SqliteStore;
+use crate::timestamp::Timestamp;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use manman_core::command::{CommandEnvelope, CommandRecord, CommandState};
+use manman_core::id::WorkerId;
+use manman_core::ports::{CommandRepository, StoreError};
+use sqlx::FromRow;
+use uuid::Uuid;
+use uuid::fmt::Hyphenated;
+
+#[derive(FromRow)]
+struct CommandRow {
+    id: Hyphenated,
+    worker_id: i64,
+    envelope: sqlx::types::Json<CommandEnvelope>,
+    state: String,
+    detail: Option<String>,
+    updated_at: Timestamp,
+}
+
+const STATES: [CommandState; 5] = [
+    CommandState::Pending,
+    CommandState::Delivered,
+    CommandState::Succeeded,
+    CommandState::Failed,
+    CommandState::Expired,
+];
+
+fn parse_state(text: &str) -> Result<CommandState, StoreError> {
+    STATES
+        .into_iter()
+        .find(|s| s.as_str() == text)
+        .ok_or_else(|| StoreError::Other {
+            source: format!("unknown command state {text:?} in the database").into(),
+        })
+}
+
+impl TryFrom<CommandRow> for CommandRecord {
+    type Error = StoreError;
+
+    fn try_from(row: CommandRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: row.id.into_uuid(),
+            worker_id: WorkerId(row.worker_id),
+            envelope: row.envelope.0,
+            state: parse_state(&row.state)?,
+            detail: row.detail,
+            updated_at: row.updated_at.0,
+        })
+    }
+}
+
+fn what(id: Uuid) -> String {
+    format!("command {id}")
+}
+
+const COMMAND_COLUMNS: &str = "id, worker_id, envelope, state, detail, updated_at";
+
+#[async_trait]
+impl CommandRepository for SqliteStore {
+    async fn insert_command(&self, record: &CommandRecord) -> Result<(), StoreError> {
+        let what = what(record.id);
+        let fail = |e| store_error(e, &what);
+        let instance = record.envelope.command.instance_id();
+        let mut tx = self.begin_write().await.map_err(fail)?;
+        let inserted = sqlx::query(
+            "INSERT INTO command_records
+                 (id, worker_id, instance_id, kind, envelope, state, detail, issued_at, expires_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )
+        .bind(record.id.hyphenated())
+        .bind(record.worker_id.get())
+        .bind(instance.map(|i| i.get()))
+        .bind(record.envelope.command.name())
+        .bind(sqlx::types::Json(&record.envelope))
+        .bind(record.state.as_str())
+        .bind(record.detail.as_deref())
+        .bind(Timestamp(record.envelope.issued_at))
+        .bind(Timestamp(record.envelope.expires_at))
+        .bind(Timestamp(record.updated_at))
+        .execute(&mut *tx)
+        .await;
+        if let Err(e) = inserted {
+            let mut references = vec![Reference::Worker(record.worker_id)];
+            references.extend(instance.map(Reference::Instance));
+            return Err(missing_or(e, &mut tx, &references, &what).await);
+        }
+        tx.commit().await.map_err(fail)
+    }
+
+    async fn get_command(&self, id: Uuid) -> Result<CommandRecord, StoreError> {
+        let row: CommandRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COMMAND_COLUMNS} FROM command_records WHERE id = ?1"
+        )))
+        .bind(id.hyphenated())
+        .fetch_one(self.reader())
+        .await
+        .map_err(|e| store_error(e, &what(id)))?;
+        row.try_into()
+    }
+
+    async fn transition_command(
+        &self,
+        id: Uuid,
+        to: CommandState,
+        detail: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<CommandRecord, StoreError> {
+        let allowed: Vec<&str> = STATES
+            .into_iter()
+            .filter(|s| s.can_become(to))
+            .map(CommandState::as_str)
+            .collect();
+        let row: Option<CommandRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE command_records SET state = ?2, detail = COALESCE(?3, detail), updated_at = ?4
+             WHERE id = ?1 AND state IN (SELECT value FROM json_each(?5))
+             RETURNING {COMMAND_COLUMNS}"
+        )))
+        .bind(id.hyphenated())
+        .bind(to.as_str())
+        .bind(detail)
+        .bind(Timestamp(at))
+        .bind(serde_json::Value::from(allowed).to_string())
+        .fetch_optional(self.writer())
+        .await
+        .map_err(|e| store_error(e, &what(id)))?;
+        match row {
+            Some(row) => row.try_into(),
+            None => {
+                let current = self.get_command(id).await?;
+                Err(StoreError::conflict(
+                    &what(id),
+                    format!("is {}, cannot become {to}", current.state),
+                ))
+            }
+        }
+    }
+
+    async fn prune_commands(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let deleted = sqlx::query(
+            "DELETE FROM command_records WHERE id IN (
+                 SELECT id FROM command_records
+                 WHERE state IN ('succeeded', 'failed', 'expired') AND updated_at < ?1
+                 ORDER BY updated_at LIMIT ?2
+             )",
+        )
+        .bind(Timestamp(before))
+        .bind(i64::from(limit))
+        .execute(self.writer())
+        .await
+        .map_err(|e| store_error(e, &"the command records"))?;
+        Ok(deleted.rows_affected())
+    }
+}

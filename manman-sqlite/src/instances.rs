@@ -1,0 +1,129 @@
+//! Instances.
+
+use crate::error::store_error;
+use crate::references::{Reference, missing_or};
+use crate::status::{HistoryRow, parse_status};
+use crate::store::SqliteStore;
+use crate::timestamp::Timestamp;
+use async_trait::async_trait;
+use manman_core::id::{ConfigId, InstanceId, WorkerId};
+use manman_core::instance::{Instance, InstanceFilter, NewInstance};
+use manman_core::ports::{InstanceRepository, StoreError};
+use manman_core::status::{Cause, Entity, Status};
+use sqlx::FromRow;
+
+#[derive(FromRow)]
+struct InstanceRow {
+    id: i64,
+    config_id: i64,
+    worker_id: i64,
+    worker_epoch: i64,
+    status: String,
+    created_at: Timestamp,
+    started_at: Option<Timestamp>,
+    ready_at: Option<Timestamp>,
+    ended_at: Option<Timestamp>,
+    exit_code: Option<i32>,
+    exit_signal: Option<i32>,
+    restart_count: i64,
+    last_heartbeat_at: Option<Timestamp>,
+}
+
+impl TryFrom<InstanceRow> for Instance {
+    type Error = StoreError;
+
+    fn try_from(row: InstanceRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: InstanceId(row.id),
+            config_id: ConfigId(row.config_id),
+            worker_id: WorkerId(row.worker_id),
+            worker_epoch: row.worker_epoch,
+            status: parse_status(&row.status)?,
+            created_at: row.created_at.0,
+            started_at: row.started_at.map(|t| t.0),
+            ready_at: row.ready_at.map(|t| t.0),
+            ended_at: row.ended_at.map(|t| t.0),
+            exit_code: row.exit_code,
+            exit_signal: row.exit_signal,
+            restart_count: u32::try_from(row.restart_count).unwrap_or(u32::MAX),
+            last_heartbeat_at: row.last_heartbeat_at.map(|t| t.0),
+        })
+    }
+}
+
+const INSTANCE_COLUMNS: &str = "id, config_id, worker_id, worker_epoch, status, created_at, started_at, ready_at, \
+     ended_at, exit_code, exit_signal, restart_count, last_heartbeat_at";
+
+#[async_trait]
+impl InstanceRepository for SqliteStore {
+    async fn create_instance(&self, new: &NewInstance) -> Result<Instance, StoreError> {
+        let what = format!("an instance of {}", new.config_id);
+        let fail = |e| store_error(e, &what);
+        let mut tx = self.begin_write().await.map_err(fail)?;
+        let inserted: Result<InstanceRow, _> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO instances (config_id, worker_id, worker_epoch, status, created_at)
+             VALUES (?1, ?2, ?3, 'created', ?4) RETURNING {INSTANCE_COLUMNS}"
+        )))
+        .bind(new.config_id.get())
+        .bind(new.worker_id.get())
+        .bind(new.worker_epoch)
+        .bind(Timestamp(new.created_at))
+        .fetch_one(&mut *tx)
+        .await;
+        let row = match inserted {
+            Ok(row) => row,
+            Err(e) => {
+                let references = [
+                    Reference::Config(new.config_id),
+                    Reference::Worker(new.worker_id),
+                ];
+                return Err(missing_or(e, &mut tx, &references, &what).await);
+            }
+        };
+        let detail = format!("placed on {}", new.worker_id);
+        HistoryRow::by_host(
+            Entity::Instance(InstanceId(row.id)),
+            None,
+            Status::Created,
+            Cause::Placed,
+            Some(&detail),
+            new.created_at,
+        )
+        .insert(&mut tx)
+        .await
+        .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        row.try_into()
+    }
+
+    async fn get_instance(&self, id: InstanceId) -> Result<Instance, StoreError> {
+        let row: InstanceRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?1"
+        )))
+        .bind(id.get())
+        .fetch_one(self.reader())
+        .await
+        .map_err(|e| store_error(e, &id))?;
+        row.try_into()
+    }
+
+    async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>, StoreError> {
+        let rows: Vec<InstanceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances
+             WHERE (?1 IS NULL OR status = ?1)
+               AND (?2 IS NULL OR worker_id = ?2)
+               AND (?3 IS NULL OR config_id = ?3)
+               AND id > ?4
+             ORDER BY id LIMIT ?5"
+        )))
+        .bind(filter.status.map(Status::as_str))
+        .bind(filter.worker_id.map(WorkerId::get))
+        .bind(filter.config_id.map(ConfigId::get))
+        .bind(filter.after.map_or(0, InstanceId::get))
+        .bind(i64::try_from(filter.effective_limit()).unwrap_or(i64::MAX))
+        .fetch_all(self.reader())
+        .await
+        .map_err(|e| store_error(e, &"the instances"))?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+}

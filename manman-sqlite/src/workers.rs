@@ -1,0 +1,222 @@
+//! Workers: registration (epochs), heartbeats, the lease sweep.
+
+use crate::error::store_error;
+use crate::status::{HistoryRow, parse_status};
+use crate::store::SqliteStore;
+use crate::timestamp::Timestamp;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use manman_core::id::{InstanceId, WorkerId};
+use manman_core::ports::{StoreError, WorkerRepository};
+use manman_core::status::{Cause, Entity, Status};
+use manman_core::worker::{Worker, WorkerRegistration};
+use sqlx::FromRow;
+use std::collections::BTreeMap;
+
+#[derive(FromRow)]
+struct WorkerRow {
+    id: i64,
+    name: String,
+    epoch: i64,
+    status: String,
+    version: String,
+    labels: sqlx::types::Json<BTreeMap<String, String>>,
+    capacity: i64,
+    started_at: Timestamp,
+    last_heartbeat_at: Option<Timestamp>,
+    ended_at: Option<Timestamp>,
+}
+
+impl TryFrom<WorkerRow> for Worker {
+    type Error = StoreError;
+
+    fn try_from(row: WorkerRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: WorkerId(row.id),
+            name: row.name,
+            epoch: row.epoch,
+            status: parse_status(&row.status)?,
+            version: row.version,
+            labels: row.labels.0,
+            capacity: u32::try_from(row.capacity).unwrap_or(0),
+            started_at: row.started_at.0,
+            last_heartbeat_at: row.last_heartbeat_at.map(|t| t.0),
+            ended_at: row.ended_at.map(|t| t.0),
+        })
+    }
+}
+
+const WORKER_COLUMNS: &str =
+    "id, name, epoch, status, version, labels, capacity, started_at, last_heartbeat_at, ended_at";
+
+/// The statuses of a live worker, and of an instance the lease sweep marks `lost`, as SQL.
+const LIVE: &str = "('created', 'initializing', 'running')";
+
+#[async_trait]
+impl WorkerRepository for SqliteStore {
+    async fn register_worker(
+        &self,
+        registration: &WorkerRegistration,
+        at: DateTime<Utc>,
+    ) -> Result<Worker, StoreError> {
+        let what = format!("worker {:?}", registration.name);
+        let fail = |e| store_error(e, &what);
+        let mut tx = self.begin_write().await.map_err(fail)?;
+        let previous: Option<(i64, String)> =
+            sqlx::query_as("SELECT id, status FROM workers WHERE name = ?1")
+                .bind(&registration.name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(fail)?;
+        let labels = sqlx::types::Json(&registration.labels);
+        let row: WorkerRow = match &previous {
+            Some((id, _)) => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "UPDATE workers SET epoch = epoch + 1, status = 'created', version = ?2, labels = ?3,
+                     capacity = ?4, started_at = ?5, last_heartbeat_at = ?5, ended_at = NULL
+                 WHERE id = ?1 RETURNING {WORKER_COLUMNS}"
+            )))
+            .bind(id),
+            None => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO workers (name, epoch, status, version, labels, capacity, started_at, last_heartbeat_at)
+                 VALUES (?1, 1, 'created', ?2, ?3, ?4, ?5, ?5) RETURNING {WORKER_COLUMNS}"
+            )))
+            .bind(&registration.name),
+        }
+        .bind(&registration.version)
+        .bind(labels)
+        .bind(i64::from(registration.capacity))
+        .bind(Timestamp(at))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(fail)?;
+        let from = previous
+            .map(|(_, status)| parse_status(&status))
+            .transpose()?;
+        let detail = format!("epoch {}", row.epoch);
+        HistoryRow::by_host(
+            Entity::Worker(WorkerId(row.id)),
+            from,
+            Status::Created,
+            Cause::Registered,
+            Some(&detail),
+            at,
+        )
+        .insert(&mut tx)
+        .await
+        .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        row.try_into()
+    }
+
+    async fn record_heartbeat(
+        &self,
+        id: WorkerId,
+        epoch: i64,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let updated =
+            sqlx::query("UPDATE workers SET last_heartbeat_at = ?3 WHERE id = ?1 AND epoch = ?2")
+                .bind(id.get())
+                .bind(epoch)
+                .bind(Timestamp(at))
+                .execute(self.writer())
+                .await
+                .map_err(|e| store_error(e, &id))?;
+        if updated.rows_affected() == 1 {
+            return Ok(true);
+        }
+        // Not updated: superseded, or no such worker.
+        self.get_worker(id).await.map(|_| false)
+    }
+
+    async fn get_worker(&self, id: WorkerId) -> Result<Worker, StoreError> {
+        let row: WorkerRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {WORKER_COLUMNS} FROM workers WHERE id = ?1"
+        )))
+        .bind(id.get())
+        .fetch_one(self.reader())
+        .await
+        .map_err(|e| store_error(e, &id))?;
+        row.try_into()
+    }
+
+    async fn list_workers(&self) -> Result<Vec<Worker>, StoreError> {
+        let rows: Vec<WorkerRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {WORKER_COLUMNS} FROM workers ORDER BY id"
+        )))
+        .fetch_all(self.reader())
+        .await
+        .map_err(|e| store_error(e, &"the workers"))?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn expire_leases(
+        &self,
+        stale_before: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<WorkerId>, StoreError> {
+        let fail = |e| store_error(e, &"the lease sweep");
+        // The write lock is held from the first read: a sweep running at the same time (in
+        // this process or another on the same file) waits, then finds these workers `lost`.
+        let mut tx = self.begin_write().await.map_err(fail)?;
+        let workers: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT id, status FROM workers
+             WHERE status IN {LIVE} AND (last_heartbeat_at IS NULL OR last_heartbeat_at < ?1)
+             ORDER BY id"
+        )))
+        .bind(Timestamp(stale_before))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(fail)?;
+        for (id, from) in &workers {
+            let worker = WorkerId(*id);
+            sqlx::query("UPDATE workers SET status = 'lost' WHERE id = ?1 AND status = ?2")
+                .bind(id)
+                .bind(from)
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+            HistoryRow::by_host(
+                Entity::Worker(worker),
+                Some(parse_status(from)?),
+                Status::Lost,
+                Cause::LeaseExpired,
+                None,
+                at,
+            )
+            .insert(&mut tx)
+            .await
+            .map_err(fail)?;
+            let instances: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT id, status FROM instances WHERE worker_id = ?1 AND status IN {LIVE} ORDER BY id"
+            )))
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(fail)?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE instances SET status = 'lost' WHERE worker_id = ?1 AND status IN {LIVE}"
+            )))
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+            let detail = format!("{worker} stopped heartbeating");
+            for (instance, was) in instances {
+                HistoryRow::by_host(
+                    Entity::Instance(InstanceId(instance)),
+                    Some(parse_status(&was)?),
+                    Status::Lost,
+                    Cause::LeaseExpired,
+                    Some(&detail),
+                    at,
+                )
+                .insert(&mut tx)
+                .await
+                .map_err(fail)?;
+            }
+        }
+        tx.commit().await.map_err(fail)?;
+        Ok(workers.into_iter().map(|(id, _)| WorkerId(id)).collect())
+    }
+}
