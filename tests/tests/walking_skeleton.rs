@@ -33,6 +33,7 @@ async fn system() -> System {
         worker_name: "e2e".to_owned(),
         capacity: 16,
         steamcmd: "steamcmd".into(),
+        store: manman::up::StoreChoice::Memory,
     })
     .await
     .expect("manman up starts");

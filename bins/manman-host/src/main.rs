@@ -14,6 +14,7 @@ use manman_core::ports::SystemClock;
 use manman_core::store::Store;
 use manman_http::{HostServer, ServeOptions};
 use manman_pg::{PgSettings, PgStore};
+use manman_sqlite::{SqliteSettings, SqliteStore};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -26,7 +27,8 @@ struct Options {
     /// Where the API listens.
     #[arg(long, env = "MANMAN_BIND", default_value = "127.0.0.1:8000")]
     bind: SocketAddr,
-    /// The store: `postgres://user:password@host/database`, or `memory://` (lost at exit).
+    /// The store: `postgres://user:password@host/database`, `sqlite:PATH`, or `memory://` (lost
+    /// at exit).
     #[arg(
         long,
         env = "MANMAN_POSTGRES_URL",
@@ -61,10 +63,22 @@ async fn store(options: &Options) -> anyhow::Result<Store> {
     if url == "memory://" {
         return Ok(Store::from_adapter(MemoryStore::new()));
     }
+    if url.starts_with("sqlite:") {
+        let settings = SqliteSettings::from_url(url)
+            .context("MANMAN_POSTGRES_URL")?
+            .acquire_timeout(Duration::from_millis(options.db_acquire_timeout_ms));
+        let sqlite = SqliteStore::open(&settings)
+            .await
+            .context("MANMAN_POSTGRES_URL")?;
+        if !options.no_migrate {
+            sqlite.migrate().await.context("MANMAN_POSTGRES_URL")?;
+        }
+        return Ok(Store::from_adapter(sqlite));
+    }
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
         bail!(
-            "MANMAN_POSTGRES_URL: {scheme:?} is not a store this build knows: use postgres://… or memory://"
+            "MANMAN_POSTGRES_URL: {scheme:?} is not a store this build knows: use postgres://…, sqlite:PATH or memory://"
         );
     }
     let settings = PgSettings::new(url)

@@ -118,6 +118,15 @@ pub struct UpArgs {
     /// The SteamCMD executable for `steam` games (a bare name is looked up on PATH).
     #[arg(long, env = "MANMAN_WORKER_STEAMCMD", default_value = "steamcmd")]
     pub steamcmd: PathBuf,
+    /// Where the host keeps its truth: `sqlite` (`<data-dir>/manman.db`, kept across restarts),
+    /// `sqlite:PATH`, `memory` (gone at exit) or `postgres://…`.
+    #[arg(
+        long,
+        env = "MANMAN_STORE",
+        default_value = "sqlite",
+        hide_env_values = true
+    )]
+    pub store: crate::up::StoreChoice,
 }
 
 /// Game subcommands.
@@ -467,6 +476,16 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
                 .context("could not find the manman executable for the demo game")?,
         )
     };
+    let kept = match &args.store {
+        up::StoreChoice::Memory => "Everything is in memory (gone at exit)".to_owned(),
+        up::StoreChoice::Sqlite(path) => format!(
+            "Data is kept in {}",
+            path.clone()
+                .unwrap_or_else(|| args.data_dir.join("manman.db"))
+                .display()
+        ),
+        up::StoreChoice::Postgres(_) => "Data is kept in PostgreSQL".to_owned(),
+    };
     let running = up::start(UpOptions {
         bind: args.bind,
         data_dir: args.data_dir,
@@ -474,6 +493,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         worker_name: "local".to_owned(),
         capacity: args.capacity,
         steamcmd: args.steamcmd,
+        store: args.store,
     })
     .await?;
     let url = format!("http://{}", running.addr);
@@ -484,7 +504,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     };
     let mut banner = format!(
         "ManMan is up: API at {url}/api/v1 (health: {url}/healthz)\n\
-         Everything is in memory; Ctrl-C stops the game servers and exits.\n"
+         {kept}; Ctrl-C stops the game servers and exits.\n"
     );
     if !args.no_demo {
         banner.push_str(&format!(

@@ -35,6 +35,10 @@ pub async fn install(host: &HostService, data_dir: &Path, executable: &Path) -> 
             )
         })?;
 
+    // A data dir kept from an earlier run has the demo already.
+    if host.store().catalogue.find_game(DEMO_GAME).await?.is_some() {
+        return Ok(());
+    }
     let game = host
         .create_game(&NewGameServer {
             name: DEMO_GAME.to_owned(),

@@ -8,9 +8,12 @@ use manman_core::host::{HostService, LocalHostApi};
 use manman_core::memory::{MemoryBus, MemoryStore};
 use manman_core::ports::SystemClock;
 use manman_core::process::TokioProcessRunner;
+use manman_core::status::Status;
 use manman_core::store::Store;
 use manman_core::worker_service::{InstallerByType, WorkerExit, WorkerService, WorkerSettings};
 use manman_http::{HostServer, ServeOptions};
+use manman_pg::{PgSettings, PgStore};
+use manman_sqlite::{SqliteSettings, SqliteStore};
 use manman_steam::{SteamInstaller, SteamSettings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +37,70 @@ pub struct UpOptions {
     pub capacity: u32,
     /// The SteamCMD executable for `steam` games (a bare name is looked up on `PATH`).
     pub steamcmd: PathBuf,
+    /// Where the host keeps its truth.
+    pub store: StoreChoice,
+}
+
+/// The store of `manman up`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// In memory: gone at exit.
+    Memory,
+    /// A SQLite file (default: `<data dir>/manman.db`): kept across restarts.
+    Sqlite(Option<PathBuf>),
+    /// A PostgreSQL server.
+    Postgres(String),
+}
+
+impl std::str::FromStr for StoreChoice {
+    type Err = String;
+
+    /// `memory`, `sqlite` (the file in the data dir), `sqlite:PATH`, or `postgres://…`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "memory" | "memory://" => Ok(Self::Memory),
+            "sqlite" => Ok(Self::Sqlite(None)),
+            _ if s.starts_with("postgres://") || s.starts_with("postgresql://") => {
+                Ok(Self::Postgres(s.to_owned()))
+            }
+            _ => match s.strip_prefix("sqlite:") {
+                Some(path) if !path.is_empty() => Ok(Self::Sqlite(Some(PathBuf::from(
+                    path.trim_start_matches("//"),
+                )))),
+                _ => Err(format!(
+                    "{s:?} is not a store: use memory, sqlite, sqlite:PATH or postgres://…"
+                )),
+            },
+        }
+    }
+}
+
+/// Opens (and migrates) the chosen store; with it, what to close at the end.
+async fn open_store(
+    choice: &StoreChoice,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<(Store, Option<SqliteStore>)> {
+    Ok(match choice {
+        StoreChoice::Memory => (Store::from_adapter(MemoryStore::new()), None),
+        StoreChoice::Sqlite(path) => {
+            let path = path.clone().unwrap_or_else(|| data_dir.join("manman.db"));
+            let sqlite = SqliteStore::open(&SqliteSettings::new(&path))
+                .await
+                .with_context(|| format!("the store {}", path.display()))?;
+            sqlite
+                .migrate()
+                .await
+                .with_context(|| format!("the store {}", path.display()))?;
+            (Store::from_adapter(sqlite.clone()), Some(sqlite))
+        }
+        StoreChoice::Postgres(url) => {
+            let pg = PgStore::connect(&PgSettings::new(url))
+                .await
+                .context("--store")?;
+            pg.migrate().await.context("--store")?;
+            (Store::from_adapter(pg), None)
+        }
+    })
 }
 
 /// A running all-in-one system.
@@ -44,6 +111,7 @@ pub struct Running {
     /// The host's services (for embedding and tests).
     pub host: HostService,
     server: HostServer,
+    sqlite: Option<SqliteStore>,
     shutdown: CancellationToken,
     kill: CancellationToken,
     worker: JoinHandle<anyhow::Result<WorkerExit>>,
@@ -66,7 +134,7 @@ pub async fn start(options: UpOptions) -> anyhow::Result<Running> {
     bus.declare()
         .await
         .context("could not declare the message topology")?;
-    let store = Store::from_adapter(MemoryStore::new());
+    let (store, sqlite) = open_store(&options.store, &data_dir).await?;
     let clock = Arc::new(SystemClock);
     let host = HostService::new(store, bus.clone(), clock.clone());
     if let Some(executable) = &options.demo_executable {
@@ -90,11 +158,12 @@ pub async fn start(options: UpOptions) -> anyhow::Result<Running> {
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let worker = tokio::spawn(async move { Ok(worker.run(token).await?) });
-    wait_for_worker(&host).await?;
+    wait_for_worker(&host, &options.worker_name).await?;
     Ok(Running {
         addr: server.addr(),
         host,
         server,
+        sqlite,
         shutdown,
         kill,
         worker,
@@ -113,14 +182,19 @@ fn installers(options: &UpOptions) -> InstallerByType {
     )))
 }
 
-async fn wait_for_worker(host: &HostService) -> anyhow::Result<()> {
-    for _ in 0..200 {
-        if !host.list_workers().await?.is_empty() {
+/// Waits until this run's worker runs (a kept data dir also holds the workers of earlier runs).
+async fn wait_for_worker(host: &HostService, name: &str) -> anyhow::Result<()> {
+    for _ in 0..500 {
+        let workers = host.list_workers().await?;
+        if workers
+            .iter()
+            .any(|w| w.name == name && w.status == Status::Running)
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    anyhow::bail!("the worker did not register within 2 s")
+    anyhow::bail!("the worker did not register within 5 s")
 }
 
 impl Running {
@@ -156,6 +230,9 @@ impl Running {
             tracing::warn!("the worker's last statuses were not recorded within 5 s");
         }
         self.server.stop().await;
+        if let Some(sqlite) = self.sqlite {
+            sqlite.close().await;
+        }
         worker.map(|_| ())
     }
 

@@ -1,0 +1,97 @@
+//! `manman up` keeps its data: stopped and started again on the same data dir, it shows the same
+//! games, configs and instance history (SQLite in `<data dir>/manman.db`).
+
+use manman::up::{self, StoreChoice, UpOptions};
+use manman_core::config::ConfigSpec;
+use manman_core::game_server::{NewGameServer, ServerType};
+use manman_core::host::StartRequest;
+use manman_core::status::Status;
+use manman_http::Client;
+use manman_tests::eventually;
+use manman_tests::harness::WAIT;
+use std::path::Path;
+
+const FAKE: &str = env!("CARGO_BIN_EXE_e2e-fake-game-server");
+
+fn options(data: &Path) -> UpOptions {
+    UpOptions {
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: data.to_owned(),
+        demo_executable: Some(FAKE.into()),
+        worker_name: "local".to_owned(),
+        capacity: 4,
+        steamcmd: "steamcmd".into(),
+        store: StoreChoice::Sqlite(None),
+    }
+}
+
+#[tokio::test]
+async fn a_restart_on_the_same_data_dir_finds_everything() {
+    let data = tempfile::tempdir().expect("dir");
+    let first = up::start(options(data.path())).await.expect("first start");
+    let client = Client::new(&format!("http://{}", first.addr));
+    let extra = client
+        .create_game(&NewGameServer {
+            name: "extra".into(),
+            server_type: ServerType::Local {
+                path: "games/demo".into(),
+            },
+        })
+        .await
+        .expect("game");
+    let config = client
+        .create_config(extra.id, &ConfigSpec::new("main", "fake-game-server"))
+        .await
+        .expect("config");
+    let id = client
+        .start(&StartRequest {
+            config_id: config.id,
+            worker: None,
+        })
+        .await
+        .expect("start")
+        .instance_id;
+    eventually("it runs", WAIT, || async {
+        (client.get_instance(id).await.expect("get").status == Status::Running).then_some(())
+    })
+    .await;
+    client.stop(id).await.expect("stop");
+    eventually("it stops", WAIT, || async {
+        (client.get_instance(id).await.expect("get").status == Status::Complete).then_some(())
+    })
+    .await;
+    let history_before = client.instance_history(id).await.expect("history");
+    first.stop().await.expect("clean stop");
+    assert!(data.path().join("manman.db").exists());
+
+    let second = up::start(options(data.path())).await.expect("second start");
+    let client = Client::new(&format!("http://{}", second.addr));
+    let games: Vec<String> = client
+        .list_games()
+        .await
+        .expect("games")
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    assert_eq!(
+        games,
+        ["demo", "extra"],
+        "the same games, the demo not added twice"
+    );
+    let configs = client.list_configs(Some(extra.id)).await.expect("configs");
+    assert_eq!(configs.len(), 1);
+    assert_eq!(configs[0].spec, config.spec);
+    let instance = client
+        .get_instance(id)
+        .await
+        .expect("the instance is still known");
+    assert_eq!(instance.status, Status::Complete);
+    assert_eq!(
+        client.instance_history(id).await.expect("history"),
+        history_before
+    );
+    let workers = client.list_workers().await.expect("workers");
+    assert_eq!(workers.len(), 1, "the same worker, registered again");
+    assert_eq!(workers[0].epoch, 2);
+    second.stop().await.expect("clean stop");
+}
