@@ -319,7 +319,9 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_refused_and_stored_configs_still_read_back() {
-        let typo = serde_json::from_str::<ConfigSpec>(r#"{"name":"m","executable":"x","ready_patern":"go"}"#);
+        let typo = serde_json::from_str::<ConfigSpec>(
+            r#"{"name":"m","executable":"x","ready_patern":"go"}"#,
+        );
         assert!(typo.unwrap_err().to_string().contains("ready_patern"));
         let stored = GameServerConfig {
             id: ConfigId(1),
@@ -328,7 +330,10 @@ mod tests {
             spec: ConfigSpec::new("main", "server"),
         };
         let json = serde_json::to_string(&stored).unwrap();
-        assert_eq!(serde_json::from_str::<GameServerConfig>(&json).unwrap(), stored);
+        assert_eq!(
+            serde_json::from_str::<GameServerConfig>(&json).unwrap(),
+            stored
+        );
     }
 
     #[test]
