@@ -7,6 +7,7 @@
 //! failure (CI sets it). Docker-based containers are not started: the machines ManMan is built
 //! on have no Docker engine, so the URL is the way.
 
+pub mod amqp;
 pub mod postgres;
 
 /// Skips a test that needs `service` (prints why and how to run it), or fails it when

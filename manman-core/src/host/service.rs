@@ -130,6 +130,26 @@ impl HostService {
         Ok(self.store.workers.list_workers().await?)
     }
 
+    /// One worker.
+    pub async fn get_worker(&self, id: WorkerId) -> Result<Worker, HostError> {
+        Ok(self.store.workers.get_worker(id).await?)
+    }
+
+    /// Asks a worker to stop every instance and exit.
+    pub async fn shutdown_worker(&self, id: WorkerId, issued_by: &str) -> Result<Uuid, HostError> {
+        let worker = self.store.workers.get_worker(id).await?;
+        if !worker.status.is_live() {
+            return Err(HostError::conflict(
+                &id,
+                format!(
+                    "is {}: there is no running worker to shut down",
+                    worker.status
+                ),
+            ));
+        }
+        self.send(id, Command::ShutdownWorker, issued_by).await
+    }
+
     /// One instance.
     pub async fn get_instance(&self, id: InstanceId) -> Result<Instance, HostError> {
         Ok(self.store.instances.get_instance(id).await?)

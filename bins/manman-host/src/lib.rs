@@ -1,0 +1,187 @@
+//! `manman-host`: the host daemon (HTTP API, status processor, console hub, retention).
+//!
+//! Backends are chosen by URL scheme: the store by `MANMAN_POSTGRES_URL` (`postgres://…`,
+//! `sqlite:PATH` or `memory://`), the bus by `MANMAN_RABBITMQ_URL` (`amqp://…`, `amqps://…` or
+//! `memory://`, which reaches no worker in another process). Workers reach the host's API at
+//! `/api/v1/worker` and the bus.
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use manman_core::bus::Bus;
+use manman_core::host::{HostService, RetentionPolicy};
+use manman_core::memory::{MemoryBus, MemoryStore};
+use manman_core::ports::SystemClock;
+use manman_core::store::Store;
+use manman_http::{HostServer, ServeOptions};
+use manman_pg::{PgSettings, PgStore};
+use manman_rabbit::{RabbitBus, RabbitSettings};
+use manman_sqlite::{SqliteSettings, SqliteStore};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The ManMan host: the catalogue, the truth, and the HTTP API.
+#[derive(Debug, Parser)]
+#[command(name = "manman-host", version, about)]
+struct Options {
+    /// Where the API listens.
+    #[arg(long, env = "MANMAN_BIND", default_value = "127.0.0.1:8000")]
+    bind: SocketAddr,
+    /// The store: `postgres://user:password@host/database`, `sqlite:PATH`, or `memory://` (lost
+    /// at exit).
+    #[arg(
+        long,
+        env = "MANMAN_POSTGRES_URL",
+        default_value = "memory://",
+        hide_env_values = true
+    )]
+    postgres_url: String,
+    /// The message bus: `amqp://user:password@host:5672/vhost` (or `amqps://`), or `memory://`
+    /// (this process only: no separate worker can reach it).
+    #[arg(
+        long,
+        env = "MANMAN_RABBITMQ_URL",
+        default_value = "memory://",
+        hide_env_values = true
+    )]
+    rabbitmq_url: String,
+    /// Do not apply database migrations at start (run them separately, e.g. as a deploy job).
+    #[arg(long, env = "MANMAN_NO_MIGRATE")]
+    no_migrate: bool,
+    /// Most PostgreSQL connections.
+    #[arg(long, env = "MANMAN_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    db_max_connections: u32,
+    /// Longest wait for a free database connection, in milliseconds (then 503).
+    #[arg(long, env = "MANMAN_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 5_000)]
+    db_acquire_timeout_ms: u64,
+    /// Days of status history and finished commands kept.
+    #[arg(long, env = "MANMAN_RETENTION_DAYS", default_value_t = 30)]
+    retention_days: u64,
+}
+
+async fn store(options: &Options) -> anyhow::Result<Store> {
+    let url = options.postgres_url.as_str();
+    if url == "memory://" {
+        return Ok(Store::from_adapter(MemoryStore::new()));
+    }
+    if url.starts_with("sqlite:") {
+        let settings = SqliteSettings::from_url(url)
+            .context("MANMAN_POSTGRES_URL")?
+            .acquire_timeout(Duration::from_millis(options.db_acquire_timeout_ms));
+        let sqlite = SqliteStore::open(&settings)
+            .await
+            .context("MANMAN_POSTGRES_URL")?;
+        if !options.no_migrate {
+            sqlite.migrate().await.context("MANMAN_POSTGRES_URL")?;
+        }
+        return Ok(Store::from_adapter(sqlite));
+    }
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
+        bail!(
+            "MANMAN_POSTGRES_URL: {scheme:?} is not a store this build knows: use postgres://…, sqlite:PATH or memory://"
+        );
+    }
+    let settings = PgSettings::new(url)
+        .max_connections(options.db_max_connections)
+        .acquire_timeout(Duration::from_millis(options.db_acquire_timeout_ms));
+    let pg = PgStore::connect(&settings)
+        .await
+        .context("MANMAN_POSTGRES_URL")?;
+    if options.no_migrate {
+        tracing::info!("not migrating (--no-migrate)");
+    } else {
+        pg.migrate().await.context("MANMAN_POSTGRES_URL")?;
+        tracing::info!("database schema is up to date");
+    }
+    Ok(Store::from_adapter(pg))
+}
+
+/// The bus by URL scheme; with it, the RabbitMQ connection to close at the end.
+async fn bus(options: &Options) -> anyhow::Result<(Bus, Option<RabbitBus>)> {
+    let url = options.rabbitmq_url.as_str();
+    if url == "memory://" {
+        let memory = MemoryBus::new();
+        return Ok((Bus::new(Arc::new(memory.clone()), Arc::new(memory)), None));
+    }
+    if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+        bail!("MANMAN_RABBITMQ_URL: use amqp://…, amqps://… or memory:// (one process only)");
+    }
+    let rabbit = RabbitBus::connect(&RabbitSettings::new(url).connection_name("manman-host"))
+        .await
+        .context("MANMAN_RABBITMQ_URL")?;
+    Ok((
+        Bus::new(Arc::new(rabbit.clone()), Arc::new(rabbit.clone())),
+        Some(rabbit),
+    ))
+}
+
+async fn run(options: Options) -> anyhow::Result<()> {
+    let store = store(&options).await?;
+    let (bus, rabbit) = bus(&options).await?;
+    bus.declare()
+        .await
+        .context("could not declare the message topology")?;
+    let host = HostService::new(store, bus, Arc::new(SystemClock));
+    let serve = ServeOptions {
+        bind: options.bind,
+        retention: RetentionPolicy {
+            keep: Duration::from_secs(options.retention_days.saturating_mul(24 * 3600)),
+            ..RetentionPolicy::default()
+        },
+        lease: manman_core::host::Lease::default(),
+    };
+    let server = HostServer::start(host, serve)
+        .await
+        .with_context(|| format!("could not listen on {} (MANMAN_BIND)", options.bind))?;
+    tracing::info!(addr = %server.addr(), "manman-host is serving");
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    server.stop().await;
+    if let Some(rabbit) = rabbit {
+        rabbit.close().await;
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// The whole daemon: parse the settings, set up logging, run until a signal; the exit code.
+pub fn main() -> ExitCode {
+    let options = Options::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! `manman-worker`: the worker daemon of a game machine.
+//!
+//! It reaches its host over HTTP (`MANMAN_HOST_URL`: registration, heartbeats, configs) and
+//! RabbitMQ (`MANMAN_RABBITMQ_URL`: commands in, events and console lines out), installs games
+//! (local ones as they are, Steam ones with SteamCMD) and supervises each as a child process.
+//! SIGTERM or SIGINT stops every server gracefully and exits 0; a second signal kills them.
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use manman_core::bus::Bus;
+use manman_core::ports::SystemClock;
+use manman_core::process::TokioProcessRunner;
+use manman_core::worker_service::{InstallerByType, WorkerExit, WorkerService, WorkerSettings};
+use manman_http::HttpHostApi;
+use manman_rabbit::{RabbitBus, RabbitSettings};
+use manman_steam::{SteamInstaller, SteamSettings};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The ManMan worker: installs and supervises game servers on this machine.
+#[derive(Debug, Parser)]
+#[command(name = "manman-worker", version, about)]
+struct Options {
+    /// The host's API.
+    #[arg(long, env = "MANMAN_HOST_URL", default_value = "http://127.0.0.1:8000")]
+    host_url: String,
+    /// The message bus: `amqp://user:password@host:5672/vhost` (or `amqps://`).
+    #[arg(long, env = "MANMAN_RABBITMQ_URL", hide_env_values = true)]
+    rabbitmq_url: String,
+    /// This worker's stable name (default: the machine's host name).
+    #[arg(long, env = "MANMAN_WORKER_NAME")]
+    name: Option<String>,
+    /// Where games are installed (local game paths are relative to it).
+    #[arg(
+        long,
+        env = "MANMAN_WORKER_INSTALL_DIRECTORY",
+        default_value = "./data"
+    )]
+    install_dir: PathBuf,
+    /// Where the worker keeps its console logs and process records (default `<install dir>/.manman`).
+    #[arg(long, env = "MANMAN_WORKER_STATE_DIRECTORY")]
+    state_dir: Option<PathBuf>,
+    /// Most game servers at once.
+    #[arg(long, env = "MANMAN_WORKER_CAPACITY", default_value_t = 16)]
+    capacity: u32,
+    /// Placement labels, `key=value` (repeat, or comma-separated in the variable).
+    #[arg(long = "label", env = "MANMAN_WORKER_LABELS", value_delimiter = ',')]
+    labels: Vec<String>,
+    /// Time between heartbeats, in milliseconds.
+    #[arg(long, env = "MANMAN_WORKER_HEARTBEAT_MS", default_value_t = 2_000)]
+    heartbeat_ms: u64,
+    /// The SteamCMD executable (a bare name is looked up on PATH).
+    #[arg(long, env = "MANMAN_WORKER_STEAMCMD", default_value = "steamcmd")]
+    steamcmd: PathBuf,
+}
+
+fn settings(options: &Options) -> anyhow::Result<WorkerSettings> {
+    let name = match &options.name {
+        Some(name) => name.clone(),
+        None => std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .context("MANMAN_WORKER_NAME is not set and the host name is unknown: give the worker a name")?,
+    };
+    let mut labels = BTreeMap::new();
+    for label in &options.labels {
+        let (key, value) = label
+            .split_once('=')
+            .with_context(|| format!("MANMAN_WORKER_LABELS: {label:?} is not key=value"))?;
+        labels.insert(key.to_owned(), value.to_owned());
+    }
+    if options.capacity == 0 {
+        bail!("MANMAN_WORKER_CAPACITY must be at least 1");
+    }
+    let mut settings = WorkerSettings::new(name, &options.install_dir);
+    settings.capacity = options.capacity;
+    settings.labels = labels;
+    settings.heartbeat_interval = Duration::from_millis(options.heartbeat_ms.max(100));
+    if let Some(state_dir) = &options.state_dir {
+        settings.state_dir = state_dir.clone();
+    }
+    Ok(settings)
+}
+
+async fn run(options: Options) -> anyhow::Result<WorkerExit> {
+    let settings = settings(&options)?;
+    if !(options.rabbitmq_url.starts_with("amqp://")
+        || options.rabbitmq_url.starts_with("amqps://"))
+    {
+        bail!("MANMAN_RABBITMQ_URL must be an amqp:// or amqps:// URL");
+    }
+    let rabbit = RabbitBus::connect(
+        &RabbitSettings::new(&options.rabbitmq_url)
+            .connection_name(format!("manman-worker {}", settings.name)),
+    )
+    .await
+    .context("MANMAN_RABBITMQ_URL")?;
+    let bus = Bus::new(Arc::new(rabbit.clone()), Arc::new(rabbit.clone()));
+    let runner = TokioProcessRunner::new();
+    let steam = SteamInstaller::new(
+        SteamSettings {
+            steamcmd: options.steamcmd.clone(),
+            ..SteamSettings::default()
+        },
+        Arc::new(runner.clone()),
+    );
+    let worker = WorkerService::new(
+        settings,
+        Arc::new(HttpHostApi::new(&options.host_url)),
+        bus,
+        Arc::new(InstallerByType::with_steam(Arc::new(steam))),
+        Arc::new(runner),
+        Arc::new(SystemClock),
+    );
+    let shutdown = CancellationToken::new();
+    let kill = worker.kill_switch();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            wait_for_signal().await;
+            tracing::info!("stopping every game server (a second signal kills them)");
+            shutdown.cancel();
+            wait_for_signal().await;
+            tracing::warn!("killing every game server");
+            kill.cancel();
+        }
+    });
+    let exit = worker.run(shutdown).await?;
+    rabbit.close().await;
+    Ok(exit)
+}
+
+async fn wait_for_signal() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// The whole daemon: parse the settings, set up logging, run until a signal; the exit code.
+pub fn main() -> ExitCode {
+    let options = Options::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(options)) {
+        Ok(WorkerExit::Shutdown) => ExitCode::SUCCESS,
+        Ok(WorkerExit::Superseded) => {
+            eprintln!("this worker was superseded by a newer registration of its name: exited");
+            ExitCode::from(3)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! [`RabbitAcker`]: settles one delivery: ack, requeue (`basic.nack` with requeue) or
+//! dead-letter (`basic.reject` without requeue).
+
+use crate::declarations::queue_what;
+use crate::error::bus_error;
+use crate::redeliveries::Redeliveries;
+use async_trait::async_trait;
+use futures::FutureExt;
+use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
+use manman_core::ports::{Acker, BusError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use uuid::Uuid;
+
+/// Settles one delivery, at most once. Dropped unsettled, it requeues the delivery (as the
+/// in-memory bus does) instead of keeping a prefetch slot until the channel closes.
+#[derive(Debug)]
+pub(crate) struct RabbitAcker {
+    acker: lapin::Acker,
+    message_id: Uuid,
+    queue: String,
+    settled: AtomicBool,
+    redeliveries: Arc<Redeliveries>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Settle {
+    Ack,
+    Requeue,
+    DeadLetter,
+}
+
+impl RabbitAcker {
+    pub(crate) fn new(
+        acker: lapin::Acker,
+        message_id: Uuid,
+        queue: &str,
+        redeliveries: Arc<Redeliveries>,
+    ) -> Self {
+        Self {
+            acker,
+            message_id,
+            queue: queue.to_owned(),
+            settled: AtomicBool::new(false),
+            redeliveries,
+        }
+    }
+
+    async fn settle(&self, how: Settle) -> Result<(), BusError> {
+        if self.settled.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let result = match how {
+            Settle::Ack => self.acker.ack(BasicAckOptions::default()).await,
+            Settle::Requeue => {
+                self.acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..BasicNackOptions::default()
+                    })
+                    .await
+            }
+            Settle::DeadLetter => {
+                self.acker
+                    .reject(BasicRejectOptions { requeue: false })
+                    .await
+            }
+        };
+        let what = || {
+            format!(
+                "message {} from {}",
+                self.message_id,
+                queue_what(&self.queue)
+            )
+        };
+        match result {
+            Ok(true) => {
+                if !matches!(how, Settle::Requeue) {
+                    self.redeliveries.settled(self.message_id);
+                }
+                Ok(())
+            }
+            // Poisoned: the delivery's channel closed (or was recovered) in between; the broker
+            // has put the message back and delivers it again.
+            Ok(false) => Err(BusError::Unavailable {
+                source: format!(
+                    "{}: cannot {how:?} it: its channel closed meanwhile, so the broker delivers it again",
+                    what()
+                )
+                .into(),
+            }),
+            Err(error) => Err(bus_error(error, &what())),
+        }
+    }
+}
+
+#[async_trait]
+impl Acker for RabbitAcker {
+    async fn ack(&self) -> Result<(), BusError> {
+        self.settle(Settle::Ack).await
+    }
+
+    async fn requeue(&self) -> Result<(), BusError> {
+        self.settle(Settle::Requeue).await
+    }
+
+    async fn dead_letter(&self) -> Result<(), BusError> {
+        self.settle(Settle::DeadLetter).await
+    }
+}
+
+impl Drop for RabbitAcker {
+    fn drop(&mut self) {
+        if !self.settled.swap(true, Ordering::SeqCst) && self.acker.usable() {
+            tracing::debug!(message_id = %self.message_id, queue = %self.queue, "delivery dropped unsettled: requeueing it");
+            // The nack is sent on the first poll; nobody needs its answer.
+            let _ = self
+                .acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                })
+                .now_or_never();
+        }
+    }
+}

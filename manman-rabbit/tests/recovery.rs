@@ -1,0 +1,230 @@
+//! Recovery on a real RabbitMQ (`MANMAN_TEST_AMQP_URL`) that closes every client connection
+//! mid-stream (`rabbitmqctl close_all_connections`, run as root). These tests close the other
+//! tests' connections too, so they live in this file of their own and run one at a time.
+
+use chrono::Utc;
+use futures::StreamExt;
+use manman_core::bus::Bus;
+use manman_core::command::{Command, CommandEnvelope};
+use manman_core::event::Event;
+use manman_core::id::{InstanceId, WorkerId};
+use manman_core::status::{Cause, Entity, Status};
+use manman_core::topology::Topology;
+use manman_rabbit::{RabbitBus, RabbitSettings};
+use manman_test_support::amqp::TestBroker;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// One broker-wide disruption at a time.
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+const COMMANDS: usize = 10_000;
+/// Publishes in flight at once.
+const IN_FLIGHT: usize = 64;
+
+async fn rabbit(broker: &TestBroker, service: &str) -> RabbitBus {
+    let settings = RabbitSettings::new(broker.url())
+        .connection_name(broker.name(service))
+        .reconnect_max_delay(Duration::from_millis(500));
+    RabbitBus::connect(&settings).await.expect("connect")
+}
+
+fn typed(broker: &TestBroker, rabbit: &RabbitBus) -> Bus {
+    Bus::with_topology(
+        Arc::new(rabbit.clone()),
+        Arc::new(rabbit.clone()),
+        Topology::with_prefix(broker.prefix()),
+    )
+}
+
+async fn finish(broker: &TestBroker, buses: &[&RabbitBus]) {
+    for bus in buses {
+        let declared = bus.declared();
+        broker.delete_on_drop(
+            declared.exchanges.into_iter().map(|(name, _)| name),
+            declared.queues.into_iter().map(|q| q.name),
+        );
+        bus.close().await;
+    }
+}
+
+/// Closes every connection, or explains why it cannot (skip, or fail when services are
+/// required).
+async fn close_all(broker: &TestBroker) -> bool {
+    match broker.close_all_connections("test").await {
+        Ok(()) => true,
+        Err(why) => {
+            manman_test_support::skip(&format!("rabbitmqctl ({why})"), "PATH");
+            false
+        }
+    }
+}
+
+fn command(i: usize) -> CommandEnvelope {
+    CommandEnvelope::new(
+        Command::Stdin {
+            instance_id: InstanceId(1),
+            line: format!("line {i}"),
+        },
+        "test",
+        Utc::now(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_commands_all_arrive_across_a_broker_closing_every_connection() {
+    let _serial = SERIAL.lock().await;
+    let Some(broker) = TestBroker::connect("close-all").await.map(Arc::new) else {
+        return;
+    };
+    let worker_id = WorkerId(1);
+    let host = rabbit(&broker, "host").await;
+    let worker = rabbit(&broker, "worker").await;
+    let host_bus = typed(&broker, &host);
+    let worker_bus = typed(&broker, &worker);
+    host_bus.declare().await.expect("declare");
+    worker_bus.declare().await.expect("declare");
+    let mut commands = worker_bus
+        .consume_commands(worker_id, 200)
+        .await
+        .expect("consume");
+
+    // The worker: handles each command once, by id; acks that fail across the drop are
+    // delivered again and recognised.
+    let worker_loop = tokio::spawn(async move {
+        let mut handled = HashSet::new();
+        let mut deliveries = 0_usize;
+        while handled.len() < COMMANDS {
+            let delivery = tokio::time::timeout(Duration::from_secs(60), commands.next())
+                .await
+                .expect("commands keep coming")
+                .expect("the consumer does not end")
+                .expect("no consumer error");
+            deliveries += 1;
+            let envelope: CommandEnvelope = delivery.message.decode().expect("a command");
+            assert_eq!(envelope.id, delivery.message.id);
+            handled.insert(envelope.id);
+            let _ = delivery.ack().await;
+        }
+        (handled, deliveries)
+    });
+
+    let publish = |range: std::ops::Range<usize>| {
+        let bus = host_bus.clone();
+        async move {
+            futures::stream::iter(range)
+                .map(|i| {
+                    let bus = bus.clone();
+                    async move {
+                        let envelope = command(i);
+                        bus.send_command(worker_id, &envelope)
+                            .await
+                            .unwrap_or_else(|e| panic!("command {i} was not published: {e}"));
+                        envelope.id
+                    }
+                })
+                .buffer_unordered(IN_FLIGHT)
+                .collect::<Vec<_>>()
+                .await
+        }
+    };
+
+    let mut sent = publish(0..3_000).await;
+    // The broker closes every connection while publishing goes on.
+    let closing = tokio::spawn({
+        let broker = Arc::clone(&broker);
+        async move { close_all(&broker).await }
+    });
+    let mut next = 3_000;
+    while !closing.is_finished() && next < COMMANDS - 1_000 {
+        sent.extend(publish(next..next + 100).await);
+        next += 100;
+    }
+    let closed = closing.await.expect("the close task");
+    if !closed {
+        worker_loop.abort();
+        finish(&broker, &[&host, &worker]).await;
+        return;
+    }
+    let after_close = next;
+    // Publishing resumes by itself: the rest goes through the recovered connections.
+    sent.extend(publish(next..COMMANDS).await);
+    assert!(COMMANDS - after_close >= 1_000);
+    assert_eq!(sent.len(), COMMANDS);
+
+    let (handled, deliveries) = tokio::time::timeout(Duration::from_secs(90), worker_loop)
+        .await
+        .expect("every command arrives")
+        .expect("the worker loop");
+    let sent: HashSet<_> = sent.into_iter().collect();
+    assert_eq!(handled, sent, "every command arrives, and nothing else");
+    eprintln!(
+        "{COMMANDS} commands: {deliveries} deliveries, {} redelivered duplicates absorbed by id; {} published after the close",
+        deliveries - COMMANDS,
+        COMMANDS - after_close
+    );
+    assert!(host.is_connected() && worker.is_connected());
+    finish(&broker, &[&host, &worker]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_watcher_keeps_receiving_events_after_the_broker_closes_its_connection() {
+    let _serial = SERIAL.lock().await;
+    let Some(broker) = TestBroker::connect("watcher").await else {
+        return;
+    };
+    let host = rabbit(&broker, "host").await;
+    let bus = typed(&broker, &host);
+    bus.declare().await.expect("declare");
+    let mut watcher = bus.watch_events().await.expect("watch");
+    let event = |n: i64| {
+        Event::Status(manman_core::event::StatusReport::new(
+            Entity::Instance(InstanceId(n)),
+            Status::Running,
+            Cause::Ready,
+            Utc::now(),
+        ))
+    };
+    let first = bus
+        .publish_event(&event(1), Utc::now())
+        .await
+        .expect("publish");
+    let got = tokio::time::timeout(Duration::from_secs(10), watcher.next())
+        .await
+        .expect("in time")
+        .expect("open")
+        .expect("ok");
+    assert_eq!(got.message.id, first);
+    got.ack().await.expect("ack");
+
+    if !close_all(&broker).await {
+        finish(&broker, &[&host]).await;
+        return;
+    }
+    // The temporary queue went with the old connection; the watcher's channel declares and
+    // binds a new one as it recovers. Publish until the watcher sees an event again.
+    let mut published = Vec::new();
+    let seen = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            published.push(
+                bus.publish_event(&event(2), Utc::now())
+                    .await
+                    .expect("publish"),
+            );
+            if let Ok(Some(Ok(delivery))) =
+                tokio::time::timeout(Duration::from_millis(200), watcher.next()).await
+            {
+                let id = delivery.message.id;
+                let _ = delivery.ack().await;
+                break id;
+            }
+        }
+    })
+    .await
+    .expect("the watcher receives events again");
+    assert!(published.contains(&seen));
+    drop(watcher);
+    finish(&broker, &[&host]).await;
+}

@@ -1,0 +1,5 @@
+//! The worker daemon, built beside the end-to-end tests.
+
+fn main() -> std::process::ExitCode {
+    manman_worker::main()
+}

@@ -1,0 +1,229 @@
+//! The system as separate processes: `manman-host` and two `manman-worker`s on RabbitMQ
+//! (`MANMAN_TEST_AMQP_URL`, a vhost of the test's own), driven through the HTTP API only.
+
+use futures::StreamExt;
+use manman_core::config::ConfigSpec;
+use manman_core::game_server::{NewGameServer, ServerType};
+use manman_core::host::StartRequest;
+use manman_core::status::{Cause, Status};
+use manman_http::Client;
+use manman_tests::harness::fake_pid;
+use manman_tests::{eventually, pid_alive};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const HOST: &str = env!("CARGO_BIN_EXE_e2e-host");
+const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
+const FAKE: &str = env!("CARGO_BIN_EXE_e2e-fake-game-server");
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A RabbitMQ vhost for one test, deleted at the end.
+struct Vhost {
+    name: String,
+    url: String,
+}
+
+impl Vhost {
+    fn create() -> Option<Self> {
+        let Ok(base) = std::env::var("MANMAN_TEST_AMQP_URL") else {
+            manman_test_support::skip("RabbitMQ", "MANMAN_TEST_AMQP_URL");
+            return None;
+        };
+        let name = format!(
+            "manman-test-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let ctl = |args: &[&str]| {
+            let ok = Command::new("rabbitmqctl")
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(
+                ok,
+                "rabbitmqctl {args:?} failed (the test runs as root beside the broker)"
+            );
+        };
+        ctl(&["add_vhost", &name]);
+        ctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+        let root = base
+            .rsplit_once('/')
+            .map_or(base.as_str(), |(root, _)| root)
+            .to_owned();
+        Some(Self {
+            url: format!("{root}/{name}"),
+            name,
+        })
+    }
+}
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A child process killed at the end of the test.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn signal(child: &Child, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid")),
+        signal,
+    )
+    .expect("signal");
+}
+
+async fn status_of(client: &Client, id: manman_core::id::InstanceId, want: Status) {
+    eventually(&format!("{id} to be {want}"), WAIT, || async {
+        (client.get_instance(id).await.ok()?.status == want).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn host_and_two_workers_as_processes_on_rabbitmq() {
+    let Some(vhost) = Vhost::create() else { return };
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let host = Daemon(
+        Command::new(HOST)
+            .env("MANMAN_BIND", format!("127.0.0.1:{port}"))
+            .env("MANMAN_POSTGRES_URL", "memory://")
+            .env("MANMAN_RABBITMQ_URL", &vhost.url)
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("host"),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let client = Client::new(&url);
+    eventually("the host to answer", WAIT, || async {
+        client.healthy().await.then_some(())
+    })
+    .await;
+
+    let mut workers = Vec::new();
+    for name in ["w1", "w2"] {
+        let install = dir.path().join(name);
+        std::fs::create_dir_all(install.join("games/fake")).expect("dir");
+        std::os::unix::fs::symlink(FAKE, install.join("games/fake/fake-game-server"))
+            .expect("link");
+        workers.push(Daemon(
+            Command::new(WORKER)
+                .env("MANMAN_HOST_URL", &url)
+                .env("MANMAN_RABBITMQ_URL", &vhost.url)
+                .env("MANMAN_WORKER_NAME", name)
+                .env("MANMAN_WORKER_INSTALL_DIRECTORY", &install)
+                .env("MANMAN_WORKER_HEARTBEAT_MS", "500")
+                .env("RUST_LOG", "warn")
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("worker"),
+        ));
+    }
+    eventually("both workers to run", WAIT, || async {
+        let running = client
+            .list_workers()
+            .await
+            .ok()?
+            .iter()
+            .filter(|w| w.status == Status::Running)
+            .count();
+        (running == 2).then_some(())
+    })
+    .await;
+
+    let game = client
+        .create_game(&NewGameServer {
+            name: "fake".into(),
+            server_type: ServerType::Local {
+                path: "games/fake".into(),
+            },
+        })
+        .await
+        .expect("game");
+    let mut spec = ConfigSpec::new("main", "fake-game-server");
+    spec.stop.stdin_line = Some("quit".into());
+    let config = client.create_config(game.id, &spec).await.expect("config");
+    let mut instances = Vec::new();
+    for name in ["w1", "w2"] {
+        let started = client
+            .start(&StartRequest {
+                config_id: config.id,
+                worker: Some(name.into()),
+            })
+            .await
+            .expect("start");
+        instances.push(started.instance_id);
+    }
+    let mut pids = Vec::new();
+    for id in &instances {
+        status_of(&client, *id, Status::Running).await;
+        let mut console = Box::pin(client.console(*id, None).await.expect("console"));
+        let first = console.next().await.expect("a line").expect("ok");
+        pids.push(fake_pid(&first.text));
+        client.stdin(*id, "over the bus").await.expect("stdin");
+        let echoed = tokio::time::timeout(WAIT, async {
+            loop {
+                let line = console.next().await.expect("a line").expect("ok");
+                if line.text == "echo: over the bus" {
+                    return line;
+                }
+            }
+        })
+        .await
+        .expect("the line came back through RabbitMQ");
+        assert!(echoed.seq > first.seq);
+    }
+
+    // A worker that stops answering is lost with its instance, then recovers.
+    signal(&workers[0].0, nix::sys::signal::Signal::SIGSTOP);
+    status_of(&client, instances[0], Status::Lost).await;
+    assert_eq!(
+        client.get_instance(instances[1]).await.expect("get").status,
+        Status::Running,
+        "the other worker is unaffected"
+    );
+    signal(&workers[0].0, nix::sys::signal::Signal::SIGCONT);
+    status_of(&client, instances[0], Status::Running).await;
+    let history = client
+        .instance_history(instances[0])
+        .await
+        .expect("history");
+    assert_eq!(history.last().map(|e| e.cause), Some(Cause::Recovered));
+
+    for id in &instances {
+        client.stop(*id).await.expect("stop");
+        status_of(&client, *id, Status::Complete).await;
+    }
+    assert!(
+        pids.iter().all(|p| !pid_alive(*p)),
+        "no server process left"
+    );
+    for worker in &workers {
+        signal(&worker.0, nix::sys::signal::Signal::SIGTERM);
+    }
+    drop(workers);
+    drop(host);
+}
