@@ -186,6 +186,23 @@ impl Bus {
             .await
     }
 
+    /// Consumes the host's copy of the dead letters (a durable queue of its own on
+    /// `manman.dead`).
+    pub async fn consume_dead_commands(
+        &self,
+        prefetch: u16,
+    ) -> Result<Box<dyn Consumer>, BusError> {
+        let t = &self.topology;
+        let queue = self
+            .subscriber
+            .declare_queue(&QueueSpec::durable(t.dead_commands_queue()))
+            .await?;
+        self.subscriber
+            .bind_queue(&queue, &t.dead_exchange(), "")
+            .await?;
+        self.subscriber.consume(&queue, prefetch).await
+    }
+
     /// Consumes the dead letters.
     pub async fn consume_dead_letters(&self, prefetch: u16) -> Result<Box<dyn Consumer>, BusError> {
         self.subscriber

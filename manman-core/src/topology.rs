@@ -66,6 +66,12 @@ impl Topology {
         self.name("host.status-processor.events")
     }
 
+    /// `host.dead-letters.commands`: the host's copy of the dead letters, to record commands
+    /// that expired or were refused (`manman.dead-letters` stays for inspection).
+    pub fn dead_commands_queue(&self) -> String {
+        self.name("host.dead-letters.commands")
+    }
+
     /// `worker.{id}.commands`.
     pub fn worker_commands_queue(&self, worker: WorkerId) -> String {
         self.name(&format!("worker.{}.commands", worker.get()))

@@ -3,7 +3,8 @@
 
 use crate::api::{ApiState, router};
 use manman_core::host::{
-    ConsoleHub, HostService, Lease, LeaseSweep, Retention, RetentionPolicy, StatusProcessor,
+    ConsoleHub, DeadCommands, HostService, Lease, LeaseSweep, Retention, RetentionPolicy,
+    StatusProcessor,
 };
 use manman_core::ports::BusError;
 use std::future::Future;
@@ -102,6 +103,15 @@ impl HostServer {
             },
         ));
 
+        let dead = DeadCommands::new(host.store().clone(), host.bus().clone(), host.clock());
+        tracker.spawn(keep_running(
+            "dead-letter watcher",
+            shutdown.clone(),
+            move |token| {
+                let dead = dead.clone();
+                async move { dead.run(token).await }
+            },
+        ));
         let sweep = LeaseSweep::new(host.store().clone(), host.clock(), options.lease);
         let token = shutdown.clone();
         tracker.spawn(async move { sweep.run(token).await });

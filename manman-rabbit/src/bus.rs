@@ -84,11 +84,13 @@ impl RabbitBus {
     }
 
     /// Closes the connection: publishing then fails with [`BusError::Closed`] and consumers
-    /// end. Waits (a few seconds at most) for the broker and the bus's tasks.
+    /// end. Waits (a few seconds at most) for the broker and the bus's tasks. A connection that
+    /// lapin is recovering is closed as soon as it is back (by a task, if that takes longer),
+    /// so that nothing consumes for a closed bus.
     pub async fn close(&self) {
         self.shared.closed.cancel();
         self.shared.tasks.close();
-        self.shared.link.close(CLOSE_WAIT).await;
+        self.shared.link.close(CLOSE_WAIT, &self.shared.tasks).await;
         let _ = tokio::time::timeout(CLOSE_WAIT, self.shared.tasks.wait()).await;
     }
 }
@@ -113,9 +115,10 @@ impl fmt::Debug for Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        // Ends the watchers; the connection closes when its last channel is dropped.
+        // Ends the watchers and closes the connection (once it is back, if it is recovering).
         self.closed.cancel();
         self.tasks.close();
+        self.link.close_soon(&self.tasks);
     }
 }
 

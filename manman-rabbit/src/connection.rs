@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 
 /// First pause between attempts to reach the broker; it doubles up to the settings' maximum.
 pub(crate) const FIRST_PAUSE: Duration = Duration::from_millis(100);
@@ -97,12 +98,73 @@ impl Link {
         Ok((connection, true))
     }
 
-    /// Closes the connection (waits at most `wait` for the broker's answer).
-    pub(crate) async fn close(&self, wait: Duration) {
-        let current = self.current.lock().await;
-        if current.status().connected() {
-            let _ = tokio::time::timeout(wait, current.close(200, "OK".into())).await;
+    /// Closes the connection: at once if it is up. While lapin is recovering it, waits up to
+    /// `wait` for it to come back and closes it then; past that a task of `tasks` keeps waiting
+    /// (as long as lapin keeps trying), so that a connection recovered after the bus was closed
+    /// never consumes for nobody.
+    pub(crate) async fn close(&self, wait: Duration, tasks: &TaskTracker) {
+        let connection = Arc::clone(&*self.current.lock().await);
+        if close_when_up(&connection, wait).await {
+            return;
         }
+        tasks.spawn(close_when_up_owned(connection, self.lapin_patience()));
+    }
+
+    /// Starts closing without waiting (when the bus is dropped): at once if the connection is
+    /// up, else by a task of `tasks` once lapin has it back.
+    pub(crate) fn close_soon(&self, tasks: &TaskTracker) {
+        let Ok(current) = self.current.try_lock() else {
+            return;
+        };
+        let connection = Arc::clone(&current);
+        if connection.status().connected() {
+            use futures::FutureExt;
+            // The close frame is sent on the first poll; nobody waits for the answer.
+            let _ = connection.close(200, "OK".into()).now_or_never();
+        } else if recovering(&connection)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            tasks.spawn_on(
+                close_when_up_owned(connection, self.lapin_patience()),
+                &runtime,
+            );
+        }
+    }
+
+    /// About how long lapin keeps trying to reconnect before it gives up.
+    fn lapin_patience(&self) -> Duration {
+        self.settings.reconnect_max_delay.max(FIRST_PAUSE)
+            * u32::try_from(LAPIN_ATTEMPTS).unwrap_or(u32::MAX)
+    }
+}
+
+/// Whether lapin is (re)connecting it.
+fn recovering(connection: &Connection) -> bool {
+    connection.status().reconnecting() || connection.status().connecting()
+}
+
+/// Closes `connection` once it is up, waiting at most `wait`; `false` if it is still recovering.
+async fn close_when_up(connection: &Connection, wait: Duration) -> bool {
+    let deadline = Instant::now() + wait;
+    loop {
+        if connection.status().connected() {
+            let _ = tokio::time::timeout(TCP_ATTEMPT, connection.close(200, "OK".into())).await;
+            return true;
+        }
+        if !recovering(connection) {
+            // Closed or failed for good: nothing left to close.
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn close_when_up_owned(connection: Arc<Connection>, wait: Duration) {
+    if !close_when_up(&connection, wait).await {
+        tracing::warn!("gave up closing a RabbitMQ connection that never came back");
     }
 }
 

@@ -2,6 +2,7 @@
 //! [`ConsoleHub`] (console backlog and live lines), and [`LocalHostApi`] for an in-process worker.
 
 mod console_hub;
+mod dead_commands;
 mod error;
 mod lease_sweep;
 mod local_host_api;
@@ -14,6 +15,7 @@ mod status_processor;
 pub use console_hub::{
     BACKLOG_LINES, CLOSE_AFTER_END, ConsoleHub, ConsoleSubscription, KEEP_AFTER_END,
 };
+pub use dead_commands::DeadCommands;
 pub use error::HostError;
 pub use lease_sweep::{Lease, LeaseSweep};
 pub use local_host_api::LocalHostApi;

@@ -45,12 +45,26 @@ pub struct HostService {
     store: Store,
     bus: Bus,
     clock: Arc<dyn Clock>,
+    command_ttl: chrono::Duration,
 }
 
 impl HostService {
     /// A host over a store and a bus.
     pub fn new(store: Store, bus: Bus, clock: Arc<dyn Clock>) -> Self {
-        Self { store, bus, clock }
+        Self {
+            store,
+            bus,
+            clock,
+            command_ttl: crate::command::DEFAULT_COMMAND_TTL,
+        }
+    }
+
+    /// How long a command stays deliverable (default 60 s); then it is dead-lettered and
+    /// recorded `expired`.
+    pub fn with_command_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.command_ttl =
+            chrono::Duration::from_std(ttl).unwrap_or(crate::command::DEFAULT_COMMAND_TTL);
+        self
     }
 
     /// The store it uses.
@@ -357,7 +371,8 @@ impl HostService {
         issued_by: &str,
     ) -> Result<Uuid, HostError> {
         let now = self.clock.now();
-        let envelope = CommandEnvelope::new(command, issued_by, now);
+        let mut envelope = CommandEnvelope::new(command, issued_by, now);
+        envelope.expires_at = now + self.command_ttl;
         let id = envelope.id;
         self.store
             .commands

@@ -1,0 +1,115 @@
+//! [`DeadCommands`]: commands that never ran end recorded as such. A command dead-lettered
+//! after its `expires_at` is `expired`; one dead-lettered before (a worker could not read it) is
+//! `failed`. A start that never ran leaves its instance `crashed` (cause `undelivered`), not
+//! `created` for ever.
+
+use crate::bus::Bus;
+use crate::command::{Command, CommandEnvelope, CommandState};
+use crate::ports::{BusError, Clock, EntityUpdate, StatusChange, StoreError};
+use crate::status::{Cause, Entity, Status};
+use crate::store::Store;
+use crate::topology::KIND_COMMAND;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Records the commands that reach `manman.dead`.
+#[derive(Debug, Clone)]
+pub struct DeadCommands {
+    store: Store,
+    bus: Bus,
+    clock: Arc<dyn Clock>,
+}
+
+impl DeadCommands {
+    /// A watcher of `bus`'s dead letters writing to `store`.
+    pub fn new(store: Store, bus: Bus, clock: Arc<dyn Clock>) -> Self {
+        Self { store, bus, clock }
+    }
+
+    /// Consumes until `shutdown`. Messages that are not commands are acknowledged (they stay in
+    /// `manman.dead-letters` for inspection).
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<(), BusError> {
+        let mut consumer = self.bus.consume_dead_commands(32).await?;
+        loop {
+            let delivery = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                next = consumer.next() => match next {
+                    Some(Ok(delivery)) => delivery,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "dead letters: receive failed; retrying in 1 s");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        continue;
+                    }
+                    None => return Err(BusError::Closed),
+                },
+            };
+            let settled = match self.record(&delivery.message).await {
+                Err(e) if e.is_transient() => delivery.requeue().await,
+                Err(e) => {
+                    tracing::warn!(message_id = %delivery.message.id, error = %e, "could not record a dead-lettered command");
+                    delivery.ack().await
+                }
+                Ok(()) => delivery.ack().await,
+            };
+            if let Err(e) = settled {
+                tracing::warn!(error = %e, "dead letters: could not settle a delivery");
+            }
+        }
+    }
+
+    async fn record(&self, message: &crate::ports::Message) -> Result<(), StoreError> {
+        if message.kind != KIND_COMMAND {
+            tracing::warn!(message_id = %message.id, kind = %message.kind, "a dead letter (kept in manman.dead-letters)");
+            return Ok(());
+        }
+        let Ok(envelope) = message.decode::<CommandEnvelope>() else {
+            tracing::warn!(message_id = %message.id, "a malformed command was dead-lettered (kept in manman.dead-letters)");
+            return Ok(());
+        };
+        let now = self.clock.now();
+        let (state, detail) = if envelope.is_expired(now) {
+            (
+                CommandState::Expired,
+                format!("expired at {} before a worker took it", envelope.expires_at),
+            )
+        } else {
+            (
+                CommandState::Failed,
+                "dead-lettered: the worker could not read it".to_owned(),
+            )
+        };
+        tracing::warn!(command_id = %envelope.id, command = envelope.command.name(), %state, "a command that never ran");
+        match self
+            .store
+            .commands
+            .transition_command(envelope.id, state, Some(&detail), now)
+            .await
+        {
+            // Already final (the worker answered it): nothing to record.
+            Ok(_) | Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        if let Command::Start { instance_id, .. } = envelope.command {
+            let change = StatusChange {
+                event_id: envelope.id,
+                entity: Entity::Instance(instance_id),
+                from: Status::Created,
+                to: Status::Crashed,
+                cause: Cause::Undelivered,
+                detail: Some(format!("its start command {detail}")),
+                as_of: now,
+                reported_at: now,
+                update: EntityUpdate {
+                    ended_at: Some(now),
+                    ..EntityUpdate::default()
+                },
+            };
+            match self.store.status.apply_status(&change).await {
+                // Started after all, or already ended: the status stands.
+                Ok(_) | Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
