@@ -22,8 +22,11 @@ use tokio_util::task::TaskTracker;
 
 /// Longest pause between two attempts while the broker is away.
 const MAX_PAUSE: Duration = Duration::from_secs(1);
-/// How long [`RabbitBus::close`] waits for the broker and for its tasks.
+/// How long [`RabbitBus::close`] waits for its tasks.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// How long [`RabbitBus::close`] waits for a connection being recovered to come back, before
+/// leaving its closing to a task.
+const LINK_CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// RabbitMQ as ManMan's message bus: one connection per process, a channel per role.
 ///
@@ -90,8 +93,11 @@ impl RabbitBus {
     pub async fn close(&self) {
         self.shared.closed.cancel();
         self.shared.tasks.close();
-        self.shared.link.close(CLOSE_WAIT, &self.shared.tasks).await;
         let _ = tokio::time::timeout(CLOSE_WAIT, self.shared.tasks.wait()).await;
+        self.shared
+            .link
+            .close(LINK_CLOSE_WAIT, &self.shared.tasks)
+            .await;
     }
 }
 

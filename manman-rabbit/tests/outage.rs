@@ -245,3 +245,52 @@ async fn a_publish_gives_up_after_the_publish_wait_and_the_next_one_succeeds() {
     );
     finish(&broker, &rabbit).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bus_closed_while_the_broker_is_away_does_not_come_back_to_consume() {
+    let Some((broker, relay, rabbit, bus)) = setup("closed-away", Duration::from_secs(5)).await
+    else {
+        return;
+    };
+    let worker_id = WorkerId(6);
+    let commands = bus.consume_commands(worker_id, 10).await.expect("consume");
+    relay.down();
+    until("the bus notices the broker is away", || {
+        !rabbit.is_connected()
+    })
+    .await;
+    let declared = rabbit.declared();
+    drop(commands);
+    rabbit.close().await;
+    relay.up().await;
+
+    // Another process sends a command; the closed bus's connection, recovered by lapin in the
+    // background, must not take it.
+    let other = RabbitBus::connect(
+        &RabbitSettings::new(broker.url()).connection_name(broker.name("other")),
+    )
+    .await
+    .expect("connect");
+    let other_bus = Bus::with_topology(
+        Arc::new(other.clone()),
+        Arc::new(other.clone()),
+        Topology::with_prefix(broker.prefix()),
+    );
+    other_bus
+        .send_command(worker_id, &stop(1))
+        .await
+        .expect("send");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        broker
+            .queue_depth(&other_bus.topology().worker_commands_queue(worker_id))
+            .await,
+        Some(1),
+        "the command still waits in its queue"
+    );
+    broker.delete_on_drop(
+        declared.exchanges.into_iter().map(|(name, _)| name),
+        declared.queues.into_iter().map(|q| q.name),
+    );
+    finish(&broker, &other).await;
+}
