@@ -33,6 +33,12 @@ struct Options {
     /// Status events in `status-ingest`.
     #[arg(long, default_value_t = 15_000)]
     events: usize,
+    /// Command round trips in `bus-round-trip`.
+    #[arg(long, default_value_t = 10_000)]
+    round_trips: usize,
+    /// Events published per run in `bus-round-trip`.
+    #[arg(long, default_value_t = 20_000)]
+    bus_events: usize,
     /// A PostgreSQL superuser URL; each run creates and drops a database of its own.
     #[arg(long, env = "MANMAN_TEST_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
@@ -93,6 +99,8 @@ async fn run(options: Options) -> anyhow::Result<()> {
             idle_secs: options.idle_secs,
             events: options.events,
             database_url: options.database_url.clone(),
+            round_trips: options.round_trips,
+            events_per_round: options.bus_events,
         };
         sections.push(scenario.run(&settings).await?);
     }

@@ -1,5 +1,6 @@
 //! The benchmark scenarios.
 
+mod bus_round_trip;
 mod status_ingest;
 mod worker_scale;
 
@@ -14,6 +15,9 @@ pub(crate) enum Scenario {
     /// Status events persisted per second on PostgreSQL.
     #[value(name = "status-ingest")]
     StatusIngest,
+    /// Command round trip and confirmed event throughput on RabbitMQ.
+    #[value(name = "bus-round-trip")]
+    BusRoundTrip,
 }
 
 /// Settings shared by the scenarios.
@@ -24,17 +28,20 @@ pub(crate) struct Settings {
     pub(crate) idle_secs: u64,
     pub(crate) events: usize,
     pub(crate) database_url: Option<String>,
+    pub(crate) round_trips: usize,
+    pub(crate) events_per_round: usize,
 }
 
 impl Scenario {
     pub(crate) fn all() -> &'static [Self] {
-        &[Self::Worker1000, Self::StatusIngest]
+        &[Self::Worker1000, Self::StatusIngest, Self::BusRoundTrip]
     }
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Worker1000 => "worker-1000",
             Self::StatusIngest => "status-ingest",
+            Self::BusRoundTrip => "bus-round-trip",
         }
     }
 
@@ -42,6 +49,7 @@ impl Scenario {
         match self {
             Self::Worker1000 => worker_scale::run(settings).await,
             Self::StatusIngest => status_ingest::run(settings).await,
+            Self::BusRoundTrip => bus_round_trip::run(settings).await,
         }
     }
 }

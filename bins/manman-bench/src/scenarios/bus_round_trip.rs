@@ -1,4 +1,4 @@
-//! Benchmark of `manman-rabbit` on the broker of `MANMAN_TEST_AMQP_URL`, each figure beside a
+//! `bus-round-trip`: `manman-rabbit` on the broker of `MANMAN_TEST_AMQP_URL`, each figure beside a
 //! raw lapin baseline measured in the same run:
 //!
 //! - command round trip through the ports: the host publishes a command to a worker queue, the
@@ -6,16 +6,12 @@
 //!   watcher receives it; one at a time, p50 and p99 over 10,000 commands. Baseline: the same
 //!   request → reply with raw lapin (persistent, `mandatory`, confirms awaited, manual acks);
 //! - event throughput with publisher confirms (publish to persisted ack), 256 in flight: typed
-//!   `Bus::publish_event` (JSON encoding included) and `MessagePublisher::publish` of pre-built
-//!   messages. Baseline: raw lapin confirmed, persistent, `mandatory` publishing of the same
-//!   bodies with the same properties (`message_id`, `type`, `timestamp`, `content_type`) to a
-//!   fanout exchange with a durable queue, as `manman.events`. Rounds alternate
-//!   between the three; medians are printed.
-//!
-//! Run: `MANMAN_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run --release -p
-//! manman-rabbit --example round_trip`. Prints `name: value unit` lines. Environment:
-//! `ROUND_TRIPS` (default 10000), `EVENTS` per throughput round (default 20000; three rounds, medians printed).
+//!   `Bus::publish_event` (JSON encoding included). Baseline: raw lapin confirmed, persistent,
+//!   `mandatory` publishing of the same bodies with the same properties to a fanout exchange with
+//!   a durable queue, as `manman.events`. Rounds alternate between the two.
 
+use crate::report::{Figure, Section, Target};
+use crate::scenarios::Settings;
 use chrono::Utc;
 use futures::StreamExt;
 use lapin::options::{
@@ -39,68 +35,97 @@ use std::time::{Duration, Instant};
 const IN_FLIGHT: usize = 256;
 /// Round trips before measuring.
 const WARM_UP: usize = 200;
-/// Throughput rounds (alternating ports and raw lapin).
-const ROUNDS: usize = 3;
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<(), Failure> {
-    let round_trips = count("ROUND_TRIPS", 10_000);
-    let events = count("EVENTS", 20_000);
+pub(crate) async fn run(settings: &Settings) -> anyhow::Result<Section> {
+    let round_trips = settings.round_trips;
+    let events = settings.events_per_round;
     let Some(broker) = TestBroker::connect("bench").await else {
-        return Ok(());
+        anyhow::bail!("bus-round-trip needs RabbitMQ: set MANMAN_TEST_AMQP_URL");
     };
-    let host = rabbit(&broker, "bench-host").await?;
-    let worker = rabbit(&broker, "bench-worker").await?;
-    let host_bus = typed(&broker, &host);
-    let worker_bus = typed(&broker, &worker);
-    host_bus.declare().await?;
-
-    let ports = command_round_trips(&host_bus, &worker_bus, round_trips).await?;
-    let raw = raw_round_trips(&broker, round_trips).await?;
-    print_latency("command_round_trip", &ports);
-    print_latency("raw_lapin_round_trip", &raw);
-    println!(
-        "command_round_trip_p99_vs_raw: {:.2} x",
-        percentile(&ports, 99.0).as_secs_f64() / percentile(&raw, 99.0).as_secs_f64()
-    );
-
-    // Throughput: rounds alternate between the ports and raw lapin; medians are printed.
-    let raw_exchange = raw_fanout(&broker).await?;
-    let (mut typed_rates, mut port_rates, mut raw_rates) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        raw_rates.push(raw_confirmed_throughput(&broker, &raw_exchange, events).await?);
-        typed_rates.push(event_throughput(&host_bus, events).await?);
-        port_rates.push(port_throughput(&host, &host_bus, events).await?);
-    }
-    let (typed, port, raw) = (median(typed_rates), median(port_rates), median(raw_rates));
-    println!("event_throughput_confirmed: {typed:.0} events/s");
-    println!("port_publish_throughput_confirmed: {port:.0} messages/s");
-    println!("raw_lapin_confirmed_publish_throughput: {raw:.0} messages/s");
-    println!("event_throughput_vs_raw: {:.0} %", 100.0 * typed / raw);
-    println!(
-        "port_publish_throughput_vs_raw: {:.0} %",
-        100.0 * port / raw
-    );
-
-    for bus in [&host, &worker] {
-        let declared = bus.declared();
-        broker.delete_on_drop(
-            declared.exchanges.into_iter().map(|(name, _)| name),
-            declared.queues.into_iter().map(|q| q.name),
+    let run = async {
+        let host = rabbit(&broker, "bench-host").await?;
+        let worker = rabbit(&broker, "bench-worker").await?;
+        let host_bus = typed(&broker, &host);
+        let worker_bus = typed(&broker, &worker);
+        host_bus.declare().await?;
+        let mut p50 = Figure::new("command round trip p50 (ports)", "ms", Target::None);
+        let mut p99 = Figure::new("command round trip p99 (ports)", "ms", Target::AtMost(5.0));
+        let mut raw_p50 = Figure::new("raw lapin round trip p50", "ms", Target::None);
+        let mut raw_p99 = Figure::new("raw lapin round trip p99", "ms", Target::None);
+        let mut p99_ratio = Figure::new("round trip p99 ÷ raw lapin p99", "×", Target::AtMost(2.0));
+        let mut throughput = Figure::new(
+            "event throughput with confirms (typed Bus)",
+            "events/s",
+            Target::AtLeast(10_000.0),
         );
-        bus.close().await;
-    }
-    broker.cleanup().await?;
-    Ok(())
-}
-
-fn count(variable: &str, default: usize) -> usize {
-    std::env::var(variable)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+        let mut raw_throughput =
+            Figure::new("raw lapin confirmed publishing", "messages/s", Target::None);
+        let mut share = Figure::new("event throughput ÷ raw lapin", "%", Target::AtLeast(70.0));
+        let raw_exchange = raw_fanout(&broker).await?;
+        for i in 1..=settings.runs {
+            eprintln!("  run {i}/{}", settings.runs);
+            let ports = command_round_trips(&host_bus, &worker_bus, round_trips).await?;
+            let raw = raw_round_trips(&broker, round_trips).await?;
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            p50.values.push(ms(percentile(&ports, 50.0)));
+            p99.values.push(ms(percentile(&ports, 99.0)));
+            raw_p50.values.push(ms(percentile(&raw, 50.0)));
+            raw_p99.values.push(ms(percentile(&raw, 99.0)));
+            p99_ratio.values.push(
+                percentile(&ports, 99.0).as_secs_f64() / percentile(&raw, 99.0).as_secs_f64(),
+            );
+            let raw_rate = raw_confirmed_throughput(&broker, &raw_exchange, events).await?;
+            let rate = event_throughput(&host_bus, events).await?;
+            eprintln!(
+                "    p50 {:.2} ms (raw {:.2}), p99 {:.2} ms (raw {:.2}), {rate:.0} events/s (raw {raw_rate:.0})",
+                ms(percentile(&ports, 50.0)),
+                ms(percentile(&raw, 50.0)),
+                ms(percentile(&ports, 99.0)),
+                ms(percentile(&raw, 99.0))
+            );
+            throughput.values.push(rate);
+            raw_throughput.values.push(raw_rate);
+            share.values.push(100.0 * rate / raw_rate);
+        }
+        for bus in [&host, &worker] {
+            let declared = bus.declared();
+            broker.delete_on_drop(
+                declared.exchanges.into_iter().map(|(name, _)| name),
+                declared.queues.into_iter().map(|q| q.name),
+            );
+            bus.close().await;
+        }
+        Ok::<_, Failure>(vec![
+            p50,
+            p99,
+            raw_p50,
+            raw_p99,
+            p99_ratio,
+            throughput,
+            raw_throughput,
+            share,
+        ])
+    };
+    let figures = run.await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    broker.cleanup().await.map_err(|e| anyhow::anyhow!(e))?;
+    Ok(Section {
+        scenario: "bus-round-trip",
+        title: "RabbitMQ: command round trip and confirmed event throughput".to_owned(),
+        method: format!(
+            "Two `RabbitBus` connections (host and worker) on the local broker, names under a test \
+             prefix. Round trip: the host publishes a command to the worker's durable queue (persistent, \
+             mandatory, confirm awaited), the worker's consumer acks it after publishing a \
+             `command_result` event, the host's watcher receives it; {round_trips} one at a time. \
+             Baseline: the same request and reply with raw lapin (same properties, confirms and acks). \
+             Throughput: {events} events published with confirms, 256 in flight, through the typed \
+             `Bus` (JSON encoding included), beside raw lapin confirmed publishing of the same bodies \
+             and properties to a fanout exchange with a durable queue."
+        ),
+        figures,
+        notes: vec!["Broker, benchmark and both clients share the machine's 2 cores.".to_owned()],
+    })
 }
 
 async fn rabbit(broker: &TestBroker, service: &str) -> Result<RabbitBus, Failure> {
@@ -116,23 +141,9 @@ fn typed(broker: &TestBroker, rabbit: &RabbitBus) -> Bus {
     )
 }
 
-fn median(mut rates: Vec<f64>) -> f64 {
-    rates.sort_by(f64::total_cmp);
-    rates[rates.len() / 2]
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn print_latency(name: &str, sorted: &[Duration]) {
-    for p in [50.0, 99.0] {
-        println!(
-            "{name}_p{p:.0}: {:.3} ms",
-            percentile(sorted, p).as_secs_f64() * 1e3
-        );
-    }
 }
 
 /// Host → worker command → `command_result` event → host, one at a time.
@@ -381,29 +392,6 @@ async fn raw_fanout(broker: &TestBroker) -> Result<String, Failure> {
     broker.delete_on_drop([exchange.clone()], [queue]);
     let _ = connection.close(200, "OK".into()).await;
     Ok(exchange)
-}
-
-/// Pre-built messages through `MessagePublisher::publish` (no JSON encoding in the loop).
-async fn port_throughput(rabbit: &RabbitBus, bus: &Bus, n: usize) -> Result<f64, Failure> {
-    use manman_core::ports::{Message, MessagePublisher};
-    let exchange = bus.topology().events_exchange();
-    let messages: Vec<Message> = (0..n)
-        .map(|i| {
-            let event = status_event(i);
-            Message::json(event.kind(), &event, Utc::now())
-        })
-        .collect::<Result<_, _>>()?;
-    let started = Instant::now();
-    let published: Vec<_> = futures::stream::iter(messages)
-        .map(|message| rabbit.publish(&exchange, "", message))
-        .buffer_unordered(IN_FLIGHT)
-        .collect()
-        .await;
-    let elapsed = started.elapsed();
-    for result in published {
-        result?;
-    }
-    Ok(n as f64 / elapsed.as_secs_f64())
 }
 
 /// Raw lapin confirmed publishing of the same bodies, persistent and `mandatory`, to a fanout
