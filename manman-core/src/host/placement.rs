@@ -2,7 +2,6 @@
 
 use crate::host::HostError;
 use crate::id::WorkerId;
-use crate::status::Status;
 use crate::worker::Worker;
 use std::collections::HashMap;
 
@@ -16,12 +15,7 @@ pub(crate) fn place(
     named: Option<&str>,
 ) -> Result<Worker, HostError> {
     let load = |w: &Worker| active.get(&w.id).copied().unwrap_or(0);
-    let live = |w: &Worker| {
-        matches!(
-            w.status,
-            Status::Created | Status::Initializing | Status::Running
-        )
-    };
+    let live = |w: &Worker| w.status.is_live();
     if let Some(name) = named {
         let worker =
             workers
@@ -66,6 +60,7 @@ pub(crate) fn place(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::status::Status;
     use chrono::Utc;
 
     fn worker(id: i64, name: &str, status: Status, capacity: u32) -> Worker {
