@@ -128,6 +128,15 @@ pub enum CommandState {
 }
 
 impl CommandState {
+    /// Every state, in the order a command goes through them.
+    pub const ALL: [Self; 5] = [
+        Self::Pending,
+        Self::Delivered,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Expired,
+    ];
+
     /// `succeeded`, `failed` and `expired` are final.
     pub fn is_final(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Expired)
@@ -151,6 +160,16 @@ impl CommandState {
             Self::Failed => "failed",
             Self::Expired => "expired",
         }
+    }
+}
+
+impl std::str::FromStr for CommandState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| format!("unknown command state {s:?}"))
     }
 }
 
@@ -246,6 +265,18 @@ mod tests {
         assert!(!Delivered.can_become(Pending));
         assert!(!Succeeded.can_become(Failed));
         assert!(!Expired.can_become(Delivered));
+    }
+
+    #[test]
+    fn command_states_round_trip_through_text() {
+        for state in CommandState::ALL {
+            assert_eq!(state.as_str().parse::<CommandState>().unwrap(), state);
+            assert_eq!(
+                serde_json::to_string(&state).unwrap(),
+                format!("\"{state}\"")
+            );
+        }
+        assert!("done".parse::<CommandState>().is_err());
     }
 
     #[test]

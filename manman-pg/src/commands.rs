@@ -20,21 +20,10 @@ struct CommandRow {
     updated_at: DateTime<Utc>,
 }
 
-const STATES: [CommandState; 5] = [
-    CommandState::Pending,
-    CommandState::Delivered,
-    CommandState::Succeeded,
-    CommandState::Failed,
-    CommandState::Expired,
-];
-
 fn parse_state(text: &str) -> Result<CommandState, StoreError> {
-    STATES
-        .into_iter()
-        .find(|s| s.as_str() == text)
-        .ok_or_else(|| StoreError::Other {
-            source: format!("unknown command state {text:?} in the database").into(),
-        })
+    text.parse().map_err(|e: String| StoreError::Other {
+        source: format!("{e} in the database").into(),
+    })
 }
 
 impl TryFrom<CommandRow> for CommandRecord {
@@ -104,7 +93,7 @@ impl CommandRepository for PgStore {
         detail: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<CommandRecord, StoreError> {
-        let allowed: Vec<&str> = STATES
+        let allowed: Vec<&str> = CommandState::ALL
             .into_iter()
             .filter(|s| s.can_become(to))
             .map(CommandState::as_str)
