@@ -54,6 +54,11 @@ row_id!(
     InstanceId,
     "instance"
 );
+row_id!(
+    /// Identity of an operator [`ApiToken`](crate::auth::ApiToken).
+    TokenId,
+    "token"
+);
 
 #[cfg(test)]
 mod tests {

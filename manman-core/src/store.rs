@@ -1,11 +1,12 @@
 //! [`Store`]: the repository ports of one adapter, held together.
 
 use crate::ports::{
-    CatalogueRepository, CommandRepository, InstanceRepository, StatusRepository, WorkerRepository,
+    CatalogueRepository, CommandRepository, CredentialRepository, InstanceRepository,
+    StatusRepository, WorkerRepository,
 };
 use std::sync::Arc;
 
-/// The host's repositories. Usually all five come from one adapter ([`Store::from_adapter`]).
+/// The host's repositories. Usually all six come from one adapter ([`Store::from_adapter`]).
 #[derive(Debug, Clone)]
 pub struct Store {
     /// Games and configs.
@@ -18,6 +19,8 @@ pub struct Store {
     pub status: Arc<dyn StatusRepository>,
     /// Command records.
     pub commands: Arc<dyn CommandRepository>,
+    /// Operator tokens and worker credentials.
+    pub credentials: Arc<dyn CredentialRepository>,
 }
 
 impl Store {
@@ -29,6 +32,7 @@ impl Store {
             + InstanceRepository
             + StatusRepository
             + CommandRepository
+            + CredentialRepository
             + Clone,
     {
         Self {
@@ -36,7 +40,8 @@ impl Store {
             workers: Arc::new(adapter.clone()),
             instances: Arc::new(adapter.clone()),
             status: Arc::new(adapter.clone()),
-            commands: Arc::new(adapter),
+            commands: Arc::new(adapter.clone()),
+            credentials: Arc::new(adapter),
         }
     }
 }

@@ -113,6 +113,9 @@ fn unique_detail(constraint: &str) -> &'static str {
             "the game already has a default config: unset it first or create this one without is_default"
         }
         "command_records_pkey" => "the id exists",
+        "api_tokens_name_key" => "a token with this name exists: choose another name",
+        "api_tokens_token_hash_key" => "this secret is already a token",
+        "worker_credentials_pkey" => "this client id exists",
         "workers_name_key" => "a worker registered under this name at the same moment: try again",
         _ => "it already exists",
     }

@@ -3,6 +3,7 @@
 
 mod catalogue;
 mod commands;
+mod credentials;
 mod error;
 mod instances;
 mod settings;

@@ -162,6 +162,9 @@ fn unique_detail(constraint: &str) -> &'static str {
         }
         "command_records_pkey" => "the id exists",
         "workers_name_key" => "a worker registered under this name at the same moment: try again",
+        "api_tokens_name_key" => "a token with this name exists: choose another name",
+        "api_tokens_token_hash_key" => "this secret is already a token",
+        "worker_credentials_pkey" => "this client id exists",
         _ => "it already exists",
     }
 }

@@ -3,6 +3,7 @@
 
 mod catalogue;
 mod commands;
+mod credentials;
 mod error;
 mod file_kind;
 mod instances;

@@ -25,6 +25,18 @@ pub enum HostError {
         /// How, and what to do.
         detail: String,
     },
+    /// The caller is not authenticated (no token, an unknown, revoked or expired one).
+    #[error("not authenticated: {detail}")]
+    Unauthenticated {
+        /// Why, and what to do.
+        detail: String,
+    },
+    /// The caller is authenticated but may not do this.
+    #[error("forbidden: {detail}")]
+    Forbidden {
+        /// What it lacks.
+        detail: String,
+    },
     /// No worker can take the instance.
     #[error("no worker can run this: {detail}")]
     NoWorker {

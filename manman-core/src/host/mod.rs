@@ -1,6 +1,8 @@
 //! The host's services: orchestration ([`HostService`]), the [`StatusProcessor`], the
-//! [`ConsoleHub`] (console backlog and live lines), and [`LocalHostApi`] for an in-process worker.
+//! [`ConsoleHub`] (console backlog and live lines), the [`Authenticator`] (tokens and worker
+//! credentials), and [`LocalHostApi`] for an in-process worker.
 
+mod authenticator;
 mod console_hub;
 mod dead_commands;
 mod error;
@@ -12,6 +14,9 @@ mod retention;
 mod service;
 mod status_processor;
 
+pub use authenticator::{
+    Authenticator, CACHE_TTL, MIN_SIGNING_KEY, SigningKey, WORKER_TOKEN_TTL, WorkerToken,
+};
 pub use console_hub::{
     BACKLOG_LINES, CLOSE_AFTER_END, ConsoleHub, ConsoleSubscription, KEEP_AFTER_END,
 };

@@ -2,6 +2,7 @@
 //! for `manman up` and fast tests. Not mocks.
 
 mod bus;
+mod credentials;
 mod store;
 
 pub use bus::MemoryBus;

@@ -1,6 +1,7 @@
 //! [`MemoryStore`]: every repository port in one process, with the constraints of the SQL
 //! schema (unique names, one default config per game, conditional status and command updates).
 
+use super::credentials::Credentials;
 use crate::command::{CommandRecord, CommandState};
 use crate::config::{ConfigSpec, GameServerConfig};
 use crate::game_server::{GameServer, NewGameServer, ServerType};
@@ -22,6 +23,7 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
+    credentials: Arc<Mutex<Credentials>>,
 }
 
 #[derive(Debug, Default)]
@@ -96,6 +98,13 @@ impl MemoryStore {
         // Every change below is checked before it is written, so a poisoned lock still guards
         // consistent data.
         self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The tokens and worker credentials (a lock of their own).
+    pub(super) fn credentials(&self) -> MutexGuard<'_, Credentials> {
+        self.credentials
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }

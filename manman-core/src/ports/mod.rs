@@ -3,7 +3,7 @@
 //! | port | adapters |
 //! |---|---|
 //! | [`MessagePublisher`], [`MessageSubscriber`] | [`crate::memory::MemoryBus`], `manman-rabbit` |
-//! | [`CatalogueRepository`], [`WorkerRepository`], [`InstanceRepository`], [`StatusRepository`], [`CommandRepository`] | [`crate::memory::MemoryStore`], `manman-pg` |
+//! | [`CatalogueRepository`], [`WorkerRepository`], [`InstanceRepository`], [`StatusRepository`], [`CommandRepository`], [`CredentialRepository`] | [`crate::memory::MemoryStore`], `manman-pg`, `manman-sqlite` |
 //! | [`ProcessRunner`] | [`crate::process::TokioProcessRunner`] |
 //! | [`GameInstaller`] | [`crate::worker_service::LocalInstaller`], `manman-steam` |
 //! | [`HostApi`] | [`crate::host::LocalHostApi`], `manman-http`'s client |
@@ -31,6 +31,6 @@ pub use process::{
     ProcessRunner, ProcessSignal, ProcessSpec, SpawnedProcess,
 };
 pub use store::{
-    ApplyOutcome, CatalogueRepository, CommandRepository, EntityUpdate, InstanceRepository,
-    StatusChange, StatusRepository, StoreError, WorkerRepository,
+    ApplyOutcome, CatalogueRepository, CommandRepository, CredentialRepository, EntityUpdate,
+    InstanceRepository, StatusChange, StatusRepository, StoreError, WorkerRepository,
 };

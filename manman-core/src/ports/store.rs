@@ -1,10 +1,11 @@
 //! The repository ports: the host's truth (catalogue, workers, instances, status history,
-//! command records). Every method is one atomic change.
+//! command records, credentials). Every method is one atomic change.
 
+use crate::auth::{ApiToken, Scope, SecretHash, WorkerCredential};
 use crate::command::{CommandRecord, CommandState};
 use crate::config::{ConfigSpec, GameServerConfig};
 use crate::game_server::{GameServer, NewGameServer};
-use crate::id::{ConfigId, GameServerId, InstanceId, WorkerId};
+use crate::id::{ConfigId, GameServerId, InstanceId, TokenId, WorkerId};
 use crate::instance::{Instance, InstanceFilter, NewInstance};
 use crate::status::{Cause, Entity, Status, StatusEvent};
 use crate::worker::{Worker, WorkerRegistration};
@@ -252,4 +253,44 @@ pub trait CommandRepository: Send + Sync + Debug + 'static {
     /// Retention: deletes at most `limit` finished records (`succeeded`, `failed`, `expired`)
     /// last changed before `before`; returns how many.
     async fn prune_commands(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
+}
+
+/// Operator tokens and worker credentials, kept as hashes of their secrets.
+#[async_trait]
+pub trait CredentialRepository: Send + Sync + Debug + 'static {
+    /// Stores a new operator token. `Conflict` when the name or the hash is taken.
+    async fn create_token(
+        &self,
+        name: &str,
+        scope: Scope,
+        hash: &SecretHash,
+        at: DateTime<Utc>,
+    ) -> Result<ApiToken, StoreError>;
+    /// The token whose secret hashes to `hash`, revoked or not; `None` when there is none.
+    async fn token_by_hash(&self, hash: &SecretHash) -> Result<Option<ApiToken>, StoreError>;
+    /// Every token, revoked ones too, oldest first.
+    async fn list_tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
+    /// Revokes a token (a revoked one stays revoked at its first time).
+    async fn revoke_token(&self, id: TokenId, at: DateTime<Utc>) -> Result<ApiToken, StoreError>;
+    /// Stores new worker credentials. `Conflict` when the client id is taken.
+    async fn create_worker_credential(
+        &self,
+        client_id: &str,
+        worker_name: &str,
+        secret_hash: &SecretHash,
+        at: DateTime<Utc>,
+    ) -> Result<WorkerCredential, StoreError>;
+    /// Credentials and their secret's hash; `None` when there are none with this client id.
+    async fn worker_credential(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<(WorkerCredential, SecretHash)>, StoreError>;
+    /// Every worker credential, revoked ones too, oldest first.
+    async fn list_worker_credentials(&self) -> Result<Vec<WorkerCredential>, StoreError>;
+    /// Revokes worker credentials (a revoked one stays revoked at its first time).
+    async fn revoke_worker_credential(
+        &self,
+        client_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<WorkerCredential, StoreError>;
 }

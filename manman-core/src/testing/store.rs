@@ -1,9 +1,10 @@
 //! The repository-port conformance suite.
 
+use crate::auth::{Scope, Secret};
 use crate::command::{Command, CommandEnvelope, CommandRecord, CommandState};
 use crate::config::ConfigSpec;
 use crate::game_server::{NewGameServer, ServerType};
-use crate::id::{ConfigId, InstanceId, WorkerId};
+use crate::id::{ConfigId, InstanceId, TokenId, WorkerId};
 use crate::instance::{Instance, InstanceFilter, NewInstance};
 use crate::ports::{ApplyOutcome, EntityUpdate, StatusChange, StoreError};
 use crate::status::{Cause, Entity, Status};
@@ -808,8 +809,135 @@ pub async fn retention_prunes_in_batches(store: &Store) {
     );
 }
 
+/// Tokens and worker credentials: unique names and hashes, found by hash, revoked once.
+pub async fn credentials_are_unique_and_revocable(store: &Store) {
+    let credentials = &store.credentials;
+    let name = unique("token");
+    let secret = Secret::generate("mm");
+    let at = now();
+    let token = credentials
+        .create_token(&name, Scope::Operate, &secret.hash(), at)
+        .await
+        .expect("create token");
+    assert_eq!(
+        (token.name.as_str(), token.scope),
+        (name.as_str(), Scope::Operate)
+    );
+    assert_eq!(token.created_at, at);
+    assert_eq!(token.revoked_at, None);
+    let found = credentials
+        .token_by_hash(&secret.hash())
+        .await
+        .expect("by hash");
+    assert_eq!(found.as_ref(), Some(&token), "found by its hash");
+    let other = Secret::generate("mm");
+    assert_eq!(
+        credentials
+            .token_by_hash(&other.hash())
+            .await
+            .expect("lookup"),
+        None,
+        "an unknown secret finds nothing"
+    );
+    let same_name = credentials
+        .create_token(&name, Scope::Read, &other.hash(), at)
+        .await;
+    assert!(
+        matches!(same_name, Err(StoreError::Conflict { .. })),
+        "a second token with the name is a conflict: {same_name:?}"
+    );
+    let same_secret = credentials
+        .create_token(&unique("token"), Scope::Read, &secret.hash(), at)
+        .await;
+    assert!(
+        matches!(same_secret, Err(StoreError::Conflict { .. })),
+        "a second token with the secret is a conflict: {same_secret:?}"
+    );
+    assert!(
+        credentials
+            .list_tokens()
+            .await
+            .expect("list")
+            .contains(&token)
+    );
+    let later = at + chrono::Duration::seconds(5);
+    let revoked = credentials
+        .revoke_token(token.id, later)
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.revoked_at, Some(later));
+    let again = credentials
+        .revoke_token(token.id, later + chrono::Duration::seconds(5))
+        .await
+        .expect("revoke again");
+    assert_eq!(again.revoked_at, Some(later), "revoked at its first time");
+    assert_eq!(
+        credentials
+            .token_by_hash(&secret.hash())
+            .await
+            .expect("by hash")
+            .and_then(|t| t.revoked_at),
+        Some(later),
+        "a revoked token is still found, as revoked"
+    );
+    let missing = credentials.revoke_token(TokenId(i64::MAX), later).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+
+    let client_id = unique("client");
+    let worker_secret = Secret::generate("mmw");
+    let credential = credentials
+        .create_worker_credential(&client_id, "game-1", &worker_secret.hash(), at)
+        .await
+        .expect("create worker credential");
+    assert_eq!(credential.worker_name, "game-1");
+    let (found, hash) = credentials
+        .worker_credential(&client_id)
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(found, credential);
+    assert!(hash.matches(&worker_secret.hash()));
+    let taken = credentials
+        .create_worker_credential(&client_id, "game-2", &other.hash(), at)
+        .await;
+    assert!(
+        matches!(taken, Err(StoreError::Conflict { .. })),
+        "a taken client id is a conflict: {taken:?}"
+    );
+    assert!(
+        credentials
+            .list_worker_credentials()
+            .await
+            .expect("list")
+            .contains(&credential)
+    );
+    let revoked = credentials
+        .revoke_worker_credential(&client_id, later)
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.revoked_at, Some(later));
+    assert_eq!(
+        credentials
+            .worker_credential(&unique("client"))
+            .await
+            .expect("lookup"),
+        None
+    );
+    let missing = credentials
+        .revoke_worker_credential(&unique("client"), later)
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+}
+
 /// Runs every case.
 pub async fn run_all(store: &Store) {
+    credentials_are_unique_and_revocable(store).await;
     games_are_unique_by_name_and_app(store).await;
     configs_follow_the_catalogue_rules(store).await;
     workers_register_with_growing_epochs(store).await;

@@ -1,0 +1,201 @@
+//! Operator tokens and worker credentials, kept as hashes of their secrets.
+
+use crate::error::store_error;
+use crate::store::SqliteStore;
+use crate::timestamp::Timestamp;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use manman_core::auth::{ApiToken, Scope, SecretHash, WorkerCredential};
+use manman_core::id::TokenId;
+use manman_core::ports::{CredentialRepository, StoreError};
+use sqlx::FromRow;
+
+const TOKEN_COLUMNS: &str = "id, name, scope, created_at, revoked_at";
+const CREDENTIAL_COLUMNS: &str = "client_id, worker_name, created_at, revoked_at";
+
+#[derive(FromRow)]
+struct TokenRow {
+    id: i64,
+    name: String,
+    scope: String,
+    created_at: Timestamp,
+    revoked_at: Option<Timestamp>,
+}
+
+impl TryFrom<TokenRow> for ApiToken {
+    type Error = StoreError;
+
+    fn try_from(row: TokenRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: TokenId(row.id),
+            name: row.name,
+            scope: row.scope.parse().map_err(|e: String| StoreError::Other {
+                source: format!("{e} in the database").into(),
+            })?,
+            created_at: row.created_at.0,
+            revoked_at: row.revoked_at.map(|t| t.0),
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct CredentialRow {
+    client_id: String,
+    worker_name: String,
+    created_at: Timestamp,
+    revoked_at: Option<Timestamp>,
+}
+
+impl From<CredentialRow> for WorkerCredential {
+    fn from(row: CredentialRow) -> Self {
+        Self {
+            client_id: row.client_id,
+            worker_name: row.worker_name,
+            created_at: row.created_at.0,
+            revoked_at: row.revoked_at.map(|t| t.0),
+        }
+    }
+}
+
+fn hash_of(bytes: &[u8]) -> Result<SecretHash, StoreError> {
+    bytes
+        .try_into()
+        .map(SecretHash)
+        .map_err(|_| StoreError::Other {
+            source: "a stored secret hash is not 32 bytes long".into(),
+        })
+}
+
+fn client(client_id: &str) -> String {
+    format!("worker credentials {client_id:?}")
+}
+
+#[async_trait]
+impl CredentialRepository for SqliteStore {
+    async fn create_token(
+        &self,
+        name: &str,
+        scope: Scope,
+        hash: &SecretHash,
+        at: DateTime<Utc>,
+    ) -> Result<ApiToken, StoreError> {
+        let row: TokenRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO api_tokens (name, token_hash, scope, created_at)
+             VALUES (?1, ?2, ?3, ?4) RETURNING {TOKEN_COLUMNS}"
+        )))
+        .bind(name)
+        .bind(&hash.0[..])
+        .bind(scope.as_str())
+        .bind(Timestamp(at))
+        .fetch_one(self.writer())
+        .await
+        .map_err(|e| store_error(e, &format!("token {name:?}")))?;
+        row.try_into()
+    }
+
+    async fn token_by_hash(&self, hash: &SecretHash) -> Result<Option<ApiToken>, StoreError> {
+        let row: Option<TokenRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = ?1"
+        )))
+        .bind(&hash.0[..])
+        .fetch_optional(self.reader())
+        .await
+        .map_err(|e| store_error(e, &"a token"))?;
+        row.map(ApiToken::try_from).transpose()
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        let rows: Vec<TokenRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY id"
+        )))
+        .fetch_all(self.reader())
+        .await
+        .map_err(|e| store_error(e, &"the tokens"))?;
+        rows.into_iter().map(ApiToken::try_from).collect()
+    }
+
+    async fn revoke_token(&self, id: TokenId, at: DateTime<Utc>) -> Result<ApiToken, StoreError> {
+        let row: TokenRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?2)
+             WHERE id = ?1 RETURNING {TOKEN_COLUMNS}"
+        )))
+        .bind(id.get())
+        .bind(Timestamp(at))
+        .fetch_one(self.writer())
+        .await
+        .map_err(|e| store_error(e, &id))?;
+        row.try_into()
+    }
+
+    async fn create_worker_credential(
+        &self,
+        client_id: &str,
+        worker_name: &str,
+        secret_hash: &SecretHash,
+        at: DateTime<Utc>,
+    ) -> Result<WorkerCredential, StoreError> {
+        let row: CredentialRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO worker_credentials (client_id, secret_hash, worker_name, created_at)
+             VALUES (?1, ?2, ?3, ?4) RETURNING {CREDENTIAL_COLUMNS}"
+        )))
+        .bind(client_id)
+        .bind(&secret_hash.0[..])
+        .bind(worker_name)
+        .bind(Timestamp(at))
+        .fetch_one(self.writer())
+        .await
+        .map_err(|e| store_error(e, &client(client_id)))?;
+        Ok(row.into())
+    }
+
+    async fn worker_credential(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<(WorkerCredential, SecretHash)>, StoreError> {
+        let row: Option<(String, String, Timestamp, Option<Timestamp>, Vec<u8>)> = sqlx::query_as(
+            "SELECT client_id, worker_name, created_at, revoked_at, secret_hash
+                 FROM worker_credentials WHERE client_id = ?1",
+        )
+        .bind(client_id)
+        .fetch_optional(self.reader())
+        .await
+        .map_err(|e| store_error(e, &client(client_id)))?;
+        row.map(|(client_id, worker_name, created_at, revoked_at, hash)| {
+            let credential = CredentialRow {
+                client_id,
+                worker_name,
+                created_at,
+                revoked_at,
+            };
+            Ok((credential.into(), hash_of(&hash)?))
+        })
+        .transpose()
+    }
+
+    async fn list_worker_credentials(&self) -> Result<Vec<WorkerCredential>, StoreError> {
+        let rows: Vec<CredentialRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM worker_credentials ORDER BY created_at, client_id"
+        )))
+        .fetch_all(self.reader())
+        .await
+        .map_err(|e| store_error(e, &"the worker credentials"))?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn revoke_worker_credential(
+        &self,
+        client_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<WorkerCredential, StoreError> {
+        let row: CredentialRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE worker_credentials SET revoked_at = COALESCE(revoked_at, ?2)
+             WHERE client_id = ?1 RETURNING {CREDENTIAL_COLUMNS}"
+        )))
+        .bind(client_id)
+        .bind(Timestamp(at))
+        .fetch_one(self.writer())
+        .await
+        .map_err(|e| store_error(e, &client(client_id)))?;
+        Ok(row.into())
+    }
+}
