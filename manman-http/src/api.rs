@@ -1,12 +1,15 @@
 //! The router: every route of the host's HTTP API.
 
 use crate::problem::Problem;
-use crate::routes::{catalogue, commands, console, events, health, instances, worker_api, workers};
+use crate::routes::{
+    catalogue, commands, console, events, health, instances, tokens, worker_api,
+    worker_credentials, workers,
+};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use manman_core::host::{ConsoleHub, HostService};
+use axum::routing::{delete, get, post};
+use manman_core::host::{Authenticator, ConsoleHub, HostService};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -21,6 +24,8 @@ pub struct ApiState {
     pub host: HostService,
     /// Console backlog and live lines.
     pub console: ConsoleHub,
+    /// Tokens and worker credentials.
+    pub auth: Authenticator,
     /// Cancelled when the server shuts down: long-lived streams (SSE) end then, so a graceful
     /// shutdown does not wait for watchers to hang up.
     pub shutdown: CancellationToken,
@@ -33,9 +38,10 @@ pub struct CommandAccepted {
     pub command_id: Uuid,
 }
 
-/// The host's HTTP API.
+/// The host's HTTP API. Everything under `/api/v1` needs a bearer token but the worker's token
+/// exchange (`POST /api/v1/auth/token`).
 pub fn router(state: ApiState) -> Router {
-    let api = Router::new()
+    let authenticated = Router::new()
         .route(
             "/games",
             post(catalogue::create_game).get(catalogue::list_games),
@@ -62,7 +68,22 @@ pub fn router(state: ApiState) -> Router {
         .route("/commands/{id}", get(commands::get))
         .route("/worker/register", post(worker_api::register))
         .route("/worker/heartbeat", post(worker_api::heartbeat))
-        .route("/worker/configs/{id}", get(worker_api::config));
+        .route("/worker/configs/{id}", get(worker_api::config))
+        .route("/tokens", post(tokens::create).get(tokens::list))
+        .route("/tokens/{id}", delete(tokens::revoke))
+        .route(
+            "/worker-credentials",
+            post(worker_credentials::create).get(worker_credentials::list),
+        )
+        .route(
+            "/worker-credentials/{client_id}",
+            delete(worker_credentials::revoke),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authenticate,
+        ));
+    let api = authenticated.route("/auth/token", post(worker_credentials::exchange));
     Router::new()
         .route("/healthz", get(health::healthz))
         .nest("/api/v1", api)

@@ -3,12 +3,19 @@
 use crate::api::CommandAccepted;
 use crate::problem::Problem;
 use crate::routes::instances::StdinRequest;
+use crate::routes::tokens::{CreatedToken, NewToken};
+use crate::routes::worker_credentials::{
+    CreatedWorkerCredential, NewWorkerCredential, TokenRequest,
+};
 use futures::stream::{self, Stream, StreamExt};
+use manman_core::auth::{ApiToken, WorkerCredential};
 use manman_core::command::CommandRecord;
 use manman_core::config::{ConfigSpec, GameServerConfig};
 use manman_core::console::ConsoleLine;
 use manman_core::game_server::{GameServer, NewGameServer};
+use manman_core::host::WorkerToken;
 use manman_core::host::{StartRequest, Started};
+use manman_core::id::TokenId;
 use manman_core::id::{GameServerId, InstanceId};
 use manman_core::instance::{Instance, InstanceFilter};
 use manman_core::status::StatusEvent;
@@ -56,6 +63,7 @@ pub enum ClientError {
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    token: Option<String>,
 }
 
 impl Client {
@@ -64,6 +72,20 @@ impl Client {
         Self {
             base: base_url.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
+            token: None,
+        }
+    }
+
+    /// The same client, sending `token` as its bearer token.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
         }
     }
 
@@ -87,7 +109,8 @@ impl Client {
             url: url.to_owned(),
             detail: e.to_string(),
         };
-        let response = request
+        let response = self
+            .authorized(request)
             .timeout(REQUEST_TIMEOUT)
             .send()
             .await
@@ -136,6 +159,56 @@ impl Client {
     ) -> Result<T, ClientError> {
         let url = self.url(path);
         self.send(self.http.post(&url).json(body), url).await
+    }
+
+    pub(crate) async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = self.url(path);
+        self.send(self.http.delete(&url), url).await
+    }
+
+    /// Creates an operator token (`admin`); its secret is in the answer, once.
+    pub async fn create_token(&self, new: &NewToken) -> Result<CreatedToken, ClientError> {
+        self.post("/api/v1/tokens", new).await
+    }
+
+    /// Every operator token (`admin`).
+    pub async fn list_tokens(&self) -> Result<Vec<ApiToken>, ClientError> {
+        self.get("/api/v1/tokens").await
+    }
+
+    /// Revokes an operator token (`admin`).
+    pub async fn revoke_token(&self, id: TokenId) -> Result<ApiToken, ClientError> {
+        self.delete(&format!("/api/v1/tokens/{}", id.get())).await
+    }
+
+    /// Creates worker credentials (`admin`); the secret is in the answer, once.
+    pub async fn create_worker_credential(
+        &self,
+        worker_name: &str,
+    ) -> Result<CreatedWorkerCredential, ClientError> {
+        let new = NewWorkerCredential {
+            worker_name: worker_name.to_owned(),
+        };
+        self.post("/api/v1/worker-credentials", &new).await
+    }
+
+    /// Every worker credential (`admin`).
+    pub async fn list_worker_credentials(&self) -> Result<Vec<WorkerCredential>, ClientError> {
+        self.get("/api/v1/worker-credentials").await
+    }
+
+    /// Revokes worker credentials (`admin`).
+    pub async fn revoke_worker_credential(
+        &self,
+        client_id: &str,
+    ) -> Result<WorkerCredential, ClientError> {
+        self.delete(&format!("/api/v1/worker-credentials/{client_id}"))
+            .await
+    }
+
+    /// Exchanges worker credentials for a worker token (no token needed).
+    pub async fn exchange(&self, request: &TokenRequest) -> Result<WorkerToken, ClientError> {
+        self.post("/api/v1/auth/token", request).await
     }
 
     /// Whether the host answers `/healthz`.
@@ -245,10 +318,14 @@ impl Client {
         if let Some(after) = after {
             request = request.header("last-event-id", after.to_string());
         }
-        let response = request.send().await.map_err(|e| ClientError::Transport {
-            url: url.clone(),
-            detail: e.to_string(),
-        })?;
+        let response =
+            self.authorized(request)
+                .send()
+                .await
+                .map_err(|e| ClientError::Transport {
+                    url: url.clone(),
+                    detail: e.to_string(),
+                })?;
         if !response.status().is_success() {
             let status = response.status();
             let body = response.bytes().await.unwrap_or_default();

@@ -1,22 +1,95 @@
 //! [`HttpHostApi`]: the worker's view of a host in another process, over HTTP.
 
 use crate::client::{Client, ClientError};
+use crate::routes::worker_credentials::TokenRequest;
 use async_trait::async_trait;
+use manman_core::host::WorkerToken;
 use manman_core::id::ConfigId;
 use manman_core::ports::{ConfigBundle, HostApi, HostApiError};
 use manman_core::worker::{Heartbeat, Registered, WorkerRegistration};
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::Mutex;
 
-/// The worker-facing routes of a host (`/api/v1/worker`).
+/// A token is exchanged again when it has less than this left.
+const RENEW_BEFORE: chrono::Duration = chrono::Duration::seconds(60);
+
+/// A worker's credentials (`MANMAN_WORKER_CLIENT_ID`, `MANMAN_WORKER_CLIENT_SECRET`), created by
+/// an admin with `manman workers credentials create <name>`. Its `Debug` hides the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WorkerCredentials {
+    /// The client id.
+    pub client_id: String,
+    /// The secret.
+    pub client_secret: String,
+}
+
+impl fmt::Debug for WorkerCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerCredentials")
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The worker-facing routes of a host (`/api/v1/worker`), with a worker token exchanged for the
+/// worker's credentials, renewed before it expires and again when the host refuses it (a host
+/// that restarted signs with a new key).
 #[derive(Debug, Clone)]
 pub struct HttpHostApi {
     client: Client,
+    credentials: WorkerCredentials,
+    token: Arc<Mutex<Option<WorkerToken>>>,
 }
 
 impl HttpHostApi {
-    /// The host at `base_url` (e.g. `http://manman-host:8000`).
-    pub fn new(base_url: &str) -> Self {
+    /// The host at `base_url` (e.g. `http://manman-host:8000`), as the worker `credentials`
+    /// act for.
+    pub fn new(base_url: &str, credentials: WorkerCredentials) -> Self {
         Self {
             client: Client::new(base_url),
+            credentials,
+            token: Arc::default(),
+        }
+    }
+
+    /// A client with a current worker token.
+    async fn authorized(&self) -> Result<Client, ClientError> {
+        let mut token = self.token.lock().await;
+        let current = token
+            .as_ref()
+            .filter(|t| t.expires_at - chrono::Utc::now() > RENEW_BEFORE);
+        let access_token = match current {
+            Some(t) => t.access_token.clone(),
+            None => {
+                let request = TokenRequest {
+                    client_id: self.credentials.client_id.clone(),
+                    client_secret: self.credentials.client_secret.clone(),
+                };
+                let fresh = self.client.exchange(&request).await?;
+                let access_token = fresh.access_token.clone();
+                *token = Some(fresh);
+                access_token
+            }
+        };
+        Ok(self.client.clone().with_token(access_token))
+    }
+
+    /// Calls the host with a current token; when the token is refused, once more with a new one.
+    async fn call<T, F, Fut>(&self, request: F) -> Result<T, ClientError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        let client = self.authorized().await?;
+        match request(client).await {
+            Err(ClientError::Problem(problem)) if problem.status == 401 => {
+                *self.token.lock().await = None;
+                let client = self.authorized().await?;
+                request(client).await
+            }
+            other => other,
         }
     }
 }
@@ -50,23 +123,30 @@ impl HostApi for HttpHostApi {
         &self,
         registration: &WorkerRegistration,
     ) -> Result<Registered, HostApiError> {
-        self.client
-            .post("/api/v1/worker/register", registration)
-            .await
-            .map_err(|e| to_api_error(e, None))
+        self.call(
+            |client| async move { client.post("/api/v1/worker/register", registration).await },
+        )
+        .await
+        .map_err(|e| to_api_error(e, None))
     }
 
     async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), HostApiError> {
-        self.client
-            .post_no_content("/api/v1/worker/heartbeat", heartbeat)
-            .await
-            .map_err(|e| to_api_error(e, Some(heartbeat)))
+        self.call(|client| async move {
+            client
+                .post_no_content("/api/v1/worker/heartbeat", heartbeat)
+                .await
+        })
+        .await
+        .map_err(|e| to_api_error(e, Some(heartbeat)))
     }
 
     async fn fetch_config(&self, id: ConfigId) -> Result<ConfigBundle, HostApiError> {
-        self.client
-            .get(&format!("/api/v1/worker/configs/{}", id.get()))
-            .await
-            .map_err(|e| to_api_error(e, None))
+        let path = format!("/api/v1/worker/configs/{}", id.get());
+        self.call(|client| {
+            let path = path.clone();
+            async move { client.get(&path).await }
+        })
+        .await
+        .map_err(|e| to_api_error(e, None))
     }
 }

@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod api;
+mod auth;
 mod client;
 mod extract;
 mod host_api_client;
@@ -11,10 +12,13 @@ mod server;
 mod sse;
 
 pub use api::{ApiState, BODY_LIMIT, CommandAccepted, router};
+pub use auth::{Access, AdminScope, Needs, OperateScope, ReadScope, WorkerAccess};
 pub use client::{Client, ClientError};
 pub use extract::{ApiJson, ApiPath, ApiQuery};
-pub use host_api_client::HttpHostApi;
+pub use host_api_client::{HttpHostApi, WorkerCredentials};
 pub use problem::{ApiError, PROBLEM_JSON, Problem};
 pub use routes::instances::StdinRequest;
+pub use routes::tokens::{CreatedToken, NewToken};
+pub use routes::worker_credentials::{CreatedWorkerCredential, NewWorkerCredential, TokenRequest};
 pub use server::{HostServer, ServeOptions};
 pub use sse::{SseEvent, SseParser};

@@ -62,6 +62,11 @@ impl IntoResponse for Problem {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         response
     }
 }
@@ -83,6 +88,10 @@ impl From<ApiError> for Problem {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, v.to_string()).with_errors(v.errors)
             }
             HostError::NotFound { .. } => Self::new(StatusCode::NOT_FOUND, error.to_string()),
+            HostError::Unauthenticated { .. } => {
+                Self::new(StatusCode::UNAUTHORIZED, error.to_string())
+            }
+            HostError::Forbidden { .. } => Self::new(StatusCode::FORBIDDEN, error.to_string()),
             HostError::Conflict { .. } | HostError::NoWorker { .. } => {
                 Self::new(StatusCode::CONFLICT, error.to_string())
             }

@@ -3,8 +3,8 @@
 
 use crate::api::{ApiState, router};
 use manman_core::host::{
-    ConsoleHub, DeadCommands, HostService, Lease, LeaseSweep, Retention, RetentionPolicy,
-    StatusProcessor,
+    Authenticator, ConsoleHub, DeadCommands, HostService, Lease, LeaseSweep, Retention,
+    RetentionPolicy, SigningKey, StatusProcessor,
 };
 use manman_core::ports::BusError;
 use std::future::Future;
@@ -50,15 +50,18 @@ pub struct ServeOptions {
     pub retention: RetentionPolicy,
     /// How long a worker may be silent before it is `lost`.
     pub lease: Lease,
+    /// What worker tokens are signed with (shared by host replicas behind one address).
+    pub signing_key: SigningKey,
 }
 
 impl ServeOptions {
-    /// Listen on `bind`, default retention.
+    /// Listen on `bind`, default retention and lease, a random signing key.
     pub fn new(bind: SocketAddr) -> Self {
         Self {
             bind,
             retention: RetentionPolicy::default(),
             lease: Lease::default(),
+            signing_key: SigningKey::random(),
         }
     }
 }
@@ -70,6 +73,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct HostServer {
     addr: SocketAddr,
+    auth: Authenticator,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -119,9 +123,15 @@ impl HostServer {
         let token = shutdown.clone();
         tracker.spawn(async move { retention.run(token).await });
 
+        let auth = Authenticator::new(
+            host.store().credentials.clone(),
+            host.clock(),
+            options.signing_key,
+        );
         let app = router(ApiState {
             host,
             console,
+            auth: auth.clone(),
             shutdown: shutdown.clone(),
         });
         let token = shutdown.clone();
@@ -134,6 +144,7 @@ impl HostServer {
         tracker.close();
         Ok(Self {
             addr,
+            auth,
             shutdown,
             tracker,
         })
@@ -142,6 +153,12 @@ impl HostServer {
     /// Where the API listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Tokens and worker credentials of this host: e.g. [`Authenticator::ensure_admin`] at
+    /// start.
+    pub fn auth(&self) -> &Authenticator {
+        &self.auth
     }
 
     /// Stops the API (open streams end) and the services, waiting up to 10 s.

@@ -3,8 +3,9 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
+use manman_core::auth::Scope;
 use manman_core::bus::Bus;
-use manman_core::host::{ConsoleHub, HostService};
+use manman_core::host::{Authenticator, ConsoleHub, HostService, SigningKey};
 use manman_core::memory::{MemoryBus, MemoryStore};
 use manman_core::ports::SystemClock;
 use manman_core::store::Store;
@@ -14,7 +15,36 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-async fn app() -> axum::Router {
+/// The router and what a test needs to call it: the authenticator and an admin token.
+struct App {
+    router: axum::Router,
+    auth: Authenticator,
+    admin: String,
+}
+
+impl App {
+    /// A new operator token.
+    async fn token(&self, name: &str, scope: Scope) -> String {
+        let (_, secret) = self.auth.create_token(name, scope).await.expect("token");
+        secret.expose().to_owned()
+    }
+
+    /// A worker token for the worker named `name`.
+    async fn worker_token(&self, name: &str) -> String {
+        let (credential, secret) = self
+            .auth
+            .create_worker_credential(name)
+            .await
+            .expect("credentials");
+        self.auth
+            .exchange(&credential.client_id, secret.expose())
+            .await
+            .expect("exchange")
+            .access_token
+    }
+}
+
+async fn app() -> App {
     let memory = MemoryBus::new();
     let bus = Bus::new(Arc::new(memory.clone()), Arc::new(memory));
     bus.declare().await.expect("topology");
@@ -23,20 +53,51 @@ async fn app() -> axum::Router {
         bus,
         Arc::new(SystemClock),
     );
-    router(ApiState {
+    let auth = Authenticator::new(
+        host.store().credentials.clone(),
+        host.clock(),
+        SigningKey::random(),
+    );
+    let admin = auth
+        .ensure_admin(None)
+        .await
+        .expect("admin")
+        .expect("a new admin token");
+    let router = router(ApiState {
+        auth: auth.clone(),
         host,
         console: ConsoleHub::default(),
         shutdown: CancellationToken::new(),
-    })
+    });
+    App {
+        router,
+        auth,
+        admin: admin.expose().to_owned(),
+    }
 }
 
+/// A request with the admin token.
 async fn call(
-    app: &axum::Router,
+    app: &App,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, String, Value) {
+    call_as(app, Some(&app.admin), method, uri, body).await
+}
+
+/// A request with `token` (none: no `Authorization` header).
+async fn call_as(
+    app: &App,
+    token: Option<&str>,
     method: &str,
     uri: &str,
     body: Option<Value>,
 ) -> (StatusCode, String, Value) {
     let mut request = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
     let body = match body {
         Some(json) => {
             request = request.header(header::CONTENT_TYPE, "application/json");
@@ -45,6 +106,7 @@ async fn call(
         None => Body::empty(),
     };
     let response = app
+        .router
         .clone()
         .oneshot(request.body(body).expect("request"))
         .await
@@ -157,10 +219,11 @@ async fn malformed_wrong_and_huge_bodies_are_4xx_problems() {
     let request = Request::builder()
         .method("POST")
         .uri("/api/v1/games")
+        .header(header::AUTHORIZATION, format!("Bearer {}", app.admin))
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from("{\"name\": "))
         .expect("request");
-    let response = app.clone().oneshot(request).await.expect("response");
+    let response = app.router.clone().oneshot(request).await.expect("response");
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let (status, ct, body) = call(
         &app,
@@ -178,9 +241,10 @@ async fn malformed_wrong_and_huge_bodies_are_4xx_problems() {
     let request = Request::builder()
         .method("POST")
         .uri("/api/v1/games")
+        .header(header::AUTHORIZATION, format!("Bearer {}", app.admin))
         .body(Body::from("{}"))
         .expect("request");
-    let response = app.clone().oneshot(request).await.expect("response");
+    let response = app.router.clone().oneshot(request).await.expect("response");
     assert_eq!(
         response.status(),
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -191,16 +255,38 @@ async fn malformed_wrong_and_huge_bodies_are_4xx_problems() {
 #[tokio::test]
 async fn workers_register_heartbeat_shut_down_and_have_a_history() {
     let app = app().await;
+    let worker = app.worker_token("box-1").await;
+    let as_worker = Some(worker.as_str());
     let registration = json!({"name": "box-1", "version": "1.0", "capacity": 4});
-    let (status, _, registered) =
-        call(&app, "POST", "/api/v1/worker/register", Some(registration)).await;
+    let (status, _, registered) = call_as(
+        &app,
+        as_worker,
+        "POST",
+        "/api/v1/worker/register",
+        Some(registration),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let id = registered["worker_id"].as_i64().expect("id");
     let beat = json!({"worker_id": id, "epoch": registered["epoch"], "inventory": []});
-    let (status, _, _) = call(&app, "POST", "/api/v1/worker/heartbeat", Some(beat)).await;
+    let (status, _, _) = call_as(
+        &app,
+        as_worker,
+        "POST",
+        "/api/v1/worker/heartbeat",
+        Some(beat),
+    )
+    .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let stale = json!({"worker_id": id, "epoch": 0, "inventory": []});
-    let (status, ct, body) = call(&app, "POST", "/api/v1/worker/heartbeat", Some(stale)).await;
+    let (status, ct, body) = call_as(
+        &app,
+        as_worker,
+        "POST",
+        "/api/v1/worker/heartbeat",
+        Some(stale),
+    )
+    .await;
     assert_problem(status, &ct, &body, StatusCode::CONFLICT);
 
     let (status, _, worker) = call(&app, "GET", &format!("/api/v1/workers/{id}"), None).await;
@@ -233,8 +319,9 @@ async fn workers_register_heartbeat_shut_down_and_have_a_history() {
     );
     let (status, ct, body) = call(&app, "GET", "/api/v1/workers/999", None).await;
     assert_problem(status, &ct, &body, StatusCode::NOT_FOUND);
-    let (status, ct, body) = call(&app, "GET", "/api/v1/worker/configs/999", None).await;
-    assert_problem(status, &ct, &body, StatusCode::NOT_FOUND);
+    let (status, ct, body) =
+        call_as(&app, as_worker, "GET", "/api/v1/worker/configs/999", None).await;
+    assert_problem(status, &ct, &body, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
@@ -264,12 +351,281 @@ async fn instances_and_commands_errors() {
     // A live stream: check its head only.
     let request = Request::builder()
         .uri("/api/v1/events")
+        .header(header::AUTHORIZATION, format!("Bearer {}", app.admin))
         .body(Body::empty())
         .expect("request");
-    let response = app.clone().oneshot(request).await.expect("response");
+    let response = app.router.clone().oneshot(request).await.expect("response");
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         response.headers()[header::CONTENT_TYPE],
         "text/event-stream"
+    );
+}
+
+/// Every route of the operator and worker API, with a placeholder id.
+const PROTECTED: [(&str, &str); 27] = [
+    ("POST", "/api/v1/games"),
+    ("GET", "/api/v1/games"),
+    ("GET", "/api/v1/games/1"),
+    ("POST", "/api/v1/games/1/configs"),
+    ("GET", "/api/v1/games/1/configs"),
+    ("GET", "/api/v1/configs"),
+    ("GET", "/api/v1/configs/1"),
+    ("GET", "/api/v1/workers"),
+    ("GET", "/api/v1/workers/1"),
+    ("POST", "/api/v1/workers/1/shutdown"),
+    ("GET", "/api/v1/workers/1/history"),
+    ("GET", "/api/v1/events"),
+    ("POST", "/api/v1/instances"),
+    ("GET", "/api/v1/instances"),
+    ("GET", "/api/v1/instances/1"),
+    ("POST", "/api/v1/instances/1/stop"),
+    ("POST", "/api/v1/instances/1/kill"),
+    ("POST", "/api/v1/instances/1/stdin"),
+    ("GET", "/api/v1/instances/1/history"),
+    ("GET", "/api/v1/instances/1/console"),
+    (
+        "GET",
+        "/api/v1/commands/00000000-0000-0000-0000-000000000000",
+    ),
+    ("POST", "/api/v1/worker/register"),
+    ("POST", "/api/v1/worker/heartbeat"),
+    ("GET", "/api/v1/worker/configs/1"),
+    ("GET", "/api/v1/tokens"),
+    ("DELETE", "/api/v1/tokens/1"),
+    ("GET", "/api/v1/worker-credentials"),
+];
+
+#[tokio::test]
+async fn every_route_but_the_public_ones_needs_a_valid_token() {
+    let app = app().await;
+    for (method, uri) in PROTECTED {
+        for token in [None, Some("mm_not-a-token"), Some("mmw.00.00")] {
+            let (status, ct, body) = call_as(&app, token, method, uri, None).await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {uri} with {token:?}: {body}"
+            );
+            assert_problem(status, &ct, &body, StatusCode::UNAUTHORIZED);
+        }
+    }
+    let request = Request::builder()
+        .uri("/api/v1/games")
+        .body(Body::empty())
+        .expect("request");
+    let response = app.router.clone().oneshot(request).await.expect("response");
+    assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    let (status, _, _) = call_as(&app, None, "GET", "/healthz", None).await;
+    assert_eq!(status, StatusCode::OK, "health needs no token");
+}
+
+#[tokio::test]
+async fn scopes_decide_what_an_operator_token_may_do() {
+    let app = app().await;
+    let reader = app.token("dashboard", Scope::Read).await;
+    let operator = app.token("ci", Scope::Operate).await;
+    let game = json!({"name": "cs2", "server_type": {"type": "steam", "app_id": 730}});
+
+    let (status, _, _) = call_as(&app, Some(&reader), "GET", "/api/v1/games", None).await;
+    assert_eq!(status, StatusCode::OK, "read may read");
+    let (status, ct, body) = call_as(
+        &app,
+        Some(&reader),
+        "POST",
+        "/api/v1/games",
+        Some(game.clone()),
+    )
+    .await;
+    assert_problem(status, &ct, &body, StatusCode::FORBIDDEN);
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("operate") && d.contains("dashboard")),
+        "says which scope is needed and which token lacks it: {body}"
+    );
+    let (status, _, _) = call_as(&app, Some(&operator), "POST", "/api/v1/games", Some(game)).await;
+    assert_eq!(status, StatusCode::CREATED, "operate may change things");
+    let (status, ct, body) = call_as(&app, Some(&operator), "GET", "/api/v1/tokens", None).await;
+    assert_problem(status, &ct, &body, StatusCode::FORBIDDEN);
+
+    // Admin: create a token (its secret once), list, revoke; the revoked token stops working.
+    let (status, _, created) = call(
+        &app,
+        "POST",
+        "/api/v1/tokens",
+        Some(json!({"name": "temp", "scope": "read"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let secret = created["secret"].as_str().expect("secret").to_owned();
+    let (status, _, _) = call_as(&app, Some(&secret), "GET", "/api/v1/workers", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, list) = call(&app, "GET", "/api/v1/tokens", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        !list.to_string().contains(&secret),
+        "a listing never shows secrets"
+    );
+    assert_eq!(list.as_array().map(Vec::len), Some(4));
+    let id = created["token"]["id"].as_i64().expect("id");
+    let (status, _, revoked) = call(&app, "DELETE", &format!("/api/v1/tokens/{id}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(revoked["revoked_at"].is_string());
+    let (status, ct, body) = call_as(&app, Some(&secret), "GET", "/api/v1/workers", None).await;
+    assert_problem(status, &ct, &body, StatusCode::UNAUTHORIZED);
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("revoked"))
+    );
+
+    let (status, ct, body) = call(
+        &app,
+        "POST",
+        "/api/v1/tokens",
+        Some(json!({"name": "temp", "scope": "read"})),
+    )
+    .await;
+    assert_problem(status, &ct, &body, StatusCode::CONFLICT);
+    let (status, ct, body) = call(
+        &app,
+        "POST",
+        "/api/v1/tokens",
+        Some(json!({"name": "x", "scope": "root"})),
+    )
+    .await;
+    assert_problem(status, &ct, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, ct, body) = call(&app, "DELETE", "/api/v1/tokens/999", None).await;
+    assert_problem(status, &ct, &body, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_worker_acts_for_itself_only() {
+    let app = app().await;
+    // Credentials through the API; the exchange needs no token.
+    let (status, _, created) = call(
+        &app,
+        "POST",
+        "/api/v1/worker-credentials",
+        Some(json!({"worker_name": "box-a"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let exchange = json!({
+        "client_id": created["credential"]["client_id"],
+        "client_secret": created["client_secret"],
+    });
+    let (status, _, token) =
+        call_as(&app, None, "POST", "/api/v1/auth/token", Some(exchange)).await;
+    assert_eq!(status, StatusCode::OK, "{token}");
+    let a = token["access_token"].as_str().expect("token").to_owned();
+    let wrong = json!({"client_id": created["credential"]["client_id"], "client_secret": "guess"});
+    let (status, ct, body) = call_as(&app, None, "POST", "/api/v1/auth/token", Some(wrong)).await;
+    assert_problem(status, &ct, &body, StatusCode::UNAUTHORIZED);
+    let b = app.worker_token("box-b").await;
+
+    let register = |name: &str| json!({"name": name, "version": "1", "capacity": 2});
+    let (status, ct, body) = call_as(
+        &app,
+        Some(&a),
+        "POST",
+        "/api/v1/worker/register",
+        Some(register("box-b")),
+    )
+    .await;
+    assert_problem(status, &ct, &body, StatusCode::FORBIDDEN);
+    let (status, _, a_registered) = call_as(
+        &app,
+        Some(&a),
+        "POST",
+        "/api/v1/worker/register",
+        Some(register("box-a")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, b_registered) = call_as(
+        &app,
+        Some(&b),
+        "POST",
+        "/api/v1/worker/register",
+        Some(register("box-b")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A heartbeat as box-b would reconcile box-b's instances: refused to box-a.
+    let beat = json!({"worker_id": b_registered["worker_id"], "epoch": b_registered["epoch"], "inventory": []});
+    let (status, ct, body) = call_as(
+        &app,
+        Some(&a),
+        "POST",
+        "/api/v1/worker/heartbeat",
+        Some(beat.clone()),
+    )
+    .await;
+    assert_problem(status, &ct, &body, StatusCode::FORBIDDEN);
+    let (status, _, _) = call_as(
+        &app,
+        Some(&b),
+        "POST",
+        "/api/v1/worker/heartbeat",
+        Some(beat),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // An instance on box-b: its config is box-b's to fetch, not box-a's.
+    let game = json!({"name": "g", "server_type": {"type": "local", "path": "g"}});
+    let (_, _, game) = call(&app, "POST", "/api/v1/games", Some(game)).await;
+    let config = json!({"name": "main", "executable": "server"});
+    let (_, _, config) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/games/{}/configs", game["id"]),
+        Some(config),
+    )
+    .await;
+    let start = json!({"config_id": config["id"], "worker": "box-b"});
+    let (status, _, _) = call(&app, "POST", "/api/v1/instances", Some(start)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let fetch = format!("/api/v1/worker/configs/{}", config["id"]);
+    let (status, ct, body) = call_as(&app, Some(&a), "GET", &fetch, None).await;
+    assert_problem(status, &ct, &body, StatusCode::FORBIDDEN);
+    let (status, _, bundle) = call_as(&app, Some(&b), "GET", &fetch, None).await;
+    assert_eq!(status, StatusCode::OK, "{bundle}");
+    assert_eq!(bundle["config"]["id"], config["id"]);
+
+    // Worker tokens are for worker routes, operator tokens for the rest.
+    let (status, ct, body) = call_as(&app, Some(&a), "GET", "/api/v1/games", None).await;
+    assert_problem(status, &ct, &body, StatusCode::FORBIDDEN);
+    let (status, ct, body) = call(
+        &app,
+        "POST",
+        "/api/v1/worker/register",
+        Some(register("box-a")),
+    )
+    .await;
+    assert_problem(status, &ct, &body, StatusCode::FORBIDDEN);
+    assert!(a_registered["worker_id"].is_i64());
+
+    // Revoked credentials are not exchanged again.
+    let client_id = created["credential"]["client_id"].as_str().expect("id");
+    let (status, _, _) = call(
+        &app,
+        "DELETE",
+        &format!("/api/v1/worker-credentials/{client_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let again = json!({"client_id": client_id, "client_secret": created["client_secret"]});
+    let (status, ct, body) = call_as(&app, None, "POST", "/api/v1/auth/token", Some(again)).await;
+    assert_problem(status, &ct, &body, StatusCode::UNAUTHORIZED);
+    let (status, _, list) = call(&app, "GET", "/api/v1/worker-credentials", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        !list.to_string().contains("mms_"),
+        "never the secrets: {list}"
     );
 }

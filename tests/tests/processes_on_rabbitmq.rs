@@ -106,8 +106,12 @@ async fn host_and_two_workers_as_processes_on_rabbitmq() {
     let Some(vhost) = Vhost::create() else { return };
     let dir = tempfile::tempdir().expect("dir");
     let port = free_port();
+    let admin_token = "admin-token-of-the-processes-test";
+    let token_file = dir.path().join("admin-token");
+    std::fs::write(&token_file, admin_token).expect("token file");
     let host = Daemon(
         Command::new(HOST)
+            .env("MANMAN_ADMIN_TOKEN_FILE", &token_file)
             .env("MANMAN_BIND", format!("127.0.0.1:{port}"))
             .env("MANMAN_POSTGRES_URL", "memory://")
             .env("MANMAN_RABBITMQ_URL", &vhost.url)
@@ -117,9 +121,14 @@ async fn host_and_two_workers_as_processes_on_rabbitmq() {
             .expect("host"),
     );
     let url = format!("http://127.0.0.1:{port}");
-    let client = Client::new(&url);
+    let client = Client::new(&url).with_token(admin_token);
     eventually("the host to answer", WAIT, || async {
         client.healthy().await.then_some(())
+    })
+    .await;
+    // The host takes the token file's token once it serves.
+    eventually("the admin token to work", WAIT, || async {
+        client.list_workers().await.ok()
     })
     .await;
 
@@ -129,8 +138,14 @@ async fn host_and_two_workers_as_processes_on_rabbitmq() {
         std::fs::create_dir_all(install.join("games/fake")).expect("dir");
         std::os::unix::fs::symlink(FAKE, install.join("games/fake/fake-game-server"))
             .expect("link");
+        let credentials = client
+            .create_worker_credential(name)
+            .await
+            .expect("credentials");
         workers.push(Daemon(
             Command::new(WORKER)
+                .env("MANMAN_WORKER_CLIENT_ID", &credentials.credential.client_id)
+                .env("MANMAN_WORKER_CLIENT_SECRET", &credentials.client_secret)
                 .env("MANMAN_HOST_URL", &url)
                 .env("MANMAN_RABBITMQ_URL", &vhost.url)
                 .env("MANMAN_WORKER_NAME", name)

@@ -2,11 +2,12 @@
 //! games, configs and instance history (SQLite in `<data dir>/manman.db`).
 
 use manman::up::{self, StoreChoice, UpOptions};
+use manman_core::auth::Scope;
 use manman_core::config::ConfigSpec;
 use manman_core::game_server::{NewGameServer, ServerType};
 use manman_core::host::StartRequest;
 use manman_core::status::Status;
-use manman_http::Client;
+use manman_http::{Client, NewToken};
 use manman_tests::eventually;
 use manman_tests::harness::WAIT;
 use std::path::Path;
@@ -29,7 +30,18 @@ fn options(data: &Path) -> UpOptions {
 async fn a_restart_on_the_same_data_dir_finds_everything() {
     let data = tempfile::tempdir().expect("dir");
     let first = up::start(options(data.path())).await.expect("first start");
-    let client = Client::new(&format!("http://{}", first.addr));
+    assert!(
+        first.admin.created,
+        "the first start creates the admin token"
+    );
+    let client = Client::new(&format!("http://{}", first.addr)).with_token(&first.admin.token);
+    let reader = client
+        .create_token(&NewToken {
+            name: "dashboard".into(),
+            scope: Scope::Read,
+        })
+        .await
+        .expect("a read token");
     let extra = client
         .create_game(&NewGameServer {
             name: "extra".into(),
@@ -61,11 +73,34 @@ async fn a_restart_on_the_same_data_dir_finds_everything() {
     })
     .await;
     let history_before = client.instance_history(id).await.expect("history");
+    let first_token = first.admin.token.clone();
     first.stop().await.expect("clean stop");
     assert!(data.path().join("manman.db").exists());
 
     let second = up::start(options(data.path())).await.expect("second start");
-    let client = Client::new(&format!("http://{}", second.addr));
+    assert!(!second.admin.created, "the kept admin token is used again");
+    assert_eq!(second.admin.token, first_token);
+    let url = format!("http://{}", second.addr);
+    let dashboard = Client::new(&url).with_token(&reader.secret);
+    assert_eq!(
+        dashboard
+            .list_games()
+            .await
+            .expect("the read token still works")
+            .len(),
+        2
+    );
+    let listed = Client::new(&url)
+        .with_token(&second.admin.token)
+        .list_tokens()
+        .await
+        .expect("the admin token still works");
+    assert!(
+        listed
+            .iter()
+            .any(|t| t.name == "dashboard" && t.revoked_at.is_none())
+    );
+    let client = Client::new(&url).with_token(&second.admin.token);
     let games: Vec<String> = client
         .list_games()
         .await

@@ -37,7 +37,7 @@ async fn system() -> System {
     })
     .await
     .expect("manman up starts");
-    let client = Client::new(&format!("http://{}", running.addr));
+    let client = Client::new(&format!("http://{}", running.addr)).with_token(&running.admin.token);
     assert!(client.healthy().await, "/healthz answers");
     System {
         running,
@@ -244,6 +244,7 @@ async fn a_crash_is_reported_with_its_exit_code_and_bad_requests_harm_nothing() 
     let url = format!("http://{}/api/v1/instances", running.addr);
     let response = reqwest::Client::new()
         .post(&url)
+        .bearer_auth(&running.admin.token)
         .json(&serde_json::json!({"config_id": 999_999}))
         .send()
         .await
@@ -264,6 +265,7 @@ async fn a_crash_is_reported_with_its_exit_code_and_bad_requests_harm_nothing() 
     // Malformed JSON and unknown fields are 4xx problems too.
     let response = reqwest::Client::new()
         .post(&url)
+        .bearer_auth(&running.admin.token)
         .header("content-type", "application/json")
         .body("{not json")
         .send()
@@ -272,6 +274,7 @@ async fn a_crash_is_reported_with_its_exit_code_and_bad_requests_harm_nothing() 
     assert_eq!(response.status(), 400);
     let response = reqwest::Client::new()
         .post(&url)
+        .bearer_auth(&running.admin.token)
         .json(&serde_json::json!({"config_id": demo.get(), "colour": "red"}))
         .send()
         .await

@@ -198,6 +198,14 @@ struct Up {
     _data: tempfile::TempDir,
 }
 
+/// The admin token `manman up` keeps in its data directory (written before it prints its URL).
+fn admin_token(data_dir: &std::path::Path) -> String {
+    std::fs::read_to_string(data_dir.join("admin-token"))
+        .expect("manman up keeps its admin token")
+        .trim()
+        .to_owned()
+}
+
 impl Up {
     fn start(capacity: u32) -> Self {
         let data = tempfile::tempdir().expect("dir");
@@ -229,7 +237,7 @@ impl Up {
             .to_owned();
         Self {
             child,
-            client: Client::new(&url),
+            client: Client::new(&url).with_token(admin_token(data.path())),
             _data: data,
         }
     }
@@ -405,7 +413,7 @@ async fn a_sigkilled_manman_up_restarted_on_its_data_dir_ends_what_its_servers_l
             .to_owned()
     };
     let mut first = spawn_up();
-    let client = Client::new(&read_url(&mut first));
+    let client = Client::new(&read_url(&mut first)).with_token(admin_token(data.path()));
     let game = client.list_games().await.expect("games")[0].id;
     let config = client
         .create_config(game, &ConfigSpec::new("main", "fake-game-server"))

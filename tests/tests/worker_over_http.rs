@@ -12,7 +12,7 @@ use manman_core::status::Status;
 use manman_core::store::Store;
 use manman_core::worker::WorkerRegistration;
 use manman_core::worker_service::{LocalInstaller, WorkerExit, WorkerService, WorkerSettings};
-use manman_http::{HostServer, HttpHostApi, ServeOptions};
+use manman_http::{HostServer, HttpHostApi, ServeOptions, WorkerCredentials};
 use manman_tests::eventually;
 use manman_tests::harness::WAIT;
 use std::sync::Arc;
@@ -42,7 +42,18 @@ async fn a_worker_over_http_runs_servers_and_stops_when_superseded() {
     )
     .await
     .expect("serve");
-    let api = Arc::new(HttpHostApi::new(&format!("http://{}", server.addr())));
+    let (credential, secret) = server
+        .auth()
+        .create_worker_credential("remote")
+        .await
+        .expect("credentials");
+    let api = Arc::new(HttpHostApi::new(
+        &format!("http://{}", server.addr()),
+        WorkerCredentials {
+            client_id: credential.client_id,
+            client_secret: secret.expose().to_owned(),
+        },
+    ));
 
     let mut settings = WorkerSettings::new("remote", dir.path());
     settings.heartbeat_interval = Duration::from_millis(200);

@@ -61,7 +61,9 @@ impl UpProcess {
             .and_then(|u| u.strip_suffix("/api/v1"))
             .with_context(|| format!("no API address in {first:?}"))?
             .to_owned();
-        let client = Client::new(&url);
+        let token = std::fs::read_to_string(data.0.join("admin-token"))
+            .context("manman up keeps its admin token in its data directory")?;
+        let client = Client::new(&url).with_token(token.trim());
         let deadline = Instant::now() + Duration::from_secs(30);
         while !client.healthy().await {
             if Instant::now() > deadline {

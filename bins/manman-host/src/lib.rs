@@ -7,8 +7,9 @@
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use manman_core::auth::Secret;
 use manman_core::bus::Bus;
-use manman_core::host::{HostService, RetentionPolicy};
+use manman_core::host::{HostService, RetentionPolicy, SigningKey};
 use manman_core::memory::{MemoryBus, MemoryStore};
 use manman_core::ports::SystemClock;
 use manman_core::store::Store;
@@ -58,6 +59,47 @@ struct Options {
     /// Days of status history and finished commands kept.
     #[arg(long, env = "MANMAN_RETENTION_DAYS", default_value_t = 30)]
     retention_days: u64,
+    /// A file holding an admin token to accept (created as a token if it is not one yet).
+    /// Without it, the first start creates an admin token and prints it once.
+    #[arg(long, env = "MANMAN_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<std::path::PathBuf>,
+    /// The key worker tokens are signed with, at least 32 bytes; host replicas behind one
+    /// address must share it (default: random at each start, and workers get new tokens).
+    #[arg(long, env = "MANMAN_TOKEN_SIGNING_KEY", hide_env_values = true)]
+    token_signing_key: Option<String>,
+}
+
+/// The signing key from the settings, or a random one.
+fn signing_key(options: &Options) -> anyhow::Result<SigningKey> {
+    match &options.token_signing_key {
+        Some(key) => SigningKey::from_config(key)
+            .map_err(|e| anyhow::anyhow!("MANMAN_TOKEN_SIGNING_KEY: {e}")),
+        None => Ok(SigningKey::random()),
+    }
+}
+
+/// Makes sure an admin can get in: the token file's token, or a new one printed once.
+async fn ensure_admin(server: &HostServer, file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let supplied = match file {
+        Some(path) => Some(Secret::from_supplied(
+            &std::fs::read_to_string(path).with_context(|| {
+                format!("MANMAN_ADMIN_TOKEN_FILE: cannot read {}", path.display())
+            })?,
+        )),
+        None => None,
+    };
+    let created = server
+        .auth()
+        .ensure_admin(supplied.as_ref())
+        .await
+        .context("could not set up the admin token")?;
+    if let Some(secret) = created {
+        println!(
+            "No admin token existed, so one was created. It is shown this once; keep it:\n\n    {}\n",
+            secret.expose()
+        );
+    }
+    Ok(())
 }
 
 async fn store(options: &Options) -> anyhow::Result<Store> {
@@ -131,10 +173,15 @@ async fn run(options: Options) -> anyhow::Result<()> {
             ..RetentionPolicy::default()
         },
         lease: manman_core::host::Lease::default(),
+        signing_key: signing_key(&options)?,
     };
     let server = HostServer::start(host, serve)
         .await
         .with_context(|| format!("could not listen on {} (MANMAN_BIND)", options.bind))?;
+    if let Err(e) = ensure_admin(&server, options.admin_token_file.as_deref()).await {
+        server.stop().await;
+        return Err(e);
+    }
     tracing::info!(addr = %server.addr(), "manman-host is serving");
     wait_for_signal().await;
     tracing::info!("shutting down");

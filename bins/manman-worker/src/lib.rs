@@ -11,7 +11,7 @@ use manman_core::bus::Bus;
 use manman_core::ports::SystemClock;
 use manman_core::process::TokioProcessRunner;
 use manman_core::worker_service::{InstallerByType, WorkerExit, WorkerService, WorkerSettings};
-use manman_http::HttpHostApi;
+use manman_http::{HttpHostApi, WorkerCredentials};
 use manman_rabbit::{RabbitBus, RabbitSettings};
 use manman_steam::{SteamInstaller, SteamSettings};
 use std::collections::BTreeMap;
@@ -31,7 +31,15 @@ struct Options {
     /// The message bus: `amqp://user:password@host:5672/vhost` (or `amqps://`).
     #[arg(long, env = "MANMAN_RABBITMQ_URL", hide_env_values = true)]
     rabbitmq_url: String,
-    /// This worker's stable name (default: the machine's host name).
+    /// The client id of this worker's credentials (an admin creates them:
+    /// `manman workers credentials create <name>`).
+    #[arg(long, env = "MANMAN_WORKER_CLIENT_ID")]
+    client_id: String,
+    /// The secret of this worker's credentials.
+    #[arg(long, env = "MANMAN_WORKER_CLIENT_SECRET", hide_env_values = true)]
+    client_secret: String,
+    /// This worker's stable name (default: the machine's host name); its credentials must be
+    /// for this name.
     #[arg(long, env = "MANMAN_WORKER_NAME")]
     name: Option<String>,
     /// Where games are installed (local game paths are relative to it).
@@ -111,7 +119,13 @@ async fn run(options: Options) -> anyhow::Result<WorkerExit> {
     );
     let worker = WorkerService::new(
         settings,
-        Arc::new(HttpHostApi::new(&options.host_url)),
+        Arc::new(HttpHostApi::new(
+            &options.host_url,
+            WorkerCredentials {
+                client_id: options.client_id.clone(),
+                client_secret: options.client_secret.clone(),
+            },
+        )),
         bus,
         Arc::new(InstallerByType::with_steam(Arc::new(steam))),
         Arc::new(runner),

@@ -4,13 +4,15 @@ use crate::up::{self, UpOptions};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
+use manman_core::auth::Scope;
 use manman_core::config::ConfigSpec;
 use manman_core::game_server::{NewGameServer, ServerType};
 use manman_core::host::StartRequest;
 use manman_core::id::InstanceId;
+use manman_core::id::TokenId;
 use manman_core::instance::InstanceFilter;
 use manman_core::status::Status;
-use manman_http::Client;
+use manman_http::{Client, NewToken};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +30,17 @@ pub struct Cli {
         default_value = "http://127.0.0.1:8000"
     )]
     pub host: String,
+    /// The bearer token to send (an operator token).
+    #[arg(long, global = true, env = "MANMAN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Where to read the token when none is given: `manman up` keeps its admin token there.
+    #[arg(
+        long,
+        global = true,
+        env = "MANMAN_TOKEN_FILE",
+        default_value = "./data/admin-token"
+    )]
+    pub token_file: PathBuf,
     /// Print JSON instead of text (for scripts).
     #[arg(long, global = true)]
     pub json: bool,
@@ -94,6 +107,49 @@ pub enum CliCommand {
     },
     /// List workers.
     Workers,
+    /// Operator tokens (needs an admin token).
+    #[command(subcommand)]
+    Tokens(TokenCommand),
+    /// Worker credentials, which a worker exchanges for its token (needs an admin token).
+    #[command(subcommand)]
+    Credentials(CredentialCommand),
+}
+
+/// Token subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; its secret is printed once.
+    Create {
+        /// A unique name saying whose or what for.
+        name: String,
+        /// What it may do: read, operate or admin.
+        #[arg(long, default_value = "read")]
+        scope: Scope,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token.
+    Revoke {
+        /// The token id.
+        id: i64,
+    },
+}
+
+/// Worker credential subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CredentialCommand {
+    /// Create credentials for the worker of this name; the secret is printed once.
+    Create {
+        /// The name the worker registers under (`MANMAN_WORKER_NAME`).
+        worker_name: String,
+    },
+    /// List worker credentials (never their secrets).
+    List,
+    /// Revoke worker credentials.
+    Revoke {
+        /// The client id.
+        client_id: String,
+    },
 }
 
 /// `manman up` options.
@@ -184,7 +240,10 @@ pub enum ConfigCommand {
 
 /// Runs the command line; the error is printed by `main` (exit code 1).
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = Client::new(&cli.host);
+    let mut client = Client::new(&cli.host);
+    if let Some(token) = token(&cli)? {
+        client = client.with_token(token);
+    }
     let json = cli.json;
     match cli.command {
         CliCommand::Up(args) => run_up(args).await,
@@ -377,6 +436,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 )
             })
         }
+        CliCommand::Tokens(command) => tokens(&client, json, command).await,
+        CliCommand::Credentials(command) => credentials(&client, json, command).await,
         CliCommand::Workers => {
             let workers = client.list_workers().await?;
             print(json, &workers, || {
@@ -397,6 +458,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 out
             })
         }
+    }
+}
+
+/// The token from `--token`/`MANMAN_TOKEN`, else from the token file when it exists.
+fn token(cli: &Cli) -> anyhow::Result<Option<String>> {
+    if let Some(token) = &cli.token {
+        return Ok(Some(token.trim().to_owned()));
+    }
+    match std::fs::read_to_string(&cli.token_file) {
+        Ok(token) => Ok(Some(token.trim().to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "could not read the token file {} (MANMAN_TOKEN_FILE)",
+                cli.token_file.display()
+            )
+        }),
     }
 }
 
@@ -467,6 +545,89 @@ async fn resolve_config(
     Ok(config.id)
 }
 
+async fn tokens(client: &Client, json: bool, command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create { name, scope } => {
+            let created = client.create_token(&NewToken { name, scope }).await?;
+            print(json, &created, || {
+                format!(
+                    "token {} ({}) created; its secret is shown this once:\n{}",
+                    created.token.name, created.token.scope, created.secret
+                )
+            })
+        }
+        TokenCommand::List => {
+            let tokens = client.list_tokens().await?;
+            print(json, &tokens, || {
+                let mut out = format!("{:<6} {:<24} {:<8} {}", "ID", "NAME", "SCOPE", "STATE");
+                for t in &tokens {
+                    let state = match t.revoked_at {
+                        Some(at) => format!("revoked {}", at.format("%Y-%m-%d %H:%M")),
+                        None => "active".to_owned(),
+                    };
+                    out.push_str(&format!(
+                        "\n{:<6} {:<24} {:<8} {state}",
+                        t.id.get(),
+                        t.name,
+                        t.scope.as_str()
+                    ));
+                }
+                out
+            })
+        }
+        TokenCommand::Revoke { id } => {
+            let token = client.revoke_token(TokenId(id)).await?;
+            print(json, &token, || format!("token {} revoked", token.name))
+        }
+    }
+}
+
+async fn credentials(
+    client: &Client,
+    json: bool,
+    command: CredentialCommand,
+) -> anyhow::Result<()> {
+    match command {
+        CredentialCommand::Create { worker_name } => {
+            let created = client.create_worker_credential(&worker_name).await?;
+            print(json, &created, || {
+                format!(
+                    "credentials for worker {} created; give the worker these (the secret is shown this once):\n\
+                     MANMAN_WORKER_NAME={}\nMANMAN_WORKER_CLIENT_ID={}\nMANMAN_WORKER_CLIENT_SECRET={}",
+                    created.credential.worker_name,
+                    created.credential.worker_name,
+                    created.credential.client_id,
+                    created.client_secret
+                )
+            })
+        }
+        CredentialCommand::List => {
+            let credentials = client.list_worker_credentials().await?;
+            print(json, &credentials, || {
+                let mut out = format!("{:<22} {:<20} {}", "CLIENT ID", "WORKER", "STATE");
+                for c in &credentials {
+                    let state = if c.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    out.push_str(&format!(
+                        "\n{:<22} {:<20} {state}",
+                        c.client_id, c.worker_name
+                    ));
+                }
+                out
+            })
+        }
+        CredentialCommand::Revoke { client_id } => {
+            let credential = client.revoke_worker_credential(&client_id).await?;
+            print(json, &credential, || {
+                format!("credentials {} revoked", credential.client_id)
+            })
+        }
+    }
+}
+
 async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     let demo_executable = if args.no_demo {
         None
@@ -506,6 +667,21 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         "ManMan is up: API at {url}/api/v1 (health: {url}/healthz)\n\
          {kept}; Ctrl-C stops the game servers and exits.\n"
     );
+    let admin = &running.admin;
+    if admin.created {
+        banner.push_str(&format!(
+            "\nAn admin token was created and saved in {} (the `manman` command line reads it \
+             from there when run in this directory; elsewhere pass --token or MANMAN_TOKEN):\n\
+             \x20 {}\n",
+            admin.file.display(),
+            admin.token
+        ));
+    } else {
+        banner.push_str(&format!(
+            "\nThe admin token is kept in {}.\n",
+            admin.file.display()
+        ));
+    }
     if !args.no_demo {
         banner.push_str(&format!(
             "\nTry it from another terminal:\n\

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod demo;
+pub mod local_admin;
 pub mod up;
 
 use clap::Parser;

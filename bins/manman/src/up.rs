@@ -2,6 +2,7 @@
 //! socket, and a `demo` game ready to start.
 
 use crate::demo;
+use crate::local_admin::{self, LocalAdmin};
 use anyhow::Context;
 use manman_core::bus::Bus;
 use manman_core::host::{HostService, LocalHostApi};
@@ -108,6 +109,8 @@ async fn open_store(
 pub struct Running {
     /// Where the API listens.
     pub addr: SocketAddr,
+    /// The admin token it accepts (kept in the data directory).
+    pub admin: LocalAdmin,
     /// The host's services (for embedding and tests).
     pub host: HostService,
     server: HostServer,
@@ -143,6 +146,13 @@ pub async fn start(options: UpOptions) -> anyhow::Result<Running> {
     let server = HostServer::start(host.clone(), ServeOptions::new(options.bind)).await.with_context(|| {
         format!("could not listen on {}: is another `manman up` running? choose another address with --bind", options.bind)
     })?;
+    let admin = match local_admin::ensure(server.auth(), &data_dir).await {
+        Ok(admin) => admin,
+        Err(e) => {
+            server.stop().await;
+            return Err(e);
+        }
+    };
 
     let mut settings = WorkerSettings::new(&options.worker_name, &data_dir);
     settings.capacity = options.capacity;
@@ -161,6 +171,7 @@ pub async fn start(options: UpOptions) -> anyhow::Result<Running> {
     wait_for_worker(&host, &options.worker_name).await?;
     Ok(Running {
         addr: server.addr(),
+        admin,
         host,
         server,
         sqlite,

@@ -1,6 +1,7 @@
 //! Games and configs.
 
 use crate::api::ApiState;
+use crate::auth::{Access, OperateScope, ReadScope};
 use crate::extract::{ApiJson, ApiPath};
 use crate::problem::ApiError;
 use axum::Json;
@@ -11,6 +12,7 @@ use manman_core::game_server::{GameServer, NewGameServer};
 use manman_core::id::{ConfigId, GameServerId};
 
 pub(crate) async fn create_game(
+    _access: Access<OperateScope>,
     State(state): State<ApiState>,
     ApiJson(game): ApiJson<NewGameServer>,
 ) -> Result<(StatusCode, Json<GameServer>), ApiError> {
@@ -21,12 +23,14 @@ pub(crate) async fn create_game(
 }
 
 pub(crate) async fn list_games(
+    _access: Access<ReadScope>,
     State(state): State<ApiState>,
 ) -> Result<Json<Vec<GameServer>>, ApiError> {
     Ok(Json(state.host.list_games().await?))
 }
 
 pub(crate) async fn get_game(
+    _access: Access<ReadScope>,
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<GameServerId>,
 ) -> Result<Json<GameServer>, ApiError> {
@@ -34,6 +38,7 @@ pub(crate) async fn get_game(
 }
 
 pub(crate) async fn create_config(
+    _access: Access<OperateScope>,
     State(state): State<ApiState>,
     ApiPath(game): ApiPath<GameServerId>,
     ApiJson(spec): ApiJson<ConfigSpec>,
@@ -45,6 +50,7 @@ pub(crate) async fn create_config(
 }
 
 pub(crate) async fn list_game_configs(
+    _access: Access<ReadScope>,
     State(state): State<ApiState>,
     ApiPath(game): ApiPath<GameServerId>,
 ) -> Result<Json<Vec<GameServerConfig>>, ApiError> {
@@ -52,12 +58,14 @@ pub(crate) async fn list_game_configs(
 }
 
 pub(crate) async fn list_configs(
+    _access: Access<ReadScope>,
     State(state): State<ApiState>,
 ) -> Result<Json<Vec<GameServerConfig>>, ApiError> {
     Ok(Json(state.host.list_configs(None).await?))
 }
 
 pub(crate) async fn get_config(
+    _access: Access<ReadScope>,
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<ConfigId>,
 ) -> Result<Json<GameServerConfig>, ApiError> {

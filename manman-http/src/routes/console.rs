@@ -2,6 +2,7 @@
 //! `Last-Event-ID`. Each event is one console line: `id` its number, `data` the line as JSON.
 
 use crate::api::ApiState;
+use crate::auth::{Access, ReadScope};
 use crate::extract::ApiPath;
 use crate::problem::ApiError;
 use axum::extract::State;
@@ -23,6 +24,7 @@ fn event(line: &ConsoleLine) -> Event {
 }
 
 pub(crate) async fn stream(
+    _access: Access<ReadScope>,
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<InstanceId>,
     headers: HeaderMap,

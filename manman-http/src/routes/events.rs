@@ -3,6 +3,7 @@
 //! temporary queue of its own on `manman.events`, gone when it disconnects.
 
 use crate::api::ApiState;
+use crate::auth::{Access, ReadScope};
 use crate::problem::ApiError;
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -12,6 +13,7 @@ use manman_core::host::HostError;
 use std::convert::Infallible;
 
 pub(crate) async fn stream(
+    _access: Access<ReadScope>,
     State(state): State<ApiState>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let consumer = state

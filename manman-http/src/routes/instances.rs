@@ -1,6 +1,7 @@
 //! Instances: start, list, get, stop, kill, stdin, history.
 
 use crate::api::{ApiState, CommandAccepted};
+use crate::auth::{Access, OperateScope, ReadScope};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::problem::ApiError;
 use axum::Json;
@@ -12,20 +13,19 @@ use manman_core::instance::{Instance, InstanceFilter};
 use manman_core::status::{Entity, StatusEvent};
 use serde::{Deserialize, Serialize};
 
-/// Who issues commands until operator tokens exist.
-pub(crate) const ISSUED_BY: &str = "operator";
-
 pub(crate) async fn start(
+    access: Access<OperateScope>,
     State(state): State<ApiState>,
     ApiJson(request): ApiJson<StartRequest>,
 ) -> Result<(StatusCode, Json<Started>), ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(state.host.start(&request, ISSUED_BY).await?),
+        Json(state.host.start(&request, &access.issued_by()).await?),
     ))
 }
 
 pub(crate) async fn list(
+    _access: Access<ReadScope>,
     State(state): State<ApiState>,
     ApiQuery(filter): ApiQuery<InstanceFilter>,
 ) -> Result<Json<Vec<Instance>>, ApiError> {
@@ -33,6 +33,7 @@ pub(crate) async fn list(
 }
 
 pub(crate) async fn get(
+    _access: Access<ReadScope>,
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<Json<Instance>, ApiError> {
@@ -44,17 +45,19 @@ fn accepted(command_id: uuid::Uuid) -> (StatusCode, Json<CommandAccepted>) {
 }
 
 pub(crate) async fn stop(
+    access: Access<OperateScope>,
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<(StatusCode, Json<CommandAccepted>), ApiError> {
-    Ok(accepted(state.host.stop(id, ISSUED_BY).await?))
+    Ok(accepted(state.host.stop(id, &access.issued_by()).await?))
 }
 
 pub(crate) async fn kill(
+    access: Access<OperateScope>,
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<(StatusCode, Json<CommandAccepted>), ApiError> {
-    Ok(accepted(state.host.kill(id, ISSUED_BY).await?))
+    Ok(accepted(state.host.kill(id, &access.issued_by()).await?))
 }
 
 /// A console line to send.
@@ -66,12 +69,16 @@ pub struct StdinRequest {
 }
 
 pub(crate) async fn stdin(
+    access: Access<OperateScope>,
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<InstanceId>,
     ApiJson(request): ApiJson<StdinRequest>,
 ) -> Result<(StatusCode, Json<CommandAccepted>), ApiError> {
     Ok(accepted(
-        state.host.stdin(id, &request.line, ISSUED_BY).await?,
+        state
+            .host
+            .stdin(id, &request.line, &access.issued_by())
+            .await?,
     ))
 }
 
@@ -84,6 +91,7 @@ pub(crate) struct HistoryQuery {
 }
 
 pub(crate) async fn history(
+    _access: Access<ReadScope>,
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<InstanceId>,
     ApiQuery(query): ApiQuery<HistoryQuery>,

@@ -6,5 +6,7 @@ pub(crate) mod console;
 pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod instances;
+pub(crate) mod tokens;
 pub(crate) mod worker_api;
+pub(crate) mod worker_credentials;
 pub(crate) mod workers;

@@ -1,0 +1,162 @@
+//! Authentication and authorization: the [`authenticate`] layer puts the [`Caller`] of every
+//! request under `/api/v1` (but the public ones) in its extensions; each handler says what it
+//! needs with an extractor — [`Access`] with a scope for operators, [`WorkerAccess`] for workers.
+
+use crate::api::ApiState;
+use crate::problem::ApiError;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use manman_core::auth::{Caller, Scope};
+use manman_core::host::HostError;
+use std::marker::PhantomData;
+
+/// Authenticates the bearer token of a request and records its [`Caller`].
+pub(crate) async fn authenticate(
+    State(state): State<ApiState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let bearer = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|token| !token.is_empty());
+    let Some(bearer) = bearer else {
+        return ApiError(HostError::Unauthenticated {
+            detail: "send `Authorization: Bearer <token>`: an operator token (`manman tokens`, or \
+                     the admin token the host printed at its first start) or a worker token from \
+                     POST /api/v1/auth/token"
+                .to_owned(),
+        })
+        .into_response();
+    };
+    match state.auth.authenticate(bearer).await {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(e) => ApiError(e).into_response(),
+    }
+}
+
+fn caller(parts: &Parts) -> Result<Caller, ApiError> {
+    parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+        ApiError(HostError::Unauthenticated {
+            detail: "this request was not authenticated".to_owned(),
+        })
+    })
+}
+
+/// The scope a route needs, as a type: [`ReadScope`], [`OperateScope`], [`AdminScope`].
+pub trait Needs: Send + Sync + 'static {
+    /// The scope.
+    const SCOPE: Scope;
+}
+
+/// Routes that only read.
+#[derive(Debug)]
+pub struct ReadScope;
+/// Routes that change things.
+#[derive(Debug)]
+pub struct OperateScope;
+/// Routes that manage tokens and credentials.
+#[derive(Debug)]
+pub struct AdminScope;
+
+impl Needs for ReadScope {
+    const SCOPE: Scope = Scope::Read;
+}
+impl Needs for OperateScope {
+    const SCOPE: Scope = Scope::Operate;
+}
+impl Needs for AdminScope {
+    const SCOPE: Scope = Scope::Admin;
+}
+
+/// An operator whose token has at least the scope `N` needs; anyone else is refused (403).
+#[derive(Debug)]
+pub struct Access<N: Needs> {
+    /// The caller.
+    pub caller: Caller,
+    needs: PhantomData<N>,
+}
+
+impl<N: Needs> Access<N> {
+    /// Who to record as the issuer of a command: the token's name.
+    pub fn issued_by(&self) -> String {
+        match &self.caller {
+            Caller::Operator { name, .. } => name.clone(),
+            Caller::Worker { worker_name, .. } => format!("worker {worker_name}"),
+        }
+    }
+}
+
+impl<S: Send + Sync, N: Needs> FromRequestParts<S> for Access<N> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let caller = caller(parts)?;
+        match &caller {
+            Caller::Operator { scope, .. } if scope.allows(N::SCOPE) => Ok(Self {
+                caller,
+                needs: PhantomData,
+            }),
+            Caller::Operator { scope, name, .. } => Err(ApiError(HostError::Forbidden {
+                detail: format!(
+                    "this needs a token with the {} scope; token {name:?} has {scope}",
+                    N::SCOPE
+                ),
+            })),
+            Caller::Worker { worker_name, .. } => Err(ApiError(HostError::Forbidden {
+                detail: format!(
+                    "worker {worker_name:?}'s token is for the /api/v1/worker routes only; \
+                     operators use operator tokens"
+                ),
+            })),
+        }
+    }
+}
+
+/// A worker, with a token from its credentials; operators are refused (403).
+#[derive(Debug)]
+pub struct WorkerAccess {
+    /// The worker name its credentials act for.
+    pub worker_name: String,
+}
+
+impl WorkerAccess {
+    /// Refuses (403) acting for a worker of another name.
+    pub fn check(&self, worker_name: &str, what: &str) -> Result<(), ApiError> {
+        if worker_name == self.worker_name {
+            Ok(())
+        } else {
+            Err(ApiError(HostError::Forbidden {
+                detail: format!(
+                    "{what} belongs to worker {worker_name:?}; this token acts for worker {:?} only",
+                    self.worker_name
+                ),
+            }))
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for WorkerAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match caller(parts)? {
+            Caller::Worker { worker_name, .. } => Ok(Self { worker_name }),
+            Caller::Operator { name, .. } => Err(ApiError(HostError::Forbidden {
+                detail: format!(
+                    "the /api/v1/worker routes are for workers; token {name:?} is an operator's: \
+                     a worker exchanges its credentials at POST /api/v1/auth/token"
+                ),
+            })),
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Operator tokens (`admin`): create (the secret is shown once), list, revoke.
+
+use crate::api::ApiState;
+use crate::auth::{Access, AdminScope};
+use crate::extract::{ApiJson, ApiPath};
+use crate::problem::ApiError;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use manman_core::auth::{ApiToken, Scope};
+use manman_core::id::TokenId;
+use serde::{Deserialize, Serialize};
+
+/// A token to create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// A unique name saying whose or what for.
+    pub name: String,
+    /// What it may do.
+    pub scope: Scope,
+}
+
+/// A created token and its secret, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedToken {
+    /// The token.
+    pub token: ApiToken,
+    /// The bearer secret: keep it, the host cannot show it again.
+    pub secret: String,
+}
+
+pub(crate) async fn create(
+    _access: Access<AdminScope>,
+    State(state): State<ApiState>,
+    ApiJson(new): ApiJson<NewToken>,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    let (token, secret) = state.auth.create_token(&new.name, new.scope).await?;
+    tracing::info!(token = %token.name, scope = %token.scope, "token created");
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            token,
+            secret: secret.expose().to_owned(),
+        }),
+    ))
+}
+
+pub(crate) async fn list(
+    _access: Access<AdminScope>,
+    State(state): State<ApiState>,
+) -> Result<Json<Vec<ApiToken>>, ApiError> {
+    Ok(Json(state.auth.list_tokens().await?))
+}
+
+pub(crate) async fn revoke(
+    _access: Access<AdminScope>,
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<TokenId>,
+) -> Result<Json<ApiToken>, ApiError> {
+    let token = state.auth.revoke_token(id).await?;
+    tracing::info!(token = %token.name, "token revoked");
+    Ok(Json(token))
+}

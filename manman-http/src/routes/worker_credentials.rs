@@ -1,0 +1,89 @@
+//! Worker credentials (`admin`: create, list, revoke) and their exchange for a worker token
+//! (`POST /api/v1/auth/token`, the one route a worker calls without a token).
+
+use crate::api::ApiState;
+use crate::auth::{Access, AdminScope};
+use crate::extract::{ApiJson, ApiPath};
+use crate::problem::ApiError;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use manman_core::auth::WorkerCredential;
+use manman_core::host::WorkerToken;
+use serde::{Deserialize, Serialize};
+
+/// Credentials to create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewWorkerCredential {
+    /// The name the worker registers under (`MANMAN_WORKER_NAME`).
+    pub worker_name: String,
+}
+
+/// Created credentials and their secret, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedWorkerCredential {
+    /// The credentials.
+    pub credential: WorkerCredential,
+    /// The secret to give the worker (`MANMAN_WORKER_CLIENT_SECRET`): the host cannot show it
+    /// again.
+    pub client_secret: String,
+}
+
+/// What a worker sends to get a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// Its client id.
+    pub client_id: String,
+    /// Its secret.
+    pub client_secret: String,
+}
+
+pub(crate) async fn create(
+    _access: Access<AdminScope>,
+    State(state): State<ApiState>,
+    ApiJson(new): ApiJson<NewWorkerCredential>,
+) -> Result<(StatusCode, Json<CreatedWorkerCredential>), ApiError> {
+    let (credential, secret) = state
+        .auth
+        .create_worker_credential(&new.worker_name)
+        .await?;
+    tracing::info!(client_id = %credential.client_id, worker = %credential.worker_name, "worker credentials created");
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedWorkerCredential {
+            credential,
+            client_secret: secret.expose().to_owned(),
+        }),
+    ))
+}
+
+pub(crate) async fn list(
+    _access: Access<AdminScope>,
+    State(state): State<ApiState>,
+) -> Result<Json<Vec<WorkerCredential>>, ApiError> {
+    Ok(Json(state.auth.list_worker_credentials().await?))
+}
+
+pub(crate) async fn revoke(
+    _access: Access<AdminScope>,
+    State(state): State<ApiState>,
+    ApiPath(client_id): ApiPath<String>,
+) -> Result<Json<WorkerCredential>, ApiError> {
+    let credential = state.auth.revoke_worker_credential(&client_id).await?;
+    tracing::info!(client_id = %credential.client_id, "worker credentials revoked");
+    Ok(Json(credential))
+}
+
+pub(crate) async fn exchange(
+    State(state): State<ApiState>,
+    ApiJson(request): ApiJson<TokenRequest>,
+) -> Result<Json<WorkerToken>, ApiError> {
+    Ok(Json(
+        state
+            .auth
+            .exchange(&request.client_id, &request.client_secret)
+            .await?,
+    ))
+}
