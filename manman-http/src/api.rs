@@ -62,6 +62,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/instances/{id}", get(instances::get))
         .route("/instances/{id}/stop", post(instances::stop))
         .route("/instances/{id}/kill", post(instances::kill))
+        .route("/instances/{id}/restart", post(instances::restart))
         .route("/instances/{id}/stdin", post(instances::stdin))
         .route("/instances/{id}/history", get(instances::history))
         .route("/instances/{id}/console", get(console::stream))

@@ -287,6 +287,12 @@ impl Client {
             .await
     }
 
+    /// Restarts an instance in place (stopped gracefully, started again).
+    pub async fn restart(&self, id: InstanceId) -> Result<CommandAccepted, ClientError> {
+        self.post(&format!("/api/v1/instances/{}/restart", id.get()), &())
+            .await
+    }
+
     /// Kills an instance.
     pub async fn kill(&self, id: InstanceId) -> Result<CommandAccepted, ClientError> {
         self.post(&format!("/api/v1/instances/{}/kill", id.get()), &())

@@ -363,7 +363,7 @@ async fn instances_and_commands_errors() {
 }
 
 /// Every route of the operator and worker API, with a placeholder id.
-const PROTECTED: [(&str, &str); 27] = [
+const PROTECTED: [(&str, &str); 28] = [
     ("POST", "/api/v1/games"),
     ("GET", "/api/v1/games"),
     ("GET", "/api/v1/games/1"),
@@ -381,6 +381,7 @@ const PROTECTED: [(&str, &str); 27] = [
     ("GET", "/api/v1/instances/1"),
     ("POST", "/api/v1/instances/1/stop"),
     ("POST", "/api/v1/instances/1/kill"),
+    ("POST", "/api/v1/instances/1/restart"),
     ("POST", "/api/v1/instances/1/stdin"),
     ("GET", "/api/v1/instances/1/history"),
     ("GET", "/api/v1/instances/1/console"),

@@ -195,6 +195,67 @@ async fn start_console_stdin_stop_through_the_api() {
 }
 
 #[tokio::test]
+async fn a_restart_stops_the_server_and_starts_it_again_as_the_same_instance() {
+    let System {
+        running,
+        client,
+        _data,
+    } = system().await;
+    let config_id = demo_config(&client).await;
+    let id = client
+        .start(&StartRequest {
+            config_id,
+            worker: None,
+        })
+        .await
+        .expect("start")
+        .instance_id;
+    wait_status(&client, id, Status::Running).await;
+    let mut lines = Box::pin(client.console(id, None).await.expect("console"));
+    let first = console_line(&mut lines, |l| {
+        l.text.starts_with("Starting fake game server")
+    })
+    .await;
+    let old_pid = pid_of(&first);
+
+    let restart = client.restart(id).await.expect("restart");
+    let second = console_line(&mut lines, |l| {
+        l.text.starts_with("Starting fake game server")
+    })
+    .await;
+    let new_pid = pid_of(&second);
+    assert_ne!(new_pid, old_pid, "a new process");
+    assert!(second.seq > first.seq, "the same console, continued");
+    let instance = eventually("it runs again", WAIT, || async {
+        let instance = client.get_instance(id).await.expect("get");
+        (instance.status == Status::Running && instance.restart_count == 1).then_some(instance)
+    })
+    .await;
+    assert!(!pid_alive(old_pid), "the old process is gone");
+    assert!(pid_alive(new_pid));
+    assert_eq!(instance.exit_code, Some(0), "the old one stopped cleanly");
+    let record = client
+        .get_command(restart.command_id)
+        .await
+        .expect("record");
+    assert_eq!(record.state, CommandState::Succeeded, "{record:?}");
+    let history = client.instance_history(id).await.expect("history");
+    let steps: Vec<(Status, Cause)> = history.iter().map(|e| (e.status, e.cause)).collect();
+    assert_eq!(
+        steps[2..],
+        [
+            (Status::Running, Cause::Ready),
+            (Status::Initializing, Cause::User),
+            (Status::Running, Cause::Ready)
+        ],
+        "{history:?}"
+    );
+    client.stop(id).await.expect("stop");
+    wait_status(&client, id, Status::Complete).await;
+    running.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test]
 async fn a_crash_is_reported_with_its_exit_code_and_bad_requests_harm_nothing() {
     let System {
         running,

@@ -73,6 +73,11 @@ pub enum CliCommand {
         /// The instance id.
         instance: i64,
     },
+    /// Restart an instance in place: stop it gracefully and start it again.
+    Restart {
+        /// The instance id.
+        instance: i64,
+    },
     /// Kill an instance (SIGKILL to its process group).
     Kill {
         /// The instance id.
@@ -348,6 +353,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print(json, &accepted, || {
                 format!(
                     "stopping instance {instance} (command {})",
+                    accepted.command_id
+                )
+            })
+        }
+        CliCommand::Restart { instance } => {
+            let accepted = client.restart(InstanceId(instance)).await?;
+            print(json, &accepted, || {
+                format!(
+                    "restarting instance {instance} (command {})",
                     accepted.command_id
                 )
             })

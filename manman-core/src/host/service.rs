@@ -243,6 +243,13 @@ impl HostService {
             .await
     }
 
+    /// Restarts an instance in place: stopped gracefully and started again as the same
+    /// instance (its restart count grows by one).
+    pub async fn restart(&self, id: InstanceId, issued_by: &str) -> Result<Uuid, HostError> {
+        self.instance_command(id, Command::Restart { instance_id: id }, issued_by)
+            .await
+    }
+
     /// Kills an instance (SIGKILL to its process group).
     pub async fn kill(&self, id: InstanceId, issued_by: &str) -> Result<Uuid, HostError> {
         self.instance_command(id, Command::Kill { instance_id: id }, issued_by)

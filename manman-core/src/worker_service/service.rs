@@ -455,9 +455,10 @@ impl CommandLoop {
                 self.ask(*instance_id, |reply| Request::Stdin { line, reply })
                     .await
             }
-            Command::Restart { instance_id } => Err(format!(
-                "restart of {instance_id} is not supported by this worker yet: stop it and start its config again"
-            )),
+            Command::Restart { instance_id } => {
+                self.ask(*instance_id, |reply| Request::Restart { reply })
+                    .await
+            }
             Command::ShutdownWorker => {
                 self.shutdown_requested = true;
                 Ok("shutting down".to_owned())

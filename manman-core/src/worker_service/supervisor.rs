@@ -56,6 +56,8 @@ pub(crate) enum Request {
     Stop { reply: Reply },
     /// SIGKILL now.
     Kill { reply: Reply },
+    /// Stop gracefully and start again, as the same instance.
+    Restart { reply: Reply },
 }
 
 /// What the worker sees of an instance (for the heartbeat's inventory).
@@ -122,6 +124,11 @@ enum AttemptEnd {
     Ended(Final),
     /// Ended by itself or failed to start.
     Failed(Failure),
+    /// Stopped to be started again (an operator's restart).
+    Restart {
+        detail: String,
+        exit: Option<ExitStatus>,
+    },
 }
 
 /// Why the supervisor is ending the process.
@@ -135,6 +142,8 @@ enum Ending {
     Shutdown,
     /// It never became ready in time.
     ReadyTimeout,
+    /// An operator's restart.
+    Restart,
 }
 
 /// One instance's supervisor. Runs until the instance is `complete` or `crashed`.
@@ -240,6 +249,17 @@ impl Supervisor {
             let failure = match self.attempt().await {
                 AttemptEnd::Ended(end) => return end,
                 AttemptEnd::Failed(failure) => failure,
+                AttemptEnd::Restart { detail, exit } => {
+                    let restart = {
+                        let mut state = lock(&self.state);
+                        state.restart_count += 1;
+                        state.restart_count
+                    };
+                    let detail = format!("{detail}; restart {restart}, as asked");
+                    self.transition(Status::Initializing, Cause::User, Some(detail), exit)
+                        .await;
+                    continue;
+                }
             };
             let tracker = self.crashes.get_or_insert_with(|| {
                 let (policy, clean_is_complete) = self
@@ -311,6 +331,10 @@ impl Supervisor {
                         let _ = reply.send(Ok("killed while waiting to restart".to_owned()));
                         return Some(Final::complete(Cause::Killed, "killed while waiting to restart", None));
                     }
+                    Some(Request::Restart { reply }) => {
+                        let _ = reply.send(Ok("restarting now instead of after the backoff".to_owned()));
+                        return None;
+                    }
                     None => return Some(Final::complete(Cause::WorkerShutdown, "the worker stopped while it waited to restart", None)),
                 },
             }
@@ -338,6 +362,9 @@ impl Supervisor {
                     Some(Request::Kill { reply }) => {
                         let _ = reply.send(Ok("killed before it started".to_owned()));
                         return AttemptEnd::Ended(Final::complete(Cause::Killed, "killed while initializing", None));
+                    }
+                    Some(Request::Restart { reply }) => {
+                        let _ = reply.send(Ok("it is starting already".to_owned()));
                     }
                     None => {
                         return AttemptEnd::Ended(Final::complete(Cause::WorkerShutdown, "the worker stopped while it was initializing", None));
@@ -493,6 +520,16 @@ impl Supervisor {
                         }
                         let _ = reply.send(Ok("killing".to_owned()));
                     }
+                    Some(Request::Restart { reply }) => {
+                        let answer = if reason.is_none() {
+                            reason = Some(Ending::Restart);
+                            ending = Some(Box::pin(stop_future(handle.clone(), config.spec.stop.clone())));
+                            Ok("restarting".to_owned())
+                        } else {
+                            Err("it is already ending: start its config again once it has".to_owned())
+                        };
+                        let _ = reply.send(answer);
+                    }
                     None => {
                         // The worker is shutting down: stop gracefully, within the stop policy.
                         self.requests_open = false;
@@ -521,6 +558,10 @@ impl Supervisor {
             Some(Ending::Shutdown) => {
                 AttemptEnd::Ended(Final::complete(Cause::WorkerShutdown, detail, Some(status)))
             }
+            Some(Ending::Restart) => AttemptEnd::Restart {
+                detail,
+                exit: Some(status),
+            },
             Some(Ending::ReadyTimeout) => AttemptEnd::Failed(Failure {
                 cause: Cause::ReadyTimeout,
                 detail: format!(

@@ -52,6 +52,14 @@ pub(crate) async fn stop(
     Ok(accepted(state.host.stop(id, &access.issued_by()).await?))
 }
 
+pub(crate) async fn restart(
+    access: Access<OperateScope>,
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<InstanceId>,
+) -> Result<(StatusCode, Json<CommandAccepted>), ApiError> {
+    Ok(accepted(state.host.restart(id, &access.issued_by()).await?))
+}
+
 pub(crate) async fn kill(
     access: Access<OperateScope>,
     State(state): State<ApiState>,
