@@ -630,3 +630,61 @@ async fn a_worker_acts_for_itself_only() {
         "never the secrets: {list}"
     );
 }
+
+#[tokio::test]
+async fn a_start_goes_to_a_worker_with_the_labels_or_says_why_none_fits() {
+    let app = app().await;
+    for (name, region) in [("box-eu", "eu"), ("box-us", "us")] {
+        let token = app.worker_token(name).await;
+        let registration =
+            json!({"name": name, "version": "1", "capacity": 2, "labels": {"region": region}});
+        let (status, _, _) = call_as(
+            &app,
+            Some(&token),
+            "POST",
+            "/api/v1/worker/register",
+            Some(registration),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let game = json!({"name": "g", "server_type": {"type": "local", "path": "g"}});
+    let (_, _, game) = call(&app, "POST", "/api/v1/games", Some(game)).await;
+    let (_, _, config) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/games/{}/configs", game["id"]),
+        Some(json!({"name": "main", "executable": "server"})),
+    )
+    .await;
+    let (status, _, started) = call(
+        &app,
+        "POST",
+        "/api/v1/instances",
+        Some(json!({"config_id": config["id"], "labels": {"region": "us"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let (_, _, worker) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/workers/{}", started["worker_id"]),
+        None,
+    )
+    .await;
+    assert_eq!(worker["name"], "box-us");
+    let (status, ct, body) = call(
+        &app,
+        "POST",
+        "/api/v1/instances",
+        Some(json!({"config_id": config["id"], "labels": {"region": "asia"}})),
+    )
+    .await;
+    assert_problem(status, &ct, &body, StatusCode::CONFLICT);
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("region=asia")),
+        "{body}"
+    );
+}

@@ -166,13 +166,7 @@ impl Harness {
     /// Starts a config; returns the new instance.
     pub async fn start(&self, config_id: ConfigId) -> InstanceId {
         self.host
-            .start(
-                &StartRequest {
-                    config_id,
-                    worker: None,
-                },
-                "test",
-            )
+            .start(&StartRequest::new(config_id), "test")
             .await
             .expect("start")
             .instance_id

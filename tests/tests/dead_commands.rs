@@ -54,13 +54,7 @@ async fn expire_a_start(bus: Bus) {
         .await
         .expect("config");
     let started = host
-        .start(
-            &StartRequest {
-                config_id: config.id,
-                worker: None,
-            },
-            "test",
-        )
+        .start(&StartRequest::new(config.id), "test")
         .await
         .expect("start");
     eventually("the start command to be recorded expired", WAIT, || async {

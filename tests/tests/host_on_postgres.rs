@@ -80,10 +80,7 @@ async fn start_stdin_stop_and_crash_on_postgres() {
     let missing = h
         .host
         .start(
-            &manman_core::host::StartRequest {
-                config_id: manman_core::id::ConfigId(999_999),
-                worker: None,
-            },
+            &manman_core::host::StartRequest::new(manman_core::id::ConfigId(999_999)),
             "test",
         )
         .await

@@ -187,6 +187,7 @@ async fn host_and_two_workers_as_processes_on_rabbitmq() {
             .start(&StartRequest {
                 config_id: config.id,
                 worker: Some(name.into()),
+                labels: Default::default(),
             })
             .await
             .expect("start");

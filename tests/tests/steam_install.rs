@@ -71,13 +71,7 @@ async fn a_steam_game_is_installed_with_progress_then_runs() {
     let mut events = h.bus.watch_events().await.expect("watch");
     let id = h
         .host
-        .start(
-            &StartRequest {
-                config_id: config.id,
-                worker: None,
-            },
-            "test",
-        )
+        .start(&StartRequest::new(config.id), "test")
         .await
         .expect("start")
         .instance_id;

@@ -56,10 +56,7 @@ async fn a_restart_on_the_same_data_dir_finds_everything() {
         .await
         .expect("config");
     let id = client
-        .start(&StartRequest {
-            config_id: config.id,
-            worker: None,
-        })
+        .start(&StartRequest::new(config.id))
         .await
         .expect("start")
         .instance_id;

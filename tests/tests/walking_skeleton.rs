@@ -109,10 +109,7 @@ async fn start_console_stdin_stop_through_the_api() {
     } = system().await;
     let config_id = demo_config(&client).await;
     let started = client
-        .start(&StartRequest {
-            config_id,
-            worker: None,
-        })
+        .start(&StartRequest::new(config_id))
         .await
         .expect("start");
     let id = started.instance_id;
@@ -203,10 +200,7 @@ async fn a_restart_stops_the_server_and_starts_it_again_as_the_same_instance() {
     } = system().await;
     let config_id = demo_config(&client).await;
     let id = client
-        .start(&StartRequest {
-            config_id,
-            worker: None,
-        })
+        .start(&StartRequest::new(config_id))
         .await
         .expect("start")
         .instance_id;
@@ -264,10 +258,7 @@ async fn a_crash_is_reported_with_its_exit_code_and_bad_requests_harm_nothing() 
     } = system().await;
     let demo = demo_config(&client).await;
     let keeper = client
-        .start(&StartRequest {
-            config_id: demo,
-            worker: None,
-        })
+        .start(&StartRequest::new(demo))
         .await
         .expect("start")
         .instance_id;
@@ -280,10 +271,7 @@ async fn a_crash_is_reported_with_its_exit_code_and_bad_requests_harm_nothing() 
         .await
         .expect("config");
     let victim = client
-        .start(&StartRequest {
-            config_id: crashy.id,
-            worker: None,
-        })
+        .start(&StartRequest::new(crashy.id))
         .await
         .expect("start")
         .instance_id;
@@ -402,10 +390,7 @@ async fn shutdown_stops_every_game_server() {
     } = system().await;
     let config_id = demo_config(&client).await;
     let id = client
-        .start(&StartRequest {
-            config_id,
-            worker: None,
-        })
+        .start(&StartRequest::new(config_id))
         .await
         .expect("start")
         .instance_id;

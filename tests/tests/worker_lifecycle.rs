@@ -277,10 +277,7 @@ impl Up {
                 .expect("config");
             let started = self
                 .client
-                .start(&StartRequest {
-                    config_id: config.id,
-                    worker: None,
-                })
+                .start(&StartRequest::new(config.id))
                 .await
                 .expect("start");
             ids.push(started.instance_id);
@@ -420,10 +417,7 @@ async fn a_sigkilled_manman_up_restarted_on_its_data_dir_ends_what_its_servers_l
         .await
         .expect("config");
     let id = client
-        .start(&StartRequest {
-            config_id: config.id,
-            worker: None,
-        })
+        .start(&StartRequest::new(config.id))
         .await
         .expect("start")
         .instance_id;
@@ -573,16 +567,7 @@ async fn a_silent_worker_is_lost_with_its_instances_and_recovers_when_heard_agai
     let task = tokio::spawn(worker.run(shutdown.clone()));
     let config = h.config("main", |_| {}).await;
     let id = eventually("a worker to take the start", WAIT, || async {
-        h.host
-            .start(
-                &StartRequest {
-                    config_id: config,
-                    worker: None,
-                },
-                "test",
-            )
-            .await
-            .ok()
+        h.host.start(&StartRequest::new(config), "test").await.ok()
     })
     .await
     .instance_id;

@@ -95,13 +95,7 @@ async fn a_worker_over_http_runs_servers_and_stops_when_superseded() {
         .await
         .expect("config");
     let id = host
-        .start(
-            &StartRequest {
-                config_id: config.id,
-                worker: None,
-            },
-            "test",
-        )
+        .start(&StartRequest::new(config.id), "test")
         .await
         .expect("start")
         .instance_id;

@@ -67,6 +67,9 @@ pub enum CliCommand {
         /// Run it on this worker.
         #[arg(long)]
         worker: Option<String>,
+        /// Run it on a worker with this label, `KEY=VALUE` (repeat for more).
+        #[arg(long = "label")]
+        labels: Vec<String>,
     },
     /// Stop an instance gracefully.
     Stop {
@@ -335,9 +338,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 out
             })
         }
-        CliCommand::Start { target, worker } => {
+        CliCommand::Start {
+            target,
+            worker,
+            labels,
+        } => {
             let config_id = resolve_config(&client, &target).await?;
-            let started = client.start(&StartRequest { config_id, worker }).await?;
+            let labels = labels
+                .iter()
+                .map(|label| {
+                    label
+                        .split_once('=')
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .with_context(|| format!("--label {label:?}: write it as KEY=VALUE"))
+                })
+                .collect::<anyhow::Result<_>>()?;
+            let started = client
+                .start(&StartRequest {
+                    config_id,
+                    worker,
+                    labels,
+                })
+                .await?;
             print(json, &started, || {
                 format!(
                     "instance {} starting on worker {} (command {})\nfollow it: manman console {}",

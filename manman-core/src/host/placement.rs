@@ -3,20 +3,46 @@
 use crate::host::HostError;
 use crate::id::WorkerId;
 use crate::worker::Worker;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-/// Picks the worker for a start: the named one if given (it must be live and have room), else
-/// the live worker with free capacity and the fewest active instances (lowest id on ties).
+/// What a start asks of its worker.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Wanted<'a> {
+    /// This worker, by name.
+    pub(crate) name: Option<&'a str>,
+    /// Labels the worker must have, each with this value.
+    pub(crate) labels: &'a BTreeMap<String, String>,
+}
+
+impl Wanted<'_> {
+    fn labels_match(&self, worker: &Worker) -> bool {
+        self.labels
+            .iter()
+            .all(|(key, value)| worker.labels.get(key) == Some(value))
+    }
+
+    fn labels_text(&self) -> String {
+        self.labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Picks the worker for a start: the named one if given (it must be live, have room and the
+/// labels), else the live worker with the labels, free capacity and the fewest active instances
+/// (lowest id on ties).
 ///
 /// `active` counts the active instances of each worker.
 pub(crate) fn place(
     workers: &[Worker],
     active: &HashMap<WorkerId, u32>,
-    named: Option<&str>,
+    wanted: Wanted<'_>,
 ) -> Result<Worker, HostError> {
     let load = |w: &Worker| active.get(&w.id).copied().unwrap_or(0);
     let live = |w: &Worker| w.status.is_live();
-    if let Some(name) = named {
+    if let Some(name) = wanted.name {
         let worker =
             workers
                 .iter()
@@ -32,6 +58,14 @@ pub(crate) fn place(
                 ),
             });
         }
+        if !wanted.labels_match(worker) {
+            return Err(HostError::NoWorker {
+                detail: format!(
+                    "worker {name:?} does not have the labels {}",
+                    wanted.labels_text()
+                ),
+            });
+        }
         if load(worker) >= worker.capacity {
             return Err(HostError::NoWorker {
                 detail: format!(
@@ -43,14 +77,24 @@ pub(crate) fn place(
         }
         return Ok(worker.clone());
     }
-    workers
+    let candidates: Vec<&Worker> = workers
         .iter()
-        .filter(|w| live(w) && load(w) < w.capacity)
+        .filter(|w| live(w) && wanted.labels_match(w))
+        .collect();
+    candidates
+        .iter()
+        .filter(|w| load(w) < w.capacity)
         .min_by_key(|w| (load(w), w.id))
-        .cloned()
+        .map(|w| (*w).clone())
         .ok_or_else(|| HostError::NoWorker {
-            detail: if workers.iter().any(live) {
-                "every live worker is at capacity: stop an instance or add a worker".to_owned()
+            detail: if !candidates.is_empty() {
+                "every live worker that fits is at capacity: stop an instance or add a worker"
+                    .to_owned()
+            } else if !wanted.labels.is_empty() && workers.iter().any(live) {
+                format!(
+                    "no live worker has the labels {}: give a worker these labels (MANMAN_WORKER_LABELS) or ask for others",
+                    wanted.labels_text()
+                )
             } else {
                 "no worker is registered and live: start a worker (or `manman up`)".to_owned()
             },
@@ -78,6 +122,64 @@ mod tests {
         }
     }
 
+    static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+
+    fn anyone() -> Wanted<'static> {
+        Wanted {
+            name: None,
+            labels: &NO_LABELS,
+        }
+    }
+
+    fn named(name: &str) -> Wanted<'_> {
+        Wanted {
+            name: Some(name),
+            labels: &NO_LABELS,
+        }
+    }
+
+    #[test]
+    fn workers_with_the_labels_are_chosen_least_loaded_first() {
+        let mut eu = worker(1, "eu-1", Status::Running, 4);
+        eu.labels.insert("region".into(), "eu".into());
+        let mut eu_busy = worker(2, "eu-2", Status::Running, 4);
+        eu_busy.labels.insert("region".into(), "eu".into());
+        let us = worker(3, "us-1", Status::Running, 4);
+        let workers = [eu_busy.clone(), eu, us];
+        let active = HashMap::from([(WorkerId(2), 2)]);
+        let region = BTreeMap::from([("region".to_owned(), "eu".to_owned())]);
+        let wanted = Wanted {
+            name: None,
+            labels: &region,
+        };
+        assert_eq!(place(&workers, &active, wanted).unwrap().name, "eu-1");
+        let wanted_us = Wanted {
+            name: Some("us-1"),
+            labels: &region,
+        };
+        let err = place(&workers, &active, wanted_us).unwrap_err().to_string();
+        assert!(err.contains("region=eu"), "{err}");
+        let asia = BTreeMap::from([("region".to_owned(), "asia".to_owned())]);
+        let err = place(
+            &workers,
+            &active,
+            Wanted {
+                name: None,
+                labels: &asia,
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("no live worker has the labels region=asia"),
+            "{err}"
+        );
+        // The only eu workers are full: capacity is the reason.
+        let full = HashMap::from([(WorkerId(1), 4), (WorkerId(2), 4)]);
+        let err = place(&workers, &full, wanted).unwrap_err().to_string();
+        assert!(err.contains("capacity"), "{err}");
+    }
+
     #[test]
     fn least_loaded_live_worker_wins() {
         let workers = [
@@ -86,7 +188,7 @@ mod tests {
             worker(3, "c", Status::Lost, 4),
         ];
         let active = HashMap::from([(WorkerId(1), 2), (WorkerId(2), 1)]);
-        assert_eq!(place(&workers, &active, None).unwrap().id, WorkerId(2));
+        assert_eq!(place(&workers, &active, anyone()).unwrap().id, WorkerId(2));
     }
 
     #[test]
@@ -96,13 +198,15 @@ mod tests {
             worker(2, "b", Status::Lost, 4),
         ];
         let active = HashMap::from([(WorkerId(1), 1)]);
-        let err = place(&workers, &active, None).unwrap_err().to_string();
+        let err = place(&workers, &active, anyone()).unwrap_err().to_string();
         assert!(err.contains("capacity"), "{err}");
-        let err = place(&workers, &active, Some("b")).unwrap_err().to_string();
+        let err = place(&workers, &active, named("b"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("lost"), "{err}");
-        let err = place(&workers, &active, Some("zzz")).unwrap_err();
+        let err = place(&workers, &active, named("zzz")).unwrap_err();
         assert!(matches!(err, HostError::NotFound { .. }));
-        let err = place(&[], &active, None).unwrap_err().to_string();
+        let err = place(&[], &active, anyone()).unwrap_err().to_string();
         assert!(err.contains("no worker"), "{err}");
     }
 }

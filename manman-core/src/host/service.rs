@@ -5,7 +5,7 @@ use crate::command::{Command, CommandEnvelope, CommandRecord, CommandState};
 use crate::config::{ConfigSpec, GameServerConfig};
 use crate::game_server::{GameServer, NewGameServer};
 use crate::host::HostError;
-use crate::host::placement::place;
+use crate::host::placement::{Wanted, place};
 use crate::id::{ConfigId, GameServerId, InstanceId, WorkerId};
 use crate::instance::{Instance, InstanceFilter, NewInstance};
 use crate::ports::{Clock, ConfigBundle, EntityUpdate, StatusChange};
@@ -13,7 +13,7 @@ use crate::status::{Cause, Entity, Status, StatusEvent};
 use crate::store::Store;
 use crate::worker::{Heartbeat, Registered, Worker, WorkerRegistration};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -26,6 +26,20 @@ pub struct StartRequest {
     /// Run it on this worker (by name); else the host chooses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<String>,
+    /// Run it on a worker with these labels (each with this value).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl StartRequest {
+    /// A start of `config_id` wherever the host chooses.
+    pub fn new(config_id: ConfigId) -> Self {
+        Self {
+            config_id,
+            worker: None,
+            labels: BTreeMap::new(),
+        }
+    }
 }
 
 /// What a start returns at once (HTTP 202): the instance and the command to follow.
@@ -208,7 +222,11 @@ impl HostService {
         for instance in self.active_instances().await? {
             *active.entry(instance.worker_id).or_insert(0u32) += 1;
         }
-        let worker = place(&workers, &active, request.worker.as_deref())?;
+        let wanted = Wanted {
+            name: request.worker.as_deref(),
+            labels: &request.labels,
+        };
+        let worker = place(&workers, &active, wanted)?;
         let instance = self
             .store
             .instances

@@ -109,14 +109,7 @@ async fn one_run(n: usize, idle: Duration) -> anyhow::Result<Run> {
     futures::stream::iter(configs)
         .map(|config_id| {
             let client = client.clone();
-            async move {
-                client
-                    .start(&StartRequest {
-                        config_id,
-                        worker: None,
-                    })
-                    .await
-            }
+            async move { client.start(&StartRequest::new(config_id)).await }
         })
         .buffer_unordered(CONCURRENCY)
         .try_collect::<Vec<_>>()
