@@ -46,13 +46,23 @@ pub fn router(state: ApiState) -> Router {
             "/games",
             post(catalogue::create_game).get(catalogue::list_games),
         )
-        .route("/games/{id}", get(catalogue::get_game))
+        .route(
+            "/games/{id}",
+            get(catalogue::get_game)
+                .put(catalogue::update_game)
+                .delete(catalogue::delete_game),
+        )
         .route(
             "/games/{id}/configs",
             post(catalogue::create_config).get(catalogue::list_game_configs),
         )
         .route("/configs", get(catalogue::list_configs))
-        .route("/configs/{id}", get(catalogue::get_config))
+        .route(
+            "/configs/{id}",
+            get(catalogue::get_config)
+                .put(catalogue::update_config)
+                .delete(catalogue::delete_config),
+        )
         .route("/workers", get(workers::list_workers))
         .route("/workers/{id}", get(workers::get_worker))
         .route("/workers/{id}/shutdown", post(workers::shutdown))

@@ -16,7 +16,7 @@ use manman_core::game_server::{GameServer, NewGameServer};
 use manman_core::host::WorkerToken;
 use manman_core::host::{StartRequest, Started};
 use manman_core::id::TokenId;
-use manman_core::id::{GameServerId, InstanceId};
+use manman_core::id::{ConfigId, GameServerId, InstanceId};
 use manman_core::instance::{Instance, InstanceFilter};
 use manman_core::status::StatusEvent;
 use manman_core::worker::Worker;
@@ -164,6 +164,53 @@ impl Client {
     pub(crate) async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let url = self.url(path);
         self.send(self.http.delete(&url), url).await
+    }
+
+    async fn delete_no_content(&self, path: &str) -> Result<(), ClientError> {
+        let url = self.url(path);
+        self.send_raw(self.http.delete(&url), &url)
+            .await
+            .map(|_| ())
+    }
+
+    async fn put<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let url = self.url(path);
+        self.send(self.http.put(&url).json(body), url).await
+    }
+
+    /// Renames a game or changes its type.
+    pub async fn update_game(
+        &self,
+        id: GameServerId,
+        game: &NewGameServer,
+    ) -> Result<GameServer, ClientError> {
+        self.put(&format!("/api/v1/games/{}", id.get()), game).await
+    }
+
+    /// Deletes a game without configs.
+    pub async fn delete_game(&self, id: GameServerId) -> Result<(), ClientError> {
+        self.delete_no_content(&format!("/api/v1/games/{}", id.get()))
+            .await
+    }
+
+    /// Replaces a config's spec.
+    pub async fn update_config(
+        &self,
+        id: ConfigId,
+        spec: &ConfigSpec,
+    ) -> Result<GameServerConfig, ClientError> {
+        self.put(&format!("/api/v1/configs/{}", id.get()), spec)
+            .await
+    }
+
+    /// Deletes a config without active instances (and its ended instances' records).
+    pub async fn delete_config(&self, id: ConfigId) -> Result<(), ClientError> {
+        self.delete_no_content(&format!("/api/v1/configs/{}", id.get()))
+            .await
     }
 
     /// Creates an operator token (`admin`); its secret is in the answer, once.

@@ -363,14 +363,18 @@ async fn instances_and_commands_errors() {
 }
 
 /// Every route of the operator and worker API, with a placeholder id.
-const PROTECTED: [(&str, &str); 28] = [
+const PROTECTED: [(&str, &str); 32] = [
     ("POST", "/api/v1/games"),
     ("GET", "/api/v1/games"),
     ("GET", "/api/v1/games/1"),
+    ("PUT", "/api/v1/games/1"),
+    ("DELETE", "/api/v1/games/1"),
     ("POST", "/api/v1/games/1/configs"),
     ("GET", "/api/v1/games/1/configs"),
     ("GET", "/api/v1/configs"),
     ("GET", "/api/v1/configs/1"),
+    ("PUT", "/api/v1/configs/1"),
+    ("DELETE", "/api/v1/configs/1"),
     ("GET", "/api/v1/workers"),
     ("GET", "/api/v1/workers/1"),
     ("POST", "/api/v1/workers/1/shutdown"),
@@ -687,4 +691,102 @@ async fn a_start_goes_to_a_worker_with_the_labels_or_says_why_none_fits() {
             .is_some_and(|d| d.contains("region=asia")),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn games_and_configs_are_updated_and_deleted_unless_something_needs_them() {
+    let app = app().await;
+    let token = app.worker_token("box").await;
+    let registration = json!({"name": "box", "version": "1", "capacity": 2});
+    let (status, _, _) = call_as(
+        &app,
+        Some(&token),
+        "POST",
+        "/api/v1/worker/register",
+        Some(registration),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let game = json!({"name": "g", "server_type": {"type": "local", "path": "g"}});
+    let (_, _, game) = call(&app, "POST", "/api/v1/games", Some(game)).await;
+    let game_uri = format!("/api/v1/games/{}", game["id"]);
+    let renamed = json!({"name": "g2", "server_type": {"type": "local", "path": "g"}});
+    let (status, _, body) = call(&app, "PUT", &game_uri, Some(renamed)).await;
+    assert_eq!(
+        (status, body["name"].as_str()),
+        (StatusCode::OK, Some("g2"))
+    );
+    let (_, _, used) = call(
+        &app,
+        "POST",
+        &format!("{game_uri}/configs"),
+        Some(json!({"name": "used", "executable": "server"})),
+    )
+    .await;
+    let (_, _, spare) = call(
+        &app,
+        "POST",
+        &format!("{game_uri}/configs"),
+        Some(json!({"name": "spare", "executable": "server"})),
+    )
+    .await;
+    let spare_uri = format!("/api/v1/configs/{}", spare["id"]);
+    let (status, _, body) = call(
+        &app,
+        "PUT",
+        &spare_uri,
+        Some(json!({"name": "spare", "executable": "server", "args": ["-x"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["args"], json!(["-x"]));
+    let (status, ct, body) = call(
+        &app,
+        "PUT",
+        &spare_uri,
+        Some(json!({"name": "spare", "executable": "../escape"})),
+    )
+    .await;
+    assert_problem(status, &ct, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, ct, body) = call(
+        &app,
+        "PUT",
+        &spare_uri,
+        Some(json!({"name": "used", "executable": "server"})),
+    )
+    .await;
+    assert_problem(status, &ct, &body, StatusCode::CONFLICT);
+
+    let (status, _, started) = call(
+        &app,
+        "POST",
+        "/api/v1/instances",
+        Some(json!({"config_id": used["id"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, ct, body) = call(
+        &app,
+        "DELETE",
+        &format!("/api/v1/configs/{}", used["id"]),
+        None,
+    )
+    .await;
+    assert_problem(status, &ct, &body, StatusCode::CONFLICT);
+    let instance = format!("instance {}", started["instance_id"]);
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains(&instance)),
+        "names the active instance: {body}"
+    );
+    let (status, ct, body) = call(&app, "DELETE", &game_uri, None).await;
+    assert_problem(status, &ct, &body, StatusCode::CONFLICT);
+    let (status, _, _) = call(&app, "DELETE", &spare_uri, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, ct, body) = call(&app, "GET", &spare_uri, None).await;
+    assert_problem(status, &ct, &body, StatusCode::NOT_FOUND);
+    let reader = app.token("viewer", Scope::Read).await;
+    let (status, ct, body) = call_as(&app, Some(&reader), "DELETE", &game_uri, None).await;
+    assert_problem(status, &ct, &body, StatusCode::FORBIDDEN);
 }

@@ -6,8 +6,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use manman_core::config::{ConfigSpec, GameServerConfig};
 use manman_core::game_server::{GameServer, NewGameServer, ServerType};
-use manman_core::id::{ConfigId, GameServerId};
+use manman_core::id::{ConfigId, GameServerId, InstanceId};
 use manman_core::ports::{CatalogueRepository, StoreError};
+use manman_core::status::Status;
 use sqlx::FromRow;
 
 #[derive(FromRow)]
@@ -73,10 +74,7 @@ impl CatalogueRepository for PgStore {
         game: &NewGameServer,
         at: DateTime<Utc>,
     ) -> Result<GameServer, StoreError> {
-        let (kind, app_id, path) = match &game.server_type {
-            ServerType::Steam { app_id } => ("steam", Some(i64::from(*app_id)), None),
-            ServerType::Local { path } => ("local", None, Some(path.as_str())),
-        };
+        let (kind, app_id, path) = columns(&game.server_type);
         let what = format!("game server {:?}", game.name);
         let row: GameRow = sqlx::query_as(
             "INSERT INTO manman.game_servers (name, server_type, app_id, path, created_at)
@@ -177,5 +175,130 @@ impl CatalogueRepository for PgStore {
         .await
         .map_err(|e| store_error(e, &"the configs"))?;
         Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn update_game(
+        &self,
+        id: GameServerId,
+        game: &NewGameServer,
+    ) -> Result<GameServer, StoreError> {
+        let (kind, app_id, path) = columns(&game.server_type);
+        let row: GameRow = sqlx::query_as(
+            "UPDATE manman.game_servers SET name = $2, server_type = $3, app_id = $4, path = $5
+             WHERE id = $1
+             RETURNING id, name, server_type, app_id, path, created_at",
+        )
+        .bind(id.get())
+        .bind(&game.name)
+        .bind(kind)
+        .bind(app_id)
+        .bind(path)
+        .fetch_one(self.pool())
+        .await
+        .map_err(|e| match e {
+            sqlx::Error::RowNotFound => StoreError::not_found(&id),
+            e => store_error(e, &format!("game server {:?}", game.name)),
+        })?;
+        row.try_into()
+    }
+
+    async fn delete_game(&self, id: GameServerId) -> Result<(), StoreError> {
+        let fail = |e| store_error(e, &id);
+        let mut tx = self.pool().begin().await.map_err(fail)?;
+        // The lock keeps a config from being added meanwhile (its foreign key check waits).
+        sqlx::query("SELECT id FROM manman.game_servers WHERE id = $1 FOR UPDATE")
+            .bind(id.get())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(fail)?;
+        let configs: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM manman.game_server_configs WHERE game_server_id = $1 ORDER BY id",
+        )
+        .bind(id.get())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(fail)?;
+        if !configs.is_empty() {
+            let configs: Vec<ConfigId> = configs.into_iter().map(ConfigId).collect();
+            return Err(StoreError::game_has_configs(id, &configs));
+        }
+        sqlx::query("DELETE FROM manman.game_servers WHERE id = $1")
+            .bind(id.get())
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        tx.commit().await.map_err(fail)
+    }
+
+    async fn update_config(
+        &self,
+        id: ConfigId,
+        spec: &ConfigSpec,
+    ) -> Result<GameServerConfig, StoreError> {
+        let row: ConfigRow = sqlx::query_as(
+            "UPDATE manman.game_server_configs SET name = $2, is_default = $3, is_visible = $4, spec = $5
+             WHERE id = $1
+             RETURNING id, game_server_id, spec, created_at",
+        )
+        .bind(id.get())
+        .bind(&spec.name)
+        .bind(spec.is_default)
+        .bind(spec.is_visible)
+        .bind(sqlx::types::Json(spec))
+        .fetch_one(self.pool())
+        .await
+        .map_err(|e| match e {
+            sqlx::Error::RowNotFound => StoreError::not_found(&id),
+            e => store_error(e, &format!("config {:?} ({id})", spec.name)),
+        })?;
+        Ok(row.into())
+    }
+
+    async fn delete_config(&self, id: ConfigId) -> Result<(), StoreError> {
+        let fail = |e| store_error(e, &id);
+        let mut tx = self.pool().begin().await.map_err(fail)?;
+        // The lock keeps an instance from being created meanwhile (its foreign key check waits).
+        sqlx::query("SELECT id FROM manman.game_server_configs WHERE id = $1 FOR UPDATE")
+            .bind(id.get())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(fail)?;
+        let active: Vec<&str> = Status::ALL
+            .into_iter()
+            .filter(|s| s.is_active())
+            .map(Status::as_str)
+            .collect();
+        let busy: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM manman.instances WHERE config_id = $1 AND status = ANY($2) ORDER BY id",
+        )
+        .bind(id.get())
+        .bind(&active)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(fail)?;
+        if !busy.is_empty() {
+            let busy: Vec<InstanceId> = busy.into_iter().map(InstanceId).collect();
+            return Err(StoreError::config_in_use(id, &busy));
+        }
+        // Their history and command records go with them (ON DELETE CASCADE).
+        sqlx::query("DELETE FROM manman.instances WHERE config_id = $1")
+            .bind(id.get())
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        sqlx::query("DELETE FROM manman.game_server_configs WHERE id = $1")
+            .bind(id.get())
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        tx.commit().await.map_err(fail)
+    }
+}
+
+/// A game's type as its columns: kind, app id, path.
+fn columns(server_type: &ServerType) -> (&'static str, Option<i64>, Option<&str>) {
+    match server_type {
+        ServerType::Steam { app_id } => ("steam", Some(i64::from(*app_id)), None),
+        ServerType::Local { path } => ("local", None, Some(path.as_str())),
     }
 }

@@ -37,6 +37,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    catalogue_entries_are_updated_and_deleted,
     credentials_are_unique_and_revocable,
     games_are_unique_by_name_and_app,
     configs_follow_the_catalogue_rules,

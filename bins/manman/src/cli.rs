@@ -209,6 +209,11 @@ pub enum GameCommand {
     },
     /// List games.
     List,
+    /// Delete a game that has no configs.
+    Delete {
+        /// The game's name.
+        name: String,
+    },
 }
 
 /// Config subcommands.
@@ -243,6 +248,12 @@ pub enum ConfigCommand {
     List {
         /// The game's name.
         game: Option<String>,
+    },
+    /// Delete a config (`GAME/CONFIG` or an id) with no active instance, and the records of its
+    /// ended instances.
+    Delete {
+        /// `GAME/CONFIG` or a config id.
+        target: String,
     },
 }
 
@@ -281,6 +292,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 out
             })
+        }
+        CliCommand::Game(GameCommand::Delete { name }) => {
+            let game = find_game(&client, &name).await?;
+            client.delete_game(game.id).await?;
+            print(json, &game, || format!("game {} deleted", game.name))
+        }
+        CliCommand::Config(ConfigCommand::Delete { target }) => {
+            if !target.contains('/') && target.parse::<i64>().is_err() {
+                bail!("name the config as GAME/CONFIG or by its id, not by the game alone");
+            }
+            let id = resolve_config(&client, &target).await?;
+            client.delete_config(id).await?;
+            print(json, &id, || format!("config {} deleted", id.get()))
         }
         CliCommand::Config(ConfigCommand::Create {
             game,

@@ -130,6 +130,37 @@ impl HostService {
             .await?)
     }
 
+    /// Renames a game or changes its type (instances started later use it).
+    pub async fn update_game(
+        &self,
+        id: GameServerId,
+        game: &NewGameServer,
+    ) -> Result<GameServer, HostError> {
+        game.validate()?;
+        Ok(self.store.catalogue.update_game(id, game).await?)
+    }
+
+    /// Deletes a game without configs (`Conflict` naming them otherwise).
+    pub async fn delete_game(&self, id: GameServerId) -> Result<(), HostError> {
+        Ok(self.store.catalogue.delete_game(id).await?)
+    }
+
+    /// Replaces a config's spec; running instances keep what they started with.
+    pub async fn update_config(
+        &self,
+        id: ConfigId,
+        spec: &ConfigSpec,
+    ) -> Result<GameServerConfig, HostError> {
+        spec.validate()?;
+        Ok(self.store.catalogue.update_config(id, spec).await?)
+    }
+
+    /// Deletes a config and the records of its ended instances; `Conflict` naming the active
+    /// ones while any is.
+    pub async fn delete_config(&self, id: ConfigId) -> Result<(), HostError> {
+        Ok(self.store.catalogue.delete_config(id).await?)
+    }
+
     /// Configs of one game (which must exist), or of all games.
     pub async fn list_configs(
         &self,

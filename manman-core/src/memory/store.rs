@@ -54,6 +54,57 @@ fn next(last: &mut i64) -> i64 {
 }
 
 impl State {
+    /// A game's name and Steam app must be its own (`except`: the game being changed).
+    fn check_game(
+        &self,
+        game: &NewGameServer,
+        except: Option<GameServerId>,
+    ) -> Result<(), StoreError> {
+        let others = || self.games.values().filter(|g| Some(g.id) != except);
+        if others().any(|g| g.name == game.name) {
+            return Err(StoreError::conflict(
+                &format!("game server {:?}", game.name),
+                "the name is taken: choose another",
+            ));
+        }
+        if let ServerType::Steam { app_id } = game.server_type
+            && others().any(|g| g.server_type == ServerType::Steam { app_id })
+        {
+            return Err(StoreError::conflict(
+                &format!("Steam app {app_id}"),
+                "another game server installs this app: add a config to it instead",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A config's name must be its own in its game, and one default at most.
+    fn check_config(
+        &self,
+        game: GameServerId,
+        spec: &ConfigSpec,
+        except: Option<ConfigId>,
+    ) -> Result<(), StoreError> {
+        let siblings = || {
+            self.configs
+                .values()
+                .filter(|c| c.game_server_id == game && Some(c.id) != except)
+        };
+        if siblings().any(|c| c.spec.name == spec.name) {
+            return Err(StoreError::conflict(
+                &format!("config {:?} of {game}", spec.name),
+                "the name is taken for this game: choose another",
+            ));
+        }
+        if spec.is_default && siblings().any(|c| c.spec.is_default) {
+            return Err(StoreError::conflict(
+                &format!("default config of {game}"),
+                "the game already has a default config: unset it first or create this one without is_default",
+            ));
+        }
+        Ok(())
+    }
+
     fn push_history(
         &mut self,
         entity: Entity,
@@ -118,22 +169,7 @@ impl CatalogueRepository for MemoryStore {
         at: DateTime<Utc>,
     ) -> Result<GameServer, StoreError> {
         let mut s = self.lock();
-        if s.games.values().any(|g| g.name == game.name) {
-            return Err(StoreError::conflict(
-                &format!("game server {:?}", game.name),
-                "the name is taken: choose another",
-            ));
-        }
-        if let ServerType::Steam { app_id } = game.server_type
-            && s.games
-                .values()
-                .any(|g| g.server_type == ServerType::Steam { app_id })
-        {
-            return Err(StoreError::conflict(
-                &format!("Steam app {app_id}"),
-                "another game server installs this app: add a config to it instead",
-            ));
-        }
+        s.check_game(game, None)?;
         let id = GameServerId(next(&mut s.last_ids.game));
         let created = GameServer {
             id,
@@ -171,19 +207,7 @@ impl CatalogueRepository for MemoryStore {
         if !s.games.contains_key(&game) {
             return Err(StoreError::not_found(&game));
         }
-        let siblings = || s.configs.values().filter(|c| c.game_server_id == game);
-        if siblings().any(|c| c.spec.name == spec.name) {
-            return Err(StoreError::conflict(
-                &format!("config {:?} of {game}", spec.name),
-                "the name is taken for this game: choose another",
-            ));
-        }
-        if spec.is_default && siblings().any(|c| c.spec.is_default) {
-            return Err(StoreError::conflict(
-                &format!("default config of {game}"),
-                "the game already has a default config: unset it first or create this one without is_default",
-            ));
-        }
+        s.check_config(game, spec, None)?;
         let id = ConfigId(next(&mut s.last_ids.config));
         let config = GameServerConfig {
             id,
@@ -214,6 +238,92 @@ impl CatalogueRepository for MemoryStore {
             .filter(|c| game.is_none_or(|g| c.game_server_id == g))
             .cloned()
             .collect())
+    }
+
+    async fn update_game(
+        &self,
+        id: GameServerId,
+        game: &NewGameServer,
+    ) -> Result<GameServer, StoreError> {
+        let mut s = self.lock();
+        if !s.games.contains_key(&id) {
+            return Err(StoreError::not_found(&id));
+        }
+        s.check_game(game, Some(id))?;
+        let stored = s
+            .games
+            .get_mut(&id)
+            .ok_or_else(|| StoreError::not_found(&id))?;
+        stored.name = game.name.clone();
+        stored.server_type = game.server_type.clone();
+        Ok(stored.clone())
+    }
+
+    async fn delete_game(&self, id: GameServerId) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        if !s.games.contains_key(&id) {
+            return Err(StoreError::not_found(&id));
+        }
+        let configs: Vec<ConfigId> = s
+            .configs
+            .values()
+            .filter(|c| c.game_server_id == id)
+            .map(|c| c.id)
+            .collect();
+        if !configs.is_empty() {
+            return Err(StoreError::game_has_configs(id, &configs));
+        }
+        s.games.remove(&id);
+        Ok(())
+    }
+
+    async fn update_config(
+        &self,
+        id: ConfigId,
+        spec: &ConfigSpec,
+    ) -> Result<GameServerConfig, StoreError> {
+        let mut s = self.lock();
+        let game = s
+            .configs
+            .get(&id)
+            .ok_or_else(|| StoreError::not_found(&id))?
+            .game_server_id;
+        s.check_config(game, spec, Some(id))?;
+        let stored = s
+            .configs
+            .get_mut(&id)
+            .ok_or_else(|| StoreError::not_found(&id))?;
+        stored.spec = spec.clone();
+        Ok(stored.clone())
+    }
+
+    async fn delete_config(&self, id: ConfigId) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        if !s.configs.contains_key(&id) {
+            return Err(StoreError::not_found(&id));
+        }
+        let of_config: Vec<&Instance> =
+            s.instances.values().filter(|i| i.config_id == id).collect();
+        let active: Vec<InstanceId> = of_config
+            .iter()
+            .filter(|i| i.status.is_active())
+            .map(|i| i.id)
+            .collect();
+        if !active.is_empty() {
+            return Err(StoreError::config_in_use(id, &active));
+        }
+        let ended: HashSet<InstanceId> = of_config.iter().map(|i| i.id).collect();
+        s.instances.retain(|i, _| !ended.contains(i));
+        s.history
+            .retain(|e| !matches!(e.entity, Entity::Instance(i) if ended.contains(&i)));
+        s.commands.retain(|_, c| {
+            c.envelope
+                .command
+                .instance_id()
+                .is_none_or(|i| !ended.contains(&i))
+        });
+        s.configs.remove(&id);
+        Ok(())
     }
 }
 

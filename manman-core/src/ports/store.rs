@@ -70,6 +70,25 @@ impl StoreError {
         }
     }
 
+    /// `Conflict`: a game with configs cannot be deleted.
+    pub fn game_has_configs(game: GameServerId, configs: &[ConfigId]) -> Self {
+        let configs: Vec<String> = configs.iter().map(ToString::to_string).collect();
+        Self::conflict(
+            &game,
+            format!("it still has {}: delete them first", configs.join(", ")),
+        )
+    }
+
+    /// `Conflict`: a config with active instances cannot be deleted.
+    pub fn config_in_use(config: ConfigId, active: &[InstanceId]) -> Self {
+        let active: Vec<String> = active.iter().map(ToString::to_string).collect();
+        let verb = if active.len() == 1 { "is" } else { "are" };
+        Self::conflict(
+            &config,
+            format!("{} {verb} still active: stop them first", active.join(", ")),
+        )
+    }
+
     /// Whether retrying later may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Unavailable { .. })
@@ -106,6 +125,25 @@ pub trait CatalogueRepository: Send + Sync + Debug + 'static {
         &self,
         game: Option<GameServerId>,
     ) -> Result<Vec<GameServerConfig>, StoreError>;
+    /// Renames a game or changes its type. `NotFound`; `Conflict` for a taken name or app id.
+    async fn update_game(
+        &self,
+        id: GameServerId,
+        game: &NewGameServer,
+    ) -> Result<GameServer, StoreError>;
+    /// Deletes a game. `NotFound`; `Conflict` (naming them) while it has configs.
+    async fn delete_game(&self, id: GameServerId) -> Result<(), StoreError>;
+    /// Replaces a config's spec (instances started later use it). `NotFound`; `Conflict` for a
+    /// taken name or a second default.
+    async fn update_config(
+        &self,
+        id: ConfigId,
+        spec: &ConfigSpec,
+    ) -> Result<GameServerConfig, StoreError>;
+    /// Deletes a config with the records of its ended instances (their history and commands go
+    /// too). `NotFound`; `Conflict` (naming them) while an instance of it is active, and then
+    /// nothing is deleted.
+    async fn delete_config(&self, id: ConfigId) -> Result<(), StoreError>;
 }
 
 /// Workers, their epochs and leases.

@@ -4,7 +4,7 @@ use crate::auth::{Scope, Secret};
 use crate::command::{Command, CommandEnvelope, CommandRecord, CommandState};
 use crate::config::ConfigSpec;
 use crate::game_server::{NewGameServer, ServerType};
-use crate::id::{ConfigId, InstanceId, TokenId, WorkerId};
+use crate::id::{ConfigId, GameServerId, InstanceId, TokenId, WorkerId};
 use crate::instance::{Instance, InstanceFilter, NewInstance};
 use crate::ports::{ApplyOutcome, EntityUpdate, StatusChange, StoreError};
 use crate::status::{Cause, Entity, Status};
@@ -935,8 +935,143 @@ pub async fn credentials_are_unique_and_revocable(store: &Store) {
     );
 }
 
+/// Games and configs are updated under the same rules as created, and deleted only when
+/// nothing active needs them.
+pub async fn catalogue_entries_are_updated_and_deleted(store: &Store) {
+    let catalogue = &store.catalogue;
+    let (instance, _) = instance(store).await;
+    let config = catalogue
+        .get_config(instance.config_id)
+        .await
+        .expect("config");
+    let game = config.game_server_id;
+
+    // A game: renamed, but not to a taken name; deleted only without configs.
+    let other = catalogue
+        .create_game(&local_game(&unique("g")), now())
+        .await
+        .expect("other game");
+    let renamed = unique("renamed");
+    let updated = catalogue
+        .update_game(game, &local_game(&renamed))
+        .await
+        .expect("rename");
+    assert_eq!(
+        (updated.id, updated.name.as_str()),
+        (game, renamed.as_str())
+    );
+    assert_eq!(catalogue.get_game(game).await.expect("get").name, renamed);
+    let taken = catalogue.update_game(game, &local_game(&other.name)).await;
+    assert!(
+        matches!(taken, Err(StoreError::Conflict { .. })),
+        "a taken name: {taken:?}"
+    );
+    let missing = catalogue
+        .update_game(GameServerId(i64::MAX), &local_game(&unique("g")))
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+    let busy = catalogue.delete_game(game).await;
+    match busy {
+        Err(StoreError::Conflict { detail, .. }) => {
+            assert!(
+                detail.contains(&config.id.to_string()),
+                "names the config: {detail}"
+            );
+        }
+        other => panic!("a game with configs is not deleted: {other:?}"),
+    }
+
+    // A config: its spec replaced, names and the one default kept unique.
+    let mut spec = config.spec.clone();
+    spec.args = vec!["--port".to_owned(), "27015".to_owned()];
+    spec.is_default = true;
+    let updated = catalogue
+        .update_config(config.id, &spec)
+        .await
+        .expect("update config");
+    assert_eq!(updated.spec, spec);
+    assert_eq!(
+        catalogue.get_config(config.id).await.expect("get").spec,
+        spec
+    );
+    let mut second = catalogue
+        .create_config(game, &ConfigSpec::new("second", "server"), now())
+        .await
+        .expect("second config");
+    second.spec.is_default = true;
+    let two_defaults = catalogue.update_config(second.id, &second.spec).await;
+    assert!(
+        matches!(two_defaults, Err(StoreError::Conflict { .. })),
+        "a second default: {two_defaults:?}"
+    );
+    let mut same_name = second.spec.clone();
+    same_name.is_default = false;
+    same_name.name = spec.name.clone();
+    let clash = catalogue.update_config(second.id, &same_name).await;
+    assert!(
+        matches!(clash, Err(StoreError::Conflict { .. })),
+        "a taken name: {clash:?}"
+    );
+
+    // Deleting a config with an active instance: refused, naming it, nothing deleted.
+    let refused = catalogue.delete_config(config.id).await;
+    match refused {
+        Err(StoreError::Conflict { detail, .. }) => {
+            assert!(
+                detail.contains(&instance.id.to_string()),
+                "names the instance: {detail}"
+            );
+        }
+        other => panic!("a config with an active instance is not deleted: {other:?}"),
+    }
+    assert!(store.instances.get_instance(instance.id).await.is_ok());
+    // Once it ended: the config goes, with the instance's records.
+    store
+        .status
+        .apply_status(&change(
+            Entity::Instance(instance.id),
+            Status::Created,
+            Status::Complete,
+        ))
+        .await
+        .expect("end it");
+    catalogue
+        .delete_config(config.id)
+        .await
+        .expect("delete config");
+    assert!(matches!(
+        catalogue.get_config(config.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.instances.get_instance(instance.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        catalogue.delete_config(config.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    catalogue
+        .delete_config(second.id)
+        .await
+        .expect("delete second");
+    catalogue.delete_game(game).await.expect("delete the game");
+    assert!(matches!(
+        catalogue.get_game(game).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        catalogue.delete_game(game).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
 /// Runs every case.
 pub async fn run_all(store: &Store) {
+    catalogue_entries_are_updated_and_deleted(store).await;
     credentials_are_unique_and_revocable(store).await;
     games_are_unique_by_name_and_app(store).await;
     configs_follow_the_catalogue_rules(store).await;

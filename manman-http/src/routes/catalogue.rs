@@ -71,3 +71,42 @@ pub(crate) async fn get_config(
 ) -> Result<Json<GameServerConfig>, ApiError> {
     Ok(Json(state.host.get_config(id).await?))
 }
+
+pub(crate) async fn update_game(
+    _access: Access<OperateScope>,
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<GameServerId>,
+    ApiJson(game): ApiJson<NewGameServer>,
+) -> Result<Json<GameServer>, ApiError> {
+    Ok(Json(state.host.update_game(id, &game).await?))
+}
+
+/// `204` when deleted; `409` naming its configs while it has any.
+pub(crate) async fn delete_game(
+    _access: Access<OperateScope>,
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<GameServerId>,
+) -> Result<StatusCode, ApiError> {
+    state.host.delete_game(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn update_config(
+    _access: Access<OperateScope>,
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<ConfigId>,
+    ApiJson(spec): ApiJson<ConfigSpec>,
+) -> Result<Json<GameServerConfig>, ApiError> {
+    Ok(Json(state.host.update_config(id, &spec).await?))
+}
+
+/// `204` when deleted (with its ended instances' records); `409` naming the active instances
+/// while any is.
+pub(crate) async fn delete_config(
+    _access: Access<OperateScope>,
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<ConfigId>,
+) -> Result<StatusCode, ApiError> {
+    state.host.delete_config(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
