@@ -86,6 +86,13 @@ impl Bus {
         Ok(())
     }
 
+    /// Whether the broker answers: declares the first of the topology's exchanges again, as
+    /// [`Bus::declare`] does (idempotent, one round trip on a broker).
+    pub async fn probe(&self) -> Result<(), BusError> {
+        let [(name, kind), ..] = self.topology.exchanges();
+        self.publisher.declare_exchange(&name, kind).await
+    }
+
     /// Declares and binds `worker.{id}.commands` (durable, dead-lettering into `manman.dead`).
     pub async fn declare_worker_queue(&self, worker: WorkerId) -> Result<String, BusError> {
         let t = &self.topology;

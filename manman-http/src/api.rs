@@ -97,6 +97,7 @@ pub fn router(state: ApiState) -> Router {
     let api = authenticated.route("/auth/token", post(worker_credentials::exchange));
     Router::new()
         .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .nest("/api/v1", api)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -45,14 +45,14 @@ impl App {
 }
 
 async fn app() -> App {
+    app_on(Store::from_adapter(MemoryStore::new())).await
+}
+
+async fn app_on(store: Store) -> App {
     let memory = MemoryBus::new();
     let bus = Bus::new(Arc::new(memory.clone()), Arc::new(memory));
     bus.declare().await.expect("topology");
-    let host = HostService::new(
-        Store::from_adapter(MemoryStore::new()),
-        bus,
-        Arc::new(SystemClock),
-    );
+    let host = HostService::new(store, bus, Arc::new(SystemClock));
     let auth = Authenticator::new(
         host.store().credentials.clone(),
         host.clock(),
@@ -789,4 +789,27 @@ async fn games_and_configs_are_updated_and_deleted_unless_something_needs_them()
     let reader = app.token("viewer", Scope::Read).await;
     let (status, ct, body) = call_as(&app, Some(&reader), "DELETE", &game_uri, None).await;
     assert_problem(status, &ct, &body, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn readiness_names_the_backend_that_does_not_answer() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sqlite = manman_sqlite::SqliteStore::open(&manman_sqlite::SqliteSettings::new(
+        dir.path().join("manman.db"),
+    ))
+    .await
+    .expect("open");
+    sqlite.migrate().await.expect("migrate");
+    let app = app_on(Store::from_adapter(sqlite.clone())).await;
+    let (status, _, body) = call_as(&app, None, "GET", "/readyz", None).await;
+    assert_eq!(status, StatusCode::OK, "no token needed: {body}");
+    assert_eq!(body, json!({"store": "ok", "bus": "ok"}));
+    sqlite.close().await;
+    let (status, ct, body) = call_as(&app, None, "GET", "/readyz", None).await;
+    assert_problem(status, &ct, &body, StatusCode::SERVICE_UNAVAILABLE);
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("the store") && !detail.contains("message bus"),
+        "{body}"
+    );
 }

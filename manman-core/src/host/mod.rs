@@ -25,5 +25,5 @@ pub use error::HostError;
 pub use lease_sweep::{Lease, LeaseSweep};
 pub use local_host_api::LocalHostApi;
 pub use retention::{Pruned, Retention, RetentionPolicy};
-pub use service::{HostService, StartRequest, Started};
+pub use service::{HostService, Readiness, StartRequest, Started};
 pub use status_processor::StatusProcessor;

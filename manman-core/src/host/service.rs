@@ -42,6 +42,22 @@ impl StartRequest {
     }
 }
 
+/// Whether the host's backends answer (`/readyz`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    /// The store: `Err` says why it is not ready.
+    pub store: Result<(), String>,
+    /// The message bus: `Err` says why it is not ready.
+    pub bus: Result<(), String>,
+}
+
+impl Readiness {
+    /// Both answer.
+    pub fn is_ready(&self) -> bool {
+        self.store.is_ok() && self.bus.is_ok()
+    }
+}
+
 /// What a start returns at once (HTTP 202): the instance and the command to follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Started {
@@ -128,6 +144,27 @@ impl HostService {
             .catalogue
             .create_config(game, spec, self.clock.now())
             .await?)
+    }
+
+    /// Whether the store and the bus answer, each within `timeout`: `Err` says why not.
+    pub async fn readiness(&self, timeout: std::time::Duration) -> Readiness {
+        let store = async {
+            // A read by a unique index: one round trip, whatever the catalogue's size.
+            match tokio::time::timeout(timeout, self.store.catalogue.find_game("")).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {timeout:?}")),
+            }
+        };
+        let bus = async {
+            match tokio::time::timeout(timeout, self.bus.probe()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {timeout:?}")),
+            }
+        };
+        let (store, bus) = tokio::join!(store, bus);
+        Readiness { store, bus }
     }
 
     /// Renames a game or changes its type (instances started later use it).
