@@ -2,14 +2,14 @@
 
 use crate::problem::Problem;
 use crate::routes::{
-    catalogue, commands, console, events, health, instances, tokens, worker_api,
+    catalogue, commands, console, events, health, instances, metrics, tokens, worker_api,
     worker_credentials, workers,
 };
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
-use manman_core::host::{Authenticator, ConsoleHub, HostService};
+use manman_core::host::{Authenticator, ConsoleHub, HostService, Metrics};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -26,6 +26,8 @@ pub struct ApiState {
     pub console: ConsoleHub,
     /// Tokens and worker credentials.
     pub auth: Authenticator,
+    /// What `/metrics` reports.
+    pub metrics: Metrics,
     /// Cancelled when the server shuts down: long-lived streams (SSE) end then, so a graceful
     /// shutdown does not wait for watchers to hang up.
     pub shutdown: CancellationToken,
@@ -98,8 +100,13 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         .nest("/api/v1", api)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_requests,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }

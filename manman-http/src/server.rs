@@ -3,7 +3,7 @@
 
 use crate::api::{ApiState, router};
 use manman_core::host::{
-    Authenticator, ConsoleHub, DeadCommands, HostService, Lease, LeaseSweep, Retention,
+    Authenticator, ConsoleHub, DeadCommands, HostService, Lease, LeaseSweep, Metrics, Retention,
     RetentionPolicy, SigningKey, StatusProcessor,
 };
 use manman_core::ports::BusError;
@@ -86,8 +86,10 @@ impl HostServer {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
 
+        let metrics = Metrics::new();
         let processor =
-            StatusProcessor::new(host.store().clone(), host.bus().clone(), host.clock());
+            StatusProcessor::new(host.store().clone(), host.bus().clone(), host.clock())
+                .with_metrics(metrics.clone());
         tracker.spawn(keep_running(
             "status processor",
             shutdown.clone(),
@@ -107,7 +109,8 @@ impl HostServer {
             },
         ));
 
-        let dead = DeadCommands::new(host.store().clone(), host.bus().clone(), host.clock());
+        let dead = DeadCommands::new(host.store().clone(), host.bus().clone(), host.clock())
+            .with_metrics(metrics.clone());
         tracker.spawn(keep_running(
             "dead-letter watcher",
             shutdown.clone(),
@@ -132,6 +135,7 @@ impl HostServer {
             host,
             console,
             auth: auth.clone(),
+            metrics,
             shutdown: shutdown.clone(),
         });
         let token = shutdown.clone();

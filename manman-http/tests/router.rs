@@ -5,7 +5,7 @@ use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use manman_core::auth::Scope;
 use manman_core::bus::Bus;
-use manman_core::host::{Authenticator, ConsoleHub, HostService, SigningKey};
+use manman_core::host::{Authenticator, ConsoleHub, HostService, Metrics, SigningKey};
 use manman_core::memory::{MemoryBus, MemoryStore};
 use manman_core::ports::SystemClock;
 use manman_core::store::Store;
@@ -65,6 +65,7 @@ async fn app_on(store: Store) -> App {
         .expect("a new admin token");
     let router = router(ApiState {
         auth: auth.clone(),
+        metrics: Metrics::new(),
         host,
         console: ConsoleHub::default(),
         shutdown: CancellationToken::new(),
@@ -812,4 +813,44 @@ async fn readiness_names_the_backend_that_does_not_answer() {
         detail.contains("the store") && !detail.contains("message bus"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_read_the_store() {
+    let app = app().await;
+    let game = json!({"name": "g", "server_type": {"type": "local", "path": "g"}});
+    let (status, _, _) = call(&app, "POST", "/api/v1/games", Some(game)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    for id in [1, 2] {
+        let (status, _, _) = call(&app, "GET", &format!("/api/v1/games/{id}"), None).await;
+        assert!(status == StatusCode::OK || status == StatusCode::NOT_FOUND);
+    }
+    let request = Request::builder()
+        .uri("/metrics")
+        .body(Body::empty())
+        .expect("request");
+    let response = app.router.clone().oneshot(request).await.expect("response");
+    assert_eq!(response.status(), StatusCode::OK, "no token needed");
+    assert!(
+        response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let text = String::from_utf8_lossy(&bytes);
+    for line in [
+        r#"manman_http_requests_total{method="POST",route="/api/v1/games",code="201"} 1"#,
+        r#"manman_http_requests_total{method="GET",route="/api/v1/games/{id}",code="200"} 1"#,
+        r#"manman_http_requests_total{method="GET",route="/api/v1/games/{id}",code="404"} 1"#,
+        r#"manman_instances{status="running"} 0"#,
+        "manman_status_events_processed_total 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
 }

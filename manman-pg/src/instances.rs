@@ -55,6 +55,23 @@ const INSTANCE_COLUMNS: &str = "id, config_id, worker_id, worker_epoch, status, 
 
 #[async_trait]
 impl InstanceRepository for PgStore {
+    async fn count_by_status(&self) -> Result<Vec<(Status, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, count(*) FROM manman.instances GROUP BY status ORDER BY status",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| store_error(e, &"the instance counts"))?;
+        rows.into_iter()
+            .map(|(status, n)| {
+                let status = status.parse().map_err(|e: String| StoreError::Other {
+                    source: format!("{e} in the database").into(),
+                })?;
+                Ok((status, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+    }
+
     async fn create_instance(&self, new: &NewInstance) -> Result<Instance, StoreError> {
         let what = format!("an instance of {}", new.config_id);
         let fail = |e: sqlx::Error| match violated_foreign_key(&e).as_deref() {

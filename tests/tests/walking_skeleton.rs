@@ -167,6 +167,24 @@ async fn start_console_stdin_stop_through_the_api() {
     })
     .await;
     assert!(!pid_alive(pid), "the process is gone");
+    let metrics = reqwest::get(format!("http://{}/metrics", running.addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let sample = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in\n{metrics}"))
+    };
+    assert!(
+        sample(r#"manman_commands_total{outcome="succeeded"}"#) >= 4.0,
+        "start, two stdin lines and the stop succeeded:\n{metrics}"
+    );
+    assert!(sample("manman_status_events_processed_total") >= 3.0);
+    assert!(sample("manman_command_latency_seconds_count") >= 4.0);
     let history = client.instance_history(id).await.expect("history");
     let statuses: Vec<Status> = history.iter().map(|e| e.status).collect();
     assert_eq!(

@@ -5,6 +5,7 @@
 
 use crate::bus::Bus;
 use crate::command::{Command, CommandEnvelope, CommandState};
+use crate::host::Metrics;
 use crate::ports::{BusError, Clock, EntityUpdate, StatusChange, StoreError};
 use crate::status::{Cause, Entity, Status};
 use crate::store::Store;
@@ -18,12 +19,24 @@ pub struct DeadCommands {
     store: Store,
     bus: Bus,
     clock: Arc<dyn Clock>,
+    metrics: Metrics,
 }
 
 impl DeadCommands {
     /// A watcher of `bus`'s dead letters writing to `store`.
     pub fn new(store: Store, bus: Bus, clock: Arc<dyn Clock>) -> Self {
-        Self { store, bus, clock }
+        Self {
+            store,
+            bus,
+            clock,
+            metrics: Metrics::new(),
+        }
+    }
+
+    /// Counts the commands it ends in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Consumes until `shutdown`. Messages that are not commands are acknowledged (they stay in
@@ -85,8 +98,14 @@ impl DeadCommands {
             .transition_command(envelope.id, state, Some(&detail), now)
             .await
         {
+            Ok(record) => self.metrics.command_finished(
+                record.state,
+                (record.updated_at - envelope.issued_at)
+                    .to_std()
+                    .unwrap_or_default(),
+            ),
             // Already final (the worker answered it): nothing to record.
-            Ok(_) | Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}
+            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}
             Err(e) => return Err(e),
         }
         if let Command::Start { instance_id, .. } = envelope.command {

@@ -4,8 +4,8 @@ use crate::bus::Bus;
 use crate::command::{Command, CommandEnvelope, CommandRecord, CommandState};
 use crate::config::{ConfigSpec, GameServerConfig};
 use crate::game_server::{GameServer, NewGameServer};
-use crate::host::HostError;
 use crate::host::placement::{Wanted, place};
+use crate::host::{HostError, StoreSnapshot};
 use crate::id::{ConfigId, GameServerId, InstanceId, WorkerId};
 use crate::instance::{Instance, InstanceFilter, NewInstance};
 use crate::ports::{Clock, ConfigBundle, EntityUpdate, StatusChange};
@@ -144,6 +144,15 @@ impl HostService {
             .catalogue
             .create_config(game, spec, self.clock.now())
             .await?)
+    }
+
+    /// What `/metrics` reads from the store: instances by status and the workers.
+    pub async fn store_snapshot(&self) -> Result<StoreSnapshot, HostError> {
+        Ok(StoreSnapshot {
+            instances: self.store.instances.count_by_status().await?,
+            workers: self.store.workers.list_workers().await?,
+            at: self.clock.now(),
+        })
     }
 
     /// Whether the store and the bus answer, each within `timeout`: `Err` says why not.

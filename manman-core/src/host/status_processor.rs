@@ -9,6 +9,7 @@
 use crate::bus::Bus;
 use crate::command::CommandResult;
 use crate::event::{Event, StatusReport};
+use crate::host::Metrics;
 use crate::ports::{
     ApplyOutcome, BusError, Clock, Consumer, Delivery, EntityUpdate, StatusChange, StoreError,
 };
@@ -39,6 +40,7 @@ pub struct StatusProcessor {
     store: Store,
     bus: Bus,
     clock: Arc<dyn Clock>,
+    metrics: Metrics,
 }
 
 /// What became of one delivery.
@@ -57,7 +59,18 @@ enum Handled {
 impl StatusProcessor {
     /// A processor writing to `store`.
     pub fn new(store: Store, bus: Bus, clock: Arc<dyn Clock>) -> Self {
-        Self { store, bus, clock }
+        Self {
+            store,
+            bus,
+            clock,
+            metrics: Metrics::new(),
+        }
+    }
+
+    /// Counts what it records in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Consumes until `shutdown` is cancelled. Bad messages are dead-lettered, never fatal.
@@ -201,6 +214,7 @@ impl StatusProcessor {
             let handled = match result {
                 Ok(ApplyOutcome::Applied(event)) => {
                     tracing::info!(entity = %event.entity, from = %change.from, to = %event.status, cause = ?event.cause, "status");
+                    self.metrics.status_events_processed(1);
                     Handled::Done
                 }
                 Ok(ApplyOutcome::Duplicate) => Handled::Done,
@@ -225,7 +239,12 @@ impl StatusProcessor {
             )
             .await
         {
-            Ok(_) => Handled::Done,
+            Ok(record) => {
+                let latency = record.updated_at - record.envelope.issued_at;
+                self.metrics
+                    .command_finished(record.state, latency.to_std().unwrap_or_default());
+                Handled::Done
+            }
             // Already final (a duplicate result): nothing to do.
             Err(StoreError::Conflict { .. }) => Handled::Done,
             Err(StoreError::NotFound { what }) => {

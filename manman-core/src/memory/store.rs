@@ -488,6 +488,18 @@ impl InstanceRepository for MemoryStore {
             .ok_or_else(|| StoreError::not_found(&id))
     }
 
+    async fn count_by_status(&self) -> Result<Vec<(Status, u64)>, StoreError> {
+        let s = self.lock();
+        Ok(Status::ALL
+            .into_iter()
+            .map(|status| {
+                let n = s.instances.values().filter(|i| i.status == status).count();
+                (status, n as u64)
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect())
+    }
+
     async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>, StoreError> {
         Ok(self
             .lock()

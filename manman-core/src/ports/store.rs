@@ -189,6 +189,8 @@ pub trait InstanceRepository: Send + Sync + Debug + 'static {
     async fn get_instance(&self, id: InstanceId) -> Result<Instance, StoreError>;
     /// A page of instances, by id.
     async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>, StoreError>;
+    /// How many instances have each status (statuses without any are left out).
+    async fn count_by_status(&self) -> Result<Vec<(Status, u64)>, StoreError>;
 }
 
 /// A status change to apply: history row and current status together.

@@ -301,6 +301,13 @@ pub async fn instances_are_created_filtered_and_paged(store: &Store) {
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].status, Status::Created);
 
+    let created_count = |counts: Vec<(Status, u64)>| {
+        counts
+            .into_iter()
+            .find(|(s, _)| *s == Status::Created)
+            .map_or(0, |(_, n)| n)
+    };
+    let before = created_count(store.instances.count_by_status().await.expect("count"));
     let mut ids = vec![first.id];
     for _ in 0..4 {
         let created = store
@@ -315,6 +322,12 @@ pub async fn instances_are_created_filtered_and_paged(store: &Store) {
             .expect("instance");
         ids.push(created.id);
     }
+    let counts = store.instances.count_by_status().await.expect("count");
+    assert!(
+        counts.iter().all(|(_, n)| *n > 0),
+        "no zero rows: {counts:?}"
+    );
+    assert_eq!(created_count(counts), before + 4, "counted by status");
     let mut filter = InstanceFilter {
         worker_id: Some(worker.id),
         limit: Some(2),

@@ -6,6 +6,7 @@ pub(crate) mod console;
 pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod instances;
+pub(crate) mod metrics;
 pub(crate) mod tokens;
 pub(crate) mod worker_api;
 pub(crate) mod worker_credentials;

@@ -1,0 +1,236 @@
+//! [`Metrics`]: what a host replica counts, and the Prometheus text it serves at `/metrics`.
+//!
+//! Counters are this replica's (Prometheus adds replicas up); the instance and worker gauges
+//! are read from the store at each scrape, so every replica reports the same truth.
+
+use crate::command::CommandState;
+use crate::status::Status;
+use crate::worker::Worker;
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// Upper bounds of the command latency histogram, in seconds.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The host's counters. Cloning shares them.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    status_events: AtomicU64,
+    commands: Mutex<BTreeMap<&'static str, u64>>,
+    latency: Mutex<Histogram>,
+    http: Mutex<BTreeMap<(String, String, u16), u64>>,
+}
+
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the store says at a scrape.
+#[derive(Debug, Clone, Default)]
+pub struct StoreSnapshot {
+    /// Instances per status.
+    pub instances: Vec<(Status, u64)>,
+    /// Every worker.
+    pub workers: Vec<Worker>,
+    /// When the snapshot was taken.
+    pub at: DateTime<Utc>,
+}
+
+impl Metrics {
+    /// Fresh counters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Status events recorded by the status processor.
+    pub fn status_events_processed(&self, n: u64) {
+        self.inner.status_events.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A command reached a final state `latency` after it was issued.
+    pub fn command_finished(&self, state: CommandState, latency: Duration) {
+        *lock(&self.inner.commands)
+            .entry(state.as_str())
+            .or_default() += 1;
+        let seconds = latency.as_secs_f64();
+        let mut histogram = lock(&self.inner.latency);
+        for (bucket, bound) in histogram.buckets.iter_mut().zip(LATENCY_BUCKETS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+        histogram.count += 1;
+        histogram.sum += seconds;
+    }
+
+    /// An HTTP request was answered.
+    pub fn http_request(&self, method: &str, route: &str, status: u16) {
+        *lock(&self.inner.http)
+            .entry((method.to_owned(), route.to_owned(), status))
+            .or_default() += 1;
+    }
+
+    /// The Prometheus text exposition (version 0.0.4) of the counters and `store`.
+    pub fn render(&self, store: &StoreSnapshot) -> String {
+        let mut out = String::new();
+        let name = "manman_instances";
+        header(
+            &mut out,
+            name,
+            "gauge",
+            "Instances by current status, from the store.",
+        );
+        for status in Status::ALL {
+            let n = store
+                .instances
+                .iter()
+                .find(|(s, _)| *s == status)
+                .map_or(0, |(_, n)| *n);
+            let _ = writeln!(out, "{name}{{status=\"{status}\"}} {n}");
+        }
+
+        let name = "manman_worker_heartbeat_lag_seconds";
+        header(
+            &mut out,
+            name,
+            "gauge",
+            "Seconds since each live or lost worker was last heard from.",
+        );
+        for worker in store.workers.iter().filter(|w| w.status.is_active()) {
+            let last = worker.last_heartbeat_at.unwrap_or(worker.started_at);
+            let lag = (store.at - last).num_milliseconds().max(0) as f64 / 1000.0;
+            let _ = writeln!(
+                out,
+                "{name}{{worker=\"{}\",status=\"{}\"}} {lag}",
+                escape(&worker.name),
+                worker.status
+            );
+        }
+
+        let name = "manman_status_events_processed_total";
+        header(
+            &mut out,
+            name,
+            "counter",
+            "Status events recorded by this replica's status processor.",
+        );
+        let events = self.inner.status_events.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name} {events}");
+
+        let name = "manman_commands_total";
+        header(
+            &mut out,
+            name,
+            "counter",
+            "Commands that reached a final state on this replica, by outcome.",
+        );
+        let commands = lock(&self.inner.commands);
+        for state in [
+            CommandState::Succeeded,
+            CommandState::Failed,
+            CommandState::Expired,
+        ] {
+            let n = commands.get(state.as_str()).copied().unwrap_or(0);
+            let _ = writeln!(out, "{name}{{outcome=\"{state}\"}} {n}");
+        }
+        drop(commands);
+
+        let name = "manman_command_latency_seconds";
+        header(
+            &mut out,
+            name,
+            "histogram",
+            "Time from a command's issue to its final state.",
+        );
+        let histogram = lock(&self.inner.latency);
+        for (n, bound) in histogram.buckets.iter().zip(LATENCY_BUCKETS) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {n}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", histogram.count);
+        let _ = writeln!(out, "{name}_sum {}", histogram.sum);
+        let _ = writeln!(out, "{name}_count {}", histogram.count);
+        drop(histogram);
+
+        let name = "manman_http_requests_total";
+        header(
+            &mut out,
+            name,
+            "counter",
+            "HTTP requests answered by this replica, by method, route and status code.",
+        );
+        for ((method, route, status), n) in lock(&self.inner.http).iter() {
+            let _ = writeln!(
+                out,
+                "{name}{{method=\"{method}\",route=\"{}\",code=\"{status}\"}} {n}",
+                escape(route)
+            );
+        }
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_with_its_samples() {
+        let metrics = Metrics::new();
+        metrics.status_events_processed(3);
+        metrics.command_finished(CommandState::Succeeded, Duration::from_millis(20));
+        metrics.command_finished(CommandState::Failed, Duration::from_secs(2));
+        metrics.http_request("GET", "/api/v1/instances/{id}", 200);
+        metrics.http_request("GET", "/api/v1/instances/{id}", 200);
+        let text = metrics.render(&StoreSnapshot {
+            instances: vec![(Status::Running, 7)],
+            workers: Vec::new(),
+            at: Utc::now(),
+        });
+        for line in [
+            "manman_instances{status=\"running\"} 7",
+            "manman_instances{status=\"crashed\"} 0",
+            "manman_status_events_processed_total 3",
+            "manman_commands_total{outcome=\"succeeded\"} 1",
+            "manman_commands_total{outcome=\"failed\"} 1",
+            "manman_command_latency_seconds_bucket{le=\"0.025\"} 1",
+            "manman_command_latency_seconds_bucket{le=\"2.5\"} 2",
+            "manman_command_latency_seconds_count 2",
+            "manman_http_requests_total{method=\"GET\",route=\"/api/v1/instances/{id}\",code=\"200\"} 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        // Each family is declared once, before its samples.
+        assert_eq!(text.matches("# TYPE manman_instances gauge").count(), 1);
+    }
+}
