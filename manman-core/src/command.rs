@@ -73,6 +73,25 @@ impl Command {
 /// How long a command stays deliverable by default.
 pub const DEFAULT_COMMAND_TTL: Duration = Duration::seconds(60);
 
+/// Who asks for a command, and the request it came from (its correlation id, followed through
+/// the host's and the worker's logs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// Who asked (a token's name, `system`, …).
+    pub issued_by: String,
+    /// The request id of the API call, if it came from one.
+    pub correlation_id: Option<String>,
+}
+
+impl From<&str> for Origin {
+    fn from(issued_by: &str) -> Self {
+        Self {
+            issued_by: issued_by.to_owned(),
+            correlation_id: None,
+        }
+    }
+}
+
 /// A command as sent: with its id, times and issuer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -107,6 +107,7 @@ pub fn router(state: ApiState) -> Router {
             state.clone(),
             metrics::count_requests,
         ))
+        .layer(axum::middleware::from_fn(crate::request_id::assign))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }

@@ -4,12 +4,14 @@
 
 use crate::api::ApiState;
 use crate::problem::ApiError;
+use crate::request_id::RequestId;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use manman_core::auth::{Caller, Scope};
+use manman_core::command::Origin;
 use manman_core::host::HostError;
 use std::marker::PhantomData;
 
@@ -83,15 +85,22 @@ impl Needs for AdminScope {
 pub struct Access<N: Needs> {
     /// The caller.
     pub caller: Caller,
+    /// The request's id.
+    pub request_id: Option<String>,
     needs: PhantomData<N>,
 }
 
 impl<N: Needs> Access<N> {
-    /// Who to record as the issuer of a command: the token's name.
-    pub fn issued_by(&self) -> String {
-        match &self.caller {
+    /// The origin of the commands this request causes: the token's name as the issuer, the
+    /// request id as their correlation id.
+    pub fn origin(&self) -> Origin {
+        let issued_by = match &self.caller {
             Caller::Operator { name, .. } => name.clone(),
             Caller::Worker { worker_name, .. } => format!("worker {worker_name}"),
+        };
+        Origin {
+            issued_by,
+            correlation_id: self.request_id.clone(),
         }
     }
 }
@@ -103,6 +112,7 @@ impl<S: Send + Sync, N: Needs> FromRequestParts<S> for Access<N> {
         let caller = caller(parts)?;
         match &caller {
             Caller::Operator { scope, .. } if scope.allows(N::SCOPE) => Ok(Self {
+                request_id: parts.extensions.get::<RequestId>().map(|id| id.0.clone()),
                 caller,
                 needs: PhantomData,
             }),

@@ -854,3 +854,77 @@ async fn metrics_count_requests_by_route_and_read_the_store() {
         assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
     }
 }
+
+#[tokio::test]
+async fn a_request_id_is_answered_and_carried_into_the_commands_it_causes() {
+    let app = app().await;
+    let token = app.worker_token("box").await;
+    let registration = json!({"name": "box", "version": "1", "capacity": 2});
+    call_as(
+        &app,
+        Some(&token),
+        "POST",
+        "/api/v1/worker/register",
+        Some(registration),
+    )
+    .await;
+    let game = json!({"name": "g", "server_type": {"type": "local", "path": "g"}});
+    let (_, _, game) = call(&app, "POST", "/api/v1/games", Some(game)).await;
+    let (_, _, config) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/games/{}/configs", game["id"]),
+        Some(json!({"name": "main", "executable": "server"})),
+    )
+    .await;
+    let start = |request_id: &str| {
+        Request::builder()
+            .method("POST")
+            .uri("/api/v1/instances")
+            .header(header::AUTHORIZATION, format!("Bearer {}", app.admin))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("x-request-id", request_id)
+            .body(Body::from(json!({"config_id": config["id"]}).to_string()))
+            .expect("request")
+    };
+    let response = app
+        .router
+        .clone()
+        .oneshot(start("deploy-42.a"))
+        .await
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(response.headers()["x-request-id"], "deploy-42.a");
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let started: Value = serde_json::from_slice(&bytes).expect("json");
+    let (_, _, record) = call(
+        &app,
+        "GET",
+        &format!(
+            "/api/v1/commands/{}",
+            started["command_id"].as_str().expect("id")
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(
+        record["envelope"]["correlation_id"], "deploy-42.a",
+        "{record}"
+    );
+    assert_eq!(record["envelope"]["issued_by"], "admin");
+
+    // An id that is not sensible is replaced by a new one.
+    let response = app
+        .router
+        .clone()
+        .oneshot(start("two words"))
+        .await
+        .expect("response");
+    let id = response.headers()["x-request-id"].to_str().expect("ascii");
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+}

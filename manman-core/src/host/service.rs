@@ -1,7 +1,7 @@
 //! [`HostService`]: the operator's and the worker's requests, turned into records and commands.
 
 use crate::bus::Bus;
-use crate::command::{Command, CommandEnvelope, CommandRecord, CommandState};
+use crate::command::{Command, CommandEnvelope, CommandRecord, CommandState, Origin};
 use crate::config::{ConfigSpec, GameServerConfig};
 use crate::game_server::{GameServer, NewGameServer};
 use crate::host::placement::{Wanted, place};
@@ -241,7 +241,11 @@ impl HostService {
     }
 
     /// Asks a worker to stop every instance and exit.
-    pub async fn shutdown_worker(&self, id: WorkerId, issued_by: &str) -> Result<Uuid, HostError> {
+    pub async fn shutdown_worker(
+        &self,
+        id: WorkerId,
+        origin: impl Into<Origin>,
+    ) -> Result<Uuid, HostError> {
         let worker = self.store.workers.get_worker(id).await?;
         if !worker.status.is_live() {
             return Err(HostError::conflict(
@@ -252,7 +256,7 @@ impl HostService {
                 ),
             ));
         }
-        self.send(id, Command::ShutdownWorker, issued_by).await
+        self.send(id, Command::ShutdownWorker, origin.into()).await
     }
 
     /// One instance.
@@ -291,7 +295,7 @@ impl HostService {
     pub async fn start(
         &self,
         request: &StartRequest,
-        issued_by: &str,
+        origin: impl Into<Origin>,
     ) -> Result<Started, HostError> {
         let config = self.store.catalogue.get_config(request.config_id).await?;
         let workers = self.store.workers.list_workers().await?;
@@ -318,7 +322,7 @@ impl HostService {
             instance_id: instance.id,
             config_id: config.id,
         };
-        let command_id = match self.send(worker.id, command, issued_by).await {
+        let command_id = match self.send(worker.id, command, origin.into()).await {
             Ok(id) => id,
             Err(e) => {
                 self.end_undelivered(instance.id, &e).await;
@@ -333,21 +337,25 @@ impl HostService {
     }
 
     /// Asks an instance to stop gracefully.
-    pub async fn stop(&self, id: InstanceId, issued_by: &str) -> Result<Uuid, HostError> {
-        self.instance_command(id, Command::Stop { instance_id: id }, issued_by)
+    pub async fn stop(&self, id: InstanceId, origin: impl Into<Origin>) -> Result<Uuid, HostError> {
+        self.instance_command(id, Command::Stop { instance_id: id }, origin.into())
             .await
     }
 
     /// Restarts an instance in place: stopped gracefully and started again as the same
     /// instance (its restart count grows by one).
-    pub async fn restart(&self, id: InstanceId, issued_by: &str) -> Result<Uuid, HostError> {
-        self.instance_command(id, Command::Restart { instance_id: id }, issued_by)
+    pub async fn restart(
+        &self,
+        id: InstanceId,
+        origin: impl Into<Origin>,
+    ) -> Result<Uuid, HostError> {
+        self.instance_command(id, Command::Restart { instance_id: id }, origin.into())
             .await
     }
 
     /// Kills an instance (SIGKILL to its process group).
-    pub async fn kill(&self, id: InstanceId, issued_by: &str) -> Result<Uuid, HostError> {
-        self.instance_command(id, Command::Kill { instance_id: id }, issued_by)
+    pub async fn kill(&self, id: InstanceId, origin: impl Into<Origin>) -> Result<Uuid, HostError> {
+        self.instance_command(id, Command::Kill { instance_id: id }, origin.into())
             .await
     }
 
@@ -356,7 +364,7 @@ impl HostService {
         &self,
         id: InstanceId,
         line: &str,
-        issued_by: &str,
+        origin: impl Into<Origin>,
     ) -> Result<Uuid, HostError> {
         if line.contains(['\n', '\r', '\0']) {
             return Err(crate::validation::ValidationError::field(
@@ -369,7 +377,7 @@ impl HostService {
             instance_id: id,
             line: line.to_owned(),
         };
-        self.instance_command(id, command, issued_by).await
+        self.instance_command(id, command, origin.into()).await
     }
 
     /// Registers a worker (a new epoch) and declares its command queue.
@@ -449,7 +457,7 @@ impl HostService {
         &self,
         id: InstanceId,
         command: Command,
-        issued_by: &str,
+        origin: Origin,
     ) -> Result<Uuid, HostError> {
         let instance = self.store.instances.get_instance(id).await?;
         if instance.status.is_terminal() {
@@ -461,7 +469,7 @@ impl HostService {
                 ),
             ));
         }
-        self.send(instance.worker_id, command, issued_by).await
+        self.send(instance.worker_id, command, origin).await
     }
 
     /// Records a command `pending`, publishes it, then marks it `delivered` (or `failed` with
@@ -470,10 +478,11 @@ impl HostService {
         &self,
         worker: WorkerId,
         command: Command,
-        issued_by: &str,
+        origin: Origin,
     ) -> Result<Uuid, HostError> {
         let now = self.clock.now();
-        let mut envelope = CommandEnvelope::new(command, issued_by, now);
+        let mut envelope = CommandEnvelope::new(command, origin.issued_by, now);
+        envelope.correlation_id = origin.correlation_id;
         envelope.expires_at = now + self.command_ttl;
         let id = envelope.id;
         self.store

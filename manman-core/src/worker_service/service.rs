@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 /// How a worker is set up.
 #[derive(Debug, Clone)]
@@ -381,6 +382,20 @@ impl CommandLoop {
                 return;
             }
         };
+        // Every log line of the command carries the request it came from.
+        let span = tracing::info_span!(
+            "command",
+            command_id = %envelope.id,
+            command = envelope.command.name(),
+            correlation_id = envelope.correlation_id.as_deref().unwrap_or("-"),
+        );
+        self.handle_envelope(envelope, delivery)
+            .instrument(span)
+            .await;
+    }
+
+    /// Runs a decoded command (at most once, unless it expired) and settles its delivery.
+    async fn handle_envelope(&mut self, envelope: CommandEnvelope, delivery: Delivery) {
         if !self.seen.insert(envelope.id) {
             tracing::info!(command_id = %envelope.id, "ignoring a command handled before");
             let _ = delivery.ack().await;

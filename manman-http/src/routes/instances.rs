@@ -20,7 +20,7 @@ pub(crate) async fn start(
 ) -> Result<(StatusCode, Json<Started>), ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(state.host.start(&request, &access.issued_by()).await?),
+        Json(state.host.start(&request, access.origin()).await?),
     ))
 }
 
@@ -49,7 +49,7 @@ pub(crate) async fn stop(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<(StatusCode, Json<CommandAccepted>), ApiError> {
-    Ok(accepted(state.host.stop(id, &access.issued_by()).await?))
+    Ok(accepted(state.host.stop(id, access.origin()).await?))
 }
 
 pub(crate) async fn restart(
@@ -57,7 +57,7 @@ pub(crate) async fn restart(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<(StatusCode, Json<CommandAccepted>), ApiError> {
-    Ok(accepted(state.host.restart(id, &access.issued_by()).await?))
+    Ok(accepted(state.host.restart(id, access.origin()).await?))
 }
 
 pub(crate) async fn kill(
@@ -65,7 +65,7 @@ pub(crate) async fn kill(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<(StatusCode, Json<CommandAccepted>), ApiError> {
-    Ok(accepted(state.host.kill(id, &access.issued_by()).await?))
+    Ok(accepted(state.host.kill(id, access.origin()).await?))
 }
 
 /// A console line to send.
@@ -83,10 +83,7 @@ pub(crate) async fn stdin(
     ApiJson(request): ApiJson<StdinRequest>,
 ) -> Result<(StatusCode, Json<CommandAccepted>), ApiError> {
     Ok(accepted(
-        state
-            .host
-            .stdin(id, &request.line, &access.issued_by())
-            .await?,
+        state.host.stdin(id, &request.line, access.origin()).await?,
     ))
 }
 

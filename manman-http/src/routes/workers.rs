@@ -32,7 +32,7 @@ pub(crate) async fn shutdown(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<WorkerId>,
 ) -> Result<(StatusCode, Json<CommandAccepted>), ApiError> {
-    let command_id = state.host.shutdown_worker(id, &access.issued_by()).await?;
+    let command_id = state.host.shutdown_worker(id, access.origin()).await?;
     Ok((StatusCode::ACCEPTED, Json(CommandAccepted { command_id })))
 }
 
