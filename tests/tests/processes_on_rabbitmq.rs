@@ -1,5 +1,7 @@
 //! The system as separate processes: `manman-host` and two `manman-worker`s on RabbitMQ
-//! (`MANMAN_TEST_AMQP_URL`, a vhost of the test's own), driven through the HTTP API only.
+//! (`MANMAN_TEST_AMQP_URL`, a vhost of the test's own), driven through the HTTP API only:
+//! servers on both, a worker SIGSTOPped (`lost`) and SIGCONTed (`recovered`), then SIGKILLed
+//! and started again (its server `crashed`, cause `worker-restart`, no process left).
 
 use futures::StreamExt;
 use manman_core::config::ConfigSpec;
@@ -133,6 +135,7 @@ async fn host_and_two_workers_as_processes_on_rabbitmq() {
     .await;
 
     let mut workers = Vec::new();
+    let mut worker_commands = Vec::new();
     for name in ["w1", "w2"] {
         let install = dir.path().join(name);
         std::fs::create_dir_all(install.join("games/fake")).expect("dir");
@@ -142,20 +145,19 @@ async fn host_and_two_workers_as_processes_on_rabbitmq() {
             .create_worker_credential(name)
             .await
             .expect("credentials");
-        workers.push(Daemon(
-            Command::new(WORKER)
-                .env("MANMAN_WORKER_CLIENT_ID", &credentials.credential.client_id)
-                .env("MANMAN_WORKER_CLIENT_SECRET", &credentials.client_secret)
-                .env("MANMAN_HOST_URL", &url)
-                .env("MANMAN_RABBITMQ_URL", &vhost.url)
-                .env("MANMAN_WORKER_NAME", name)
-                .env("MANMAN_WORKER_INSTALL_DIRECTORY", &install)
-                .env("MANMAN_WORKER_HEARTBEAT_MS", "500")
-                .env("RUST_LOG", "warn")
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("worker"),
-        ));
+        let mut command = Command::new(WORKER);
+        command
+            .env("MANMAN_WORKER_CLIENT_ID", &credentials.credential.client_id)
+            .env("MANMAN_WORKER_CLIENT_SECRET", &credentials.client_secret)
+            .env("MANMAN_HOST_URL", &url)
+            .env("MANMAN_RABBITMQ_URL", &vhost.url)
+            .env("MANMAN_WORKER_NAME", name)
+            .env("MANMAN_WORKER_INSTALL_DIRECTORY", &install)
+            .env("MANMAN_WORKER_HEARTBEAT_MS", "500")
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::null());
+        workers.push(Daemon(command.spawn().expect("worker")));
+        worker_commands.push(command);
     }
     eventually("both workers to run", WAIT, || async {
         let running = client
@@ -229,10 +231,32 @@ async fn host_and_two_workers_as_processes_on_rabbitmq() {
         .expect("history");
     assert_eq!(history.last().map(|e| e.cause), Some(Cause::Recovered));
 
-    for id in &instances {
-        client.stop(*id).await.expect("stop");
-        status_of(&client, *id, Status::Complete).await;
-    }
+    // A worker SIGKILLed and started again: what it ran ended, reported `crashed`.
+    signal(&workers[0].0, nix::sys::signal::Signal::SIGKILL);
+    let _ = workers[0].0.wait();
+    workers[0] = Daemon(worker_commands[0].spawn().expect("worker again"));
+    status_of(&client, instances[0], Status::Crashed).await;
+    let history = client
+        .instance_history(instances[0])
+        .await
+        .expect("history");
+    assert_eq!(
+        history.last().map(|e| e.cause),
+        Some(Cause::WorkerRestart),
+        "{history:?}"
+    );
+    eventually("the killed worker's server to be gone", WAIT, || async {
+        (!pid_alive(pids[0])).then_some(())
+    })
+    .await;
+    assert_eq!(
+        client.get_instance(instances[1]).await.expect("get").status,
+        Status::Running,
+        "the other worker is unaffected"
+    );
+
+    client.stop(instances[1]).await.expect("stop");
+    status_of(&client, instances[1], Status::Complete).await;
     assert!(
         pids.iter().all(|p| !pid_alive(*p)),
         "no server process left"
