@@ -928,3 +928,88 @@ async fn a_request_id_is_answered_and_carried_into_the_commands_it_causes() {
     let id = response.headers()["x-request-id"].to_str().expect("ascii");
     assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
 }
+
+/// Every route that reads a JSON body, with a placeholder id.
+const WITH_BODY: [(&str, &str); 11] = [
+    ("POST", "/api/v1/games"),
+    ("PUT", "/api/v1/games/1"),
+    ("POST", "/api/v1/games/1/configs"),
+    ("PUT", "/api/v1/configs/1"),
+    ("POST", "/api/v1/instances"),
+    ("POST", "/api/v1/instances/1/stdin"),
+    ("POST", "/api/v1/tokens"),
+    ("POST", "/api/v1/worker-credentials"),
+    ("POST", "/api/v1/auth/token"),
+    ("POST", "/api/v1/worker/register"),
+    ("POST", "/api/v1/worker/heartbeat"),
+];
+
+#[tokio::test]
+async fn hostile_bodies_paths_and_queries_get_a_4xx_problem_never_a_500_or_a_hang() {
+    let app = app().await;
+    let worker = app.worker_token("box").await;
+    let bodies: [(&str, Vec<u8>); 6] = [
+        ("malformed JSON", b"{\"name\": ".to_vec()),
+        ("an array", b"[1, 2, 3]".to_vec()),
+        (
+            "wrong types",
+            br#"{"name": 42, "config_id": "x", "line": [], "scope": 7}"#.to_vec(),
+        ),
+        ("an unknown field", br#"{"surprise": true}"#.to_vec()),
+        ("not UTF-8", vec![0xff, 0xfe, 0x00, 0x7b]),
+        ("a huge body", vec![b' '; BODY_LIMIT + 1]),
+    ];
+    for (method, uri) in WITH_BODY {
+        let token = if uri.starts_with("/api/v1/worker/") {
+            worker.as_str()
+        } else {
+            app.admin.as_str()
+        };
+        for (what, body) in &bodies {
+            let request = Request::builder()
+                .method(method)
+                .uri(uri)
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.clone()))
+                .expect("request");
+            let response = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                app.router.clone().oneshot(request),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{method} {uri} with {what} hung"))
+            .expect("response");
+            let status = response.status();
+            assert!(
+                status.is_client_error(),
+                "{method} {uri} with {what}: {status}"
+            );
+            assert_eq!(
+                response.headers()[header::CONTENT_TYPE],
+                "application/problem+json",
+                "{method} {uri} with {what}"
+            );
+        }
+    }
+    for uri in [
+        "/api/v1/games/abc",
+        "/api/v1/games/99999999999999999999999",
+        "/api/v1/instances/-1/history?limit=x",
+        "/api/v1/instances?limit=abc",
+        "/api/v1/instances?status=sideways",
+        "/api/v1/instances?after=1&surprise=1",
+        "/api/v1/commands/not-a-uuid",
+        "/api/v1/workers/1.5",
+        "/api/v1/tokens/abc",
+    ] {
+        let method = if uri.starts_with("/api/v1/tokens") {
+            "DELETE"
+        } else {
+            "GET"
+        };
+        let (status, ct, body) = call(&app, method, uri, None).await;
+        assert!(status.is_client_error(), "{method} {uri}: {status} {body}");
+        assert_eq!(ct, "application/problem+json", "{method} {uri}");
+    }
+}
