@@ -7,6 +7,7 @@
 mod machine;
 mod report;
 mod scenarios;
+mod scratch_database;
 mod up_process;
 
 use clap::Parser;
@@ -39,6 +40,9 @@ struct Options {
     /// Events published per run in `bus-round-trip`.
     #[arg(long, default_value_t = 20_000)]
     bus_events: usize,
+    /// Requests per route in `api-reads`.
+    #[arg(long, default_value_t = 20_000)]
+    api_requests: usize,
     /// A PostgreSQL superuser URL; each run creates and drops a database of its own.
     #[arg(long, env = "MANMAN_TEST_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
@@ -101,6 +105,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
             database_url: options.database_url.clone(),
             round_trips: options.round_trips,
             events_per_round: options.bus_events,
+            api_requests: options.api_requests,
         };
         sections.push(scenario.run(&settings).await?);
     }

@@ -1,5 +1,6 @@
 //! The benchmark scenarios.
 
+mod api_reads;
 mod bus_round_trip;
 mod status_ingest;
 mod worker_scale;
@@ -18,6 +19,9 @@ pub(crate) enum Scenario {
     /// Command round trip and confirmed event throughput on RabbitMQ.
     #[value(name = "bus-round-trip")]
     BusRoundTrip,
+    /// The host's read API on PostgreSQL under concurrent load.
+    #[value(name = "api-reads")]
+    ApiReads,
 }
 
 /// Settings shared by the scenarios.
@@ -30,11 +34,17 @@ pub(crate) struct Settings {
     pub(crate) database_url: Option<String>,
     pub(crate) round_trips: usize,
     pub(crate) events_per_round: usize,
+    pub(crate) api_requests: usize,
 }
 
 impl Scenario {
     pub(crate) fn all() -> &'static [Self] {
-        &[Self::Worker1000, Self::StatusIngest, Self::BusRoundTrip]
+        &[
+            Self::Worker1000,
+            Self::StatusIngest,
+            Self::BusRoundTrip,
+            Self::ApiReads,
+        ]
     }
 
     pub(crate) fn name(self) -> &'static str {
@@ -42,6 +52,7 @@ impl Scenario {
             Self::Worker1000 => "worker-1000",
             Self::StatusIngest => "status-ingest",
             Self::BusRoundTrip => "bus-round-trip",
+            Self::ApiReads => "api-reads",
         }
     }
 
@@ -50,6 +61,7 @@ impl Scenario {
             Self::Worker1000 => worker_scale::run(settings).await,
             Self::StatusIngest => status_ingest::run(settings).await,
             Self::BusRoundTrip => bus_round_trip::run(settings).await,
+            Self::ApiReads => api_reads::run(settings).await,
         }
     }
 }

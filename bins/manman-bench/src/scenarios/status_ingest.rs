@@ -4,6 +4,7 @@
 
 use crate::report::{Figure, Section, Target};
 use crate::scenarios::Settings;
+use crate::scratch_database::ScratchDatabase;
 use anyhow::{Context, bail};
 use chrono::Utc;
 use manman_core::bus::Bus;
@@ -18,7 +19,6 @@ use manman_core::status::{Cause, Entity, Status};
 use manman_core::store::Store;
 use manman_core::worker::WorkerRegistration;
 use manman_pg::{PgSettings, PgStore};
-use sqlx::{Connection, Executor, PgConnection};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -216,45 +216,4 @@ async fn plain_inserts(pg: &PgStore, rows: usize) -> anyhow::Result<f64> {
         done += n;
     }
     Ok(rows as f64 / started.elapsed().as_secs_f64())
-}
-
-/// A database for one run.
-struct ScratchDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl ScratchDatabase {
-    async fn create(admin_url: &str) -> anyhow::Result<Self> {
-        let name = format!(
-            "manman_bench_{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
-        let mut admin = PgConnection::connect(admin_url)
-            .await
-            .context("--database-url")?;
-        admin
-            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .await?;
-        let base = admin_url
-            .rsplit_once('/')
-            .map_or(admin_url, |(base, _)| base);
-        Ok(Self {
-            admin_url: admin_url.to_owned(),
-            url: format!("{base}/{name}"),
-            name,
-        })
-    }
-
-    async fn drop_it(&self) {
-        if let Ok(mut admin) = PgConnection::connect(&self.admin_url).await {
-            let _ = admin
-                .execute(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                    self.name
-                )))
-                .await;
-        }
-    }
 }
