@@ -12,6 +12,7 @@ use subtle::ConstantTimeEq;
 
 /// What an operator token may do. Each scope includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// Read everything: catalogue, workers, instances, history, consoles, events.
@@ -59,6 +60,7 @@ impl FromStr for Scope {
 
 /// An operator token as the host keeps it (the secret itself is never stored).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiToken {
     /// Identity.
     pub id: TokenId,
@@ -75,6 +77,7 @@ pub struct ApiToken {
 /// A worker's credentials as the host keeps them: exchanged at `POST /api/v1/auth/token` for a
 /// token that lets the worker named `worker_name` use the worker API for itself only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkerCredential {
     /// The public half, sent with the secret.
     pub client_id: String,

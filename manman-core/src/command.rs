@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 /// What a worker is asked to do. Typed: never a bag of strings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
     /// Run a config as the given (already created) instance.
@@ -94,6 +95,7 @@ impl From<&str> for Origin {
 
 /// A command as sent: with its id, times and issuer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CommandEnvelope {
     /// Unique id; the worker runs a command id at most once.
@@ -132,6 +134,7 @@ impl CommandEnvelope {
 
 /// Where a command is on its way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CommandState {
     /// Recorded, not yet accepted by the bus.
@@ -200,6 +203,7 @@ impl fmt::Display for CommandState {
 
 /// The host's record of a command: outbox and audit trail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CommandRecord {
     /// The command id.
     pub id: Uuid,
@@ -217,6 +221,7 @@ pub struct CommandRecord {
 
 /// A worker's answer to a command, published on `manman.events`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CommandResult {
     /// The command.
@@ -234,6 +239,7 @@ pub struct CommandResult {
 
 /// The two endings a worker can report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CommandOutcome {
     /// Carried out.

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 /// A stored config of a game.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GameServerConfig {
     /// Its identity.
     pub id: ConfigId,
@@ -23,6 +24,7 @@ pub struct GameServerConfig {
 /// The fields of a config an operator sets. Defaults are those of spec §2. Unknown fields are
 /// refused (a typo must not silently fall back to a default).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConfigSpec {
     /// Unique per game.
@@ -77,6 +79,7 @@ fn default_ready_timeout() -> u32 {
 
 /// The graceful stop: stdin line, wait, signal, wait, then SIGKILL to the whole process group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct StopPolicy {
     /// A console line that asks the server to save and quit (e.g. `quit`).
@@ -102,6 +105,7 @@ impl Default for StopPolicy {
 
 /// Signals a stop may send before SIGKILL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "UPPERCASE")]
 pub enum StopSignal {
     /// SIGTERM.
@@ -112,6 +116,7 @@ pub enum StopSignal {
 
 /// What the worker does when a server exits without being asked to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct RestartPolicy {
     /// When to restart.
@@ -140,6 +145,7 @@ impl Default for RestartPolicy {
 
 /// When a server is restarted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartMode {
     /// Never: an unexpected exit is final.
@@ -152,6 +158,7 @@ pub enum RestartMode {
 
 /// SteamCMD options of a config.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct SteamOptions {
     /// Beta branch (`-beta`).
@@ -166,6 +173,7 @@ pub struct SteamOptions {
 
 /// How SteamCMD logs in.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SteamLogin {
     /// `+login anonymous`.

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// One numbered console line, published on `manman.console` with key `instance.{id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConsoleLine {
     /// The instance.
     pub instance_id: InstanceId,
@@ -21,6 +22,7 @@ pub struct ConsoleLine {
 
 /// The stream a console line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ConsoleStream {
     /// The server's standard output.

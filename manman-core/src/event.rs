@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// Everything published on `manman.events`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// A worker or instance changed status.
@@ -32,6 +33,7 @@ impl Event {
 
 /// How far an instance's install has come.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstallProgressReport {
     /// The instance being installed.
     pub instance_id: InstanceId,
@@ -44,6 +46,7 @@ pub struct InstallProgressReport {
 
 /// A status change as the sender saw it; the host orders and records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusReport {
     /// Whose status.
     pub entity: Entity,

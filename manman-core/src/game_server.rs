@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// A game the host knows how to run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GameServer {
     /// Its identity.
     pub id: GameServerId,
@@ -20,6 +21,7 @@ pub struct GameServer {
 
 /// Where a game's files come from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ServerType {
     /// Installed and updated by SteamCMD; `app_id` is unique in the catalogue.
@@ -37,6 +39,7 @@ pub enum ServerType {
 
 /// What it takes to add a game to the catalogue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewGameServer {
     /// Unique name.

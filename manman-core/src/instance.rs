@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// One run of a config on a worker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Instance {
     /// Its identity.
     pub id: InstanceId,
@@ -51,6 +52,8 @@ pub struct NewInstance {
 
 /// Which instances to list. Results are ordered by id; `after` is the cursor of the next page.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(default, deny_unknown_fields)]
 pub struct InstanceFilter {
     /// Only this status.

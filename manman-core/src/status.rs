@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 /// Where a worker or an instance is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Known to the host, nothing started yet.
@@ -82,6 +83,7 @@ impl std::str::FromStr for Status {
 
 /// What a status belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Entity {
     /// A worker.
@@ -101,6 +103,7 @@ impl fmt::Display for Entity {
 
 /// Why a status changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Cause {
@@ -234,6 +237,7 @@ pub fn can_transition(entity: &Entity, from: Status, to: Status) -> bool {
 
 /// One row of the append-only status history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusEvent {
     /// Position in the history (grows with each row; the pagination cursor).
     pub id: i64,

@@ -5,6 +5,7 @@ use std::fmt;
 
 /// One field that failed validation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     /// Path of the field, e.g. `executable` or `env.MY KEY`.
     pub field: String,

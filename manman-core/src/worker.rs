@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 /// A worker machine's daemon, as recorded by the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Worker {
     /// Stable identity (kept across registrations of the same name).
     pub id: WorkerId,
@@ -36,6 +37,7 @@ pub struct Worker {
 
 /// What a worker says about itself when it registers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WorkerRegistration {
     /// Unique, stable name (usually the machine's).
@@ -63,6 +65,7 @@ impl WorkerRegistration {
 
 /// The host's answer to a registration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Registered {
     /// The worker's identity.
     pub worker_id: WorkerId,
@@ -72,6 +75,7 @@ pub struct Registered {
 
 /// What a worker reports with each heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Heartbeat {
     /// The worker.
     pub worker_id: WorkerId,
@@ -83,6 +87,7 @@ pub struct Heartbeat {
 
 /// One instance in a heartbeat's inventory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InventoryItem {
     /// The instance.
     pub instance_id: InstanceId,

@@ -1,5 +1,6 @@
 //! The router: every route of the host's HTTP API.
 
+use crate::openapi::ApiDoc;
 use crate::problem::Problem;
 use crate::routes::{
     catalogue, commands, console, events, health, instances, metrics, tokens, worker_api,
@@ -12,6 +13,8 @@ use axum::routing::{delete, get, post};
 use manman_core::host::{Authenticator, ConsoleHub, HostService, Metrics};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
 use uuid::Uuid;
 
 /// The largest request body accepted, in bytes.
@@ -34,7 +37,7 @@ pub struct ApiState {
 }
 
 /// The answer to a command request (HTTP 202): follow it at `/api/v1/commands/{command_id}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CommandAccepted {
     /// The command sent to the worker.
     pub command_id: Uuid,
@@ -102,6 +105,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
         .nest("/api/v1", api)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

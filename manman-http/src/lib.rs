@@ -6,6 +6,7 @@ mod auth;
 mod client;
 mod extract;
 mod host_api_client;
+mod openapi;
 mod problem;
 mod request_id;
 mod routes;
@@ -17,6 +18,7 @@ pub use auth::{Access, AdminScope, Needs, OperateScope, ReadScope, WorkerAccess}
 pub use client::{Client, ClientError};
 pub use extract::{ApiJson, ApiPath, ApiQuery};
 pub use host_api_client::{HttpHostApi, WorkerCredentials};
+pub use openapi::ApiDoc;
 pub use problem::{ApiError, PROBLEM_JSON, Problem};
 pub use request_id::{REQUEST_ID_HEADER, RequestId};
 pub use routes::instances::StdinRequest;

@@ -65,6 +65,7 @@ impl fmt::Debug for SigningKey {
 
 /// A token a worker got for its credentials.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkerToken {
     /// The bearer token to send.
     pub access_token: String,

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 /// A start request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StartRequest {
     /// The config to run.
@@ -60,6 +61,7 @@ impl Readiness {
 
 /// What a start returns at once (HTTP 202): the instance and the command to follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Started {
     /// The new instance.
     pub instance_id: InstanceId,

@@ -11,6 +11,7 @@ use std::fmt::Debug;
 
 /// A config with its game: all a worker needs to start it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConfigBundle {
     /// The game.
     pub game: GameServer,

@@ -40,6 +40,7 @@ pub trait GameInstaller: Send + Sync + Debug + 'static {
 
 /// How far an install has come, for a progress bar.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstallProgress {
     /// What the installer is doing, e.g. `downloading`, `verifying`, `committing`.
     pub stage: String,

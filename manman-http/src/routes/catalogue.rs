@@ -11,6 +11,20 @@ use manman_core::config::{ConfigSpec, GameServerConfig};
 use manman_core::game_server::{GameServer, NewGameServer};
 use manman_core::id::{ConfigId, GameServerId};
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/games",
+    tag = "catalogue",
+    request_body = NewGameServer,
+    responses(
+        (status = 201, description = "created", body = GameServer),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "a conflict; the detail says which", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a field fails validation (`errors` names it)", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn create_game(
     _access: Access<OperateScope>,
     State(state): State<ApiState>,
@@ -22,6 +36,16 @@ pub(crate) async fn create_game(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/games",
+    tag = "catalogue",
+    responses(
+        (status = 200, description = "every game", body = Vec<GameServer>),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn list_games(
     _access: Access<ReadScope>,
     State(state): State<ApiState>,
@@ -29,6 +53,18 @@ pub(crate) async fn list_games(
     Ok(Json(state.host.list_games().await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/games/{id}",
+    tag = "catalogue",
+    params(("id" = i64, Path, description = "the game")),
+    responses(
+        (status = 200, description = "the game", body = GameServer),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn get_game(
     _access: Access<ReadScope>,
     State(state): State<ApiState>,
@@ -37,6 +73,22 @@ pub(crate) async fn get_game(
     Ok(Json(state.host.get_game(id).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/games/{id}/configs",
+    tag = "catalogue",
+    params(("id" = i64, Path, description = "the game")),
+    request_body = ConfigSpec,
+    responses(
+        (status = 201, description = "created", body = GameServerConfig),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "a conflict; the detail says which", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a field fails validation (`errors` names it)", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn create_config(
     _access: Access<OperateScope>,
     State(state): State<ApiState>,
@@ -49,6 +101,18 @@ pub(crate) async fn create_config(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/games/{id}/configs",
+    tag = "catalogue",
+    params(("id" = i64, Path, description = "the game")),
+    responses(
+        (status = 200, description = "its configs", body = Vec<GameServerConfig>),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn list_game_configs(
     _access: Access<ReadScope>,
     State(state): State<ApiState>,
@@ -57,6 +121,16 @@ pub(crate) async fn list_game_configs(
     Ok(Json(state.host.list_configs(Some(game)).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/configs",
+    tag = "catalogue",
+    responses(
+        (status = 200, description = "every config", body = Vec<GameServerConfig>),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn list_configs(
     _access: Access<ReadScope>,
     State(state): State<ApiState>,
@@ -64,6 +138,18 @@ pub(crate) async fn list_configs(
     Ok(Json(state.host.list_configs(None).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/configs/{id}",
+    tag = "catalogue",
+    params(("id" = i64, Path, description = "the config")),
+    responses(
+        (status = 200, description = "the config", body = GameServerConfig),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn get_config(
     _access: Access<ReadScope>,
     State(state): State<ApiState>,
@@ -72,6 +158,22 @@ pub(crate) async fn get_config(
     Ok(Json(state.host.get_config(id).await?))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/games/{id}",
+    tag = "catalogue",
+    params(("id" = i64, Path, description = "the game")),
+    request_body = NewGameServer,
+    responses(
+        (status = 200, description = "updated", body = GameServer),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "a conflict; the detail says which", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a field fails validation (`errors` names it)", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn update_game(
     _access: Access<OperateScope>,
     State(state): State<ApiState>,
@@ -82,6 +184,20 @@ pub(crate) async fn update_game(
 }
 
 /// `204` when deleted; `409` naming its configs while it has any.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/games/{id}",
+    tag = "catalogue",
+    params(("id" = i64, Path, description = "the game")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "it still has configs (named)", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn delete_game(
     _access: Access<OperateScope>,
     State(state): State<ApiState>,
@@ -91,6 +207,22 @@ pub(crate) async fn delete_game(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/configs/{id}",
+    tag = "catalogue",
+    params(("id" = i64, Path, description = "the config")),
+    request_body = ConfigSpec,
+    responses(
+        (status = 200, description = "updated; later starts use it", body = GameServerConfig),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "a conflict; the detail says which", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a field fails validation (`errors` names it)", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn update_config(
     _access: Access<OperateScope>,
     State(state): State<ApiState>,
@@ -102,6 +234,20 @@ pub(crate) async fn update_config(
 
 /// `204` when deleted (with its ended instances' records); `409` naming the active instances
 /// while any is.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/configs/{id}",
+    tag = "catalogue",
+    params(("id" = i64, Path, description = "the config")),
+    responses(
+        (status = 204, description = "deleted with its ended instances' records"),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "an instance of it is active (named)", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn delete_config(
     _access: Access<OperateScope>,
     State(state): State<ApiState>,

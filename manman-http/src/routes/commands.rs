@@ -9,6 +9,19 @@ use axum::extract::State;
 use manman_core::command::CommandRecord;
 use uuid::Uuid;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/commands/{id}",
+    tag = "commands",
+    params(("id" = uuid::Uuid, Path, description = "the command")),
+    responses(
+        (status = 200, description = "its record", body = CommandRecord),
+        (status = 400, description = "malformed JSON, path or query", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn get(
     _access: Access<ReadScope>,
     State(state): State<ApiState>,

@@ -23,6 +23,18 @@ fn event(line: &ConsoleLine) -> Event {
         .unwrap_or_else(|_| Event::default().comment("unencodable line"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances/{id}/console",
+    tag = "instances",
+    params(("id" = i64, Path, description = "the instance"), ("Last-Event-ID" = Option<u64>, Header, description = "resume after this line number")),
+    responses(
+        (status = 200, description = "Server-Sent Events: `event: line`, `id` the line number, `data` a ConsoleLine", body = ConsoleLine, content_type = "text/event-stream"),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn stream(
     _access: Access<ReadScope>,
     State(state): State<ApiState>,

@@ -12,6 +12,17 @@ use manman_core::event::Event;
 use manman_core::host::HostError;
 use std::convert::Infallible;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    tag = "events",
+    responses(
+        (status = 200, description = "Server-Sent Events: `event` the kind, `data` the Event", body = Event, content_type = "text/event-stream"),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the store or the bus is unavailable (with Retry-After)", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn stream(
     _access: Access<ReadScope>,
     State(state): State<ApiState>,

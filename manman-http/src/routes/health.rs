@@ -6,21 +6,50 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use std::time::Duration;
 
 /// How long each backend may take to answer a readiness check.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "the process is alive", body = String)
+    ),
+)]
 pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Both backends answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Ready {
+    /// `ok`.
+    store: &'static str,
+    /// `ok`.
+    bus: &'static str,
+}
+
 /// `200 {"store":"ok","bus":"ok"}`, or `503` problem+json naming what does not answer.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "the store and the bus answer", body = Ready),
+        (status = 503, description = "the detail names what does not answer", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+)]
 pub(crate) async fn readyz(State(state): State<ApiState>) -> Response {
     let readiness = state.host.readiness(READY_TIMEOUT).await;
     if readiness.is_ready() {
-        return Json(json!({"store": "ok", "bus": "ok"})).into_response();
+        return Json(Ready {
+            store: "ok",
+            bus: "ok",
+        })
+        .into_response();
     }
     let mut failing = Vec::new();
     if let Err(why) = &readiness.store {

@@ -13,6 +13,22 @@ use manman_core::instance::{Instance, InstanceFilter};
 use manman_core::status::{Entity, StatusEvent};
 use serde::{Deserialize, Serialize};
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances",
+    tag = "instances",
+    request_body = StartRequest,
+    responses(
+        (status = 202, description = "placed; follow the command", body = Started),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "no worker can take it (why)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a field fails validation (`errors` names it)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the store or the bus is unavailable (with Retry-After)", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn start(
     access: Access<OperateScope>,
     State(state): State<ApiState>,
@@ -24,6 +40,18 @@ pub(crate) async fn start(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances",
+    tag = "instances",
+    params(InstanceFilter),
+    responses(
+        (status = 200, description = "a page, by id (`after` is the cursor)", body = Vec<Instance>),
+        (status = 400, description = "malformed JSON, path or query", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn list(
     _access: Access<ReadScope>,
     State(state): State<ApiState>,
@@ -32,6 +60,18 @@ pub(crate) async fn list(
     Ok(Json(state.host.list_instances(&filter).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances/{id}",
+    tag = "instances",
+    params(("id" = i64, Path, description = "the instance")),
+    responses(
+        (status = 200, description = "the instance", body = Instance),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn get(
     _access: Access<ReadScope>,
     State(state): State<ApiState>,
@@ -44,6 +84,20 @@ fn accepted(command_id: uuid::Uuid) -> (StatusCode, Json<CommandAccepted>) {
     (StatusCode::ACCEPTED, Json(CommandAccepted { command_id }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances/{id}/stop",
+    tag = "instances",
+    params(("id" = i64, Path, description = "the instance")),
+    responses(
+        (status = 202, description = "the stop command", body = CommandAccepted),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "it has ended", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn stop(
     access: Access<OperateScope>,
     State(state): State<ApiState>,
@@ -52,6 +106,20 @@ pub(crate) async fn stop(
     Ok(accepted(state.host.stop(id, access.origin()).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances/{id}/restart",
+    tag = "instances",
+    params(("id" = i64, Path, description = "the instance")),
+    responses(
+        (status = 202, description = "the restart command", body = CommandAccepted),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "it has ended", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn restart(
     access: Access<OperateScope>,
     State(state): State<ApiState>,
@@ -60,6 +128,20 @@ pub(crate) async fn restart(
     Ok(accepted(state.host.restart(id, access.origin()).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances/{id}/kill",
+    tag = "instances",
+    params(("id" = i64, Path, description = "the instance")),
+    responses(
+        (status = 202, description = "the kill command", body = CommandAccepted),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "it has ended", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn kill(
     access: Access<OperateScope>,
     State(state): State<ApiState>,
@@ -69,13 +151,29 @@ pub(crate) async fn kill(
 }
 
 /// A console line to send.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StdinRequest {
     /// The line, without a newline.
     pub line: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances/{id}/stdin",
+    tag = "instances",
+    params(("id" = i64, Path, description = "the instance")),
+    request_body = StdinRequest,
+    responses(
+        (status = 202, description = "the stdin command", body = CommandAccepted),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "it has ended", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a field fails validation (`errors` names it)", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn stdin(
     access: Access<OperateScope>,
     State(state): State<ApiState>,
@@ -88,13 +186,29 @@ pub(crate) async fn stdin(
 }
 
 /// A page of history.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct HistoryQuery {
+    /// Only events after this position (the cursor: the last `id` seen).
     pub(crate) after: Option<i64>,
+    /// At most this many (default 100).
     pub(crate) limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances/{id}/history",
+    tag = "instances",
+    params(("id" = i64, Path, description = "the instance"), HistoryQuery),
+    responses(
+        (status = 200, description = "status changes, oldest first", body = Vec<StatusEvent>),
+        (status = 400, description = "malformed JSON, path or query", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn history(
     _access: Access<ReadScope>,
     State(state): State<ApiState>,

@@ -8,6 +8,14 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 /// The Prometheus text exposition of the host's counters and the store's gauges.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text exposition 0.0.4", body = String, content_type = "text/plain")
+    ),
+)]
 pub(crate) async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let snapshot = state.host.store_snapshot().await?;
     let mut response = state.metrics.render(&snapshot).into_response();

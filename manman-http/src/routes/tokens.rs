@@ -12,7 +12,7 @@ use manman_core::id::TokenId;
 use serde::{Deserialize, Serialize};
 
 /// A token to create.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     /// A unique name saying whose or what for.
@@ -22,7 +22,7 @@ pub struct NewToken {
 }
 
 /// A created token and its secret, shown this once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     /// The token.
     pub token: ApiToken,
@@ -30,6 +30,20 @@ pub struct CreatedToken {
     pub secret: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    tag = "tokens",
+    request_body = NewToken,
+    responses(
+        (status = 201, description = "created; the secret is shown this once", body = CreatedToken),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "a conflict; the detail says which", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a field fails validation (`errors` names it)", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn create(
     _access: Access<AdminScope>,
     State(state): State<ApiState>,
@@ -46,6 +60,17 @@ pub(crate) async fn create(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    tag = "tokens",
+    responses(
+        (status = 200, description = "every token, never a secret", body = Vec<ApiToken>),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn list(
     _access: Access<AdminScope>,
     State(state): State<ApiState>,
@@ -53,6 +78,19 @@ pub(crate) async fn list(
     Ok(Json(state.auth.list_tokens().await?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{id}",
+    tag = "tokens",
+    params(("id" = i64, Path, description = "the token")),
+    responses(
+        (status = 200, description = "revoked", body = ApiToken),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn revoke(
     _access: Access<AdminScope>,
     State(state): State<ApiState>,

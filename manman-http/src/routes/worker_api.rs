@@ -16,6 +16,19 @@ use manman_core::instance::InstanceFilter;
 use manman_core::ports::ConfigBundle;
 use manman_core::worker::{Heartbeat, Registered, WorkerRegistration};
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/worker/register",
+    tag = "worker API",
+    request_body = WorkerRegistration,
+    responses(
+        (status = 200, description = "registered: a new epoch", body = Registered),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not this worker token's name", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a field fails validation (`errors` names it)", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn register(
     worker: WorkerAccess,
     State(state): State<ApiState>,
@@ -26,6 +39,20 @@ pub(crate) async fn register(
 }
 
 /// `204` when recorded; `409` when a newer registration superseded this epoch.
+#[utoipa::path(
+    post,
+    path = "/api/v1/worker/heartbeat",
+    tag = "worker API",
+    request_body = Heartbeat,
+    responses(
+        (status = 204, description = "recorded"),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "another worker's heartbeat", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "superseded by a newer registration", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn heartbeat(
     worker: WorkerAccess,
     State(state): State<ApiState>,
@@ -37,6 +64,19 @@ pub(crate) async fn heartbeat(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/worker/configs/{id}",
+    tag = "worker API",
+    params(("id" = i64, Path, description = "the config")),
+    responses(
+        (status = 200, description = "the config and its game", body = ConfigBundle),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "none of this worker's instances runs it", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn config(
     worker: WorkerAccess,
     State(state): State<ApiState>,

@@ -13,7 +13,7 @@ use manman_core::host::WorkerToken;
 use serde::{Deserialize, Serialize};
 
 /// Credentials to create.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWorkerCredential {
     /// The name the worker registers under (`MANMAN_WORKER_NAME`).
@@ -21,7 +21,7 @@ pub struct NewWorkerCredential {
 }
 
 /// Created credentials and their secret, shown this once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreatedWorkerCredential {
     /// The credentials.
     pub credential: WorkerCredential,
@@ -31,7 +31,7 @@ pub struct CreatedWorkerCredential {
 }
 
 /// What a worker sends to get a token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// Its client id.
@@ -40,6 +40,20 @@ pub struct TokenRequest {
     pub client_secret: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/worker-credentials",
+    tag = "tokens",
+    request_body = NewWorkerCredential,
+    responses(
+        (status = 201, description = "created; the secret is shown this once", body = CreatedWorkerCredential),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "a conflict; the detail says which", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a field fails validation (`errors` names it)", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn create(
     _access: Access<AdminScope>,
     State(state): State<ApiState>,
@@ -59,6 +73,17 @@ pub(crate) async fn create(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/worker-credentials",
+    tag = "tokens",
+    responses(
+        (status = 200, description = "every credential, never a secret", body = Vec<WorkerCredential>),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn list(
     _access: Access<AdminScope>,
     State(state): State<ApiState>,
@@ -66,6 +91,19 @@ pub(crate) async fn list(
     Ok(Json(state.auth.list_worker_credentials().await?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/worker-credentials/{client_id}",
+    tag = "tokens",
+    params(("client_id" = String, Path, description = "the client id")),
+    responses(
+        (status = 200, description = "revoked", body = WorkerCredential),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn revoke(
     _access: Access<AdminScope>,
     State(state): State<ApiState>,
@@ -76,6 +114,17 @@ pub(crate) async fn revoke(
     Ok(Json(credential))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/token",
+    tag = "tokens",
+    request_body = TokenRequest,
+    responses(
+        (status = 200, description = "a worker token", body = WorkerToken),
+        (status = 401, description = "unknown client id, wrong secret or revoked credentials", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a field fails validation (`errors` names it)", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+)]
 pub(crate) async fn exchange(
     State(state): State<ApiState>,
     ApiJson(request): ApiJson<TokenRequest>,

@@ -12,6 +12,16 @@ use manman_core::id::WorkerId;
 use manman_core::status::{Entity, StatusEvent};
 use manman_core::worker::Worker;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/workers",
+    tag = "workers",
+    responses(
+        (status = 200, description = "every worker", body = Vec<Worker>),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn list_workers(
     _access: Access<ReadScope>,
     State(state): State<ApiState>,
@@ -19,6 +29,18 @@ pub(crate) async fn list_workers(
     Ok(Json(state.host.list_workers().await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/workers/{id}",
+    tag = "workers",
+    params(("id" = i64, Path, description = "the worker")),
+    responses(
+        (status = 200, description = "the worker", body = Worker),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn get_worker(
     _access: Access<ReadScope>,
     State(state): State<ApiState>,
@@ -27,6 +49,20 @@ pub(crate) async fn get_worker(
     Ok(Json(state.host.get_worker(id).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/workers/{id}/shutdown",
+    tag = "workers",
+    params(("id" = i64, Path, description = "the worker")),
+    responses(
+        (status = 202, description = "the shutdown command", body = CommandAccepted),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "it is not running", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn shutdown(
     access: Access<OperateScope>,
     State(state): State<ApiState>,
@@ -36,6 +72,19 @@ pub(crate) async fn shutdown(
     Ok((StatusCode::ACCEPTED, Json(CommandAccepted { command_id })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/workers/{id}/history",
+    tag = "workers",
+    params(("id" = i64, Path, description = "the worker"), HistoryQuery),
+    responses(
+        (status = 200, description = "status changes, oldest first", body = Vec<StatusEvent>),
+        (status = 400, description = "malformed JSON, path or query", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn history(
     _access: Access<ReadScope>,
     State(state): State<ApiState>,

@@ -1,0 +1,87 @@
+//! [`ApiDoc`]: the OpenAPI document of the host's API, generated from the handlers' annotations,
+//! served at `/openapi.json` with Swagger UI at `/docs` (bundled: it works offline).
+
+use crate::routes::{
+    catalogue, commands, console, events, health, instances, metrics, tokens, worker_api,
+    worker_credentials, workers,
+};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+/// The host's API as OpenAPI 3.1.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "ManMan host API",
+        description = "Run Steam dedicated game servers across many machines. Every route under \
+                       /api/v1 needs a bearer token (operator tokens with the scope read, operate \
+                       or admin; worker tokens for /api/v1/worker) but POST /api/v1/auth/token. \
+                       Errors are application/problem+json."
+    ),
+    paths(
+        health::healthz,
+        health::readyz,
+        metrics::metrics,
+        catalogue::create_game,
+        catalogue::list_games,
+        catalogue::get_game,
+        catalogue::update_game,
+        catalogue::delete_game,
+        catalogue::create_config,
+        catalogue::list_game_configs,
+        catalogue::list_configs,
+        catalogue::get_config,
+        catalogue::update_config,
+        catalogue::delete_config,
+        workers::list_workers,
+        workers::get_worker,
+        workers::shutdown,
+        workers::history,
+        instances::start,
+        instances::list,
+        instances::get,
+        instances::stop,
+        instances::restart,
+        instances::kill,
+        instances::stdin,
+        instances::history,
+        console::stream,
+        commands::get,
+        events::stream,
+        worker_api::register,
+        worker_api::heartbeat,
+        worker_api::config,
+        tokens::create,
+        tokens::list,
+        tokens::revoke,
+        worker_credentials::create,
+        worker_credentials::list,
+        worker_credentials::revoke,
+        worker_credentials::exchange,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "catalogue", description = "Games and their configs"),
+        (name = "instances", description = "Runs of a config on a worker: start, follow, stop"),
+        (name = "workers", description = "The game machines"),
+        (name = "commands", description = "What was asked of workers, and what became of it"),
+        (name = "events", description = "Everything that happens, live"),
+        (name = "tokens", description = "Operator tokens and worker credentials (admin)"),
+        (name = "worker API", description = "What workers call (worker tokens)"),
+        (name = "operations", description = "Health, readiness, metrics (no token)"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The `bearer` security scheme the routes refer to.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
