@@ -1,0 +1,123 @@
+//! The `manman-host` binary on its own: the admin token of its first start (printed once, kept
+//! on a SQLite store across a restart), and settings refused at startup with their name.
+
+use manman_http::{Client, ClientError};
+use manman_tests::eventually;
+use manman_tests::harness::WAIT;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+const HOST: &str = env!("CARGO_BIN_EXE_e2e-host");
+
+/// A host process killed at the end of the test.
+struct Host(Child);
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Starts the host on `store` and waits until it answers; with what it printed on stdout
+/// (read on a thread: the admin token comes before "serving").
+async fn start(store: &str, port: u16) -> (Host, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(HOST)
+        .env("MANMAN_BIND", format!("127.0.0.1:{port}"))
+        .env("MANMAN_POSTGRES_URL", store)
+        .env("MANMAN_RABBITMQ_URL", "memory://")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("host");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines, printed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let client = Client::new(&format!("http://127.0.0.1:{port}"));
+    eventually("the host to answer", WAIT, || async {
+        client.healthy().await.then_some(())
+    })
+    .await;
+    (Host(child), printed)
+}
+
+/// The token among the printed lines, if any.
+fn printed_token(printed: &std::sync::mpsc::Receiver<String>) -> Option<String> {
+    // The token is printed before the API serves, so it is there once the host answers.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    printed.try_iter().find_map(|line| {
+        line.trim()
+            .strip_prefix("mm_")
+            .map(|rest| format!("mm_{rest}"))
+    })
+}
+
+#[tokio::test]
+async fn the_first_start_prints_an_admin_token_once_and_a_restart_keeps_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = format!("sqlite:{}", dir.path().join("host.db").display());
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+
+    let (host, printed) = start(&store, port).await;
+    let token = printed_token(&printed).expect("the first start prints an admin token");
+    let admin = Client::new(&url).with_token(&token);
+    assert!(admin.list_tokens().await.is_ok(), "it is an admin token");
+    let anonymous = Client::new(&url).list_workers().await.unwrap_err();
+    assert!(
+        matches!(&anonymous, ClientError::Problem(p) if p.status == 401),
+        "{anonymous:?}"
+    );
+    drop(host);
+
+    let (_host, printed) = start(&store, port).await;
+    assert_eq!(
+        printed_token(&printed),
+        None,
+        "an admin token exists: nothing new is printed"
+    );
+    assert!(
+        Client::new(&url)
+            .with_token(&token)
+            .list_tokens()
+            .await
+            .is_ok(),
+        "the token of the first start still works"
+    );
+}
+
+#[test]
+fn a_short_signing_key_or_a_missing_token_file_is_refused_by_name() {
+    for (setting, value) in [
+        ("MANMAN_TOKEN_SIGNING_KEY", "short"),
+        ("MANMAN_ADMIN_TOKEN_FILE", "/nonexistent/admin-token"),
+    ] {
+        let output = Command::new(HOST)
+            .env("MANMAN_BIND", format!("127.0.0.1:{}", free_port()))
+            .env("MANMAN_POSTGRES_URL", "memory://")
+            .env("MANMAN_RABBITMQ_URL", "memory://")
+            .env(setting, value)
+            .output()
+            .expect("run");
+        assert_eq!(output.status.code(), Some(2), "{setting}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(setting), "{setting}: {stderr}");
+        assert!(
+            !stderr.contains(value) || setting != "MANMAN_TOKEN_SIGNING_KEY",
+            "the key is not echoed"
+        );
+    }
+}
