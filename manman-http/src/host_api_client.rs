@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 /// A token is exchanged again when it has less than this left.
 const RENEW_BEFORE: chrono::Duration = chrono::Duration::seconds(60);
 
-/// A worker's credentials (`MANMAN_WORKER_CLIENT_ID`, `MANMAN_WORKER_CLIENT_SECRET`), created by
+/// A worker's credentials (`MANMAN_WORKER_SA_CLIENT_ID`, `MANMAN_WORKER_SA_CLIENT_SECRET`), created by
 /// an admin with `manman workers credentials create <name>`. Its `Debug` hides the secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct WorkerCredentials {

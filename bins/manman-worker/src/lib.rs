@@ -33,10 +33,10 @@ struct Options {
     rabbitmq_url: String,
     /// The client id of this worker's credentials (an admin creates them:
     /// `manman workers credentials create <name>`).
-    #[arg(long, env = "MANMAN_WORKER_CLIENT_ID")]
+    #[arg(long, env = "MANMAN_WORKER_SA_CLIENT_ID")]
     client_id: String,
     /// The secret of this worker's credentials.
-    #[arg(long, env = "MANMAN_WORKER_CLIENT_SECRET", hide_env_values = true)]
+    #[arg(long, env = "MANMAN_WORKER_SA_CLIENT_SECRET", hide_env_values = true)]
     client_secret: String,
     /// This worker's stable name (default: the machine's host name); its credentials must be
     /// for this name.

@@ -653,7 +653,7 @@ async fn credentials(
             print(json, &created, || {
                 format!(
                     "credentials for worker {} created; give the worker these (the secret is shown this once):\n\
-                     MANMAN_WORKER_NAME={}\nMANMAN_WORKER_CLIENT_ID={}\nMANMAN_WORKER_CLIENT_SECRET={}",
+                     MANMAN_WORKER_NAME={}\nMANMAN_WORKER_SA_CLIENT_ID={}\nMANMAN_WORKER_SA_CLIENT_SECRET={}",
                     created.credential.worker_name,
                     created.credential.worker_name,
                     created.credential.client_id,

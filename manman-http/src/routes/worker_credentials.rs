@@ -25,7 +25,7 @@ pub struct NewWorkerCredential {
 pub struct CreatedWorkerCredential {
     /// The credentials.
     pub credential: WorkerCredential,
-    /// The secret to give the worker (`MANMAN_WORKER_CLIENT_SECRET`): the host cannot show it
+    /// The secret to give the worker (`MANMAN_WORKER_SA_CLIENT_SECRET`): the host cannot show it
     /// again.
     pub client_secret: String,
 }
