@@ -46,7 +46,19 @@ pub struct CommandAccepted {
 /// The host's HTTP API. Everything under `/api/v1` needs a bearer token but the worker's token
 /// exchange (`POST /api/v1/auth/token`).
 pub fn router(state: ApiState) -> Router {
-    let authenticated = Router::new()
+    build(state, operator_routes().merge(worker_routes()))
+}
+
+/// The host's HTTP API without the operator routes (`MANMAN_ENABLE_EXPERIENCE_API=false`): the
+/// worker routes, the token exchange, health, readiness, metrics and the OpenAPI document — for
+/// a replica that only serves workers.
+pub fn worker_router(state: ApiState) -> Router {
+    build(state, worker_routes())
+}
+
+/// What operators use: catalogue, workers, instances, commands, events, tokens.
+fn operator_routes() -> Router<ApiState> {
+    Router::new()
         .route(
             "/games",
             post(catalogue::create_game).get(catalogue::list_games),
@@ -82,9 +94,6 @@ pub fn router(state: ApiState) -> Router {
         .route("/instances/{id}/history", get(instances::history))
         .route("/instances/{id}/console", get(console::stream))
         .route("/commands/{id}", get(commands::get))
-        .route("/worker/register", post(worker_api::register))
-        .route("/worker/heartbeat", post(worker_api::heartbeat))
-        .route("/worker/configs/{id}", get(worker_api::config))
         .route("/tokens", post(tokens::create).get(tokens::list))
         .route("/tokens/{id}", delete(tokens::revoke))
         .route(
@@ -95,11 +104,25 @@ pub fn router(state: ApiState) -> Router {
             "/worker-credentials/{client_id}",
             delete(worker_credentials::revoke),
         )
+}
+
+/// What workers use (with worker tokens).
+fn worker_routes() -> Router<ApiState> {
+    Router::new()
+        .route("/worker/register", post(worker_api::register))
+        .route("/worker/heartbeat", post(worker_api::heartbeat))
+        .route("/worker/configs/{id}", get(worker_api::config))
+}
+
+/// `authenticated` under `/api/v1` behind the token check, with the public routes and the
+/// layers every request goes through.
+fn build(state: ApiState, authenticated: Router<ApiState>) -> Router {
+    let api = authenticated
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::authenticate,
-        ));
-    let api = authenticated.route("/auth/token", post(worker_credentials::exchange));
+        ))
+        .route("/auth/token", post(worker_credentials::exchange));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -13,7 +13,7 @@ mod routes;
 mod server;
 mod sse;
 
-pub use api::{ApiState, BODY_LIMIT, CommandAccepted, router};
+pub use api::{ApiState, BODY_LIMIT, CommandAccepted, router, worker_router};
 pub use auth::{Access, AdminScope, Needs, OperateScope, ReadScope, WorkerAccess};
 pub use client::{Client, ClientError};
 pub use extract::{ApiJson, ApiPath, ApiQuery};

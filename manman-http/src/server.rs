@@ -1,7 +1,7 @@
 //! [`HostServer`]: the host's HTTP API with the background services behind it (status
 //! processor, console hub, retention), started and stopped together.
 
-use crate::api::{ApiState, router};
+use crate::api::{ApiState, router, worker_router};
 use manman_core::host::{
     Authenticator, ConsoleHub, DeadCommands, HostService, Lease, LeaseSweep, Metrics, Retention,
     RetentionPolicy, SigningKey, StatusProcessor,
@@ -52,6 +52,8 @@ pub struct ServeOptions {
     pub lease: Lease,
     /// What worker tokens are signed with (shared by host replicas behind one address).
     pub signing_key: SigningKey,
+    /// Serve the operator API too (else only what workers need: [`worker_router`]).
+    pub experience_api: bool,
 }
 
 impl ServeOptions {
@@ -62,6 +64,7 @@ impl ServeOptions {
             retention: RetentionPolicy::default(),
             lease: Lease::default(),
             signing_key: SigningKey::random(),
+            experience_api: true,
         }
     }
 }
@@ -131,13 +134,18 @@ impl HostServer {
             host.clock(),
             options.signing_key,
         );
-        let app = router(ApiState {
+        let state = ApiState {
             host,
             console,
             auth: auth.clone(),
             metrics,
             shutdown: shutdown.clone(),
-        });
+        };
+        let app = if options.experience_api {
+            router(state)
+        } else {
+            worker_router(state)
+        };
         let token = shutdown.clone();
         tracker.spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned());

@@ -1013,3 +1013,41 @@ async fn hostile_bodies_paths_and_queries_get_a_4xx_problem_never_a_500_or_a_han
         assert_eq!(ct, "application/problem+json", "{method} {uri}");
     }
 }
+
+#[tokio::test]
+async fn a_worker_only_router_serves_workers_and_nothing_of_the_operator_api() {
+    let full = app().await;
+    let memory = MemoryBus::new();
+    let bus = Bus::new(Arc::new(memory.clone()), Arc::new(memory));
+    bus.declare().await.expect("topology");
+    let worker_only = App {
+        router: manman_http::worker_router(ApiState {
+            auth: full.auth.clone(),
+            metrics: Metrics::new(),
+            host: HostService::new(
+                Store::from_adapter(MemoryStore::new()),
+                bus,
+                Arc::new(SystemClock),
+            ),
+            console: ConsoleHub::default(),
+            shutdown: CancellationToken::new(),
+        }),
+        auth: full.auth.clone(),
+        admin: full.admin.clone(),
+    };
+    let (status, ct, body) = call(&worker_only, "GET", "/api/v1/games", None).await;
+    assert_problem(status, &ct, &body, StatusCode::NOT_FOUND);
+    let token = worker_only.worker_token("box").await;
+    let registration = json!({"name": "box", "version": "1", "capacity": 1});
+    let (status, _, _) = call_as(
+        &worker_only,
+        Some(&token),
+        "POST",
+        "/api/v1/worker/register",
+        Some(registration),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = call_as(&worker_only, None, "GET", "/healthz", None).await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -100,10 +100,26 @@ async fn the_first_start_prints_an_admin_token_once_and_a_restart_keeps_it() {
 }
 
 #[test]
-fn a_short_signing_key_or_a_missing_token_file_is_refused_by_name() {
-    for (setting, value) in [
-        ("MANMAN_TOKEN_SIGNING_KEY", "short"),
-        ("MANMAN_ADMIN_TOKEN_FILE", "/nonexistent/admin-token"),
+fn bad_settings_stop_startup_with_the_setting_named() {
+    for (setting, value, named) in [
+        (
+            "MANMAN_TOKEN_SIGNING_KEY",
+            "short",
+            "MANMAN_TOKEN_SIGNING_KEY",
+        ),
+        (
+            "MANMAN_ADMIN_TOKEN_FILE",
+            "/nonexistent/admin-token",
+            "MANMAN_ADMIN_TOKEN_FILE",
+        ),
+        ("APP_ENV", "prod", "MANMAN_POSTGRES_URL"),
+        ("APP_ENV", "production", "--app-env"),
+        ("MANMAN_LOG_FORMAT", "yaml", "--log-format"),
+        (
+            "MANMAN_ENABLE_EXPERIENCE_API",
+            "maybe",
+            "--enable-experience-api",
+        ),
     ] {
         let output = Command::new(HOST)
             .env("MANMAN_BIND", format!("127.0.0.1:{}", free_port()))
@@ -112,12 +128,48 @@ fn a_short_signing_key_or_a_missing_token_file_is_refused_by_name() {
             .env(setting, value)
             .output()
             .expect("run");
-        assert_eq!(output.status.code(), Some(2), "{setting}");
+        assert_eq!(output.status.code(), Some(2), "{setting}={value}");
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains(setting), "{setting}: {stderr}");
+        assert!(stderr.contains(named), "{setting}={value}: {stderr}");
         assert!(
             !stderr.contains(value) || setting != "MANMAN_TOKEN_SIGNING_KEY",
             "the key is not echoed"
         );
     }
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let port = free_port();
+    let mut child = Command::new(HOST)
+        .env("MANMAN_BIND", format!("127.0.0.1:{port}"))
+        .env("MANMAN_POSTGRES_URL", "memory://")
+        .env("MANMAN_RABBITMQ_URL", "memory://")
+        .env("MANMAN_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("host");
+    let stderr = child.stderr.take().expect("stderr");
+    let serving = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .find(|line| line.contains("manman-host is serving"))
+    });
+    let client = Client::new(&format!("http://127.0.0.1:{port}"));
+    eventually("the host to answer", WAIT, || async {
+        client.healthy().await.then_some(())
+    })
+    .await;
+    let _host = Host(child);
+    let line = serving.join().expect("reader").expect("the serving line");
+    let event: serde_json::Value = serde_json::from_str(&line).expect("a JSON object");
+    assert_eq!(event["level"], "INFO", "{line}");
+    assert_eq!(
+        event["fields"]["message"], "manman-host is serving",
+        "{line}"
+    );
+    assert!(event["fields"]["addr"].is_string(), "{line}");
 }

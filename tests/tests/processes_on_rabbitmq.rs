@@ -147,7 +147,10 @@ async fn host_and_two_workers_as_processes_on_rabbitmq() {
             .expect("credentials");
         let mut command = Command::new(WORKER);
         command
-            .env("MANMAN_WORKER_SA_CLIENT_ID", &credentials.credential.client_id)
+            .env(
+                "MANMAN_WORKER_SA_CLIENT_ID",
+                &credentials.credential.client_id,
+            )
             .env("MANMAN_WORKER_SA_CLIENT_SECRET", &credentials.client_secret)
             .env("MANMAN_HOST_URL", &url)
             .env("MANMAN_RABBITMQ_URL", &vhost.url)

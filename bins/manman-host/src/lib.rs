@@ -14,6 +14,7 @@ use manman_core::memory::{MemoryBus, MemoryStore};
 use manman_core::ports::SystemClock;
 use manman_core::store::Store;
 use manman_http::{HostServer, ServeOptions};
+use manman_logging::LogFormat;
 use manman_pg::{PgSettings, PgStore};
 use manman_rabbit::{RabbitBus, RabbitSettings};
 use manman_sqlite::{SqliteSettings, SqliteStore};
@@ -63,10 +64,56 @@ struct Options {
     /// Without it, the first start creates an admin token and prints it once.
     #[arg(long, env = "MANMAN_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<std::path::PathBuf>,
+    /// Serve the operator API (`/api/v1/games`, `/instances`, …); `false` leaves a replica that
+    /// serves only what workers need.
+    #[arg(
+        long,
+        env = "MANMAN_ENABLE_EXPERIENCE_API",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    enable_experience_api: bool,
+    /// The deployment: `dev`, `staging` or `prod` (`prod` refuses the `memory://` backends,
+    /// which keep nothing and reach no other process).
+    #[arg(long, env = "APP_ENV", value_enum, default_value_t = AppEnv::Dev)]
+    app_env: AppEnv,
+    /// Log lines as `text` (for people) or `json` (for collectors); `RUST_LOG` filters them.
+    #[arg(long, env = "MANMAN_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
     /// The key worker tokens are signed with, at least 32 bytes; host replicas behind one
     /// address must share it (default: random at each start, and workers get new tokens).
     #[arg(long, env = "MANMAN_TOKEN_SIGNING_KEY", hide_env_values = true)]
     token_signing_key: Option<String>,
+}
+
+/// Where the host runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AppEnv {
+    /// A developer's machine.
+    Dev,
+    /// A rehearsal of production.
+    Staging,
+    /// Production.
+    Prod,
+}
+
+/// `prod` must keep its truth and reach its workers: no `memory://` backend.
+fn check_app_env(options: &Options) -> anyhow::Result<()> {
+    if options.app_env != AppEnv::Prod {
+        return Ok(());
+    }
+    if options.postgres_url == "memory://" {
+        bail!(
+            "MANMAN_POSTGRES_URL is memory:// with APP_ENV=prod: production keeps its truth in              PostgreSQL (postgres://…) or SQLite (sqlite:PATH)"
+        );
+    }
+    if options.rabbitmq_url == "memory://" {
+        bail!(
+            "MANMAN_RABBITMQ_URL is memory:// with APP_ENV=prod: production workers need RabbitMQ              (amqp://… or amqps://…)"
+        );
+    }
+    Ok(())
 }
 
 /// The signing key from the settings, or a random one.
@@ -160,6 +207,7 @@ async fn bus(options: &Options) -> anyhow::Result<(Bus, Option<RabbitBus>)> {
 }
 
 async fn run(options: Options) -> anyhow::Result<()> {
+    check_app_env(&options)?;
     let store = store(&options).await?;
     let (bus, rabbit) = bus(&options).await?;
     bus.declare()
@@ -174,6 +222,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
         },
         lease: manman_core::host::Lease::default(),
         signing_key: signing_key(&options)?,
+        experience_api: options.enable_experience_api,
     };
     let server = HostServer::start(host, serve)
         .await
@@ -182,7 +231,12 @@ async fn run(options: Options) -> anyhow::Result<()> {
         server.stop().await;
         return Err(e);
     }
-    tracing::info!(addr = %server.addr(), "manman-host is serving");
+    tracing::info!(
+        addr = %server.addr(),
+        app_env = ?options.app_env,
+        experience_api = options.enable_experience_api,
+        "manman-host is serving"
+    );
     wait_for_signal().await;
     tracing::info!("shutting down");
     server.stop().await;
@@ -209,14 +263,7 @@ async fn wait_for_signal() {
 /// The whole daemon: parse the settings, set up logging, run until a signal; the exit code.
 pub fn main() -> ExitCode {
     let options = Options::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    manman_logging::init(options.log_format, "info");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {

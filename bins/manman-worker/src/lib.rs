@@ -12,6 +12,7 @@ use manman_core::ports::SystemClock;
 use manman_core::process::TokioProcessRunner;
 use manman_core::worker_service::{InstallerByType, WorkerExit, WorkerService, WorkerSettings};
 use manman_http::{HttpHostApi, WorkerCredentials};
+use manman_logging::LogFormat;
 use manman_rabbit::{RabbitBus, RabbitSettings};
 use manman_steam::{SteamInstaller, SteamSettings};
 use std::collections::BTreeMap;
@@ -32,7 +33,7 @@ struct Options {
     #[arg(long, env = "MANMAN_RABBITMQ_URL", hide_env_values = true)]
     rabbitmq_url: String,
     /// The client id of this worker's credentials (an admin creates them:
-    /// `manman workers credentials create <name>`).
+    /// `manman credentials create <name>`).
     #[arg(long, env = "MANMAN_WORKER_SA_CLIENT_ID")]
     client_id: String,
     /// The secret of this worker's credentials.
@@ -61,6 +62,9 @@ struct Options {
     /// Time between heartbeats, in milliseconds.
     #[arg(long, env = "MANMAN_WORKER_HEARTBEAT_MS", default_value_t = 2_000)]
     heartbeat_ms: u64,
+    /// Log lines as `text` (for people) or `json` (for collectors); `RUST_LOG` filters them.
+    #[arg(long, env = "MANMAN_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
     /// The SteamCMD executable (a bare name is looked up on PATH).
     #[arg(long, env = "MANMAN_WORKER_STEAMCMD", default_value = "steamcmd")]
     steamcmd: PathBuf,
@@ -166,14 +170,7 @@ async fn wait_for_signal() {
 /// The whole daemon: parse the settings, set up logging, run until a signal; the exit code.
 pub fn main() -> ExitCode {
     let options = Options::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    manman_logging::init(options.log_format, "info");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {

@@ -41,6 +41,9 @@ pub struct Cli {
         default_value = "./data/admin-token"
     )]
     pub token_file: PathBuf,
+    /// Log lines (stderr) as `text` or `json`; `RUST_LOG` filters them.
+    #[arg(long, global = true, env = "MANMAN_LOG_FORMAT", default_value = "text")]
+    pub log_format: manman_logging::LogFormat,
     /// Print JSON instead of text (for scripts).
     #[arg(long, global = true)]
     pub json: bool,

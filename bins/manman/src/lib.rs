@@ -35,17 +35,10 @@ pub fn main_from(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
     let cli = cli::Cli::parse_from(args);
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(
-                    "warn,manman=info,manman_core=info,manman_http=info",
-                )
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    manman_logging::init(
+        cli.log_format,
+        "warn,manman=info,manman_core=info,manman_http=info",
+    );
     raise_open_file_limit();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
