@@ -12,6 +12,7 @@ use manman_core::auth::{ApiToken, WorkerCredential};
 use manman_core::command::CommandRecord;
 use manman_core::config::{ConfigSpec, GameServerConfig};
 use manman_core::console::ConsoleLine;
+use manman_core::event::Event;
 use manman_core::game_server::{GameServer, NewGameServer};
 use manman_core::host::WorkerToken;
 use manman_core::host::{StartRequest, Started};
@@ -371,6 +372,25 @@ impl Client {
         if let Some(after) = after {
             request = request.header("last-event-id", after.to_string());
         }
+        self.follow(request, url, Some("line")).await
+    }
+
+    /// Follows every event (status reports, command results, install progress), live.
+    pub async fn events(
+        &self,
+    ) -> Result<impl Stream<Item = Result<Event, ClientError>> + use<>, ClientError> {
+        let url = self.url("/api/v1/events");
+        let request = self.http.get(&url).header("accept", "text/event-stream");
+        self.follow(request, url, None).await
+    }
+
+    /// The data of a Server-Sent Events stream (only events named `only`, when given), decoded.
+    async fn follow<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: String,
+        only: Option<&'static str>,
+    ) -> Result<impl Stream<Item = Result<T, ClientError>> + use<T>, ClientError> {
         let response =
             self.authorized(request)
                 .send()
@@ -388,19 +408,19 @@ impl Client {
         let state = (bytes, crate::sse::SseParser::default(), url);
         Ok(stream::unfold(
             state,
-            |(mut bytes, mut parser, url)| async move {
+            move |(mut bytes, mut parser, url)| async move {
                 loop {
                     if let Some(event) = parser.next_event() {
-                        if event.event != "line" {
+                        if only.is_some_and(|name| event.event != name) {
                             continue;
                         }
-                        let line = serde_json::from_str::<ConsoleLine>(&event.data).map_err(|e| {
+                        let item = serde_json::from_str::<T>(&event.data).map_err(|e| {
                             ClientError::Decode {
                                 url: url.clone(),
                                 detail: e.to_string(),
                             }
                         });
-                        return Some((line, (bytes, parser, url)));
+                        return Some((item, (bytes, parser, url)));
                     }
                     match bytes.next().await {
                         Some(Ok(chunk)) => parser.push(&chunk),

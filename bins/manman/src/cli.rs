@@ -1,11 +1,13 @@
 //! The `manman` command line: `up`, and client subcommands that talk to a host.
 
+use crate::login::{self, SavedLogin};
 use crate::up::{self, UpOptions};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
 use manman_core::auth::Scope;
 use manman_core::config::ConfigSpec;
+use manman_core::event::Event;
 use manman_core::game_server::{NewGameServer, ServerType};
 use manman_core::host::StartRequest;
 use manman_core::id::InstanceId;
@@ -15,6 +17,7 @@ use manman_core::status::Status;
 use manman_http::{Client, NewToken};
 use serde::Serialize;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::path::PathBuf;
 use uuid::Uuid;
 
@@ -22,14 +25,13 @@ use uuid::Uuid;
 #[derive(Debug, Parser)]
 #[command(name = "manman", version, about)]
 pub struct Cli {
-    /// The host's API.
-    #[arg(
-        long,
-        global = true,
-        env = "MANMAN_HOST_URL",
-        default_value = "http://127.0.0.1:8000"
-    )]
-    pub host: String,
+    /// The host's API (default: the one `manman login` saved, else http://127.0.0.1:8000).
+    #[arg(long, global = true, env = "MANMAN_HOST_URL")]
+    pub host: Option<String>,
+    /// Where `manman login` keeps the host and token (default:
+    /// `$XDG_CONFIG_HOME/manman/config.json` or `~/.config/manman/config.json`).
+    #[arg(long, global = true, env = "MANMAN_CONFIG_FILE")]
+    pub config_file: Option<PathBuf>,
     /// The bearer token to send (an operator token).
     #[arg(long, global = true, env = "MANMAN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -103,7 +105,8 @@ pub enum CliCommand {
         #[arg(long)]
         status: Option<Status>,
     },
-    /// Follow an instance's console (Ctrl-C to stop).
+    /// Attach to an instance's console: its output, live; lines typed are sent to it (Ctrl-C
+    /// detaches).
     Console {
         /// The instance id.
         instance: i64,
@@ -118,6 +121,12 @@ pub enum CliCommand {
     },
     /// List workers.
     Workers,
+    /// Check a token against the host and keep both for later commands (`--host`, `--token`;
+    /// without `--token` the token is read from stdin).
+    Login,
+    /// Follow everything that happens, live: statuses, command results, install progress
+    /// (Ctrl-C to stop).
+    Watch,
     /// Operator tokens (needs an admin token).
     #[command(subcommand)]
     Tokens(TokenCommand),
@@ -262,12 +271,28 @@ pub enum ConfigCommand {
 
 /// Runs the command line; the error is printed by `main` (exit code 1).
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut client = Client::new(&cli.host);
-    if let Some(token) = token(&cli)? {
+    let config_file = cli.config_file.clone().or_else(login::default_path);
+    // `manman up` talks to no host: a broken login file must not stop it.
+    let saved = match &config_file {
+        Some(path) if !matches!(cli.command, CliCommand::Up(_)) => login::load(path)?,
+        _ => None,
+    };
+    let host = cli
+        .host
+        .clone()
+        .or_else(|| saved.as_ref().map(|s| s.host.clone()))
+        .unwrap_or_else(|| DEFAULT_HOST.to_owned());
+    if let CliCommand::Login = cli.command {
+        return run_login(&cli, &host, config_file.as_deref()).await;
+    }
+    let mut client = Client::new(&host);
+    if let Some(token) = token(&cli, saved.as_ref(), &host)? {
         client = client.with_token(token);
     }
     let json = cli.json;
     match cli.command {
+        CliCommand::Login => Ok(()),
+        CliCommand::Watch => watch(&client, json).await,
         CliCommand::Up(args) => run_up(args).await,
         CliCommand::Game(GameCommand::Create { name, local, steam }) => {
             let server_type = match (local, steam) {
@@ -463,6 +488,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         CliCommand::Console { instance, after } => {
             let mut lines = Box::pin(client.console(InstanceId(instance), after).await?);
+            // Lines typed (or piped) go to the server's stdin; the end of input stops only that.
+            let typed = tokio::spawn(send_typed_lines(client.clone(), InstanceId(instance)));
+            let _detach_on_return = AbortOnDrop(typed);
             while let Some(line) = lines.next().await {
                 let line = line?;
                 let text = if json {
@@ -524,10 +552,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// The token from `--token`/`MANMAN_TOKEN`, else from the token file when it exists.
-fn token(cli: &Cli) -> anyhow::Result<Option<String>> {
+/// The host when neither `--host` nor a saved login names one.
+const DEFAULT_HOST: &str = "http://127.0.0.1:8000";
+
+/// The token from `--token`/`MANMAN_TOKEN`, else the saved login's (for its host), else the
+/// token file when it exists.
+fn token(cli: &Cli, saved: Option<&SavedLogin>, host: &str) -> anyhow::Result<Option<String>> {
     if let Some(token) = &cli.token {
         return Ok(Some(token.trim().to_owned()));
+    }
+    if let Some(saved) = saved.filter(|s| s.host == host) {
+        return Ok(Some(saved.token.clone()));
     }
     match std::fs::read_to_string(&cli.token_file) {
         Ok(token) => Ok(Some(token.trim().to_owned())),
@@ -606,6 +641,126 @@ async fn resolve_config(
             .with_context(|| format!("game {game_name:?} has no default config: name one as {game_name}/CONFIG"))?,
     };
     Ok(config.id)
+}
+
+/// `manman login`: the token must work on the host; then both are saved.
+async fn run_login(cli: &Cli, host: &str, config_file: Option<&Path>) -> anyhow::Result<()> {
+    let path = config_file.context(
+        "no place for the login: set MANMAN_CONFIG_FILE (HOME and XDG_CONFIG_HOME are not set)",
+    )?;
+    let token = match &cli.token {
+        Some(token) => token.trim().to_owned(),
+        None => {
+            eprint!("token for {host}: ");
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("could not read the token from stdin")?;
+            line.trim().to_owned()
+        }
+    };
+    if token.is_empty() {
+        bail!("no token given: pass --token, MANMAN_TOKEN or type it");
+    }
+    let client = Client::new(host).with_token(&token);
+    client
+        .list_workers()
+        .await
+        .with_context(|| format!("the token does not work on {host}"))?;
+    let login = SavedLogin {
+        host: host.to_owned(),
+        token,
+    };
+    login::save(path, &login)?;
+    print(
+        cli.json,
+        &serde_json::json!({"host": host, "config_file": path}),
+        || format!("logged in to {host}; saved in {}", path.display()),
+    )
+}
+
+/// Sends each line read from stdin to an instance, until the end of input.
+async fn send_typed_lines(client: Client, id: InstanceId) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Err(e) = client.stdin(id, &line).await {
+            eprintln!("could not send {line:?}: {e}");
+        }
+    }
+}
+
+/// Aborts a task when dropped: what the console sends ends with the console.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// `manman watch`: every event, one line each (JSON with `--json`); install progress as a bar.
+async fn watch(client: &Client, json: bool) -> anyhow::Result<()> {
+    let mut events = Box::pin(client.events().await?);
+    while let Some(event) = events.next().await {
+        let event = event?;
+        let text = if json {
+            serde_json::to_string(&event)?
+        } else {
+            describe(&event)
+        };
+        if let Err(e) = write_out(&format!("{text}\n")) {
+            return ignore_closed_pipe(e).map_err(Into::into);
+        }
+    }
+    Ok(())
+}
+
+/// One event as a line for people.
+fn describe(event: &Event) -> String {
+    match event {
+        Event::Status(report) => {
+            let mut line = format!(
+                "{}: {} ({})",
+                report.entity,
+                report.status,
+                report.cause.as_str()
+            );
+            if let Some(detail) = &report.detail {
+                line.push_str(&format!(" — {detail}"));
+            }
+            line
+        }
+        Event::CommandResult(result) => format!(
+            "command {}: {}{}",
+            result.command_id,
+            manman_core::command::CommandState::from(result.outcome).as_str(),
+            result
+                .detail
+                .as_deref()
+                .map(|d| format!(" — {d}"))
+                .unwrap_or_default()
+        ),
+        Event::InstallProgress(report) => {
+            let progress = &report.progress;
+            match progress.percent {
+                Some(percent) => format!(
+                    "{} installing: {} {:>5.1}% {}",
+                    report.instance_id,
+                    bar(percent),
+                    percent,
+                    progress.stage
+                ),
+                None => format!("{} installing: {}", report.instance_id, progress.stage),
+            }
+        }
+    }
+}
+
+/// A 20-cell progress bar for `percent` (0 to 100).
+fn bar(percent: f64) -> String {
+    let filled = ((percent.clamp(0.0, 100.0) / 5.0).round()) as usize;
+    format!("[{}{}]", "#".repeat(filled), "-".repeat(20 - filled))
 }
 
 async fn tokens(client: &Client, json: bool, command: TokenCommand) -> anyhow::Result<()> {

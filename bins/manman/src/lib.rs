@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod demo;
 pub mod local_admin;
+pub mod login;
 pub mod up;
 
 use clap::Parser;
@@ -47,7 +48,10 @@ pub fn main_from(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli::run(cli)) {
+    let outcome = runtime.block_on(cli::run(cli));
+    // A console's reader of stdin may still wait for a line: do not wait for it.
+    runtime.shutdown_background();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
