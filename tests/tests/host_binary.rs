@@ -173,3 +173,28 @@ async fn json_logs_are_one_object_per_line() {
     );
     assert!(event["fields"]["addr"].is_string(), "{line}");
 }
+
+#[test]
+fn migrate_only_applies_the_migrations_and_exits() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("host.db");
+    let output = Command::new(HOST)
+        .env("MANMAN_POSTGRES_URL", format!("sqlite:{}", db.display()))
+        .env("MANMAN_RABBITMQ_URL", "memory://")
+        .env("APP_ENV", "prod")
+        .arg("--migrate-only")
+        .output()
+        .expect("run");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(db.exists(), "the database was created and migrated");
+    let conflicting = Command::new(HOST)
+        .args(["--migrate-only", "--no-migrate"])
+        .output()
+        .expect("run");
+    assert_eq!(conflicting.status.code(), Some(2));
+}

@@ -49,8 +49,11 @@ struct Options {
     )]
     rabbitmq_url: String,
     /// Do not apply database migrations at start (run them separately, e.g. as a deploy job).
-    #[arg(long, env = "MANMAN_NO_MIGRATE")]
+    #[arg(long, env = "MANMAN_NO_MIGRATE", conflicts_with = "migrate_only")]
     no_migrate: bool,
+    /// Apply the database migrations and exit (the deploy job's command).
+    #[arg(long, env = "MANMAN_MIGRATE_ONLY")]
+    migrate_only: bool,
     /// Most PostgreSQL connections.
     #[arg(long, env = "MANMAN_DB_MAX_CONNECTIONS", default_value_t = 10)]
     db_max_connections: u32,
@@ -207,6 +210,11 @@ async fn bus(options: &Options) -> anyhow::Result<(Bus, Option<RabbitBus>)> {
 }
 
 async fn run(options: Options) -> anyhow::Result<()> {
+    if options.migrate_only {
+        store(&options).await?;
+        tracing::info!("migrations applied (--migrate-only): exiting");
+        return Ok(());
+    }
     check_app_env(&options)?;
     let store = store(&options).await?;
     let (bus, rabbit) = bus(&options).await?;
