@@ -9,6 +9,7 @@
 
 pub mod amqp;
 pub mod postgres;
+pub mod vhost;
 
 /// Skips a test that needs `service` (prints why and how to run it), or fails it when
 /// `MANMAN_REQUIRE_SERVICES=1`.

@@ -9,6 +9,7 @@ use manman_core::game_server::{NewGameServer, ServerType};
 use manman_core::host::StartRequest;
 use manman_core::status::{Cause, Status};
 use manman_http::Client;
+use manman_test_support::vhost::TestVhost;
 use manman_tests::harness::fake_pid;
 use manman_tests::{eventually, pid_alive};
 use std::process::{Child, Command, Stdio};
@@ -18,57 +19,6 @@ const HOST: &str = env!("CARGO_BIN_EXE_e2e-host");
 const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
 const FAKE: &str = env!("CARGO_BIN_EXE_e2e-fake-game-server");
 const WAIT: Duration = Duration::from_secs(30);
-
-/// A RabbitMQ vhost for one test, deleted at the end.
-struct Vhost {
-    name: String,
-    url: String,
-}
-
-impl Vhost {
-    fn create() -> Option<Self> {
-        let Ok(base) = std::env::var("MANMAN_TEST_AMQP_URL") else {
-            manman_test_support::skip("RabbitMQ", "MANMAN_TEST_AMQP_URL");
-            return None;
-        };
-        let name = format!(
-            "manman-test-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
-        let ctl = |args: &[&str]| {
-            let ok = Command::new("rabbitmqctl")
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(
-                ok,
-                "rabbitmqctl {args:?} failed (the test runs as root beside the broker)"
-            );
-        };
-        ctl(&["add_vhost", &name]);
-        ctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
-        let root = base
-            .rsplit_once('/')
-            .map_or(base.as_str(), |(root, _)| root)
-            .to_owned();
-        Some(Self {
-            url: format!("{root}/{name}"),
-            name,
-        })
-    }
-}
-
-impl Drop for Vhost {
-    fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
-            .args(["delete_vhost", &self.name])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
 
 /// A child process killed at the end of the test.
 struct Daemon(Child);
@@ -105,7 +55,9 @@ async fn status_of(client: &Client, id: manman_core::id::InstanceId, want: Statu
 
 #[tokio::test]
 async fn host_and_two_workers_as_processes_on_rabbitmq() {
-    let Some(vhost) = Vhost::create() else { return };
+    let Some(vhost) = TestVhost::create() else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("dir");
     let port = free_port();
     let admin_token = "admin-token-of-the-processes-test";
@@ -116,7 +68,7 @@ async fn host_and_two_workers_as_processes_on_rabbitmq() {
             .env("MANMAN_ADMIN_TOKEN_FILE", &token_file)
             .env("MANMAN_BIND", format!("127.0.0.1:{port}"))
             .env("MANMAN_POSTGRES_URL", "memory://")
-            .env("MANMAN_RABBITMQ_URL", &vhost.url)
+            .env("MANMAN_RABBITMQ_URL", vhost.url())
             .env("RUST_LOG", "warn")
             .stderr(Stdio::null())
             .spawn()
@@ -153,7 +105,7 @@ async fn host_and_two_workers_as_processes_on_rabbitmq() {
             )
             .env("MANMAN_WORKER_SA_CLIENT_SECRET", &credentials.client_secret)
             .env("MANMAN_HOST_URL", &url)
-            .env("MANMAN_RABBITMQ_URL", &vhost.url)
+            .env("MANMAN_RABBITMQ_URL", vhost.url())
             .env("MANMAN_WORKER_NAME", name)
             .env("MANMAN_WORKER_INSTALL_DIRECTORY", &install)
             .env("MANMAN_WORKER_HEARTBEAT_MS", "500")

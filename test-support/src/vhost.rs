@@ -1,0 +1,70 @@
+//! [`TestVhost`]: a RabbitMQ virtual host of one test's own, for programs that declare the
+//! default topology (separate processes, examples), deleted at the end.
+
+use crate::amqp::AMQP_URL_VAR;
+use std::process::{Command, Stdio};
+
+/// A vhost `manman-test-{random}` on the broker of `MANMAN_TEST_AMQP_URL`, with `guest` allowed
+/// everything on it; deleted when dropped. Needs `rabbitmqctl` beside the broker.
+#[derive(Debug)]
+pub struct TestVhost {
+    name: String,
+    url: String,
+}
+
+impl TestVhost {
+    /// A new vhost, or `None` (after [`crate::skip`]) when the variable is not set.
+    ///
+    /// # Panics
+    ///
+    /// When `rabbitmqctl` cannot create it, or when services are required and the variable is
+    /// not set.
+    pub fn create() -> Option<Self> {
+        let Ok(base) = std::env::var(AMQP_URL_VAR) else {
+            crate::skip("RabbitMQ", AMQP_URL_VAR);
+            return None;
+        };
+        let name = format!(
+            "manman-test-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        ctl(&["add_vhost", &name]);
+        ctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+        let root = base
+            .rsplit_once('/')
+            .map_or(base.as_str(), |(root, _)| root)
+            .to_owned();
+        Some(Self {
+            url: format!("{root}/{name}"),
+            name,
+        })
+    }
+
+    /// The broker URL with this vhost.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+fn ctl(args: &[&str]) {
+    let ok = Command::new("rabbitmqctl")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "rabbitmqctl {args:?} failed (the test runs as root beside the broker)"
+    );
+}
+
+impl Drop for TestVhost {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
