@@ -82,3 +82,10 @@ fn rabbit_pg_without_its_settings_says_which() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("MANMAN_POSTGRES_URL"));
 }
+
+#[test]
+fn custom_store_passes_the_store_conformance_suite() {
+    let out = run(env!("CARGO_BIN_EXE_custom-store"));
+    assert!(out.contains("the store conformance suite passed"), "{out}");
+    assert!(out.contains("create_game: "), "changes were audited: {out}");
+}
