@@ -13,9 +13,15 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// How long a background service may take to stop once the host shuts down (it finishes what it
+/// holds, e.g. a batch of status events); after that it is dropped, and what it had not
+/// acknowledged is redelivered to the next host.
+const SERVICE_GRACE: Duration = Duration::from_secs(3);
+
 /// Runs a background service until `shutdown`; when it stops with an error it is logged and
 /// started again after a pause (1 s, doubling up to 30 s), so the host never silently runs
-/// without it.
+/// without it. At shutdown it gets [`SERVICE_GRACE`] to stop, even when what it waits for (a
+/// broker that went away) never answers.
 async fn keep_running<F, Fut>(name: &'static str, shutdown: CancellationToken, mut service: F)
 where
     F: FnMut(CancellationToken) -> Fut,
@@ -23,8 +29,20 @@ where
 {
     let mut pause = Duration::from_secs(1);
     loop {
-        match service(shutdown.clone()).await {
-            Ok(()) if shutdown.is_cancelled() => return,
+        let run = service(shutdown.clone());
+        tokio::pin!(run);
+        let outcome = tokio::select! {
+            outcome = &mut run => outcome,
+            () = shutdown.cancelled() => match tokio::time::timeout(SERVICE_GRACE, &mut run).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    tracing::warn!(service = name, "did not stop within {SERVICE_GRACE:?} of the shutdown: dropped");
+                    return;
+                }
+            },
+        };
+        match outcome {
+            _ if shutdown.is_cancelled() => return,
             Ok(()) => tracing::error!(
                 service = name,
                 "stopped unexpectedly; restarting in {pause:?}"
