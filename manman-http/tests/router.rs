@@ -29,6 +29,21 @@ impl App {
         secret.expose().to_owned()
     }
 
+    /// Registers a worker named `name` (capacity 2, `labels`) through the worker API.
+    async fn register(&self, name: &str, labels: Value) {
+        let token = self.worker_token(name).await;
+        let registration = json!({"name": name, "version": "1", "capacity": 2, "labels": labels});
+        let (status, _, body) = call_as(
+            self,
+            Some(&token),
+            "POST",
+            "/api/v1/worker/register",
+            Some(registration),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
     /// A worker token for the worker named `name`.
     async fn worker_token(&self, name: &str) -> String {
         let (credential, secret) = self
@@ -640,18 +655,7 @@ async fn a_worker_acts_for_itself_only() {
 async fn a_start_goes_to_a_worker_with_the_labels_or_says_why_none_fits() {
     let app = app().await;
     for (name, region) in [("box-eu", "eu"), ("box-us", "us")] {
-        let token = app.worker_token(name).await;
-        let registration =
-            json!({"name": name, "version": "1", "capacity": 2, "labels": {"region": region}});
-        let (status, _, _) = call_as(
-            &app,
-            Some(&token),
-            "POST",
-            "/api/v1/worker/register",
-            Some(registration),
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK);
+        app.register(name, json!({"region": region})).await;
     }
     let game = json!({"name": "g", "server_type": {"type": "local", "path": "g"}});
     let (_, _, game) = call(&app, "POST", "/api/v1/games", Some(game)).await;
@@ -697,17 +701,7 @@ async fn a_start_goes_to_a_worker_with_the_labels_or_says_why_none_fits() {
 #[tokio::test]
 async fn games_and_configs_are_updated_and_deleted_unless_something_needs_them() {
     let app = app().await;
-    let token = app.worker_token("box").await;
-    let registration = json!({"name": "box", "version": "1", "capacity": 2});
-    let (status, _, _) = call_as(
-        &app,
-        Some(&token),
-        "POST",
-        "/api/v1/worker/register",
-        Some(registration),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    app.register("box", json!({})).await;
     let game = json!({"name": "g", "server_type": {"type": "local", "path": "g"}});
     let (_, _, game) = call(&app, "POST", "/api/v1/games", Some(game)).await;
     let game_uri = format!("/api/v1/games/{}", game["id"]);
@@ -858,16 +852,7 @@ async fn metrics_count_requests_by_route_and_read_the_store() {
 #[tokio::test]
 async fn a_request_id_is_answered_and_carried_into_the_commands_it_causes() {
     let app = app().await;
-    let token = app.worker_token("box").await;
-    let registration = json!({"name": "box", "version": "1", "capacity": 2});
-    call_as(
-        &app,
-        Some(&token),
-        "POST",
-        "/api/v1/worker/register",
-        Some(registration),
-    )
-    .await;
+    app.register("box", json!({})).await;
     let game = json!({"name": "g", "server_type": {"type": "local", "path": "g"}});
     let (_, _, game) = call(&app, "POST", "/api/v1/games", Some(game)).await;
     let (_, _, config) = call(

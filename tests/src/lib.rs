@@ -9,6 +9,31 @@ pub mod harness;
 use std::future::Future;
 use std::time::Duration;
 
+/// A daemon under test (a host, a worker): killed and reaped when dropped, so a failing test
+/// leaves no process behind.
+#[derive(Debug)]
+pub struct Daemon(pub std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A TCP port that is free on loopback now.
+///
+/// # Panics
+///
+/// When no port can be bound.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
 /// Whether a process with this pid exists and is not a zombie (a zombie has ended: it only
 /// waits for its parent to read its exit status).
 pub fn pid_alive(pid: u32) -> bool {

@@ -2,34 +2,16 @@
 //! on a SQLite store across a restart), and settings refused at startup with their name.
 
 use manman_http::{Client, ClientError};
-use manman_tests::eventually;
 use manman_tests::harness::WAIT;
+use manman_tests::{Daemon, eventually, free_port};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 const HOST: &str = env!("CARGO_BIN_EXE_e2e-host");
 
-/// A host process killed at the end of the test.
-struct Host(Child);
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 /// Starts the host on `store` and waits until it answers; with what it printed on stdout
 /// (read on a thread: the admin token comes before "serving").
-async fn start(store: &str, port: u16) -> (Host, std::sync::mpsc::Receiver<String>) {
+async fn start(store: &str, port: u16) -> (Daemon, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(HOST)
         .env("MANMAN_BIND", format!("127.0.0.1:{port}"))
         .env("MANMAN_POSTGRES_URL", store)
@@ -51,7 +33,7 @@ async fn start(store: &str, port: u16) -> (Host, std::sync::mpsc::Receiver<Strin
         client.healthy().await.then_some(())
     })
     .await;
-    (Host(child), printed)
+    (Daemon(child), printed)
 }
 
 /// The token among the printed lines, if any.
@@ -163,7 +145,7 @@ async fn json_logs_are_one_object_per_line() {
         client.healthy().await.then_some(())
     })
     .await;
-    let _host = Host(child);
+    let _host = Daemon(child);
     let line = serving.join().expect("reader").expect("the serving line");
     let event: serde_json::Value = serde_json::from_str(&line).expect("a JSON object");
     assert_eq!(event["level"], "INFO", "{line}");

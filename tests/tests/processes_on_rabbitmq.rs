@@ -11,7 +11,7 @@ use manman_core::status::{Cause, Status};
 use manman_http::Client;
 use manman_test_support::vhost::TestVhost;
 use manman_tests::harness::fake_pid;
-use manman_tests::{eventually, pid_alive};
+use manman_tests::{Daemon, eventually, free_port, pid_alive};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -19,24 +19,6 @@ const HOST: &str = env!("CARGO_BIN_EXE_e2e-host");
 const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
 const FAKE: &str = env!("CARGO_BIN_EXE_e2e-fake-game-server");
 const WAIT: Duration = Duration::from_secs(30);
-
-/// A child process killed at the end of the test.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 fn signal(child: &Child, signal: nix::sys::signal::Signal) {
     nix::sys::signal::kill(

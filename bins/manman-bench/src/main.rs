@@ -4,6 +4,7 @@
 //! the `manman` command line, and under the name `fake-game-server` it is the fake game server.
 //! So one release build measures exactly the code it ships.
 
+mod fixture;
 mod machine;
 mod report;
 mod scenarios;

@@ -5,17 +5,12 @@ use crate::report::{Figure, Section, Target};
 use crate::scenarios::Settings;
 use crate::scratch_database::ScratchDatabase;
 use anyhow::{Context, bail};
-use chrono::Utc;
 use manman_core::auth::Scope;
 use manman_core::bus::Bus;
-use manman_core::config::ConfigSpec;
-use manman_core::game_server::{NewGameServer, ServerType};
 use manman_core::host::HostService;
-use manman_core::instance::NewInstance;
 use manman_core::memory::MemoryBus;
 use manman_core::ports::SystemClock;
 use manman_core::store::Store;
-use manman_core::worker::WorkerRegistration;
 use manman_http::{HostServer, ServeOptions};
 use manman_pg::{PgSettings, PgStore};
 use std::sync::Arc;
@@ -99,7 +94,7 @@ async fn one_run(url: &str, requests: usize) -> anyhow::Result<[Load; 3]> {
     let pg = PgStore::connect(&PgSettings::new(url)).await?;
     pg.migrate().await?;
     let store = Store::from_adapter(pg);
-    fill(&store).await?;
+    crate::fixture::instances(&store, INSTANCES).await?;
     let memory = MemoryBus::new();
     let bus = Bus::new(Arc::new(memory.clone()), Arc::new(memory));
     bus.declare().await?;
@@ -123,51 +118,6 @@ async fn one_run(url: &str, requests: usize) -> anyhow::Result<[Load; 3]> {
     let healthz = load(requests, |_| format!("{base}/healthz"), None).await;
     server.stop().await;
     Ok([one?, page?, healthz?])
-}
-
-/// A game, a config, a worker and [`INSTANCES`] instances.
-async fn fill(store: &Store) -> anyhow::Result<()> {
-    let now = Utc::now();
-    let game = store
-        .catalogue
-        .create_game(
-            &NewGameServer {
-                name: "bench".into(),
-                server_type: ServerType::Local {
-                    path: "bench".into(),
-                },
-            },
-            now,
-        )
-        .await?;
-    let config = store
-        .catalogue
-        .create_config(game.id, &ConfigSpec::new("bench", "server"), now)
-        .await?;
-    let worker = store
-        .workers
-        .register_worker(
-            &WorkerRegistration {
-                name: "bench".into(),
-                version: "1".into(),
-                capacity: 1,
-                labels: Default::default(),
-            },
-            now,
-        )
-        .await?;
-    for _ in 0..INSTANCES {
-        store
-            .instances
-            .create_instance(&NewInstance {
-                config_id: config.id,
-                worker_id: worker.id,
-                worker_epoch: worker.epoch,
-                created_at: now,
-            })
-            .await?;
-    }
-    Ok(())
 }
 
 /// Sends `requests` GETs of `url(i)` from [`CONCURRENCY`] tasks; every answer must be 200.

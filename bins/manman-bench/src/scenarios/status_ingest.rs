@@ -8,16 +8,12 @@ use crate::scratch_database::ScratchDatabase;
 use anyhow::{Context, bail};
 use chrono::Utc;
 use manman_core::bus::Bus;
-use manman_core::config::ConfigSpec;
 use manman_core::event::{Event, StatusReport};
-use manman_core::game_server::{NewGameServer, ServerType};
 use manman_core::host::StatusProcessor;
-use manman_core::instance::NewInstance;
 use manman_core::memory::MemoryBus;
 use manman_core::ports::SystemClock;
 use manman_core::status::{Cause, Entity, Status};
 use manman_core::store::Store;
-use manman_core::worker::WorkerRegistration;
 use manman_pg::{PgSettings, PgStore};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -112,49 +108,8 @@ async fn setup(url: &str) -> anyhow::Result<PgStore> {
 
 async fn processor_path(pg: &PgStore, events: usize) -> anyhow::Result<f64> {
     let store = Store::from_adapter(pg.clone());
-    let now = Utc::now();
-    let game = store
-        .catalogue
-        .create_game(
-            &NewGameServer {
-                name: "bench".into(),
-                server_type: ServerType::Local {
-                    path: "bench".into(),
-                },
-            },
-            now,
-        )
-        .await?;
-    let config = store
-        .catalogue
-        .create_config(game.id, &ConfigSpec::new("bench", "server"), now)
-        .await?;
-    let worker = store
-        .workers
-        .register_worker(
-            &WorkerRegistration {
-                name: "bench".into(),
-                version: "1".into(),
-                capacity: 1,
-                labels: Default::default(),
-            },
-            now,
-        )
-        .await?;
-    let instances = events / STEPS.len();
-    let mut ids = Vec::with_capacity(instances);
-    for _ in 0..instances {
-        let instance = store
-            .instances
-            .create_instance(&NewInstance {
-                config_id: config.id,
-                worker_id: worker.id,
-                worker_epoch: worker.epoch,
-                created_at: now,
-            })
-            .await?;
-        ids.push(instance.id);
-    }
+    let ids = crate::fixture::instances(&store, events / STEPS.len()).await?;
+    let instances = ids.len();
     let memory = MemoryBus::new();
     let bus = Bus::new(Arc::new(memory.clone()), Arc::new(memory.clone()));
     bus.declare().await?;
