@@ -14,7 +14,7 @@ use manman_core::worker_service::{InstallerByType, WorkerExit, WorkerService, Wo
 use manman_http::{HttpHostApi, WorkerCredentials};
 use manman_logging::LogFormat;
 use manman_rabbit::{RabbitBus, RabbitSettings};
-use manman_steam::{SteamInstaller, SteamSettings};
+use manman_steam::{SteamCredential, SteamInstaller, SteamSettings};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +65,23 @@ struct Options {
     /// Log lines as `text` (for people) or `json` (for collectors); `RUST_LOG` filters them.
     #[arg(long, env = "MANMAN_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
+    /// Steam accounts configs may log in with (`steam.login = { named: NAME }`), as
+    /// `NAME=PATH` of a credential file (`username = …`, `password = …`, mode 0600); repeat, or
+    /// comma-separated in the variable.
+    #[arg(
+        long = "steam-credential",
+        env = "MANMAN_WORKER_STEAM_CREDENTIALS",
+        value_delimiter = ','
+    )]
+    steam_credentials: Vec<String>,
+    /// Secrets configs name (`steam.branch_password_secret`), as `NAME=PATH` of a file holding
+    /// only the secret; repeat, or comma-separated in the variable.
+    #[arg(
+        long = "steam-secret",
+        env = "MANMAN_WORKER_STEAM_SECRETS",
+        value_delimiter = ','
+    )]
+    steam_secrets: Vec<String>,
     /// The SteamCMD executable (a bare name is looked up on PATH).
     #[arg(long, env = "MANMAN_WORKER_STEAMCMD", default_value = "steamcmd")]
     steamcmd: PathBuf,
@@ -86,6 +103,16 @@ fn settings(options: &Options) -> anyhow::Result<WorkerSettings> {
             .with_context(|| format!("MANMAN_WORKER_LABELS: {label:?} is not key=value"))?;
         labels.insert(key.to_owned(), value.to_owned());
     }
+    if options.client_id.trim().is_empty() {
+        bail!(
+            "MANMAN_WORKER_SA_CLIENT_ID is empty: give the client id of this worker's credentials"
+        );
+    }
+    if options.client_secret.trim().is_empty() {
+        bail!(
+            "MANMAN_WORKER_SA_CLIENT_SECRET is empty: give the secret of this worker's credentials"
+        );
+    }
     if options.capacity == 0 {
         bail!("MANMAN_WORKER_CAPACITY must be at least 1");
     }
@@ -99,8 +126,46 @@ fn settings(options: &Options) -> anyhow::Result<WorkerSettings> {
     Ok(settings)
 }
 
+/// `NAME=PATH` pairs of a setting.
+fn named_files(setting: &str, pairs: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    pairs
+        .iter()
+        .map(|pair| {
+            let (name, path) = pair
+                .split_once('=')
+                .filter(|(name, path)| !name.is_empty() && !path.is_empty())
+                .with_context(|| format!("{setting}: {pair:?} is not NAME=PATH"))?;
+            Ok((name.to_owned(), PathBuf::from(path)))
+        })
+        .collect()
+}
+
+/// SteamCMD's settings: the executable, and the accounts and secrets read from their files
+/// (an unreadable or malformed file stops the worker, naming the setting and the file).
+fn steam_settings(options: &Options) -> anyhow::Result<SteamSettings> {
+    let mut settings = SteamSettings {
+        steamcmd: options.steamcmd.clone(),
+        ..SteamSettings::default()
+    };
+    for (name, path) in named_files(
+        "MANMAN_WORKER_STEAM_CREDENTIALS",
+        &options.steam_credentials,
+    )? {
+        let credential = SteamCredential::from_file(&path)
+            .with_context(|| format!("MANMAN_WORKER_STEAM_CREDENTIALS: {name}"))?;
+        settings.credentials.insert(name, credential);
+    }
+    for (name, path) in named_files("MANMAN_WORKER_STEAM_SECRETS", &options.steam_secrets)? {
+        let secret = manman_steam::Secret::from_file(&path)
+            .with_context(|| format!("MANMAN_WORKER_STEAM_SECRETS: {name}"))?;
+        settings.secrets.insert(name, secret);
+    }
+    Ok(settings)
+}
+
 async fn run(options: Options) -> anyhow::Result<WorkerExit> {
     let settings = settings(&options)?;
+    let steam = steam_settings(&options)?;
     if !(options.rabbitmq_url.starts_with("amqp://")
         || options.rabbitmq_url.starts_with("amqps://"))
     {
@@ -114,13 +179,7 @@ async fn run(options: Options) -> anyhow::Result<WorkerExit> {
     .context("MANMAN_RABBITMQ_URL")?;
     let bus = Bus::new(Arc::new(rabbit.clone()), Arc::new(rabbit.clone()));
     let runner = TokioProcessRunner::new();
-    let steam = SteamInstaller::new(
-        SteamSettings {
-            steamcmd: options.steamcmd.clone(),
-            ..SteamSettings::default()
-        },
-        Arc::new(runner.clone()),
-    );
+    let steam = SteamInstaller::new(steam, Arc::new(runner.clone()));
     let worker = WorkerService::new(
         settings,
         Arc::new(HttpHostApi::new(
