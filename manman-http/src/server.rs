@@ -2,6 +2,7 @@
 //! processor, console hub, retention), started and stopped together.
 
 use crate::api::{ApiState, router, worker_router};
+use axum::serve::ListenerExt;
 use manman_core::host::{
     Authenticator, ConsoleHub, DeadCommands, HostService, Lease, LeaseSweep, Metrics, Retention,
     RetentionPolicy, SigningKey, StatusProcessor,
@@ -166,6 +167,13 @@ impl HostServer {
         };
         let token = shutdown.clone();
         tracker.spawn(async move {
+            // Small writes (an SSE console line, a short JSON answer) go out at once: with
+            // Nagle's algorithm one waits for the peer's delayed ACK, up to 40 ms.
+            let listener = listener.tap_io(|stream| {
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
+                }
+            });
             let serve = axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned());
             if let Err(e) = serve.await {
                 tracing::error!(error = %e, "the API server stopped");

@@ -44,6 +44,9 @@ struct Options {
     /// Requests per route in `api-reads`.
     #[arg(long, default_value_t = 20_000)]
     api_requests: usize,
+    /// Starts per run in `command-latency` (each followed by 10 stdin lines).
+    #[arg(long, default_value_t = 100)]
+    latency_rounds: usize,
     /// A PostgreSQL superuser URL; each run creates and drops a database of its own.
     #[arg(long, env = "MANMAN_TEST_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
@@ -107,6 +110,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
             round_trips: options.round_trips,
             events_per_round: options.bus_events,
             api_requests: options.api_requests,
+            latency_rounds: options.latency_rounds,
         };
         sections.push(scenario.run(&settings).await?);
     }

@@ -2,6 +2,7 @@
 
 mod api_reads;
 mod bus_round_trip;
+mod command_latency;
 mod status_ingest;
 mod worker_scale;
 
@@ -22,6 +23,9 @@ pub(crate) enum Scenario {
     /// The host's read API on PostgreSQL under concurrent load.
     #[value(name = "api-reads")]
     ApiReads,
+    /// HTTP start → running and HTTP stdin → the server's answer, end to end.
+    #[value(name = "command-latency")]
+    CommandLatency,
 }
 
 /// Settings shared by the scenarios.
@@ -35,6 +39,7 @@ pub(crate) struct Settings {
     pub(crate) round_trips: usize,
     pub(crate) events_per_round: usize,
     pub(crate) api_requests: usize,
+    pub(crate) latency_rounds: usize,
 }
 
 impl Scenario {
@@ -44,6 +49,7 @@ impl Scenario {
             Self::StatusIngest,
             Self::BusRoundTrip,
             Self::ApiReads,
+            Self::CommandLatency,
         ]
     }
 
@@ -53,6 +59,7 @@ impl Scenario {
             Self::StatusIngest => "status-ingest",
             Self::BusRoundTrip => "bus-round-trip",
             Self::ApiReads => "api-reads",
+            Self::CommandLatency => "command-latency",
         }
     }
 
@@ -62,6 +69,7 @@ impl Scenario {
             Self::StatusIngest => status_ingest::run(settings).await,
             Self::BusRoundTrip => bus_round_trip::run(settings).await,
             Self::ApiReads => api_reads::run(settings).await,
+            Self::CommandLatency => command_latency::run(settings).await,
         }
     }
 }
