@@ -5,6 +5,7 @@
 //! command line (`CARGO_BIN_EXE_e2e-manman`).
 
 pub mod harness;
+pub mod system;
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,0 +1,190 @@
+//! [`System`]: the whole product as separate processes for a system test — `manman-host` on a
+//! PostgreSQL database of the test's own, workers as `manman-worker` processes, RabbitMQ on a
+//! vhost of the test's own, the fake game server installed on every worker — driven through the
+//! HTTP API.
+
+use crate::{Daemon, eventually, free_port};
+use manman_core::config::ConfigSpec;
+use manman_core::game_server::{NewGameServer, ServerType};
+use manman_core::id::ConfigId;
+use manman_core::status::Status;
+use manman_http::Client;
+use manman_test_support::postgres::TestDatabase;
+use manman_test_support::vhost::TestVhost;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// How long a system test waits for one thing to happen.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// The programs a system runs (the tests' `CARGO_BIN_EXE_*`).
+#[derive(Debug, Clone, Copy)]
+pub struct Programs<'a> {
+    /// `manman-host`.
+    pub host: &'a str,
+    /// `manman-worker`.
+    pub worker: &'a str,
+    /// The fake game server.
+    pub fake: &'a str,
+}
+
+/// A host and its workers as processes. Everything stops when it is dropped.
+#[derive(Debug)]
+pub struct System {
+    /// The host's API, as the admin.
+    pub client: Client,
+    /// The host process.
+    pub host: Daemon,
+    /// The worker processes, `w1`, `w2`, … in order.
+    pub workers: Vec<Daemon>,
+    /// How to start each worker again (same name, credentials, directories).
+    pub worker_commands: Vec<Command>,
+    /// The broker URL (the test's vhost).
+    pub amqp_url: String,
+    /// The database.
+    pub database: TestDatabase,
+    _vhost: TestVhost,
+    dir: tempfile::TempDir,
+}
+
+impl System {
+    /// Starts a host and `workers` workers (capacity `capacity` each), or `None` when the
+    /// services are not configured (the test is skipped, or fails under
+    /// `MANMAN_REQUIRE_SERVICES=1`).
+    ///
+    /// # Panics
+    ///
+    /// When a process cannot start or the system does not come up.
+    pub async fn start(
+        label: &str,
+        programs: Programs<'_>,
+        workers: usize,
+        capacity: u32,
+    ) -> Option<Self> {
+        let database = TestDatabase::create(label).await?;
+        let vhost = TestVhost::create()?;
+        let dir = tempfile::tempdir().expect("dir");
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let admin_token = "admin-token-of-a-system-test";
+        let token_file = dir.path().join("admin-token");
+        std::fs::write(&token_file, admin_token).expect("token file");
+        let host = Daemon(
+            Command::new(programs.host)
+                .env("MANMAN_BIND", format!("127.0.0.1:{port}"))
+                .env("MANMAN_POSTGRES_URL", &database.url)
+                .env("MANMAN_RABBITMQ_URL", vhost.url())
+                .env("MANMAN_ADMIN_TOKEN_FILE", &token_file)
+                .env("APP_ENV", "prod")
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(log_file(dir.path(), "host"))
+                .spawn()
+                .expect("host"),
+        );
+        let client = Client::new(&url).with_token(admin_token);
+        eventually("the host to serve", WAIT, || async {
+            client.list_workers().await.ok()
+        })
+        .await;
+        let mut daemons = Vec::new();
+        let mut commands = Vec::new();
+        for i in 1..=workers {
+            let name = format!("w{i}");
+            let install = dir.path().join(&name);
+            std::fs::create_dir_all(install.join("games/fake")).expect("dir");
+            std::os::unix::fs::symlink(programs.fake, install.join("games/fake/fake-game-server"))
+                .expect("link");
+            let credentials = client
+                .create_worker_credential(&name)
+                .await
+                .expect("credentials");
+            let mut command = Command::new(programs.worker);
+            command
+                .env("MANMAN_HOST_URL", &url)
+                .env("MANMAN_RABBITMQ_URL", vhost.url())
+                .env("MANMAN_WORKER_NAME", &name)
+                .env(
+                    "MANMAN_WORKER_SA_CLIENT_ID",
+                    &credentials.credential.client_id,
+                )
+                .env("MANMAN_WORKER_SA_CLIENT_SECRET", &credentials.client_secret)
+                .env("MANMAN_WORKER_INSTALL_DIRECTORY", &install)
+                .env("MANMAN_WORKER_CAPACITY", capacity.to_string())
+                .env("MANMAN_WORKER_HEARTBEAT_MS", "500")
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(log_file(dir.path(), &name));
+            daemons.push(Daemon(command.spawn().expect("worker")));
+            commands.push(command);
+        }
+        eventually("every worker to run", WAIT, || async {
+            let running = client
+                .list_workers()
+                .await
+                .ok()?
+                .iter()
+                .filter(|w| w.status == Status::Running)
+                .count();
+            (running == workers).then_some(())
+        })
+        .await;
+        Some(Self {
+            client,
+            host,
+            workers: daemons,
+            worker_commands: commands,
+            amqp_url: vhost.url().to_owned(),
+            database,
+            _vhost: vhost,
+            dir,
+        })
+    }
+
+    /// The fake game server as a game, and a config of it with `edit` applied (stop line
+    /// `quit`, no ready pattern unless `edit` sets one).
+    ///
+    /// # Panics
+    ///
+    /// When the host refuses them.
+    pub async fn config(&self, name: &str, edit: impl FnOnce(&mut ConfigSpec)) -> ConfigId {
+        let game = match self
+            .client
+            .list_games()
+            .await
+            .expect("games")
+            .into_iter()
+            .find(|g| g.name == "fake")
+        {
+            Some(game) => game,
+            None => self
+                .client
+                .create_game(&NewGameServer {
+                    name: "fake".into(),
+                    server_type: ServerType::Local {
+                        path: "games/fake".into(),
+                    },
+                })
+                .await
+                .expect("game"),
+        };
+        let mut spec = ConfigSpec::new(name, "fake-game-server");
+        spec.stop.stdin_line = Some("quit".into());
+        edit(&mut spec);
+        self.client
+            .create_config(game.id, &spec)
+            .await
+            .expect("config")
+            .id
+    }
+
+    /// Where a process of the system logs (`host.log`, `w1.log`, …), for a failing test.
+    pub fn log(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.log"))
+    }
+}
+
+fn log_file(dir: &Path, name: &str) -> std::fs::File {
+    std::fs::File::create(dir.join(format!("{name}.log"))).expect("log file")
+}

@@ -1,0 +1,226 @@
+//! System tests: the real `manman-host` and three `manman-worker` processes on PostgreSQL and
+//! RabbitMQ (a database and a vhost of each test's own), driven through the HTTP API.
+
+use chrono::Utc;
+use futures::StreamExt;
+use manman_core::bus::Bus;
+use manman_core::config::{RestartMode, RestartPolicy};
+use manman_core::host::StartRequest;
+use manman_core::id::InstanceId;
+use manman_core::ports::Message;
+use manman_core::status::{Cause, Status};
+use manman_core::topology::worker_routing_key;
+use manman_http::{Client, ClientError};
+use manman_rabbit::{RabbitBus, RabbitSettings};
+use manman_tests::eventually;
+use manman_tests::system::{Programs, System, WAIT};
+use std::sync::Arc;
+
+const PROGRAMS: Programs<'static> = Programs {
+    host: env!("CARGO_BIN_EXE_e2e-host"),
+    worker: env!("CARGO_BIN_EXE_e2e-worker"),
+    fake: env!("CARGO_BIN_EXE_e2e-fake-game-server"),
+};
+
+async fn wait_status(client: &Client, id: InstanceId, status: Status) {
+    eventually(&format!("{id} to be {status}"), WAIT, || async {
+        (client.get_instance(id).await.ok()?.status == status).then_some(())
+    })
+    .await;
+}
+
+async fn start_on(client: &Client, config: manman_core::id::ConfigId, worker: &str) -> InstanceId {
+    client
+        .start(&StartRequest {
+            config_id: config,
+            worker: Some(worker.to_owned()),
+            labels: Default::default(),
+        })
+        .await
+        .expect("start")
+        .instance_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loop_gives_up_while_the_other_servers_run_on() {
+    let Some(system) = System::start("system_crash_loop", PROGRAMS, 3, 4).await else {
+        return;
+    };
+    let client = &system.client;
+    let steady = system.config("steady", |_| {}).await;
+    let crashy = system
+        .config("crashy", |spec| {
+            spec.args = ["--exit-after-ms", "100", "--exit-code", "3"]
+                .map(String::from)
+                .to_vec();
+            spec.restart = RestartPolicy {
+                mode: RestartMode::OnCrash,
+                max_restarts: 3,
+                window_s: 60,
+                backoff_initial_ms: 50,
+                backoff_max_ms: 200,
+            };
+        })
+        .await;
+    let mut steady_ids = Vec::new();
+    for worker in ["w1", "w2", "w3"] {
+        steady_ids.push(start_on(client, steady, worker).await);
+    }
+    for id in &steady_ids {
+        wait_status(client, *id, Status::Running).await;
+    }
+    let looping = start_on(client, crashy, "w2").await;
+    wait_status(client, looping, Status::Crashed).await;
+    let history = client.instance_history(looping).await.expect("history");
+    assert_eq!(
+        history.last().map(|e| e.cause),
+        Some(Cause::CrashLoop),
+        "{history:#?}"
+    );
+    let restarts = history
+        .iter()
+        .filter(|e| e.cause == Cause::CrashPolicy)
+        .count();
+    assert_eq!(
+        restarts, 3,
+        "restarted max_restarts times, then gave up: {history:#?}"
+    );
+    let ended = client.get_instance(looping).await.expect("get");
+    assert_eq!(ended.exit_code, Some(3));
+    for id in &steady_ids {
+        let instance = client.get_instance(*id).await.expect("get");
+        assert_eq!(
+            (instance.status, instance.restart_count),
+            (Status::Running, 0),
+            "{id} is unaffected"
+        );
+    }
+    for id in steady_ids {
+        client.stop(id).await.expect("stop");
+        wait_status(client, id, Status::Complete).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_is_refused_and_the_system_keeps_serving() {
+    let Some(system) = System::start("system_hostile", PROGRAMS, 3, 4).await else {
+        return;
+    };
+    let client = &system.client;
+    let config = system.config("main", |_| {}).await;
+    let id = start_on(client, config, "w1").await;
+    wait_status(client, id, Status::Running).await;
+    let worker = client.get_instance(id).await.expect("get").worker_id;
+
+    // Straight onto RabbitMQ: malformed and oversized messages to the worker's command queue
+    // and to the host's events.
+    let rabbit = RabbitBus::connect(&RabbitSettings::new(&system.amqp_url))
+        .await
+        .expect("broker");
+    let bus = Bus::new(Arc::new(rabbit.clone()), Arc::new(rabbit.clone()));
+    let topology = bus.topology().clone();
+    let mut dead = bus.consume_dead_letters(64).await.expect("dead letters");
+    let raw = |kind: &str, body: Vec<u8>| Message {
+        id: uuid::Uuid::new_v4(),
+        kind: kind.to_owned(),
+        timestamp: Utc::now(),
+        correlation_id: None,
+        expires_at: None,
+        body,
+    };
+    let hostile = [
+        (
+            topology.commands_exchange(),
+            worker_routing_key(worker),
+            raw("command", b"{not json".to_vec()),
+        ),
+        (
+            topology.commands_exchange(),
+            worker_routing_key(worker),
+            raw(
+                "command",
+                br#"{"id":"x","command":{"type":"self_destruct"}}"#.to_vec(),
+            ),
+        ),
+        (
+            topology.commands_exchange(),
+            worker_routing_key(worker),
+            raw("command", vec![b'A'; 2 * 1024 * 1024]),
+        ),
+        (
+            topology.events_exchange(),
+            String::new(),
+            raw("status", b"[1,2,3]".to_vec()),
+        ),
+        (
+            topology.events_exchange(),
+            String::new(),
+            raw("status", vec![0xff; 1024 * 1024]),
+        ),
+    ];
+    let ids: Vec<uuid::Uuid> = hostile.iter().map(|(_, _, m)| m.id).collect();
+    for (exchange, key, message) in hostile {
+        bus.publisher()
+            .publish(&exchange, &key, message)
+            .await
+            .expect("publish");
+    }
+    let mut dead_lettered = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while dead_lettered.len() < ids.len() {
+            let delivery = dead.next().await.expect("a dead letter").expect("ok");
+            if ids.contains(&delivery.message.id) {
+                dead_lettered.push(delivery.message.id);
+            }
+            delivery.ack().await.expect("ack");
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "every hostile message dead-lettered: {} of {}",
+            dead_lettered.len(),
+            ids.len()
+        )
+    });
+
+    // Hostile API input: 4xx problems.
+    let escape = manman_core::config::ConfigSpec::new("escape", "../../../bin/sh");
+    let game = client.list_games().await.expect("games")[0].id;
+    let refused = client.create_config(game, &escape).await.unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::Problem(p) if p.status == 422),
+        "{refused:?}"
+    );
+    let huge = "x".repeat(70 * 1024);
+    let refused = client.stdin(id, &huge).await.unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::Problem(p) if p.status == 413),
+        "{refused:?}"
+    );
+
+    // Still serving: the server answers, a new one starts, both stop.
+    let mut console = Box::pin(client.console(id, None).await.expect("console"));
+    client.stdin(id, "still here").await.expect("stdin");
+    tokio::time::timeout(WAIT, async {
+        while let Some(line) = console.next().await {
+            if line.expect("line").text == "echo: still here" {
+                return;
+            }
+        }
+        panic!("the console ended");
+    })
+    .await
+    .expect("the server still answers");
+    let other = start_on(client, config, "w3").await;
+    wait_status(client, other, Status::Running).await;
+    for id in [id, other] {
+        client.stop(id).await.expect("stop");
+        wait_status(client, id, Status::Complete).await;
+    }
+    assert!(
+        std::fs::metadata(system.log("w1")).is_ok(),
+        "the worker logged to its file"
+    );
+    rabbit.close().await;
+}
