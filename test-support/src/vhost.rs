@@ -44,6 +44,16 @@ impl TestVhost {
     pub fn url(&self) -> &str {
         &self.url
     }
+
+    /// Closes every client connection to this vhost (as a broker restart would), saying
+    /// `reason`.
+    ///
+    /// # Panics
+    ///
+    /// When `rabbitmqctl` fails.
+    pub fn close_all_connections(&self, reason: &str) {
+        ctl(&["close_all_connections", "-p", &self.name, reason]);
+    }
 }
 
 fn ctl(args: &[&str]) {

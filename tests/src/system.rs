@@ -44,7 +44,8 @@ pub struct System {
     pub amqp_url: String,
     /// The database.
     pub database: TestDatabase,
-    _vhost: TestVhost,
+    /// The broker's vhost.
+    pub vhost: TestVhost,
     dir: tempfile::TempDir,
 }
 
@@ -137,7 +138,7 @@ impl System {
             worker_commands: commands,
             amqp_url: vhost.url().to_owned(),
             database,
-            _vhost: vhost,
+            vhost,
             dir,
         })
     }

@@ -224,3 +224,189 @@ async fn hostile_input_is_refused_and_the_system_keeps_serving() {
     );
     rabbit.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_connections_cut_while_instances_start_give_503s_then_everything_recovers() {
+    let Some(system) = System::start("system_db_cut", PROGRAMS, 3, 8).await else {
+        return;
+    };
+    let client = &system.client;
+    let mut configs = Vec::new();
+    for i in 0..9 {
+        configs.push(system.config(&format!("c{i}"), |_| {}).await);
+    }
+    // Cut every connection of the host to its database, again and again, for two seconds.
+    let admin_url = system.database.admin_url().to_owned();
+    let name = system.database.name().to_owned();
+    let cutter = tokio::spawn(async move {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("admin");
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let mut cuts = 0_u64;
+        while std::time::Instant::now() < until {
+            let cut: Vec<bool> = sqlx::query_scalar(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(&name)
+            .fetch_all(&mut admin)
+            .await
+            .expect("terminate");
+            cuts += cut.len() as u64;
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        cuts
+    });
+    // Meanwhile: start every config (a 503 is retried, as a client should), and read.
+    let mut unavailable = 0;
+    let mut started = Vec::new();
+    for (i, config) in configs.iter().enumerate() {
+        let worker = format!("w{}", 1 + i % 3);
+        loop {
+            match client
+                .start(&StartRequest {
+                    config_id: *config,
+                    worker: Some(worker.clone()),
+                    labels: Default::default(),
+                })
+                .await
+            {
+                Ok(s) => {
+                    started.push(s.instance_id);
+                    break;
+                }
+                Err(ClientError::Problem(p)) if p.status == 503 => {
+                    unavailable += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("a start failed otherwise than 503: {e}"),
+            }
+        }
+        match client.list_instances(&Default::default()).await {
+            Err(ClientError::Problem(p)) if p.status == 503 => unavailable += 1,
+            Err(e) => panic!("a read failed otherwise than 503: {e}"),
+            Ok(_) => {}
+        }
+    }
+    let cuts = cutter.await.expect("cutter");
+    assert!(cuts > 0, "connections were cut");
+    eprintln!("{cuts} connections cut, {unavailable} answers 503");
+    // Recovered: every instance gets to `running`, none is left without its status.
+    for id in &started {
+        wait_status(client, *id, Status::Running).await;
+        let history = client.instance_history(*id).await.expect("history");
+        assert_eq!(
+            history.iter().map(|e| e.status).collect::<Vec<_>>(),
+            [Status::Created, Status::Initializing, Status::Running],
+            "{id}: {history:#?}"
+        );
+    }
+    // A start answered 503 after its instance was created left that instance `crashed`
+    // (cause `undelivered`): said, not left `created`.
+    for instance in client
+        .list_instances(&Default::default())
+        .await
+        .expect("list")
+    {
+        if started.contains(&instance.id) {
+            continue;
+        }
+        let history = client.instance_history(instance.id).await.expect("history");
+        assert_eq!(instance.status, Status::Crashed, "{history:#?}");
+        assert_eq!(
+            history.last().map(|e| e.cause),
+            Some(Cause::Undelivered),
+            "{history:#?}"
+        );
+    }
+    for id in started {
+        client.stop(id).await.expect("stop");
+        wait_status(client, id, Status::Complete).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_connections_closed_mid_stream_lose_no_command_and_run_none_twice() {
+    let Some(system) = System::start("system_broker_cut", PROGRAMS, 3, 4).await else {
+        return;
+    };
+    let client = &system.client;
+    let config = system.config("main", |_| {}).await;
+    let id = start_on(client, config, "w2").await;
+    wait_status(client, id, Status::Running).await;
+    let mut console = Box::pin(client.console(id, None).await.expect("console"));
+
+    const LINES: usize = 1_000;
+    let mut commands = Vec::with_capacity(LINES);
+    for i in 0..LINES {
+        if i == LINES / 3 || i == 2 * LINES / 3 {
+            system
+                .vhost
+                .close_all_connections("a broker restart, for the test");
+        }
+        // The host may answer 503 while it reconnects: the client retries, as it should.
+        let accepted = loop {
+            match client.stdin(id, &format!("line {i}")).await {
+                Ok(accepted) => break accepted,
+                Err(ClientError::Problem(p)) if p.status == 503 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("line {i}: {e}"),
+            }
+        };
+        commands.push(accepted.command_id);
+    }
+    // Every command ends succeeded or expired: none stays pending or delivered.
+    let mut succeeded = std::collections::HashSet::new();
+    for (i, command) in commands.iter().enumerate() {
+        let state = eventually(&format!("command {i} to end"), WAIT, || async {
+            let record = client.get_command(*command).await.ok()?;
+            record.state.is_final().then_some(record.state)
+        })
+        .await;
+        assert!(
+            matches!(
+                state,
+                manman_core::command::CommandState::Succeeded
+                    | manman_core::command::CommandState::Expired
+            ),
+            "line {i}: {state}"
+        );
+        if state == manman_core::command::CommandState::Succeeded {
+            succeeded.insert(i);
+        }
+    }
+    // The server saw each succeeded line exactly once, and no other line.
+    client.stdin(id, "the end").await.expect("stdin");
+    let mut echoed = std::collections::HashMap::<usize, usize>::new();
+    tokio::time::timeout(WAIT, async {
+        while let Some(line) = console.next().await {
+            let text = line.expect("line").text;
+            if text == "echo: the end" {
+                return;
+            }
+            if let Some(n) = text.strip_prefix("echo: line ") {
+                *echoed.entry(n.parse().expect("number")).or_default() += 1;
+            }
+        }
+        panic!("the console ended");
+    })
+    .await
+    .expect("the last line came back");
+    let twice: Vec<_> = echoed.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "lines run twice: {twice:?}");
+    let seen: std::collections::HashSet<usize> = echoed.keys().copied().collect();
+    assert_eq!(
+        seen, succeeded,
+        "the lines that ran are exactly the succeeded commands"
+    );
+    eprintln!(
+        "{} of {LINES} succeeded, {} expired",
+        succeeded.len(),
+        LINES - succeeded.len()
+    );
+    client.stop(id).await.expect("stop");
+    wait_status(client, id, Status::Complete).await;
+}

@@ -15,8 +15,8 @@ use crate::console::ConsoleStream;
 use crate::event::StatusReport;
 use crate::id::{ConfigId, InstanceId};
 use crate::ports::{
-    ExitStatus, GameInstaller, HostApi, InstallRequest, OutputLine, OutputStream, ProcessHandle,
-    ProcessRunner, ProcessSpec,
+    ConfigBundle, ExitStatus, GameInstaller, HostApi, HostApiError, InstallRequest, OutputLine,
+    OutputStream, ProcessHandle, ProcessRunner, ProcessSpec,
 };
 use crate::process::{self, Stopped};
 use crate::status::{Cause, Entity, Status, can_transition};
@@ -611,18 +611,46 @@ type PrepareError = (Option<GameServerConfig>, Cause, String);
 /// Fetches the config, installs the game and builds the process to spawn. An error carries the
 /// config (when it was fetched, so its crash policy applies), the cause and a detail for the
 /// operator.
+/// How long a start keeps asking for its config while the host is unavailable (a host restart,
+/// its database reconnecting) before the attempt fails.
+const FETCH_PATIENCE: Duration = Duration::from_secs(60);
+
+/// The config from the host; an unavailable host is asked again (200 ms, doubling up to 5 s)
+/// for up to [`FETCH_PATIENCE`]. (A stop or kill meanwhile ends the wait: `prepare` runs beside
+/// the supervisor's requests.)
+async fn fetch_config(
+    context: &SupervisorContext,
+    instance_id: InstanceId,
+    config_id: ConfigId,
+) -> Result<ConfigBundle, HostApiError> {
+    let deadline = tokio::time::Instant::now() + FETCH_PATIENCE;
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match context.host.fetch_config(config_id).await {
+            Err(e) if e.is_transient() && tokio::time::Instant::now() + pause < deadline => {
+                tracing::warn!(instance_id = instance_id.get(), %config_id, error = %e, retry_in = ?pause, "the host is unavailable; asking for the config again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 async fn prepare(
     context: SupervisorContext,
     instance_id: InstanceId,
     config_id: ConfigId,
 ) -> Result<(GameServerConfig, ProcessSpec), PrepareError> {
-    let bundle = context.host.fetch_config(config_id).await.map_err(|e| {
-        (
-            None,
-            Cause::InstallFailed,
-            format!("could not fetch {config_id} for {instance_id}: {e}"),
-        )
-    })?;
+    let bundle = fetch_config(&context, instance_id, config_id)
+        .await
+        .map_err(|e| {
+            (
+                None,
+                Cause::InstallFailed,
+                format!("could not fetch {config_id} for {instance_id}: {e}"),
+            )
+        })?;
     let request = InstallRequest {
         game: bundle.game,
         config: bundle.config,
