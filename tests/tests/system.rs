@@ -410,3 +410,145 @@ async fn broker_connections_closed_mid_stream_lose_no_command_and_run_none_twice
     client.stop(id).await.expect("stop");
     wait_status(client, id, Status::Complete).await;
 }
+
+/// The game servers the process with `pid` runs: its children (each in a process group of its
+/// own, so a worker's children are exactly its servers).
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // After the parenthesised name: state, then the parent's pid.
+        let mut fields = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace())
+            .into_iter()
+            .flatten();
+        let state = fields.next();
+        let parent = fields.next().and_then(|p| p.parse::<u32>().ok());
+        if parent == Some(pid) && !matches!(state, Some("Z" | "X")) {
+            children.push(child);
+        }
+    }
+    children
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_soak_of_200_servers_leaves_the_database_and_the_process_table_in_agreement() {
+    const SERVERS: usize = 200;
+    let Some(system) = System::start("system_soak", PROGRAMS, 3, 80).await else {
+        return;
+    };
+    let client = &system.client;
+    let mut configs = Vec::with_capacity(SERVERS);
+    for i in 0..SERVERS {
+        configs.push(system.config(&format!("s{i}"), |_| {}).await);
+    }
+    let worker_of = |i: usize| format!("w{}", 1 + i % 3);
+    // Start them all, 16 requests at a time.
+    let mut current: Vec<InstanceId> = futures::stream::iter(configs.iter().enumerate())
+        .map(|(i, config)| async move { start_on(client, *config, &worker_of(i)).await })
+        .buffered(16)
+        .collect()
+        .await;
+    for id in &current {
+        wait_status(client, *id, Status::Running).await;
+    }
+
+    // Random operations for a bounded time: stdin, restart, stop and start again, kill and
+    // start again.
+    let mut rng = fastrand::Rng::with_seed(7);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut operations = 0;
+    while std::time::Instant::now() < until {
+        let i = rng.usize(..SERVERS);
+        let id = current[i];
+        let instance = client.get_instance(id).await.expect("get");
+        if instance.status != Status::Running {
+            continue;
+        }
+        match rng.u8(..4) {
+            0 => drop(client.stdin(id, "soak").await.expect("stdin")),
+            1 => drop(client.restart(id).await.expect("restart")),
+            2 | 3 => {
+                if rng.bool() {
+                    client.stop(id).await.expect("stop");
+                } else {
+                    client.kill(id).await.expect("kill");
+                }
+                wait_status(client, id, Status::Complete).await;
+                current[i] = start_on(client, configs[i], &worker_of(i)).await;
+            }
+            _ => unreachable!(),
+        }
+        operations += 1;
+    }
+    eprintln!("{operations} random operations");
+    for id in &current {
+        wait_status(client, *id, Status::Running).await;
+    }
+
+    // The database, the workers' process tables and each other agree.
+    let all = {
+        let mut all = Vec::new();
+        let mut filter = manman_core::instance::InstanceFilter::default();
+        loop {
+            let page = client.list_instances(&filter).await.expect("list");
+            let Some(last) = page.last() else { break };
+            filter.after = Some(last.id);
+            all.extend(page);
+        }
+        all
+    };
+    let workers = client.list_workers().await.expect("workers");
+    for (n, daemon) in system.workers.iter().enumerate() {
+        let name = format!("w{}", n + 1);
+        let worker = workers.iter().find(|w| w.name == name).expect("worker");
+        let running = all
+            .iter()
+            .filter(|i| i.worker_id == worker.id && i.status == Status::Running)
+            .count();
+        let active = all
+            .iter()
+            .filter(|i| i.worker_id == worker.id && i.status.is_active())
+            .count();
+        assert_eq!(active, running, "{name}: every active instance is running");
+        let processes = children_of(daemon.0.id()).len();
+        assert_eq!(
+            processes, running,
+            "{name}: {processes} server processes, {running} instances running in the database"
+        );
+    }
+    let running: Vec<InstanceId> = all
+        .iter()
+        .filter(|i| i.status == Status::Running)
+        .map(|i| i.id)
+        .collect();
+    let mut expected = current.clone();
+    expected.sort();
+    assert_eq!(running, expected, "exactly the current instances run");
+
+    // Everything stops; no process is left.
+    futures::stream::iter(current.iter())
+        .for_each_concurrent(16, |id| async move {
+            client.stop(*id).await.expect("stop");
+        })
+        .await;
+    for id in &current {
+        wait_status(client, *id, Status::Complete).await;
+    }
+    for daemon in &system.workers {
+        assert!(
+            children_of(daemon.0.id()).is_empty(),
+            "no server left behind"
+        );
+    }
+}
