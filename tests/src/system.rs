@@ -27,6 +27,8 @@ pub struct Programs<'a> {
     pub worker: &'a str,
     /// The fake game server.
     pub fake: &'a str,
+    /// A fake `steamcmd` to give every worker (its scenario file is written beside each copy).
+    pub steamcmd: Option<&'a str>,
 }
 
 /// A host and its workers as processes. Everything stops when it is dropped.
@@ -102,6 +104,20 @@ impl System {
                 .await
                 .expect("credentials");
             let mut command = Command::new(programs.worker);
+            if let Some(fake_steamcmd) = programs.steamcmd {
+                let steam = dir.path().join(format!("{name}-steam"));
+                std::fs::create_dir_all(&steam).expect("dir");
+                let steamcmd = steam.join("steamcmd.sh");
+                std::fs::copy(fake_steamcmd, &steamcmd).expect("copy the fake steamcmd");
+                std::fs::set_permissions(
+                    &steamcmd,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o755),
+                )
+                .expect("chmod");
+                std::fs::write(steam.join("scenario"), "BUILD_ID=4242\nSLEEP=0\n")
+                    .expect("scenario");
+                command.env("MANMAN_WORKER_STEAMCMD", &steamcmd);
+            }
             command
                 .env("MANMAN_HOST_URL", &url)
                 .env("MANMAN_RABBITMQ_URL", vhost.url())

@@ -20,6 +20,10 @@ const PROGRAMS: Programs<'static> = Programs {
     host: env!("CARGO_BIN_EXE_e2e-host"),
     worker: env!("CARGO_BIN_EXE_e2e-worker"),
     fake: env!("CARGO_BIN_EXE_e2e-fake-game-server"),
+    steamcmd: Some(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../manman-steam/tests/fixtures/fake-steamcmd"
+    )),
 };
 
 async fn wait_status(client: &Client, id: InstanceId, status: Status) {
@@ -549,6 +553,91 @@ async fn a_soak_of_200_servers_leaves_the_database_and_the_process_table_in_agre
         assert!(
             children_of(daemon.0.id()).is_empty(),
             "no server left behind"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_lifecycle_on_every_worker() {
+    let Some(system) = System::start("system_lifecycle", PROGRAMS, 3, 4).await else {
+        return;
+    };
+    let client = &system.client;
+    let mut events = Box::pin(client.events().await.expect("events"));
+    // A Steam game: SteamCMD installs it, with progress; the installed server exits 0.
+    let steam = client
+        .create_game(&manman_core::game_server::NewGameServer {
+            name: "valheim".into(),
+            server_type: manman_core::game_server::ServerType::Steam { app_id: 896660 },
+        })
+        .await
+        .expect("game");
+    let installed = client
+        .create_config(
+            steam.id,
+            &manman_core::config::ConfigSpec::new("main", "server.sh"),
+        )
+        .await
+        .expect("config")
+        .id;
+    // The fake game server: ready on a line, echoes, stops on `quit`.
+    let fake = system
+        .config("main", |spec| {
+            spec.ready_pattern = Some("Server is ready".into());
+        })
+        .await;
+    for worker in ["w1", "w2", "w3"] {
+        let id = start_on(client, installed, worker).await;
+        wait_status(client, id, Status::Complete).await;
+        let history = client.instance_history(id).await.expect("history");
+        assert_eq!(
+            history.iter().map(|e| e.cause).collect::<Vec<_>>(),
+            [Cause::Placed, Cause::User, Cause::Ready, Cause::Exited],
+            "{worker}: {history:#?}"
+        );
+        tokio::time::timeout(WAIT, async {
+            while let Some(event) = events.next().await {
+                if let Ok(manman_core::event::Event::InstallProgress(p)) = event
+                    && p.instance_id == id
+                    && p.progress.percent.is_some()
+                {
+                    return;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{worker}: install progress with a percentage on the events"));
+
+        let id = start_on(client, fake, worker).await;
+        wait_status(client, id, Status::Running).await;
+        let mut console = Box::pin(client.console(id, None).await.expect("console"));
+        let first = console.next().await.expect("a line").expect("ok");
+        let pid = manman_tests::harness::fake_pid(&first.text);
+        client
+            .stdin(id, &format!("hello {worker}"))
+            .await
+            .expect("stdin");
+        let expected = format!("echo: hello {worker}");
+        tokio::time::timeout(WAIT, async {
+            while let Some(line) = console.next().await {
+                if line.expect("line").text == expected {
+                    return;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{worker}: the echo on the console"));
+        client.stop(id).await.expect("stop");
+        wait_status(client, id, Status::Complete).await;
+        let ended = client.get_instance(id).await.expect("get");
+        assert_eq!(
+            ended.exit_code,
+            Some(0),
+            "{worker}: stopped by its stop line"
+        );
+        assert!(
+            !manman_tests::pid_alive(pid),
+            "{worker}: the process is gone"
         );
     }
 }
