@@ -1,24 +1,23 @@
-//! The system as separate processes: `manman-host` and two `manman-worker`s on RabbitMQ
-//! (`MANMAN_TEST_AMQP_URL`, a vhost of the test's own), driven through the HTTP API only:
+//! The system as separate processes: `manman-host` and two `manman-worker`s on PostgreSQL and
+//! RabbitMQ (a database and a vhost of the test's own), driven through the HTTP API only:
 //! servers on both, a worker SIGSTOPped (`lost`) and SIGCONTed (`recovered`), then SIGKILLed
 //! and started again (its server `crashed`, cause `worker-restart`, no process left).
 
 use futures::StreamExt;
-use manman_core::config::ConfigSpec;
-use manman_core::game_server::{NewGameServer, ServerType};
 use manman_core::host::StartRequest;
 use manman_core::status::{Cause, Status};
 use manman_http::Client;
-use manman_test_support::vhost::TestVhost;
 use manman_tests::harness::fake_pid;
-use manman_tests::{Daemon, eventually, free_port, pid_alive};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use manman_tests::system::{Programs, System, WAIT};
+use manman_tests::{Daemon, eventually, pid_alive};
+use std::process::Child;
 
-const HOST: &str = env!("CARGO_BIN_EXE_e2e-host");
-const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
-const FAKE: &str = env!("CARGO_BIN_EXE_e2e-fake-game-server");
-const WAIT: Duration = Duration::from_secs(30);
+const PROGRAMS: Programs<'static> = Programs {
+    host: env!("CARGO_BIN_EXE_e2e-host"),
+    worker: env!("CARGO_BIN_EXE_e2e-worker"),
+    fake: env!("CARGO_BIN_EXE_e2e-fake-game-server"),
+    steamcmd: None,
+};
 
 fn signal(child: &Child, signal: nix::sys::signal::Signal) {
     nix::sys::signal::kill(
@@ -37,94 +36,16 @@ async fn status_of(client: &Client, id: manman_core::id::InstanceId, want: Statu
 
 #[tokio::test]
 async fn host_and_two_workers_as_processes_on_rabbitmq() {
-    let Some(vhost) = TestVhost::create() else {
+    let Some(mut system) = System::start("processes", PROGRAMS, 2, 4).await else {
         return;
     };
-    let dir = tempfile::tempdir().expect("dir");
-    let port = free_port();
-    let admin_token = "admin-token-of-the-processes-test";
-    let token_file = dir.path().join("admin-token");
-    std::fs::write(&token_file, admin_token).expect("token file");
-    let host = Daemon(
-        Command::new(HOST)
-            .env("MANMAN_ADMIN_TOKEN_FILE", &token_file)
-            .env("MANMAN_BIND", format!("127.0.0.1:{port}"))
-            .env("MANMAN_POSTGRES_URL", "memory://")
-            .env("MANMAN_RABBITMQ_URL", vhost.url())
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("host"),
-    );
-    let url = format!("http://127.0.0.1:{port}");
-    let client = Client::new(&url).with_token(admin_token);
-    eventually("the host to answer", WAIT, || async {
-        client.healthy().await.then_some(())
-    })
-    .await;
-    // The host takes the token file's token once it serves.
-    eventually("the admin token to work", WAIT, || async {
-        client.list_workers().await.ok()
-    })
-    .await;
-
-    let mut workers = Vec::new();
-    let mut worker_commands = Vec::new();
-    for name in ["w1", "w2"] {
-        let install = dir.path().join(name);
-        std::fs::create_dir_all(install.join("games/fake")).expect("dir");
-        std::os::unix::fs::symlink(FAKE, install.join("games/fake/fake-game-server"))
-            .expect("link");
-        let credentials = client
-            .create_worker_credential(name)
-            .await
-            .expect("credentials");
-        let mut command = Command::new(WORKER);
-        command
-            .env(
-                "MANMAN_WORKER_SA_CLIENT_ID",
-                &credentials.credential.client_id,
-            )
-            .env("MANMAN_WORKER_SA_CLIENT_SECRET", &credentials.client_secret)
-            .env("MANMAN_HOST_URL", &url)
-            .env("MANMAN_RABBITMQ_URL", vhost.url())
-            .env("MANMAN_WORKER_NAME", name)
-            .env("MANMAN_WORKER_INSTALL_DIRECTORY", &install)
-            .env("MANMAN_WORKER_HEARTBEAT_MS", "500")
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::null());
-        workers.push(Daemon(command.spawn().expect("worker")));
-        worker_commands.push(command);
-    }
-    eventually("both workers to run", WAIT, || async {
-        let running = client
-            .list_workers()
-            .await
-            .ok()?
-            .iter()
-            .filter(|w| w.status == Status::Running)
-            .count();
-        (running == 2).then_some(())
-    })
-    .await;
-
-    let game = client
-        .create_game(&NewGameServer {
-            name: "fake".into(),
-            server_type: ServerType::Local {
-                path: "games/fake".into(),
-            },
-        })
-        .await
-        .expect("game");
-    let mut spec = ConfigSpec::new("main", "fake-game-server");
-    spec.stop.stdin_line = Some("quit".into());
-    let config = client.create_config(game.id, &spec).await.expect("config");
+    let client = system.client.clone();
+    let config = system.config("main", |_| {}).await;
     let mut instances = Vec::new();
     for name in ["w1", "w2"] {
         let started = client
             .start(&StartRequest {
-                config_id: config.id,
+                config_id: config,
                 worker: Some(name.into()),
                 labels: Default::default(),
             })
@@ -153,14 +74,14 @@ async fn host_and_two_workers_as_processes_on_rabbitmq() {
     }
 
     // A worker that stops answering is lost with its instance, then recovers.
-    signal(&workers[0].0, nix::sys::signal::Signal::SIGSTOP);
+    signal(&system.workers[0].0, nix::sys::signal::Signal::SIGSTOP);
     status_of(&client, instances[0], Status::Lost).await;
     assert_eq!(
         client.get_instance(instances[1]).await.expect("get").status,
         Status::Running,
         "the other worker is unaffected"
     );
-    signal(&workers[0].0, nix::sys::signal::Signal::SIGCONT);
+    signal(&system.workers[0].0, nix::sys::signal::Signal::SIGCONT);
     status_of(&client, instances[0], Status::Running).await;
     let history = client
         .instance_history(instances[0])
@@ -169,9 +90,9 @@ async fn host_and_two_workers_as_processes_on_rabbitmq() {
     assert_eq!(history.last().map(|e| e.cause), Some(Cause::Recovered));
 
     // A worker SIGKILLed and started again: what it ran ended, reported `crashed`.
-    signal(&workers[0].0, nix::sys::signal::Signal::SIGKILL);
-    let _ = workers[0].0.wait();
-    workers[0] = Daemon(worker_commands[0].spawn().expect("worker again"));
+    signal(&system.workers[0].0, nix::sys::signal::Signal::SIGKILL);
+    let _ = system.workers[0].0.wait();
+    system.workers[0] = Daemon(system.worker_commands[0].spawn().expect("worker again"));
     status_of(&client, instances[0], Status::Crashed).await;
     let history = client
         .instance_history(instances[0])
@@ -198,9 +119,7 @@ async fn host_and_two_workers_as_processes_on_rabbitmq() {
         pids.iter().all(|p| !pid_alive(*p)),
         "no server process left"
     );
-    for worker in &workers {
+    for worker in &system.workers {
         signal(&worker.0, nix::sys::signal::Signal::SIGTERM);
     }
-    drop(workers);
-    drop(host);
 }
