@@ -282,16 +282,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         .clone()
         .or_else(|| saved.as_ref().map(|s| s.host.clone()))
         .unwrap_or_else(|| DEFAULT_HOST.to_owned());
-    if let CliCommand::Login = cli.command {
-        return run_login(&cli, &host, config_file.as_deref()).await;
-    }
     let mut client = Client::new(&host);
     if let Some(token) = token(&cli, saved.as_ref(), &host)? {
         client = client.with_token(token);
     }
     let json = cli.json;
     match cli.command {
-        CliCommand::Login => Ok(()),
+        CliCommand::Login => {
+            run_login(cli.token.as_deref(), json, &host, config_file.as_deref()).await
+        }
         CliCommand::Watch => watch(&client, json).await,
         CliCommand::Up(args) => run_up(args).await,
         CliCommand::Game(GameCommand::Create { name, local, steam }) => {
@@ -644,11 +643,16 @@ async fn resolve_config(
 }
 
 /// `manman login`: the token must work on the host; then both are saved.
-async fn run_login(cli: &Cli, host: &str, config_file: Option<&Path>) -> anyhow::Result<()> {
+async fn run_login(
+    token: Option<&str>,
+    json: bool,
+    host: &str,
+    config_file: Option<&Path>,
+) -> anyhow::Result<()> {
     let path = config_file.context(
         "no place for the login: set MANMAN_CONFIG_FILE (HOME and XDG_CONFIG_HOME are not set)",
     )?;
-    let token = match &cli.token {
+    let token = match token {
         Some(token) => token.trim().to_owned(),
         None => {
             eprint!("token for {host}: ");
@@ -673,7 +677,7 @@ async fn run_login(cli: &Cli, host: &str, config_file: Option<&Path>) -> anyhow:
     };
     login::save(path, &login)?;
     print(
-        cli.json,
+        json,
         &serde_json::json!({"host": host, "config_file": path}),
         || format!("logged in to {host}; saved in {}", path.display()),
     )

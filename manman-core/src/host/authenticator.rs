@@ -133,7 +133,12 @@ impl Authenticator {
             .credentials
             .token_by_hash(&hash)
             .await?
-            .ok_or_else(|| unauthenticated("the bearer token is not one this host issued"))?;
+            .ok_or_else(|| {
+                unauthenticated(
+                    "the bearer token is not one this host issued: use a token from \
+                     `manman tokens create` or the admin token the host printed at its first start",
+                )
+            })?;
         if token.revoked_at.is_some() {
             return Err(unauthenticated(format!(
                 "token {:?} was revoked; ask an admin for a new one",
@@ -225,7 +230,12 @@ impl Authenticator {
 
     /// A signed worker token for valid, unrevoked credentials.
     pub async fn exchange(&self, client_id: &str, secret: &str) -> Result<WorkerToken, HostError> {
-        let refused = || unauthenticated("unknown client id or wrong secret");
+        let refused = || {
+            unauthenticated(
+                "unknown client id or wrong secret: check MANMAN_WORKER_SA_CLIENT_ID and \
+                 MANMAN_WORKER_SA_CLIENT_SECRET, or have an admin run `manman credentials create <name>`",
+            )
+        };
         let (credential, hash) = self
             .credentials
             .worker_credential(client_id)
@@ -257,7 +267,8 @@ impl Authenticator {
     }
 
     fn verify_worker_token(&self, token: &str) -> Result<Caller, HostError> {
-        let malformed = || unauthenticated("the worker token is malformed");
+        let malformed =
+            || unauthenticated("the worker token is malformed: exchange the credentials again");
         let (payload, signature) = token.split_once('.').ok_or_else(malformed)?;
         let signature = hex::decode(signature).map_err(|_| malformed())?;
         let mut mac = self.key.mac();
