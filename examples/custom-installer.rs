@@ -99,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
             spec: ConfigSpec::new("main", "server.sh"),
         },
         install_root: root.path().to_owned(),
+        run_as: None,
     };
     let installer = ScriptInstaller {
         script: "#!/bin/sh\necho 'hello from an installed game'\n",

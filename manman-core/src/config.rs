@@ -35,16 +35,20 @@ pub struct ConfigSpec {
     /// Shown in listings; hidden configs still run.
     #[serde(default = "yes")]
     pub is_visible: bool,
-    /// Path of the program, relative to the install directory (absolute paths and `..` refused).
+    /// Path of the program, relative to the game's directory (absolute paths, `..`, control
+    /// characters and links that point out are refused).
     pub executable: String,
     /// Arguments, passed as they are (no shell).
     #[serde(default)]
     pub args: Vec<String>,
-    /// Extra environment; values expand `$VAR`/`${VAR}` from the worker's environment and
-    /// `{install_dir}`.
+    /// Extra environment. Values expand `{install_dir}` and `$VAR`/`${VAR}` from the server's
+    /// base environment and the variables its worker passes (`MANMAN_WORKER_PASS_ENV`). Names
+    /// that hook a loader or an interpreter are refused; `PATH` and `LD_LIBRARY_PATH` name only
+    /// the game's directories (and `$PATH`) — see [`crate::game_env`].
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// Working directory relative to the install directory; the install directory when absent.
+    /// Working directory relative to the game's directory (which it must stay inside, links
+    /// resolved); the game's directory when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
     /// How to stop it gracefully.
@@ -221,17 +225,7 @@ impl ConfigSpec {
                 errors.push(format!("args[{i}]"), "must not contain a NUL byte");
             }
         }
-        for (key, value) in &self.env {
-            if !is_env_key(key) {
-                errors.push(
-                    format!("env.{key}"),
-                    "is not a valid variable name: use [A-Za-z_][A-Za-z0-9_]*",
-                );
-            }
-            if value.contains('\0') {
-                errors.push(format!("env.{key}"), "value must not contain a NUL byte");
-            }
-        }
+        crate::game_env::check_config_env(&mut errors, &self.env);
         if let Some(pattern) = &self.ready_pattern
             && let Err(e) = regex::Regex::new(pattern)
         {
@@ -272,15 +266,6 @@ impl ConfigSpec {
         }
         errors.into_result()
     }
-}
-
-/// Whether `key` is a valid environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
-pub fn is_env_key(key: &str) -> bool {
-    let mut chars = key.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The catalogue's games: what to install (or find) on the workers.
 
 use crate::id::GameServerId;
-use crate::validation::{ValidationError, check_name};
+use crate::validation::{ValidationError, check_name, check_relative_path};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -29,8 +29,9 @@ pub enum ServerType {
         /// The Steam application id of the dedicated server.
         app_id: u32,
     },
-    /// Already on the worker machines, nothing to install. A relative `path` is taken inside the
-    /// worker's install directory.
+    /// Already on the worker machines, nothing to install. `path` is relative to the worker's
+    /// install directory and stays inside it (absolute paths, `..` and links that point out
+    /// are refused).
     Local {
         /// The directory that holds the game's files.
         path: String,
@@ -63,17 +64,7 @@ impl NewGameServer {
                 }
             }
             ServerType::Local { path } => {
-                if path.is_empty() {
-                    errors.push(
-                        "server_type.path",
-                        "must name the directory that holds the game",
-                    );
-                } else if path.split('/').any(|c| c == "..") {
-                    errors.push(
-                        "server_type.path",
-                        format!("{path:?} must not contain '..'"),
-                    );
-                }
+                check_relative_path(&mut errors, "server_type.path", path);
             }
         }
         errors.into_result()
@@ -103,5 +94,18 @@ mod tests {
         let err = game.validate().unwrap_err();
         let fields: Vec<_> = err.errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["name", "server_type.app_id"]);
+    }
+
+    #[test]
+    fn a_local_path_stays_inside_the_install_dir() {
+        let local = |path: &str| NewGameServer {
+            name: "g".into(),
+            server_type: ServerType::Local { path: path.into() },
+        };
+        assert!(local("games/demo").validate().is_ok());
+        for bad in ["/bin", "../x", "games/../../x", "a\0b", "a\u{1b}b", ""] {
+            let err = local(bad).validate().unwrap_err();
+            assert_eq!(err.errors[0].field, "server_type.path", "{bad:?}");
+        }
     }
 }

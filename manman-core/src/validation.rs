@@ -81,40 +81,12 @@ pub fn check_name(errors: &mut ValidationError, field: &str, name: &str) {
     }
 }
 
-/// Checks a path that must stay inside a base directory: relative, not empty, no `..`.
+/// Checks a path that must stay inside a base directory, as text: relative, not empty, no
+/// `..`, no NUL or other control characters ([`crate::confined_path::check_relative`]; the
+/// worker checks it again on disk, links resolved).
 pub fn check_relative_path(errors: &mut ValidationError, field: &str, path: &str) {
-    use std::path::{Component, Path};
-    if path.is_empty() {
-        errors.push(
-            field,
-            "must not be empty: give a path relative to the install directory",
-        );
-        return;
-    }
-    if path.contains('\0') {
-        errors.push(field, "must not contain a NUL byte");
-        return;
-    }
-    for component in Path::new(path).components() {
-        match component {
-            Component::Normal(_) | Component::CurDir => {}
-            Component::ParentDir => {
-                errors.push(
-                    field,
-                    format!(
-                        "{path:?} escapes the install directory with '..': use a path inside it"
-                    ),
-                );
-                return;
-            }
-            Component::RootDir | Component::Prefix(_) => {
-                errors.push(
-                    field,
-                    format!("{path:?} is absolute: give a path relative to the install directory"),
-                );
-                return;
-            }
-        }
+    if let Err(problem) = crate::confined_path::check_relative(path) {
+        errors.push(field, problem);
     }
 }
 

@@ -12,8 +12,10 @@ use crate::steamcmd;
 use async_trait::async_trait;
 use futures::FutureExt;
 use manman_core::ports::{
-    GameInstaller, InstallError, InstallRequest, Installation, ProcessRunner, ProgressSink,
+    GameInstaller, InstallError, InstallRequest, Installation, ProcessRunner, ProcessUser,
+    ProgressSink,
 };
+use manman_core::worker_service::hand_over;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -137,6 +139,9 @@ impl Inner {
                 Vec::new(),
             )
         })?;
+        if let Some(user) = &plan.run_as {
+            hand_over_dirs(plan, user).await?;
+        }
         let program = self.steamcmd(plan)?;
         let installation = with_retries(&self.settings, &plan.context, progress, |_, previous| {
             // Files SteamCMD found missing or corrupt, or a success that was not one: have it
@@ -207,7 +212,7 @@ impl Inner {
             },
         ));
         if let (Some(content), Some(file)) = (&line.script, &script) {
-            write_script(file, content.expose()).map_err(|e| {
+            write_script(file, content.expose(), plan.run_as.as_ref()).map_err(|e| {
                 no_output(Failure::new(
                     ErrorClass::Unknown,
                     format!("could not write the SteamCMD script file: {e}"),
@@ -225,7 +230,13 @@ impl Inner {
         let outcome = run(
             Run {
                 runner: self.runner.as_ref(),
-                spec: steamcmd::spec(program, line.args, &self.settings),
+                spec: steamcmd::spec_as(
+                    program,
+                    line.args,
+                    &self.settings,
+                    plan.run_as.as_ref(),
+                    &plan.home,
+                ),
                 stdin: plan.stdin(),
                 idle_timeout: self.settings.idle_timeout,
                 redactor: &redactor,
@@ -277,10 +288,45 @@ fn script_file() -> std::io::Result<tempfile::NamedTempFile> {
         .tempfile()
 }
 
-fn write_script(file: &tempfile::NamedTempFile, content: &str) -> std::io::Result<()> {
+/// Writes the script; when SteamCMD runs as another user, that user becomes its owner (it
+/// stays 0600: nobody else reads it).
+fn write_script(
+    file: &tempfile::NamedTempFile,
+    content: &str,
+    user: Option<&ProcessUser>,
+) -> std::io::Result<()> {
     let mut handle = file.as_file();
+    if let Some(user) = user {
+        std::os::unix::fs::fchown(handle, Some(user.uid), Some(user.gid))?;
+    }
     handle.write_all(content.as_bytes())?;
     handle.flush()
+}
+
+/// Hands the app's install dir and SteamCMD's home over to the user SteamCMD runs as (the
+/// first time; see [`manman_core::worker_service::hand_over`]).
+async fn hand_over_dirs(plan: &Plan, user: &ProcessUser) -> Result<(), SteamError> {
+    let (dir, home, user) = (plan.dir.clone(), plan.home.clone(), user.clone());
+    let handed = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&home)?;
+        hand_over(&home, &user)?;
+        hand_over(&dir, &user)
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    handed.map_err(|e| {
+        plan.context.error(
+            Failure::new(
+                ErrorClass::InstallDir,
+                format!(
+                    "could not hand {} over to the game servers' user: {e}",
+                    plan.dir.display()
+                ),
+            ),
+            0,
+            Vec::new(),
+        )
+    })
 }
 
 /// Checks what SteamCMD claimed: the app manifest says the app (and branch) is fully

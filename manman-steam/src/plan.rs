@@ -8,7 +8,7 @@ use crate::secret::{Redactor, Secret};
 use crate::settings::SteamSettings;
 use manman_core::config::{SteamLogin, SteamOptions};
 use manman_core::game_server::ServerType;
-use manman_core::ports::InstallRequest;
+use manman_core::ports::{InstallRequest, ProcessUser};
 use std::path::PathBuf;
 
 /// A Steam app to install or check, as a worker's config asks for it.
@@ -25,6 +25,10 @@ pub struct SteamApp {
     pub executable: Option<String>,
     /// The worker's install root.
     pub install_root: PathBuf,
+    /// The unprivileged user SteamCMD runs as (the game servers' user, when the worker runs as
+    /// root): the install dir is handed over to it first, so the worker itself never writes
+    /// where a game server could plant a link. `None`: the worker's own user.
+    pub run_as: Option<ProcessUser>,
 }
 
 impl SteamApp {
@@ -39,6 +43,7 @@ impl SteamApp {
             options: request.config.spec.steam.clone().unwrap_or_default(),
             executable: Some(request.config.spec.executable.clone()),
             install_root: request.install_root.clone(),
+            run_as: request.run_as.clone(),
         })
     }
 
@@ -75,6 +80,9 @@ pub(crate) struct Plan {
     pub(crate) beta_password: Option<Secret>,
     pub(crate) validate: bool,
     pub(crate) executable: Option<String>,
+    pub(crate) run_as: Option<ProcessUser>,
+    /// SteamCMD's `HOME` when it runs as `run_as`: `<install_root>/steam/.steamcmd-home`.
+    pub(crate) home: PathBuf,
     pub(crate) context: ErrorContext,
 }
 
@@ -192,6 +200,8 @@ impl Plan {
             beta_password,
             validate: app.options.validate,
             executable: app.executable.clone(),
+            run_as: app.run_as.clone(),
+            home: context.dir.with_file_name(".steamcmd-home"),
             context,
         })
     }
@@ -245,6 +255,7 @@ mod tests {
             options,
             executable: Some("valheim_server.x86_64".into()),
             install_root: PathBuf::from("/srv/games"),
+            run_as: None,
         }
     }
 

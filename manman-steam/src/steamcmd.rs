@@ -1,7 +1,7 @@
 //! Finding the SteamCMD executable and the process spec it runs with.
 
 use crate::settings::SteamSettings;
-use manman_core::ports::ProcessSpec;
+use manman_core::ports::{ProcessSpec, ProcessUser};
 use std::path::{Path, PathBuf};
 
 /// The SteamCMD to run: [`SteamSettings::steamcmd`] made absolute, or a bare name looked up
@@ -31,7 +31,7 @@ pub(crate) fn locate(settings: &SteamSettings) -> Result<PathBuf, String> {
 }
 
 /// The process: `program` with `args`, the settings' whole environment, run from SteamCMD's
-/// own directory (`steamcmd.sh` changes to it anyway).
+/// own directory (`steamcmd.sh` changes to it anyway), as the worker's own user.
 pub(crate) fn spec(program: &Path, args: Vec<String>, settings: &SteamSettings) -> ProcessSpec {
     ProcessSpec {
         program: program.to_owned(),
@@ -41,7 +41,28 @@ pub(crate) fn spec(program: &Path, args: Vec<String>, settings: &SteamSettings) 
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .map_or_else(std::env::temp_dir, Path::to_owned),
+        user: None,
     }
+}
+
+/// The process of [`spec`] run as `user`, with `home` as its `HOME` (where SteamCMD keeps its
+/// state) and the user's name as `USER` and `LOGNAME`.
+pub(crate) fn spec_as(
+    program: &Path,
+    args: Vec<String>,
+    settings: &SteamSettings,
+    user: Option<&ProcessUser>,
+    home: &Path,
+) -> ProcessSpec {
+    let mut spec = spec(program, args, settings);
+    if let Some(user) = user {
+        spec.env
+            .insert("HOME".to_owned(), home.to_string_lossy().into_owned());
+        spec.env.insert("USER".to_owned(), user.name.clone());
+        spec.env.insert("LOGNAME".to_owned(), user.name.clone());
+        spec.user = Some(user.clone());
+    }
+    spec
 }
 
 fn is_executable_file(path: &Path) -> bool {

@@ -8,6 +8,7 @@
 //! on have no Docker engine, so the URL is the way.
 
 pub mod amqp;
+pub mod game_files;
 pub mod postgres;
 pub mod vhost;
 

@@ -15,6 +15,7 @@ use manman_core::process::TokioProcessRunner;
 use manman_core::status::{Entity, Status, StatusEvent};
 use manman_core::store::Store;
 use manman_core::worker_service::{LocalInstaller, WorkerService, WorkerSettings};
+use manman_test_support::game_files::{install_program, reachable_tempdir};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,11 +56,10 @@ impl Harness {
 
     /// A host on `store` whose `fake` game runs `fake_game_server`.
     pub async fn with_store(fake_game_server: &Path, store: Store) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = reachable_tempdir();
         let install_dir = dir.path().join("install");
         let game_dir = install_dir.join("games/fake");
-        std::fs::create_dir_all(&game_dir).expect("game dir");
-        std::os::unix::fs::symlink(fake_game_server, game_dir.join(FAKE_EXECUTABLE)).expect("link");
+        install_program(fake_game_server, &game_dir.join(FAKE_EXECUTABLE));
         let memory = MemoryBus::new();
         let bus = Bus::new(Arc::new(memory.clone()), Arc::new(memory));
         bus.declare().await.expect("topology");

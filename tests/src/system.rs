@@ -9,6 +9,7 @@ use manman_core::game_server::{NewGameServer, ServerType};
 use manman_core::id::ConfigId;
 use manman_core::status::Status;
 use manman_http::Client;
+use manman_test_support::game_files::{install_program, reachable_tempdir};
 use manman_test_support::postgres::TestDatabase;
 use manman_test_support::vhost::TestVhost;
 use std::path::{Path, PathBuf};
@@ -67,7 +68,7 @@ impl System {
     ) -> Option<Self> {
         let database = TestDatabase::create(label).await?;
         let vhost = TestVhost::create()?;
-        let dir = tempfile::tempdir().expect("dir");
+        let dir = reachable_tempdir();
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
         let admin_token = "admin-token-of-a-system-test";
@@ -96,9 +97,7 @@ impl System {
         for i in 1..=workers {
             let name = format!("w{i}");
             let install = dir.path().join(&name);
-            std::fs::create_dir_all(install.join("games/fake")).expect("dir");
-            std::os::unix::fs::symlink(programs.fake, install.join("games/fake/fake-game-server"))
-                .expect("link");
+            install_program(programs.fake, &install.join("games/fake/fake-game-server"));
             let credentials = client
                 .create_worker_credential(&name)
                 .await
@@ -107,6 +106,13 @@ impl System {
             if let Some(fake_steamcmd) = programs.steamcmd {
                 let steam = dir.path().join(format!("{name}-steam"));
                 std::fs::create_dir_all(&steam).expect("dir");
+                // SteamCMD runs as the game servers' user (the tests run as root); the fake one
+                // writes its records beside itself.
+                std::fs::set_permissions(
+                    &steam,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o777),
+                )
+                .expect("chmod");
                 let steamcmd = steam.join("steamcmd.sh");
                 std::fs::copy(fake_steamcmd, &steamcmd).expect("copy the fake steamcmd");
                 std::fs::set_permissions(

@@ -19,6 +19,7 @@ fn spec(program: &str, args: &[&str]) -> ProcessSpec {
         args: args.iter().map(|a| (*a).to_owned()).collect(),
         env: BTreeMap::from([("PATH".to_owned(), std::env::var("PATH").unwrap_or_default())]),
         cwd: std::env::temp_dir(),
+        user: None,
     }
 }
 

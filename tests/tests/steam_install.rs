@@ -8,6 +8,7 @@ use manman_core::process::TokioProcessRunner;
 use manman_core::status::{Cause, Status};
 use manman_core::worker_service::InstallerByType;
 use manman_steam::{SteamInstaller, SteamSettings};
+use manman_test_support::game_files::reachable_tempdir;
 use manman_tests::harness::{Harness, WAIT};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -22,7 +23,11 @@ const FAKE_STEAMCMD: &str = concat!(
 #[tokio::test]
 async fn a_steam_game_is_installed_with_progress_then_runs() {
     let h = Harness::new(FAKE.as_ref()).await;
-    let steam_home = tempfile::tempdir().expect("dir");
+    // SteamCMD runs as the game servers' user when the tests run as root; the fake one writes
+    // its records beside itself.
+    let steam_home = reachable_tempdir();
+    std::fs::set_permissions(steam_home.path(), std::fs::Permissions::from_mode(0o777))
+        .expect("chmod");
     let steamcmd = steam_home.path().join("steamcmd.sh");
     std::fs::copy(FAKE_STEAMCMD, &steamcmd).expect("copy the fake steamcmd");
     std::fs::set_permissions(&steamcmd, std::fs::Permissions::from_mode(0o755)).expect("chmod");

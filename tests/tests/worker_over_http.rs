@@ -13,6 +13,7 @@ use manman_core::store::Store;
 use manman_core::worker::WorkerRegistration;
 use manman_core::worker_service::{LocalInstaller, WorkerExit, WorkerService, WorkerSettings};
 use manman_http::{HostServer, HttpHostApi, ServeOptions, WorkerCredentials};
+use manman_test_support::game_files::{install_program, reachable_tempdir};
 use manman_tests::eventually;
 use manman_tests::harness::WAIT;
 use std::sync::Arc;
@@ -23,10 +24,9 @@ const FAKE: &str = env!("CARGO_BIN_EXE_e2e-fake-game-server");
 
 #[tokio::test]
 async fn a_worker_over_http_runs_servers_and_stops_when_superseded() {
-    let dir = tempfile::tempdir().expect("dir");
+    let dir = reachable_tempdir();
     let game_dir = dir.path().join("games/fake");
-    std::fs::create_dir_all(&game_dir).expect("dir");
-    std::os::unix::fs::symlink(FAKE, game_dir.join("fake-game-server")).expect("link");
+    install_program(FAKE, &game_dir.join("fake-game-server"));
 
     let memory = MemoryBus::new();
     let bus = Bus::new(Arc::new(memory.clone()), Arc::new(memory));

@@ -48,6 +48,9 @@ console (stdin) commands:
   flood N              print N numbered lines at once
   stderr TEXT          print TEXT on stderr
   spawn-child          start a `sleep` child in the same process group and print its pid
+  whoami               print its uid, gid and supplementary groups
+  read PATH            try to read PATH; print how many bytes, or why not
+  env NAME             print the variable NAME of its environment
   anything else        printed back as `echo: <line>`";
 
 impl Options {
@@ -204,11 +207,49 @@ fn command(line: &str) -> Option<i32> {
             }
             None
         }
+        "whoami" => {
+            say(&whoami());
+            None
+        }
+        "read" => {
+            let path = rest.trim();
+            match std::fs::read(path) {
+                Ok(bytes) => say(&format!("read {path}: {} bytes", bytes.len())),
+                Err(e) => say(&format!("read {path}: failed: {e}")),
+            }
+            None
+        }
+        "env" => {
+            let name = rest.trim();
+            match std::env::var(name) {
+                Ok(value) => say(&format!("env {name}={value}")),
+                Err(_) => say(&format!("env {name} is not set")),
+            }
+            None
+        }
         _ => {
             say(&format!("echo: {line}"));
             None
         }
     }
+}
+
+/// `uid <real> gid <real> groups <supplementary…>`, from `/proc/self/status`.
+fn whoami() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|rest| rest.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    format!(
+        "uid {} gid {} groups [{}]",
+        field("Uid:").first().unwrap_or(&"?"),
+        field("Gid:").first().unwrap_or(&"?"),
+        field("Groups:").join(" ")
+    )
 }
 
 #[cfg(test)]
@@ -238,5 +279,8 @@ mod tests {
         assert_eq!(command("quit"), Some(0));
         assert_eq!(command("crash 3"), Some(3));
         assert_eq!(command("say hello"), None);
+        assert_eq!(command("whoami"), None);
+        assert!(whoami().starts_with("uid "), "{}", whoami());
+        assert_eq!(command("read /nonexistent"), None);
     }
 }

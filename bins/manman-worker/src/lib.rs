@@ -10,7 +10,10 @@ use clap::Parser;
 use manman_core::bus::Bus;
 use manman_core::ports::SystemClock;
 use manman_core::process::TokioProcessRunner;
-use manman_core::worker_service::{InstallerByType, WorkerExit, WorkerService, WorkerSettings};
+use manman_core::worker_service::{
+    InstallerByType, ServerEnvironment, WorkerExit, WorkerService, WorkerSettings, keep_private,
+    server_user,
+};
 use manman_http::{HttpHostApi, WorkerCredentials};
 use manman_logging::LogFormat;
 use manman_rabbit::{RabbitBus, RabbitSettings};
@@ -85,6 +88,20 @@ struct Options {
     /// The SteamCMD executable (a bare name is looked up on PATH).
     #[arg(long, env = "MANMAN_WORKER_STEAMCMD", default_value = "steamcmd")]
     steamcmd: PathBuf,
+    /// The unprivileged user game servers and SteamCMD run as when the worker runs as root
+    /// (a name or a uid; default `nobody`; never root). A worker not running as root runs them
+    /// as itself.
+    #[arg(long, env = "MANMAN_WORKER_RUN_AS")]
+    run_as: Option<String>,
+    /// Variables of the worker's environment that configs may read with `$VAR` (names,
+    /// comma-separated; never `MANMAN_…`). Nothing else of the worker's environment reaches a
+    /// game server.
+    #[arg(
+        long = "pass-env",
+        env = "MANMAN_WORKER_PASS_ENV",
+        value_delimiter = ','
+    )]
+    pass_env: Vec<String>,
 }
 
 fn settings(options: &Options) -> anyhow::Result<WorkerSettings> {
@@ -123,6 +140,9 @@ fn settings(options: &Options) -> anyhow::Result<WorkerSettings> {
     if let Some(state_dir) = &options.state_dir {
         settings.state_dir = state_dir.clone();
     }
+    settings.run_as = server_user(options.run_as.as_deref()).map_err(anyhow::Error::msg)?;
+    settings.pass_env = options.pass_env.clone();
+    ServerEnvironment::of_this_process(&settings.pass_env).map_err(anyhow::Error::msg)?;
     Ok(settings)
 }
 
@@ -230,6 +250,11 @@ async fn wait_for_signal() {
 pub fn main() -> ExitCode {
     let options = Options::parse();
     manman_logging::init(options.log_format, "info");
+    // Game servers of a worker that is not root run as its user: they must not read its memory
+    // or its environment (its credentials) through /proc.
+    if let Err(e) = keep_private() {
+        tracing::warn!(error = %e, "could not make the worker non-dumpable");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {

@@ -12,26 +12,20 @@ pub const DEMO_GAME: &str = "demo";
 /// The executable's name inside the demo game's directory.
 pub const DEMO_EXECUTABLE: &str = "fake-game-server";
 
-/// Puts the fake game server at `<data_dir>/games/demo/fake-game-server` (a link to
-/// `executable`) and registers the `demo` game with a default config.
+/// Puts the fake game server at `<data_dir>/games/demo/fake-game-server` (a hard link to
+/// `executable`, or a copy) and registers the `demo` game with a default config.
 pub async fn install(host: &HostService, data_dir: &Path, executable: &Path) -> anyhow::Result<()> {
     let dir = data_dir.join("games").join(DEMO_GAME);
     tokio::fs::create_dir_all(&dir)
         .await
         .with_context(|| format!("could not create {}", dir.display()))?;
-    let link = dir.join(DEMO_EXECUTABLE);
-    if tokio::fs::symlink_metadata(&link).await.is_ok() {
-        tokio::fs::remove_file(&link)
-            .await
-            .with_context(|| format!("could not replace {}", link.display()))?;
-    }
-    tokio::fs::symlink(executable, &link)
+    place_executable(executable, &dir.join(DEMO_EXECUTABLE))
         .await
         .with_context(|| {
             format!(
-                "could not link {} to {}",
-                link.display(),
-                executable.display()
+                "could not put the fake game server ({}) into {}",
+                executable.display(),
+                dir.display()
             )
         })?;
 
@@ -57,5 +51,23 @@ pub async fn install(host: &HostService, data_dir: &Path, executable: &Path) -> 
         ..StopPolicy::default()
     };
     host.create_config(game.id, &spec).await?;
+    Ok(())
+}
+
+/// Makes `target` the same file as `executable`: a hard link (a symbolic link would point out of
+/// the game's directory, which the worker refuses), or a copy on another file system. A target
+/// that is already that file is kept; anything else there is replaced.
+async fn place_executable(executable: &Path, target: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let wanted = tokio::fs::metadata(executable).await?;
+    if let Ok(present) = tokio::fs::symlink_metadata(target).await {
+        if present.is_file() && present.dev() == wanted.dev() && present.ino() == wanted.ino() {
+            return Ok(());
+        }
+        tokio::fs::remove_file(target).await?;
+    }
+    if tokio::fs::hard_link(executable, target).await.is_err() {
+        tokio::fs::copy(executable, target).await?;
+    }
     Ok(())
 }

@@ -11,7 +11,9 @@ use manman_core::ports::SystemClock;
 use manman_core::process::TokioProcessRunner;
 use manman_core::status::Status;
 use manman_core::store::Store;
-use manman_core::worker_service::{InstallerByType, WorkerExit, WorkerService, WorkerSettings};
+use manman_core::worker_service::{
+    InstallerByType, WorkerExit, WorkerService, WorkerSettings, keep_private,
+};
 use manman_http::{HostServer, ServeOptions};
 use manman_pg::{PgSettings, PgStore};
 use manman_sqlite::{SqliteSettings, SqliteStore};
@@ -122,6 +124,11 @@ pub struct Running {
 
 /// Starts host and worker; returns once the API listens and the worker is registered.
 pub async fn start(options: UpOptions) -> anyhow::Result<Running> {
+    // Game servers of a `manman up` that is not root run as its user: they must not read its
+    // memory or environment (the admin token, store URLs) through /proc.
+    if let Err(e) = keep_private() {
+        tracing::warn!(error = %e, "could not make this process non-dumpable");
+    }
     let data_dir = std::path::absolute(&options.data_dir).with_context(|| {
         format!(
             "the data directory {} is not usable",

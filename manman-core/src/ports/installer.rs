@@ -2,6 +2,7 @@
 
 use crate::config::GameServerConfig;
 use crate::game_server::GameServer;
+use crate::ports::ProcessUser;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
@@ -16,6 +17,11 @@ pub struct InstallRequest {
     pub config: GameServerConfig,
     /// The worker's install directory (the root under which games live).
     pub install_root: PathBuf,
+    /// The unprivileged user the game's servers run as (when the worker runs as root): the
+    /// game's directory is handed over to it, and an installer that runs programs (SteamCMD)
+    /// runs them as this user, so the worker never writes where a game server could plant a
+    /// link. `None`: everything runs as the worker's own user.
+    pub run_as: Option<ProcessUser>,
 }
 
 /// Where the game's files are, once installed.
@@ -91,6 +97,15 @@ pub enum InstallError {
         path: PathBuf,
         /// What the operator should do.
         hint: String,
+    },
+    /// The game or its config would leave the install directory (an absolute path, `..`, a
+    /// link that points out): refused, never retried.
+    #[error("{game}: refused: {detail}")]
+    Refused {
+        /// The game's name.
+        game: String,
+        /// What points where, and what to do.
+        detail: String,
     },
     /// Installing failed.
     #[error("{game}: install failed: {detail}")]

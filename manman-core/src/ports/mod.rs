@@ -28,7 +28,7 @@ pub use installer::{
 };
 pub use process::{
     ExitStatus, OutputLine, OutputStream, ProcessControl, ProcessError, ProcessHandle,
-    ProcessRunner, ProcessSignal, ProcessSpec, SpawnedProcess,
+    ProcessRunner, ProcessSignal, ProcessSpec, ProcessUser, SpawnedProcess,
 };
 pub use store::{
     ApplyOutcome, CatalogueRepository, CommandRepository, CredentialRepository, EntityUpdate,

@@ -20,6 +20,27 @@ pub struct ProcessSpec {
     pub env: BTreeMap<String, String>,
     /// Working directory.
     pub cwd: PathBuf,
+    /// The user it runs as; `None`: the worker's own. A runner must honour it (or refuse the
+    /// spawn): it is what keeps game servers away from a worker running as root.
+    pub user: Option<ProcessUser>,
+}
+
+/// An unprivileged user a process runs as: its uid and primary gid, with no supplementary
+/// groups.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProcessUser {
+    /// The user's name, for messages.
+    pub name: String,
+    /// Its user id; never 0.
+    pub uid: u32,
+    /// Its primary group id.
+    pub gid: u32,
+}
+
+impl fmt::Display for ProcessUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (uid {}, gid {})", self.name, self.uid, self.gid)
+    }
 }
 
 /// Spawns processes.

@@ -15,7 +15,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::{ChildStdin, Command};
 use tokio::sync::{mpsc, watch};
 
-/// Spawns processes with tokio: own process group, piped stdin/stdout/stderr, always reaped.
+/// Spawns processes with tokio: own process group, piped stdin/stdout/stderr, always reaped,
+/// as [`ProcessSpec::user`] when one is given (which takes a runner running as root).
 ///
 /// Each process gets three small tasks (stdin writer, two output readers) and a reaper. They
 /// end by themselves when the process ends; ending the process is the way to stop them. When
@@ -132,6 +133,11 @@ impl ProcessRunner for TokioProcessRunner {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(self.die_with_worker);
+        if let Some(user) = &spec.user {
+            // The standard library drops every supplementary group before it sets the ids, and
+            // runs the hook below after, so the parent-death signal survives the change.
+            command.uid(user.uid).gid(user.gid);
+        }
         isolate_child(&mut command, self.die_with_worker);
         let mut child = command.spawn().map_err(|source| ProcessError::Spawn {
             program: spec.program.clone(),

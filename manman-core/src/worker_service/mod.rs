@@ -4,6 +4,7 @@
 mod console_log;
 mod console_sink;
 mod dedup;
+mod directories;
 mod install_progress;
 mod installer_by_type;
 mod launch;
@@ -11,11 +12,16 @@ mod local_installer;
 mod process_records;
 mod reporter;
 mod restart_policy;
+mod server_user;
 mod service;
 mod supervisor;
 
 pub use console_log::LogRotation;
 pub use installer_by_type::InstallerByType;
-pub use launch::{INHERITED_ENV, expand_env_value, process_spec};
+pub use launch::{INHERITED_ENV, LaunchError, ServerEnvironment, process_spec};
 pub use local_installer::LocalInstaller;
+pub use server_user::{
+    DEFAULT_SERVER_USER, check_reachable, hand_over, keep_private, lookup as lookup_server_user,
+    running_as_root, server_user,
+};
 pub use service::{WorkerError, WorkerExit, WorkerService, WorkerSettings};

@@ -5,14 +5,17 @@ use crate::command::{Command, CommandEnvelope, CommandOutcome};
 use crate::event::StatusReport;
 use crate::id::{InstanceId, WorkerId};
 use crate::ports::{
-    BusError, Clock, Delivery, GameInstaller, HostApi, HostApiError, ProcessRunner,
+    BusError, Clock, Delivery, GameInstaller, HostApi, HostApiError, ProcessRunner, ProcessUser,
 };
 use crate::status::{Cause, Entity, Status};
 use crate::worker::{Heartbeat, InventoryItem, Registered, WorkerRegistration};
 use crate::worker_service::console_log::LogRotation;
 use crate::worker_service::dedup::RecentIds;
+use crate::worker_service::directories;
+use crate::worker_service::launch::ServerEnvironment;
 use crate::worker_service::process_records::{Leftover, ProcessRecords, end_leftover};
 use crate::worker_service::reporter::Reporter;
+use crate::worker_service::server_user::{running_as_root, server_user};
 use crate::worker_service::supervisor::{InstanceState, Request, Supervisor, SupervisorContext};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -49,13 +52,21 @@ pub struct WorkerSettings {
     pub log_rotation: LogRotation,
     /// Live console lines buffered per instance before lines are dropped from the live stream.
     pub live_console_buffer: usize,
+
+    /// The user game servers (and SteamCMD) run as. Required when the worker runs as root —
+    /// game servers never run as root; `new` sets `nobody` then — and `None` otherwise (servers
+    /// run as the worker's own user).
+    pub run_as: Option<ProcessUser>,
+    /// Variables of the worker's environment that configs may read with `$VAR`
+    /// (`MANMAN_WORKER_PASS_ENV`); ManMan's own `MANMAN_…` settings are refused.
+    pub pass_env: Vec<String>,
 }
 
 impl WorkerSettings {
     /// Defaults for everything but the name and install dir: capacity 16, heartbeat 2 s.
     ///
     /// The state dir is `<install_dir>/.manman`; console logs are capped at 10 MiB with 5
-    /// rotated files.
+    /// rotated files. Game servers run as `nobody` when this process runs as root.
     pub fn new(name: impl Into<String>, install_dir: impl Into<PathBuf>) -> Self {
         let install_dir = install_dir.into();
         Self {
@@ -70,6 +81,8 @@ impl WorkerSettings {
             shutdown_timeout: Duration::from_secs(90),
             log_rotation: LogRotation::default(),
             live_console_buffer: 1_024,
+            run_as: server_user(None).ok().flatten(),
+            pass_env: Vec::new(),
         }
     }
 }
@@ -87,6 +100,14 @@ pub enum WorkerExit {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WorkerError {
+    /// Its settings or directories are not safe to run game servers with.
+    #[error("worker {name:?} cannot start: {detail}")]
+    Setup {
+        /// The worker's name.
+        name: String,
+        /// What is wrong and what to do.
+        detail: String,
+    },
     /// The host refused the registration.
     #[error("the host refused worker {name:?}: {source}")]
     Registration {
@@ -158,6 +179,28 @@ impl WorkerService {
     /// Runs until `shutdown` is cancelled, a `ShutdownWorker` command arrives, or the worker is
     /// superseded. Every instance is stopped before it returns.
     pub async fn run(self, shutdown: CancellationToken) -> Result<WorkerExit, WorkerError> {
+        let setup = |detail: String| WorkerError::Setup {
+            name: self.settings.name.clone(),
+            detail,
+        };
+        if running_as_root() && self.settings.run_as.is_none() {
+            return Err(setup(
+                "it runs as root, and game servers never do: name an unprivileged user for them \
+                 (MANMAN_WORKER_RUN_AS, default nobody)"
+                    .to_owned(),
+            ));
+        }
+        let server_env =
+            ServerEnvironment::of_this_process(&self.settings.pass_env).map_err(setup)?;
+        let directories = directories::prepare(
+            &self.settings.install_dir,
+            &self.settings.state_dir,
+            self.settings.run_as.as_ref(),
+        )
+        .map_err(setup)?;
+        if let Some(user) = &self.settings.run_as {
+            tracing::info!(user = %user, "game servers run as an unprivileged user");
+        }
         let records = ProcessRecords::new(&self.settings.state_dir);
         let leftovers = end_leftovers(&records);
         let Some(registered) = self.register(&shutdown).await? else {
@@ -216,6 +259,9 @@ impl WorkerService {
             live_console_buffer: self.settings.live_console_buffer,
             records,
             kill_now: self.kill_now.clone(),
+            run_as: self.settings.run_as.clone(),
+            server_env,
+            directories,
         };
         let mut loop_state = CommandLoop {
             worker_id,

@@ -11,24 +11,28 @@
 //! Every status change goes through the transition table and is reported with its cause.
 
 use crate::config::{GameServerConfig, RestartPolicy, StopPolicy};
+use crate::confined_path::ConfinedPath;
 use crate::console::ConsoleStream;
 use crate::event::StatusReport;
+use crate::game_server::NewGameServer;
 use crate::id::{ConfigId, InstanceId};
 use crate::ports::{
-    ConfigBundle, ExitStatus, GameInstaller, HostApi, HostApiError, InstallRequest, OutputLine,
-    OutputStream, ProcessHandle, ProcessRunner, ProcessSpec,
+    ConfigBundle, ExitStatus, GameInstaller, HostApi, HostApiError, InstallError, InstallRequest,
+    OutputLine, OutputStream, ProcessHandle, ProcessRunner, ProcessSpec, ProcessUser,
 };
 use crate::process::{self, Stopped};
 use crate::status::{Cause, Entity, Status, can_transition};
 use crate::worker_service::console_log::LogRotation;
 use crate::worker_service::console_sink::ConsoleSink;
+use crate::worker_service::directories::WorkerDirectories;
 use crate::worker_service::install_progress::ProgressPublisher;
-use crate::worker_service::launch::process_spec;
+use crate::worker_service::launch::{ServerEnvironment, process_spec};
 use crate::worker_service::process_records::ProcessRecords;
 use crate::worker_service::reporter::Reporter;
 use crate::worker_service::restart_policy::{CrashTracker, Decision};
+use crate::worker_service::server_user::hand_over;
 use futures::future::BoxFuture;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -84,6 +88,12 @@ pub(crate) struct SupervisorContext {
     pub(crate) records: ProcessRecords,
     /// Cancelled on a second shutdown signal: SIGKILL now, no graceful stop.
     pub(crate) kill_now: CancellationToken,
+    /// The user servers run as (when the worker runs as root).
+    pub(crate) run_as: Option<ProcessUser>,
+    /// What servers' environments start from and `$VAR` may read.
+    pub(crate) server_env: ServerEnvironment,
+    /// The install and state directories, resolved.
+    pub(crate) directories: WorkerDirectories,
 }
 
 /// The status an instance ends in.
@@ -115,6 +125,9 @@ struct Failure {
     /// Exit code 0.
     clean: bool,
     uptime: Duration,
+    /// A start that was refused (a config that leaves its directory, hooks a loader…): it can
+    /// never succeed as it is, so the crash policy does not try again.
+    refused: bool,
 }
 
 /// How one attempt ended.
@@ -276,7 +289,18 @@ impl Supervisor {
                 exit,
                 clean,
                 uptime,
+                refused,
             } = failure;
+            if refused {
+                return Final {
+                    status: Status::Crashed,
+                    cause,
+                    detail: Some(format!(
+                        "{detail}; not restarted: an admin must fix the config or the game's files"
+                    )),
+                    exit,
+                };
+            }
             match tracker.on_exit(Instant::now(), clean, uptime) {
                 Decision::Complete => return Final::complete(Cause::Exited, detail, exit),
                 Decision::Crashed => {
@@ -372,13 +396,14 @@ impl Supervisor {
                 },
             }
         };
-        let failed = |cause, detail: String| {
+        let failed = |cause, detail: String, refused| {
             AttemptEnd::Failed(Failure {
                 cause,
                 detail,
                 exit: None,
                 clean: false,
                 uptime: Duration::ZERO,
+                refused,
             })
         };
         let spec = match prepared {
@@ -386,16 +411,17 @@ impl Supervisor {
                 self.config = Some(config);
                 spec
             }
-            Err((config, cause, detail)) => {
-                if config.is_some() {
-                    self.config = config;
+            Err(failure) => {
+                if failure.config.is_some() {
+                    self.config = failure.config;
                 }
-                return failed(cause, detail);
+                tracing::warn!(instance_id = self.instance_id.get(), cause = ?failure.cause, detail = %failure.detail, "could not start");
+                return failed(failure.cause, failure.detail, failure.refused);
             }
         };
         let spawned = match self.context.runner.spawn(&spec).await {
             Ok(spawned) => spawned,
-            Err(e) => return failed(Cause::SpawnFailed, e.to_string()),
+            Err(e) => return failed(Cause::SpawnFailed, e.to_string(), false),
         };
         let pid = spawned.handle.pid();
         lock(&self.state).pid = Some(pid);
@@ -571,6 +597,7 @@ impl Supervisor {
                 exit: Some(status),
                 clean: false,
                 uptime: spawned_at.elapsed(),
+                refused: false,
             }),
             None => AttemptEnd::Failed(Failure {
                 cause: Cause::Exited,
@@ -578,6 +605,7 @@ impl Supervisor {
                 exit: Some(status),
                 clean: status.success(),
                 uptime: spawned_at.elapsed(),
+                refused: false,
             }),
         }
     }
@@ -605,12 +633,36 @@ async fn kill_future(handle: ProcessHandle) -> Stopped {
     process::kill(&handle).await
 }
 
-/// Why an attempt could not spawn: the config if it was fetched, the cause and a detail.
-type PrepareError = (Option<GameServerConfig>, Cause, String);
+/// Why an attempt could not spawn: the config (when it was fetched, so its crash policy
+/// applies), the cause, a detail for the operator, and whether it was refused (never retried).
+#[derive(Debug)]
+struct PrepareError {
+    config: Option<GameServerConfig>,
+    cause: Cause,
+    detail: String,
+    refused: bool,
+}
 
-/// Fetches the config, installs the game and builds the process to spawn. An error carries the
-/// config (when it was fetched, so its crash policy applies), the cause and a detail for the
-/// operator.
+impl PrepareError {
+    fn failed(config: Option<GameServerConfig>, cause: Cause, detail: String) -> Self {
+        Self {
+            config,
+            cause,
+            detail,
+            refused: false,
+        }
+    }
+
+    fn refused(config: Option<GameServerConfig>, detail: &str) -> Self {
+        Self {
+            config,
+            cause: Cause::Refused,
+            detail: format!("refused: {detail}"),
+            refused: true,
+        }
+    }
+}
+
 /// How long a start keeps asking for its config while the host is unavailable (a host restart,
 /// its database reconnecting) before the attempt fails.
 const FETCH_PATIENCE: Duration = Duration::from_secs(60);
@@ -637,6 +689,9 @@ async fn fetch_config(
     }
 }
 
+/// Fetches the config, checks it again (the worker trusts nothing), installs the game, hands
+/// its directory to the servers' user and builds the process to spawn, confined to the game's
+/// directory.
 async fn prepare(
     context: SupervisorContext,
     instance_id: InstanceId,
@@ -645,16 +700,29 @@ async fn prepare(
     let bundle = fetch_config(&context, instance_id, config_id)
         .await
         .map_err(|e| {
-            (
+            PrepareError::failed(
                 None,
                 Cause::InstallFailed,
                 format!("could not fetch {config_id} for {instance_id}: {e}"),
             )
         })?;
+    let ConfigBundle { game, config } = bundle;
+    let game_rules = NewGameServer {
+        name: game.name.clone(),
+        server_type: game.server_type.clone(),
+    }
+    .validate();
+    if let Err(e) = game_rules.and_then(|()| config.spec.validate()) {
+        return Err(PrepareError::refused(
+            Some(config),
+            &format!("the host sent a game or config that breaks the rules: {e}"),
+        ));
+    }
     let request = InstallRequest {
-        game: bundle.game,
-        config: bundle.config,
+        game,
+        config,
         install_root: context.install_root.clone(),
+        run_as: context.run_as.clone(),
     };
     let (progress, publishing) = ProgressPublisher::start(instance_id, context.reporter.clone());
     let installed = context.installer.install(&request, &progress).await;
@@ -668,11 +736,51 @@ async fn prepare(
             "install progress still unsent was dropped"
         );
     }
+    let config = request.config;
     let installation = match installed {
         Ok(installation) => installation,
-        Err(e) => return Err((Some(request.config), Cause::InstallFailed, e.to_string())),
+        Err(e @ InstallError::Refused { .. }) => {
+            return Err(PrepareError::refused(Some(config), &e.to_string()));
+        }
+        Err(e) => {
+            return Err(PrepareError::failed(
+                Some(config),
+                Cause::InstallFailed,
+                e.to_string(),
+            ));
+        }
     };
-    let worker_env: BTreeMap<String, String> = std::env::vars().collect();
-    let spec = process_spec(&request.config, &installation, &worker_env);
-    Ok((request.config, spec))
+    let game_dir = match ConfinedPath::root(&context.directories.install)
+        .and_then(|root| root.contain(&installation.dir, "the game's directory"))
+    {
+        Ok(dir) => dir,
+        Err(e) => return Err(PrepareError::refused(Some(config), &e.to_string())),
+    };
+    if let Err(e) = context.directories.check_game_dir(game_dir.as_path()) {
+        return Err(PrepareError::refused(Some(config), &e));
+    }
+    if let Some(user) = &context.run_as {
+        let (dir, user) = (game_dir.as_path().to_path_buf(), user.clone());
+        let handed = tokio::task::spawn_blocking(move || hand_over(&dir, &user))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        if let Err(e) = handed {
+            return Err(PrepareError::failed(
+                Some(config),
+                Cause::SpawnFailed,
+                format!(
+                    "could not hand the game's directory {game_dir} over to the servers' user: {e}"
+                ),
+            ));
+        }
+    }
+    match process_spec(
+        &config,
+        &game_dir,
+        &context.server_env,
+        context.run_as.as_ref(),
+    ) {
+        Ok(spec) => Ok((config, spec)),
+        Err(e) => Err(PrepareError::refused(Some(config), &e.to_string())),
+    }
 }

@@ -75,6 +75,7 @@ impl Fake {
             options,
             executable: Some("server.sh".to_owned()),
             install_root: self.install_root.clone(),
+            run_as: None,
         }
     }
 
@@ -100,6 +101,7 @@ impl Fake {
                 spec,
             },
             install_root: self.install_root.clone(),
+            run_as: None,
         }
     }
 
