@@ -463,8 +463,9 @@ impl CommandLoop {
                     .await
             }
             Command::Stdin { instance_id, line } => {
-                if line.contains(['\n', '\r', '\0']) {
-                    return Err("a stdin line must be one line without NUL: send several lines as several commands".to_owned());
+                // The host checked it too; the worker trusts nothing it is sent.
+                if let Err(refused) = crate::command::check_stdin_line(line) {
+                    return Err(format!("refused: the stdin line {refused}"));
                 }
                 let line = line.clone();
                 self.ask(*instance_id, |reply| Request::Stdin { line, reply })
