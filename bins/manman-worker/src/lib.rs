@@ -85,6 +85,10 @@ struct Options {
     /// The SteamCMD executable (a bare name is looked up on PATH).
     #[arg(long, env = "MANMAN_WORKER_STEAMCMD", default_value = "steamcmd")]
     steamcmd: PathBuf,
+    /// Days the console logs of ended instances are kept after they were last written; then
+    /// the worker deletes them (it looks every hour; 0 deletes them at the next look).
+    #[arg(long, env = "MANMAN_WORKER_LOG_RETENTION_DAYS", default_value_t = 14)]
+    log_retention_days: u64,
 }
 
 fn settings(options: &Options) -> anyhow::Result<WorkerSettings> {
@@ -123,6 +127,8 @@ fn settings(options: &Options) -> anyhow::Result<WorkerSettings> {
     if let Some(state_dir) = &options.state_dir {
         settings.state_dir = state_dir.clone();
     }
+    settings.log_retention.keep =
+        Duration::from_secs(options.log_retention_days.saturating_mul(24 * 3600));
     Ok(settings)
 }
 

@@ -11,6 +11,7 @@ use crate::status::{Cause, Entity, Status};
 use crate::worker::{Heartbeat, InventoryItem, Registered, WorkerRegistration};
 use crate::worker_service::console_log::LogRotation;
 use crate::worker_service::dedup::RecentIds;
+use crate::worker_service::log_retention::{LogRetention, run_log_retention};
 use crate::worker_service::process_records::{Leftover, ProcessRecords, end_leftover};
 use crate::worker_service::reporter::Reporter;
 use crate::worker_service::supervisor::{InstanceState, Request, Supervisor, SupervisorContext};
@@ -49,13 +50,17 @@ pub struct WorkerSettings {
     pub log_rotation: LogRotation,
     /// Live console lines buffered per instance before lines are dropped from the live stream.
     pub live_console_buffer: usize,
+    /// How long the console logs of ended instances are kept (after they were last written)
+    /// before the worker deletes them, and how often it looks.
+    pub log_retention: LogRetention,
 }
 
 impl WorkerSettings {
     /// Defaults for everything but the name and install dir: capacity 16, heartbeat 2 s.
     ///
     /// The state dir is `<install_dir>/.manman`; console logs are capped at 10 MiB with 5
-    /// rotated files.
+    /// rotated files, and deleted 14 days after their instance's log was last written once the
+    /// instance has ended.
     pub fn new(name: impl Into<String>, install_dir: impl Into<PathBuf>) -> Self {
         let install_dir = install_dir.into();
         Self {
@@ -70,6 +75,7 @@ impl WorkerSettings {
             shutdown_timeout: Duration::from_secs(90),
             log_rotation: LogRotation::default(),
             live_console_buffer: 1_024,
+            log_retention: LogRetention::default(),
         }
     }
 }
@@ -203,6 +209,15 @@ impl WorkerService {
             self.settings.heartbeat_interval,
             stop.clone(),
             superseded.clone(),
+        ));
+        tracker.spawn(run_log_retention(
+            self.settings.state_dir.join("logs"),
+            self.settings.log_retention,
+            {
+                let supervisors = Arc::clone(&supervisors);
+                move || lock(&supervisors).keys().copied().collect()
+            },
+            stop.clone(),
         ));
 
         let context = SupervisorContext {
