@@ -217,7 +217,9 @@ impl Bus {
             .await
     }
 
-    /// A live watcher of every event (temporary queue).
+    /// A live watcher of every event (a temporary queue, holding at most
+    /// [`crate::ports::bus::TEMPORARY_QUEUE_MAX_LENGTH`] events: a watcher that falls further
+    /// behind loses the oldest).
     pub async fn watch_events(&self) -> Result<Box<dyn Consumer>, BusError> {
         let queue = self
             .subscriber
@@ -229,7 +231,9 @@ impl Bus {
         self.subscriber.consume(&queue, 256).await
     }
 
-    /// A live watcher of one instance's console, or of all of them (temporary queue).
+    /// A live watcher of one instance's console, or of all of them (a temporary queue, holding
+    /// at most [`crate::ports::bus::TEMPORARY_QUEUE_MAX_LENGTH`] lines: a watcher that falls
+    /// further behind loses the oldest; the worker's log file keeps every line).
     pub async fn watch_console(
         &self,
         instance: Option<InstanceId>,
@@ -243,5 +247,42 @@ impl Bus {
             .bind_queue(&queue, &self.topology.console_exchange(), &key)
             .await?;
         self.subscriber.consume(&queue, 1024).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::console::ConsoleStream;
+    use crate::memory::MemoryBus;
+    use crate::ports::bus::TEMPORARY_QUEUE_MAX_LENGTH;
+
+    #[tokio::test]
+    async fn a_slow_console_watcher_keeps_the_newest_lines_up_to_the_limit() {
+        let memory = MemoryBus::new();
+        let bus = Bus::new(Arc::new(memory.clone()), Arc::new(memory.clone()));
+        bus.declare().await.unwrap();
+        let instance = InstanceId(7);
+        let mut watcher = bus.watch_console(Some(instance)).await.unwrap();
+        let limit = u64::from(TEMPORARY_QUEUE_MAX_LENGTH);
+        for seq in 1..=limit + 5 {
+            let line = ConsoleLine {
+                instance_id: instance,
+                seq,
+                stream: ConsoleStream::Stdout,
+                text: format!("line {seq}"),
+                at: Utc::now(),
+            };
+            bus.publish_console(&line).await.unwrap();
+        }
+        // The first temporary queue of a fresh memory bus.
+        assert_eq!(
+            memory.queue_len("amq.gen-memory-1"),
+            Some(TEMPORARY_QUEUE_MAX_LENGTH as usize),
+            "the watcher's queue stays at its limit"
+        );
+        let first = watcher.next().await.unwrap().unwrap();
+        let line: ConsoleLine = first.message.decode().unwrap();
+        assert_eq!(line.seq, 6, "the five oldest lines were dropped");
     }
 }

@@ -71,6 +71,40 @@ impl Command {
     }
 }
 
+/// The longest line a [`Command::Stdin`] may carry, in bytes of UTF-8 (4 KiB). A console
+/// command is short; the limit keeps stored command records and console logs small.
+pub const MAX_STDIN_LINE_BYTES: usize = 4 * 1024;
+
+/// Why a line cannot be sent to a server's stdin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StdinLineError {
+    /// It holds a newline, a carriage return or a NUL.
+    #[error("must be one line without NUL: send several lines as several commands")]
+    NotOneLine,
+    /// It is longer than [`MAX_STDIN_LINE_BYTES`].
+    #[error(
+        "is {len} bytes long, over the limit of {MAX_STDIN_LINE_BYTES} bytes: a console command is short; send a shorter line"
+    )]
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+}
+
+/// Checks a line meant for a server's stdin: one line, no NUL, at most
+/// [`MAX_STDIN_LINE_BYTES`]. The host checks it before recording the command, and the worker
+/// again before writing it.
+pub fn check_stdin_line(line: &str) -> Result<(), StdinLineError> {
+    if line.len() > MAX_STDIN_LINE_BYTES {
+        return Err(StdinLineError::TooLong { len: line.len() });
+    }
+    if line.contains(['\n', '\r', '\0']) {
+        return Err(StdinLineError::NotOneLine);
+    }
+    Ok(())
+}
+
 /// How long a command stays deliverable by default.
 pub const DEFAULT_COMMAND_TTL: Duration = Duration::seconds(60);
 
@@ -279,6 +313,21 @@ mod tests {
         assert!(unknown.to_string().contains("format_disk"));
         let extra = serde_json::from_str::<Command>(r#"{"type":"stop","instance_id":1,"x":1}"#);
         assert!(extra.is_err(), "unknown fields are refused");
+    }
+
+    #[test]
+    fn stdin_lines_are_one_line_of_at_most_4_kib() {
+        assert_eq!(check_stdin_line("say hi"), Ok(()));
+        assert_eq!(check_stdin_line(&"x".repeat(MAX_STDIN_LINE_BYTES)), Ok(()));
+        let long = "x".repeat(MAX_STDIN_LINE_BYTES + 1);
+        let refused = check_stdin_line(&long).unwrap_err();
+        assert_eq!(refused, StdinLineError::TooLong { len: 4097 });
+        assert!(refused.to_string().contains("4096 bytes"), "{refused}");
+        // Bytes, not characters: 2,049 two-byte characters are 4,098 bytes.
+        assert!(check_stdin_line(&"é".repeat(2_049)).is_err());
+        for bad in ["a\nb", "a\rb", "a\0b"] {
+            assert_eq!(check_stdin_line(bad), Err(StdinLineError::NotOneLine));
+        }
     }
 
     #[test]

@@ -124,11 +124,22 @@ impl CommandRepository for PgStore {
     }
 
     async fn prune_commands(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        // Two branches, so each is served by its partial index (finished by `updated_at`,
+        // unfinished by `expires_at`).
         let deleted = sqlx::query(
             "DELETE FROM manman.command_records WHERE id IN (
-                 SELECT id FROM manman.command_records
-                 WHERE state IN ('succeeded', 'failed', 'expired') AND updated_at < $1
-                 ORDER BY updated_at LIMIT $2
+                 SELECT id FROM (
+                     SELECT id FROM manman.command_records
+                     WHERE state IN ('succeeded', 'failed', 'expired') AND updated_at < $1
+                     ORDER BY updated_at LIMIT $2
+                 ) AS finished
+                 UNION ALL
+                 SELECT id FROM (
+                     SELECT id FROM manman.command_records
+                     WHERE state IN ('pending', 'delivered') AND expires_at < $1 AND updated_at < $1
+                     ORDER BY expires_at LIMIT $2
+                 ) AS unfinished
+                 LIMIT $2
              )",
         )
         .bind(before)

@@ -6,7 +6,11 @@
 //!   their consumer. The adapter names them (`{connection name}.temporary.{random}`) rather than
 //!   the broker, because a broker-chosen `amq.gen-…` name cannot be declared again when the
 //!   connection is recovered;
-//! - a queue's dead-letter exchange: argument `x-dead-letter-exchange`.
+//! - a queue's dead-letter exchange: argument `x-dead-letter-exchange`;
+//! - a queue's length limit ([`QueueSpec::max_length`], every temporary queue has one):
+//!   arguments `x-max-length` and `x-overflow: drop-head` (the oldest is dropped; publishers are
+//!   never refused). Durable queues have none, so their arguments never change (a queue declared
+//!   again with other arguments is refused by the broker).
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
@@ -15,6 +19,12 @@ use manman_core::ports::{BusError, ExchangeKind, QueueSpec};
 
 /// The AMQP argument naming a queue's dead-letter exchange.
 const DEAD_LETTER_EXCHANGE: &str = "x-dead-letter-exchange";
+/// The AMQP argument limiting how many ready messages a queue holds.
+const MAX_LENGTH: &str = "x-max-length";
+/// The AMQP argument saying what a full queue does with one more message.
+const OVERFLOW: &str = "x-overflow";
+/// Drop the oldest message (dead-lettered when the queue has a dead-letter exchange).
+const DROP_HEAD: &str = "drop-head";
 
 /// One declaration, kept to be made again after a recovery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +154,13 @@ pub(crate) async fn queue(channel: &Channel, spec: &QueueSpec) -> Result<String,
             DEAD_LETTER_EXCHANGE.into(),
             AMQPValue::LongString(dlx.as_str().into()),
         );
+    }
+    if let Some(max_length) = spec.max_length {
+        arguments.insert(
+            MAX_LENGTH.into(),
+            AMQPValue::LongLongInt(i64::from(max_length)),
+        );
+        arguments.insert(OVERFLOW.into(), AMQPValue::LongString(DROP_HEAD.into()));
     }
     let queue = channel
         .queue_declare(spec.name.as_str().into(), options, arguments)

@@ -40,9 +40,11 @@ struct Inner {
     temporary: BTreeMap<String, Temporary>,
 }
 
-/// A temporary queue: its bindings, and the consumer channel that owns it, if any.
-#[derive(Debug, Default)]
+/// A temporary queue: how it was declared (declared again the same way, or the broker refuses
+/// it), its bindings, and the consumer channel that owns it, if any.
+#[derive(Debug)]
 struct Temporary {
+    spec: QueueSpec,
     bindings: BTreeSet<Binding>,
     owner: Option<Channel>,
 }
@@ -64,7 +66,14 @@ impl TopologyRecord {
                 }
             }
             Declaration::Queue(spec) if spec.temporary => {
-                inner.temporary.entry(spec.name.clone()).or_default();
+                inner
+                    .temporary
+                    .entry(spec.name.clone())
+                    .or_insert_with(|| Temporary {
+                        spec: spec.clone(),
+                        bindings: BTreeSet::new(),
+                        owner: None,
+                    });
             }
             Declaration::Queue(spec) => {
                 inner.queues.insert(spec.name.clone(), spec.clone());
@@ -86,12 +95,8 @@ impl TopologyRecord {
     /// The spec a queue was declared with through this bus.
     pub(crate) fn queue(&self, queue: &str) -> Option<QueueSpec> {
         let inner = self.lock();
-        if inner.temporary.contains_key(queue) {
-            return Some(QueueSpec {
-                name: queue.to_owned(),
-                temporary: true,
-                dead_letter_exchange: None,
-            });
+        if let Some(temporary) = inner.temporary.get(queue) {
+            return Some(temporary.spec.clone());
         }
         inner.queues.get(queue).cloned()
     }
@@ -141,13 +146,9 @@ impl TopologyRecord {
             .collect();
         plan.extend(inner.queues.values().cloned().map(Declaration::Queue));
         plan.extend(inner.bindings.iter().cloned().map(Declaration::Binding));
-        for (name, temporary) in &inner.temporary {
+        for temporary in inner.temporary.values() {
             if temporary.owner.is_none() {
-                plan.push(Declaration::Queue(QueueSpec {
-                    name: name.clone(),
-                    temporary: true,
-                    dead_letter_exchange: None,
-                }));
+                plan.push(Declaration::Queue(temporary.spec.clone()));
                 plan.extend(temporary.bindings.iter().cloned().map(Declaration::Binding));
             }
         }
@@ -201,12 +202,16 @@ mod tests {
         let record = TopologyRecord::default();
         let spec = QueueSpec {
             name: "svc.temporary.1".to_owned(),
-            temporary: true,
-            dead_letter_exchange: None,
+            ..QueueSpec::temporary()
         };
         record.remember(&Declaration::Queue(spec.clone()));
         record.remember(&Declaration::Binding(Binding::new(&spec.name, "x", "#")));
         assert!(record.is_temporary(&spec.name));
+        assert_eq!(
+            record.queue(&spec.name),
+            Some(spec.clone()),
+            "declared again with its length limit, as first declared"
+        );
         assert_eq!(record.temporary_bindings(&spec.name).len(), 1);
         assert_eq!(record.snapshot(), DeclaredTopology::default());
         assert_eq!(record.replay().len(), 2, "unowned: declared again");

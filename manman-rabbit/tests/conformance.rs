@@ -51,5 +51,6 @@ conformance!(
     requeue_redelivers,
     dead_letters_and_expiry,
     prefetch_limits_unsettled,
+    a_full_queue_drops_its_oldest_messages,
     declarations_are_idempotent,
 );

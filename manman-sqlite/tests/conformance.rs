@@ -37,6 +37,7 @@ conformance!(
     commands_move_forward_only,
     leases_expire_exactly_once,
     retention_prunes_in_batches,
+    retention_removes_stdin_lines_whatever_the_state,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

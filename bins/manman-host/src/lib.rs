@@ -60,7 +60,8 @@ struct Options {
     /// Longest wait for a free database connection, in milliseconds (then 503).
     #[arg(long, env = "MANMAN_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 5_000)]
     db_acquire_timeout_ms: u64,
-    /// Days of status history and finished commands kept.
+    /// Days of status history and command records (with the stdin lines they hold, whatever
+    /// the command's state) kept.
     #[arg(long, env = "MANMAN_RETENTION_DAYS", default_value_t = 30)]
     retention_days: u64,
     /// A file holding an admin token to accept (created as a token if it is not one yet).

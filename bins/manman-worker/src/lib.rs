@@ -102,6 +102,10 @@ struct Options {
         value_delimiter = ','
     )]
     pass_env: Vec<String>,
+    /// Days the console logs of ended instances are kept after they were last written; then
+    /// the worker deletes them (it looks every hour; 0 deletes them at the next look).
+    #[arg(long, env = "MANMAN_WORKER_LOG_RETENTION_DAYS", default_value_t = 14)]
+    log_retention_days: u64,
 }
 
 fn settings(options: &Options) -> anyhow::Result<WorkerSettings> {
@@ -143,6 +147,8 @@ fn settings(options: &Options) -> anyhow::Result<WorkerSettings> {
     settings.run_as = server_user(options.run_as.as_deref()).map_err(anyhow::Error::msg)?;
     settings.pass_env = options.pass_env.clone();
     ServerEnvironment::of_this_process(&settings.pass_env).map_err(anyhow::Error::msg)?;
+    settings.log_retention.keep =
+        Duration::from_secs(options.log_retention_days.saturating_mul(24 * 3600));
     Ok(settings)
 }
 

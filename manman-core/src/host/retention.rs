@@ -1,5 +1,7 @@
-//! [`Retention`]: old status history and finished command records are pruned, in batches, so
-//! the tables do not grow without end.
+//! [`Retention`]: old status history and command records are pruned, in batches, so the tables
+//! do not grow without end and no stdin line a command record holds is kept longer than the
+//! retention period, whatever the command's state (see
+//! [`crate::ports::CommandRepository::prune_commands`]).
 
 use crate::ports::{Clock, StoreError};
 use crate::store::Store;
@@ -10,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 /// How long history is kept, and how it is pruned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionPolicy {
-    /// Status history and finished commands older than this are deleted.
+    /// Status history and command records (with their stdin lines) older than this are
+    /// deleted.
     pub keep: Duration,
     /// Rows deleted per statement (short transactions, no long locks).
     pub batch: u32,
@@ -34,7 +37,7 @@ impl Default for RetentionPolicy {
 pub struct Pruned {
     /// Status history rows.
     pub status_events: u64,
-    /// Finished command records.
+    /// Command records.
     pub command_records: u64,
 }
 

@@ -361,19 +361,18 @@ impl HostService {
             .await
     }
 
-    /// Sends a console line to an instance.
+    /// Sends a console line to an instance. `Invalid` (naming `line`) when it is not one line
+    /// without NUL of at most [`crate::command::MAX_STDIN_LINE_BYTES`].
     pub async fn stdin(
         &self,
         id: InstanceId,
         line: &str,
         origin: impl Into<Origin>,
     ) -> Result<Uuid, HostError> {
-        if line.contains(['\n', '\r', '\0']) {
-            return Err(crate::validation::ValidationError::field(
-                "line",
-                "must be a single line without NUL: send several lines as several requests",
-            )
-            .into());
+        if let Err(refused) = crate::command::check_stdin_line(line) {
+            return Err(
+                crate::validation::ValidationError::field("line", refused.to_string()).into(),
+            );
         }
         let command = Command::Stdin {
             instance_id: id,

@@ -1,5 +1,6 @@
 //! [`MemoryBus`]: exchanges (direct, fanout, topic), queues, prefetch, ack, requeue,
-//! dead-lettering and per-message expiry, in one process.
+//! dead-lettering, per-message expiry and queue length limits (drop the oldest), in one
+//! process.
 
 use crate::ports::{
     Acker, BusError, Consumer, Delivery, ExchangeKind, Message, MessagePublisher,
@@ -38,6 +39,7 @@ struct Exchange {
 struct Queue {
     temporary: bool,
     dead_letter_exchange: Option<String>,
+    max_length: Option<u32>,
     ready: VecDeque<Queued>,
     notify: Arc<Notify>,
 }
@@ -99,9 +101,39 @@ impl State {
     }
 
     fn enqueue(&mut self, queue: &str, item: Queued) {
-        if let Some(q) = self.queues.get_mut(queue) {
-            q.ready.push_back(item);
-            q.notify.notify_waiters();
+        let Some(q) = self.queues.get_mut(queue) else {
+            return;
+        };
+        q.ready.push_back(item);
+        q.notify.notify_waiters();
+        // Over its length limit, the queue drops its oldest (AMQP `x-overflow: drop-head`).
+        let limit = q.max_length.map_or(usize::MAX, |n| n as usize);
+        let dropped: Vec<Queued> = q
+            .ready
+            .drain(..q.ready.len().saturating_sub(limit))
+            .collect();
+        for item in &dropped {
+            self.dead_letter_overflow(queue, item);
+        }
+    }
+
+    /// Dead-letters a message a full queue dropped, as [`State::dead_letter`] does, but never
+    /// back into that queue (a broker drops a dead letter that would cycle).
+    fn dead_letter_overflow(&mut self, queue: &str, item: &Queued) {
+        let Some(dlx) = self
+            .queues
+            .get(queue)
+            .and_then(|q| q.dead_letter_exchange.clone())
+        else {
+            return;
+        };
+        for target in self.route(&dlx, &item.routing_key).unwrap_or_default() {
+            if target != queue {
+                let mut copy = item.clone();
+                copy.delivery_count = 0;
+                copy.message.expires_at = None;
+                self.enqueue(&target, copy);
+            }
         }
     }
 
@@ -263,15 +295,18 @@ impl MessageSubscriber for MemoryBus {
         if let Some(existing) = state.queues.get(&name) {
             if existing.temporary != spec.temporary
                 || existing.dead_letter_exchange != spec.dead_letter_exchange
+                || existing.max_length != spec.max_length
             {
                 return Err(BusError::Conflict {
                     what: format!("queue {name:?}"),
                     detail: format!(
-                        "exists as temporary={} dead_letter_exchange={:?}, declared as temporary={} dead_letter_exchange={:?}: delete the queue or declare it the same way",
+                        "exists as temporary={} dead_letter_exchange={:?} max_length={:?}, declared as temporary={} dead_letter_exchange={:?} max_length={:?}: delete the queue or declare it the same way",
                         existing.temporary,
                         existing.dead_letter_exchange,
+                        existing.max_length,
                         spec.temporary,
-                        spec.dead_letter_exchange
+                        spec.dead_letter_exchange,
+                        spec.max_length
                     ),
                 });
             }
@@ -282,6 +317,7 @@ impl MessageSubscriber for MemoryBus {
             Queue {
                 temporary: spec.temporary,
                 dead_letter_exchange: spec.dead_letter_exchange.clone(),
+                max_length: spec.max_length,
                 ready: VecDeque::new(),
                 notify: Arc::new(Notify::new()),
             },

@@ -672,7 +672,9 @@ impl CommandRepository for MemoryStore {
         let old: Vec<Uuid> = s
             .commands
             .values()
-            .filter(|c| c.state.is_final() && c.updated_at < before)
+            .filter(|c| {
+                c.updated_at < before && (c.state.is_final() || c.envelope.expires_at < before)
+            })
             .map(|c| c.id)
             .take(limit as usize)
             .collect();

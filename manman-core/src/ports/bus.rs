@@ -65,6 +65,10 @@ pub enum ExchangeKind {
     Topic,
 }
 
+/// The most messages a temporary queue holds waiting for its watcher
+/// ([`QueueSpec::temporary`]): a watcher that falls this far behind loses the oldest.
+pub const TEMPORARY_QUEUE_MAX_LENGTH: u32 = 10_000;
+
 /// A queue to declare.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueSpec {
@@ -75,6 +79,11 @@ pub struct QueueSpec {
     pub temporary: bool,
     /// Where rejected and expired messages go.
     pub dead_letter_exchange: Option<String>,
+    /// The most messages it holds ready for delivery (unsettled deliveries do not count); a
+    /// message published to a full queue makes it drop its oldest (dead-lettered, when the
+    /// queue has a dead-letter exchange). Publishers are never blocked or refused by it: AMQP
+    /// `x-max-length` with `x-overflow: drop-head`. `None`: no limit.
+    pub max_length: Option<u32>,
 }
 
 impl QueueSpec {
@@ -84,16 +93,26 @@ impl QueueSpec {
             name: name.into(),
             temporary: false,
             dead_letter_exchange: None,
+            max_length: None,
         }
     }
 
-    /// A server-named, exclusive, auto-delete queue for a live watcher.
+    /// A server-named, exclusive, auto-delete queue for a live watcher, holding at most
+    /// [`TEMPORARY_QUEUE_MAX_LENGTH`] messages: a slow watcher loses the oldest, and never
+    /// holds up publishers or grows the broker.
     pub fn temporary() -> Self {
         Self {
             name: String::new(),
             temporary: true,
             dead_letter_exchange: None,
+            max_length: Some(TEMPORARY_QUEUE_MAX_LENGTH),
         }
+    }
+
+    /// Holds at most `max_length` ready messages, dropping the oldest beyond.
+    pub fn with_max_length(mut self, max_length: u32) -> Self {
+        self.max_length = Some(max_length);
+        self
     }
 
     /// Dead-letters into `exchange`.

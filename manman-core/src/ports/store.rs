@@ -290,8 +290,12 @@ pub trait CommandRepository: Send + Sync + Debug + 'static {
         detail: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<CommandRecord, StoreError>;
-    /// Retention: deletes at most `limit` finished records (`succeeded`, `failed`, `expired`)
-    /// last changed before `before`; returns how many.
+    /// Retention: deletes at most `limit` records older than `before`, whatever their state, so
+    /// that no record (nor the stdin line it holds) outlives the retention period; returns how
+    /// many. A finished record (`succeeded`, `failed`, `expired`) is older when it was last
+    /// changed before `before`; an unfinished one (`pending` or `delivered` for ever: its
+    /// worker died, its dead letter was lost) when its last change and its `expires_at` are
+    /// both before `before` — a command that may still be delivered is never deleted.
     async fn prune_commands(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
 }
 

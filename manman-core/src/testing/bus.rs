@@ -280,6 +280,36 @@ pub async fn prefetch_limits_unsettled(bus: &BusUnderTest) {
     third.ack().await.expect("ack");
 }
 
+/// A queue with a length limit holds at most that many ready messages: one more makes it drop
+/// its oldest, and the publisher is neither refused nor held up (`x-overflow: drop-head`).
+/// Every temporary queue has such a limit by default.
+pub async fn a_full_queue_drops_its_oldest_messages(bus: &BusUnderTest) {
+    assert_eq!(
+        QueueSpec::temporary().max_length,
+        Some(crate::ports::bus::TEMPORARY_QUEUE_MAX_LENGTH),
+        "a live watcher's queue is bounded"
+    );
+    let ex = bus.exchange(ExchangeKind::Fanout).await;
+    let q = bus.queue(QueueSpec::temporary().with_max_length(3)).await;
+    bus.subscriber.bind_queue(&q, &ex, "").await.expect("bind");
+    for i in 0..5 {
+        tokio::time::timeout(
+            RECEIVE,
+            bus.publisher.publish(&ex, "", message(&format!("m{i}"))),
+        )
+        .await
+        .expect("a publish to a full queue is not held up")
+        .expect("a publish to a full queue is accepted");
+    }
+    let mut c = bus.consumer(&q, 10).await;
+    for expected in ["m2", "m3", "m4"] {
+        let got = receive(&mut c).await;
+        assert_eq!(text(&got), expected, "the oldest two were dropped");
+        got.ack().await.expect("ack");
+    }
+    nothing_more(&mut c).await;
+}
+
 /// Declaring the same exchange, queue and binding twice is harmless; temporary queues get
 /// distinct names.
 pub async fn declarations_are_idempotent(bus: &BusUnderTest) {
@@ -326,5 +356,6 @@ pub async fn run_all(bus: &BusUnderTest) {
     requeue_redelivers(bus).await;
     dead_letters_and_expiry(bus).await;
     prefetch_limits_unsettled(bus).await;
+    a_full_queue_drops_its_oldest_messages(bus).await;
     declarations_are_idempotent(bus).await;
 }

@@ -822,6 +822,79 @@ pub async fn retention_prunes_in_batches(store: &Store) {
     );
 }
 
+/// Retention removes every command record older than the period whatever its state, so no
+/// stdin line is kept longer: finished ones by their last change; unfinished ones (stuck
+/// `pending` or `delivered`: their worker died) once their expiry is past too. A command that
+/// may still be delivered, and a recent one, stay.
+pub async fn retention_removes_stdin_lines_whatever_the_state(store: &Store) {
+    let (instance, w) = instance(store).await;
+    let long_ago = now() - chrono::Duration::days(40);
+    let cutoff = now() - chrono::Duration::days(30);
+    let record = |state: CommandState, issued_at: DateTime<Utc>, ttl: chrono::Duration| {
+        let mut envelope = CommandEnvelope::new(
+            Command::Stdin {
+                instance_id: instance.id,
+                line: "rcon_password hunter2".to_owned(),
+            },
+            "conformance",
+            issued_at,
+        );
+        envelope.expires_at = issued_at + ttl;
+        CommandRecord {
+            id: envelope.id,
+            worker_id: w.id,
+            envelope,
+            state,
+            detail: None,
+            updated_at: issued_at,
+        }
+    };
+    let minute = chrono::Duration::seconds(60);
+    let old: Vec<CommandRecord> = CommandState::ALL
+        .into_iter()
+        .map(|state| record(state, long_ago, minute))
+        .collect();
+    // Issued long ago, but deliverable for a year: it may still run, so it stays.
+    let deliverable = record(
+        CommandState::Delivered,
+        long_ago,
+        chrono::Duration::days(365),
+    );
+    let recent = record(CommandState::Pending, now(), minute);
+    for r in old.iter().chain([&deliverable, &recent]) {
+        store.commands.insert_command(r).await.expect("insert");
+    }
+    let mut pruned = 0;
+    loop {
+        let n = store
+            .commands
+            .prune_commands(cutoff, 2)
+            .await
+            .expect("prune");
+        assert!(n <= 2, "a batch is at most the limit");
+        pruned += n;
+        if n == 0 {
+            break;
+        }
+    }
+    assert!(pruned >= old.len() as u64, "{pruned}");
+    for r in &old {
+        let got = store.commands.get_command(r.id).await;
+        assert!(
+            matches!(got, Err(StoreError::NotFound { .. })),
+            "a {} record older than the retention period is deleted with its line: {got:?}",
+            r.state
+        );
+    }
+    for kept in [&deliverable, &recent] {
+        assert_eq!(
+            &store.commands.get_command(kept.id).await.expect("kept"),
+            kept,
+            "a command that may still run, or a recent one, stays"
+        );
+    }
+}
+
 /// Tokens and worker credentials: unique names and hashes, found by hash, revoked once.
 pub async fn credentials_are_unique_and_revocable(store: &Store) {
     let credentials = &store.credentials;
@@ -1095,4 +1168,5 @@ pub async fn run_all(store: &Store) {
     commands_move_forward_only(store).await;
     leases_expire_exactly_once(store).await;
     retention_prunes_in_batches(store).await;
+    retention_removes_stdin_lines_whatever_the_state(store).await;
 }

@@ -9,6 +9,7 @@ mod install_progress;
 mod installer_by_type;
 mod launch;
 mod local_installer;
+mod log_retention;
 mod process_records;
 mod reporter;
 mod restart_policy;
@@ -20,6 +21,7 @@ pub use console_log::LogRotation;
 pub use installer_by_type::InstallerByType;
 pub use launch::{INHERITED_ENV, LaunchError, ServerEnvironment, process_spec};
 pub use local_installer::LocalInstaller;
+pub use log_retention::LogRetention;
 pub use server_user::{
     DEFAULT_SERVER_USER, check_reachable, hand_over, keep_private, lookup as lookup_server_user,
     running_as_root, server_user,

@@ -13,6 +13,7 @@ use crate::worker_service::console_log::LogRotation;
 use crate::worker_service::dedup::RecentIds;
 use crate::worker_service::directories;
 use crate::worker_service::launch::ServerEnvironment;
+use crate::worker_service::log_retention::{LogRetention, run_log_retention};
 use crate::worker_service::process_records::{Leftover, ProcessRecords, end_leftover};
 use crate::worker_service::reporter::Reporter;
 use crate::worker_service::server_user::{running_as_root, server_user};
@@ -60,13 +61,17 @@ pub struct WorkerSettings {
     /// Variables of the worker's environment that configs may read with `$VAR`
     /// (`MANMAN_WORKER_PASS_ENV`); ManMan's own `MANMAN_…` settings are refused.
     pub pass_env: Vec<String>,
+    /// How long the console logs of ended instances are kept (after they were last written)
+    /// before the worker deletes them, and how often it looks.
+    pub log_retention: LogRetention,
 }
 
 impl WorkerSettings {
     /// Defaults for everything but the name and install dir: capacity 16, heartbeat 2 s.
     ///
     /// The state dir is `<install_dir>/.manman`; console logs are capped at 10 MiB with 5
-    /// rotated files. Game servers run as `nobody` when this process runs as root.
+    /// rotated files, and deleted 14 days after their instance's log was last written once the
+    /// instance has ended. Game servers run as `nobody` when this process runs as root.
     pub fn new(name: impl Into<String>, install_dir: impl Into<PathBuf>) -> Self {
         let install_dir = install_dir.into();
         Self {
@@ -83,6 +88,7 @@ impl WorkerSettings {
             live_console_buffer: 1_024,
             run_as: server_user(None).ok().flatten(),
             pass_env: Vec::new(),
+            log_retention: LogRetention::default(),
         }
     }
 }
@@ -246,6 +252,15 @@ impl WorkerService {
             self.settings.heartbeat_interval,
             stop.clone(),
             superseded.clone(),
+        ));
+        tracker.spawn(run_log_retention(
+            self.settings.state_dir.join("logs"),
+            self.settings.log_retention,
+            {
+                let supervisors = Arc::clone(&supervisors);
+                move || lock(&supervisors).keys().copied().collect()
+            },
+            stop.clone(),
         ));
 
         let context = SupervisorContext {
@@ -509,8 +524,9 @@ impl CommandLoop {
                     .await
             }
             Command::Stdin { instance_id, line } => {
-                if line.contains(['\n', '\r', '\0']) {
-                    return Err("a stdin line must be one line without NUL: send several lines as several commands".to_owned());
+                // The host checked it too; the worker trusts nothing it is sent.
+                if let Err(refused) = crate::command::check_stdin_line(line) {
+                    return Err(format!("refused: the stdin line {refused}"));
                 }
                 let line = line.clone();
                 self.ask(*instance_id, |reply| Request::Stdin { line, reply })
