@@ -48,6 +48,33 @@ pub struct HttpLimits {
     pub max_connections: usize,
 }
 
+impl HttpLimits {
+    /// Refuses limits no server can run with: a zero timeout would close every connection at
+    /// once, and a cap of zero connections would serve none. The error names the field.
+    pub fn check(&self) -> Result<(), String> {
+        for (field, value) in [
+            ("header_timeout", self.header_timeout),
+            ("body_timeout", self.body_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(format!(
+                    "HttpLimits::{field} is zero: every connection would be closed at once; \
+                     give it a duration"
+                ));
+            }
+        }
+        if self.max_connections == 0 {
+            return Err(
+                "HttpLimits::max_connections is zero: no connection would be served; allow at \
+                 least one"
+                    .to_owned(),
+            );
+        }
+        Ok(())
+    }
+}
+
 impl Default for HttpLimits {
     /// Headers 10 s, body 30 s, idle 60 s, 1,024 connections.
     fn default() -> Self {
@@ -57,5 +84,29 @@ impl Default for HttpLimits {
             idle_timeout: Duration::from_secs(60),
             max_connections: 1024,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_pass_and_zeros_are_refused_by_name() {
+        assert_eq!(HttpLimits::default().check(), Ok(()));
+        let zero_idle = HttpLimits {
+            idle_timeout: Duration::ZERO,
+            ..HttpLimits::default()
+        };
+        assert!(zero_idle.check().is_err_and(|e| e.contains("idle_timeout")));
+        let no_connections = HttpLimits {
+            max_connections: 0,
+            ..HttpLimits::default()
+        };
+        assert!(
+            no_connections
+                .check()
+                .is_err_and(|e| e.contains("max_connections"))
+        );
     }
 }

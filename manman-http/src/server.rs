@@ -106,8 +106,14 @@ pub struct HostServer {
 }
 
 impl HostServer {
-    /// Listens on `bind` and starts the services of `host`.
+    /// Listens on `bind` and starts the services of `host`. Fails when `bind` cannot be
+    /// listened on, or when `options.http` holds a limit no server can run with (see
+    /// [`HttpLimits::check`]).
     pub async fn start(host: HostService, options: ServeOptions) -> std::io::Result<Self> {
+        options
+            .http
+            .check()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let listener = tokio::net::TcpListener::bind(options.bind).await?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
