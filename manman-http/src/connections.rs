@@ -43,6 +43,7 @@ pub(crate) async fn serve(
     limits: HttpLimits,
     shutdown: CancellationToken,
 ) {
+    warn_if_over_open_file_limit(limits.max_connections);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let connections = TaskTracker::new();
     let mut warned_at: Option<Instant> = None;
@@ -91,6 +92,43 @@ pub(crate) async fn serve(
     drop(listener);
     connections.close();
     connections.wait().await;
+}
+
+/// File descriptors the host needs besides its API connections (listener, database pool,
+/// broker, log files), counted generously.
+const OTHER_OPEN_FILES: u64 = 64;
+
+/// Warns when the connection cap does not fit under the process's open-file limit: the cap
+/// would never be reached, `accept` would fail instead (and so would opening a database
+/// connection or a file while the connections hold every descriptor).
+fn warn_if_over_open_file_limit(max_connections: usize) {
+    let Some(limit) = open_file_limit() else {
+        return;
+    };
+    let needed = max_connections as u64 + OTHER_OPEN_FILES;
+    if needed > limit {
+        tracing::warn!(
+            max_connections,
+            open_file_limit = limit,
+            "the connection cap (MANMAN_HTTP_MAX_CONNECTIONS) and the host's other files need \
+             about {needed} descriptors, over the open-file limit: raise the limit (ulimit -n, \
+             systemd LimitNOFILE=) or lower the cap"
+        );
+    }
+}
+
+/// The soft limit on open files, from `/proc/self/limits` (Linux); `None` elsewhere or when
+/// unlimited.
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// An error from `accept`: one connection's (it went away before it was accepted) is passed
@@ -291,5 +329,17 @@ impl http_body::Body for AnsweredBody {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_file_limit_is_read_on_linux() {
+        if cfg!(target_os = "linux") {
+            assert!(open_file_limit().is_some_and(|limit| limit > 0));
+        }
     }
 }
