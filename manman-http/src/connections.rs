@@ -70,7 +70,7 @@ pub(crate) async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    accept_failed(&e).await;
+                    accept_failed(&e, &shutdown).await;
                     continue;
                 }
             },
@@ -133,8 +133,8 @@ fn open_file_limit() -> Option<u64> {
 
 /// An error from `accept`: one connection's (it went away before it was accepted) is passed
 /// over; others (out of file descriptors) are logged and accepting pauses for a second, since
-/// retrying at once would spin.
-async fn accept_failed(error: &io::Error) {
+/// retrying at once would spin (a shutdown ends the pause).
+async fn accept_failed(error: &io::Error, shutdown: &CancellationToken) {
     if matches!(
         error.kind(),
         io::ErrorKind::ConnectionRefused
@@ -144,7 +144,10 @@ async fn accept_failed(error: &io::Error) {
         return;
     }
     tracing::error!(%error, "could not accept a connection; trying again in 1 s");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+    }
 }
 
 /// Serves one connection until the client closes it, its deadline passes, or the server shuts
