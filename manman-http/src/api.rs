@@ -123,18 +123,24 @@ fn build(state: ApiState, authenticated: Router<ApiState>) -> Router {
             crate::auth::authenticate,
         ))
         .route("/auth/token", post(worker_credentials::exchange));
+    let docs = Router::from(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .layer(axum::middleware::from_fn(crate::security_headers::docs));
+    // The last layer added is the first a request meets.
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
         .nest("/api/v1", api)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .merge(docs)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(crate::body_deadline::enforce))
+        .layer(axum::middleware::from_fn(crate::request_size::check))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::count_requests,
         ))
         .layer(axum::middleware::from_fn(crate::request_id::assign))
+        .layer(axum::middleware::from_fn(crate::security_headers::nosniff))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }

@@ -3,13 +3,19 @@
 
 mod api;
 mod auth;
+mod body_deadline;
 mod client;
+mod connection_deadline;
+mod connections;
 mod extract;
 mod host_api_client;
+mod http_limits;
 mod openapi;
 mod problem;
 mod request_id;
+mod request_size;
 mod routes;
+mod security_headers;
 mod server;
 mod sse;
 
@@ -18,6 +24,7 @@ pub use auth::{Access, AdminScope, Needs, OperateScope, ReadScope, WorkerAccess}
 pub use client::{Client, ClientError};
 pub use extract::{ApiJson, ApiPath, ApiQuery};
 pub use host_api_client::{HttpHostApi, WorkerCredentials};
+pub use http_limits::{HttpLimits, MAX_HEADER_BYTES, MAX_HEADER_FIELDS, MAX_URI_BYTES};
 pub use openapi::ApiDoc;
 pub use problem::{ApiError, PROBLEM_JSON, Problem};
 pub use request_id::{REQUEST_ID_HEADER, RequestId};

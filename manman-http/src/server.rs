@@ -2,7 +2,7 @@
 //! processor, console hub, retention), started and stopped together.
 
 use crate::api::{ApiState, router, worker_router};
-use axum::serve::ListenerExt;
+use crate::http_limits::HttpLimits;
 use manman_core::host::{
     Authenticator, ConsoleHub, DeadCommands, HostService, Lease, LeaseSweep, Metrics, Retention,
     RetentionPolicy, SigningKey, StatusProcessor,
@@ -73,10 +73,14 @@ pub struct ServeOptions {
     pub signing_key: SigningKey,
     /// Serve the operator API too (else only what workers need: [`worker_router`]).
     pub experience_api: bool,
+    /// How long a client may take to send a request, how long a connection may idle, and how
+    /// many connections are served at once: what keeps any client (with a token or without)
+    /// from holding the host's connections.
+    pub http: HttpLimits,
 }
 
 impl ServeOptions {
-    /// Listen on `bind`, default retention and lease, a random signing key.
+    /// Listen on `bind`, default retention, lease and HTTP limits, a random signing key.
     pub fn new(bind: SocketAddr) -> Self {
         Self {
             bind,
@@ -84,6 +88,7 @@ impl ServeOptions {
             lease: Lease::default(),
             signing_key: SigningKey::random(),
             experience_api: true,
+            http: HttpLimits::default(),
         }
     }
 }
@@ -101,8 +106,14 @@ pub struct HostServer {
 }
 
 impl HostServer {
-    /// Listens on `bind` and starts the services of `host`.
+    /// Listens on `bind` and starts the services of `host`. Fails when `bind` cannot be
+    /// listened on, or when `options.http` holds a limit no server can run with (see
+    /// [`HttpLimits::check`]).
     pub async fn start(host: HostService, options: ServeOptions) -> std::io::Result<Self> {
+        options
+            .http
+            .check()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let listener = tokio::net::TcpListener::bind(options.bind).await?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
@@ -166,19 +177,8 @@ impl HostServer {
             worker_router(state)
         };
         let token = shutdown.clone();
-        tracker.spawn(async move {
-            // Small writes (an SSE console line, a short JSON answer) go out at once: with
-            // Nagle's algorithm one waits for the peer's delayed ACK, up to 40 ms.
-            let listener = listener.tap_io(|stream| {
-                if let Err(e) = stream.set_nodelay(true) {
-                    tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
-                }
-            });
-            let serve = axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned());
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "the API server stopped");
-            }
-        });
+        let limits = options.http;
+        tracker.spawn(async move { crate::connections::serve(listener, app, limits, token).await });
         tracker.close();
         Ok(Self {
             addr,

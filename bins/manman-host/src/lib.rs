@@ -13,7 +13,7 @@ use manman_core::host::{HostService, RetentionPolicy, SigningKey};
 use manman_core::memory::{MemoryBus, MemoryStore};
 use manman_core::ports::SystemClock;
 use manman_core::store::Store;
-use manman_http::{HostServer, ServeOptions};
+use manman_http::{HostServer, HttpLimits, ServeOptions};
 use manman_logging::LogFormat;
 use manman_pg::{PgSettings, PgStore};
 use manman_rabbit::{RabbitBus, RabbitSettings};
@@ -89,6 +89,20 @@ struct Options {
     /// address must share it (default: random at each start, and workers get new tokens).
     #[arg(long, env = "MANMAN_TOKEN_SIGNING_KEY", hide_env_values = true)]
     token_signing_key: Option<String>,
+    /// Longest time a request's head (request line and headers) may take to arrive, in
+    /// milliseconds; a client trickling its headers is cut off then.
+    #[arg(long, env = "MANMAN_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    http_header_timeout_ms: u64,
+    /// Longest time a request's body may take to arrive after its head, in milliseconds (then
+    /// 408).
+    #[arg(long, env = "MANMAN_HTTP_BODY_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    http_body_timeout_ms: u64,
+    /// How long a kept-alive connection may wait for its next request, in milliseconds.
+    #[arg(long, env = "MANMAN_HTTP_IDLE_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    http_idle_timeout_ms: u64,
+    /// Most connections served at once; further ones wait until one ends.
+    #[arg(long, env = "MANMAN_HTTP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    http_max_connections: u32,
 }
 
 /// Where the host runs.
@@ -126,6 +140,16 @@ fn signing_key(options: &Options) -> anyhow::Result<SigningKey> {
         Some(key) => SigningKey::from_config(key)
             .map_err(|e| anyhow::anyhow!("MANMAN_TOKEN_SIGNING_KEY: {e}")),
         None => Ok(SigningKey::random()),
+    }
+}
+
+/// The HTTP limits from the settings.
+fn http_limits(options: &Options) -> HttpLimits {
+    HttpLimits {
+        header_timeout: Duration::from_millis(options.http_header_timeout_ms),
+        body_timeout: Duration::from_millis(options.http_body_timeout_ms),
+        idle_timeout: Duration::from_millis(options.http_idle_timeout_ms),
+        max_connections: options.http_max_connections as usize,
     }
 }
 
@@ -232,6 +256,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
         lease: manman_core::host::Lease::default(),
         signing_key: signing_key(&options)?,
         experience_api: options.enable_experience_api,
+        http: http_limits(&options),
     };
     let server = HostServer::start(host, serve)
         .await

@@ -7,7 +7,7 @@ use crate::command::CommandState;
 use crate::status::Status;
 use crate::worker::Worker;
 use chrono::{DateTime, Utc};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,6 +17,15 @@ use std::time::Duration;
 const LATENCY_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+
+/// The HTTP methods counted under their own name in `manman_http_requests_total`; any other
+/// method (HTTP lets a client make one up) is counted as `other`, so requests cannot add series.
+const HTTP_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+
+/// The most distinct routes `manman_http_requests_total` counts; requests on any further route
+/// are counted under the route `other`. The router's patterns are far fewer: this only bounds
+/// the series should a caller pass something else than a pattern.
+const MAX_HTTP_ROUTES: usize = 256;
 
 /// The host's counters. Cloning shares them.
 #[derive(Debug, Clone, Default)]
@@ -29,7 +38,37 @@ struct Inner {
     status_events: AtomicU64,
     commands: Mutex<BTreeMap<&'static str, u64>>,
     latency: Mutex<Histogram>,
-    http: Mutex<BTreeMap<(String, String, u16), u64>>,
+    http: Mutex<HttpRequests>,
+}
+
+/// `manman_http_requests_total`: every label bounded (methods by [`HTTP_METHODS`], routes by
+/// [`MAX_HTTP_ROUTES`], codes by the 100–599 range; `None` is `other`).
+#[derive(Debug, Default)]
+struct HttpRequests {
+    counts: BTreeMap<(&'static str, String, Option<u16>), u64>,
+    routes: BTreeSet<String>,
+}
+
+impl HttpRequests {
+    fn count(&mut self, method: &str, route: &str, status: u16) {
+        let method = HTTP_METHODS
+            .into_iter()
+            .find(|known| *known == method)
+            .unwrap_or("other");
+        let route = if self.routes.contains(route) {
+            route
+        } else if self.routes.len() < MAX_HTTP_ROUTES {
+            self.routes.insert(route.to_owned());
+            route
+        } else {
+            "other"
+        };
+        let code = (100..=599).contains(&status).then_some(status);
+        *self
+            .counts
+            .entry((method, route.to_owned(), code))
+            .or_default() += 1;
+    }
 }
 
 #[derive(Debug, Default)]
@@ -81,11 +120,12 @@ impl Metrics {
         histogram.sum += seconds;
     }
 
-    /// An HTTP request was answered.
+    /// An HTTP request was answered. `route` should be the route's pattern, not the path;
+    /// whatever the caller passes, the labels stay bounded: methods other than
+    /// GET, HEAD, POST, PUT, DELETE, PATCH and OPTIONS are counted as `other`, routes beyond
+    /// the 256th distinct one as `other`, and status codes outside 100–599 as `other`.
     pub fn http_request(&self, method: &str, route: &str, status: u16) {
-        *lock(&self.inner.http)
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_default() += 1;
+        lock(&self.inner.http).count(method, route, status);
     }
 
     /// The Prometheus text exposition (version 0.0.4) of the counters and `store`.
@@ -176,10 +216,11 @@ impl Metrics {
             "counter",
             "HTTP requests answered by this replica, by method, route and status code.",
         );
-        for ((method, route, status), n) in lock(&self.inner.http).iter() {
+        for ((method, route, code), n) in &lock(&self.inner.http).counts {
+            let code = code.map_or_else(|| "other".to_owned(), |code| code.to_string());
             let _ = writeln!(
                 out,
-                "{name}{{method=\"{method}\",route=\"{}\",code=\"{status}\"}} {n}",
+                "{name}{{method=\"{method}\",route=\"{}\",code=\"{code}\"}} {n}",
                 escape(route)
             );
         }
@@ -232,5 +273,57 @@ mod tests {
         }
         // Each family is declared once, before its samples.
         assert_eq!(text.matches("# TYPE manman_instances gauge").count(), 1);
+    }
+
+    /// The `manman_http_requests_total` lines of a rendering.
+    fn http_series(metrics: &Metrics) -> Vec<String> {
+        metrics
+            .render(&StoreSnapshot::default())
+            .lines()
+            .filter(|l| l.starts_with("manman_http_requests_total{"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        let metrics = Metrics::new();
+        for n in 0..1_000 {
+            metrics.http_request(&format!("FOO{n}"), "/metrics", 405);
+        }
+        // HTTP methods are case-sensitive: `get` is not `GET`.
+        metrics.http_request("get", "/metrics", 405);
+        metrics.http_request("PATCH", "/metrics", 405);
+        assert_eq!(
+            http_series(&metrics),
+            [
+                "manman_http_requests_total{method=\"PATCH\",route=\"/metrics\",code=\"405\"} 1",
+                "manman_http_requests_total{method=\"other\",route=\"/metrics\",code=\"405\"} 1001",
+            ]
+        );
+    }
+
+    #[test]
+    fn routes_and_codes_are_bounded_too() {
+        let metrics = Metrics::new();
+        for n in 0..MAX_HTTP_ROUTES + 100 {
+            metrics.http_request("GET", &format!("/made-up/{n}"), 200);
+        }
+        metrics.http_request("GET", "/made-up/0", 999);
+        metrics.http_request("GET", "/made-up/0", 42);
+        let series = http_series(&metrics);
+        assert_eq!(series.len(), MAX_HTTP_ROUTES + 2, "{series:#?}");
+        assert!(
+            series.contains(
+                &"manman_http_requests_total{method=\"GET\",route=\"other\",code=\"200\"} 100"
+                    .to_owned()
+            )
+        );
+        assert!(
+            series.contains(
+                &"manman_http_requests_total{method=\"GET\",route=\"/made-up/0\",code=\"other\"} 2"
+                    .to_owned()
+            )
+        );
     }
 }
