@@ -16,7 +16,7 @@ use manman_core::worker_service::running_as_root;
 use manman_http::{Client, ClientError};
 use manman_test_support::game_files::reachable_tempdir;
 use manman_tests::eventually;
-use manman_tests::harness::{Harness, WAIT};
+use manman_tests::harness::{Harness, RunningWorker, WAIT};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
@@ -84,14 +84,20 @@ async fn stored_config(h: &Harness, game: GameServerId, spec: &ConfigSpec) -> Co
         .id
 }
 
-#[tokio::test]
-async fn links_out_of_the_install_directory_are_refused_and_nothing_runs() {
+/// A host with one worker, a directory outside its install directory, and the fake game's
+/// directory.
+async fn scene() -> (Harness, RunningWorker, Outside, PathBuf) {
     let h = Harness::new(FAKE.as_ref()).await;
     let worker = h
         .spawn_worker(h.worker(h.settings("w1"), TokioProcessRunner::new()))
         .await;
-    let outside = Outside::new();
     let game_dir = h.install_dir.join("games/fake");
+    (h, worker, Outside::new(), game_dir)
+}
+
+#[tokio::test]
+async fn links_out_of_the_install_directory_are_refused_and_nothing_runs() {
+    let (h, worker, outside, game_dir) = scene().await;
 
     // The control: a script inside the game's directory runs, and its marker appears — so a
     // missing marker below means nothing ran, not that the marker could not be written.
@@ -160,12 +166,7 @@ async fn links_out_of_the_install_directory_are_refused_and_nothing_runs() {
 
 #[tokio::test]
 async fn configs_that_bypassed_the_api_are_refused_by_the_worker() {
-    let h = Harness::new(FAKE.as_ref()).await;
-    let worker = h
-        .spawn_worker(h.worker(h.settings("w1"), TokioProcessRunner::new()))
-        .await;
-    let outside = Outside::new();
-    let game_dir = h.install_dir.join("games/fake");
+    let (h, worker, outside, game_dir) = scene().await;
     let marker = outside.marker("ran");
     marker_script(&game_dir.join("server.sh"), &marker);
     let sh = |args: &str| {
