@@ -412,6 +412,135 @@ mod tests {
     use crate::memory::MemoryStore;
     use crate::ports::SystemClock;
 
+    /// The memory store, whose next token lookup (once asked to) reads the store, says so, and
+    /// waits to be released before it answers: a revocation can be put exactly between the
+    /// read and the answer.
+    #[derive(Debug, Default)]
+    struct PausingLookups {
+        inner: MemoryStore,
+        pause_next: std::sync::atomic::AtomicBool,
+        looked_up: tokio::sync::Notify,
+        release: tokio::sync::Notify,
+    }
+
+    #[async_trait::async_trait]
+    impl CredentialRepository for PausingLookups {
+        async fn create_token(
+            &self,
+            name: &str,
+            scope: Scope,
+            hash: &SecretHash,
+            at: DateTime<Utc>,
+        ) -> Result<ApiToken, crate::ports::StoreError> {
+            self.inner.create_token(name, scope, hash, at).await
+        }
+        async fn token_by_hash(
+            &self,
+            hash: &SecretHash,
+        ) -> Result<Option<ApiToken>, crate::ports::StoreError> {
+            let found = self.inner.token_by_hash(hash).await;
+            if self
+                .pause_next
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                self.looked_up.notify_one();
+                self.release.notified().await;
+            }
+            found
+        }
+        async fn list_tokens(&self) -> Result<Vec<ApiToken>, crate::ports::StoreError> {
+            self.inner.list_tokens().await
+        }
+        async fn revoke_token(
+            &self,
+            id: TokenId,
+            at: DateTime<Utc>,
+        ) -> Result<ApiToken, crate::ports::StoreError> {
+            self.inner.revoke_token(id, at).await
+        }
+        async fn create_worker_credential(
+            &self,
+            client_id: &str,
+            worker_name: &str,
+            secret_hash: &SecretHash,
+            at: DateTime<Utc>,
+        ) -> Result<WorkerCredential, crate::ports::StoreError> {
+            self.inner
+                .create_worker_credential(client_id, worker_name, secret_hash, at)
+                .await
+        }
+        async fn worker_credential(
+            &self,
+            client_id: &str,
+        ) -> Result<Option<(WorkerCredential, SecretHash)>, crate::ports::StoreError> {
+            self.inner.worker_credential(client_id).await
+        }
+        async fn list_worker_credentials(
+            &self,
+        ) -> Result<Vec<WorkerCredential>, crate::ports::StoreError> {
+            self.inner.list_worker_credentials().await
+        }
+        async fn revoke_worker_credential(
+            &self,
+            client_id: &str,
+            at: DateTime<Utc>,
+        ) -> Result<WorkerCredential, crate::ports::StoreError> {
+            self.inner.revoke_worker_credential(client_id, at).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_revoked_while_it_is_looked_up_is_not_put_back_in_the_cache() {
+        let store = Arc::new(PausingLookups::default());
+        let auth = Authenticator::new(store.clone(), Arc::new(SystemClock), SigningKey::random());
+        let (token, secret) = auth.create_token("ci", Scope::Read).await.unwrap();
+        store
+            .pause_next
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let lookup = tokio::spawn({
+            let auth = auth.clone();
+            let secret = secret.expose().to_owned();
+            async move { auth.authenticate(&secret).await }
+        });
+        // The lookup has read the token, not revoked yet; now it is revoked, then answered.
+        store.looked_up.notified().await;
+        auth.revoke_token(token.id).await.unwrap();
+        store.release.notify_one();
+        assert!(
+            lookup.await.unwrap().is_ok(),
+            "the request that began before the revocation is answered as read"
+        );
+        let refused = auth.authenticate(secret.expose()).await.unwrap_err();
+        assert!(
+            refused.to_string().contains("revoked"),
+            "the stale answer was not remembered: {refused}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_worker_credential_check_names_the_revocation() {
+        let auth = authenticator(SigningKey::random());
+        let (credential, _) = auth.create_worker_credential("box-1").await.unwrap();
+        auth.check_worker_credential(&credential.client_id)
+            .await
+            .unwrap();
+        auth.revoke_worker_credential(&credential.client_id)
+            .await
+            .unwrap();
+        let refused = auth
+            .check_worker_credential(&credential.client_id)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, HostError::Unauthenticated { detail } if detail.contains("revoked") && detail.contains(&credential.client_id)),
+            "{refused}"
+        );
+        assert!(matches!(
+            auth.check_worker_credential("mmc_unknown").await,
+            Err(HostError::Unauthenticated { .. })
+        ));
+    }
+
     fn authenticator(key: SigningKey) -> Authenticator {
         Authenticator::new(Arc::new(MemoryStore::new()), Arc::new(SystemClock), key)
     }
