@@ -738,18 +738,22 @@ impl Drop for AbortOnDrop {
 async fn watch(client: &Client, json: bool) -> anyhow::Result<()> {
     let mut events = Box::pin(client.events().await?);
     while let Some(event) = events.next().await {
-        let event = event?;
-        let text = if json {
-            serde_json::to_string(&event)?
-        } else {
-            // Details and install stages come from workers and game servers.
-            escape_controls(&describe(&event)).into_owned()
-        };
+        let text = watch_line(&event?, json)?;
         if let Err(e) = write_out(&format!("{text}\n")) {
             return ignore_closed_pipe(e).map_err(Into::into);
         }
     }
     Ok(())
+}
+
+/// One event as `manman watch` prints it: JSON, or a line for people with control characters
+/// escaped (details and install stages come from workers and game servers).
+fn watch_line(event: &Event, json: bool) -> anyhow::Result<String> {
+    Ok(if json {
+        serde_json::to_string(event)?
+    } else {
+        escape_controls(&describe(event)).into_owned()
+    })
 }
 
 /// One event as a line for people.
@@ -973,5 +977,31 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::watch_line;
+    use manman_core::event::{Event, StatusReport};
+    use manman_core::id::InstanceId;
+    use manman_core::status::{Cause, Entity, Status};
+
+    #[test]
+    fn watch_prints_control_characters_escaped_and_json_exactly() {
+        let event = Event::Status(
+            StatusReport::new(
+                Entity::Instance(InstanceId(1)),
+                Status::Crashed,
+                Cause::Exited,
+                chrono::Utc::now(),
+            )
+            .with_detail("exited: \u{1b}]0;pwned\u{7}"),
+        );
+        let line = watch_line(&event, false).expect("text");
+        assert!(line.ends_with("exited: \\x1b]0;pwned\\x07"), "{line:?}");
+        let json = watch_line(&event, true).expect("json");
+        let parsed: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+        assert_eq!(parsed["detail"], "exited: \u{1b}]0;pwned\u{7}");
     }
 }
