@@ -41,11 +41,13 @@ async fn main() -> anyhow::Result<()> {
     let bus = Bus::new(Arc::new(memory.clone()), Arc::new(memory));
     bus.declare().await?;
     let clock = Arc::new(SystemClock);
+    // The worker below runs in this process: the host refuses to shut it down through the API.
     let host = HostService::new(
         Store::from_adapter(MemoryStore::new()),
         bus.clone(),
         clock.clone(),
-    );
+    )
+    .with_embedded_worker("embedded");
     let shutdown = CancellationToken::new();
     let processor = StatusProcessor::new(host.store().clone(), bus.clone(), clock.clone());
     let processing = tokio::spawn({

@@ -10,16 +10,19 @@ use std::fmt;
 use std::str::FromStr;
 use subtle::ConstantTimeEq;
 
-/// What an operator token may do. Each scope includes the ones before it.
+/// What an operator token may do. Each scope includes the ones before it. Admins define what
+/// runs (the catalogue); `operate` runs what they defined; `read` sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
-    /// Read everything: catalogue, workers, instances, history, consoles, events.
+    /// Read everything: catalogue, workers, instances, commands, history, consoles, events.
     Read,
-    /// Read, and change things: games, configs, starting and stopping instances, stdin.
+    /// Read, and run what admins defined: start, stop, restart and kill instances, send them
+    /// console lines (stdin). Cannot change the catalogue or shut a worker down.
     Operate,
-    /// Operate, and manage tokens and worker credentials.
+    /// Operate, and define what runs: create, change and delete games and configs; shut
+    /// workers down; manage operator tokens and worker credentials.
     Admin,
 }
 

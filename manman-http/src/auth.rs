@@ -1,11 +1,12 @@
 //! Authentication and authorization: the [`authenticate`] layer puts the [`Caller`] of every
 //! request under `/api/v1` (but the public ones) in its extensions; each handler says what it
-//! needs with an extractor — [`Access`] with a scope for operators, [`WorkerAccess`] for workers.
+//! needs with an extractor — [`Access`] with a scope for operators, [`WorkerAccess`] for workers
+//! (which also checks that the worker's credentials were not revoked since its token was made).
 
 use crate::api::ApiState;
 use crate::problem::ApiError;
 use crate::request_id::RequestId;
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRef, FromRequestParts, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::middleware::Next;
@@ -25,9 +26,7 @@ pub(crate) async fn authenticate(
         .headers()
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|token| !token.is_empty());
+        .and_then(bearer_token);
     let Some(bearer) = bearer else {
         return ApiError(HostError::Unauthenticated {
             detail: "send `Authorization: Bearer <token>`: an operator token (`manman tokens`, or \
@@ -44,6 +43,14 @@ pub(crate) async fn authenticate(
         }
         Err(e) => ApiError(e).into_response(),
     }
+}
+
+/// The token of an `Authorization` value: the scheme `Bearer` in any case (RFC 9110: schemes
+/// are case-insensitive), one or more spaces, a token that is not empty.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 fn caller(parts: &Parts) -> Result<Caller, ApiError> {
@@ -132,11 +139,15 @@ impl<S: Send + Sync, N: Needs> FromRequestParts<S> for Access<N> {
     }
 }
 
-/// A worker, with a token from its credentials; operators are refused (403).
+/// A worker, with a token from credentials that still stand; operators are refused (403), a
+/// worker whose credentials were revoked after its token was made is refused (401, naming the
+/// revocation: one read of the store by key per request).
 #[derive(Debug)]
 pub struct WorkerAccess {
     /// The worker name its credentials act for.
     pub worker_name: String,
+    /// The credentials' client id.
+    pub client_id: String,
 }
 
 impl WorkerAccess {
@@ -155,18 +166,53 @@ impl WorkerAccess {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for WorkerAccess {
+impl<S: Send + Sync> FromRequestParts<S> for WorkerAccess
+where
+    ApiState: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match caller(parts)? {
-            Caller::Worker { worker_name, .. } => Ok(Self { worker_name }),
+            Caller::Worker {
+                worker_name,
+                client_id,
+            } => {
+                ApiState::from_ref(state)
+                    .auth
+                    .check_worker_credential(&client_id)
+                    .await?;
+                Ok(Self {
+                    worker_name,
+                    client_id,
+                })
+            }
             Caller::Operator { name, .. } => Err(ApiError(HostError::Forbidden {
                 detail: format!(
                     "the /api/v1/worker routes are for workers; token {name:?} is an operator's: \
                      a worker exchanges its credentials at POST /api/v1/auth/token"
                 ),
             })),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_matched_in_any_case() {
+        for value in [
+            "Bearer mm_x",
+            "bearer mm_x",
+            "BEARER mm_x",
+            "bEaReR   mm_x ",
+        ] {
+            assert_eq!(bearer_token(value), Some("mm_x"), "{value:?}");
+        }
+        for value in ["Basic mm_x", "Bearer", "Bearer   ", "Bearermm_x", "mm_x"] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
         }
     }
 }

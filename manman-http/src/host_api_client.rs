@@ -35,7 +35,9 @@ impl fmt::Debug for WorkerCredentials {
 
 /// The worker-facing routes of a host (`/api/v1/worker`), with a worker token exchanged for the
 /// worker's credentials, renewed before it expires and again when the host refuses it (a host
-/// that restarted signs with a new key).
+/// that restarted signs with a new key). Once the credentials are revoked, the host refuses the
+/// token and the exchange alike: every call fails with [`HostApiError::Unauthorized`] naming the
+/// revocation (the worker's heartbeat loop logs it and keeps trying; the host marks it `lost`).
 #[derive(Debug, Clone)]
 pub struct HttpHostApi {
     client: Client,

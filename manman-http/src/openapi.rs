@@ -15,7 +15,8 @@ use utoipa::{Modify, OpenApi};
         title = "ManMan host API",
         description = "Run Steam dedicated game servers across many machines. Every route under \
                        /api/v1 needs a bearer token (operator tokens with the scope read, operate \
-                       or admin; worker tokens for /api/v1/worker) but POST /api/v1/auth/token. \
+                       or admin: admins define games and configs, operate runs them, read sees; \
+                       worker tokens for /api/v1/worker) but POST /api/v1/auth/token. \
                        Errors are application/problem+json."
     ),
     paths(

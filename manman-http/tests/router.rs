@@ -462,11 +462,20 @@ async fn scopes_decide_what_an_operator_token_may_do() {
     assert!(
         body["detail"]
             .as_str()
-            .is_some_and(|d| d.contains("operate") && d.contains("dashboard")),
+            .is_some_and(|d| d.contains("admin") && d.contains("dashboard")),
         "says which scope is needed and which token lacks it: {body}"
     );
-    let (status, _, _) = call_as(&app, Some(&operator), "POST", "/api/v1/games", Some(game)).await;
-    assert_eq!(status, StatusCode::CREATED, "operate may change things");
+    let (status, ct, body) = call_as(
+        &app,
+        Some(&operator),
+        "POST",
+        "/api/v1/games",
+        Some(game.clone()),
+    )
+    .await;
+    assert_problem(status, &ct, &body, StatusCode::FORBIDDEN);
+    let (status, _, _) = call(&app, "POST", "/api/v1/games", Some(game)).await;
+    assert_eq!(status, StatusCode::CREATED, "admins define games");
     let (status, ct, body) = call_as(&app, Some(&operator), "GET", "/api/v1/tokens", None).await;
     assert_problem(status, &ct, &body, StatusCode::FORBIDDEN);
 

@@ -1,5 +1,9 @@
 #![doc = include_str!("../README.md")]
 
+mod redact;
+
+pub use redact::redact_url_passwords;
+
 use std::fmt;
 use std::str::FromStr;
 

@@ -272,7 +272,7 @@ async fn every_subcommand_against_a_real_host() {
         &cli.run_as(&["game", "create", "x", "--local", "x"], Some(&secret))
             .await,
         1,
-        "operate",
+        "admin",
     );
     ok(
         &cli.run(&["tokens", "revoke", &token_id.to_string()]).await,
@@ -335,5 +335,279 @@ async fn every_subcommand_against_a_real_host() {
     );
     let games = cli.json(&["game", "list"]).await;
     assert_eq!(games.as_array().map(Vec::len), Some(1));
+    running.stop().await.expect("clean stop");
+}
+
+/// The mode bits of `path`.
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Makes `path` readable by everyone, as an older version or a careless copy would have left it.
+fn make_world_readable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_url_password_is_never_printed() {
+    let data = tempfile::tempdir().expect("dir");
+    let data_dir = data.path().to_str().expect("utf-8");
+    let cli = Cli {
+        host: "http://127.0.0.1:1".to_owned(),
+        token: String::new(),
+        config_file: data.path().join("cli-login.json"),
+    };
+    // A misspelt scheme (refused by the argument parser), and a server that does not answer
+    // (refused by the driver).
+    for (store, code) in [
+        ("postgress://app:hunter2@localhost/manman", 2),
+        ("postgres://app:hunter2@127.0.0.1:1/manman", 1),
+    ] {
+        let output = cli
+            .run_as(
+                &[
+                    "up",
+                    "--no-demo",
+                    "--bind",
+                    "127.0.0.1:0",
+                    "--data-dir",
+                    data_dir,
+                    "--store",
+                    store,
+                ],
+                None,
+            )
+            .await;
+        failed(&output, code, "app:***@");
+        assert!(
+            !text(&output).contains("hunter2"),
+            "the password was printed: {}",
+            text(&output)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_control_characters_escaped_and_json_stays_exact() {
+    let data = tempfile::tempdir().expect("dir");
+    let (running, cli) = start_host(data.path()).await;
+    let started = cli.json(&["start", "demo"]).await;
+    let id = started["instance_id"].as_i64().expect("instance id");
+    wait_status(&cli, id, "running").await;
+    // A line that would retitle the terminal, clear it, and carries a C1 CSI and a DEL; the
+    // fake game server prints it back.
+    let hostile = "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}31m\u{7f}\ttab kept";
+    ok(
+        &cli.run(&["send", &id.to_string(), hostile]).await,
+        &["send"],
+    );
+
+    let mut console = cli
+        .command(&["console", &id.to_string()], Some(&cli.token))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("console");
+    let mut lines = BufReader::new(console.stdout.take().expect("stdout")).lines();
+    let mut seen = Vec::new();
+    let echoed = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            seen.push(line.clone());
+            if line.contains("echo:") {
+                return line;
+            }
+        }
+        panic!("the console ended: {seen:#?}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the console showed the echo: {seen:#?}"));
+    let _ = console.kill().await;
+    assert!(
+        echoed.ends_with("echo: \\x1b]0;pwned\\x07\\x1b[2J\\u{9b}31m\\x7f\ttab kept"),
+        "{echoed:?}"
+    );
+    for line in &seen {
+        assert!(
+            !line.chars().any(|c| c != '\t' && c.is_control()),
+            "a raw control character reached the terminal: {line:?}"
+        );
+    }
+
+    // `--json` stays JSON, the text exactly as the game printed it.
+    let mut console = cli
+        .command(&["--json", "console", &id.to_string()], Some(&cli.token))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("console");
+    let mut lines = BufReader::new(console.stdout.take().expect("stdout")).lines();
+    let line: Value = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            let line: Value = serde_json::from_str(&line).expect("a JSON line");
+            if line["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("echo:"))
+            {
+                return line;
+            }
+        }
+        panic!("the console ended");
+    })
+    .await
+    .expect("the JSON console showed the echo");
+    let _ = console.kill().await;
+    assert_eq!(line["text"], format!("echo: {hostile}"));
+    ok(&cli.run(&["stop", &id.to_string()]).await, &["stop"]);
+    wait_status(&cli, id, "complete").await;
+    running.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_token_file_is_sent_to_its_own_host_only() {
+    let data = tempfile::tempdir().expect("dir");
+    let (running, cli) = start_host(data.path()).await;
+    let token_file = data.path().join("admin-token");
+    assert_eq!(
+        std::fs::read_to_string(data.path().join("admin-token.host")).expect("host file"),
+        format!("{}\n", cli.host),
+        "the host is kept beside the token"
+    );
+    let with_file = |host: &str, args: &[&str]| {
+        let mut command = cli.command(args, None);
+        command
+            .env("MANMAN_HOST_URL", host)
+            .env("MANMAN_TOKEN_FILE", &token_file);
+        command
+    };
+    let output = with_file(&cli.host, &["workers"])
+        .output()
+        .await
+        .expect("run");
+    ok(&output, &["workers with the token file"]);
+    let localhost = cli.host.replace("127.0.0.1", "localhost");
+    let output = with_file(&localhost, &["workers"])
+        .output()
+        .await
+        .expect("run");
+    ok(&output, &["workers through localhost"]);
+
+    // Another host (one that listens and keeps whatever it is sent): refused before anything
+    // is sent, with what to do.
+    let other = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listen");
+    let other_host = format!("http://{}", other.local_addr().expect("addr"));
+    let received = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Ok(Ok((mut socket, _))) =
+            tokio::time::timeout(std::time::Duration::from_secs(2), other.accept()).await
+        {
+            let mut buffer = vec![0; 8192];
+            if let Ok(Ok(n)) = tokio::time::timeout(
+                std::time::Duration::from_secs(1),
+                tokio::io::AsyncReadExt::read(&mut socket, &mut buffer),
+            )
+            .await
+            {
+                all.extend_from_slice(&buffer[..n]);
+            }
+        }
+        all
+    });
+    let output = with_file(&other_host, &["workers"])
+        .output()
+        .await
+        .expect("run");
+    failed(&output, 1, "pass --token");
+    failed(&output, 1, &other_host);
+    let received = received.await.expect("listener");
+    assert!(
+        !String::from_utf8_lossy(&received).contains(&cli.token),
+        "the admin token was sent to another host"
+    );
+    assert!(!text(&output).contains(&cli.token), "nor printed");
+    running.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_files_are_0600_even_when_they_were_0644_and_login_replaces_a_broken_file() {
+    let data = tempfile::tempdir().expect("dir");
+    let token_file = data.path().join("admin-token");
+    let database = data.path().join("manman.db");
+    std::fs::write(&token_file, "mm_no-longer-valid\n").expect("write");
+    make_world_readable(&token_file);
+    std::fs::write(&database, "").expect("write");
+    make_world_readable(&database);
+    let options = UpOptions {
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: data.path().to_owned(),
+        demo_executable: None,
+        worker_name: "local".to_owned(),
+        capacity: 1,
+        steamcmd: "steamcmd".into(),
+        store: StoreChoice::Sqlite(None),
+    };
+    let running = up::start(options.clone()).await.expect("up");
+    assert!(running.admin.created, "the stale token was replaced");
+    let token = running.admin.token.clone();
+    // The token, its host, the database and (while it is open) its -wal and -shm files.
+    let files = || {
+        [
+            "admin-token",
+            "admin-token.host",
+            "manman.db",
+            "manman.db-wal",
+            "manman.db-shm",
+        ]
+        .map(|name| data.path().join(name))
+        .into_iter()
+        .filter(|file| file.exists())
+        .collect::<Vec<_>>()
+    };
+    assert!(files().len() >= 3, "{:?}", files());
+    for file in files() {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    running.stop().await.expect("clean stop");
+
+    // A kept token and database whose modes were widened meanwhile: narrowed again.
+    for file in files() {
+        make_world_readable(&file);
+    }
+    let running = up::start(options).await.expect("up again");
+    assert!(!running.admin.created, "the valid token was kept");
+    for file in files() {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+
+    // `manman login` over a broken, world-readable login file: replaced, 0600.
+    let cli = Cli {
+        host: format!("http://{}", running.addr),
+        token: token.clone(),
+        config_file: data.path().join("cli-login.json"),
+    };
+    std::fs::write(&cli.config_file, "{ not a login").expect("write");
+    make_world_readable(&cli.config_file);
+    failed(
+        &cli.run_as(&["workers"], None).await,
+        1,
+        "run `manman login` again",
+    );
+    ok(
+        &cli.run_as(&["login", "--token", &token], None).await,
+        &["login over a broken file"],
+    );
+    assert_eq!(mode(&cli.config_file), 0o600);
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(&cli.config_file).expect("read")).expect("JSON");
+    assert_eq!(saved["host"], cli.host.as_str());
+    ok(
+        &cli.run_as(&["workers"], None).await,
+        &["workers after login"],
+    );
     running.stop().await.expect("clean stop");
 }

@@ -120,6 +120,29 @@ fn bad_settings_stop_startup_with_the_setting_named() {
     }
 }
 
+#[test]
+fn a_database_url_password_is_never_printed() {
+    let output = Command::new(HOST)
+        .env("MANMAN_BIND", format!("127.0.0.1:{}", free_port()))
+        .env(
+            "MANMAN_POSTGRES_URL",
+            "postgres://manman:hunter2@127.0.0.1:1/manman",
+        )
+        .env("MANMAN_DB_ACQUIRE_TIMEOUT_MS", "200")
+        .env("MANMAN_RABBITMQ_URL", "memory://")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(printed.contains("MANMAN_POSTGRES_URL"), "{printed}");
+    assert!(printed.contains("manman:***@"), "{printed}");
+    assert!(!printed.contains("hunter2"), "{printed}");
+}
+
 #[tokio::test]
 async fn json_logs_are_one_object_per_line() {
     let port = free_port();

@@ -1,16 +1,17 @@
 //! A worker that reaches its host over HTTP (`/api/v1/worker`): registration, heartbeats,
-//! config fetch, and "superseded" when another registration of its name takes over.
+//! config fetch, and "superseded" when another registration of its name takes over; a worker
+//! whose credentials are revoked is refused at its next heartbeat, keeps running, and is `lost`.
 
 use manman_core::bus::Bus;
 use manman_core::config::ConfigSpec;
 use manman_core::game_server::{NewGameServer, ServerType};
-use manman_core::host::{HostService, StartRequest};
+use manman_core::host::{HostService, Lease, StartRequest};
 use manman_core::memory::{MemoryBus, MemoryStore};
-use manman_core::ports::{HostApi, SystemClock};
+use manman_core::ports::{HostApi, HostApiError, SystemClock};
 use manman_core::process::TokioProcessRunner;
 use manman_core::status::Status;
 use manman_core::store::Store;
-use manman_core::worker::WorkerRegistration;
+use manman_core::worker::{Heartbeat, WorkerRegistration};
 use manman_core::worker_service::{LocalInstaller, WorkerExit, WorkerService, WorkerSettings};
 use manman_http::{HostServer, HttpHostApi, ServeOptions, WorkerCredentials};
 use manman_test_support::game_files::{install_program, reachable_tempdir};
@@ -141,5 +142,90 @@ async fn a_worker_over_http_runs_servers_and_stops_when_superseded() {
         (newer.epoch, Status::Created),
         "the old epoch did not end the new registration"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_worker_whose_credentials_are_revoked_is_refused_keeps_running_and_is_lost() {
+    let dir = tempfile::tempdir().expect("dir");
+    let memory = MemoryBus::new();
+    let bus = Bus::new(Arc::new(memory.clone()), Arc::new(memory));
+    bus.declare().await.expect("topology");
+    let host = HostService::new(
+        Store::from_adapter(MemoryStore::new()),
+        bus.clone(),
+        Arc::new(SystemClock),
+    );
+    let mut options = ServeOptions::new("127.0.0.1:0".parse().expect("addr"));
+    options.lease = Lease {
+        duration: Duration::from_secs(1),
+        interval: Duration::from_millis(100),
+    };
+    let server = HostServer::start(host.clone(), options)
+        .await
+        .expect("serve");
+    let (credential, secret) = server
+        .auth()
+        .create_worker_credential("remote")
+        .await
+        .expect("credentials");
+    let api = Arc::new(HttpHostApi::new(
+        &format!("http://{}", server.addr()),
+        WorkerCredentials {
+            client_id: credential.client_id.clone(),
+            client_secret: secret.expose().to_owned(),
+        },
+    ));
+    let mut settings = WorkerSettings::new("remote", dir.path());
+    settings.heartbeat_interval = Duration::from_millis(200);
+    let worker = WorkerService::new(
+        settings,
+        api.clone(),
+        bus,
+        Arc::new(LocalInstaller),
+        Arc::new(TokioProcessRunner::new()),
+        Arc::new(SystemClock),
+    );
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(worker.run(shutdown.clone()));
+    let registered = eventually("the worker to register over HTTP", WAIT, || async {
+        host.list_workers()
+            .await
+            .expect("workers")
+            .into_iter()
+            .find(|w| w.status == Status::Running)
+    })
+    .await;
+
+    server
+        .auth()
+        .revoke_worker_credential(&credential.client_id)
+        .await
+        .expect("revoke");
+    // Its token is still signed and unexpired: the next heartbeat is refused all the same, and
+    // so is the exchange the client tries then.
+    let refused = api
+        .heartbeat(&Heartbeat {
+            worker_id: registered.id,
+            epoch: registered.epoch,
+            inventory: Vec::new(),
+        })
+        .await
+        .expect_err("a revoked worker's heartbeat is refused");
+    assert!(
+        matches!(&refused, HostApiError::Unauthorized { detail } if detail.contains("revoked")),
+        "{refused}"
+    );
+    eventually("the silent worker to be lost", WAIT, || async {
+        let w = host.get_worker(registered.id).await.expect("worker");
+        (w.status == Status::Lost).then_some(())
+    })
+    .await;
+    assert!(
+        !task.is_finished(),
+        "failed heartbeats do not end the worker"
+    );
+    shutdown.cancel();
+    let _ = tokio::time::timeout(WAIT, task).await.expect("it stops");
     server.stop().await;
 }

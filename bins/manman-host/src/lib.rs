@@ -308,7 +308,11 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Driver errors may quote MANMAN_POSTGRES_URL or MANMAN_RABBITMQ_URL.
+            eprintln!(
+                "error: {}",
+                manman_logging::redact_url_passwords(&format!("{e:#}"))
+            );
             ExitCode::from(2)
         }
     }

@@ -275,7 +275,11 @@ pub fn main() -> ExitCode {
             ExitCode::from(3)
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Driver errors may quote MANMAN_RABBITMQ_URL.
+            eprintln!(
+                "error: {}",
+                manman_logging::redact_url_passwords(&format!("{e:#}"))
+            );
             ExitCode::FAILURE
         }
     }

@@ -1,6 +1,8 @@
 //! The `manman` command line: `up`, and client subcommands that talk to a host.
 
+use crate::local_admin;
 use crate::login::{self, SavedLogin};
+use crate::terminal_text::escape_controls;
 use crate::up::{self, UpOptions};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
@@ -35,7 +37,8 @@ pub struct Cli {
     /// The bearer token to send (an operator token).
     #[arg(long, global = true, env = "MANMAN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Where to read the token when none is given: `manman up` keeps its admin token there.
+    /// Where to read the token when none is given: `manman up` keeps its admin token there, and
+    /// the host it belongs to beside it (`admin-token.host`); it is sent to that host only.
     #[arg(
         long,
         global = true,
@@ -200,9 +203,38 @@ pub struct UpArgs {
         long,
         env = "MANMAN_STORE",
         default_value = "sqlite",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = StoreParser
     )]
     pub store: crate::up::StoreChoice,
+}
+
+/// Parses `--store` like [`up::StoreChoice`]'s `FromStr`, but refuses without clap's usual
+/// "invalid value '<the input>'", which would print a URL's password.
+#[derive(Debug, Clone, Copy)]
+struct StoreParser;
+
+impl clap::builder::TypedValueParser for StoreParser {
+    type Value = up::StoreChoice;
+
+    fn parse_ref(
+        &self,
+        command: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        let refuse = |message: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("--store (MANMAN_STORE): {message}\n"),
+            )
+            .with_cmd(command)
+        };
+        let text = value.to_str().ok_or_else(|| {
+            refuse("is not UTF-8: use memory, sqlite, sqlite:PATH or postgres://…".to_owned())
+        })?;
+        text.parse().map_err(refuse)
+    }
 }
 
 /// Game subcommands.
@@ -272,10 +304,15 @@ pub enum ConfigCommand {
 /// Runs the command line; the error is printed by `main` (exit code 1).
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config_file = cli.config_file.clone().or_else(login::default_path);
-    // `manman up` talks to no host: a broken login file must not stop it.
-    let saved = match &config_file {
-        Some(path) if !matches!(cli.command, CliCommand::Up(_)) => login::load(path)?,
-        _ => None,
+    let saved = match (&config_file, &cli.command) {
+        // `manman up` talks to no host: a broken login file must not stop it.
+        (_, CliCommand::Up(_)) | (None, _) => None,
+        // `manman login` replaces a broken login file.
+        (Some(path), CliCommand::Login) => login::load(path).unwrap_or_else(|e| {
+            eprintln!("note: {e:#}; this login replaces it");
+            None
+        }),
+        (Some(path), _) => login::load(path)?,
     };
     let host = cli
         .host
@@ -283,7 +320,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         .or_else(|| saved.as_ref().map(|s| s.host.clone()))
         .unwrap_or_else(|| DEFAULT_HOST.to_owned());
     let mut client = Client::new(&host);
-    if let Some(token) = token(&cli, saved.as_ref(), &host)? {
+    if !matches!(cli.command, CliCommand::Up(_) | CliCommand::Login)
+        && let Some(token) = token(&cli, saved.as_ref(), &host)?
+    {
         client = client.with_token(token);
     }
     let json = cli.json;
@@ -500,7 +539,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         manman_core::console::ConsoleStream::Stderr => "!",
                         manman_core::console::ConsoleStream::Stdin => ">",
                     };
-                    format!("{:>6}{marker} {}\n", line.seq, line.text)
+                    // A game's line may hold escape sequences meant for our terminal.
+                    format!("{:>6}{marker} {}\n", line.seq, escape_controls(&line.text))
                 };
                 if let Err(e) = write_out(&text) {
                     // The reader went away (`| head`): stop following.
@@ -555,7 +595,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 const DEFAULT_HOST: &str = "http://127.0.0.1:8000";
 
 /// The token from `--token`/`MANMAN_TOKEN`, else the saved login's (for its host), else the
-/// token file when it exists.
+/// token file when it exists and belongs to `host` (an error when it belongs to another).
 fn token(cli: &Cli, saved: Option<&SavedLogin>, host: &str) -> anyhow::Result<Option<String>> {
     if let Some(token) = &cli.token {
         return Ok(Some(token.trim().to_owned()));
@@ -563,16 +603,7 @@ fn token(cli: &Cli, saved: Option<&SavedLogin>, host: &str) -> anyhow::Result<Op
     if let Some(saved) = saved.filter(|s| s.host == host) {
         return Ok(Some(saved.token.clone()));
     }
-    match std::fs::read_to_string(&cli.token_file) {
-        Ok(token) => Ok(Some(token.trim().to_owned())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| {
-            format!(
-                "could not read the token file {} (MANMAN_TOKEN_FILE)",
-                cli.token_file.display()
-            )
-        }),
-    }
+    local_admin::token_for(host, &cli.token_file)
 }
 
 /// Writes to stdout; a reader that went away is an error to the caller, never a panic.
@@ -707,17 +738,22 @@ impl Drop for AbortOnDrop {
 async fn watch(client: &Client, json: bool) -> anyhow::Result<()> {
     let mut events = Box::pin(client.events().await?);
     while let Some(event) = events.next().await {
-        let event = event?;
-        let text = if json {
-            serde_json::to_string(&event)?
-        } else {
-            describe(&event)
-        };
+        let text = watch_line(&event?, json)?;
         if let Err(e) = write_out(&format!("{text}\n")) {
             return ignore_closed_pipe(e).map_err(Into::into);
         }
     }
     Ok(())
+}
+
+/// One event as `manman watch` prints it: JSON, or a line for people with control characters
+/// escaped (details and install stages come from workers and game servers).
+fn watch_line(event: &Event, json: bool) -> anyhow::Result<String> {
+    Ok(if json {
+        serde_json::to_string(event)?
+    } else {
+        escape_controls(&describe(event)).into_owned()
+    })
 }
 
 /// One event as a line for people.
@@ -893,7 +929,8 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     if admin.created {
         banner.push_str(&format!(
             "\nAn admin token was created and saved in {} (the `manman` command line reads it \
-             from there when run in this directory; elsewhere pass --token or MANMAN_TOKEN):\n\
+             from there when run in this directory, and sends it to this host only; elsewhere \
+             pass --token or MANMAN_TOKEN):\n\
              \x20 {}\n",
             admin.file.display(),
             admin.token
@@ -940,5 +977,31 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::watch_line;
+    use manman_core::event::{Event, StatusReport};
+    use manman_core::id::InstanceId;
+    use manman_core::status::{Cause, Entity, Status};
+
+    #[test]
+    fn watch_prints_control_characters_escaped_and_json_exactly() {
+        let event = Event::Status(
+            StatusReport::new(
+                Entity::Instance(InstanceId(1)),
+                Status::Crashed,
+                Cause::Exited,
+                chrono::Utc::now(),
+            )
+            .with_detail("exited: \u{1b}]0;pwned\u{7}"),
+        );
+        let line = watch_line(&event, false).expect("text");
+        assert!(line.ends_with("exited: \\x1b]0;pwned\\x07"), "{line:?}");
+        let json = watch_line(&event, true).expect("json");
+        let parsed: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+        assert_eq!(parsed["detail"], "exited: \u{1b}]0;pwned\u{7}");
     }
 }

@@ -5,6 +5,8 @@ pub mod cli;
 pub mod demo;
 pub mod local_admin;
 pub mod login;
+pub mod private_file;
+pub mod terminal_text;
 pub mod up;
 
 use clap::Parser;
@@ -54,7 +56,11 @@ pub fn main_from(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Errors may quote a URL given to `--store` (or a driver's message about it).
+            eprintln!(
+                "error: {}",
+                manman_logging::redact_url_passwords(&format!("{e:#}"))
+            );
             ExitCode::FAILURE
         }
     }

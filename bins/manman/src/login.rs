@@ -2,10 +2,9 @@
 //! its owner can read (`MANMAN_CONFIG_FILE`, else `$XDG_CONFIG_HOME/manman/config.json`, else
 //! `~/.config/manman/config.json`).
 
+use crate::private_file;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// A saved login.
@@ -48,20 +47,14 @@ pub fn load(path: &Path) -> anyhow::Result<Option<SavedLogin>> {
     }
 }
 
-/// Saves a login (mode 0600), replacing an earlier one.
+/// Saves a login (mode 0600, also over an earlier file of a wider mode), replacing an earlier
+/// one, broken or not.
 pub fn save(path: &Path, login: &SavedLogin) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("could not create {}", dir.display()))?;
     }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("could not write {}", path.display()))?;
-    file.write_all(&serde_json::to_vec_pretty(login)?)
+    private_file::write(path, &serde_json::to_vec_pretty(login)?)
         .with_context(|| format!("could not write {}", path.display()))?;
     Ok(())
 }

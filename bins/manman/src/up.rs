@@ -3,6 +3,7 @@
 
 use crate::demo;
 use crate::local_admin::{self, LocalAdmin};
+use crate::private_file;
 use anyhow::Context;
 use manman_core::bus::Bus;
 use manman_core::host::{HostService, LocalHostApi};
@@ -44,8 +45,8 @@ pub struct UpOptions {
     pub store: StoreChoice,
 }
 
-/// The store of `manman up`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The store of `manman up`. Its `Debug` hides a PostgreSQL URL's password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreChoice {
     /// In memory: gone at exit.
     Memory,
@@ -55,10 +56,24 @@ pub enum StoreChoice {
     Postgres(String),
 }
 
+impl std::fmt::Debug for StoreChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Memory => f.write_str("Memory"),
+            Self::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            Self::Postgres(url) => f
+                .debug_tuple("Postgres")
+                .field(&manman_logging::redact_url_passwords(url))
+                .finish(),
+        }
+    }
+}
+
 impl std::str::FromStr for StoreChoice {
     type Err = String;
 
-    /// `memory`, `sqlite` (the file in the data dir), `sqlite:PATH`, or `postgres://…`.
+    /// `memory`, `sqlite` (the file in the data dir), `sqlite:PATH`, or `postgres://…`. The
+    /// refusal quotes the input with any URL password hidden.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "memory" | "memory://" => Ok(Self::Memory),
@@ -71,7 +86,8 @@ impl std::str::FromStr for StoreChoice {
                     path.trim_start_matches("//"),
                 )))),
                 _ => Err(format!(
-                    "{s:?} is not a store: use memory, sqlite, sqlite:PATH or postgres://…"
+                    "{:?} is not a store: use memory, sqlite, sqlite:PATH or postgres://…",
+                    manman_logging::redact_url_passwords(s)
                 )),
             },
         }
@@ -87,6 +103,9 @@ async fn open_store(
         StoreChoice::Memory => (Store::from_adapter(MemoryStore::new()), None),
         StoreChoice::Sqlite(path) => {
             let path = path.clone().unwrap_or_else(|| data_dir.join("manman.db"));
+            // Created 0600 before SQLite opens it: its -wal and -shm files take its mode.
+            private_file::create_or_restrict(&path)
+                .with_context(|| format!("the store {}", path.display()))?;
             let sqlite = SqliteStore::open(&SqliteSettings::new(&path))
                 .await
                 .with_context(|| format!("the store {}", path.display()))?;
@@ -94,9 +113,16 @@ async fn open_store(
                 .migrate()
                 .await
                 .with_context(|| format!("the store {}", path.display()))?;
+            // Those SQLite made before the database was private (an earlier version).
+            for suffix in ["-wal", "-shm"] {
+                let companion = private_file::with_suffix(&path, suffix);
+                private_file::restrict(&companion)
+                    .with_context(|| format!("the store {}", companion.display()))?;
+            }
             (Store::from_adapter(sqlite.clone()), Some(sqlite))
         }
         StoreChoice::Postgres(url) => {
+            // The driver's errors may quote the URL: `main` redacts what it prints.
             let pg = PgStore::connect(&PgSettings::new(url))
                 .await
                 .context("--store")?;
@@ -146,14 +172,15 @@ pub async fn start(options: UpOptions) -> anyhow::Result<Running> {
         .context("could not declare the message topology")?;
     let (store, sqlite) = open_store(&options.store, &data_dir).await?;
     let clock = Arc::new(SystemClock);
-    let host = HostService::new(store, bus.clone(), clock.clone());
+    let host = HostService::new(store, bus.clone(), clock.clone())
+        .with_embedded_worker(&options.worker_name);
     if let Some(executable) = &options.demo_executable {
         demo::install(&host, &data_dir, executable).await?;
     }
     let server = HostServer::start(host.clone(), ServeOptions::new(options.bind)).await.with_context(|| {
         format!("could not listen on {}: is another `manman up` running? choose another address with --bind", options.bind)
     })?;
-    let admin = match local_admin::ensure(server.auth(), &data_dir).await {
+    let admin = match local_admin::ensure(server.auth(), &data_dir, server.addr()).await {
         Ok(admin) => admin,
         Err(e) => {
             server.stop().await;

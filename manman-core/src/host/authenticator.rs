@@ -1,6 +1,7 @@
 //! [`Authenticator`]: who is calling. Operator tokens are looked up by the hash of their
 //! secret (and remembered for [`CACHE_TTL`]); worker tokens are signed by the host and checked
-//! without the store.
+//! without the store, and the routes that need it ask
+//! [`Authenticator::check_worker_credential`] whether their credentials were revoked since.
 
 use super::HostError;
 use crate::auth::{ApiToken, Caller, Scope, Secret, SecretHash, WorkerCredential};
@@ -18,8 +19,9 @@ use std::time::{Duration, Instant};
 /// How long a worker token lasts; the worker exchanges its credentials again before then.
 pub const WORKER_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
 /// How long a checked operator token is remembered: a token revoked on another host replica
-/// stops working within this time (at once on the replica that revoked it).
-pub const CACHE_TTL: Duration = Duration::from_secs(5);
+/// stops working within this time (at once on the replica that revoked it). Under 5 s, so a
+/// stream that checks its token again every second ends within 5 s of a revocation anywhere.
+pub const CACHE_TTL: Duration = Duration::from_secs(4);
 /// Operator tokens remembered at most; the memory is cleared when it is full.
 const CACHE_CAPACITY: usize = 10_000;
 /// Worker tokens start with this, operator tokens do not.
@@ -84,13 +86,22 @@ struct Claims {
     exp: i64,
 }
 
+/// Operator tokens checked lately, and how many revocations this replica has made. A lookup
+/// remembers its answer only if no revocation happened since it began: a token read from the
+/// store just before its revocation is never put back after the revocation cleared it.
+#[derive(Default)]
+struct TokenCache {
+    entries: HashMap<SecretHash, (Caller, Instant)>,
+    revocations: u64,
+}
+
 /// Authenticates callers and manages tokens and worker credentials.
 #[derive(Clone)]
 pub struct Authenticator {
     credentials: Arc<dyn CredentialRepository>,
     clock: Arc<dyn Clock>,
     key: SigningKey,
-    cache: Arc<Mutex<HashMap<SecretHash, (Caller, Instant)>>>,
+    cache: Arc<Mutex<TokenCache>>,
 }
 
 impl fmt::Debug for Authenticator {
@@ -126,9 +137,17 @@ impl Authenticator {
             return self.verify_worker_token(token);
         }
         let hash = SecretHash::of(bearer);
-        if let Some(caller) = self.cached(&hash) {
-            return Ok(caller);
-        }
+        let revocations = {
+            let cache = self.cache();
+            let cached = cache
+                .entries
+                .get(&hash)
+                .filter(|(_, at)| at.elapsed() < CACHE_TTL);
+            if let Some((caller, _)) = cached {
+                return Ok(caller.clone());
+            }
+            cache.revocations
+        };
         let token = self
             .credentials
             .token_by_hash(&hash)
@@ -150,20 +169,20 @@ impl Authenticator {
             name: token.name,
             scope: token.scope,
         };
-        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        if cache.len() >= CACHE_CAPACITY {
-            cache.clear();
+        let mut cache = self.cache();
+        // A revocation since the lookup began may concern this token: answer, but do not
+        // remember (the next request reads the store again).
+        if cache.revocations == revocations {
+            if cache.entries.len() >= CACHE_CAPACITY {
+                cache.entries.clear();
+            }
+            cache.entries.insert(hash, (caller.clone(), Instant::now()));
         }
-        cache.insert(hash, (caller.clone(), Instant::now()));
         Ok(caller)
     }
 
-    fn cached(&self, hash: &SecretHash) -> Option<Caller> {
-        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        cache
-            .get(hash)
-            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
-            .map(|(caller, _)| caller.clone())
+    fn cache(&self) -> std::sync::MutexGuard<'_, TokenCache> {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A new operator token; the secret is shown once, here.
@@ -186,13 +205,29 @@ impl Authenticator {
         Ok(self.credentials.list_tokens().await?)
     }
 
-    /// Revokes a token; on this replica it stops working at once.
+    /// Revokes a token; on this replica it stops working at once. The last unrevoked admin
+    /// token is not revoked (`Conflict`): nobody could manage tokens any more.
     pub async fn revoke_token(&self, id: TokenId) -> Result<ApiToken, HostError> {
+        let tokens = self.credentials.list_tokens().await?;
+        let is_last_admin = tokens
+            .iter()
+            .any(|t| t.id == id && t.scope == Scope::Admin && t.revoked_at.is_none())
+            && !tokens
+                .iter()
+                .any(|t| t.id != id && t.scope == Scope::Admin && t.revoked_at.is_none());
+        if is_last_admin {
+            return Err(HostError::conflict(
+                &id,
+                "is the last unrevoked admin token: create another admin token first \
+                 (`manman tokens create NAME --scope admin`), then revoke this one with it",
+            ));
+        }
         let token = self.credentials.revoke_token(id, self.clock.now()).await?;
-        self.cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|_, (caller, _)| !matches!(caller, Caller::Operator { token_id, .. } if *token_id == id));
+        let mut cache = self.cache();
+        cache.revocations += 1;
+        cache.entries.retain(
+            |_, (caller, _)| !matches!(caller, Caller::Operator { token_id, .. } if *token_id == id),
+        );
         Ok(token)
     }
 
@@ -216,8 +251,9 @@ impl Authenticator {
         Ok(self.credentials.list_worker_credentials().await?)
     }
 
-    /// Revokes worker credentials: they are not exchanged again (tokens already given out run
-    /// to their expiry, at most [`WORKER_TOKEN_TTL`]).
+    /// Revokes worker credentials: they are not exchanged again, and the tokens already given
+    /// out are refused by the routes that call [`Self::check_worker_credential`] (register,
+    /// heartbeat, config fetch).
     pub async fn revoke_worker_credential(
         &self,
         client_id: &str,
@@ -226,6 +262,30 @@ impl Authenticator {
             .credentials
             .revoke_worker_credential(client_id, self.clock.now())
             .await?)
+    }
+
+    /// Whether the credentials a worker token was given for (its `client_id`) still stand:
+    /// `Unauthenticated`, naming the revocation, when they were revoked or are gone. One read of
+    /// the store by its key; the worker routes call it at each request, so a revocation takes
+    /// effect at the worker's next heartbeat.
+    pub async fn check_worker_credential(&self, client_id: &str) -> Result<(), HostError> {
+        match self.credentials.worker_credential(client_id).await? {
+            Some((credential, _)) => match credential.revoked_at {
+                None => Ok(()),
+                Some(at) => Err(unauthenticated(format!(
+                    "the worker credentials {client_id:?} (worker {:?}) were revoked at {}: \
+                     this worker token no longer works; have an admin create new credentials \
+                     (`manman credentials create {}`) and restart the worker with them",
+                    credential.worker_name,
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    credential.worker_name
+                ))),
+            },
+            None => Err(unauthenticated(format!(
+                "the worker credentials {client_id:?} this token was given for no longer exist: \
+                 have an admin create new ones (`manman credentials create <name>`)"
+            ))),
+        }
     }
 
     /// A signed worker token for valid, unrevoked credentials.
@@ -337,17 +397,13 @@ impl Authenticator {
     }
 }
 
-/// Token and worker names: 1 to 64 characters, no control characters.
+/// Token names and the worker names of credentials follow the rules of worker names
+/// ([`crate::validation::check_name`]), so credentials made for a name a worker could never
+/// register under are refused at creation.
 fn check_name(field: &str, name: &str) -> Result<(), HostError> {
-    if name.trim().is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
-        return Err(HostError::Invalid(
-            crate::validation::ValidationError::field(
-                field,
-                "must be 1 to 64 characters, without control characters",
-            ),
-        ));
-    }
-    Ok(())
+    let mut errors = crate::validation::ValidationError::default();
+    crate::validation::check_name(&mut errors, field, name);
+    Ok(errors.into_result()?)
 }
 
 #[cfg(test)]
@@ -355,6 +411,135 @@ mod tests {
     use super::*;
     use crate::memory::MemoryStore;
     use crate::ports::SystemClock;
+
+    /// The memory store, whose next token lookup (once asked to) reads the store, says so, and
+    /// waits to be released before it answers: a revocation can be put exactly between the
+    /// read and the answer.
+    #[derive(Debug, Default)]
+    struct PausingLookups {
+        inner: MemoryStore,
+        pause_next: std::sync::atomic::AtomicBool,
+        looked_up: tokio::sync::Notify,
+        release: tokio::sync::Notify,
+    }
+
+    #[async_trait::async_trait]
+    impl CredentialRepository for PausingLookups {
+        async fn create_token(
+            &self,
+            name: &str,
+            scope: Scope,
+            hash: &SecretHash,
+            at: DateTime<Utc>,
+        ) -> Result<ApiToken, crate::ports::StoreError> {
+            self.inner.create_token(name, scope, hash, at).await
+        }
+        async fn token_by_hash(
+            &self,
+            hash: &SecretHash,
+        ) -> Result<Option<ApiToken>, crate::ports::StoreError> {
+            let found = self.inner.token_by_hash(hash).await;
+            if self
+                .pause_next
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                self.looked_up.notify_one();
+                self.release.notified().await;
+            }
+            found
+        }
+        async fn list_tokens(&self) -> Result<Vec<ApiToken>, crate::ports::StoreError> {
+            self.inner.list_tokens().await
+        }
+        async fn revoke_token(
+            &self,
+            id: TokenId,
+            at: DateTime<Utc>,
+        ) -> Result<ApiToken, crate::ports::StoreError> {
+            self.inner.revoke_token(id, at).await
+        }
+        async fn create_worker_credential(
+            &self,
+            client_id: &str,
+            worker_name: &str,
+            secret_hash: &SecretHash,
+            at: DateTime<Utc>,
+        ) -> Result<WorkerCredential, crate::ports::StoreError> {
+            self.inner
+                .create_worker_credential(client_id, worker_name, secret_hash, at)
+                .await
+        }
+        async fn worker_credential(
+            &self,
+            client_id: &str,
+        ) -> Result<Option<(WorkerCredential, SecretHash)>, crate::ports::StoreError> {
+            self.inner.worker_credential(client_id).await
+        }
+        async fn list_worker_credentials(
+            &self,
+        ) -> Result<Vec<WorkerCredential>, crate::ports::StoreError> {
+            self.inner.list_worker_credentials().await
+        }
+        async fn revoke_worker_credential(
+            &self,
+            client_id: &str,
+            at: DateTime<Utc>,
+        ) -> Result<WorkerCredential, crate::ports::StoreError> {
+            self.inner.revoke_worker_credential(client_id, at).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_revoked_while_it_is_looked_up_is_not_put_back_in_the_cache() {
+        let store = Arc::new(PausingLookups::default());
+        let auth = Authenticator::new(store.clone(), Arc::new(SystemClock), SigningKey::random());
+        let (token, secret) = auth.create_token("ci", Scope::Read).await.unwrap();
+        store
+            .pause_next
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let lookup = tokio::spawn({
+            let auth = auth.clone();
+            let secret = secret.expose().to_owned();
+            async move { auth.authenticate(&secret).await }
+        });
+        // The lookup has read the token, not revoked yet; now it is revoked, then answered.
+        store.looked_up.notified().await;
+        auth.revoke_token(token.id).await.unwrap();
+        store.release.notify_one();
+        assert!(
+            lookup.await.unwrap().is_ok(),
+            "the request that began before the revocation is answered as read"
+        );
+        let refused = auth.authenticate(secret.expose()).await.unwrap_err();
+        assert!(
+            refused.to_string().contains("revoked"),
+            "the stale answer was not remembered: {refused}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_worker_credential_check_names_the_revocation() {
+        let auth = authenticator(SigningKey::random());
+        let (credential, _) = auth.create_worker_credential("box-1").await.unwrap();
+        auth.check_worker_credential(&credential.client_id)
+            .await
+            .unwrap();
+        auth.revoke_worker_credential(&credential.client_id)
+            .await
+            .unwrap();
+        let refused = auth
+            .check_worker_credential(&credential.client_id)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, HostError::Unauthenticated { detail } if detail.contains("revoked") && detail.contains(&credential.client_id)),
+            "{refused}"
+        );
+        assert!(matches!(
+            auth.check_worker_credential("mmc_unknown").await,
+            Err(HostError::Unauthenticated { .. })
+        ));
+    }
 
     fn authenticator(key: SigningKey) -> Authenticator {
         Authenticator::new(Arc::new(MemoryStore::new()), Arc::new(SystemClock), key)

@@ -78,6 +78,7 @@ pub struct HostService {
     bus: Bus,
     clock: Arc<dyn Clock>,
     command_ttl: chrono::Duration,
+    embedded_worker: Option<String>,
 }
 
 impl HostService {
@@ -88,7 +89,15 @@ impl HostService {
             bus,
             clock,
             command_ttl: crate::command::DEFAULT_COMMAND_TTL,
+            embedded_worker: None,
         }
+    }
+
+    /// Names the worker that runs in this host's own process (`manman up`'s): shutting it
+    /// down would take the API down with it, so [`Self::shutdown_worker`] refuses it.
+    pub fn with_embedded_worker(mut self, name: impl Into<String>) -> Self {
+        self.embedded_worker = Some(name.into());
+        self
     }
 
     /// How long a command stays deliverable (default 60 s); then it is dead-lettered and
@@ -242,13 +251,24 @@ impl HostService {
         Ok(self.store.workers.get_worker(id).await?)
     }
 
-    /// Asks a worker to stop every instance and exit.
+    /// Asks a worker to stop every instance and exit. The embedded worker (see
+    /// [`Self::with_embedded_worker`]) and workers that are not live are a `Conflict`.
     pub async fn shutdown_worker(
         &self,
         id: WorkerId,
         origin: impl Into<Origin>,
     ) -> Result<Uuid, HostError> {
         let worker = self.store.workers.get_worker(id).await?;
+        if self.embedded_worker.as_deref() == Some(worker.name.as_str()) {
+            return Err(HostError::conflict(
+                &id,
+                format!(
+                    "is {:?}, the worker inside this host's own process (`manman up`): shutting \
+                     it down would stop the API too; stop `manman up` instead (Ctrl-C or SIGTERM)",
+                    worker.name
+                ),
+            ));
+        }
         if !worker.status.is_live() {
             return Err(HostError::conflict(
                 &id,

@@ -1,7 +1,8 @@
-//! Games and configs.
+//! Games and configs: every token reads them (`read`); only admins define what runs (`admin`):
+//! create, change, delete.
 
 use crate::api::ApiState;
-use crate::auth::{Access, OperateScope, ReadScope};
+use crate::auth::{Access, AdminScope, ReadScope};
 use crate::extract::{ApiJson, ApiPath};
 use crate::problem::ApiError;
 use axum::Json;
@@ -19,14 +20,14 @@ use manman_core::id::{ConfigId, GameServerId};
     responses(
         (status = 201, description = "created", body = GameServer),
         (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin token: games and configs are defined by admins", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "a conflict; the detail says which", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "a field fails validation (`errors` names it)", body = crate::problem::Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = [])),
 )]
 pub(crate) async fn create_game(
-    _access: Access<OperateScope>,
+    _access: Access<AdminScope>,
     State(state): State<ApiState>,
     ApiJson(game): ApiJson<NewGameServer>,
 ) -> Result<(StatusCode, Json<GameServer>), ApiError> {
@@ -82,7 +83,7 @@ pub(crate) async fn get_game(
     responses(
         (status = 201, description = "created", body = GameServerConfig),
         (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin token: games and configs are defined by admins", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "a conflict; the detail says which", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "a field fails validation (`errors` names it)", body = crate::problem::Problem, content_type = "application/problem+json")
@@ -90,7 +91,7 @@ pub(crate) async fn get_game(
     security(("bearer" = [])),
 )]
 pub(crate) async fn create_config(
-    _access: Access<OperateScope>,
+    _access: Access<AdminScope>,
     State(state): State<ApiState>,
     ApiPath(game): ApiPath<GameServerId>,
     ApiJson(spec): ApiJson<ConfigSpec>,
@@ -167,7 +168,7 @@ pub(crate) async fn get_config(
     responses(
         (status = 200, description = "updated", body = GameServer),
         (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin token: games and configs are defined by admins", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "a conflict; the detail says which", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "a field fails validation (`errors` names it)", body = crate::problem::Problem, content_type = "application/problem+json")
@@ -175,7 +176,7 @@ pub(crate) async fn get_config(
     security(("bearer" = [])),
 )]
 pub(crate) async fn update_game(
-    _access: Access<OperateScope>,
+    _access: Access<AdminScope>,
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<GameServerId>,
     ApiJson(game): ApiJson<NewGameServer>,
@@ -192,14 +193,14 @@ pub(crate) async fn update_game(
     responses(
         (status = 204, description = "deleted"),
         (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin token: games and configs are defined by admins", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "it still has configs (named)", body = crate::problem::Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = [])),
 )]
 pub(crate) async fn delete_game(
-    _access: Access<OperateScope>,
+    _access: Access<AdminScope>,
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<GameServerId>,
 ) -> Result<StatusCode, ApiError> {
@@ -216,7 +217,7 @@ pub(crate) async fn delete_game(
     responses(
         (status = 200, description = "updated; later starts use it", body = GameServerConfig),
         (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin token: games and configs are defined by admins", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "a conflict; the detail says which", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "a field fails validation (`errors` names it)", body = crate::problem::Problem, content_type = "application/problem+json")
@@ -224,7 +225,7 @@ pub(crate) async fn delete_game(
     security(("bearer" = [])),
 )]
 pub(crate) async fn update_config(
-    _access: Access<OperateScope>,
+    _access: Access<AdminScope>,
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<ConfigId>,
     ApiJson(spec): ApiJson<ConfigSpec>,
@@ -242,14 +243,14 @@ pub(crate) async fn update_config(
     responses(
         (status = 204, description = "deleted with its ended instances' records"),
         (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin token: games and configs are defined by admins", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "an instance of it is active (named)", body = crate::problem::Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = [])),
 )]
 pub(crate) async fn delete_config(
-    _access: Access<OperateScope>,
+    _access: Access<AdminScope>,
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<ConfigId>,
 ) -> Result<StatusCode, ApiError> {

@@ -1,4 +1,5 @@
-//! Operator tokens (`admin`): create (the secret is shown once), list, revoke.
+//! Operator tokens (`admin`): create (the secret is shown once), list, revoke (never the last
+//! unrevoked admin token).
 
 use crate::api::ApiState;
 use crate::auth::{Access, AdminScope};
@@ -40,7 +41,7 @@ pub struct CreatedToken {
         (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "a conflict; the detail says which", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "a field fails validation (`errors` names it)", body = crate::problem::Problem, content_type = "application/problem+json")
+        (status = 422, description = "a field fails validation (`errors` names it): the name follows the rules of worker names", body = crate::problem::Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = [])),
 )]
@@ -87,7 +88,8 @@ pub(crate) async fn list(
         (status = 200, description = "revoked", body = ApiToken),
         (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json")
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "it is the last unrevoked admin token: create another admin token first", body = crate::problem::Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = [])),
 )]

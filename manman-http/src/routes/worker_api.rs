@@ -1,7 +1,9 @@
 //! The worker-facing routes under `/api/v1/worker`: register, heartbeat, config fetch. Each
 //! needs a worker token, and a worker acts for itself only: registering under another name,
 //! heartbeating as another worker (whose instances the heartbeat would reconcile) or fetching a
-//! config none of its instances runs is refused (403).
+//! config none of its instances runs is refused (403). A token whose credentials were revoked
+//! after it was made is refused (401, naming the revocation), so a revoked worker stops at its
+//! next heartbeat ([`WorkerAccess`] asks the store).
 
 use crate::api::ApiState;
 use crate::auth::WorkerAccess;
@@ -23,7 +25,7 @@ use manman_core::worker::{Heartbeat, Registered, WorkerRegistration};
     request_body = WorkerRegistration,
     responses(
         (status = 200, description = "registered: a new epoch", body = Registered),
-        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid worker token, or its credentials were revoked (the detail says so)", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 403, description = "not this worker token's name", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "a field fails validation (`errors` names it)", body = crate::problem::Problem, content_type = "application/problem+json")
     ),
@@ -46,7 +48,7 @@ pub(crate) async fn register(
     request_body = Heartbeat,
     responses(
         (status = 204, description = "recorded"),
-        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid worker token, or its credentials were revoked (the detail says so)", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 403, description = "another worker's heartbeat", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "superseded by a newer registration", body = crate::problem::Problem, content_type = "application/problem+json")
@@ -71,7 +73,7 @@ pub(crate) async fn heartbeat(
     params(("id" = i64, Path, description = "the config")),
     responses(
         (status = 200, description = "the config and its game", body = ConfigBundle),
-        (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid worker token, or its credentials were revoked (the detail says so)", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 403, description = "none of this worker's instances runs it", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json")
     ),

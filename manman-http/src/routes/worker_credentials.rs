@@ -50,7 +50,7 @@ pub struct TokenRequest {
         (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "a conflict; the detail says which", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "a field fails validation (`errors` names it)", body = crate::problem::Problem, content_type = "application/problem+json")
+        (status = 422, description = "a field fails validation (`errors` names it): `worker_name` follows the rules of worker names", body = crate::problem::Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = [])),
 )]

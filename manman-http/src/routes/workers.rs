@@ -1,7 +1,8 @@
-//! Workers: list, get, shutdown, history.
+//! Workers: list, get, history (`read`), shutdown (`admin`; never the embedded worker of
+//! `manman up`, whose shutdown would stop the API).
 
 use crate::api::{ApiState, CommandAccepted};
-use crate::auth::{Access, OperateScope, ReadScope};
+use crate::auth::{Access, AdminScope, ReadScope};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::problem::ApiError;
 use crate::routes::instances::HistoryQuery;
@@ -57,14 +58,14 @@ pub(crate) async fn get_worker(
     responses(
         (status = 202, description = "the shutdown command", body = CommandAccepted),
         (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "the token may not do this", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin token: shutting a worker down needs `admin`", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "it is not running", body = crate::problem::Problem, content_type = "application/problem+json")
+        (status = 409, description = "it is not running, or it is the worker inside `manman up` (stop `manman up` instead)", body = crate::problem::Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = [])),
 )]
 pub(crate) async fn shutdown(
-    access: Access<OperateScope>,
+    access: Access<AdminScope>,
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<WorkerId>,
 ) -> Result<(StatusCode, Json<CommandAccepted>), ApiError> {
