@@ -17,7 +17,7 @@ pub fn check_relative(path: &str) -> Result<(), String> {
     if path.is_empty() {
         return Err("must not be empty: give a path relative to the game's directory".to_owned());
     }
-    if let Some(c) = path.chars().find(|c| c.is_control()) {
+    if let Some(c) = path.chars().find(|c| is_control_or_bidi(*c)) {
         return Err(format!(
             "must not contain control characters ({:?} found): use a plain path",
             c.escape_default().to_string()
@@ -39,6 +39,16 @@ pub fn check_relative(path: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Control characters, and the invisible marks that reorder text (a path shown with a
+/// right-to-left override reads as another path).
+fn is_control_or_bidi(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}'
+        )
 }
 
 /// Why a path was refused.

@@ -16,6 +16,14 @@ use std::collections::BTreeMap;
 pub const LIBRARY_PATH: &str = "LD_LIBRARY_PATH";
 /// The variable that names the directories programs are looked up in.
 pub const SEARCH_PATH: &str = "PATH";
+/// The variable that names the home directory: the game's directory unless a config names
+/// another inside it (programs read their start-up files from it).
+pub const HOME: &str = "HOME";
+
+/// The variables whose value names directories that must be the game's own (`:`-separated).
+pub fn names_directories(name: &str) -> bool {
+    matches!(name, SEARCH_PATH | LIBRARY_PATH | HOME)
+}
 /// What `{install_dir}` in a value stands for: the game's directory.
 pub const INSTALL_DIR: &str = "{install_dir}";
 
@@ -51,7 +59,17 @@ pub fn refused_name(name: &str) -> Option<&'static str> {
         || name.starts_with("LUA_INIT")
         || matches!(
             name,
-            "PERLLIB"
+            "WINESERVER"
+                | "WINELOADER"
+                | "WINEDLLPATH"
+                | "MONO_CONFIG"
+                | "MONO_PATH"
+                | "MONO_GAC_PREFIX"
+                | "DOTNET_ADDITIONAL_DEPS"
+                | "DOTNET_SHARED_STORE"
+                | "RUBYGEMS_GEMDEPS"
+                | "BASH_LOADABLES_PATH"
+                | "PERLLIB"
                 | "RUBYOPT"
                 | "RUBYLIB"
                 | "NODE_OPTIONS"
@@ -142,11 +160,11 @@ pub fn expand(
     vars: &BTreeMap<String, String>,
     install_dir: &str,
 ) -> Result<String, String> {
-    let value = value.replace(INSTALL_DIR, install_dir);
     let mut out = String::with_capacity(value.len());
-    for piece in pieces(&value) {
+    for piece in pieces(value) {
         match piece {
-            Piece::Text(text) => out.push_str(text),
+            // After the split: a `$` in the directory's name is not read as a reference.
+            Piece::Text(text) => out.push_str(&text.replace(INSTALL_DIR, install_dir)),
             Piece::Var(name) => out.push_str(vars.get(name).ok_or_else(|| name.to_owned())?),
         }
     }
@@ -154,8 +172,9 @@ pub fn expand(
 }
 
 /// Checks a config's `env` as text: names ([`refused_name`] and the `[A-Za-z_][A-Za-z0-9_]*`
-/// form), no NUL, no reference to a `MANMAN_` variable, and search paths that name only the
-/// game's directories (`{install_dir}/…` or relative, no `..`; `$PATH` in `PATH`).
+/// form), no NUL, no reference to a `MANMAN_` variable, and directories ([`names_directories`]:
+/// `PATH`, `LD_LIBRARY_PATH`, `HOME`) that are only the game's (`{install_dir}/…` or relative,
+/// no `..`; `$PATH` in `PATH`).
 pub fn check_config_env(errors: &mut ValidationError, env: &BTreeMap<String, String>) {
     for (name, value) in env {
         let field = format!("env.{name}");
@@ -187,7 +206,7 @@ pub fn check_config_env(errors: &mut ValidationError, env: &BTreeMap<String, Str
             );
             continue;
         }
-        if name == SEARCH_PATH || name == LIBRARY_PATH {
+        if names_directories(name) {
             for entry in value.split(':') {
                 if let Err(problem) = check_search_entry(name, entry) {
                     errors.push(&field, problem);
@@ -204,8 +223,8 @@ fn check_search_entry(name: &str, entry: &str) -> Result<(), String> {
         "PATH may name the game's directories ({install_dir}/… or a path relative to the \
          working dir) and $PATH, the worker's base PATH"
     } else {
-        "LD_LIBRARY_PATH may name only the game's directories ({install_dir}/… or a path \
-         relative to the working dir)"
+        "it may name only the game's directories ({install_dir}/… or a path relative to the \
+         working dir)"
     };
     if name == SEARCH_PATH && matches!(entry, "$PATH" | "${PATH}") {
         return Ok(());
@@ -286,6 +305,11 @@ mod tests {
         assert_eq!(e("{install_dir}/linux64").unwrap(), "/srv/cs2/linux64");
         assert_eq!(e("cost $$5 and $").unwrap(), "cost $5 and $");
         assert_eq!(e("$SECRET").unwrap_err(), "SECRET");
+        assert_eq!(
+            expand("{install_dir}/x", &vars, "/srv/a$HOME").unwrap(),
+            "/srv/a$HOME/x",
+            "a `$` in the directory's name is not a reference"
+        );
     }
 
     fn check(env: &[(&str, &str)]) -> Result<(), ValidationError> {
@@ -322,16 +346,13 @@ mod tests {
         refused(&[("S", "${MANMAN_X}")], "env.S");
         refused(&[("LD_LIBRARY_PATH", "/usr/lib")], "absolute");
         refused(&[("LD_LIBRARY_PATH", "{install_dir}/../x")], "..");
-        refused(
-            &[("LD_LIBRARY_PATH", "$HOME/lib")],
-            "LD_LIBRARY_PATH may name",
-        );
-        refused(
-            &[("LD_LIBRARY_PATH", "$LD_LIBRARY_PATH")],
-            "LD_LIBRARY_PATH may",
-        );
+        refused(&[("LD_LIBRARY_PATH", "$HOME/lib")], "may name only");
+        refused(&[("LD_LIBRARY_PATH", "$LD_LIBRARY_PATH")], "may name only");
         refused(&[("PATH", "/tmp/evil:$PATH")], "absolute");
         refused(&[("PATH", "{install_dir}x")], "PATH may name");
         refused(&[("1BAD", "x")], "env.1BAD");
+        refused(&[("HOME", "/tmp/x")], "env.HOME");
+        refused(&[("WINELOADER", "./x")], "env.WINELOADER");
+        assert!(check(&[("HOME", "{install_dir}/home")]).is_ok());
     }
 }

@@ -52,6 +52,37 @@ pub enum ManifestError {
     },
 }
 
+/// The largest manifest read: a real one is a few KiB.
+pub(crate) const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
+
+/// The text of a regular file at `path`, at most `limit` bytes: a symbolic link at its name is
+/// not followed, and anything but a regular file (a pipe, a device) is refused without waiting
+/// on it.
+fn read_plain_file(path: &Path, limit: u64) -> io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    if meta.len() > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} bytes, over the {limit} a manifest may have", meta.len()),
+        ));
+    }
+    let mut text = String::new();
+    file.take(limit).read_to_string(&mut text)?;
+    Ok(text)
+}
+
 impl AppManifest {
     /// Where SteamCMD writes the manifest of `app_id` installed in `dir`.
     pub fn path(dir: &Path, app_id: u32) -> PathBuf {
@@ -60,9 +91,17 @@ impl AppManifest {
     }
 
     /// Reads the manifest of `app_id` in `dir`; `None` when there is none.
+    ///
+    /// The install dir belongs to the game servers' user, who could put a link, a pipe or an
+    /// endless file where the manifest should be: it is read only as a plain file (a link at
+    /// its name is not followed, a pipe never waited on) of at most [`MAX_MANIFEST_BYTES`].
     pub async fn read(dir: &Path, app_id: u32) -> Result<Option<Self>, ManifestError> {
         let path = Self::path(dir, app_id);
-        match tokio::fs::read_to_string(&path).await {
+        let at = path.clone();
+        let read = tokio::task::spawn_blocking(move || read_plain_file(&at, MAX_MANIFEST_BYTES))
+            .await
+            .unwrap_or_else(|e| Err(io::Error::other(e)));
+        match read {
             Ok(text) => Self::parse(&text, &path).map(Some),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(ManifestError::Read { path, source }),
@@ -218,5 +257,51 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(m.build_id, "14396345");
+    }
+
+    #[tokio::test]
+    async fn only_a_plain_file_of_sane_size_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let steamapps = dir.path().join("steamapps");
+        std::fs::create_dir(&steamapps).unwrap();
+        let path = AppManifest::path(dir.path(), 896660);
+        assert!(
+            AppManifest::read(dir.path(), 896660)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        std::fs::write(&path, MANIFEST).unwrap();
+        assert!(
+            AppManifest::read(dir.path(), 896660)
+                .await
+                .unwrap()
+                .is_some()
+        );
+
+        // A link (to a secret, or to an endless device) is not followed.
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        assert!(matches!(
+            AppManifest::read(dir.path(), 896660).await,
+            Err(ManifestError::Read { .. })
+        ));
+        // A pipe is not waited on.
+        std::fs::remove_file(&path).unwrap();
+        let made = std::process::Command::new("mkfifo").arg(&path).status();
+        assert!(made.unwrap().success(), "mkfifo");
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            AppManifest::read(dir.path(), 896660),
+        )
+        .await
+        .expect("a pipe does not hang the read");
+        assert!(read.is_err());
+        // Nor is a file larger than any manifest read whole.
+        std::fs::remove_file(&path).unwrap();
+        let big = std::fs::File::create(&path).unwrap();
+        big.set_len(MAX_MANIFEST_BYTES + 1).unwrap();
+        let err = AppManifest::read(dir.path(), 896660).await.unwrap_err();
+        assert!(err.to_string().contains("over"), "{err}");
     }
 }

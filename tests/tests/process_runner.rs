@@ -233,3 +233,55 @@ async fn children_inherit_only_stdio_and_a_clean_environment() {
     );
     handle.wait().await;
 }
+
+/// Fields of `/proc/<pid>/stat` after the command name: state, ppid, pgrp, session, tty_nr, …
+fn stat_fields(pid: u32) -> Vec<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let after_name = &stat[stat.rfind(')').expect("a command name") + 2..];
+    after_name.split(' ').map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn a_server_has_a_session_of_its_own_and_no_terminal() {
+    let SpawnedProcess { handle, mut output } = spawn(&[]).await;
+    line_matching(&mut output, |l| l.text == "Server is ready").await;
+    let fields = stat_fields(handle.pid());
+    let pid = handle.pid().to_string();
+    assert_eq!(fields[2], pid, "its own process group");
+    assert_eq!(
+        fields[3], pid,
+        "its own session: it cannot reach the worker's terminal"
+    );
+    assert_eq!(fields[4], "0", "no controlling terminal");
+    kill(&handle).await;
+}
+
+#[tokio::test]
+async fn a_server_runs_as_its_user_without_supplementary_groups() {
+    if !manman_core::worker_service::running_as_root() {
+        eprintln!("skipped: only root can start a process as another user");
+        return;
+    }
+    let user = manman_core::worker_service::lookup_server_user("nobody").expect("nobody");
+    // The program where the user can reach it (the build directory may not be).
+    let dir = manman_test_support::game_files::reachable_tempdir();
+    let program = dir.path().join("fake-game-server");
+    manman_test_support::game_files::install_program(FAKE, &program);
+    let mut spec = spec(program.to_str().expect("a UTF-8 path"), &[]);
+    spec.user = Some(user.clone());
+    let SpawnedProcess { handle, mut output } =
+        TokioProcessRunner::new().spawn(&spec).await.expect("spawn");
+    line_matching(&mut output, |l| l.text == "Server is ready").await;
+    handle.write_line("whoami").expect("stdin");
+    let who = line_matching(&mut output, |l| l.text.starts_with("uid ")).await;
+    assert_eq!(
+        who.text,
+        format!("uid {} gid {} groups []", user.uid, user.gid)
+    );
+    assert_eq!(
+        stat_fields(handle.pid())[3],
+        handle.pid().to_string(),
+        "switching users keeps the session of its own"
+    );
+    kill(&handle).await;
+}

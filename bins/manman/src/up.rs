@@ -13,7 +13,7 @@ use manman_core::process::TokioProcessRunner;
 use manman_core::status::Status;
 use manman_core::store::Store;
 use manman_core::worker_service::{
-    InstallerByType, WorkerExit, WorkerService, WorkerSettings, keep_private,
+    InstallerByType, WorkerExit, WorkerService, WorkerSettings, keep_private, running_as_root,
 };
 use manman_http::{HostServer, ServeOptions};
 use manman_pg::{PgSettings, PgStore};
@@ -154,6 +154,13 @@ pub async fn start(options: UpOptions) -> anyhow::Result<Running> {
     // memory or environment (the admin token, store URLs) through /proc.
     if let Err(e) = keep_private() {
         tracing::warn!(error = %e, "could not make this process non-dumpable");
+    }
+    if !running_as_root() {
+        tracing::warn!(
+            "game servers run as your own user: they can read what you can, the data \
+             directory's admin token and database included; run only games you trust this way \
+             (as root, or with deploy/manman-worker.service, they run as an unprivileged user)"
+        );
     }
     let data_dir = std::path::absolute(&options.data_dir).with_context(|| {
         format!(

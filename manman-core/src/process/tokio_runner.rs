@@ -61,12 +61,17 @@ impl TokioProcessRunner {
     }
 }
 
-/// Runs in the child between fork and exec: closes the worker's other descriptors at exec and
-/// sets the parent-death signal.
+/// Runs in the child between fork and exec: starts a session of its own (its own process group,
+/// no controlling terminal), closes the worker's other descriptors at exec and sets the
+/// parent-death signal.
 #[allow(unsafe_code)]
 fn isolate_child(command: &mut Command, die_with_worker: bool) {
     let worker = nix::unistd::getpid();
     let hook = move || -> std::io::Result<()> {
+        // A session of its own (and so a process group of its own, whose id is its pid): no
+        // controlling terminal, so a server cannot read from, write to or push keystrokes
+        // (TIOCSTI) into the terminal of whoever started the worker.
+        nix::unistd::setsid()?;
         mark_inherited_fds_cloexec();
         #[cfg(target_os = "linux")]
         if die_with_worker {
@@ -81,8 +86,8 @@ fn isolate_child(command: &mut Command, die_with_worker: bool) {
         Ok(())
     };
     // SAFETY: the hook runs in the forked child, where only async-signal-safe calls are
-    // allowed. It makes only system calls (close_range or fcntl, prctl, getppid), allocates
-    // nothing and takes no lock.
+    // allowed. It makes only system calls (setsid, close_range or fcntl, prctl, getppid),
+    // allocates nothing and takes no lock.
     unsafe {
         command.pre_exec(hook);
     }
@@ -131,7 +136,6 @@ impl ProcessRunner for TokioProcessRunner {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
             .kill_on_drop(self.die_with_worker);
         if let Some(user) = &spec.user {
             // The standard library drops every supplementary group before it sets the ids, and

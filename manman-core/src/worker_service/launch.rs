@@ -5,7 +5,7 @@
 
 use crate::config::GameServerConfig;
 use crate::confined_path::{ConfinedPath, ConfinementError};
-use crate::game_env::{self, LIBRARY_PATH, SEARCH_PATH};
+use crate::game_env::{self, SEARCH_PATH};
 use crate::ports::{ProcessSpec, ProcessUser};
 use crate::validation::ValidationError;
 use std::collections::BTreeMap;
@@ -168,7 +168,7 @@ pub fn process_spec(
                  pass), or remove the reference"
             ))
         })?;
-        if name == SEARCH_PATH || name == LIBRARY_PATH {
+        if game_env::names_directories(name) {
             for entry in value.split(':') {
                 let worker_own = name == SEARCH_PATH && base_path.iter().any(|p| p == entry);
                 if !worker_own && !game_dir.holds(cwd.as_path(), entry) {

@@ -8,6 +8,7 @@ use nix::unistd::{Uid, User};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// The user game servers run as when the worker runs as root and no other is configured.
 pub const DEFAULT_SERVER_USER: &str = "nobody";
@@ -104,36 +105,101 @@ pub fn check_reachable(dir: &Path, user: &ProcessUser) -> Result<(), String> {
     Ok(())
 }
 
-/// Hands the tree at `dir` over to `user`, once: when `dir` itself is not the user's yet, each
-/// entry under it is given to the user, deepest first, and `dir` last. Deepest first, because
-/// while a directory is still root's nobody else can change what is inside it, so no link can
-/// be slipped in while the walk runs; later starts find `dir` already the user's and do
-/// nothing (files an operator adds later stay theirs). Symbolic links are never followed, and a
-/// file with more than one hard link is left alone: its inode is shared with a file elsewhere,
-/// which must not change hands.
+/// How deep [`hand_over`] walks; a deeper tree is an error, not a stack overflow.
+const MAX_DEPTH: usize = 128;
+
+/// One walk at a time in this process: two games, one inside the other, handed over at once
+/// could otherwise hand a directory to the servers' user while the other walk is inside it.
+static HANDING_OVER: Mutex<()> = Mutex::new(());
+
+/// Hands the tree at `dir` over to `user`, once: when `dir` itself is not the user's yet, what
+/// this process owns under it is given to the user, deepest first, and `dir` last.
+///
+/// Nothing of the walk can be steered by the user's processes (game servers, possibly running
+/// already): it needs every directory above `dir` to be such that only its owner — never the
+/// user — can change what is in it (not writable by others, or sticky), and it goes into a
+/// directory only when this process owns it and nobody else may write it — so every path it
+/// takes runs through directories the user cannot change, and what it gives away (deepest
+/// first) it never visits again. Entries that belong to anybody else (another game handed over
+/// already, an operator's files) are left as they are; symbolic links are never followed; a
+/// file with more than one hard link is left alone (its inode is shared with a file elsewhere);
+/// only directories, regular files and links change hands. Later starts find `dir` already the
+/// user's and do nothing, so files an operator adds later stay theirs.
 pub fn hand_over(dir: &Path, user: &ProcessUser) -> io::Result<()> {
+    let _one_walk = HANDING_OVER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let meta = std::fs::symlink_metadata(dir)?;
     if meta.uid() == user.uid {
         return Ok(());
     }
-    if !meta.is_dir() {
+    let me = Uid::effective().as_raw();
+    if !meta.is_dir() || meta.uid() != me {
         return Err(io::Error::other(format!(
-            "{} is not a directory",
-            dir.display()
+            "{} is not a directory of this worker's (owner uid {}): ManMan gives game servers \
+             only what it owns; make it root's, or the servers' user's",
+            dir.display(),
+            meta.uid()
         )));
     }
-    give_children(dir, user)?;
+    if let Some(parent) = dir.parent() {
+        check_steady(parent, user)?;
+    }
+    if !closed_to_others(&meta) {
+        return Err(unsteady(dir, &meta));
+    }
+    give_children(dir, user, me, 0)?;
     give(dir, &meta, user)
 }
 
-fn give_children(dir: &Path, user: &ProcessUser) -> io::Result<()> {
+/// Whether only the owner can change what is in a directory: not writable by group or
+/// others, or sticky (others may add entries, but not replace or remove the owner's).
+fn closed_to_others(meta: &std::fs::Metadata) -> bool {
+    meta.mode() & 0o022 == 0 || meta.mode() & 0o1000 != 0
+}
+
+fn unsteady(dir: &Path, meta: &std::fs::Metadata) -> io::Error {
+    io::Error::other(format!(
+        "{} (owner uid {}, mode {:o}) can be changed by other users, who could slip a link into \
+         what the worker walks: make it root's and not writable by others",
+        dir.display(),
+        meta.uid(),
+        meta.mode() & 0o7777
+    ))
+}
+
+/// Checks that neither `dir` nor any directory above it can be changed by `user`: none is
+/// theirs, and each is [`closed_to_others`].
+fn check_steady(dir: &Path, user: &ProcessUser) -> io::Result<()> {
+    for ancestor in dir.ancestors() {
+        let meta = std::fs::symlink_metadata(ancestor)?;
+        if meta.uid() == user.uid || !closed_to_others(&meta) {
+            return Err(unsteady(ancestor, &meta));
+        }
+    }
+    Ok(())
+}
+
+fn give_children(dir: &Path, user: &ProcessUser, me: u32, depth: usize) -> io::Result<()> {
+    if depth >= MAX_DEPTH {
+        return Err(io::Error::other(format!(
+            "{} is more than {MAX_DEPTH} directories deep: not handed over",
+            dir.display()
+        )));
+    }
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         let meta = std::fs::symlink_metadata(&path)?;
-        if meta.is_dir() {
-            give_children(&path, user)?;
+        if meta.uid() != me {
+            continue;
         }
-        if meta.is_file() && meta.nlink() > 1 {
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            if !closed_to_others(&meta) {
+                continue;
+            }
+            give_children(&path, user, me, depth + 1)?;
+        } else if !(kind.is_symlink() || (kind.is_file() && meta.nlink() == 1)) {
             continue;
         }
         give(&path, &meta, user)?;
@@ -217,5 +283,41 @@ mod tests {
         std::fs::write(game.join("added-by-operator"), "").unwrap();
         hand_over(&game, &user).unwrap();
         assert_eq!(owner(&game.join("added-by-operator")), 0);
+    }
+
+    #[test]
+    fn the_walk_never_goes_where_the_user_could_change_its_way() {
+        if !running_as_root() {
+            eprintln!("skipped: only root can give files away");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let user = nobody();
+        let owner = |p: &Path| std::fs::symlink_metadata(p).unwrap().uid();
+        let chown = |p: &Path| std::os::unix::fs::lchown(p, Some(user.uid), None).unwrap();
+
+        // Another game inside this one, handed over already: its contents are the user's to
+        // change, so the walk does not go in (nor does it into a directory anyone may write).
+        let game = tmp.path().join("outer");
+        std::fs::create_dir_all(game.join("inner")).unwrap();
+        std::fs::write(game.join("inner/root-file"), "").unwrap();
+        chown(&game.join("inner"));
+        std::fs::create_dir_all(game.join("open")).unwrap();
+        std::fs::write(game.join("open/root-file"), "").unwrap();
+        std::fs::set_permissions(game.join("open"), std::fs::Permissions::from_mode(0o777))
+            .unwrap();
+        hand_over(&game, &user).unwrap();
+        assert_eq!(owner(&game), user.uid);
+        assert_eq!(owner(&game.join("inner/root-file")), 0);
+        assert_eq!(owner(&game.join("open")), 0);
+        assert_eq!(owner(&game.join("open/root-file")), 0);
+
+        // A game inside a directory the user owns could be swapped for a link mid-walk.
+        let theirs = tmp.path().join("theirs");
+        std::fs::create_dir_all(theirs.join("game")).unwrap();
+        chown(&theirs);
+        let refused = hand_over(&theirs.join("game"), &user).unwrap_err();
+        assert!(refused.to_string().contains("can be changed"), "{refused}");
+        assert_eq!(owner(&theirs.join("game")), 0);
     }
 }
