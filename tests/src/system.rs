@@ -6,7 +6,7 @@
 use crate::{Daemon, eventually, free_port};
 use manman_core::config::ConfigSpec;
 use manman_core::game_server::{NewGameServer, ServerType};
-use manman_core::id::ConfigId;
+use manman_core::id::{ConfigId, InstanceId};
 use manman_core::status::Status;
 use manman_http::Client;
 use manman_test_support::game_files::{install_program, reachable_tempdir};
@@ -205,6 +205,16 @@ impl System {
     /// Where a process of the system logs (`host.log`, `w1.log`, …), for a failing test.
     pub fn log(&self, name: &str) -> PathBuf {
         self.dir.path().join(format!("{name}.log"))
+    }
+
+    /// The console log an instance has on the worker `worker` (`w1`, …): every line its server
+    /// printed or was sent, as the worker wrote it to disk.
+    pub fn console_log(&self, worker: &str, id: InstanceId) -> PathBuf {
+        self.dir
+            .path()
+            .join(worker)
+            .join(".manman/logs")
+            .join(format!("instance-{}.log", id.get()))
     }
 }
 
