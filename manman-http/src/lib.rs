@@ -12,6 +12,7 @@ mod request_id;
 mod routes;
 mod server;
 mod sse;
+mod stream_guard;
 
 pub use api::{ApiState, BODY_LIMIT, CommandAccepted, router, worker_router};
 pub use auth::{Access, AdminScope, Needs, OperateScope, ReadScope, WorkerAccess};
@@ -26,3 +27,6 @@ pub use routes::tokens::{CreatedToken, NewToken};
 pub use routes::worker_credentials::{CreatedWorkerCredential, NewWorkerCredential, TokenRequest};
 pub use server::{HostServer, ServeOptions};
 pub use sse::{SseEvent, SseParser};
+pub use stream_guard::{
+    DEFAULT_MAX_STREAMS, DEFAULT_STREAMS_PER_TOKEN, RECHECK_EVERY, StreamLimits, StreamSlots,
+};

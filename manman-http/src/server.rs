@@ -2,10 +2,11 @@
 //! processor, console hub, retention), started and stopped together.
 
 use crate::api::{ApiState, router, worker_router};
+use crate::stream_guard::{StreamLimits, StreamSlots};
 use axum::serve::ListenerExt;
 use manman_core::host::{
-    Authenticator, ConsoleHub, DeadCommands, HostService, Lease, LeaseSweep, Metrics, Retention,
-    RetentionPolicy, SigningKey, StatusProcessor,
+    Authenticator, ConsoleHub, DeadCommands, EventHub, HostService, Lease, LeaseSweep, Metrics,
+    Retention, RetentionPolicy, SigningKey, StatusProcessor,
 };
 use manman_core::ports::BusError;
 use std::future::Future;
@@ -73,6 +74,8 @@ pub struct ServeOptions {
     pub signing_key: SigningKey,
     /// Serve the operator API too (else only what workers need: [`worker_router`]).
     pub experience_api: bool,
+    /// How many SSE streams (console, events) it serves at once, per token and in all.
+    pub streams: StreamLimits,
 }
 
 impl ServeOptions {
@@ -84,6 +87,7 @@ impl ServeOptions {
             lease: Lease::default(),
             signing_key: SigningKey::random(),
             experience_api: true,
+            streams: StreamLimits::default(),
         }
     }
 }
@@ -131,6 +135,13 @@ impl HostServer {
             },
         ));
 
+        let events = EventHub::default();
+        let (hub, bus) = (events.clone(), host.bus().clone());
+        tracker.spawn(keep_running("event hub", shutdown.clone(), move |token| {
+            let (hub, bus) = (hub.clone(), bus.clone());
+            async move { hub.run(&bus, token).await }
+        }));
+
         let dead = DeadCommands::new(host.store().clone(), host.bus().clone(), host.clock())
             .with_metrics(metrics.clone());
         tracker.spawn(keep_running(
@@ -159,6 +170,8 @@ impl HostServer {
             auth: auth.clone(),
             metrics,
             shutdown: shutdown.clone(),
+            events,
+            streams: StreamSlots::new(options.streams),
         };
         let app = if options.experience_api {
             router(state)

@@ -84,6 +84,8 @@ async fn app_on(store: Store) -> App {
         host,
         console: ConsoleHub::default(),
         shutdown: CancellationToken::new(),
+        events: Default::default(),
+        streams: Default::default(),
     });
     App {
         router,
@@ -1016,6 +1018,8 @@ async fn a_worker_only_router_serves_workers_and_nothing_of_the_operator_api() {
             ),
             console: ConsoleHub::default(),
             shutdown: CancellationToken::new(),
+            events: Default::default(),
+            streams: Default::default(),
         }),
         auth: full.auth.clone(),
         admin: full.admin.clone(),

@@ -13,7 +13,7 @@ use manman_core::host::{HostService, RetentionPolicy, SigningKey};
 use manman_core::memory::{MemoryBus, MemoryStore};
 use manman_core::ports::SystemClock;
 use manman_core::store::Store;
-use manman_http::{HostServer, ServeOptions};
+use manman_http::{HostServer, ServeOptions, StreamLimits};
 use manman_logging::LogFormat;
 use manman_pg::{PgSettings, PgStore};
 use manman_rabbit::{RabbitBus, RabbitSettings};
@@ -88,6 +88,21 @@ struct Options {
     /// address must share it (default: random at each start, and workers get new tokens).
     #[arg(long, env = "MANMAN_TOKEN_SIGNING_KEY", hide_env_values = true)]
     token_signing_key: Option<String>,
+    /// Most SSE streams (console and events) open at once on this host; beyond, 429.
+    #[arg(long, env = "MANMAN_MAX_STREAMS", default_value_t = manman_http::DEFAULT_MAX_STREAMS, value_parser = at_least_one)]
+    max_streams: usize,
+    /// Most SSE streams (console and events) one token may hold open on this host; beyond, 429.
+    #[arg(long, env = "MANMAN_MAX_STREAMS_PER_TOKEN", default_value_t = manman_http::DEFAULT_STREAMS_PER_TOKEN, value_parser = at_least_one)]
+    max_streams_per_token: usize,
+}
+
+/// A count of at least 1.
+fn at_least_one(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(0) => Err("0 would refuse every stream: give at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{value:?} is not a whole number")),
+    }
 }
 
 /// Where the host runs.
@@ -231,6 +246,10 @@ async fn run(options: Options) -> anyhow::Result<()> {
         lease: manman_core::host::Lease::default(),
         signing_key: signing_key(&options)?,
         experience_api: options.enable_experience_api,
+        streams: StreamLimits {
+            per_token: options.max_streams_per_token,
+            total: options.max_streams,
+        },
     };
     let server = HostServer::start(host, serve)
         .await
