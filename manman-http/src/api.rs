@@ -35,7 +35,8 @@ pub struct ApiState {
     /// Cancelled when the server shuts down: long-lived streams (SSE) end then, so a graceful
     /// shutdown does not wait for watchers to hang up.
     pub shutdown: CancellationToken,
-    /// Events for the SSE event stream, fanned out from one consumer.
+    /// Events for the SSE event stream, fanned out from one consumer of the bus: someone must
+    /// [`run`](EventHub::run) it ([`crate::HostServer`] does), else `/events` answers 503.
     pub events: EventHub,
     /// The open SSE streams, capped per token and in all.
     pub streams: StreamSlots,

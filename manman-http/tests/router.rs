@@ -78,13 +78,17 @@ async fn app_on(store: Store) -> App {
         .await
         .expect("admin")
         .expect("a new admin token");
+    // The event feed of `/events`, connected to the bus as a HostServer connects it.
+    let events = manman_core::host::EventHub::default();
+    let (hub, feed) = (events.clone(), host.bus().clone());
+    tokio::spawn(async move { hub.run(&feed, CancellationToken::new()).await });
     let router = router(ApiState {
         auth: auth.clone(),
         metrics: Metrics::new(),
         host,
         console: ConsoleHub::default(),
         shutdown: CancellationToken::new(),
-        events: Default::default(),
+        events,
         streams: Default::default(),
     });
     App {

@@ -351,12 +351,16 @@ async fn router_app() -> Router {
     let (_, secret) = auth.create_token("slow", Scope::Read).await.expect("token");
     let console = ConsoleHub::default();
     let events = EventHub::default();
+    // Connected to the bus, as on a host; the test publishes into it directly.
+    let (hub, feed, stop) = (events.clone(), host.bus().clone(), CancellationToken::new());
+    let token = stop.clone();
+    tokio::spawn(async move { hub.run(&feed, token).await });
     let router = router(ApiState {
         host,
         console: console.clone(),
         auth,
         metrics: Metrics::new(),
-        shutdown: CancellationToken::new(),
+        shutdown: stop,
         events: events.clone(),
         streams: StreamSlots::default(),
     });

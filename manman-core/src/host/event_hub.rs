@@ -4,15 +4,17 @@
 //! One temporary queue per host instead of one per watcher: a watcher costs the host a cursor
 //! into a shared ring of [`EVENT_BUFFER`] events (each kept once, its JSON encoded once), not a
 //! queue of its own that grows while it reads slowly. A watcher that falls a whole ring behind
-//! is skipped ahead and told how many events it missed ([`EventItem::Lagged`]).
+//! is skipped ahead and told how many events it missed ([`EventItem::Lagged`]). While the hub
+//! is not connected to the bus nobody can subscribe, and when it loses the bus every watcher's
+//! stream ends: events are never missed without a sign.
 
 use crate::bus::Bus;
 use crate::event::Event;
 use crate::ports::BusError;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 /// Events a watcher may fall behind by before it is skipped ahead.
@@ -45,10 +47,14 @@ impl SharedEvent {
     }
 }
 
+type Feed = broadcast::Sender<Arc<SharedEvent>>;
+
 /// Fans the host's events out to its watchers. Cloning shares it.
 #[derive(Debug, Clone)]
 pub struct EventHub {
-    sender: broadcast::Sender<Arc<SharedEvent>>,
+    /// The feed while the hub is connected to the bus; `None` otherwise.
+    feed: Arc<watch::Sender<Option<Feed>>>,
+    buffer: usize,
 }
 
 impl Default for EventHub {
@@ -76,7 +82,8 @@ pub struct EventSubscription {
 }
 
 impl EventSubscription {
-    /// The next event, or how many were skipped before it; `None` once the hub is gone.
+    /// The next event, or how many were skipped before it; `None` once the hub has lost the
+    /// bus (events may be missed from then on: subscribe again).
     pub async fn next(&mut self) -> Option<EventItem> {
         match self.receiver.recv().await {
             Ok(event) => Some(EventItem::Event(event)),
@@ -86,29 +93,52 @@ impl EventSubscription {
     }
 }
 
+/// Disconnects the hub when its run ends, however it ends.
+struct Connection<'a>(&'a watch::Sender<Option<Feed>>);
+
+impl Drop for Connection<'_> {
+    fn drop(&mut self) {
+        self.0.send_replace(None);
+    }
+}
+
 impl EventHub {
-    /// A hub whose watchers may fall `buffer` events behind.
+    /// A hub whose watchers may fall `buffer` events behind; connected once [`run`](Self::run)
+    /// has bound its queue.
     pub fn new(buffer: usize) -> Self {
         Self {
-            sender: broadcast::channel(buffer.max(1)).0,
+            feed: Arc::new(watch::channel(None).0),
+            buffer: buffer.max(1),
         }
     }
 
-    /// Passes an event to the current watchers (none: it is dropped).
+    /// Passes an event to the current watchers (none, or not connected: it is dropped).
     pub fn publish(&self, event: Event) {
-        let _ = self.sender.send(Arc::new(SharedEvent::new(event)));
-    }
-
-    /// A watcher of the events from now on.
-    pub fn subscribe(&self) -> EventSubscription {
-        EventSubscription {
-            receiver: self.sender.subscribe(),
+        if let Some(feed) = self.feed.borrow().as_ref() {
+            let _ = feed.send(Arc::new(SharedEvent::new(event)));
         }
     }
 
-    /// Feeds the hub from `manman.events` until `shutdown` is cancelled.
+    /// A watcher of the events from now on; `None` when the hub is not connected to the bus
+    /// within `within`.
+    pub async fn subscribe(&self, within: Duration) -> Option<EventSubscription> {
+        let mut feed = self.feed.subscribe();
+        let connected = tokio::time::timeout(within, feed.wait_for(Option::is_some)).await;
+        let Ok(Ok(feed)) = connected else {
+            return None;
+        };
+        feed.as_ref().map(|feed| EventSubscription {
+            receiver: feed.subscribe(),
+        })
+    }
+
+    /// Feeds the hub from `manman.events` until `shutdown` is cancelled. While it runs the hub
+    /// is connected; when it ends, every watcher's stream ends.
     pub async fn run(&self, bus: &Bus, shutdown: CancellationToken) -> Result<(), BusError> {
         let mut events = bus.watch_events().await?;
+        let _connection = Connection(&self.feed);
+        self.feed
+            .send_replace(Some(broadcast::channel(self.buffer).0));
         loop {
             let next = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
@@ -123,13 +153,8 @@ impl EventHub {
                     }
                     let _ = delivery.ack().await;
                 }
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "event hub: receive failed; retrying in 1 s");
-                    tokio::select! {
-                        () = shutdown.cancelled() => return Ok(()),
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                }
+                // A receive error loses what it was: end the watchers' streams, so they know.
+                Some(Err(e)) => return Err(e),
                 None => return Err(BusError::Closed),
             }
         }
@@ -153,11 +178,25 @@ mod tests {
         })
     }
 
-    #[test]
-    fn watchers_share_each_event_and_a_slow_one_is_told_what_it_missed() {
+    async fn connected(hub: &EventHub) -> (tokio::task::JoinHandle<()>, CancellationToken) {
+        let memory = crate::memory::MemoryBus::new();
+        let bus = Bus::new(Arc::new(memory.clone()), Arc::new(memory));
+        bus.declare().await.expect("topology");
+        let stop = CancellationToken::new();
+        let (runner, token) = (hub.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            let _ = runner.run(&bus, token).await;
+        });
+        (task, stop)
+    }
+
+    #[tokio::test]
+    async fn watchers_share_each_event_and_a_slow_one_is_told_what_it_missed() {
         let hub = EventHub::new(4);
-        let mut fast = hub.subscribe();
-        let mut slow = hub.subscribe();
+        let (task, stop) = connected(&hub).await;
+        let wait = Duration::from_secs(5);
+        let mut fast = hub.subscribe(wait).await.expect("connected");
+        let mut slow = hub.subscribe(wait).await.expect("connected");
         hub.publish(event(0));
         let (Some(Some(EventItem::Event(first))), Some(Some(EventItem::Event(same)))) =
             (fast.next().now_or_never(), slow.next().now_or_never())
@@ -178,5 +217,25 @@ mod tests {
             rest += 1;
         }
         assert_eq!(rest, 4);
+
+        // When the hub stops, its watchers' streams end and nobody can subscribe.
+        stop.cancel();
+        task.await.expect("stopped");
+        while let Some(item) = fast.next().await {
+            assert!(matches!(
+                item,
+                EventItem::Event(_) | EventItem::Lagged { .. }
+            ));
+        }
+        assert!(hub.subscribe(Duration::from_millis(10)).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn nobody_subscribes_before_the_hub_is_connected() {
+        let hub = EventHub::default();
+        assert!(hub.subscribe(Duration::from_millis(10)).await.is_none());
+        let (_task, stop) = connected(&hub).await;
+        assert!(hub.subscribe(Duration::from_secs(5)).await.is_some());
+        stop.cancel();
     }
 }

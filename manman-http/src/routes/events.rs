@@ -2,7 +2,8 @@
 //! Server-Sent Events (`event` is the kind, `data` the event as JSON). The host receives the
 //! events once and every watcher reads them from its [`EventHub`](manman_core::host::EventHub);
 //! a watcher that falls too far behind gets a `lagged` event (`data` `{"missed":N}`) and the
-//! events after the gap.
+//! events after the gap. When the host loses the bus the stream ends (the client reconnects
+//! and knows it may have missed events).
 
 use crate::api::ApiState;
 use crate::auth::{Access, ReadScope};
@@ -12,8 +13,13 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::stream::{self, Stream};
 use manman_core::event::Event;
-use manman_core::host::{EventItem, Metrics};
+use manman_core::host::{EventItem, HostError, Metrics};
 use std::convert::Infallible;
+use std::time::Duration;
+
+/// How long a request waits for the host's event feed to connect to the bus (at the host's
+/// start, or while it reconnects) before it is answered 503.
+const CONNECT_WAIT: Duration = Duration::from_secs(5);
 
 #[utoipa::path(
     get,
@@ -22,7 +28,8 @@ use std::convert::Infallible;
     responses(
         (status = 200, description = "Server-Sent Events: `event` the kind, `data` the Event; `event: lagged`, `data` `{\"missed\":N}` when events were skipped", body = Event, content_type = "text/event-stream"),
         (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "the token or the host has as many streams open as it may (with Retry-After)", body = crate::problem::Problem, content_type = "application/problem+json")
+        (status = 429, description = "the token or the host has as many streams open as it may (with Retry-After)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the host's event feed is not connected to the bus (with Retry-After)", body = crate::problem::Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = [])),
 )]
@@ -32,7 +39,16 @@ pub(crate) async fn stream(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, StreamRefused> {
     let guard = StreamGuard::admit(&state, &access.caller, &headers)?;
-    let subscription = state.events.subscribe();
+    let subscription =
+        state
+            .events
+            .subscribe(CONNECT_WAIT)
+            .await
+            .ok_or_else(|| HostError::Unavailable {
+                detail: "the host's event feed is not connected to the message bus; retry in a \
+                     few seconds (the host reconnects by itself)"
+                    .to_owned(),
+            })?;
     let events = stream::unfold(
         (subscription, state.metrics),
         |(mut subscription, metrics): (_, Metrics)| async move {
