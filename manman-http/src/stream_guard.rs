@@ -1,13 +1,14 @@
 //! Long-lived streams (the SSE console and event streams) under the host's limits: a stream is
 //! admitted only while its token and the host have room ([`StreamSlots`]: at most
 //! [`StreamLimits::per_token`] per token, [`StreamLimits::total`] on this host, 429 beyond), and
-//! a [`StreamGuard`] ends it when the host shuts down or its token stops working — revoked,
-//! expired — re-checking the token every [`RECHECK_EVERY`].
+//! it ends when the host shuts down or its token stops working — revoked, expired.
 //!
-//! The re-check asks the [`Authenticator`], which remembers a checked token for
-//! [`manman_core::host::CACHE_TTL`] and forgets a revoked one at once on the replica that
-//! revoked it: there the stream ends within [`RECHECK_EVERY`], on other replicas within the
-//! cache's time more.
+//! A token's open streams share one re-check of the token, every [`RECHECK_EVERY`], started
+//! with its first stream and stopped with its last (so 500 streams of 32 tokens make 32 checks,
+//! not 500, and never a burst of store reads when the token cache expires). The check asks the
+//! [`Authenticator`], which remembers a checked token for [`manman_core::host::CACHE_TTL`] and
+//! forgets a revoked one at once on the replica that revoked it: there the streams end within
+//! [`RECHECK_EVERY`], on other replicas within the cache's time more.
 
 use crate::api::ApiState;
 use crate::problem::{ApiError, Problem};
@@ -77,7 +78,24 @@ pub struct StreamSlots {
 #[derive(Debug, Default)]
 struct OpenStreams {
     total: usize,
-    by_holder: HashMap<Holder, usize>,
+    by_holder: HashMap<Holder, HolderStreams>,
+}
+
+/// One holder's open streams and the re-check of its token they share.
+#[derive(Debug)]
+struct HolderStreams {
+    open: usize,
+    /// Cancelled when the token stops working: its streams end.
+    refused: CancellationToken,
+    /// Stops the re-check (with the holder's last stream).
+    stop_check: CancellationToken,
+}
+
+/// What a new stream needs to have its token re-checked.
+struct Credentials<'a> {
+    bearer: &'a str,
+    auth: &'a Authenticator,
+    shutdown: &'a CancellationToken,
 }
 
 impl StreamSlots {
@@ -99,15 +117,25 @@ impl StreamSlots {
         self.lock().total
     }
 
+    /// Tokens whose streams are open now (each has one re-check running).
+    pub fn holders(&self) -> usize {
+        self.lock().by_holder.len()
+    }
+
     fn lock(&self) -> MutexGuard<'_, OpenStreams> {
         self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A slot for one more stream of `caller`, or the refusal saying which limit is reached.
-    fn acquire(&self, caller: &Caller) -> Result<StreamSlot, TooManyStreams> {
+    /// The first stream of a holder starts the re-check of its token.
+    fn acquire(
+        &self,
+        caller: &Caller,
+        credentials: &Credentials<'_>,
+    ) -> Result<StreamSlot, TooManyStreams> {
         let holder = Holder::of(caller);
         let mut open = self.lock();
-        let held = open.by_holder.get(&holder).copied().unwrap_or(0);
+        let held = open.by_holder.get(&holder).map_or(0, |h| h.open);
         if held >= self.limits.per_token {
             return Err(TooManyStreams(format!(
                 "{caller} already has {held} open streams (console and events) on this host, the \
@@ -124,9 +152,25 @@ impl StreamSlots {
             )));
         }
         open.total += 1;
-        *open.by_holder.entry(holder.clone()).or_default() += 1;
+        let streams = open.by_holder.entry(holder.clone()).or_insert_with(|| {
+            let refused = CancellationToken::new();
+            let stop_check = credentials.shutdown.child_token();
+            tokio::spawn(recheck(
+                credentials.auth.clone(),
+                credentials.bearer.to_owned(),
+                refused.clone(),
+                stop_check.clone(),
+            ));
+            HolderStreams {
+                open: 0,
+                refused,
+                stop_check,
+            }
+        });
+        streams.open += 1;
         Ok(StreamSlot {
             slots: self.clone(),
+            refused: streams.refused.clone(),
             holder,
         })
     }
@@ -137,15 +181,18 @@ impl StreamSlots {
 struct StreamSlot {
     slots: StreamSlots,
     holder: Holder,
+    /// Cancelled when its token stops working.
+    refused: CancellationToken,
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
         let mut open = self.slots.lock();
         open.total = open.total.saturating_sub(1);
-        if let Some(held) = open.by_holder.get_mut(&self.holder) {
-            *held = held.saturating_sub(1);
-            if *held == 0 {
+        if let Some(streams) = open.by_holder.get_mut(&self.holder) {
+            streams.open = streams.open.saturating_sub(1);
+            if streams.open == 0 {
+                streams.stop_check.cancel();
                 open.by_holder.remove(&self.holder);
             }
         }
@@ -196,12 +243,10 @@ impl IntoResponse for TooManyStreams {
     }
 }
 
-/// An admitted stream: its slot, and what it needs to re-check its token.
+/// An admitted stream: its slot, which says when its token stops working.
 #[derive(Debug)]
 pub(crate) struct StreamGuard {
     slot: StreamSlot,
-    bearer: String,
-    auth: Authenticator,
     shutdown: CancellationToken,
 }
 
@@ -216,14 +261,17 @@ impl StreamGuard {
         let bearer = bearer(headers).ok_or_else(|| HostError::Unauthenticated {
             detail: "send `Authorization: Bearer <token>`".to_owned(),
         })?;
+        let credentials = Credentials {
+            bearer,
+            auth: &state.auth,
+            shutdown: &state.shutdown,
+        };
         let slot = state
             .streams
-            .acquire(caller)
+            .acquire(caller, &credentials)
             .map_err(StreamRefused::TooMany)?;
         Ok(Self {
             slot,
-            bearer: bearer.to_owned(),
-            auth: state.auth.clone(),
             shutdown: state.shutdown.clone(),
         })
     }
@@ -235,15 +283,10 @@ impl StreamGuard {
     }
 
     async fn ended(self) {
-        let Self {
-            slot,
-            bearer,
-            auth,
-            shutdown,
-        } = self;
+        let Self { slot, shutdown } = self;
         tokio::select! {
             () = shutdown.cancelled() => {}
-            () = token_stops_working(&auth, &bearer) => {}
+            () = slot.refused.cancelled() => {}
         }
         drop(slot);
     }
@@ -257,23 +300,33 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// Returns once `bearer` is refused (revoked, expired, unknown). A check that fails for another
-/// reason (the store is unavailable) keeps the stream: it is tried again at the next tick.
-async fn token_stops_working(auth: &Authenticator, bearer: &str) {
+/// Checks `bearer` every [`RECHECK_EVERY`] until `stop`; once it is refused (revoked,
+/// expired, unknown), cancels `refused` and returns. A check that fails for another reason (the
+/// store is unavailable) keeps the streams: it is tried again at the next tick.
+async fn recheck(
+    auth: Authenticator,
+    bearer: String,
+    refused: CancellationToken,
+    stop: CancellationToken,
+) {
     let mut ticker = tokio::time::interval(RECHECK_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick is at once: the request was just authenticated.
     ticker.tick().await;
     loop {
-        ticker.tick().await;
-        match auth.authenticate(bearer).await {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        match auth.authenticate(&bearer).await {
             Ok(_) => {}
             Err(HostError::Unauthenticated { detail }) => {
-                tracing::info!(%detail, "an SSE stream ends: its token no longer works");
+                tracing::info!(%detail, "SSE streams end: their token no longer works");
+                refused.cancel();
                 return;
             }
             Err(e) => {
-                tracing::debug!(error = %e, "could not re-check an SSE stream's token; it stays open");
+                tracing::debug!(error = %e, "could not re-check SSE streams' token; they stay open");
             }
         }
     }
@@ -291,29 +344,77 @@ mod tests {
         }
     }
 
-    #[test]
-    fn slots_are_capped_per_token_and_in_all_and_come_back() {
+    /// An authenticator over an empty store: every operator token is unknown.
+    fn authenticator() -> Authenticator {
+        let store = manman_core::memory::MemoryStore::new();
+        let store = manman_core::store::Store::from_adapter(store);
+        Authenticator::new(
+            store.credentials.clone(),
+            Arc::new(manman_core::ports::SystemClock),
+            manman_core::host::SigningKey::random(),
+        )
+    }
+
+    #[tokio::test]
+    async fn slots_are_capped_per_token_and_in_all_and_come_back() {
+        let (auth, shutdown) = (authenticator(), CancellationToken::new());
+        let credentials = Credentials {
+            bearer: "mm_unchecked",
+            auth: &auth,
+            shutdown: &shutdown,
+        };
         let slots = StreamSlots::new(StreamLimits {
             per_token: 2,
             total: 3,
         });
-        let a1 = slots.acquire(&operator(1)).expect("first");
-        let _a2 = slots.acquire(&operator(1)).expect("second");
+        let a1 = slots.acquire(&operator(1), &credentials).expect("first");
+        let _a2 = slots.acquire(&operator(1), &credentials).expect("second");
         let refused = slots
-            .acquire(&operator(1))
+            .acquire(&operator(1), &credentials)
             .expect_err("a third for one token");
         assert!(
             refused.0.contains("MANMAN_MAX_STREAMS_PER_TOKEN=2"),
             "{}",
             refused.0
         );
-        let _b1 = slots.acquire(&operator(2)).expect("another token");
-        let refused = slots.acquire(&operator(3)).expect_err("the host is full");
+        let _b1 = slots
+            .acquire(&operator(2), &credentials)
+            .expect("another token");
+        let refused = slots
+            .acquire(&operator(3), &credentials)
+            .expect_err("the host is full");
         assert!(refused.0.contains("MANMAN_MAX_STREAMS=3"), "{}", refused.0);
-        assert_eq!(slots.open(), 3);
+        assert_eq!(
+            (slots.open(), slots.holders()),
+            (3, 2),
+            "one re-check per token"
+        );
         drop(a1);
         assert_eq!(slots.open(), 2);
-        let _a3 = slots.acquire(&operator(1)).expect("a slot came back");
+        let _a3 = slots
+            .acquire(&operator(1), &credentials)
+            .expect("a slot came back");
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_ends_all_its_streams_and_its_last_stream_stops_the_check() {
+        let (auth, shutdown) = (authenticator(), CancellationToken::new());
+        let credentials = Credentials {
+            bearer: "mm_not_a_token",
+            auth: &auth,
+            shutdown: &shutdown,
+        };
+        let slots = StreamSlots::default();
+        let one = slots.acquire(&operator(1), &credentials).expect("one");
+        let two = slots.acquire(&operator(1), &credentials).expect("two");
+        // The store does not know the token: the first re-check refuses it.
+        tokio::time::timeout(2 * RECHECK_EVERY, one.refused.cancelled())
+            .await
+            .expect("refused at the first re-check");
+        assert!(two.refused.is_cancelled(), "every stream of the token ends");
+        drop((one, two));
+        assert_eq!((slots.open(), slots.holders()), (0, 0));
     }
 
     #[test]
