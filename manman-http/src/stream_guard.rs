@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// How often an open stream checks that its token still works.
+/// How often the token of open streams is checked again.
 pub const RECHECK_EVERY: Duration = Duration::from_secs(1);
 /// Streams one token may hold open on a host, by default.
 pub const DEFAULT_STREAMS_PER_TOKEN: usize = 16;
@@ -212,12 +212,6 @@ pub(crate) enum StreamRefused {
     TooMany(TooManyStreams),
 }
 
-impl From<ApiError> for StreamRefused {
-    fn from(e: ApiError) -> Self {
-        Self::Api(e)
-    }
-}
-
 impl From<HostError> for StreamRefused {
     fn from(e: HostError) -> Self {
         Self::Api(ApiError(e))
@@ -318,7 +312,11 @@ async fn recheck(
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        match auth.authenticate(&bearer).await {
+        let checked = tokio::select! {
+            () = stop.cancelled() => return,
+            checked = auth.authenticate(&bearer) => checked,
+        };
+        match checked {
             Ok(_) => {}
             Err(HostError::Unauthenticated { detail }) => {
                 tracing::info!(%detail, "SSE streams end: their token no longer works");
