@@ -6,11 +6,12 @@ use crate::routes::{
     catalogue, commands, console, events, health, instances, metrics, tokens, worker_api,
     worker_credentials, workers,
 };
+use crate::stream_guard::StreamSlots;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
-use manman_core::host::{Authenticator, ConsoleHub, HostService, Metrics};
+use manman_core::host::{Authenticator, ConsoleHub, EventHub, HostService, Metrics};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
@@ -34,6 +35,11 @@ pub struct ApiState {
     /// Cancelled when the server shuts down: long-lived streams (SSE) end then, so a graceful
     /// shutdown does not wait for watchers to hang up.
     pub shutdown: CancellationToken,
+    /// Events for the SSE event stream, fanned out from one consumer of the bus: someone must
+    /// [`run`](EventHub::run) it ([`crate::HostServer`] does), else `/events` answers 503.
+    pub events: EventHub,
+    /// The open SSE streams, capped per token and in all.
+    pub streams: StreamSlots,
 }
 
 /// The answer to a command request (HTTP 202): follow it at `/api/v1/commands/{command_id}`.

@@ -411,7 +411,9 @@ impl Client {
             move |(mut bytes, mut parser, url)| async move {
                 loop {
                     if let Some(event) = parser.next_event() {
-                        if only.is_some_and(|name| event.event != name) {
+                        // A `lagged` notice (the host skipped this watcher past some) is not
+                        // an item.
+                        if event.event == "lagged" || only.is_some_and(|name| event.event != name) {
                             continue;
                         }
                         let item = serde_json::from_str::<T>(&event.data).map_err(|e| {

@@ -18,6 +18,7 @@ mod routes;
 mod security_headers;
 mod server;
 mod sse;
+mod stream_guard;
 
 pub use api::{ApiState, BODY_LIMIT, CommandAccepted, router, worker_router};
 pub use auth::{Access, AdminScope, Needs, OperateScope, ReadScope, WorkerAccess};
@@ -33,3 +34,6 @@ pub use routes::tokens::{CreatedToken, NewToken};
 pub use routes::worker_credentials::{CreatedWorkerCredential, NewWorkerCredential, TokenRequest};
 pub use server::{HostServer, ServeOptions};
 pub use sse::{SseEvent, SseParser};
+pub use stream_guard::{
+    DEFAULT_MAX_STREAMS, DEFAULT_STREAMS_PER_TOKEN, RECHECK_EVERY, StreamLimits, StreamSlots,
+};

@@ -3,9 +3,10 @@
 
 use crate::api::{ApiState, router, worker_router};
 use crate::http_limits::HttpLimits;
+use crate::stream_guard::{StreamLimits, StreamSlots};
 use manman_core::host::{
-    Authenticator, ConsoleHub, DeadCommands, HostService, Lease, LeaseSweep, Metrics, Retention,
-    RetentionPolicy, SigningKey, StatusProcessor,
+    Authenticator, ConsoleHub, DeadCommands, EventHub, HostService, Lease, LeaseSweep, Metrics,
+    Retention, RetentionPolicy, SigningKey, StatusProcessor,
 };
 use manman_core::ports::BusError;
 use std::future::Future;
@@ -77,6 +78,8 @@ pub struct ServeOptions {
     /// many connections are served at once: what keeps any client (with a token or without)
     /// from holding the host's connections.
     pub http: HttpLimits,
+    /// How many SSE streams (console, events) it serves at once, per token and in all.
+    pub streams: StreamLimits,
 }
 
 impl ServeOptions {
@@ -89,6 +92,7 @@ impl ServeOptions {
             signing_key: SigningKey::random(),
             experience_api: true,
             http: HttpLimits::default(),
+            streams: StreamLimits::default(),
         }
     }
 }
@@ -142,6 +146,13 @@ impl HostServer {
             },
         ));
 
+        let events = EventHub::default();
+        let (hub, bus) = (events.clone(), host.bus().clone());
+        tracker.spawn(keep_running("event hub", shutdown.clone(), move |token| {
+            let (hub, bus) = (hub.clone(), bus.clone());
+            async move { hub.run(&bus, token).await }
+        }));
+
         let dead = DeadCommands::new(host.store().clone(), host.bus().clone(), host.clock())
             .with_metrics(metrics.clone());
         tracker.spawn(keep_running(
@@ -170,6 +181,8 @@ impl HostServer {
             auth: auth.clone(),
             metrics,
             shutdown: shutdown.clone(),
+            events,
+            streams: StreamSlots::new(options.streams),
         };
         let app = if options.experience_api {
             router(state)

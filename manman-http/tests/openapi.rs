@@ -37,6 +37,8 @@ async fn app() -> axum::Router {
         host,
         console: ConsoleHub::default(),
         shutdown: CancellationToken::new(),
+        events: Default::default(),
+        streams: Default::default(),
     })
 }
 

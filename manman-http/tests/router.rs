@@ -78,12 +78,18 @@ async fn app_on(store: Store) -> App {
         .await
         .expect("admin")
         .expect("a new admin token");
+    // The event feed of `/events`, connected to the bus as a HostServer connects it.
+    let events = manman_core::host::EventHub::default();
+    let (hub, feed) = (events.clone(), host.bus().clone());
+    tokio::spawn(async move { hub.run(&feed, CancellationToken::new()).await });
     let router = router(ApiState {
         auth: auth.clone(),
         metrics: Metrics::new(),
         host,
         console: ConsoleHub::default(),
         shutdown: CancellationToken::new(),
+        events,
+        streams: Default::default(),
     });
     App {
         router,
@@ -1025,6 +1031,8 @@ async fn a_worker_only_router_serves_workers_and_nothing_of_the_operator_api() {
             ),
             console: ConsoleHub::default(),
             shutdown: CancellationToken::new(),
+            events: Default::default(),
+            streams: Default::default(),
         }),
         auth: full.auth.clone(),
         admin: full.admin.clone(),

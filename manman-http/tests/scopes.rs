@@ -73,6 +73,8 @@ async fn app() -> App {
         metrics: Metrics::new(),
         host,
         console: ConsoleHub::default(),
+        events: Default::default(),
+        streams: Default::default(),
         shutdown: CancellationToken::new(),
     });
     App {

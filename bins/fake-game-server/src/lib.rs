@@ -17,6 +17,8 @@ pub struct Options {
     pub exit_after: Option<Duration>,
     /// The code of that exit.
     pub exit_code: i32,
+    /// Print this many numbered lines a second, steadily, from the start (for load tests).
+    pub lines_per_sec: Option<u32>,
 }
 
 impl Default for Options {
@@ -27,6 +29,7 @@ impl Default for Options {
             ignore_sigterm: false,
             exit_after: None,
             exit_code: 0,
+            lines_per_sec: None,
         }
     }
 }
@@ -41,6 +44,7 @@ options:
   --ignore-sigterm     keep running on SIGTERM
   --exit-after-ms N    exit by itself after N milliseconds
   --exit-code C        the code of that exit (default 0)
+  --lines-per-sec N    print N numbered lines a second (`output N: …`), from the start
 
 console (stdin) commands:
   quit                 exit 0
@@ -83,6 +87,13 @@ impl Options {
                     options.exit_code = value
                         .parse()
                         .map_err(|_| format!("--exit-code: {value:?} is not a number"))?;
+                }
+                "--lines-per-sec" => {
+                    let value = args.next().ok_or("--lines-per-sec needs a number")?;
+                    let rate: u32 = value.parse().map_err(|_| {
+                        format!("--lines-per-sec: {value:?} is not a number of lines")
+                    })?;
+                    options.lines_per_sec = Some(rate);
                 }
                 other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
             }
@@ -139,6 +150,9 @@ async fn serve(options: Options) -> i32 {
             Err(e) => eprintln!("could not ignore SIGTERM: {e}"),
         }
     }
+    if let Some(rate) = options.lines_per_sec {
+        tokio::spawn(print_steadily(rate));
+    }
     let ready_line = options.ready_line.clone();
     let delay = options.ready_delay;
     tokio::spawn(async move {
@@ -171,6 +185,30 @@ async fn serve(options: Options) -> i32 {
         if let Some(code) = command(line.trim()) {
             return code;
         }
+    }
+}
+
+/// Prints `rate` numbered lines a second for ever, a few at a time (every 10 ms), catching up
+/// when it was held up.
+async fn print_steadily(rate: u32) {
+    let start = tokio::time::Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_millis(10));
+    let mut printed: u64 = 0;
+    loop {
+        ticker.tick().await;
+        let due = (start.elapsed().as_secs_f64() * f64::from(rate)) as u64;
+        if printed >= due {
+            continue;
+        }
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        while printed < due {
+            printed += 1;
+            let _ = writeln!(
+                out,
+                "output {printed}: a line of about the length a game server prints, 80 bytes"
+            );
+        }
+        let _ = out.flush();
     }
 }
 
@@ -262,10 +300,13 @@ mod tests {
             "--ready-delay-ms".to_owned(),
             "250".to_owned(),
             "--ignore-sigterm".to_owned(),
+            "--lines-per-sec".to_owned(),
+            "1000".to_owned(),
         ])
         .unwrap();
         assert_eq!(o.ready_delay, Duration::from_millis(250));
         assert!(o.ignore_sigterm);
+        assert_eq!(o.lines_per_sec, Some(1000));
         assert!(
             Options::parse(["--bogus".to_owned()])
                 .unwrap_err()

@@ -47,6 +47,12 @@ struct Options {
     /// Starts per run in `command-latency` (each followed by 10 stdin lines).
     #[arg(long, default_value_t = 100)]
     latency_rounds: usize,
+    /// Console watchers in `console-fanout`.
+    #[arg(long, default_value_t = 500)]
+    fanout_watchers: usize,
+    /// Seconds the watchers read in `console-fanout`.
+    #[arg(long, default_value_t = 20)]
+    fanout_secs: u64,
     /// A PostgreSQL superuser URL; each run creates and drops a database of its own.
     #[arg(long, env = "MANMAN_TEST_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
@@ -111,6 +117,8 @@ async fn run(options: Options) -> anyhow::Result<()> {
             events_per_round: options.bus_events,
             api_requests: options.api_requests,
             latency_rounds: options.latency_rounds,
+            fanout_watchers: options.fanout_watchers,
+            fanout_secs: options.fanout_secs,
         };
         sections.push(scenario.run(&settings).await?);
     }

@@ -13,7 +13,7 @@ use manman_core::host::{HostService, RetentionPolicy, SigningKey};
 use manman_core::memory::{MemoryBus, MemoryStore};
 use manman_core::ports::SystemClock;
 use manman_core::store::Store;
-use manman_http::{HostServer, HttpLimits, ServeOptions};
+use manman_http::{HostServer, HttpLimits, ServeOptions, StreamLimits};
 use manman_logging::LogFormat;
 use manman_pg::{PgSettings, PgStore};
 use manman_rabbit::{RabbitBus, RabbitSettings};
@@ -103,6 +103,21 @@ struct Options {
     /// Most connections served at once; further ones wait until one ends.
     #[arg(long, env = "MANMAN_HTTP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     http_max_connections: u32,
+    /// Most SSE streams (console and events) open at once on this host; beyond, 429.
+    #[arg(long, env = "MANMAN_MAX_STREAMS", default_value_t = manman_http::DEFAULT_MAX_STREAMS, value_parser = at_least_one)]
+    max_streams: usize,
+    /// Most SSE streams (console and events) one token may hold open on this host; beyond, 429.
+    #[arg(long, env = "MANMAN_MAX_STREAMS_PER_TOKEN", default_value_t = manman_http::DEFAULT_STREAMS_PER_TOKEN, value_parser = at_least_one)]
+    max_streams_per_token: usize,
+}
+
+/// A count of at least 1.
+fn at_least_one(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(0) => Err("0 would refuse every stream: give at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{value:?} is not a whole number")),
+    }
 }
 
 /// Where the host runs.
@@ -257,6 +272,10 @@ async fn run(options: Options) -> anyhow::Result<()> {
         signing_key: signing_key(&options)?,
         experience_api: options.enable_experience_api,
         http: http_limits(&options),
+        streams: StreamLimits {
+            per_token: options.max_streams_per_token,
+            total: options.max_streams,
+        },
     };
     let server = HostServer::start(host, serve)
         .await

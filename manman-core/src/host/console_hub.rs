@@ -1,6 +1,14 @@
 //! [`ConsoleHub`]: the host's view of every console: the last lines of each instance (the
 //! backlog) and the live lines after them, for the SSE console stream.
 //!
+//! Every watcher reads the same backlog: a line is kept once, as an [`Arc`] (its JSON encoded
+//! once, when a watcher first needs it), and a [`ConsoleSubscription`] holds only a cursor — the
+//! number of the last line it passed on — and walks the backlog by number, a few lines at a time
+//! under the lock. A watcher slower than the console falls off the backlog's window; so does a
+//! line the worker or the bus dropped before it reached the host. Either way the watcher sees a
+//! jump in the numbers, and the subscription says so with [`ConsoleItem::Lagged`]: no gap is
+//! silent.
+//!
 //! When an instance ends, its live stream closes a moment later (watchers see the end), and
 //! its backlog is kept a while for late readers, then dropped.
 
@@ -11,9 +19,9 @@ use crate::id::InstanceId;
 use crate::ports::{BusError, Delivery};
 use crate::status::Entity;
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
-use tokio::sync::broadcast;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -23,8 +31,14 @@ pub const BACKLOG_LINES: usize = 1_000;
 pub const CLOSE_AFTER_END: Duration = Duration::from_secs(2);
 /// How long the backlog of an ended instance is kept.
 pub const KEEP_AFTER_END: Duration = Duration::from_secs(600);
+/// Lines a watcher takes from the backlog under one lock: it holds no more than these at once.
+pub const READ_CHUNK: usize = 64;
 
-/// Keeps a backlog per instance and fans live lines out to watchers.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Keeps a backlog per instance and lets watchers read it and the lines after it.
 #[derive(Debug, Clone)]
 pub struct ConsoleHub {
     inner: Arc<Mutex<Inner>>,
@@ -33,72 +47,213 @@ pub struct ConsoleHub {
 
 #[derive(Debug, Default)]
 struct Inner {
-    consoles: HashMap<InstanceId, Console>,
+    consoles: HashMap<InstanceId, Arc<Console>>,
 }
 
+/// One line as the hub keeps it, shared by every watcher: the line, and its JSON encoding made
+/// once, the first time a watcher asks for it (unwatched consoles never pay for it).
+#[derive(Debug)]
+pub struct SharedLine {
+    line: ConsoleLine,
+    json: OnceLock<Box<str>>,
+}
+
+impl SharedLine {
+    fn new(line: ConsoleLine) -> Self {
+        Self {
+            line,
+            json: OnceLock::new(),
+        }
+    }
+
+    /// The line.
+    pub fn line(&self) -> &ConsoleLine {
+        &self.line
+    }
+
+    /// Its number.
+    pub fn seq(&self) -> u64 {
+        self.line.seq
+    }
+
+    /// The line as JSON (what the SSE console stream sends as `data`).
+    pub fn json(&self) -> &str {
+        self.json.get_or_init(|| {
+            // A ConsoleLine (numbers, strings, a time) always encodes.
+            serde_json::to_string(&self.line)
+                .unwrap_or_default()
+                .into_boxed_str()
+        })
+    }
+}
+
+/// One instance's console: its backlog, and a signal that rings at each new line and at the
+/// close.
 #[derive(Debug)]
 struct Console {
-    backlog: VecDeque<ConsoleLine>,
-    live: Live,
+    state: Mutex<ConsoleState>,
+    changed: watch::Sender<()>,
+}
+
+#[derive(Debug, Default)]
+struct ConsoleState {
+    /// The last lines, in increasing `seq`.
+    backlog: VecDeque<Arc<SharedLine>>,
+    /// When the hub heard the instance ended.
     ended_at: Option<Instant>,
+    /// No more lines will be read: watchers end once they have read the backlog.
+    closed: bool,
 }
-
-/// The live side of a console. A broadcast channel holds its whole ring from the start, so it
-/// exists only while somebody watches: a thousand unwatched consoles cost only their backlogs.
-#[derive(Debug)]
-enum Live {
-    /// Nobody watches.
-    Unwatched,
-    /// Watchers receive from this.
-    Watched(broadcast::Sender<ConsoleLine>),
-    /// The instance ended and its watchers were told.
-    Closed,
-}
-
-/// Live lines a slow watcher may fall behind by before it is told it lagged.
-const LIVE_BUFFER: usize = 256;
 
 impl Console {
     fn new() -> Self {
         Self {
-            backlog: VecDeque::new(),
-            live: Live::Unwatched,
-            ended_at: None,
+            state: Mutex::default(),
+            changed: watch::channel(()).0,
         }
     }
 
-    fn subscribe(&mut self) -> broadcast::Receiver<ConsoleLine> {
-        match &self.live {
-            Live::Watched(sender) => sender.subscribe(),
-            Live::Closed => closed_receiver(),
-            Live::Unwatched => {
-                let (sender, receiver) = broadcast::channel(LIVE_BUFFER);
-                self.live = Live::Watched(sender);
-                receiver
+    /// The console of an ended instance the hub no longer knows: empty and closed.
+    fn gone() -> Self {
+        let console = Self::new();
+        lock(&console.state).closed = true;
+        console
+    }
+
+    fn push(&self, line: ConsoleLine, backlog_lines: usize) {
+        {
+            let mut state = lock(&self.state);
+            if state
+                .backlog
+                .back()
+                .is_some_and(|last| last.seq() >= line.seq)
+            {
+                // A duplicate (redelivery) or a line older than the newest: keep the order.
+                return;
             }
+            if state.backlog.len() >= backlog_lines {
+                state.backlog.pop_front();
+            }
+            state.backlog.push_back(Arc::new(SharedLine::new(line)));
         }
+        self.changed.send_replace(());
+    }
+
+    fn close(&self) {
+        lock(&self.state).closed = true;
+        self.changed.send_replace(());
     }
 }
 
-/// A watcher's start: the backlog after its cursor, then the live lines.
+/// What a watcher reads next.
+#[derive(Debug, Clone)]
+pub enum ConsoleItem {
+    /// The next line.
+    Line(Arc<SharedLine>),
+    /// Lines this watcher will never see: it fell behind the backlog's window, or they were
+    /// dropped before they reached the host. The next item is the line after them.
+    Lagged {
+        /// How many lines were skipped.
+        missed: u64,
+        /// The number of the last of them (resuming after it does not report them again).
+        last_missed: u64,
+    },
+}
+
+/// A watcher of one console: the backlog after its cursor, then the live lines, read from the
+/// shared backlog. It holds a cursor and at most [`READ_CHUNK`] lines, never a copy of the
+/// backlog.
 #[derive(Debug)]
 pub struct ConsoleSubscription {
-    /// Lines already kept, oldest first, all with `seq` greater than the cursor.
-    pub backlog: Vec<ConsoleLine>,
-    /// Lines from now on; closed once the instance has ended. May repeat lines of the backlog:
-    /// skip `seq` not above the last seen.
-    pub live: broadcast::Receiver<ConsoleLine>,
+    console: Arc<Console>,
+    changed: watch::Receiver<()>,
+    /// The number of the last line passed on (or resumed after).
+    cursor: Option<u64>,
+    /// Lines taken from the backlog, not yet passed on.
+    pending: VecDeque<Arc<SharedLine>>,
+}
+
+/// What a look at the backlog found.
+enum Refill {
+    /// Lines to pass on.
+    Lines,
+    /// Nothing yet: wait for the next line.
+    Waiting,
+    /// Nothing, and nothing will come.
+    Closed,
+}
+
+impl ConsoleSubscription {
+    fn new(console: Arc<Console>, after: Option<u64>) -> Self {
+        let changed = console.changed.subscribe();
+        Self {
+            console,
+            changed,
+            cursor: after,
+            pending: VecDeque::with_capacity(READ_CHUNK),
+        }
+    }
+
+    /// The next line, or how many were skipped before it; `None` once the instance has ended
+    /// and its last line was read.
+    pub async fn next(&mut self) -> Option<ConsoleItem> {
+        loop {
+            if let Some(line) = self.pending.pop_front() {
+                return Some(self.pass_on(line));
+            }
+            // Marked seen before looking, so a line pushed after the look rings.
+            self.changed.borrow_and_update();
+            match self.refill() {
+                Refill::Lines => {}
+                Refill::Closed => return None,
+                Refill::Waiting => {
+                    if self.changed.changed().await.is_err() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// `line`, or a [`ConsoleItem::Lagged`] first when its number jumps past the cursor.
+    fn pass_on(&mut self, line: Arc<SharedLine>) -> ConsoleItem {
+        let seq = line.seq();
+        if let Some(cursor) = self.cursor
+            && seq > cursor.saturating_add(1)
+        {
+            self.pending.push_front(line);
+            self.cursor = Some(seq - 1);
+            return ConsoleItem::Lagged {
+                missed: seq - cursor - 1,
+                last_missed: seq - 1,
+            };
+        }
+        self.cursor = Some(seq);
+        ConsoleItem::Line(line)
+    }
+
+    /// Takes up to [`READ_CHUNK`] lines after the cursor from the backlog.
+    fn refill(&mut self) -> Refill {
+        let state = lock(&self.console.state);
+        let start = self.cursor.map_or(0, |cursor| {
+            state.backlog.partition_point(|l| l.seq() <= cursor)
+        });
+        self.pending
+            .extend(state.backlog.range(start..).take(READ_CHUNK).cloned());
+        if !self.pending.is_empty() {
+            Refill::Lines
+        } else if state.closed {
+            Refill::Closed
+        } else {
+            Refill::Waiting
+        }
+    }
 }
 
 impl Default for ConsoleHub {
     fn default() -> Self {
         Self::new(BACKLOG_LINES)
     }
-}
-
-/// A receiver that is already closed: the stream of an instance that has ended.
-fn closed_receiver() -> broadcast::Receiver<ConsoleLine> {
-    broadcast::channel(1).1
 }
 
 impl ConsoleHub {
@@ -111,40 +266,22 @@ impl ConsoleHub {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.inner)
     }
 
-    /// Records a line and passes it to live watchers.
+    /// Records a line and wakes the watchers of its console.
     pub fn push(&self, line: ConsoleLine) {
-        let mut inner = self.lock();
-        let console = inner
-            .consoles
-            .entry(line.instance_id)
-            .or_insert_with(Console::new);
-        if console
-            .backlog
-            .back()
-            .is_some_and(|last| last.seq >= line.seq)
-        {
-            // A duplicate (redelivery) or a line older than the newest: keep the order.
-            return;
-        }
-        if console.backlog.len() == self.backlog_lines {
-            console.backlog.pop_front();
-        }
-        console.backlog.push_back(line.clone());
-        if let Live::Watched(sender) = &console.live
-            && sender.send(line).is_err()
-        {
-            // The last watcher left: free the channel.
-            console.live = Live::Unwatched;
-        }
+        let console = Arc::clone(
+            self.lock()
+                .consoles
+                .entry(line.instance_id)
+                .or_insert_with(|| Arc::new(Console::new())),
+        );
+        console.push(line, self.backlog_lines);
     }
 
-    /// Backlog after `after` (a `Last-Event-ID`), and the live lines from then on. For an
-    /// instance that has `ended`, the live stream is closed.
+    /// A watcher of `instance`: the backlog after `after` (a `Last-Event-ID`), then the lines
+    /// from then on. For an instance that has `ended`, the watcher ends after the backlog.
     pub fn subscribe(
         &self,
         instance: InstanceId,
@@ -152,50 +289,47 @@ impl ConsoleHub {
         ended: bool,
     ) -> ConsoleSubscription {
         let mut inner = self.lock();
-        let after = after.unwrap_or(0);
-        let console = match inner.consoles.get_mut(&instance) {
-            Some(console) => console,
-            None if ended => {
-                return ConsoleSubscription {
-                    backlog: Vec::new(),
-                    live: closed_receiver(),
-                };
-            }
-            None => inner.consoles.entry(instance).or_insert_with(Console::new),
+        let console = match inner.consoles.get(&instance) {
+            Some(console) => Arc::clone(console),
+            None if ended => Arc::new(Console::gone()),
+            None => Arc::clone(
+                inner
+                    .consoles
+                    .entry(instance)
+                    .or_insert_with(|| Arc::new(Console::new())),
+            ),
         };
-        ConsoleSubscription {
-            backlog: console
-                .backlog
-                .iter()
-                .filter(|l| l.seq > after)
-                .cloned()
-                .collect(),
-            live: console.subscribe(),
-        }
+        drop(inner);
+        ConsoleSubscription::new(console, after)
     }
 
     /// Notes that an instance ended: its live stream closes after [`CLOSE_AFTER_END`].
     pub fn instance_ended(&self, instance: InstanceId) {
-        let mut inner = self.lock();
-        let console = inner.consoles.entry(instance).or_insert_with(Console::new);
-        console.ended_at.get_or_insert_with(Instant::now);
+        let console = Arc::clone(
+            self.lock()
+                .consoles
+                .entry(instance)
+                .or_insert_with(|| Arc::new(Console::new())),
+        );
+        lock(&console.state)
+            .ended_at
+            .get_or_insert_with(Instant::now);
     }
 
     /// Closes the live streams and drops the backlogs whose time has come.
     pub fn expire(&self, now: Instant) {
-        self.lock()
-            .consoles
-            .retain(|_, console| match console.ended_at {
-                None => true,
-                Some(ended) => {
-                    if now.duration_since(ended) >= CLOSE_AFTER_END {
-                        console.live = Live::Closed;
-                    }
-                    now.duration_since(ended) < KEEP_AFTER_END
-                }
-            });
+        self.lock().consoles.retain(|_, console| {
+            let (ended_at, closed) = {
+                let state = lock(&console.state);
+                (state.ended_at, state.closed)
+            };
+            let Some(ended) = ended_at else { return true };
+            if !closed && now.duration_since(ended) >= CLOSE_AFTER_END {
+                console.close();
+            }
+            now.duration_since(ended) < KEEP_AFTER_END
+        });
     }
-
     /// Feeds the hub from `manman.console` and `manman.events` until `shutdown` is cancelled.
     pub async fn run(&self, bus: &Bus, shutdown: CancellationToken) -> Result<(), BusError> {
         let mut lines = bus.watch_console(None).await?;
@@ -276,6 +410,7 @@ mod tests {
     use super::*;
     use crate::console::ConsoleStream;
     use chrono::Utc;
+    use futures::FutureExt;
 
     fn line(seq: u64) -> ConsoleLine {
         ConsoleLine {
@@ -287,6 +422,27 @@ mod tests {
         }
     }
 
+    /// What `sub` can read now, without waiting: line numbers, and `lagged N@LAST`.
+    fn available(sub: &mut ConsoleSubscription) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(Some(item)) = sub.next().now_or_never() {
+            out.push(match item {
+                ConsoleItem::Line(line) => line.seq().to_string(),
+                ConsoleItem::Lagged {
+                    missed,
+                    last_missed,
+                } => format!("lagged {missed}@{last_missed}"),
+            });
+        }
+        out
+    }
+
+    fn backlog(hub: &ConsoleHub, instance: InstanceId) -> Vec<Arc<SharedLine>> {
+        let console = Arc::clone(&hub.lock().consoles[&instance]);
+        let state = lock(&console.state);
+        state.backlog.iter().cloned().collect()
+    }
+
     #[test]
     fn backlog_is_bounded_and_resumable() {
         let hub = ConsoleHub::new(3);
@@ -294,20 +450,10 @@ mod tests {
             hub.push(line(seq));
         }
         hub.push(line(4)); // a redelivery is ignored
-        let all: Vec<u64> = hub
-            .subscribe(InstanceId(1), None, false)
-            .backlog
-            .iter()
-            .map(|l| l.seq)
-            .collect();
-        assert_eq!(all, [3, 4, 5]);
-        let resumed: Vec<u64> = hub
-            .subscribe(InstanceId(1), Some(4), false)
-            .backlog
-            .iter()
-            .map(|l| l.seq)
-            .collect();
-        assert_eq!(resumed, [5]);
+        let mut all = hub.subscribe(InstanceId(1), None, false);
+        assert_eq!(available(&mut all), ["3", "4", "5"]);
+        let mut resumed = hub.subscribe(InstanceId(1), Some(4), false);
+        assert_eq!(available(&mut resumed), ["5"]);
     }
 
     #[tokio::test]
@@ -315,9 +461,117 @@ mod tests {
         let hub = ConsoleHub::default();
         hub.push(line(1));
         let mut sub = hub.subscribe(InstanceId(1), None, false);
+        assert_eq!(available(&mut sub), ["1"]);
+        let waiting = tokio::spawn(async move { sub.next().await.map(|_| sub) });
+        tokio::task::yield_now().await;
         hub.push(line(2));
-        assert_eq!(sub.backlog.len(), 1);
-        assert_eq!(sub.live.recv().await.unwrap().seq, 2);
+        let mut sub = waiting
+            .await
+            .unwrap()
+            .expect("the live line wakes the watcher");
+        assert_eq!(sub.cursor, Some(2));
+        assert!(available(&mut sub).is_empty());
+    }
+
+    #[test]
+    fn subscribers_share_the_backlog_and_hold_no_copy_of_it() {
+        let hub = ConsoleHub::default();
+        for seq in 1..=BACKLOG_LINES as u64 {
+            hub.push(line(seq));
+        }
+        let mut subs: Vec<_> = (0..100)
+            .map(|_| hub.subscribe(InstanceId(1), None, false))
+            .collect();
+        let lines = backlog(&hub, InstanceId(1));
+        // Each line is referenced by the backlog (and by `lines`, here) only.
+        assert!(lines.iter().all(|l| Arc::strong_count(l) == 2));
+        // A reading watcher holds one chunk of the shared lines, not copies of them.
+        let first = subs[0].next().now_or_never().flatten();
+        assert!(matches!(first, Some(ConsoleItem::Line(ref l)) if Arc::ptr_eq(l, &lines[0])));
+        drop(first);
+        let held = lines.iter().filter(|l| Arc::strong_count(l) > 2).count();
+        assert_eq!(held, READ_CHUNK - 1);
+        subs.clear();
+        assert!(lines.iter().all(|l| Arc::strong_count(l) == 2));
+    }
+
+    #[test]
+    fn a_watcher_that_falls_off_the_backlog_is_told_how_many_lines_it_missed() {
+        let hub = ConsoleHub::new(10);
+        hub.push(line(1));
+        let mut sub = hub.subscribe(InstanceId(1), None, false);
+        assert_eq!(available(&mut sub), ["1"]);
+        for seq in 2..=30 {
+            hub.push(line(seq));
+        }
+        // 2..=20 fell off the window of 10 (21..=30) before the watcher read them.
+        let mut want = vec!["lagged 19@20".to_owned()];
+        want.extend((21..=30).map(|s| s.to_string()));
+        assert_eq!(available(&mut sub), want);
+    }
+
+    #[test]
+    fn a_watcher_behind_by_more_than_a_chunk_is_told_too() {
+        let hub = ConsoleHub::new(100);
+        for seq in 1..=100 {
+            hub.push(line(seq));
+        }
+        let mut sub = hub.subscribe(InstanceId(1), None, false);
+        // It read half of what it took, then the console moved on by a whole window.
+        for _ in 0..32 {
+            sub.next().now_or_never().flatten().expect("a line");
+        }
+        for seq in 101..=250 {
+            hub.push(line(seq));
+        }
+        let read = available(&mut sub);
+        // The rest of its chunk (33..=64), then the jump to the window (151..=250).
+        let mut want: Vec<String> = (33..=64).map(|s| s.to_string()).collect();
+        want.push("lagged 86@150".to_owned());
+        want.extend((151..=250).map(|s| s.to_string()));
+        assert_eq!(read, want);
+    }
+
+    #[test]
+    fn lines_lost_before_the_host_are_reported_not_skipped_silently() {
+        let hub = ConsoleHub::default();
+        for seq in [1, 2, 5, 6] {
+            hub.push(line(seq));
+        }
+        let mut sub = hub.subscribe(InstanceId(1), None, false);
+        assert_eq!(available(&mut sub), ["1", "2", "lagged 2@4", "5", "6"]);
+    }
+
+    #[test]
+    fn resuming_after_lines_that_left_the_backlog_reports_them() {
+        let hub = ConsoleHub::new(10);
+        for seq in 1..=30 {
+            hub.push(line(seq));
+        }
+        let mut sub = hub.subscribe(InstanceId(1), Some(3), false);
+        let read = available(&mut sub);
+        assert_eq!(read[0], "lagged 17@20");
+        assert_eq!(read[1], "21");
+        assert_eq!(read.len(), 11);
+        // Resuming after the reported gap reports nothing again.
+        let mut again = hub.subscribe(InstanceId(1), Some(20), false);
+        assert_eq!(available(&mut again)[0], "21");
+    }
+
+    #[test]
+    fn a_line_is_encoded_once_for_every_watcher() {
+        let hub = ConsoleHub::default();
+        hub.push(line(1));
+        let mut a = hub.subscribe(InstanceId(1), None, false);
+        let mut b = hub.subscribe(InstanceId(1), None, false);
+        let (Some(Some(ConsoleItem::Line(x))), Some(Some(ConsoleItem::Line(y)))) =
+            (a.next().now_or_never(), b.next().now_or_never())
+        else {
+            panic!("both read line 1");
+        };
+        assert!(std::ptr::eq(x.json(), y.json()));
+        let decoded: ConsoleLine = serde_json::from_str(x.json()).unwrap();
+        assert_eq!(&decoded, x.line());
     }
 
     #[tokio::test]
@@ -330,23 +584,21 @@ mod tests {
         hub.expire(ended);
         hub.push(line(2));
         assert_eq!(
-            sub.live.recv().await.unwrap().seq,
-            2,
+            available(&mut sub),
+            ["1", "2"],
             "lines still arrive during the grace"
         );
         hub.expire(ended + CLOSE_AFTER_END);
-        assert!(matches!(
-            sub.live.recv().await,
-            Err(broadcast::error::RecvError::Closed)
-        ));
-        let late = hub.subscribe(InstanceId(1), None, true);
+        assert!(sub.next().await.is_none(), "the stream ends at the close");
+        let mut late = hub.subscribe(InstanceId(1), None, true);
         assert_eq!(
-            late.backlog.len(),
-            2,
+            available(&mut late),
+            ["1", "2"],
             "the backlog is kept for late readers"
         );
+        assert!(late.next().await.is_none());
         hub.expire(ended + KEEP_AFTER_END);
-        let gone = hub.subscribe(InstanceId(1), None, true);
-        assert!(gone.backlog.is_empty());
+        let mut gone = hub.subscribe(InstanceId(1), None, true);
+        assert!(gone.next().await.is_none());
     }
 }

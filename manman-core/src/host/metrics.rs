@@ -36,6 +36,8 @@ pub struct Metrics {
 #[derive(Debug, Default)]
 struct Inner {
     status_events: AtomicU64,
+    console_lines_dropped: AtomicU64,
+    events_dropped: AtomicU64,
     commands: Mutex<BTreeMap<&'static str, u64>>,
     latency: Mutex<Histogram>,
     http: Mutex<HttpRequests>,
@@ -102,6 +104,18 @@ impl Metrics {
     /// Status events recorded by the status processor.
     pub fn status_events_processed(&self, n: u64) {
         self.inner.status_events.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A console watcher was skipped past `n` lines (and told, with a `lagged` event).
+    pub fn console_lines_dropped(&self, n: u64) {
+        self.inner
+            .console_lines_dropped
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// An event watcher was skipped past `n` events (and told, with a `lagged` event).
+    pub fn events_dropped(&self, n: u64) {
+        self.inner.events_dropped.fetch_add(n, Ordering::Relaxed);
     }
 
     /// A command reached a final state `latency` after it was issued.
@@ -174,6 +188,28 @@ impl Metrics {
         );
         let events = self.inner.status_events.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name} {events}");
+
+        let name = "manman_console_lines_dropped_total";
+        header(
+            &mut out,
+            name,
+            "counter",
+            "Console lines SSE watchers on this replica were skipped past (each told with a \
+             `lagged` event), summed over watchers.",
+        );
+        let dropped = self.inner.console_lines_dropped.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name} {dropped}");
+
+        let name = "manman_events_dropped_total";
+        header(
+            &mut out,
+            name,
+            "counter",
+            "Events SSE watchers on this replica were skipped past (each told with a `lagged` \
+             event), summed over watchers.",
+        );
+        let dropped = self.inner.events_dropped.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name} {dropped}");
 
         let name = "manman_commands_total";
         header(
@@ -249,6 +285,9 @@ mod tests {
     fn renders_every_family_with_its_samples() {
         let metrics = Metrics::new();
         metrics.status_events_processed(3);
+        metrics.console_lines_dropped(40);
+        metrics.console_lines_dropped(2);
+        metrics.events_dropped(5);
         metrics.command_finished(CommandState::Succeeded, Duration::from_millis(20));
         metrics.command_finished(CommandState::Failed, Duration::from_secs(2));
         metrics.http_request("GET", "/api/v1/instances/{id}", 200);
@@ -262,6 +301,8 @@ mod tests {
             "manman_instances{status=\"running\"} 7",
             "manman_instances{status=\"crashed\"} 0",
             "manman_status_events_processed_total 3",
+            "manman_console_lines_dropped_total 42",
+            "manman_events_dropped_total 5",
             "manman_commands_total{outcome=\"succeeded\"} 1",
             "manman_commands_total{outcome=\"failed\"} 1",
             "manman_command_latency_seconds_bucket{le=\"0.025\"} 1",

@@ -1,11 +1,13 @@
 //! The host's services: orchestration ([`HostService`]), the [`StatusProcessor`], the
-//! [`ConsoleHub`] (console backlog and live lines), the [`Authenticator`] (tokens and worker
-//! credentials), and [`LocalHostApi`] for an in-process worker.
+//! [`ConsoleHub`] (console backlog and live lines), the [`EventHub`] (events for the SSE
+//! stream), the [`Authenticator`] (tokens and worker credentials), and [`LocalHostApi`] for an
+//! in-process worker.
 
 mod authenticator;
 mod console_hub;
 mod dead_commands;
 mod error;
+mod event_hub;
 mod lease_sweep;
 mod local_host_api;
 mod metrics;
@@ -19,10 +21,12 @@ pub use authenticator::{
     Authenticator, CACHE_TTL, MIN_SIGNING_KEY, SigningKey, WORKER_TOKEN_TTL, WorkerToken,
 };
 pub use console_hub::{
-    BACKLOG_LINES, CLOSE_AFTER_END, ConsoleHub, ConsoleSubscription, KEEP_AFTER_END,
+    BACKLOG_LINES, CLOSE_AFTER_END, ConsoleHub, ConsoleItem, ConsoleSubscription, KEEP_AFTER_END,
+    READ_CHUNK, SharedLine,
 };
 pub use dead_commands::DeadCommands;
 pub use error::HostError;
+pub use event_hub::{EVENT_BUFFER, EventHub, EventItem, EventSubscription, SharedEvent};
 pub use lease_sweep::{Lease, LeaseSweep};
 pub use local_host_api::LocalHostApi;
 pub use metrics::{Metrics, StoreSnapshot};

@@ -1,26 +1,35 @@
 //! `GET /instances/{id}/console`: Server-Sent Events, backlog then live, resumable with
 //! `Last-Event-ID`. Each event is one console line: `id` its number, `data` the line as JSON.
+//! A watcher that falls behind the backlog's window, or lines lost before the host, get a
+//! `lagged` event instead of a silent gap: `data` `{"missed":N}`, `id` the number of the last
+//! line missed.
 
 use crate::api::ApiState;
 use crate::auth::{Access, ReadScope};
 use crate::extract::ApiPath;
-use crate::problem::ApiError;
+use crate::stream_guard::{StreamGuard, StreamRefused};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::stream::{self, Stream, StreamExt};
+use futures::stream::{self, Stream};
 use manman_core::console::ConsoleLine;
+use manman_core::host::{ConsoleItem, Metrics, SharedLine};
 use manman_core::id::InstanceId;
 use std::convert::Infallible;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-fn event(line: &ConsoleLine) -> Event {
+fn line_event(line: &SharedLine) -> Event {
     Event::default()
-        .id(line.seq.to_string())
+        .id(line.seq().to_string())
         .event("line")
-        .json_data(line)
-        .unwrap_or_else(|_| Event::default().comment("unencodable line"))
+        .data(line.json())
+}
+
+/// The `lagged` event for `missed` lines up to `last_missed`.
+fn lagged_event(missed: u64, last_missed: u64) -> Event {
+    Event::default()
+        .id(last_missed.to_string())
+        .event("lagged")
+        .data(format!("{{\"missed\":{missed}}}"))
 }
 
 #[utoipa::path(
@@ -29,18 +38,20 @@ fn event(line: &ConsoleLine) -> Event {
     tag = "instances",
     params(("id" = i64, Path, description = "the instance"), ("Last-Event-ID" = Option<u64>, Header, description = "resume after this line number")),
     responses(
-        (status = 200, description = "Server-Sent Events: `event: line`, `id` the line number, `data` a ConsoleLine", body = ConsoleLine, content_type = "text/event-stream"),
+        (status = 200, description = "Server-Sent Events: `event: line`, `id` the line number, `data` a ConsoleLine; `event: lagged`, `id` the last line missed, `data` `{\"missed\":N}` when lines were skipped", body = ConsoleLine, content_type = "text/event-stream"),
         (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json")
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "the token or the host has as many streams open as it may (with Retry-After)", body = crate::problem::Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = [])),
 )]
 pub(crate) async fn stream(
-    _access: Access<ReadScope>,
+    access: Access<ReadScope>,
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<InstanceId>,
     headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, StreamRefused> {
+    let guard = StreamGuard::admit(&state, &access.caller, &headers)?;
     let instance = state.host.get_instance(id).await?;
     let after = headers
         .get("last-event-id")
@@ -49,34 +60,21 @@ pub(crate) async fn stream(
     let subscription = state
         .console
         .subscribe(id, after, instance.status.is_terminal());
-    let mut last = subscription
-        .backlog
-        .last()
-        .map_or(after.unwrap_or(0), |l| l.seq);
-    let backlog = stream::iter(
-        subscription
-            .backlog
-            .iter()
-            .map(event)
-            .map(Ok)
-            .collect::<Vec<_>>(),
+    let events = stream::unfold(
+        (subscription, state.metrics),
+        |(mut subscription, metrics): (_, Metrics)| async move {
+            let event = match subscription.next().await? {
+                ConsoleItem::Line(line) => line_event(&line),
+                ConsoleItem::Lagged {
+                    missed,
+                    last_missed,
+                } => {
+                    metrics.console_lines_dropped(missed);
+                    lagged_event(missed, last_missed)
+                }
+            };
+            Some((Ok(event), (subscription, metrics)))
+        },
     );
-    let live = BroadcastStream::new(subscription.live).filter_map(move |item| {
-        let out = match item {
-            Ok(line) if line.seq > last => {
-                last = line.seq;
-                Some(Ok(event(&line)))
-            }
-            Ok(_) => None,
-            // This watcher fell behind: say so; it can resume from the last id it saw.
-            Err(BroadcastStreamRecvError::Lagged(n)) => {
-                Some(Ok(Event::default().event("lagged").data(n.to_string())))
-            }
-        };
-        std::future::ready(out)
-    });
-    let events = backlog
-        .chain(live)
-        .take_until(state.shutdown.cancelled_owned());
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(guard.watch(events)).keep_alive(KeepAlive::default()))
 }

@@ -1,57 +1,70 @@
 //! `GET /events`: every status report, command result and install progress, live, as
-//! Server-Sent Events (`event` is the kind, `data` the event as JSON). Each watcher has a
-//! temporary queue of its own on `manman.events`, gone when it disconnects.
+//! Server-Sent Events (`event` is the kind, `data` the event as JSON). The host receives the
+//! events once and every watcher reads them from its [`EventHub`](manman_core::host::EventHub);
+//! a watcher that falls too far behind gets a `lagged` event (`data` `{"missed":N}`) and the
+//! events after the gap. When the host loses the bus the stream ends (the client reconnects
+//! and knows it may have missed events).
 
 use crate::api::ApiState;
 use crate::auth::{Access, ReadScope};
-use crate::problem::ApiError;
+use crate::stream_guard::{StreamGuard, StreamRefused};
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use futures::stream::{self, Stream, StreamExt};
+use futures::stream::{self, Stream};
 use manman_core::event::Event;
-use manman_core::host::HostError;
+use manman_core::host::{EventItem, HostError, Metrics};
 use std::convert::Infallible;
+use std::time::Duration;
+
+/// How long a request waits for the host's event feed to connect to the bus (at the host's
+/// start, or while it reconnects) before it is answered 503.
+const CONNECT_WAIT: Duration = Duration::from_secs(5);
 
 #[utoipa::path(
     get,
     path = "/api/v1/events",
     tag = "events",
     responses(
-        (status = 200, description = "Server-Sent Events: `event` the kind, `data` the Event", body = Event, content_type = "text/event-stream"),
+        (status = 200, description = "Server-Sent Events: `event` the kind, `data` the Event; `event: lagged`, `data` `{\"missed\":N}` when events were skipped", body = Event, content_type = "text/event-stream"),
         (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the store or the bus is unavailable (with Retry-After)", body = crate::problem::Problem, content_type = "application/problem+json")
+        (status = 429, description = "the token or the host has as many streams open as it may (with Retry-After)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the host's event feed is not connected to the bus (with Retry-After)", body = crate::problem::Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = [])),
 )]
 pub(crate) async fn stream(
-    _access: Access<ReadScope>,
+    access: Access<ReadScope>,
     State(state): State<ApiState>,
-) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let consumer = state
-        .host
-        .bus()
-        .watch_events()
-        .await
-        .map_err(HostError::from)?;
-    let events = stream::unfold(consumer, |mut consumer| async move {
-        loop {
-            match consumer.next().await {
-                Some(Ok(delivery)) => {
-                    let event = delivery.message.decode::<Event>();
-                    let _ = delivery.ack().await;
-                    let Ok(event) = event else { continue };
-                    let sse = SseEvent::default()
-                        .event(event.kind())
-                        .json_data(&event)
-                        .unwrap_or_else(|_| SseEvent::default().comment("unencodable event"));
-                    return Some((Ok(sse), consumer));
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, StreamRefused> {
+    let guard = StreamGuard::admit(&state, &access.caller, &headers)?;
+    let subscription =
+        state
+            .events
+            .subscribe(CONNECT_WAIT)
+            .await
+            .ok_or_else(|| HostError::Unavailable {
+                detail: "the host's event feed is not connected to the message bus; retry in a \
+                     few seconds (the host reconnects by itself)"
+                    .to_owned(),
+            })?;
+    let events = stream::unfold(
+        (subscription, state.metrics),
+        |(mut subscription, metrics): (_, Metrics)| async move {
+            let sse = match subscription.next().await? {
+                EventItem::Event(event) => SseEvent::default()
+                    .event(event.event().kind())
+                    .data(event.json()),
+                EventItem::Lagged { missed } => {
+                    metrics.events_dropped(missed);
+                    SseEvent::default()
+                        .event("lagged")
+                        .data(format!("{{\"missed\":{missed}}}"))
                 }
-                // A receive error is passed over: the next delivery may come.
-                Some(Err(_)) => {}
-                None => return None,
-            }
-        }
-    })
-    .take_until(state.shutdown.cancelled_owned());
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+            };
+            Some((Ok(sse), (subscription, metrics)))
+        },
+    );
+    Ok(Sse::new(guard.watch(events)).keep_alive(KeepAlive::default()))
 }

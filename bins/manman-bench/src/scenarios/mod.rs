@@ -3,6 +3,7 @@
 mod api_reads;
 mod bus_round_trip;
 mod command_latency;
+mod console_fanout;
 mod status_ingest;
 mod worker_scale;
 
@@ -26,6 +27,9 @@ pub(crate) enum Scenario {
     /// HTTP start → running and HTTP stdin → the server's answer, end to end.
     #[value(name = "command-latency")]
     CommandLatency,
+    /// Host memory with hundreds of console watchers over HTTP of one busy instance.
+    #[value(name = "console-fanout")]
+    ConsoleFanout,
 }
 
 /// Settings shared by the scenarios.
@@ -40,6 +44,8 @@ pub(crate) struct Settings {
     pub(crate) events_per_round: usize,
     pub(crate) api_requests: usize,
     pub(crate) latency_rounds: usize,
+    pub(crate) fanout_watchers: usize,
+    pub(crate) fanout_secs: u64,
 }
 
 impl Scenario {
@@ -50,6 +56,7 @@ impl Scenario {
             Self::BusRoundTrip,
             Self::ApiReads,
             Self::CommandLatency,
+            Self::ConsoleFanout,
         ]
     }
 
@@ -60,6 +67,7 @@ impl Scenario {
             Self::BusRoundTrip => "bus-round-trip",
             Self::ApiReads => "api-reads",
             Self::CommandLatency => "command-latency",
+            Self::ConsoleFanout => "console-fanout",
         }
     }
 
@@ -70,6 +78,7 @@ impl Scenario {
             Self::BusRoundTrip => bus_round_trip::run(settings).await,
             Self::ApiReads => api_reads::run(settings).await,
             Self::CommandLatency => command_latency::run(settings).await,
+            Self::ConsoleFanout => console_fanout::run(settings).await,
         }
     }
 }
