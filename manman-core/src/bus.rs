@@ -31,6 +31,16 @@ impl Bus {
         Self::with_topology(publisher, subscriber, Topology::new())
     }
 
+    /// A bus of its own in this process ([`crate::memory::MemoryBus`]), its topology declared:
+    /// for the all-in-one mode, embedding and tests.
+    #[cfg(feature = "memory")]
+    pub async fn in_memory() -> Result<Self, BusError> {
+        let memory = crate::memory::MemoryBus::new();
+        let bus = Self::new(Arc::new(memory.clone()), Arc::new(memory));
+        bus.declare().await?;
+        Ok(bus)
+    }
+
     /// A bus with its own (e.g. prefixed) names.
     pub fn with_topology(
         publisher: Arc<dyn MessagePublisher>,

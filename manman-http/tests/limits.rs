@@ -4,18 +4,14 @@
 //! send oversized heads or made-up methods).
 
 use chrono::Utc;
-use manman_core::bus::Bus;
 use manman_core::event::{Event, InstallProgressReport};
 use manman_core::host::HostService;
 use manman_core::id::InstanceId;
-use manman_core::memory::{MemoryBus, MemoryStore};
-use manman_core::ports::{InstallProgress, SystemClock};
-use manman_core::store::Store;
+use manman_core::ports::InstallProgress;
 use manman_http::{
     HostServer, HttpLimits, MAX_HEADER_BYTES, MAX_URI_BYTES, PROBLEM_JSON, ServeOptions,
 };
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -38,14 +34,7 @@ fn limits() -> HttpLimits {
 
 /// A host on the memory store and bus, serving within `limits`.
 async fn host(limits: HttpLimits) -> (HostServer, HostService) {
-    let memory = MemoryBus::new();
-    let bus = Bus::new(Arc::new(memory.clone()), Arc::new(memory));
-    bus.declare().await.expect("topology");
-    let host = HostService::new(
-        Store::from_adapter(MemoryStore::new()),
-        bus,
-        Arc::new(SystemClock),
-    );
+    let host = HostService::in_memory().await.expect("a host in memory");
     let mut options = ServeOptions::new("127.0.0.1:0".parse().expect("addr"));
     options.http = limits;
     let server = HostServer::start(host.clone(), options)

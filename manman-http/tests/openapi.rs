@@ -5,13 +5,8 @@
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use manman_core::bus::Bus;
 use manman_core::host::{Authenticator, ConsoleHub, HostService, Metrics, SigningKey};
-use manman_core::memory::{MemoryBus, MemoryStore};
-use manman_core::ports::SystemClock;
-use manman_core::store::Store;
 use manman_http::{ApiDoc, ApiState, router};
-use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use utoipa::OpenApi;
@@ -19,14 +14,7 @@ use utoipa::OpenApi;
 const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json");
 
 async fn app() -> axum::Router {
-    let memory = MemoryBus::new();
-    let bus = Bus::new(Arc::new(memory.clone()), Arc::new(memory));
-    bus.declare().await.expect("topology");
-    let host = HostService::new(
-        Store::from_adapter(MemoryStore::new()),
-        bus,
-        Arc::new(SystemClock),
-    );
+    let host = HostService::in_memory().await.expect("a host in memory");
     router(ApiState {
         auth: Authenticator::new(
             host.store().credentials.clone(),

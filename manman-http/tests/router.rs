@@ -1,5 +1,7 @@
 //! The router without a socket (`tower::ServiceExt::oneshot`): success and error paths.
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
@@ -116,37 +118,9 @@ async fn call_as(
     uri: &str,
     body: Option<Value>,
 ) -> (StatusCode, String, Value) {
-    let mut request = Request::builder().method(method).uri(uri);
-    if let Some(token) = token {
-        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
-    }
-    let body = match body {
-        Some(json) => {
-            request = request.header(header::CONTENT_TYPE, "application/json");
-            Body::from(json.to_string())
-        }
-        None => Body::empty(),
-    };
-    let response = app
-        .router
-        .clone()
-        .oneshot(request.body(body).expect("request"))
-        .await
-        .expect("response");
-    let status = response.status();
-    let content_type = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or("").to_owned())
-        .unwrap_or_default();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    (status, content_type, json)
+    let authorization = token.map(|token| format!("Bearer {token}"));
+    let answer = common::oneshot(&app.router, authorization.as_deref(), method, uri, body).await;
+    (answer.status, answer.content_type, answer.body)
 }
 
 fn assert_problem(status: StatusCode, content_type: &str, body: &Value, want: StatusCode) {

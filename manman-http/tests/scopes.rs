@@ -3,33 +3,21 @@
 //! protected; a revoked worker credential stops its tokens at once; `Bearer` in any case; token
 //! and credential names follow the rules of worker names.
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
-use http_body_util::BodyExt;
+mod common;
+
+use axum::http::StatusCode;
+use common::Answer;
 use manman_core::auth::Scope;
-use manman_core::bus::Bus;
 use manman_core::host::{Authenticator, ConsoleHub, HostService, Metrics, SigningKey};
-use manman_core::memory::{MemoryBus, MemoryStore};
-use manman_core::ports::SystemClock;
-use manman_core::store::Store;
 use manman_http::{ApiState, router};
 use serde_json::{Value, json};
-use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 /// The router, its authenticator and an admin token.
 struct App {
     router: axum::Router,
     auth: Authenticator,
     admin: String,
-}
-
-/// An answer: status, content type, JSON body (`Null` when there is none).
-struct Answer {
-    status: StatusCode,
-    content_type: String,
-    body: Value,
 }
 
 impl Answer {
@@ -49,15 +37,10 @@ impl Answer {
 
 /// A host whose embedded worker (as `manman up` sets it) is named `local`.
 async fn app() -> App {
-    let memory = MemoryBus::new();
-    let bus = Bus::new(Arc::new(memory.clone()), Arc::new(memory));
-    bus.declare().await.expect("topology");
-    let host = HostService::new(
-        Store::from_adapter(MemoryStore::new()),
-        bus,
-        Arc::new(SystemClock),
-    )
-    .with_embedded_worker("local");
+    let host = HostService::in_memory()
+        .await
+        .expect("a host in memory")
+        .with_embedded_worker("local");
     let auth = Authenticator::new(
         host.store().credentials.clone(),
         host.clock(),
@@ -98,41 +81,7 @@ impl App {
         uri: &str,
         body: Option<Value>,
     ) -> Answer {
-        let mut request = Request::builder().method(method).uri(uri);
-        if let Some(value) = authorization {
-            request = request.header(header::AUTHORIZATION, value);
-        }
-        let body = match body {
-            Some(json) => {
-                request = request.header(header::CONTENT_TYPE, "application/json");
-                Body::from(json.to_string())
-            }
-            None => Body::empty(),
-        };
-        let response = self
-            .router
-            .clone()
-            .oneshot(request.body(body).expect("request"))
-            .await
-            .expect("response");
-        let status = response.status();
-        let content_type = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        Answer {
-            status,
-            content_type,
-            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        }
+        common::oneshot(&self.router, authorization, method, uri, body).await
     }
 
     /// A request with `Bearer <token>`.
@@ -184,6 +133,25 @@ impl App {
         )
     }
 
+    /// A game named `name` and its default config `main`, made by the admin: their ids.
+    async fn game_with_config(&self, name: &str) -> (i64, i64) {
+        let game = self
+            .call(&self.admin, "POST", "/api/v1/games", Some(game(name)))
+            .await;
+        assert_eq!(game.status, StatusCode::CREATED, "{}", game.body);
+        let game_id = game.body["id"].as_i64().expect("id");
+        let config = self
+            .call(
+                &self.admin,
+                "POST",
+                &format!("/api/v1/games/{game_id}/configs"),
+                Some(config("main")),
+            )
+            .await;
+        assert_eq!(config.status, StatusCode::CREATED, "{}", config.body);
+        (game_id, config.body["id"].as_i64().expect("id"))
+    }
+
     /// The id of the token named `name`, listed with the admin token `admin`.
     async fn token_id(&self, admin: &str, name: &str) -> i64 {
         let tokens = self.call(admin, "GET", "/api/v1/tokens", None).await;
@@ -215,21 +183,7 @@ async fn only_admins_define_games_and_configs_and_shut_workers_down() {
     let (worker_id, _) = app.register(&worker, "box-1").await;
 
     // What admins define: games and configs, kept to try every change on.
-    let created = app
-        .call(&app.admin, "POST", "/api/v1/games", Some(game("kept")))
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
-    let game_id = created.body["id"].as_i64().expect("id");
-    let created = app
-        .call(
-            &app.admin,
-            "POST",
-            &format!("/api/v1/games/{game_id}/configs"),
-            Some(config("main")),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
-    let config_id = created.body["id"].as_i64().expect("id");
+    let (game_id, config_id) = app.game_with_config("kept").await;
 
     // Every change of the catalogue, and worker shutdown: refused to read and operate, with a
     // detail naming the scope needed and the token that lacks it.
@@ -340,19 +294,7 @@ async fn only_admins_define_games_and_configs_and_shut_workers_down() {
         )
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-    let other = app
-        .call(&app.admin, "POST", "/api/v1/games", Some(game("other")))
-        .await;
-    let other_id = other.body["id"].as_i64().expect("id");
-    let other_config = app
-        .call(
-            &app.admin,
-            "POST",
-            &format!("/api/v1/games/{other_id}/configs"),
-            Some(config("main")),
-        )
-        .await;
-    let other_config_id = other_config.body["id"].as_i64().expect("id");
+    let (other_id, other_config_id) = app.game_with_config("other").await;
     for uri in [
         format!("/api/v1/configs/{other_config_id}"),
         format!("/api/v1/games/{other_id}"),
@@ -484,19 +426,7 @@ async fn a_revoked_credential_stops_its_worker_tokens_at_register_heartbeat_and_
         .await;
     assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", answer.body);
     // An instance of a config on this worker, so that it may fetch the config.
-    let game = app
-        .call(&app.admin, "POST", "/api/v1/games", Some(game("fake")))
-        .await;
-    let game_id = game.body["id"].as_i64().expect("id");
-    let config = app
-        .call(
-            &app.admin,
-            "POST",
-            &format!("/api/v1/games/{game_id}/configs"),
-            Some(config("main")),
-        )
-        .await;
-    let config_id = config.body["id"].as_i64().expect("id");
+    let (_, config_id) = app.game_with_config("fake").await;
     let started = app
         .call(
             &app.admin,

@@ -67,3 +67,21 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Waits (up to [`harness::WAIT`]) until the host `client` talks to says instance `id` has
+/// `status`; returns the instance as it was then.
+///
+/// # Panics
+///
+/// When it does not happen in time.
+pub async fn wait_instance_status(
+    client: &manman_http::Client,
+    id: manman_core::id::InstanceId,
+    status: manman_core::status::Status,
+) -> manman_core::instance::Instance {
+    eventually(&format!("{id} to be {status}"), harness::WAIT, || async {
+        let instance = client.get_instance(id).await.ok()?;
+        (instance.status == status).then_some(instance)
+    })
+    .await
+}

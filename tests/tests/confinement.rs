@@ -15,8 +15,8 @@ use manman_core::status::{Cause, Status};
 use manman_core::worker_service::running_as_root;
 use manman_http::{Client, ClientError};
 use manman_test_support::game_files::reachable_tempdir;
-use manman_tests::eventually;
 use manman_tests::harness::{Harness, RunningWorker, WAIT};
+use manman_tests::{eventually, wait_instance_status};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
@@ -358,10 +358,7 @@ async fn game_servers_never_run_as_root_nor_read_the_workers_secrets() {
         .await
         .expect("start")
         .instance_id;
-    eventually("the demo runs", WAIT, || async {
-        (client.get_instance(id).await.expect("get").status == Status::Running).then_some(())
-    })
-    .await;
+    wait_instance_status(&client, id, Status::Running).await;
 
     client.stdin(id, "whoami").await.expect("stdin");
     let nobody = manman_core::worker_service::lookup_server_user("nobody").expect("nobody");

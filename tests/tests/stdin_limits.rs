@@ -3,31 +3,20 @@
 //! reaches it some other way — nothing is written to the server or its log.
 
 use manman_core::auth::Scope;
-use manman_core::bus::Bus;
 use manman_core::command::{Command, CommandEnvelope, CommandOutcome, MAX_STDIN_LINE_BYTES};
 use manman_core::event::Event;
 use manman_core::host::HostService;
-use manman_core::memory::{MemoryBus, MemoryStore};
-use manman_core::ports::{Message, SystemClock};
+use manman_core::ports::Message;
 use manman_core::process::TokioProcessRunner;
 use manman_core::status::Status;
-use manman_core::store::Store;
 use manman_http::{HostServer, ServeOptions};
 use manman_tests::harness::{Harness, WAIT};
-use std::sync::Arc;
 
 const FAKE: &str = env!("CARGO_BIN_EXE_e2e-fake-game-server");
 
 #[tokio::test]
 async fn the_api_answers_422_naming_line_and_the_limit_for_a_line_over_it() {
-    let memory = MemoryBus::new();
-    let bus = Bus::new(Arc::new(memory.clone()), Arc::new(memory));
-    bus.declare().await.expect("topology");
-    let host = HostService::new(
-        Store::from_adapter(MemoryStore::new()),
-        bus,
-        Arc::new(SystemClock),
-    );
+    let host = HostService::in_memory().await.expect("a host in memory");
     let server = HostServer::start(
         host,
         ServeOptions::new("127.0.0.1:0".parse().expect("addr")),

@@ -12,8 +12,8 @@ use manman_core::status::{Cause, Status};
 use manman_core::topology::worker_routing_key;
 use manman_http::{Client, ClientError};
 use manman_rabbit::{RabbitBus, RabbitSettings};
-use manman_tests::eventually;
 use manman_tests::system::{Programs, System, WAIT};
+use manman_tests::{eventually, wait_instance_status};
 use std::sync::Arc;
 
 const PROGRAMS: Programs<'static> = Programs {
@@ -25,13 +25,6 @@ const PROGRAMS: Programs<'static> = Programs {
         "/../manman-steam/tests/fixtures/fake-steamcmd"
     )),
 };
-
-async fn wait_status(client: &Client, id: InstanceId, status: Status) {
-    eventually(&format!("{id} to be {status}"), WAIT, || async {
-        (client.get_instance(id).await.ok()?.status == status).then_some(())
-    })
-    .await;
-}
 
 async fn start_on(client: &Client, config: manman_core::id::ConfigId, worker: &str) -> InstanceId {
     client
@@ -71,10 +64,10 @@ async fn a_crash_loop_gives_up_while_the_other_servers_run_on() {
         steady_ids.push(start_on(client, steady, worker).await);
     }
     for id in &steady_ids {
-        wait_status(client, *id, Status::Running).await;
+        wait_instance_status(client, *id, Status::Running).await;
     }
     let looping = start_on(client, crashy, "w2").await;
-    wait_status(client, looping, Status::Crashed).await;
+    wait_instance_status(client, looping, Status::Crashed).await;
     let history = client.instance_history(looping).await.expect("history");
     assert_eq!(
         history.last().map(|e| e.cause),
@@ -101,7 +94,7 @@ async fn a_crash_loop_gives_up_while_the_other_servers_run_on() {
     }
     for id in steady_ids {
         client.stop(id).await.expect("stop");
-        wait_status(client, id, Status::Complete).await;
+        wait_instance_status(client, id, Status::Complete).await;
     }
 }
 
@@ -113,7 +106,7 @@ async fn hostile_input_is_refused_and_the_system_keeps_serving() {
     let client = &system.client;
     let config = system.config("main", |_| {}).await;
     let id = start_on(client, config, "w1").await;
-    wait_status(client, id, Status::Running).await;
+    wait_instance_status(client, id, Status::Running).await;
     let worker = client.get_instance(id).await.expect("get").worker_id;
 
     // Straight onto RabbitMQ: malformed and oversized messages to the worker's command queue
@@ -217,10 +210,10 @@ async fn hostile_input_is_refused_and_the_system_keeps_serving() {
     .await
     .expect("the server still answers");
     let other = start_on(client, config, "w3").await;
-    wait_status(client, other, Status::Running).await;
+    wait_instance_status(client, other, Status::Running).await;
     for id in [id, other] {
         client.stop(id).await.expect("stop");
-        wait_status(client, id, Status::Complete).await;
+        wait_instance_status(client, id, Status::Complete).await;
     }
     assert!(
         std::fs::metadata(system.log("w1")).is_ok(),
@@ -299,7 +292,7 @@ async fn database_connections_cut_while_instances_start_give_503s_then_everythin
     eprintln!("{cuts} connections cut, {unavailable} answers 503");
     // Recovered: every instance gets to `running`, none is left without its status.
     for id in &started {
-        wait_status(client, *id, Status::Running).await;
+        wait_instance_status(client, *id, Status::Running).await;
         let history = client.instance_history(*id).await.expect("history");
         assert_eq!(
             history.iter().map(|e| e.status).collect::<Vec<_>>(),
@@ -327,7 +320,7 @@ async fn database_connections_cut_while_instances_start_give_503s_then_everythin
     }
     for id in started {
         client.stop(id).await.expect("stop");
-        wait_status(client, id, Status::Complete).await;
+        wait_instance_status(client, id, Status::Complete).await;
     }
 }
 
@@ -339,7 +332,7 @@ async fn broker_connections_closed_mid_stream_lose_no_command_and_run_none_twice
     let client = &system.client;
     let config = system.config("main", |_| {}).await;
     let id = start_on(client, config, "w2").await;
-    wait_status(client, id, Status::Running).await;
+    wait_instance_status(client, id, Status::Running).await;
 
     const LINES: usize = 1_000;
     let mut commands = Vec::with_capacity(LINES);
@@ -412,7 +405,7 @@ async fn broker_connections_closed_mid_stream_lose_no_command_and_run_none_twice
         LINES - succeeded.len()
     );
     client.stop(id).await.expect("stop");
-    wait_status(client, id, Status::Complete).await;
+    wait_instance_status(client, id, Status::Complete).await;
 }
 
 /// The game servers the process with `pid` runs: its children (each in a process group of its
@@ -464,7 +457,7 @@ async fn a_soak_of_200_servers_leaves_the_database_and_the_process_table_in_agre
         .collect()
         .await;
     for id in &current {
-        wait_status(client, *id, Status::Running).await;
+        wait_instance_status(client, *id, Status::Running).await;
     }
 
     // Random operations for a bounded time: stdin, restart, stop and start again, kill and
@@ -488,7 +481,7 @@ async fn a_soak_of_200_servers_leaves_the_database_and_the_process_table_in_agre
                 } else {
                     client.kill(id).await.expect("kill");
                 }
-                wait_status(client, id, Status::Complete).await;
+                wait_instance_status(client, id, Status::Complete).await;
                 current[i] = start_on(client, configs[i], &worker_of(i)).await;
             }
             _ => unreachable!(),
@@ -497,7 +490,7 @@ async fn a_soak_of_200_servers_leaves_the_database_and_the_process_table_in_agre
     }
     eprintln!("{operations} random operations");
     for id in &current {
-        wait_status(client, *id, Status::Running).await;
+        wait_instance_status(client, *id, Status::Running).await;
     }
 
     // The database, the workers' process tables and each other agree.
@@ -547,7 +540,7 @@ async fn a_soak_of_200_servers_leaves_the_database_and_the_process_table_in_agre
         })
         .await;
     for id in &current {
-        wait_status(client, *id, Status::Complete).await;
+        wait_instance_status(client, *id, Status::Complete).await;
     }
     for daemon in &system.workers {
         assert!(
@@ -588,7 +581,7 @@ async fn the_whole_lifecycle_on_every_worker() {
         .await;
     for worker in ["w1", "w2", "w3"] {
         let id = start_on(client, installed, worker).await;
-        wait_status(client, id, Status::Complete).await;
+        wait_instance_status(client, id, Status::Complete).await;
         let history = client.instance_history(id).await.expect("history");
         assert_eq!(
             history.iter().map(|e| e.cause).collect::<Vec<_>>(),
@@ -609,7 +602,7 @@ async fn the_whole_lifecycle_on_every_worker() {
         .unwrap_or_else(|_| panic!("{worker}: install progress with a percentage on the events"));
 
         let id = start_on(client, fake, worker).await;
-        wait_status(client, id, Status::Running).await;
+        wait_instance_status(client, id, Status::Running).await;
         let mut console = Box::pin(client.console(id, None).await.expect("console"));
         let first = console.next().await.expect("a line").expect("ok");
         let pid = manman_tests::harness::fake_pid(&first.text);
@@ -628,7 +621,7 @@ async fn the_whole_lifecycle_on_every_worker() {
         .await
         .unwrap_or_else(|_| panic!("{worker}: the echo on the console"));
         client.stop(id).await.expect("stop");
-        wait_status(client, id, Status::Complete).await;
+        wait_instance_status(client, id, Status::Complete).await;
         let ended = client.get_instance(id).await.expect("get");
         assert_eq!(
             ended.exit_code,

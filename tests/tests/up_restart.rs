@@ -8,8 +8,7 @@ use manman_core::game_server::{NewGameServer, ServerType};
 use manman_core::host::StartRequest;
 use manman_core::status::Status;
 use manman_http::{Client, NewToken};
-use manman_tests::eventually;
-use manman_tests::harness::WAIT;
+use manman_tests::wait_instance_status;
 use std::path::Path;
 
 const FAKE: &str = env!("CARGO_BIN_EXE_e2e-fake-game-server");
@@ -60,15 +59,9 @@ async fn a_restart_on_the_same_data_dir_finds_everything() {
         .await
         .expect("start")
         .instance_id;
-    eventually("it runs", WAIT, || async {
-        (client.get_instance(id).await.expect("get").status == Status::Running).then_some(())
-    })
-    .await;
+    wait_instance_status(&client, id, Status::Running).await;
     client.stop(id).await.expect("stop");
-    eventually("it stops", WAIT, || async {
-        (client.get_instance(id).await.expect("get").status == Status::Complete).then_some(())
-    })
-    .await;
+    wait_instance_status(&client, id, Status::Complete).await;
     let history_before = client.instance_history(id).await.expect("history");
     let first_token = first.admin.token.clone();
     first.stop().await.expect("clean stop");

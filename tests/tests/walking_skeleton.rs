@@ -7,12 +7,11 @@ use manman_core::command::CommandState;
 use manman_core::config::ConfigSpec;
 use manman_core::console::{ConsoleLine, ConsoleStream};
 use manman_core::host::StartRequest;
-use manman_core::id::{ConfigId, InstanceId};
-use manman_core::instance::Instance;
+use manman_core::id::ConfigId;
 use manman_core::ports::{Message, QueueSpec};
 use manman_core::status::{Cause, Status};
 use manman_http::{Client, ClientError};
-use manman_tests::{eventually, pid_alive};
+use manman_tests::{eventually, pid_alive, wait_instance_status};
 use std::time::Duration;
 
 const FAKE: &str = env!("CARGO_BIN_EXE_e2e-fake-game-server");
@@ -58,14 +57,6 @@ async fn demo_config(client: &Client) -> ConfigId {
         .find(|c| c.spec.is_default)
         .expect("a default config")
         .id
-}
-
-async fn wait_status(client: &Client, id: InstanceId, status: Status) -> Instance {
-    eventually(&format!("{id} to be {status}"), WAIT, || async {
-        let instance = client.get_instance(id).await.expect("get instance");
-        (instance.status == status).then_some(instance)
-    })
-    .await
 }
 
 /// Reads console lines until one satisfies `want`.
@@ -114,7 +105,7 @@ async fn start_console_stdin_stop_through_the_api() {
         .expect("start");
     let id = started.instance_id;
 
-    let ready = wait_status(&client, id, Status::Running).await;
+    let ready = wait_instance_status(&client, id, Status::Running).await;
     assert!(ready.ready_at.is_some() && ready.started_at.is_some());
     let start_record = client
         .get_command(started.command_id)
@@ -149,7 +140,7 @@ async fn start_console_stdin_stop_through_the_api() {
     assert!(next.seq > answer.seq, "resuming skips what was seen");
 
     let stop = client.stop(id).await.expect("stop");
-    let ended = wait_status(&client, id, Status::Complete).await;
+    let ended = wait_instance_status(&client, id, Status::Complete).await;
     assert_eq!(
         ended.exit_code,
         Some(0),
@@ -222,7 +213,7 @@ async fn a_restart_stops_the_server_and_starts_it_again_as_the_same_instance() {
         .await
         .expect("start")
         .instance_id;
-    wait_status(&client, id, Status::Running).await;
+    wait_instance_status(&client, id, Status::Running).await;
     let mut lines = Box::pin(client.console(id, None).await.expect("console"));
     let first = console_line(&mut lines, |l| {
         l.text.starts_with("Starting fake game server")
@@ -263,7 +254,7 @@ async fn a_restart_stops_the_server_and_starts_it_again_as_the_same_instance() {
         "{history:?}"
     );
     client.stop(id).await.expect("stop");
-    wait_status(&client, id, Status::Complete).await;
+    wait_instance_status(&client, id, Status::Complete).await;
     running.stop().await.expect("clean shutdown");
 }
 
@@ -280,7 +271,7 @@ async fn a_crash_is_reported_with_its_exit_code_and_bad_requests_harm_nothing() 
         .await
         .expect("start")
         .instance_id;
-    wait_status(&client, keeper, Status::Running).await;
+    wait_instance_status(&client, keeper, Status::Running).await;
 
     // A second config of the demo game, to crash.
     let game = client.list_games().await.expect("games")[0].id;
@@ -293,9 +284,9 @@ async fn a_crash_is_reported_with_its_exit_code_and_bad_requests_harm_nothing() 
         .await
         .expect("start")
         .instance_id;
-    wait_status(&client, victim, Status::Running).await;
+    wait_instance_status(&client, victim, Status::Running).await;
     client.stdin(victim, "crash 3").await.expect("stdin");
-    let crashed = wait_status(&client, victim, Status::Crashed).await;
+    let crashed = wait_instance_status(&client, victim, Status::Crashed).await;
     assert_eq!(crashed.exit_code, Some(3));
     let history = client.instance_history(victim).await.expect("history");
     let last = history.last().expect("history");
@@ -412,7 +403,7 @@ async fn shutdown_stops_every_game_server() {
         .await
         .expect("start")
         .instance_id;
-    wait_status(&client, id, Status::Running).await;
+    wait_instance_status(&client, id, Status::Running).await;
     let mut lines = Box::pin(client.console(id, None).await.expect("console"));
     let pid = pid_of(&console_line(&mut lines, |l| l.text.starts_with("Starting")).await);
     let host = running.host.clone();

@@ -82,6 +82,17 @@ pub struct HostService {
 }
 
 impl HostService {
+    /// A host whose store and bus live in this process ([`crate::memory`]), on the system
+    /// clock: nothing is kept. For trying things out, embedding and tests.
+    #[cfg(feature = "memory")]
+    pub async fn in_memory() -> Result<Self, crate::ports::BusError> {
+        Ok(Self::new(
+            Store::from_adapter(crate::memory::MemoryStore::new()),
+            Bus::in_memory().await?,
+            Arc::new(crate::ports::SystemClock),
+        ))
+    }
+
     /// A host over a store and a bus.
     pub fn new(store: Store, bus: Bus, clock: Arc<dyn Clock>) -> Self {
         Self {
