@@ -84,6 +84,11 @@ impl App {
         common::oneshot(&self.router, authorization, method, uri, body).await
     }
 
+    /// A request with the admin token.
+    async fn as_admin(&self, method: &str, uri: &str, body: Option<Value>) -> Answer {
+        self.call(&self.admin, method, uri, body).await
+    }
+
     /// A request with `Bearer <token>`.
     async fn call(&self, token: &str, method: &str, uri: &str, body: Option<Value>) -> Answer {
         self.send(Some(&format!("Bearer {token}")), method, uri, body)
@@ -93,8 +98,7 @@ impl App {
     /// Credentials for `name` made through the API, and a worker token exchanged for them.
     async fn worker(&self, name: &str) -> (String, String) {
         let created = self
-            .call(
-                &self.admin,
+            .as_admin(
                 "POST",
                 "/api/v1/worker-credentials",
                 Some(json!({"worker_name": name})),
@@ -136,13 +140,12 @@ impl App {
     /// A game named `name` and its default config `main`, made by the admin: their ids.
     async fn game_with_config(&self, name: &str) -> (i64, i64) {
         let game = self
-            .call(&self.admin, "POST", "/api/v1/games", Some(game(name)))
+            .as_admin("POST", "/api/v1/games", Some(game(name)))
             .await;
         assert_eq!(game.status, StatusCode::CREATED, "{}", game.body);
         let game_id = game.body["id"].as_i64().expect("id");
         let config = self
-            .call(
-                &self.admin,
+            .as_admin(
                 "POST",
                 &format!("/api/v1/games/{game_id}/configs"),
                 Some(config("main")),
@@ -277,8 +280,7 @@ async fn only_admins_define_games_and_configs_and_shut_workers_down() {
     // The admin may do every change (another game and config to delete: the kept one has an
     // instance).
     let answer = app
-        .call(
-            &app.admin,
+        .as_admin(
             "PUT",
             &format!("/api/v1/games/{game_id}"),
             Some(game("kept")),
@@ -286,8 +288,7 @@ async fn only_admins_define_games_and_configs_and_shut_workers_down() {
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     let answer = app
-        .call(
-            &app.admin,
+        .as_admin(
             "PUT",
             &format!("/api/v1/configs/{config_id}"),
             Some(config("main")),
@@ -299,7 +300,7 @@ async fn only_admins_define_games_and_configs_and_shut_workers_down() {
         format!("/api/v1/configs/{other_config_id}"),
         format!("/api/v1/games/{other_id}"),
     ] {
-        let answer = app.call(&app.admin, "DELETE", &uri, None).await;
+        let answer = app.as_admin("DELETE", &uri, None).await;
         assert_eq!(
             answer.status,
             StatusCode::NO_CONTENT,
@@ -308,8 +309,7 @@ async fn only_admins_define_games_and_configs_and_shut_workers_down() {
         );
     }
     let answer = app
-        .call(
-            &app.admin,
+        .as_admin(
             "POST",
             &format!("/api/v1/workers/{worker_id}/shutdown"),
             None,
@@ -324,8 +324,7 @@ async fn the_embedded_worker_of_manman_up_is_not_shut_down_through_the_api() {
     let (_, local) = app.worker("local").await;
     let (local_id, _) = app.register(&local, "local").await;
     let answer = app
-        .call(
-            &app.admin,
+        .as_admin(
             "POST",
             &format!("/api/v1/workers/{local_id}/shutdown"),
             None,
@@ -333,20 +332,14 @@ async fn the_embedded_worker_of_manman_up_is_not_shut_down_through_the_api() {
         .await;
     answer.problem(StatusCode::CONFLICT, "stop `manman up` instead");
     let worker = app
-        .call(
-            &app.admin,
-            "GET",
-            &format!("/api/v1/workers/{local_id}"),
-            None,
-        )
+        .as_admin("GET", &format!("/api/v1/workers/{local_id}"), None)
         .await;
     assert_eq!(worker.body["ended_at"], Value::Null, "{}", worker.body);
     // Another worker is shut down as usual.
     let (_, remote) = app.worker("box-1").await;
     let (remote_id, _) = app.register(&remote, "box-1").await;
     let answer = app
-        .call(
-            &app.admin,
+        .as_admin(
             "POST",
             &format!("/api/v1/workers/{remote_id}/shutdown"),
             None,
@@ -360,21 +353,15 @@ async fn the_last_admin_token_cannot_revoke_itself() {
     let app = app().await;
     let first = app.token_id(&app.admin, "admin").await;
     let answer = app
-        .call(
-            &app.admin,
-            "DELETE",
-            &format!("/api/v1/tokens/{first}"),
-            None,
-        )
+        .as_admin("DELETE", &format!("/api/v1/tokens/{first}"), None)
         .await;
     answer.problem(StatusCode::CONFLICT, "create another admin token first");
-    let still = app.call(&app.admin, "GET", "/api/v1/tokens", None).await;
+    let still = app.as_admin("GET", "/api/v1/tokens", None).await;
     assert_eq!(still.status, StatusCode::OK, "the admin token still works");
 
     // With a second admin token, the first may go; then the second is the last.
     let created = app
-        .call(
-            &app.admin,
+        .as_admin(
             "POST",
             "/api/v1/tokens",
             Some(json!({"name": "owner-2", "scope": "admin"})),
@@ -384,12 +371,7 @@ async fn the_last_admin_token_cannot_revoke_itself() {
     let second = created.body["secret"].as_str().expect("secret").to_owned();
     let second_id = created.body["token"]["id"].as_i64().expect("id");
     let answer = app
-        .call(
-            &app.admin,
-            "DELETE",
-            &format!("/api/v1/tokens/{first}"),
-            None,
-        )
+        .as_admin("DELETE", &format!("/api/v1/tokens/{first}"), None)
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     let answer = app
@@ -428,8 +410,7 @@ async fn a_revoked_credential_stops_its_worker_tokens_at_register_heartbeat_and_
     // An instance of a config on this worker, so that it may fetch the config.
     let (_, config_id) = app.game_with_config("fake").await;
     let started = app
-        .call(
-            &app.admin,
+        .as_admin(
             "POST",
             "/api/v1/instances",
             Some(json!({"config_id": config_id})),
@@ -441,8 +422,7 @@ async fn a_revoked_credential_stops_its_worker_tokens_at_register_heartbeat_and_
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
 
     let answer = app
-        .call(
-            &app.admin,
+        .as_admin(
             "DELETE",
             &format!("/api/v1/worker-credentials/{client_id}"),
             None,
@@ -505,8 +485,7 @@ async fn token_and_credential_names_follow_the_rules_of_worker_names() {
         long.as_str(),
     ] {
         let answer = app
-            .call(
-                &app.admin,
+            .as_admin(
                 "POST",
                 "/api/v1/tokens",
                 Some(json!({"name": name, "scope": "read"})),
@@ -515,8 +494,7 @@ async fn token_and_credential_names_follow_the_rules_of_worker_names() {
         answer.problem(StatusCode::UNPROCESSABLE_ENTITY, "name");
         assert_eq!(answer.body["errors"][0]["field"], "name", "{}", answer.body);
         let answer = app
-            .call(
-                &app.admin,
+            .as_admin(
                 "POST",
                 "/api/v1/worker-credentials",
                 Some(json!({"worker_name": name})),
@@ -530,8 +508,7 @@ async fn token_and_credential_names_follow_the_rules_of_worker_names() {
         );
     }
     let answer = app
-        .call(
-            &app.admin,
+        .as_admin(
             "POST",
             "/api/v1/tokens",
             Some(json!({"name": "ci.eu-1_b", "scope": "read"})),
@@ -539,8 +516,7 @@ async fn token_and_credential_names_follow_the_rules_of_worker_names() {
         .await;
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
     let answer = app
-        .call(
-            &app.admin,
+        .as_admin(
             "POST",
             "/api/v1/worker-credentials",
             Some(json!({"worker_name": "box-1.eu_2"})),

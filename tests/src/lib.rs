@@ -85,3 +85,17 @@ pub async fn wait_instance_status(
     })
     .await
 }
+
+/// `manman up` for a test: on a free port, its data (SQLite) in `data`, the `demo` game running
+/// `fake_game_server`, a worker named `local` with room for 4 servers.
+pub fn up_options(data: &std::path::Path, fake_game_server: &str) -> manman::up::UpOptions {
+    manman::up::UpOptions {
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: data.to_owned(),
+        demo_executable: Some(fake_game_server.into()),
+        worker_name: "local".to_owned(),
+        capacity: 4,
+        steamcmd: "steamcmd".into(),
+        store: manman::up::StoreChoice::Sqlite(None),
+    }
+}

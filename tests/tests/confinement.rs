@@ -5,7 +5,7 @@
 //! ends what it refuses `crashed` with cause `refused` — never restarted, nothing executed.
 
 use chrono::Utc;
-use manman::up::{self, StoreChoice, UpOptions};
+use manman::up::{self};
 use manman_core::config::{ConfigSpec, RestartMode};
 use manman_core::game_server::{NewGameServer, ServerType};
 use manman_core::host::StartRequest;
@@ -16,7 +16,7 @@ use manman_core::worker_service::running_as_root;
 use manman_http::{Client, ClientError};
 use manman_test_support::game_files::reachable_tempdir;
 use manman_tests::harness::{Harness, RunningWorker, WAIT};
-use manman_tests::{eventually, wait_instance_status};
+use manman_tests::{eventually, up_options, wait_instance_status};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
@@ -233,18 +233,6 @@ async fn configs_that_bypassed_the_api_are_refused_by_the_worker() {
     worker.stop().await;
 }
 
-fn options(data: &Path) -> UpOptions {
-    UpOptions {
-        bind: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: data.to_owned(),
-        demo_executable: Some(FAKE.into()),
-        worker_name: "local".to_owned(),
-        capacity: 4,
-        steamcmd: "steamcmd".into(),
-        store: StoreChoice::Sqlite(None),
-    }
-}
-
 /// The field a 422 names.
 fn refused_field(outcome: Result<impl std::fmt::Debug, ClientError>) -> String {
     match outcome {
@@ -260,7 +248,7 @@ fn refused_field(outcome: Result<impl std::fmt::Debug, ClientError>) -> String {
 #[tokio::test]
 async fn the_api_refuses_each_escape_naming_the_field() {
     let data = tempfile::tempdir().expect("dir");
-    let up = up::start(options(data.path())).await.expect("up");
+    let up = up::start(up_options(data.path(), FAKE)).await.expect("up");
     let client = Client::new(&format!("http://{}", up.addr)).with_token(&up.admin.token);
     for path in [
         "/bin",
@@ -344,7 +332,7 @@ async fn game_servers_never_run_as_root_nor_read_the_workers_secrets() {
         return;
     }
     let data = tempfile::tempdir().expect("dir");
-    let up = up::start(options(data.path())).await.expect("up");
+    let up = up::start(up_options(data.path(), FAKE)).await.expect("up");
     let client = Client::new(&format!("http://{}", up.addr)).with_token(&up.admin.token);
     let demo = client
         .list_configs(None)

@@ -1,34 +1,23 @@
 //! `manman up` keeps its data: stopped and started again on the same data dir, it shows the same
 //! games, configs and instance history (SQLite in `<data dir>/manman.db`).
 
-use manman::up::{self, StoreChoice, UpOptions};
+use manman::up::{self};
 use manman_core::auth::Scope;
 use manman_core::config::ConfigSpec;
 use manman_core::game_server::{NewGameServer, ServerType};
 use manman_core::host::StartRequest;
 use manman_core::status::Status;
 use manman_http::{Client, NewToken};
-use manman_tests::wait_instance_status;
-use std::path::Path;
+use manman_tests::{up_options, wait_instance_status};
 
 const FAKE: &str = env!("CARGO_BIN_EXE_e2e-fake-game-server");
-
-fn options(data: &Path) -> UpOptions {
-    UpOptions {
-        bind: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: data.to_owned(),
-        demo_executable: Some(FAKE.into()),
-        worker_name: "local".to_owned(),
-        capacity: 4,
-        steamcmd: "steamcmd".into(),
-        store: StoreChoice::Sqlite(None),
-    }
-}
 
 #[tokio::test]
 async fn a_restart_on_the_same_data_dir_finds_everything() {
     let data = tempfile::tempdir().expect("dir");
-    let first = up::start(options(data.path())).await.expect("first start");
+    let first = up::start(up_options(data.path(), FAKE))
+        .await
+        .expect("first start");
     assert!(
         first.admin.created,
         "the first start creates the admin token"
@@ -67,7 +56,9 @@ async fn a_restart_on_the_same_data_dir_finds_everything() {
     first.stop().await.expect("clean stop");
     assert!(data.path().join("manman.db").exists());
 
-    let second = up::start(options(data.path())).await.expect("second start");
+    let second = up::start(up_options(data.path(), FAKE))
+        .await
+        .expect("second start");
     assert!(!second.admin.created, "the kept admin token is used again");
     assert_eq!(second.admin.token, first_token);
     let url = format!("http://{}", second.addr);
