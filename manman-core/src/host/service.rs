@@ -81,6 +81,10 @@ pub struct HostService {
     embedded_worker: Option<String>,
 }
 
+/// How long a start that failed keeps trying to record its instance `crashed` (`undelivered`)
+/// while the store is unavailable.
+const UNDELIVERED_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl HostService {
     /// A host whose store and bus live in this process ([`crate::memory`]), on the system
     /// clock: nothing is kept. For trying things out, embedding and tests.
@@ -468,8 +472,24 @@ impl HostService {
                 ..EntityUpdate::default()
             },
         };
-        if let Err(e) = self.store.status.apply_status(&change).await {
-            tracing::error!(instance_id = id.get(), error = %e, "could not record an undelivered start");
+        // The store may be what failed the start: it is asked again for a few seconds (the
+        // same change, so a write that did land is not made twice), or the instance would stay
+        // `created` for ever.
+        let deadline = tokio::time::Instant::now() + UNDELIVERED_PATIENCE;
+        let mut pause = std::time::Duration::from_millis(50);
+        loop {
+            match self.store.status.apply_status(&change).await {
+                Ok(_) => return,
+                Err(e) if e.is_transient() && tokio::time::Instant::now() + pause < deadline => {
+                    tracing::warn!(instance_id = id.get(), error = %e, retry_in = ?pause, "could not record an undelivered start yet");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(1));
+                }
+                Err(e) => {
+                    tracing::error!(instance_id = id.get(), error = %e, "could not record an undelivered start");
+                    return;
+                }
+            }
         }
     }
 
