@@ -94,7 +94,7 @@ impl AppManifest {
     ///
     /// The install dir belongs to the game servers' user, who could put a link, a pipe or an
     /// endless file where the manifest should be: it is read only as a plain file (a link at
-    /// its name is not followed, a pipe never waited on) of at most [`MAX_MANIFEST_BYTES`].
+    /// its name is not followed, a pipe never waited on) of at most 1 MiB.
     pub async fn read(dir: &Path, app_id: u32) -> Result<Option<Self>, ManifestError> {
         let path = Self::path(dir, app_id);
         let at = path.clone();
