@@ -273,6 +273,20 @@ impl CommandRepository for AuditedStore {
         self.audit("prune_commands");
         self.inner.commands.prune_commands(before, limit).await
     }
+
+    async fn expire_commands(
+        &self,
+        before: DateTime<Utc>,
+        detail: &str,
+        at: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<CommandRecord>, StoreError> {
+        self.audit("expire_commands");
+        self.inner
+            .commands
+            .expire_commands(before, detail, at, limit)
+            .await
+    }
 }
 
 #[async_trait]

@@ -101,4 +101,28 @@ pub struct InventoryItem {
     /// file has them all).
     #[serde(default)]
     pub console_lines_dropped: u64,
+    /// How it ended, for an instance that ended recently (its `status` is then `complete` or
+    /// `crashed`): the worker lists the instances it ended in the last few minutes so that the
+    /// host records their real end even when it missed the status report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<InventoryEnd>,
+}
+
+/// How an instance in a heartbeat's inventory ended: what its final status report says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InventoryEnd {
+    /// Why it ended.
+    pub cause: crate::status::Cause,
+    /// For a person: exit code, error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Exit code of its process, if it exited normally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Signal that ended its process, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_signal: Option<i32>,
+    /// When it ended (the worker's clock).
+    pub ended_at: DateTime<Utc>,
 }

@@ -5,8 +5,8 @@ use crate::api::{ApiState, router, worker_router};
 use crate::http_limits::HttpLimits;
 use crate::stream_guard::{StreamLimits, StreamSlots};
 use manman_core::host::{
-    Authenticator, ConsoleHub, DeadCommands, EventHub, HostService, Lease, LeaseSweep, Metrics,
-    Retention, RetentionPolicy, SigningKey, StatusProcessor,
+    Authenticator, CommandExpiry, CommandSweep, ConsoleHub, DeadCommands, EventHub, HostService,
+    Lease, LeaseSweep, Metrics, Retention, RetentionPolicy, SigningKey, StatusProcessor,
 };
 use manman_core::ports::BusError;
 use std::future::Future;
@@ -166,6 +166,11 @@ impl HostServer {
         let sweep = LeaseSweep::new(host.store().clone(), host.clock(), options.lease);
         let token = shutdown.clone();
         tracker.spawn(async move { sweep.run(token).await });
+        let expiry =
+            CommandSweep::new(host.store().clone(), host.clock(), CommandExpiry::default())
+                .with_metrics(metrics.clone());
+        let token = shutdown.clone();
+        tracker.spawn(async move { expiry.run(token).await });
         let retention = Retention::new(host.store().clone(), host.clock(), options.retention);
         let token = shutdown.clone();
         tracker.spawn(async move { retention.run(token).await });

@@ -149,4 +149,38 @@ impl CommandRepository for PgStore {
         .map_err(|e| store_error(e, &"the command records"))?;
         Ok(deleted.rows_affected())
     }
+
+    async fn expire_commands(
+        &self,
+        before: DateTime<Utc>,
+        detail: &str,
+        at: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<CommandRecord>, StoreError> {
+        // Rows another sweep holds are skipped; the outer condition on the state is checked
+        // again on the row as it is when it is updated, so each command moves once.
+        let rows: Vec<CommandRow> = sqlx::query_as(
+            "UPDATE manman.command_records SET state = 'expired', detail = $2, updated_at = $3
+             WHERE id IN (
+                 SELECT id FROM manman.command_records
+                 WHERE state IN ('pending', 'delivered') AND expires_at < $1
+                 ORDER BY expires_at LIMIT $4
+                 FOR UPDATE SKIP LOCKED
+             ) AND state IN ('pending', 'delivered')
+             RETURNING id, worker_id, envelope, state, detail, updated_at",
+        )
+        .bind(before)
+        .bind(detail)
+        .bind(at)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| store_error(e, &"the command records"))?;
+        let mut records = rows
+            .into_iter()
+            .map(CommandRecord::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        records.sort_by_key(|r| r.envelope.expires_at);
+        Ok(records)
+    }
 }

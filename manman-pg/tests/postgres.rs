@@ -47,6 +47,7 @@ conformance!(
     batches_apply_each_change_in_order,
     commands_move_forward_only,
     leases_expire_exactly_once,
+    unfinished_commands_expire_exactly_once,
     retention_prunes_in_batches,
     retention_removes_stdin_lines_whatever_the_state,
 );

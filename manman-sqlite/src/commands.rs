@@ -156,4 +156,37 @@ impl CommandRepository for SqliteStore {
         .map_err(|e| store_error(e, &"the command records"))?;
         Ok(deleted.rows_affected())
     }
+
+    async fn expire_commands(
+        &self,
+        before: DateTime<Utc>,
+        detail: &str,
+        at: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<CommandRecord>, StoreError> {
+        // One writer: the selection and the change are one statement, so each command moves
+        // once.
+        let rows: Vec<CommandRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE command_records SET state = 'expired', detail = ?2, updated_at = ?3
+             WHERE id IN (
+                 SELECT id FROM command_records
+                 WHERE state IN ('pending', 'delivered') AND expires_at < ?1
+                 ORDER BY expires_at LIMIT ?4
+             ) AND state IN ('pending', 'delivered')
+             RETURNING {COMMAND_COLUMNS}"
+        )))
+        .bind(Timestamp(before))
+        .bind(detail)
+        .bind(Timestamp(at))
+        .bind(i64::from(limit))
+        .fetch_all(self.writer())
+        .await
+        .map_err(|e| store_error(e, &"the command records"))?;
+        let mut records = rows
+            .into_iter()
+            .map(CommandRecord::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        records.sort_by_key(|r| r.envelope.expires_at);
+        Ok(records)
+    }
 }

@@ -3,6 +3,7 @@
 
 use crate::ports::Clock;
 use crate::store::Store;
+use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +27,15 @@ impl Default for Lease {
 }
 
 /// Marks silent workers `lost` on a schedule.
+///
+/// The lease counts only time the host could take heartbeats. The sweep measures its own reach
+/// of the store: when a sweep begins longer than two intervals after the last sweep that reached
+/// the store began (the store was down or did not answer, the host was paused), that gap is the
+/// host's outage, and every lease is extended by its length for the next lease's time — long
+/// enough for every worker to be heard again, after which every lease from before the outage
+/// has run out anyway. A host that starts sweeps only after one lease, so that every worker has
+/// had a lease's time to reach it. Each replica measures its own outages; the store still marks
+/// each worker once.
 #[derive(Debug, Clone)]
 pub struct LeaseSweep {
     store: Store,
@@ -45,21 +55,132 @@ impl LeaseSweep {
 
     /// Sweeps every interval until `shutdown`; failures are logged and retried next time.
     pub async fn run(&self, shutdown: CancellationToken) {
-        let lease =
-            chrono::Duration::from_std(self.lease.duration).unwrap_or(chrono::Duration::MAX);
+        let lease = to_chrono(self.lease.duration);
+        let mut outages = Outages::new(self.clock.now(), self.lease);
         loop {
             let now = self.clock.now();
-            match self.store.workers.expire_leases(now - lease, now).await {
-                Ok(lost) if !lost.is_empty() => {
-                    tracing::warn!(?lost, "workers stopped heartbeating: lost")
+            if let Some(extension) = outages.extension(now) {
+                let stale_before = now - lease - extension;
+                match self.store.workers.expire_leases(stale_before, now).await {
+                    Ok(lost) => {
+                        outages.reached(now);
+                        if !lost.is_empty() {
+                            tracing::warn!(?lost, "workers stopped heartbeating: lost");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "the lease sweep failed; trying again"),
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "the lease sweep failed; trying again"),
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(self.lease.interval) => {}
             }
         }
+    }
+}
+
+fn to_chrono(duration: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+}
+
+/// What a sweep knows of the host's own outages.
+#[derive(Debug)]
+struct Outages {
+    lease: chrono::Duration,
+    interval: chrono::Duration,
+    /// No sweep before this (one lease after the host started).
+    first_sweep: DateTime<Utc>,
+    /// When the last sweep that reached the store began.
+    last_reached: Option<DateTime<Utc>>,
+    /// The extension in force, and until when.
+    extension: Option<(chrono::Duration, DateTime<Utc>)>,
+}
+
+impl Outages {
+    fn new(started: DateTime<Utc>, lease: Lease) -> Self {
+        let duration = to_chrono(lease.duration);
+        Self {
+            lease: duration,
+            interval: to_chrono(lease.interval),
+            first_sweep: started + duration,
+            last_reached: None,
+            extension: None,
+        }
+    }
+
+    /// How much every lease is extended for a sweep beginning at `now`; `None`: no sweep yet.
+    fn extension(&mut self, now: DateTime<Utc>) -> Option<chrono::Duration> {
+        if now < self.first_sweep {
+            return None;
+        }
+        if let Some(last) = self.last_reached {
+            let gap = now - last;
+            if gap > self.interval * 2 {
+                let (extension, until) = self.extension.unwrap_or((chrono::Duration::zero(), now));
+                let extension = extension.max(gap);
+                let until = until.max(now + self.lease);
+                tracing::warn!(
+                    outage_ms = gap.num_milliseconds(),
+                    "the lease sweep could not reach the store for a while: every lease is extended by that outage"
+                );
+                self.extension = Some((extension, until));
+            }
+        }
+        match self.extension {
+            Some((extension, until)) if now <= until => Some(extension),
+            _ => {
+                self.extension = None;
+                Some(chrono::Duration::zero())
+            }
+        }
+    }
+
+    /// A sweep that began at `at` reached the store.
+    fn reached(&mut self, at: DateTime<Utc>) {
+        self.last_reached = Some(at);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seconds(s: i64) -> chrono::Duration {
+        chrono::Duration::seconds(s)
+    }
+
+    #[test]
+    fn the_first_sweep_waits_one_lease() {
+        let t0 = Utc::now();
+        let mut outages = Outages::new(t0, Lease::default());
+        assert_eq!(outages.extension(t0 + seconds(5)), None);
+        assert_eq!(outages.extension(t0 + seconds(6)), Some(seconds(0)));
+    }
+
+    #[test]
+    fn an_outage_extends_every_lease_by_its_length_for_one_lease() {
+        let t0 = Utc::now();
+        let mut outages = Outages::new(t0 - seconds(60), Lease::default());
+        assert_eq!(outages.extension(t0), Some(seconds(0)));
+        outages.reached(t0);
+        assert_eq!(outages.extension(t0 + seconds(1)), Some(seconds(0)));
+        outages.reached(t0 + seconds(1));
+        // The store is out of reach from t0 + 1 s to t0 + 16 s: sweeps fail.
+        for s in 4..16 {
+            let extension = outages.extension(t0 + seconds(s)).expect("sweeps");
+            assert!(extension >= seconds(s - 1), "{s}: {extension}");
+        }
+        // Back: a worker last heard at t0 + 1 s is not stale at t0 + 16 s.
+        let extension = outages.extension(t0 + seconds(16)).expect("sweeps");
+        assert_eq!(extension, seconds(15));
+        let stale_before = t0 + seconds(16) - seconds(6) - extension;
+        assert!(stale_before < t0 + seconds(1));
+        outages.reached(t0 + seconds(16));
+        // Still in force for one lease, then gone.
+        for s in 17..=22 {
+            assert_eq!(outages.extension(t0 + seconds(s)), Some(seconds(15)), "{s}");
+            outages.reached(t0 + seconds(s));
+        }
+        assert_eq!(outages.extension(t0 + seconds(23)), Some(seconds(0)));
     }
 }

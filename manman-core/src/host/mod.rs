@@ -4,6 +4,7 @@
 //! in-process worker.
 
 mod authenticator;
+mod command_sweep;
 mod console_hub;
 mod dead_commands;
 mod error;
@@ -20,6 +21,7 @@ mod status_processor;
 pub use authenticator::{
     Authenticator, CACHE_TTL, MIN_SIGNING_KEY, SigningKey, WORKER_TOKEN_TTL, WorkerToken,
 };
+pub use command_sweep::{CommandExpiry, CommandSweep, EXPIRED_UNTAKEN};
 pub use console_hub::{
     BACKLOG_LINES, CLOSE_AFTER_END, ConsoleHub, ConsoleItem, ConsoleSubscription, KEEP_AFTER_END,
     READ_CHUNK, SharedLine,
@@ -31,5 +33,5 @@ pub use lease_sweep::{Lease, LeaseSweep};
 pub use local_host_api::LocalHostApi;
 pub use metrics::{Metrics, StoreSnapshot};
 pub use retention::{Pruned, Retention, RetentionPolicy};
-pub use service::{HostService, Readiness, StartRequest, Started};
+pub use service::{HostService, RECONCILIATION, Readiness, StartRequest, Started};
 pub use status_processor::StatusProcessor;

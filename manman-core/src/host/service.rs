@@ -79,7 +79,13 @@ pub struct HostService {
     clock: Arc<dyn Clock>,
     command_ttl: chrono::Duration,
     embedded_worker: Option<String>,
+    /// When reconciliation last asked a worker to stop each instance it must not run: asked
+    /// again only after a command's time to live.
+    reconciliation_stops: Arc<std::sync::Mutex<HashMap<InstanceId, tokio::time::Instant>>>,
 }
+
+/// Who a stop issued by reconciliation is recorded as issued by.
+pub const RECONCILIATION: &str = "reconciliation";
 
 /// How long a start that failed keeps trying to record its instance `crashed` (`undelivered`)
 /// while the store is unavailable.
@@ -105,6 +111,7 @@ impl HostService {
             clock,
             command_ttl: crate::command::DEFAULT_COMMAND_TTL,
             embedded_worker: None,
+            reconciliation_stops: Arc::default(),
         }
     }
 
@@ -434,7 +441,9 @@ impl HostService {
         })
     }
 
-    /// Records a heartbeat. `Conflict` when the epoch was superseded.
+    /// Records a heartbeat and reconciles its inventory (see `docs/worker.md`): a server the
+    /// worker runs but the host shows ended is stopped (a `stop` command issued by
+    /// [`RECONCILIATION`]). `Conflict` when the epoch was superseded.
     pub async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), HostError> {
         let current = self
             .store
@@ -442,7 +451,11 @@ impl HostService {
             .record_heartbeat(heartbeat.worker_id, heartbeat.epoch, self.clock.now())
             .await?;
         if current {
-            super::reconcile::reconcile(&self.store, self.clock.as_ref(), heartbeat).await?;
+            let unwanted =
+                super::reconcile::reconcile(&self.store, self.clock.as_ref(), heartbeat).await?;
+            for instance_id in unwanted {
+                self.stop_unwanted(heartbeat.worker_id, instance_id).await;
+            }
             Ok(())
         } else {
             Err(HostError::conflict(
@@ -452,6 +465,35 @@ impl HostService {
                     heartbeat.epoch
                 ),
             ))
+        }
+    }
+
+    /// Asks `worker` to stop an instance it must not run, unless that was asked within a
+    /// command's time to live. A failure is logged: the next heartbeat asks again.
+    async fn stop_unwanted(&self, worker: WorkerId, instance_id: InstanceId) {
+        let now = tokio::time::Instant::now();
+        let ttl = self.command_ttl.to_std().unwrap_or_default();
+        {
+            let mut asked = self
+                .reconciliation_stops
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            asked.retain(|_, at| now.duration_since(*at) < ttl);
+            if asked.contains_key(&instance_id) {
+                return;
+            }
+            asked.insert(instance_id, now);
+        }
+        let command = Command::Stop { instance_id };
+        if let Err(e) = self
+            .send(worker, command, Origin::from(RECONCILIATION))
+            .await
+        {
+            tracing::warn!(instance_id = instance_id.get(), worker_id = worker.get(), error = %e, "could not ask a worker to stop an instance the host shows ended");
+            self.reconciliation_stops
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&instance_id);
         }
     }
 

@@ -683,4 +683,30 @@ impl CommandRepository for MemoryStore {
         }
         Ok(old.len() as u64)
     }
+
+    async fn expire_commands(
+        &self,
+        before: DateTime<Utc>,
+        detail: &str,
+        at: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<CommandRecord>, StoreError> {
+        let mut s = self.lock();
+        let mut due: Vec<&mut CommandRecord> = s
+            .commands
+            .values_mut()
+            .filter(|c| !c.state.is_final() && c.envelope.expires_at < before)
+            .collect();
+        due.sort_by_key(|c| c.envelope.expires_at);
+        Ok(due
+            .into_iter()
+            .take(limit as usize)
+            .map(|record| {
+                record.state = CommandState::Expired;
+                record.detail = Some(detail.to_owned());
+                record.updated_at = at;
+                record.clone()
+            })
+            .collect())
+    }
 }

@@ -297,6 +297,18 @@ pub trait CommandRepository: Send + Sync + Debug + 'static {
     /// worker died, its dead letter was lost) when its last change and its `expires_at` are
     /// both before `before` — a command that may still be delivered is never deleted.
     async fn prune_commands(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
+    /// The command sweep: moves to `expired` (with `detail`, changed at `at`) at most `limit`
+    /// commands still `pending` or `delivered` whose `expires_at` is before `before`, the
+    /// earliest expiry first, and returns them as they are now. Safe with several host
+    /// replicas: the change is conditional on the state, so each command is moved (and
+    /// returned) by exactly one caller.
+    async fn expire_commands(
+        &self,
+        before: DateTime<Utc>,
+        detail: &str,
+        at: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<CommandRecord>, StoreError>;
 }
 
 /// Operator tokens and worker credentials, kept as hashes of their secrets.

@@ -653,6 +653,89 @@ pub async fn commands_move_forward_only(store: &Store) {
     );
 }
 
+/// The command sweep moves commands still `pending` or `delivered` past their `expires_at` to
+/// `expired` exactly once, even when two sweeps race; commands not yet due and finished ones are
+/// left alone.
+pub async fn unfinished_commands_expire_exactly_once(store: &Store) {
+    let (target, w) = instance(store).await;
+    let at = now();
+    let record = |state: CommandState, expires_at: DateTime<Utc>| {
+        let mut envelope = CommandEnvelope::new(
+            Command::Stdin {
+                instance_id: target.id,
+                line: "say hi".to_owned(),
+            },
+            "conformance",
+            expires_at - chrono::Duration::seconds(60),
+        );
+        envelope.expires_at = expires_at;
+        CommandRecord {
+            id: envelope.id,
+            worker_id: w.id,
+            envelope,
+            state,
+            detail: None,
+            updated_at: at - chrono::Duration::seconds(30),
+        }
+    };
+    let pending = record(CommandState::Pending, at - chrono::Duration::seconds(2));
+    let delivered = record(CommandState::Delivered, at - chrono::Duration::seconds(1));
+    let not_due = record(CommandState::Pending, at + chrono::Duration::seconds(60));
+    let finished = record(CommandState::Succeeded, at - chrono::Duration::seconds(3));
+    for r in [&pending, &delivered, &not_due, &finished] {
+        store.commands.insert_command(r).await.expect("insert");
+    }
+    let ours = [pending.id, delivered.id, not_due.id, finished.id];
+    let detail = "not taken by a worker before it expired";
+    let (a, b) = tokio::join!(
+        store.commands.expire_commands(at, detail, at, 100),
+        store.commands.expire_commands(at, detail, at, 100),
+    );
+    let (a, b) = (a.expect("sweep"), b.expect("sweep"));
+    let mut moved: Vec<Uuid> = a
+        .iter()
+        .chain(&b)
+        .map(|r| r.id)
+        .filter(|id| ours.contains(id))
+        .collect();
+    moved.sort();
+    let mut expected = vec![pending.id, delivered.id];
+    expected.sort();
+    assert_eq!(moved, expected, "each due command once: {a:#?} {b:#?}");
+    for r in a.iter().chain(&b).filter(|r| ours.contains(&r.id)) {
+        assert_eq!(
+            (r.state, r.detail.as_deref(), r.updated_at),
+            (CommandState::Expired, Some(detail), at),
+            "returned as it is now"
+        );
+    }
+    for (id, state) in [
+        (pending.id, CommandState::Expired),
+        (delivered.id, CommandState::Expired),
+        (not_due.id, CommandState::Pending),
+        (finished.id, CommandState::Succeeded),
+    ] {
+        let stored = store.commands.get_command(id).await.expect("get");
+        assert_eq!(stored.state, state, "{id}");
+    }
+    let again = store
+        .commands
+        .expire_commands(at, detail, at, 100)
+        .await
+        .expect("sweep");
+    assert!(
+        again.iter().all(|r| !ours.contains(&r.id)),
+        "an expired command is not moved again: {again:#?}"
+    );
+    let later = at + chrono::Duration::seconds(61);
+    let limited = store
+        .commands
+        .expire_commands(later, detail, later, 1)
+        .await
+        .expect("sweep");
+    assert!(limited.len() <= 1, "at most `limit`: {limited:#?}");
+}
+
 /// The lease sweep marks a stale worker and its active instances `lost` exactly once, even when
 /// two sweeps race; a fresh worker is left alone.
 pub async fn leases_expire_exactly_once(store: &Store) {
@@ -1167,6 +1250,7 @@ pub async fn run_all(store: &Store) {
     batches_apply_each_change_in_order(store).await;
     commands_move_forward_only(store).await;
     leases_expire_exactly_once(store).await;
+    unfinished_commands_expire_exactly_once(store).await;
     retention_prunes_in_batches(store).await;
     retention_removes_stdin_lines_whatever_the_state(store).await;
 }

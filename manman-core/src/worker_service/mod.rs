@@ -11,6 +11,7 @@ mod launch;
 mod local_installer;
 mod log_retention;
 mod process_records;
+mod recent_ends;
 mod reporter;
 mod restart_policy;
 mod server_user;

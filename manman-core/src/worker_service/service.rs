@@ -15,6 +15,7 @@ use crate::worker_service::directories;
 use crate::worker_service::launch::ServerEnvironment;
 use crate::worker_service::log_retention::{LogRetention, run_log_retention};
 use crate::worker_service::process_records::{Leftover, ProcessRecords, end_leftover};
+use crate::worker_service::recent_ends::RecentEnds;
 use crate::worker_service::reporter::Reporter;
 use crate::worker_service::server_user::{running_as_root, server_user};
 use crate::worker_service::supervisor::{InstanceState, Request, Supervisor, SupervisorContext};
@@ -242,13 +243,18 @@ impl WorkerService {
         tracing::info!(worker_id = worker_id.get(), epoch = registered.epoch, name = %self.settings.name, "worker running");
 
         let supervisors: Supervisors = Arc::default();
+        let ends = RecentEnds::default();
         let tracker = TaskTracker::new();
         let stop = shutdown.child_token();
         let superseded = CancellationToken::new();
         tracker.spawn(heartbeat_loop(
             Arc::clone(&self.host),
             registered,
-            Arc::clone(&supervisors),
+            (
+                Arc::clone(&supervisors),
+                ends.clone(),
+                Arc::clone(&self.clock),
+            ),
             self.settings.heartbeat_interval,
             stop.clone(),
             superseded.clone(),
@@ -277,6 +283,7 @@ impl WorkerService {
             run_as: self.settings.run_as.clone(),
             server_env,
             directories,
+            ends,
         };
         let mut loop_state = CommandLoop {
             worker_id,
@@ -669,7 +676,7 @@ const HEARTBEAT_RETRY: Duration = Duration::from_millis(250);
 async fn heartbeat_loop(
     host: Arc<dyn HostApi>,
     registered: Registered,
-    supervisors: Supervisors,
+    (supervisors, ends, clock): (Supervisors, RecentEnds, Arc<dyn Clock>),
     interval: Duration,
     stop: CancellationToken,
     superseded: CancellationToken,
@@ -681,7 +688,7 @@ async fn heartbeat_loop(
             () = stop.cancelled() => return,
             () = tokio::time::sleep(pause) => {}
         }
-        let inventory = lock(&supervisors)
+        let mut inventory: Vec<InventoryItem> = lock(&supervisors)
             .iter()
             .map(|(id, s)| {
                 let state = lock_state(&s.state);
@@ -693,9 +700,17 @@ async fn heartbeat_loop(
                     console_lines_dropped: state
                         .console_dropped
                         .load(std::sync::atomic::Ordering::Relaxed),
+                    ended: None,
                 }
             })
             .collect();
+        // Then the instances that ended lately, with how (see `RecentEnds`).
+        let ended: Vec<InventoryItem> = ends
+            .listed(clock.now())
+            .into_iter()
+            .filter(|end| inventory.iter().all(|i| i.instance_id != end.instance_id))
+            .collect();
+        inventory.extend(ended);
         let heartbeat = Heartbeat {
             worker_id: registered.worker_id,
             epoch: registered.epoch,

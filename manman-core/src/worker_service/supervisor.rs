@@ -94,6 +94,8 @@ pub(crate) struct SupervisorContext {
     pub(crate) server_env: ServerEnvironment,
     /// The install and state directories, resolved.
     pub(crate) directories: WorkerDirectories,
+    /// The instances ended lately, for the heartbeat's inventory.
+    pub(crate) ends: super::recent_ends::RecentEnds,
 }
 
 /// The status an instance ends in.
@@ -248,6 +250,20 @@ impl Supervisor {
         self.transition(Status::Initializing, Cause::User, None, None)
             .await;
         let end = self.lifecycle().await;
+        // Listed as ended (with how) before it leaves the live inventory, so that a heartbeat
+        // never leaves it out while its final report may not have been recorded.
+        self.context.ends.record(
+            self.instance_id,
+            end.status,
+            lock(&self.state).restart_count,
+            crate::worker::InventoryEnd {
+                cause: end.cause,
+                detail: end.detail.clone(),
+                exit_code: end.exit.and_then(|e| e.code),
+                exit_signal: end.exit.and_then(|e| e.signal),
+                ended_at: self.context.reporter.now(),
+            },
+        );
         // From here the worker counts the instance as ended: a new start of its config is
         // accepted even while the last report is on its way.
         self.requests.close();

@@ -1,0 +1,157 @@
+//! [`CommandSweep`]: commands still `pending` or `delivered` past their `expires_at` are
+//! `expired`, and a start among them ends its instance `crashed` (cause `undelivered`).
+//!
+//! The broker dead-letters a command that expires in a worker's queue, and [`super::DeadCommands`]
+//! records it; this sweep catches the rest: a command whose publish never finished (the client
+//! gave up on its request while the broker was away, the host stopped mid-request) or whose dead
+//! letter was lost. Safe with several host replicas: the store moves each command once
+//! ([`crate::ports::CommandRepository::expire_commands`]), and the instance's change is
+//! conditional on `created` and keyed by the command id (the same change the dead-letter
+//! watcher makes, so the two never record it twice).
+
+use crate::command::{Command, CommandRecord, CommandState};
+use crate::host::Metrics;
+use crate::id::InstanceId;
+use crate::ports::{Clock, EntityUpdate, StatusChange, StoreError};
+use crate::status::{Cause, Entity, Status};
+use crate::store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The detail of a command the sweep expires.
+pub const EXPIRED_UNTAKEN: &str = "expired before a worker took it";
+
+/// Most commands expired by one store call.
+const BATCH: u32 = 256;
+
+/// When the sweep runs and how long past its `expires_at` a command is left to its worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandExpiry {
+    /// Time between sweeps (default 1 s).
+    pub interval: Duration,
+    /// How long after its `expires_at` an unfinished command is expired (default 5 s): a
+    /// worker that took it just in time has that long to have its answer recorded.
+    pub grace: Duration,
+}
+
+impl Default for CommandExpiry {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(1),
+            grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Expires unfinished commands past their time, on a schedule.
+#[derive(Debug, Clone)]
+pub struct CommandSweep {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    expiry: CommandExpiry,
+    metrics: Metrics,
+}
+
+impl CommandSweep {
+    /// A sweep of `store`'s command records.
+    pub fn new(store: Store, clock: Arc<dyn Clock>, expiry: CommandExpiry) -> Self {
+        Self {
+            store,
+            clock,
+            expiry,
+            metrics: Metrics::new(),
+        }
+    }
+
+    /// Counts the commands it expires in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Sweeps every interval until `shutdown`; failures are logged and retried next time.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        // Starts whose command this sweep expired but whose instance it could not end yet (the
+        // store failed in between): tried again at each sweep.
+        let mut unended = Vec::new();
+        loop {
+            if let Err(e) = self.sweep(&mut unended).await {
+                tracing::warn!(error = %e, "the command sweep failed; trying again");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(self.expiry.interval) => {}
+            }
+        }
+    }
+
+    /// One sweep: expires what is due (in batches) and ends the instances of expired starts.
+    /// `unended` holds the instances still to end (from an earlier sweep that failed midway);
+    /// what cannot be ended now is left in it.
+    async fn sweep(&self, unended: &mut Vec<(InstanceId, uuid::Uuid)>) -> Result<(), StoreError> {
+        let grace = chrono::Duration::from_std(self.expiry.grace).unwrap_or(chrono::Duration::MAX);
+        loop {
+            let now = self.clock.now();
+            let expired = self
+                .store
+                .commands
+                .expire_commands(now - grace, EXPIRED_UNTAKEN, now, BATCH)
+                .await?;
+            let full = expired.len() == BATCH as usize;
+            for record in &expired {
+                self.expired(record, unended);
+            }
+            self.end_instances(unended).await?;
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    fn expired(&self, record: &CommandRecord, unended: &mut Vec<(InstanceId, uuid::Uuid)>) {
+        let envelope = &record.envelope;
+        tracing::warn!(command_id = %record.id, command = envelope.command.name(), expires_at = %envelope.expires_at, "a command that never ran: expired");
+        self.metrics.command_finished(
+            CommandState::Expired,
+            (record.updated_at - envelope.issued_at)
+                .to_std()
+                .unwrap_or_default(),
+        );
+        if let Command::Start { instance_id, .. } = envelope.command {
+            unended.push((instance_id, record.id));
+        }
+    }
+
+    /// Ends each instance of an expired start that is still `created`.
+    async fn end_instances(
+        &self,
+        unended: &mut Vec<(InstanceId, uuid::Uuid)>,
+    ) -> Result<(), StoreError> {
+        while let Some(&(instance_id, command_id)) = unended.last() {
+            let now = self.clock.now();
+            let change = StatusChange {
+                // The dead-letter watcher records the same change under the same id.
+                event_id: command_id,
+                entity: Entity::Instance(instance_id),
+                from: Status::Created,
+                to: Status::Crashed,
+                cause: Cause::Undelivered,
+                detail: Some(format!("its start command {command_id} {EXPIRED_UNTAKEN}")),
+                as_of: now,
+                reported_at: now,
+                update: EntityUpdate {
+                    ended_at: Some(now),
+                    ..EntityUpdate::default()
+                },
+            };
+            match self.store.status.apply_status(&change).await {
+                // Started after all, already ended, or deleted since: the status stands.
+                Ok(_) | Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            unended.pop();
+        }
+        Ok(())
+    }
+}
