@@ -25,8 +25,32 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-/// Longest wait for one request (not for the console stream, which lasts).
-const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Longest wait for one request (not for the console stream, which lasts): longer than the
+/// host waits for its broker to take a command (30 s, `manman-rabbit`'s publish wait) plus its
+/// wait for a database connection (5 s), so that a host waiting on its broker answers — 503,
+/// naming the broker — before the client gives up.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
+
+/// How a problem reads: a 503 says which of the host's backends is away (the host itself
+/// answered).
+fn describe(problem: &Problem) -> String {
+    let detail = problem.detail.as_deref().unwrap_or("no detail");
+    if problem.status == 503 {
+        let backend = if detail.contains("the message bus") {
+            Some("its message broker (RabbitMQ)")
+        } else if detail.contains("the store") {
+            Some("its database")
+        } else {
+            None
+        };
+        if let Some(backend) = backend {
+            return format!(
+                "the host is up but {backend} is unavailable; try again later ({detail})"
+            );
+        }
+    }
+    format!("{}: {detail}", problem.title)
+}
 
 /// The problem document of a failed answer, or one made from its status and body.
 fn problem_from(status: reqwest::StatusCode, body: &[u8]) -> Problem {
@@ -38,8 +62,8 @@ fn problem_from(status: reqwest::StatusCode, body: &[u8]) -> Problem {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// The host answered with a problem document.
-    #[error("{}: {}", .0.title, .0.detail.as_deref().unwrap_or("no detail"))]
+    /// The host answered with a problem document (a 503 says which backend is away).
+    #[error("{}", describe(.0))]
     Problem(Problem),
     /// The host could not be reached or the connection broke.
     #[error("could not reach the host at {url}: {detail}")]
@@ -65,6 +89,7 @@ pub struct Client {
     base: String,
     http: reqwest::Client,
     token: Option<String>,
+    timeout: std::time::Duration,
 }
 
 impl Client {
@@ -74,7 +99,14 @@ impl Client {
             base: base_url.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
             token: None,
+            timeout: REQUEST_TIMEOUT,
         }
+    }
+
+    /// The same client, giving up on a request after `timeout` (default [`REQUEST_TIMEOUT`]).
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// The same client, sending `token` as its bearer token.
@@ -99,7 +131,7 @@ impl Client {
         format!("{}{path}", self.base)
     }
 
-    /// Sends a request (bounded by [`REQUEST_TIMEOUT`]); the body of a success, else the
+    /// Sends a request (bounded by the client's timeout, [`REQUEST_TIMEOUT`] by default); the body of a success, else the
     /// problem the host answered.
     async fn send_raw(
         &self,
@@ -108,11 +140,18 @@ impl Client {
     ) -> Result<bytes::Bytes, ClientError> {
         let transport = |e: reqwest::Error| ClientError::Transport {
             url: url.to_owned(),
-            detail: e.to_string(),
+            detail: if e.is_timeout() {
+                format!(
+                    "no answer within {:?} (the host may be overloaded or stuck)",
+                    self.timeout
+                )
+            } else {
+                e.to_string()
+            },
         };
         let response = self
             .authorized(request)
-            .timeout(REQUEST_TIMEOUT)
+            .timeout(self.timeout)
             .send()
             .await
             .map_err(transport)?;
@@ -438,5 +477,34 @@ impl Client {
                 }
             },
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    #[test]
+    fn an_unavailable_broker_is_named_as_such() {
+        let problem = Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily unavailable: the message bus: the message bus is unavailable: no confirm",
+        );
+        let said = ClientError::Problem(problem).to_string();
+        assert!(
+            said.starts_with("the host is up but its message broker (RabbitMQ) is unavailable"),
+            "{said}"
+        );
+        let problem = Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily unavailable: the store: pool timed out",
+        );
+        let said = ClientError::Problem(problem).to_string();
+        assert!(said.contains("its database is unavailable"), "{said}");
+        let said =
+            ClientError::Problem(Problem::new(StatusCode::CONFLICT, "instance 3 is complete"))
+                .to_string();
+        assert_eq!(said, "Conflict: instance 3 is complete");
     }
 }

@@ -1,5 +1,6 @@
 //! [`HostServer`]: the host's HTTP API with the background services behind it (status
-//! processor, console hub, retention), started and stopped together.
+//! processor, console and event hubs, dead-letter watcher, lease and command sweeps, retention),
+//! started and stopped together.
 
 use crate::api::{ApiState, router, worker_router};
 use crate::http_limits::HttpLimits;

@@ -66,6 +66,22 @@ impl System {
         workers: usize,
         capacity: u32,
     ) -> Option<Self> {
+        Self::start_with_host_env(label, programs, workers, capacity, &[]).await
+    }
+
+    /// [`Self::start`], with `host_env` set in the host's environment (e.g.
+    /// `MANMAN_COMMAND_TTL_S`).
+    ///
+    /// # Panics
+    ///
+    /// As [`Self::start`].
+    pub async fn start_with_host_env(
+        label: &str,
+        programs: Programs<'_>,
+        workers: usize,
+        capacity: u32,
+        host_env: &[(&str, &str)],
+    ) -> Option<Self> {
         let database = TestDatabase::create(label).await?;
         let vhost = TestVhost::create()?;
         let dir = reachable_tempdir();
@@ -82,6 +98,7 @@ impl System {
                 .env("MANMAN_ADMIN_TOKEN_FILE", &token_file)
                 .env("APP_ENV", "prod")
                 .env("RUST_LOG", "warn")
+                .envs(host_env.iter().copied())
                 .stdout(Stdio::null())
                 .stderr(log_file(dir.path(), "host"))
                 .spawn()

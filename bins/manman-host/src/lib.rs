@@ -60,6 +60,11 @@ struct Options {
     /// Longest wait for a free database connection, in milliseconds (then 503).
     #[arg(long, env = "MANMAN_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 5_000)]
     db_acquire_timeout_ms: u64,
+    /// How long a command stays deliverable, in seconds: the broker then dead-letters it from
+    /// the worker's queue, and the host records one still `pending` or `delivered` (e.g. whose
+    /// request was abandoned while the broker was away) `expired`.
+    #[arg(long, env = "MANMAN_COMMAND_TTL_S", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    command_ttl_s: u64,
     /// Days of status history and command records (with the stdin lines they hold, whatever
     /// the command's state) kept.
     #[arg(long, env = "MANMAN_RETENTION_DAYS", default_value_t = 30)]
@@ -261,7 +266,8 @@ async fn run(options: Options) -> anyhow::Result<()> {
     bus.declare()
         .await
         .context("could not declare the message topology")?;
-    let host = HostService::new(store, bus, Arc::new(SystemClock));
+    let host = HostService::new(store, bus, Arc::new(SystemClock))
+        .with_command_ttl(Duration::from_secs(options.command_ttl_s));
     let serve = ServeOptions {
         bind: options.bind,
         retention: RetentionPolicy {

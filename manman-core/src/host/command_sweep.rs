@@ -155,3 +155,127 @@ impl CommandSweep {
         Ok(())
     }
 }
+
+#[cfg(all(test, feature = "memory"))]
+mod tests {
+    use super::*;
+    use crate::command::CommandEnvelope;
+    use crate::config::ConfigSpec;
+    use crate::game_server::{NewGameServer, ServerType};
+    use crate::instance::NewInstance;
+    use crate::memory::MemoryStore;
+    use crate::ports::SystemClock;
+    use crate::worker::WorkerRegistration;
+    use chrono::Utc;
+
+    #[tokio::test]
+    async fn an_abandoned_start_expires_and_its_instance_is_undelivered() {
+        let store = Store::from_adapter(MemoryStore::new());
+        let now = Utc::now();
+        let game = store
+            .catalogue
+            .create_game(
+                &NewGameServer {
+                    name: "g".into(),
+                    server_type: ServerType::Local {
+                        path: "games/g".into(),
+                    },
+                },
+                now,
+            )
+            .await
+            .expect("game");
+        let config = store
+            .catalogue
+            .create_config(game.id, &ConfigSpec::new("main", "server"), now)
+            .await
+            .expect("config");
+        let worker = store
+            .workers
+            .register_worker(
+                &WorkerRegistration {
+                    name: "w".into(),
+                    version: "1".into(),
+                    capacity: 4,
+                    labels: Default::default(),
+                },
+                now,
+            )
+            .await
+            .expect("worker");
+        let instance = store
+            .instances
+            .create_instance(&NewInstance {
+                config_id: config.id,
+                worker_id: worker.id,
+                worker_epoch: worker.epoch,
+                created_at: now,
+            })
+            .await
+            .expect("instance");
+        // Issued 70 s ago with the default 60 s to live, never published (still `pending`).
+        let envelope = CommandEnvelope::new(
+            Command::Start {
+                instance_id: instance.id,
+                config_id: config.id,
+            },
+            "test",
+            now - chrono::Duration::seconds(70),
+        );
+        store
+            .commands
+            .insert_command(&CommandRecord {
+                id: envelope.id,
+                worker_id: worker.id,
+                envelope: envelope.clone(),
+                state: CommandState::Pending,
+                detail: None,
+                updated_at: envelope.issued_at,
+            })
+            .await
+            .expect("command");
+        let metrics = Metrics::new();
+        let sweep = CommandSweep::new(
+            store.clone(),
+            Arc::new(SystemClock),
+            CommandExpiry::default(),
+        )
+        .with_metrics(metrics.clone());
+        let mut unended = Vec::new();
+        sweep.sweep(&mut unended).await.expect("sweep");
+        assert!(unended.is_empty());
+        let record = store.commands.get_command(envelope.id).await.expect("get");
+        assert_eq!(
+            (record.state, record.detail.as_deref()),
+            (CommandState::Expired, Some(EXPIRED_UNTAKEN))
+        );
+        let ended = store
+            .instances
+            .get_instance(instance.id)
+            .await
+            .expect("get");
+        assert_eq!(ended.status, Status::Crashed);
+        assert!(ended.ended_at.is_some());
+        let history = store
+            .status
+            .status_history(Entity::Instance(instance.id), None, 10)
+            .await
+            .expect("history");
+        assert_eq!(
+            history.last().map(|e| e.cause),
+            Some(Cause::Undelivered),
+            "{history:#?}"
+        );
+        // A second sweep (another replica) finds nothing to do.
+        sweep.sweep(&mut unended).await.expect("sweep");
+        assert_eq!(
+            store
+                .status
+                .status_history(Entity::Instance(instance.id), None, 10)
+                .await
+                .expect("history")
+                .len(),
+            history.len()
+        );
+    }
+}

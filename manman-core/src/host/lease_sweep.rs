@@ -91,7 +91,7 @@ struct Outages {
     /// No sweep before this (one lease after the host started).
     first_sweep: DateTime<Utc>,
     /// When the last sweep that reached the store began.
-    last_reached: Option<DateTime<Utc>>,
+    last_reached: DateTime<Utc>,
     /// The extension in force, and until when.
     extension: Option<(chrono::Duration, DateTime<Utc>)>,
 }
@@ -99,11 +99,16 @@ struct Outages {
 impl Outages {
     fn new(started: DateTime<Utc>, lease: Lease) -> Self {
         let duration = to_chrono(lease.duration);
+        let interval = to_chrono(lease.interval);
+        let first_sweep = started + duration;
         Self {
             lease: duration,
-            interval: to_chrono(lease.interval),
-            first_sweep: started + duration,
-            last_reached: None,
+            interval,
+            first_sweep,
+            // As if a sweep had reached the store just before the first: an outage that began
+            // during the first lease is counted from there, so every worker heard since the
+            // host started is covered.
+            last_reached: first_sweep - interval,
             extension: None,
         }
     }
@@ -113,18 +118,16 @@ impl Outages {
         if now < self.first_sweep {
             return None;
         }
-        if let Some(last) = self.last_reached {
-            let gap = now - last;
-            if gap > self.interval * 2 {
-                let (extension, until) = self.extension.unwrap_or((chrono::Duration::zero(), now));
-                let extension = extension.max(gap);
-                let until = until.max(now + self.lease);
-                tracing::warn!(
-                    outage_ms = gap.num_milliseconds(),
-                    "the lease sweep could not reach the store for a while: every lease is extended by that outage"
-                );
-                self.extension = Some((extension, until));
-            }
+        let gap = now - self.last_reached;
+        if gap > self.interval * 2 {
+            let (extension, until) = self.extension.unwrap_or((chrono::Duration::zero(), now));
+            let extension = extension.max(gap);
+            let until = until.max(now + self.lease);
+            tracing::warn!(
+                outage_ms = gap.num_milliseconds(),
+                "the lease sweep could not reach the store for a while: every lease is extended by that outage"
+            );
+            self.extension = Some((extension, until));
         }
         match self.extension {
             Some((extension, until)) if now <= until => Some(extension),
@@ -137,7 +140,7 @@ impl Outages {
 
     /// A sweep that began at `at` reached the store.
     fn reached(&mut self, at: DateTime<Utc>) {
-        self.last_reached = Some(at);
+        self.last_reached = at;
     }
 }
 
@@ -158,9 +161,24 @@ mod tests {
     }
 
     #[test]
+    fn an_outage_that_begins_in_the_first_lease_is_counted() {
+        let t0 = Utc::now();
+        let mut outages = Outages::new(t0, Lease::default());
+        // The store is out from t0 + 2 s to t0 + 17 s; workers were last heard at t0 + 2 s.
+        for s in 6..17 {
+            assert!(outages.extension(t0 + seconds(s)).is_some());
+        }
+        let extension = outages.extension(t0 + seconds(17)).expect("sweeps");
+        assert!(
+            t0 + seconds(17) - seconds(6) - extension <= t0,
+            "every worker heard since the start is covered: {extension}"
+        );
+    }
+
+    #[test]
     fn an_outage_extends_every_lease_by_its_length_for_one_lease() {
         let t0 = Utc::now();
-        let mut outages = Outages::new(t0 - seconds(60), Lease::default());
+        let mut outages = Outages::new(t0 - seconds(6), Lease::default());
         assert_eq!(outages.extension(t0), Some(seconds(0)));
         outages.reached(t0);
         assert_eq!(outages.extension(t0 + seconds(1)), Some(seconds(0)));
