@@ -521,7 +521,9 @@ impl HostService {
         let mut pause = std::time::Duration::from_millis(50);
         loop {
             match self.store.status.apply_status(&change).await {
-                Ok(_) => return,
+                // Recorded, or no longer `created` (the command sweep ended it meanwhile, or it
+                // started after all): its status stands.
+                Ok(_) | Err(crate::ports::StoreError::Conflict { .. }) => return,
                 Err(e) if e.is_transient() && tokio::time::Instant::now() + pause < deadline => {
                     tracing::warn!(instance_id = id.get(), error = %e, retry_in = ?pause, "could not record an undelivered start yet");
                     tokio::time::sleep(pause).await;
@@ -602,10 +604,16 @@ impl HostService {
             }
             Err(e) => {
                 let detail = format!("could not be sent to {worker}: {e}");
-                self.store
+                match self
+                    .store
                     .commands
                     .transition_command(id, CommandState::Failed, Some(&detail), self.clock.now())
-                    .await?;
+                    .await
+                {
+                    // Already final: the command sweep expired it while the bus kept it waiting.
+                    Ok(_) | Err(crate::ports::StoreError::Conflict { .. }) => {}
+                    Err(store) => return Err(store.into()),
+                }
                 Err(e.into())
             }
         }
