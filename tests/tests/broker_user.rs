@@ -82,7 +82,8 @@ async fn a_worker_with_a_broker_user_of_its_own_runs_servers_and_can_do_nothing_
         .client
         .stdin(instance, "say hello")
         .await
-        .expect("stdin");
+        .expect("stdin")
+        .command_id;
     eventually("the console line to be written", WAIT, || async {
         let record = system.client.get_command(command).await.ok()?;
         (record.state == manman_core::command::CommandState::Succeeded).then_some(())

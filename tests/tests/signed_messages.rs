@@ -98,7 +98,7 @@ impl Forger {
 
 fn crashed(entity: Entity) -> Event {
     Event::Status(
-        StatusReport::new(entity, Status::Crashed, Cause::Crash, Utc::now()).with_detail("forged"),
+        StatusReport::new(entity, Status::Crashed, Cause::Exited, Utc::now()).with_detail("forged"),
     )
 }
 
@@ -146,7 +146,11 @@ async fn forged_events_are_dead_lettered_with_their_reason_and_the_truth_stands(
     let id = system.start_on(config, "w1").await;
     wait_instance_status(client, id, Status::Running).await;
     let (w1, w2) = (worker(&system, "w1").await, worker(&system, "w2").await);
-    let stdin = client.stdin(id, "say hello").await.expect("stdin");
+    let stdin = client
+        .stdin(id, "say hello")
+        .await
+        .expect("stdin")
+        .command_id;
     eventually("the stdin command to succeed", WAIT, || async {
         let record = client.get_command(stdin).await.ok()?;
         (record.state == CommandState::Succeeded).then_some(())
@@ -239,7 +243,11 @@ async fn forged_events_are_dead_lettered_with_their_reason_and_the_truth_stands(
             "{name}"
         );
     }
-    let again = client.stdin(id, "say still here").await.expect("stdin");
+    let again = client
+        .stdin(id, "say still here")
+        .await
+        .expect("stdin")
+        .command_id;
     eventually("the server to take another line", WAIT, || async {
         let record = client.get_command(again).await.ok()?;
         (record.state == CommandState::Succeeded).then_some(())
