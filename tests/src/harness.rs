@@ -4,16 +4,19 @@
 
 use crate::eventually;
 use manman_core::bus::Bus;
+use manman_core::command::CommandEnvelope;
 use manman_core::config::ConfigSpec;
 use manman_core::game_server::{GameServer, NewGameServer, ServerType};
-use manman_core::host::{HostService, LocalHostApi, StartRequest, StatusProcessor};
-use manman_core::id::{ConfigId, InstanceId};
+use manman_core::host::{BusKeys, HostService, LocalHostApi, StartRequest, StatusProcessor};
+use manman_core::id::{ConfigId, InstanceId, WorkerId};
 use manman_core::instance::Instance;
 use manman_core::memory::{MemoryBus, MemoryStore};
-use manman_core::ports::{GameInstaller, HostApi, SystemClock};
+use manman_core::ports::{GameInstaller, HostApi, Message, SystemClock};
 use manman_core::process::TokioProcessRunner;
+use manman_core::signing::Purpose;
 use manman_core::status::{Entity, Status, StatusEvent};
 use manman_core::store::Store;
+use manman_core::topology::{KIND_COMMAND, worker_routing_key};
 use manman_core::worker_service::{LocalInstaller, WorkerService, WorkerSettings};
 use manman_test_support::game_files::{install_program, reachable_tempdir};
 use std::path::{Path, PathBuf};
@@ -187,6 +190,34 @@ impl Harness {
             .status_history(Entity::Instance(id), None, 500)
             .await
             .expect("history")
+    }
+
+    /// Publishes `envelope` straight to the queue of `worker_id`, sealed for its current
+    /// registration as the host would seal it, but with none of the host's checks or records and
+    /// no expiry on the bus (the worker must notice an expired one itself).
+    ///
+    /// # Panics
+    ///
+    /// When the worker is unknown or the bus refuses.
+    pub async fn send_sealed(&self, worker_id: WorkerId, envelope: &CommandEnvelope) {
+        let epoch = self.host.get_worker(worker_id).await.expect("worker").epoch;
+        let key = BusKeys::new(self.host.store())
+            .worker_key(worker_id, epoch)
+            .await
+            .expect("key");
+        let mut message =
+            Message::json(KIND_COMMAND, envelope, envelope.issued_at).expect("encode");
+        message.id = envelope.id;
+        key.seal(Purpose::Command, &mut message);
+        self.bus
+            .publisher()
+            .publish(
+                &self.bus.topology().commands_exchange(),
+                &worker_routing_key(worker_id),
+                message,
+            )
+            .await
+            .expect("publish");
     }
 
     /// An instance's console log file on a worker with `settings`.

@@ -6,7 +6,6 @@ use manman_core::auth::Scope;
 use manman_core::command::{Command, CommandEnvelope, CommandOutcome, MAX_STDIN_LINE_BYTES};
 use manman_core::event::Event;
 use manman_core::host::HostService;
-use manman_core::ports::Message;
 use manman_core::process::TokioProcessRunner;
 use manman_core::status::Status;
 use manman_http::{HostServer, ServeOptions};
@@ -86,17 +85,7 @@ async fn the_worker_refuses_a_line_over_the_limit_and_writes_nothing() {
         "test",
         chrono::Utc::now(),
     );
-    let mut message = Message::json("command", &envelope, envelope.issued_at).expect("encode");
-    message.id = envelope.id;
-    h.bus
-        .publisher()
-        .publish(
-            &h.bus.topology().commands_exchange(),
-            &format!("worker.{}", worker_id.get()),
-            message,
-        )
-        .await
-        .expect("publish");
+    h.send_sealed(worker_id, &envelope).await;
     let result = tokio::time::timeout(WAIT, async {
         loop {
             let delivery = events.next().await.expect("open").expect("ok");

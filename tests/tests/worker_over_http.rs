@@ -126,11 +126,30 @@ async fn a_worker_over_http_runs_servers_and_stops_when_superseded() {
         .expect("no panic")
         .expect("no error");
     assert_eq!(exit, WorkerExit::Superseded);
-    eventually("its server to be stopped", WAIT, || async {
-        (host.get_instance(id).await.expect("get").status == Status::Complete).then_some(())
-    })
-    .await;
+    // The old registration stopped its server, but its reports are sealed with a key the
+    // host no longer believes: the new registration's inventory settles the instance.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        host.get_instance(id).await.expect("get").status,
+        Status::Running,
+        "the superseded registration's reports were refused"
+    );
+    api.heartbeat(&Heartbeat {
+        worker_id: newer.worker_id,
+        epoch: newer.epoch,
+        inventory: Vec::new(),
+    })
+    .await
+    .expect("heartbeat of the new registration");
+    let ended = host.get_instance(id).await.expect("get");
+    assert_eq!(
+        (ended.status, host_history_cause(&host, id).await),
+        (
+            Status::Crashed,
+            Some(manman_core::status::Cause::WorkerRestart)
+        ),
+        "the new registration does not run it"
+    );
     let now = host
         .list_workers()
         .await
@@ -228,4 +247,16 @@ async fn a_worker_whose_credentials_are_revoked_is_refused_keeps_running_and_is_
     shutdown.cancel();
     let _ = tokio::time::timeout(WAIT, task).await.expect("it stops");
     server.stop().await;
+}
+
+/// The cause of an instance's last status change.
+async fn host_history_cause(
+    host: &HostService,
+    id: manman_core::id::InstanceId,
+) -> Option<manman_core::status::Cause> {
+    host.status_history(manman_core::status::Entity::Instance(id), None, 500)
+        .await
+        .expect("history")
+        .last()
+        .map(|e| e.cause)
 }

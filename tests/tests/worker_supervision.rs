@@ -5,7 +5,6 @@ use manman_core::command::{Command, CommandEnvelope, CommandOutcome, CommandStat
 use manman_core::config::{RestartMode, RestartPolicy, StopPolicy};
 use manman_core::event::Event;
 use manman_core::id::{ConfigId, InstanceId};
-use manman_core::ports::Message;
 use manman_core::process::TokioProcessRunner;
 use manman_core::status::{Cause, Status};
 use manman_core::worker_service::{LogRotation, WorkerExit};
@@ -517,17 +516,7 @@ async fn commands_it_cannot_carry_out_are_failed_results_and_the_worker_carries_
     ];
     for envelope in [&unknown, &multiline, &expired, &unknown_config, &unknown] {
         // No bus-side expiry: the worker itself must notice the expired one.
-        let mut message = Message::json("command", envelope, envelope.issued_at).expect("encode");
-        message.id = envelope.id;
-        h.bus
-            .publisher()
-            .publish(
-                &h.bus.topology().commands_exchange(),
-                &format!("worker.{}", worker_id.get()),
-                message,
-            )
-            .await
-            .expect("publish");
+        h.send_sealed(worker_id, envelope).await;
     }
     let mut results = Vec::new();
     let collect = async {
