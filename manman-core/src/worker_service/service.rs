@@ -220,7 +220,7 @@ impl WorkerService {
             .consume_commands(worker_id, self.settings.command_prefetch)
             .await
             .map_err(bus_error)?;
-        let reporter = Reporter::new(self.bus.clone(), Arc::clone(&self.clock));
+        let reporter = Reporter::new(self.bus.clone(), Arc::clone(&self.clock), registered.epoch);
         for (instance_id, detail) in leftovers {
             let report = StatusReport::new(
                 Entity::Instance(instance_id),
