@@ -127,6 +127,7 @@ fn status_change(
         as_of: now,
         reported_at: now,
         update: EntityUpdate::default(),
+        sequence: None,
     }
 }
 

@@ -519,6 +519,7 @@ impl HostService {
                 ended_at: Some(now),
                 ..EntityUpdate::default()
             },
+            sequence: None,
         };
         // The store may be what failed the start: it is asked again for a few seconds (the
         // same change, so a write that did land is not made twice), or the instance would stay
