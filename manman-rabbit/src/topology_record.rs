@@ -101,6 +101,25 @@ impl TopologyRecord {
         inner.queues.get(queue).cloned()
     }
 
+    /// The bindings recorded for a durable queue, with the kind of each one's exchange when
+    /// the exchange was declared through this bus too (so that it can be declared again first).
+    pub(crate) fn durable_bindings(&self, queue: &str) -> Vec<(Binding, Option<ExchangeKind>)> {
+        let inner = self.lock();
+        inner
+            .bindings
+            .iter()
+            .filter(|b| b.queue == queue)
+            .map(|b| {
+                let kind = inner
+                    .exchanges
+                    .iter()
+                    .find(|(name, _)| *name == b.exchange)
+                    .map(|(_, kind)| *kind);
+                (b.clone(), kind)
+            })
+            .collect()
+    }
+
     /// The bindings of a temporary queue.
     pub(crate) fn temporary_bindings(&self, queue: &str) -> Vec<Binding> {
         self.lock()
@@ -195,6 +214,12 @@ mod tests {
             snapshot.queues,
             vec![QueueSpec::durable("q").dead_letter_to("dead")]
         );
+        assert_eq!(
+            record.durable_bindings("q"),
+            vec![(Binding::new("q", "x", "k"), Some(ExchangeKind::Direct))],
+            "a queue declared again is bound again, its exchange declared first"
+        );
+        assert!(record.durable_bindings("other").is_empty());
     }
 
     #[test]
