@@ -5,6 +5,7 @@
 
 mod authenticator;
 mod console_hub;
+mod consumption;
 mod dead_commands;
 mod error;
 mod event_hub;
@@ -24,6 +25,7 @@ pub use console_hub::{
     BACKLOG_LINES, CLOSE_AFTER_END, ConsoleHub, ConsoleItem, ConsoleSubscription, KEEP_AFTER_END,
     READ_CHUNK, SharedLine,
 };
+pub use consumption::Consumption;
 pub use dead_commands::DeadCommands;
 pub use error::HostError;
 pub use event_hub::{EVENT_BUFFER, EventHub, EventItem, EventSubscription, SharedEvent};
