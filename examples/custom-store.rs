@@ -17,6 +17,7 @@ use manman_core::ports::{
     ApplyOutcome, CatalogueRepository, CommandRepository, CredentialRepository, InstanceRepository,
     StatusChange, StatusRepository, StoreError, WorkerRepository,
 };
+use manman_core::signing::BusSecret;
 use manman_core::status::{Entity, Status, StatusEvent};
 use manman_core::store::Store;
 use manman_core::worker::{Worker, WorkerRegistration};
@@ -339,5 +340,10 @@ impl CredentialRepository for AuditedStore {
             .credentials
             .revoke_worker_credential(client_id, at)
             .await
+    }
+
+    async fn bus_secret(&self, candidate: &BusSecret) -> Result<BusSecret, StoreError> {
+        self.audit("bus_secret");
+        self.inner.credentials.bus_secret(candidate).await
     }
 }

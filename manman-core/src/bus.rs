@@ -5,6 +5,7 @@ use crate::console::ConsoleLine;
 use crate::event::Event;
 use crate::id::{InstanceId, WorkerId};
 use crate::ports::{BusError, Consumer, Message, MessagePublisher, MessageSubscriber, QueueSpec};
+use crate::signing::{Purpose, WorkerKey};
 use crate::topology::{
     ALL_CONSOLES, DEAD_LETTERS_MAX_LENGTH, KIND_COMMAND, KIND_CONSOLE_LINE, Topology,
     console_routing_key, worker_routing_key,
@@ -152,13 +153,15 @@ impl Bus {
         Ok(queue)
     }
 
-    /// Sends a command to one worker; it expires in its queue at `expires_at`. A worker queue
-    /// that was deleted is declared and bound again, and the command published into it.
+    /// Sends a command to one worker registration, sealed with its key; it expires in its queue
+    /// at `expires_at`. A worker queue that was deleted is declared and bound again, and the
+    /// command published into it.
     pub async fn send_command(
         &self,
-        worker: WorkerId,
+        to: &WorkerKey,
         envelope: &CommandEnvelope,
     ) -> Result<(), BusError> {
+        let worker = to.worker_id();
         let known = self
             .declared_workers
             .lock()
@@ -171,6 +174,7 @@ impl Bus {
         message.id = envelope.id;
         message.expires_at = Some(envelope.expires_at);
         message.correlation_id.clone_from(&envelope.correlation_id);
+        to.seal(Purpose::Command, &mut message);
         let exchange = self.topology.commands_exchange();
         let key = worker_routing_key(worker);
         match self
@@ -193,13 +197,16 @@ impl Bus {
         }
     }
 
-    /// Publishes an event on `manman.events`; returns its message id.
+    /// Publishes an event on `manman.events`, sealed by the worker registration that sends
+    /// it; returns its message id.
     pub async fn publish_event(
         &self,
         event: &Event,
         now: DateTime<Utc>,
+        from: &WorkerKey,
     ) -> Result<uuid::Uuid, BusError> {
-        let message = Message::json(event.kind(), event, now)?;
+        let mut message = Message::json(event.kind(), event, now)?;
+        from.seal(Purpose::Event, &mut message);
         let id = message.id;
         self.publisher
             .publish(&self.topology.events_exchange(), "", message)
@@ -207,9 +214,15 @@ impl Bus {
         Ok(id)
     }
 
-    /// Publishes a console line on `manman.console` under `instance.{id}`.
-    pub async fn publish_console(&self, line: &ConsoleLine) -> Result<(), BusError> {
-        let message = Message::json(KIND_CONSOLE_LINE, line, line.at)?;
+    /// Publishes a console line on `manman.console` under `instance.{id}`, sealed by the worker
+    /// registration that sends it.
+    pub async fn publish_console(
+        &self,
+        line: &ConsoleLine,
+        from: &WorkerKey,
+    ) -> Result<(), BusError> {
+        let mut message = Message::json(KIND_CONSOLE_LINE, line, line.at)?;
+        from.seal(Purpose::Console, &mut message);
         match self
             .publisher
             .publish(
@@ -319,6 +332,7 @@ mod tests {
         let instance = InstanceId(7);
         let mut watcher = bus.watch_console(Some(instance)).await.unwrap();
         let limit = u64::from(TEMPORARY_QUEUE_MAX_LENGTH);
+        let key = crate::signing::BusSecret::generate().worker_key(WorkerId(1), 1);
         for seq in 1..=limit + 5 {
             let line = ConsoleLine {
                 instance_id: instance,
@@ -327,7 +341,7 @@ mod tests {
                 text: format!("line {seq}"),
                 at: Utc::now(),
             };
-            bus.publish_console(&line).await.unwrap();
+            bus.publish_console(&line, &key).await.unwrap();
         }
         // The first temporary queue of a fresh memory bus.
         assert_eq!(

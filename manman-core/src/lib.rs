@@ -17,6 +17,7 @@ pub mod instance;
 pub mod memory;
 pub mod ports;
 pub mod process;
+pub mod signing;
 pub mod status;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]

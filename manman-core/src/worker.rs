@@ -3,6 +3,7 @@
 //! The worker *service* (what runs on a game machine) lives in [`crate::worker_service`].
 
 use crate::id::{InstanceId, WorkerId};
+use crate::signing::{BusKey, WorkerKey};
 use crate::status::Status;
 use crate::validation::{ValidationError, check_name};
 use chrono::{DateTime, Utc};
@@ -64,13 +65,24 @@ impl WorkerRegistration {
 }
 
 /// The host's answer to a registration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Registered {
     /// The worker's identity.
     pub worker_id: WorkerId,
     /// The epoch of this registration.
     pub epoch: i64,
+    /// This registration's key for the bus (64 hex digits): the worker seals its events and
+    /// console lines with it, and believes only the commands sealed with it. Secret; a new
+    /// registration gets a new one.
+    pub bus_key: BusKey,
+}
+
+impl Registered {
+    /// This registration's key, with whom it belongs to.
+    pub fn worker_key(&self) -> WorkerKey {
+        WorkerKey::new(self.worker_id, self.epoch, self.bus_key.clone())
+    }
 }
 
 /// What a worker reports with each heartbeat.

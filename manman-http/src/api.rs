@@ -3,15 +3,15 @@
 use crate::openapi::ApiDoc;
 use crate::problem::Problem;
 use crate::routes::{
-    catalogue, commands, console, events, health, instances, metrics, tokens, worker_api,
-    worker_credentials, workers,
+    catalogue, commands, console, dead_letters, events, health, instances, metrics, tokens,
+    worker_api, worker_credentials, workers,
 };
 use crate::stream_guard::StreamSlots;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
-use manman_core::host::{Authenticator, ConsoleHub, EventHub, HostService, Metrics};
+use manman_core::host::{Authenticator, ConsoleHub, DeadLetters, EventHub, HostService, Metrics};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
@@ -40,6 +40,8 @@ pub struct ApiState {
     pub events: EventHub,
     /// The open SSE streams, capped per token and in all.
     pub streams: StreamSlots,
+    /// The dead letters the host's consumers recorded (`GET /api/v1/dead-letters`).
+    pub dead_letters: DeadLetters,
 }
 
 /// The answer to a command request (HTTP 202): follow it at `/api/v1/commands/{command_id}`.
@@ -90,6 +92,7 @@ fn operator_routes() -> Router<ApiState> {
         .route("/workers/{id}", get(workers::get_worker))
         .route("/workers/{id}/shutdown", post(workers::shutdown))
         .route("/workers/{id}/history", get(workers::history))
+        .route("/dead-letters", get(dead_letters::list))
         .route("/events", get(events::stream))
         .route("/instances", post(instances::start).get(instances::list))
         .route("/instances/{id}", get(instances::get))
@@ -117,7 +120,10 @@ fn worker_routes() -> Router<ApiState> {
     Router::new()
         .route("/worker/register", post(worker_api::register))
         .route("/worker/heartbeat", post(worker_api::heartbeat))
-        .route("/worker/configs/{id}", get(worker_api::config))
+        .route(
+            "/worker/instances/{id}/config",
+            get(worker_api::instance_config),
+        )
 }
 
 /// `authenticated` under `/api/v1` behind the token check, with the public routes and the

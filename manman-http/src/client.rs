@@ -14,7 +14,7 @@ use manman_core::config::{ConfigSpec, GameServerConfig};
 use manman_core::console::ConsoleLine;
 use manman_core::event::Event;
 use manman_core::game_server::{GameServer, NewGameServer};
-use manman_core::host::WorkerToken;
+use manman_core::host::{DeadLetter, WorkerToken};
 use manman_core::host::{StartRequest, Started};
 use manman_core::id::TokenId;
 use manman_core::id::{ConfigId, GameServerId, InstanceId};
@@ -302,6 +302,11 @@ impl Client {
     /// Every worker.
     pub async fn list_workers(&self) -> Result<Vec<Worker>, ClientError> {
         self.get("/api/v1/workers").await
+    }
+
+    /// The newest dead letters the host recorded, newest first (`admin`).
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, ClientError> {
+        self.get("/api/v1/dead-letters").await
     }
 
     /// Starts a config.

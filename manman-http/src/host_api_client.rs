@@ -4,7 +4,7 @@ use crate::client::{Client, ClientError};
 use crate::routes::worker_credentials::TokenRequest;
 use async_trait::async_trait;
 use manman_core::host::WorkerToken;
-use manman_core::id::ConfigId;
+use manman_core::id::{InstanceId, WorkerId};
 use manman_core::ports::{ConfigBundle, HostApi, HostApiError};
 use manman_core::worker::{Heartbeat, Registered, WorkerRegistration};
 use std::fmt;
@@ -142,8 +142,13 @@ impl HostApi for HttpHostApi {
         .map_err(|e| to_api_error(e, Some(heartbeat)))
     }
 
-    async fn fetch_config(&self, id: ConfigId) -> Result<ConfigBundle, HostApiError> {
-        let path = format!("/api/v1/worker/configs/{}", id.get());
+    async fn fetch_instance_config(
+        &self,
+        _worker: WorkerId,
+        instance: InstanceId,
+    ) -> Result<ConfigBundle, HostApiError> {
+        // The worker token says which worker asks.
+        let path = format!("/api/v1/worker/instances/{}/config", instance.get());
         self.call(|client| {
             let path = path.clone();
             async move { client.get(&path).await }

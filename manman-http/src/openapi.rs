@@ -2,8 +2,8 @@
 //! served at `/openapi.json` with Swagger UI at `/docs` (bundled: it works offline).
 
 use crate::routes::{
-    catalogue, commands, console, events, health, instances, metrics, tokens, worker_api,
-    worker_credentials, workers,
+    catalogue, commands, console, dead_letters, events, health, instances, metrics, tokens,
+    worker_api, worker_credentials, workers,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -38,6 +38,7 @@ use utoipa::{Modify, OpenApi};
         workers::get_worker,
         workers::shutdown,
         workers::history,
+        dead_letters::list,
         instances::start,
         instances::list,
         instances::get,
@@ -51,7 +52,7 @@ use utoipa::{Modify, OpenApi};
         events::stream,
         worker_api::register,
         worker_api::heartbeat,
-        worker_api::config,
+        worker_api::instance_config,
         tokens::create,
         tokens::list,
         tokens::revoke,
@@ -65,6 +66,7 @@ use utoipa::{Modify, OpenApi};
         (name = "catalogue", description = "Games and their configs"),
         (name = "instances", description = "Runs of a config on a worker: start, follow, stop"),
         (name = "workers", description = "The game machines"),
+        (name = "dead letters", description = "Messages the host refused or saw refused, with why (admin)"),
         (name = "commands", description = "What was asked of workers, and what became of it"),
         (name = "events", description = "Everything that happens, live"),
         (name = "tokens", description = "Operator tokens and worker credentials (admin)"),

@@ -5,8 +5,8 @@ use crate::api::{ApiState, router, worker_router};
 use crate::http_limits::HttpLimits;
 use crate::stream_guard::{StreamLimits, StreamSlots};
 use manman_core::host::{
-    Authenticator, ConsoleHub, DeadCommands, EventHub, HostService, Lease, LeaseSweep, Metrics,
-    Retention, RetentionPolicy, SigningKey, StatusProcessor,
+    Authenticator, ConsoleHub, DeadCommands, DeadLetters, EventHub, HostService, Lease, LeaseSweep,
+    Metrics, Retention, RetentionPolicy, SigningKey, StatusProcessor,
 };
 use manman_core::ports::BusError;
 use std::future::Future;
@@ -131,9 +131,11 @@ impl HostServer {
         let tracker = TaskTracker::new();
 
         let metrics = Metrics::new();
+        let dead_letters = DeadLetters::new(metrics.clone());
         let processor =
             StatusProcessor::new(host.store().clone(), host.bus().clone(), host.clock())
                 .with_metrics(metrics.clone())
+                .with_dead_letters(dead_letters.clone())
                 .with_consumption(host.status_consumption().clone());
         tracker.spawn(keep_running(
             "status processor",
@@ -143,7 +145,7 @@ impl HostServer {
                 async move { processor.run(token).await }
             },
         ));
-        let console = ConsoleHub::default();
+        let console = ConsoleHub::default().checking_senders_in(host.store());
         let (hub, bus) = (console.clone(), host.bus().clone());
         tracker.spawn(keep_running(
             "console hub",
@@ -154,7 +156,7 @@ impl HostServer {
             },
         ));
 
-        let events = EventHub::default();
+        let events = EventHub::default().checking_senders_in(host.store());
         let (hub, bus) = (events.clone(), host.bus().clone());
         tracker.spawn(keep_running("event hub", shutdown.clone(), move |token| {
             let (hub, bus) = (hub.clone(), bus.clone());
@@ -162,7 +164,8 @@ impl HostServer {
         }));
 
         let dead = DeadCommands::new(host.store().clone(), host.bus().clone(), host.clock())
-            .with_metrics(metrics.clone());
+            .with_metrics(metrics.clone())
+            .with_dead_letters(dead_letters.clone());
         tracker.spawn(keep_running(
             "dead-letter watcher",
             shutdown.clone(),
@@ -191,6 +194,7 @@ impl HostServer {
             shutdown: shutdown.clone(),
             events,
             streams: StreamSlots::new(options.streams),
+            dead_letters,
         };
         let app = if options.experience_api {
             router(state)

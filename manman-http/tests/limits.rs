@@ -4,10 +4,10 @@
 //! send oversized heads or made-up methods).
 
 use chrono::Utc;
-use manman_core::event::{Event, InstallProgressReport};
+use manman_core::event::{Event, StatusReport};
 use manman_core::host::HostService;
-use manman_core::id::InstanceId;
-use manman_core::ports::InstallProgress;
+use manman_core::status::{Cause, Entity, Status};
+use manman_core::worker::WorkerRegistration;
 use manman_http::{
     HostServer, HttpLimits, MAX_HEADER_BYTES, MAX_URI_BYTES, PROBLEM_JSON, ServeOptions,
 };
@@ -402,18 +402,27 @@ async fn an_event_stream_outlives_every_timeout_and_ends_at_shutdown() {
 
     // Open for several times every timeout, then an event still comes through.
     tokio::time::sleep(SHORT * 5).await;
-    let event = Event::InstallProgress(InstallProgressReport {
-        instance_id: InstanceId(7),
-        progress: InstallProgress {
-            stage: "downloading".to_owned(),
-            percent: Some(50.0),
-            bytes_done: None,
-            bytes_total: None,
-        },
-        reported_at: Utc::now(),
-    });
+    // A registered worker's own status, sealed with its key: an event the host believes.
+    let registered = host
+        .register_worker(&WorkerRegistration {
+            name: "w".to_owned(),
+            version: "1".to_owned(),
+            capacity: 1,
+            labels: Default::default(),
+        })
+        .await
+        .expect("register");
+    let event = Event::Status(
+        StatusReport::new(
+            Entity::Worker(registered.worker_id),
+            Status::Running,
+            Cause::Ready,
+            Utc::now(),
+        )
+        .with_detail("downloading"),
+    );
     host.bus()
-        .publish_event(&event, Utc::now())
+        .publish_event(&event, Utc::now(), &registered.worker_key())
         .await
         .expect("publish");
     let mut received = String::new();

@@ -27,6 +27,7 @@ async fn app() -> axum::Router {
         shutdown: CancellationToken::new(),
         events: Default::default(),
         streams: Default::default(),
+        dead_letters: Default::default(),
     })
 }
 

@@ -92,6 +92,7 @@ async fn app_on(store: Store) -> App {
         shutdown: CancellationToken::new(),
         events,
         streams: Default::default(),
+        dead_letters: Default::default(),
     });
     App {
         router,
@@ -315,9 +316,15 @@ async fn workers_register_heartbeat_shut_down_and_have_a_history() {
     );
     let (status, ct, body) = call(&app, "GET", "/api/v1/workers/999", None).await;
     assert_problem(status, &ct, &body, StatusCode::NOT_FOUND);
-    let (status, ct, body) =
-        call_as(&app, as_worker, "GET", "/api/v1/worker/configs/999", None).await;
-    assert_problem(status, &ct, &body, StatusCode::FORBIDDEN);
+    let (status, ct, body) = call_as(
+        &app,
+        as_worker,
+        "GET",
+        "/api/v1/worker/instances/999/config",
+        None,
+    )
+    .await;
+    assert_problem(status, &ct, &body, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
@@ -391,7 +398,7 @@ const PROTECTED: [(&str, &str); 32] = [
     ),
     ("POST", "/api/v1/worker/register"),
     ("POST", "/api/v1/worker/heartbeat"),
-    ("GET", "/api/v1/worker/configs/1"),
+    ("GET", "/api/v1/worker/instances/1/config"),
     ("GET", "/api/v1/tokens"),
     ("DELETE", "/api/v1/tokens/1"),
     ("GET", "/api/v1/worker-credentials"),
@@ -597,9 +604,9 @@ async fn a_worker_acts_for_itself_only() {
     )
     .await;
     let start = json!({"config_id": config["id"], "worker": "box-b"});
-    let (status, _, _) = call(&app, "POST", "/api/v1/instances", Some(start)).await;
+    let (status, _, started) = call(&app, "POST", "/api/v1/instances", Some(start)).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let fetch = format!("/api/v1/worker/configs/{}", config["id"]);
+    let fetch = format!("/api/v1/worker/instances/{}/config", started["instance_id"]);
     let (status, ct, body) = call_as(&app, Some(&a), "GET", &fetch, None).await;
     assert_problem(status, &ct, &body, StatusCode::FORBIDDEN);
     let (status, _, bundle) = call_as(&app, Some(&b), "GET", &fetch, None).await;
@@ -1007,6 +1014,7 @@ async fn a_worker_only_router_serves_workers_and_nothing_of_the_operator_api() {
             shutdown: CancellationToken::new(),
             events: Default::default(),
             streams: Default::default(),
+            dead_letters: Default::default(),
         }),
         auth: full.auth.clone(),
         admin: full.admin.clone(),

@@ -58,6 +58,7 @@ async fn app() -> App {
         console: ConsoleHub::default(),
         events: Default::default(),
         streams: Default::default(),
+        dead_letters: Default::default(),
         shutdown: CancellationToken::new(),
     });
     App {
@@ -417,7 +418,10 @@ async fn a_revoked_credential_stops_its_worker_tokens_at_register_heartbeat_and_
         )
         .await;
     assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.body);
-    let fetch = format!("/api/v1/worker/configs/{config_id}");
+    let fetch = format!(
+        "/api/v1/worker/instances/{}/config",
+        started.body["instance_id"]
+    );
     let answer = app.call(&token, "GET", &fetch, None).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
 

@@ -363,6 +363,7 @@ async fn router_app() -> Router {
         shutdown: stop,
         events: events.clone(),
         streams: StreamSlots::default(),
+        dead_letters: Default::default(),
     });
     Router {
         router,

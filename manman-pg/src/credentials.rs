@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use manman_core::auth::{ApiToken, Scope, SecretHash, WorkerCredential};
 use manman_core::id::TokenId;
 use manman_core::ports::{CredentialRepository, StoreError};
+use manman_core::signing::BusSecret;
 use sqlx::FromRow;
 
 const TOKEN_COLUMNS: &str = "id, name, scope, created_at, revoked_at";
@@ -203,4 +204,33 @@ impl CredentialRepository for PgStore {
         .map_err(|e| store_error(e, &client(client_id)))?;
         Ok(row.into())
     }
+
+    async fn bus_secret(&self, candidate: &BusSecret) -> Result<BusSecret, StoreError> {
+        // Two first callers at once: one insert wins, both read the winner's.
+        let secret: Vec<u8> = sqlx::query_scalar(
+            "WITH inserted AS (
+                 INSERT INTO manman.bus_secret (id, secret) VALUES (1, $1)
+                 ON CONFLICT (id) DO NOTHING RETURNING secret
+             )
+             SELECT secret FROM inserted
+             UNION ALL SELECT secret FROM manman.bus_secret WHERE id = 1
+             LIMIT 1",
+        )
+        .bind(candidate.as_bytes().as_slice())
+        .fetch_one(self.pool())
+        .await
+        .map_err(|e| store_error(e, &"the bus secret"))?;
+        stored_secret(&secret)
+    }
+}
+
+/// A stored secret, checked for its length.
+fn stored_secret(bytes: &[u8]) -> Result<BusSecret, StoreError> {
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| StoreError::Invalid {
+        detail: format!(
+            "the stored bus secret is {} bytes long, not 32: the table manman.bus_secret was edited by hand",
+            bytes.len()
+        ),
+    })?;
+    Ok(BusSecret::from_bytes(bytes))
 }

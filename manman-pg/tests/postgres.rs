@@ -69,6 +69,7 @@ async fn migrations_apply_to_an_empty_database_and_again_to_a_migrated_one() {
         [
             "_sqlx_migrations",
             "api_tokens",
+            "bus_secret",
             "command_records",
             "game_server_configs",
             "game_servers",

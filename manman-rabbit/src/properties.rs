@@ -8,15 +8,24 @@
 //! | `correlation_id` | `correlation_id` |
 //! | `expires_at` | `expiration` (milliseconds left when published, `"0"` when already past) and header `manman-expires-at` (milliseconds since the epoch) |
 //! | `body` | the body, `content_type = application/json`, `delivery_mode = 2` (persistent) |
+//! | `seal` | headers `manman-worker` and `manman-epoch` (integers), `manman-signature` (64 hex digits) |
 
 use chrono::{DateTime, Utc};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
+use manman_core::id::WorkerId;
 use manman_core::ports::{BusError, Message};
+use manman_core::signing::Seal;
 use uuid::Uuid;
 
 /// The header carrying `expires_at` as milliseconds since the epoch.
 pub(crate) const EXPIRES_AT_HEADER: &str = "manman-expires-at";
+/// The header carrying the seal's worker id.
+const SEAL_WORKER_HEADER: &str = "manman-worker";
+/// The header carrying the seal's epoch.
+const SEAL_EPOCH_HEADER: &str = "manman-epoch";
+/// The header carrying the seal's signature, as hex.
+const SEAL_SIGNATURE_HEADER: &str = "manman-signature";
 /// RabbitMQ's count of earlier deliveries (quorum queues).
 const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
 /// RabbitMQ's history of a dead-lettered message.
@@ -45,17 +54,29 @@ pub(crate) fn encode(message: &Message, now: DateTime<Utc>) -> Result<BasicPrope
     if let Some(correlation_id) = &message.correlation_id {
         properties = properties.with_correlation_id(short("correlation id", correlation_id)?);
     }
+    let mut headers = FieldTable::default();
     if let Some(expires_at) = message.expires_at {
         // Already past: "0" still reaches the queue and is dead-lettered there at once.
         let left = (expires_at - now).num_milliseconds().max(0);
-        let mut headers = FieldTable::default();
         headers.insert(
             EXPIRES_AT_HEADER.into(),
             AMQPValue::LongLongInt(expires_at.timestamp_millis()),
         );
-        properties = properties
-            .with_expiration(left.to_string().into())
-            .with_headers(headers);
+        properties = properties.with_expiration(left.to_string().into());
+    }
+    if let Some(seal) = &message.seal {
+        headers.insert(
+            SEAL_WORKER_HEADER.into(),
+            AMQPValue::LongLongInt(seal.worker_id.get()),
+        );
+        headers.insert(SEAL_EPOCH_HEADER.into(), AMQPValue::LongLongInt(seal.epoch));
+        headers.insert(
+            SEAL_SIGNATURE_HEADER.into(),
+            AMQPValue::LongString(hex::encode(seal.signature).into()),
+        );
+    }
+    if !headers.inner().is_empty() {
+        properties = properties.with_headers(headers);
     }
     Ok(properties)
 }
@@ -130,6 +151,23 @@ pub(crate) fn decode(
     let delivery_count = seen_before
         .saturating_add(1)
         .max(if redelivered { 2 } else { 1 });
+    // A seal that does not read is no seal: the receiver refuses the message as unsigned.
+    let seal = match (
+        header(SEAL_WORKER_HEADER).and_then(integer),
+        header(SEAL_EPOCH_HEADER).and_then(integer),
+        header(SEAL_SIGNATURE_HEADER).and_then(signature),
+    ) {
+        (Some(worker), Some(epoch), Some(signature)) => Some(Seal {
+            worker_id: WorkerId(worker),
+            epoch,
+            signature,
+        }),
+        (None, None, None) => None,
+        _ => {
+            problems.push("a seal with a missing or unreadable part: taken as unsigned".to_owned());
+            None
+        }
+    };
     Decoded {
         message: Message {
             id,
@@ -141,10 +179,23 @@ pub(crate) fn decode(
                 .map(|c| c.as_str().to_owned()),
             expires_at,
             body,
+            seal,
         },
         delivery_count,
         problems,
     }
+}
+
+/// A signature header: 64 hex digits.
+fn signature(value: &AMQPValue) -> Option<[u8; 32]> {
+    let text = match value {
+        AMQPValue::LongString(text) => text.as_bytes(),
+        AMQPValue::ShortString(text) => text.as_str().as_bytes(),
+        _ => return None,
+    };
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(text, &mut bytes).ok()?;
+    Some(bytes)
 }
 
 /// An integer header, whatever width the sender chose.
@@ -196,6 +247,28 @@ mod tests {
         assert!(got.problems.is_empty(), "{:?}", got.problems);
         assert_eq!(got.message, sent);
         assert_eq!(got.delivery_count, 1);
+    }
+
+    #[test]
+    fn a_seal_survives_the_round_trip_and_a_broken_one_is_no_seal() {
+        let now = Utc::now();
+        let mut sent = message();
+        manman_core::signing::BusSecret::generate()
+            .worker_key(WorkerId(4), 9)
+            .seal(manman_core::signing::Purpose::Event, &mut sent);
+        let properties = encode(&sent, now).expect("encodes");
+        let got = decode(&properties, sent.body.clone(), false, now);
+        assert!(got.problems.is_empty(), "{:?}", got.problems);
+        assert_eq!(got.message.seal, sent.seal);
+
+        let mut headers = properties.headers().clone().expect("headers");
+        headers.insert(
+            SEAL_SIGNATURE_HEADER.into(),
+            AMQPValue::LongString("zz".into()),
+        );
+        let got = decode(&properties.with_headers(headers), sent.body, false, now);
+        assert_eq!(got.message.seal, None);
+        assert_eq!(got.problems.len(), 1, "{:?}", got.problems);
     }
 
     #[test]

@@ -5,10 +5,11 @@ use chrono::Utc;
 use futures::StreamExt;
 use manman_core::bus::Bus;
 use manman_core::event::{Event, StatusReport};
-use manman_core::id::InstanceId;
+use manman_core::id::{InstanceId, WorkerId};
 use manman_core::ports::{
     Consumer, Delivery, ExchangeKind, Message, MessagePublisher, MessageSubscriber, QueueSpec,
 };
+use manman_core::signing::BusSecret;
 use manman_core::status::{Cause, Entity, Status};
 use manman_core::topology::{DEAD_LETTERS_MAX_LENGTH, Topology};
 use manman_rabbit::{RabbitBus, RabbitSettings};
@@ -124,7 +125,11 @@ async fn the_status_queue_deleted_under_the_status_processor_comes_back_bound_to
         .await
         .expect("consume again");
     let id = worker_bus
-        .publish_event(&report(1), Utc::now())
+        .publish_event(
+            &report(1),
+            Utc::now(),
+            &BusSecret::generate().worker_key(WorkerId(1), 1),
+        )
         .await
         .expect("a status is routed to the status queue again");
     let delivery = receive(&mut events).await;

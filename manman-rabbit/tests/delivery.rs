@@ -8,6 +8,7 @@ use manman_core::command::{Command, CommandEnvelope};
 use manman_core::id::{InstanceId, WorkerId};
 use manman_core::ports::{BusError, Consumer, Delivery, Message, MessagePublisher, QueueSpec};
 use manman_core::ports::{ExchangeKind, MessageSubscriber};
+use manman_core::signing::BusSecret;
 use manman_core::topology::{KIND_COMMAND, Topology, worker_routing_key};
 use manman_rabbit::{RabbitBus, RabbitSettings};
 use manman_test_support::amqp::TestBroker;
@@ -65,6 +66,7 @@ async fn a_command_sent_while_the_worker_is_down_is_delivered_when_it_comes_back
         return;
     };
     let worker_id = WorkerId(7);
+    let key = BusSecret::generate().worker_key(worker_id, 1);
     let host = rabbit(&broker, "host").await;
     let host_bus = typed(&broker, &host);
     host_bus.declare().await.expect("declare");
@@ -80,7 +82,7 @@ async fn a_command_sent_while_the_worker_is_down_is_delivered_when_it_comes_back
 
     let command = stop(1);
     host_bus
-        .send_command(worker_id, &command)
+        .send_command(&key, &command)
         .await
         .expect("the durable queue takes it while nobody consumes");
     assert_eq!(
@@ -111,6 +113,7 @@ async fn an_expired_command_ends_in_the_dead_letters_with_its_id() {
         return;
     };
     let worker_id = WorkerId(3);
+    let key = BusSecret::generate().worker_key(worker_id, 1);
     let host = rabbit(&broker, "host").await;
     let bus = typed(&broker, &host);
     bus.declare().await.expect("declare");
@@ -122,8 +125,8 @@ async fn an_expired_command_ends_in_the_dead_letters_with_its_id() {
     late.expires_at = Utc::now() - Span::seconds(1);
     let mut short = stop(2);
     short.expires_at = Utc::now() + Span::milliseconds(300);
-    bus.send_command(worker_id, &late).await.expect("send");
-    bus.send_command(worker_id, &short).await.expect("send");
+    bus.send_command(&key, &late).await.expect("send");
+    bus.send_command(&key, &short).await.expect("send");
 
     let mut ids = Vec::new();
     for _ in 0..2 {
@@ -158,6 +161,7 @@ async fn a_poison_message_is_dead_lettered_and_the_next_good_one_is_handled() {
         return;
     };
     let worker_id = WorkerId(5);
+    let key = BusSecret::generate().worker_key(worker_id, 1);
     let host = rabbit(&broker, "host").await;
     let worker = rabbit(&broker, "worker").await;
     let host_bus = typed(&broker, &host);
@@ -180,7 +184,7 @@ async fn a_poison_message_is_dead_lettered_and_the_next_good_one_is_handled() {
     .await
     .expect("publish");
     let good = stop(9);
-    host_bus.send_command(worker_id, &good).await.expect("send");
+    host_bus.send_command(&key, &good).await.expect("send");
 
     // The worker's loop: what does not parse is dead-lettered, the rest handled.
     let mut handled = Vec::new();

@@ -8,6 +8,7 @@ use manman_core::bus::Bus;
 use manman_core::command::{Command, CommandEnvelope};
 use manman_core::id::{InstanceId, WorkerId};
 use manman_core::ports::BusError;
+use manman_core::signing::BusSecret;
 use manman_core::topology::Topology;
 use manman_rabbit::{RabbitBus, RabbitSettings};
 use manman_test_support::amqp::TestBroker;
@@ -147,9 +148,10 @@ async fn publishers_wait_while_the_broker_is_away_and_consumers_resume() {
         return;
     };
     let worker_id = WorkerId(2);
+    let key = BusSecret::generate().worker_key(worker_id, 1);
     let mut commands = bus.consume_commands(worker_id, 10).await.expect("consume");
     let before = stop(1);
-    bus.send_command(worker_id, &before).await.expect("send");
+    bus.send_command(&key, &before).await.expect("send");
     let got = commands.next().await.expect("open").expect("ok");
     assert_eq!(got.message.id, before.id);
     got.ack().await.expect("ack");
@@ -162,7 +164,7 @@ async fn publishers_wait_while_the_broker_is_away_and_consumers_resume() {
     let during = stop(2);
     let sending = tokio::spawn({
         let (bus, during) = (bus.clone(), during.clone());
-        async move { bus.send_command(worker_id, &during).await }
+        async move { bus.send_command(&key, &during).await }
     });
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
@@ -207,6 +209,7 @@ async fn a_publish_gives_up_after_the_publish_wait_and_the_next_one_succeeds() {
         return;
     };
     let worker_id = WorkerId(4);
+    let key = BusSecret::generate().worker_key(worker_id, 1);
     bus.declare_worker_queue(worker_id).await.expect("queue");
     relay.down();
     until("the bus notices the broker is away", || {
@@ -214,7 +217,7 @@ async fn a_publish_gives_up_after_the_publish_wait_and_the_next_one_succeeds() {
     })
     .await;
     let started = std::time::Instant::now();
-    match bus.send_command(worker_id, &stop(1)).await {
+    match bus.send_command(&key, &stop(1)).await {
         Err(error @ BusError::Unavailable { .. }) => assert!(error.is_transient()),
         other => panic!("expected Unavailable, got {other:?}"),
     }
@@ -228,7 +231,7 @@ async fn a_publish_gives_up_after_the_publish_wait_and_the_next_one_succeeds() {
     let again = stop(2);
     tokio::time::timeout(Duration::from_secs(15), async {
         loop {
-            match bus.send_command(worker_id, &again).await {
+            match bus.send_command(&key, &again).await {
                 Ok(()) => break,
                 Err(e) if e.is_transient() => {}
                 Err(e) => panic!("{e}"),
@@ -253,6 +256,7 @@ async fn a_bus_closed_while_the_broker_is_away_does_not_come_back_to_consume() {
         return;
     };
     let worker_id = WorkerId(6);
+    let key = BusSecret::generate().worker_key(worker_id, 1);
     let commands = bus.consume_commands(worker_id, 10).await.expect("consume");
     relay.down();
     until("the bus notices the broker is away", || {
@@ -276,10 +280,7 @@ async fn a_bus_closed_while_the_broker_is_away_does_not_come_back_to_consume() {
         Arc::new(other.clone()),
         Topology::with_prefix(broker.prefix()),
     );
-    other_bus
-        .send_command(worker_id, &stop(1))
-        .await
-        .expect("send");
+    other_bus.send_command(&key, &stop(1)).await.expect("send");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         broker

@@ -8,6 +8,7 @@ use manman_core::bus::Bus;
 use manman_core::command::{Command, CommandEnvelope};
 use manman_core::event::Event;
 use manman_core::id::{InstanceId, WorkerId};
+use manman_core::signing::BusSecret;
 use manman_core::status::{Cause, Entity, Status};
 use manman_core::topology::Topology;
 use manman_rabbit::{RabbitBus, RabbitSettings};
@@ -80,6 +81,7 @@ async fn ten_thousand_commands_all_arrive_across_a_broker_closing_every_connecti
         return;
     };
     let worker_id = WorkerId(1);
+    let key = BusSecret::generate().worker_key(worker_id, 1);
     let host = rabbit(&broker, "host").await;
     let worker = rabbit(&broker, "worker").await;
     let host_bus = typed(&broker, &host);
@@ -113,13 +115,15 @@ async fn ten_thousand_commands_all_arrive_across_a_broker_closing_every_connecti
 
     let publish = |range: std::ops::Range<usize>| {
         let bus = host_bus.clone();
+        let key = key.clone();
         async move {
             futures::stream::iter(range)
                 .map(|i| {
                     let bus = bus.clone();
+                    let key = key.clone();
                     async move {
                         let envelope = command(i);
-                        bus.send_command(worker_id, &envelope)
+                        bus.send_command(&key, &envelope)
                             .await
                             .unwrap_or_else(|e| panic!("command {i} was not published: {e}"));
                         envelope.id
@@ -179,6 +183,7 @@ async fn a_live_watcher_keeps_receiving_events_after_the_broker_closes_its_conne
     let bus = typed(&broker, &host);
     bus.declare().await.expect("declare");
     let mut watcher = bus.watch_events().await.expect("watch");
+    let key = BusSecret::generate().worker_key(WorkerId(1), 1);
     let event = |n: i64| {
         Event::Status(manman_core::event::StatusReport::new(
             Entity::Instance(InstanceId(n)),
@@ -188,7 +193,7 @@ async fn a_live_watcher_keeps_receiving_events_after_the_broker_closes_its_conne
         ))
     };
     let first = bus
-        .publish_event(&event(1), Utc::now())
+        .publish_event(&event(1), Utc::now(), &key)
         .await
         .expect("publish");
     let got = tokio::time::timeout(Duration::from_secs(10), watcher.next())
@@ -209,7 +214,7 @@ async fn a_live_watcher_keeps_receiving_events_after_the_broker_closes_its_conne
     let seen = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             published.push(
-                bus.publish_event(&event(2), Utc::now())
+                bus.publish_event(&event(2), Utc::now(), &key)
                     .await
                     .expect("publish"),
             );

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use manman_core::auth::{ApiToken, Scope, SecretHash, WorkerCredential};
 use manman_core::id::TokenId;
 use manman_core::ports::{CredentialRepository, StoreError};
+use manman_core::signing::BusSecret;
 use sqlx::FromRow;
 
 const TOKEN_COLUMNS: &str = "id, name, scope, created_at, revoked_at";
@@ -197,5 +198,26 @@ impl CredentialRepository for SqliteStore {
         .await
         .map_err(|e| store_error(e, &client(client_id)))?;
         Ok(row.into())
+    }
+
+    async fn bus_secret(&self, candidate: &BusSecret) -> Result<BusSecret, StoreError> {
+        sqlx::query(
+            "INSERT INTO bus_secret (id, secret) VALUES (1, ?1) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(candidate.as_bytes().as_slice())
+        .execute(self.writer())
+        .await
+        .map_err(|e| store_error(e, &"the bus secret"))?;
+        let secret: Vec<u8> = sqlx::query_scalar("SELECT secret FROM bus_secret WHERE id = 1")
+            .fetch_one(self.writer())
+            .await
+            .map_err(|e| store_error(e, &"the bus secret"))?;
+        let bytes: [u8; 32] = secret.as_slice().try_into().map_err(|_| StoreError::Invalid {
+            detail: format!(
+                "the stored bus secret is {} bytes long, not 32: the table bus_secret was edited by hand",
+                secret.len()
+            ),
+        })?;
+        Ok(BusSecret::from_bytes(bytes))
     }
 }

@@ -37,6 +37,7 @@ async fn a_new_file_and_its_directory_are_created_in_wal_mode() {
         [
             "_sqlx_migrations",
             "api_tokens",
+            "bus_secret",
             "command_records",
             "game_server_configs",
             "game_servers",

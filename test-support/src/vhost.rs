@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 pub struct TestVhost {
     name: String,
     url: String,
+    users: std::sync::Mutex<Vec<String>>,
 }
 
 impl TestVhost {
@@ -37,7 +38,37 @@ impl TestVhost {
         Some(Self {
             url: format!("{root}/{name}"),
             name,
+            users: std::sync::Mutex::default(),
         })
+    }
+
+    /// A broker user of this vhost only, with the permissions `configure`, `write` and `read`
+    /// (RabbitMQ's regular expressions on resource names); returns the broker URL that logs in
+    /// as it. The user is deleted with the vhost.
+    ///
+    /// # Panics
+    ///
+    /// When `rabbitmqctl` fails.
+    pub fn add_user(&self, user: &str, configure: &str, write: &str, read: &str) -> String {
+        let user = format!("{}-{user}", self.name);
+        let password = uuid::Uuid::new_v4().simple().to_string();
+        ctl(&["add_user", &user, &password]);
+        self.users
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(user.clone());
+        ctl(&[
+            "set_permissions",
+            "-p",
+            &self.name,
+            &user,
+            configure,
+            write,
+            read,
+        ]);
+        let (scheme, rest) = self.url.split_once("://").expect("a URL");
+        let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+        format!("{scheme}://{user}:{password}@{host}")
     }
 
     /// The broker URL with this vhost.
@@ -138,6 +169,18 @@ fn ctl(args: &[&str]) {
 
 impl Drop for TestVhost {
     fn drop(&mut self) {
+        for user in self
+            .users
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
+            let _ = Command::new("rabbitmqctl")
+                .args(["delete_user", user])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = Command::new("rabbitmqctl")
             .args(["delete_vhost", &self.name])
             .stdout(Stdio::null())

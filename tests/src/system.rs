@@ -6,6 +6,7 @@
 use crate::{Daemon, eventually, free_port};
 use manman_core::config::ConfigSpec;
 use manman_core::game_server::{NewGameServer, ServerType};
+use manman_core::host::StartRequest;
 use manman_core::id::{ConfigId, InstanceId};
 use manman_core::status::Status;
 use manman_http::Client;
@@ -50,6 +51,9 @@ pub struct System {
     /// The broker's vhost.
     pub vhost: TestVhost,
     dir: tempfile::TempDir,
+    programs: Programs<'static>,
+    url: String,
+    capacity: u32,
 }
 
 impl System {
@@ -62,7 +66,7 @@ impl System {
     /// When a process cannot start or the system does not come up.
     pub async fn start(
         label: &str,
-        programs: Programs<'_>,
+        programs: Programs<'static>,
         workers: usize,
         capacity: u32,
     ) -> Option<Self> {
@@ -95,50 +99,16 @@ impl System {
         let mut daemons = Vec::new();
         let mut commands = Vec::new();
         for i in 1..=workers {
-            let name = format!("w{i}");
-            let install = dir.path().join(&name);
-            install_program(programs.fake, &install.join("games/fake/fake-game-server"));
-            let credentials = client
-                .create_worker_credential(&name)
-                .await
-                .expect("credentials");
-            let mut command = Command::new(programs.worker);
-            if let Some(fake_steamcmd) = programs.steamcmd {
-                let steam = dir.path().join(format!("{name}-steam"));
-                std::fs::create_dir_all(&steam).expect("dir");
-                // SteamCMD runs as the game servers' user (the tests run as root); the fake one
-                // writes its records beside itself.
-                std::fs::set_permissions(
-                    &steam,
-                    std::os::unix::fs::PermissionsExt::from_mode(0o777),
-                )
-                .expect("chmod");
-                let steamcmd = steam.join("steamcmd.sh");
-                std::fs::copy(fake_steamcmd, &steamcmd).expect("copy the fake steamcmd");
-                std::fs::set_permissions(
-                    &steamcmd,
-                    std::os::unix::fs::PermissionsExt::from_mode(0o755),
-                )
-                .expect("chmod");
-                std::fs::write(steam.join("scenario"), "BUILD_ID=4242\nSLEEP=0\n")
-                    .expect("scenario");
-                command.env("MANMAN_WORKER_STEAMCMD", &steamcmd);
-            }
-            command
-                .env("MANMAN_HOST_URL", &url)
-                .env("MANMAN_RABBITMQ_URL", vhost.url())
-                .env("MANMAN_WORKER_NAME", &name)
-                .env(
-                    "MANMAN_WORKER_SA_CLIENT_ID",
-                    &credentials.credential.client_id,
-                )
-                .env("MANMAN_WORKER_SA_CLIENT_SECRET", &credentials.client_secret)
-                .env("MANMAN_WORKER_INSTALL_DIRECTORY", &install)
-                .env("MANMAN_WORKER_CAPACITY", capacity.to_string())
-                .env("MANMAN_WORKER_HEARTBEAT_MS", "500")
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(log_file(dir.path(), &name));
+            let mut command = worker_command(
+                &client,
+                programs,
+                dir.path(),
+                &url,
+                vhost.url(),
+                &format!("w{i}"),
+                capacity,
+            )
+            .await;
             daemons.push(Daemon(command.spawn().expect("worker")));
             commands.push(command);
         }
@@ -162,6 +132,9 @@ impl System {
             database,
             vhost,
             dir,
+            programs,
+            url,
+            capacity,
         })
     }
 
@@ -202,6 +175,57 @@ impl System {
             .id
     }
 
+    /// Starts `config` on the worker named `worker`; returns the new instance.
+    ///
+    /// # Panics
+    ///
+    /// When the host refuses.
+    pub async fn start_on(&self, config: ConfigId, worker: &str) -> InstanceId {
+        self.client
+            .start(&StartRequest {
+                config_id: config,
+                worker: Some(worker.to_owned()),
+                labels: std::collections::BTreeMap::new(),
+            })
+            .await
+            .expect("start")
+            .instance_id
+    }
+
+    /// Starts one more worker process, `name`, on the broker at `amqp_url` (e.g. as a broker
+    /// user of its own: [`TestVhost::add_user`]), and waits until it runs.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot start or does not come up.
+    pub async fn add_worker(&mut self, name: &str, amqp_url: &str) {
+        let mut command = worker_command(
+            &self.client,
+            self.programs,
+            self.dir.path(),
+            &self.url,
+            amqp_url,
+            name,
+            self.capacity,
+        )
+        .await;
+        self.workers.push(Daemon(command.spawn().expect("worker")));
+        self.worker_commands.push(command);
+        eventually(&format!("worker {name} to run"), WAIT, || async {
+            let workers = self.client.list_workers().await.ok()?;
+            workers
+                .iter()
+                .any(|w| w.name == name && w.status == Status::Running)
+                .then_some(())
+        })
+        .await;
+    }
+
+    /// The install directory of the worker `worker` (`w1`, …).
+    pub fn install_dir(&self, worker: &str) -> PathBuf {
+        self.dir.path().join(worker)
+    }
+
     /// Where a process of the system logs (`host.log`, `w1.log`, …), for a failing test.
     pub fn log(&self, name: &str) -> PathBuf {
         self.dir.path().join(format!("{name}.log"))
@@ -216,6 +240,59 @@ impl System {
             .join(".manman/logs")
             .join(format!("instance-{}.log", id.get()))
     }
+}
+
+/// The command of a worker process `name` of the host at `url`, with new credentials, on the
+/// broker at `amqp_url`, its install directory `<dir>/<name>` holding the fake game server.
+async fn worker_command(
+    client: &Client,
+    programs: Programs<'_>,
+    dir: &Path,
+    url: &str,
+    amqp_url: &str,
+    name: &str,
+    capacity: u32,
+) -> Command {
+    let install = dir.join(name);
+    install_program(programs.fake, &install.join("games/fake/fake-game-server"));
+    let credentials = client
+        .create_worker_credential(name)
+        .await
+        .expect("credentials");
+    let mut command = Command::new(programs.worker);
+    if let Some(fake_steamcmd) = programs.steamcmd {
+        let steam = dir.join(format!("{name}-steam"));
+        std::fs::create_dir_all(&steam).expect("dir");
+        // SteamCMD runs as the game servers' user (the tests run as root); the fake one
+        // writes its records beside itself.
+        std::fs::set_permissions(&steam, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .expect("chmod");
+        let steamcmd = steam.join("steamcmd.sh");
+        std::fs::copy(fake_steamcmd, &steamcmd).expect("copy the fake steamcmd");
+        std::fs::set_permissions(
+            &steamcmd,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
+        std::fs::write(steam.join("scenario"), "BUILD_ID=4242\nSLEEP=0\n").expect("scenario");
+        command.env("MANMAN_WORKER_STEAMCMD", &steamcmd);
+    }
+    command
+        .env("MANMAN_HOST_URL", url)
+        .env("MANMAN_RABBITMQ_URL", amqp_url)
+        .env("MANMAN_WORKER_NAME", name)
+        .env(
+            "MANMAN_WORKER_SA_CLIENT_ID",
+            &credentials.credential.client_id,
+        )
+        .env("MANMAN_WORKER_SA_CLIENT_SECRET", &credentials.client_secret)
+        .env("MANMAN_WORKER_INSTALL_DIRECTORY", &install)
+        .env("MANMAN_WORKER_CAPACITY", capacity.to_string())
+        .env("MANMAN_WORKER_HEARTBEAT_MS", "500")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log_file(dir, name));
+    command
 }
 
 fn log_file(dir: &Path, name: &str) -> std::fs::File {

@@ -10,7 +10,7 @@ use manman_core::id::InstanceId;
 use manman_core::ports::Message;
 use manman_core::status::{Cause, Status};
 use manman_core::topology::worker_routing_key;
-use manman_http::{Client, ClientError};
+use manman_http::ClientError;
 use manman_rabbit::{RabbitBus, RabbitSettings};
 use manman_tests::system::{Programs, System, WAIT};
 use manman_tests::{eventually, wait_instance_status};
@@ -25,18 +25,6 @@ const PROGRAMS: Programs<'static> = Programs {
         "/../manman-steam/tests/fixtures/fake-steamcmd"
     )),
 };
-
-async fn start_on(client: &Client, config: manman_core::id::ConfigId, worker: &str) -> InstanceId {
-    client
-        .start(&StartRequest {
-            config_id: config,
-            worker: Some(worker.to_owned()),
-            labels: Default::default(),
-        })
-        .await
-        .expect("start")
-        .instance_id
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_loop_gives_up_while_the_other_servers_run_on() {
@@ -61,12 +49,12 @@ async fn a_crash_loop_gives_up_while_the_other_servers_run_on() {
         .await;
     let mut steady_ids = Vec::new();
     for worker in ["w1", "w2", "w3"] {
-        steady_ids.push(start_on(client, steady, worker).await);
+        steady_ids.push(system.start_on(steady, worker).await);
     }
     for id in &steady_ids {
         wait_instance_status(client, *id, Status::Running).await;
     }
-    let looping = start_on(client, crashy, "w2").await;
+    let looping = system.start_on(crashy, "w2").await;
     wait_instance_status(client, looping, Status::Crashed).await;
     let history = client.instance_history(looping).await.expect("history");
     assert_eq!(
@@ -105,7 +93,7 @@ async fn hostile_input_is_refused_and_the_system_keeps_serving() {
     };
     let client = &system.client;
     let config = system.config("main", |_| {}).await;
-    let id = start_on(client, config, "w1").await;
+    let id = system.start_on(config, "w1").await;
     wait_instance_status(client, id, Status::Running).await;
     let worker = client.get_instance(id).await.expect("get").worker_id;
 
@@ -124,6 +112,7 @@ async fn hostile_input_is_refused_and_the_system_keeps_serving() {
         correlation_id: None,
         expires_at: None,
         body,
+        seal: None,
     };
     let hostile = [
         (
@@ -209,7 +198,7 @@ async fn hostile_input_is_refused_and_the_system_keeps_serving() {
     })
     .await
     .expect("the server still answers");
-    let other = start_on(client, config, "w3").await;
+    let other = system.start_on(config, "w3").await;
     wait_instance_status(client, other, Status::Running).await;
     for id in [id, other] {
         client.stop(id).await.expect("stop");
@@ -331,7 +320,7 @@ async fn broker_connections_closed_mid_stream_lose_no_command_and_run_none_twice
     };
     let client = &system.client;
     let config = system.config("main", |_| {}).await;
-    let id = start_on(client, config, "w2").await;
+    let id = system.start_on(config, "w2").await;
     wait_instance_status(client, id, Status::Running).await;
 
     const LINES: usize = 1_000;
@@ -452,7 +441,10 @@ async fn a_soak_of_200_servers_leaves_the_database_and_the_process_table_in_agre
     let worker_of = |i: usize| format!("w{}", 1 + i % 3);
     // Start them all, 16 requests at a time.
     let mut current: Vec<InstanceId> = futures::stream::iter(configs.iter().enumerate())
-        .map(|(i, config)| async move { start_on(client, *config, &worker_of(i)).await })
+        .map(|(i, config)| {
+            let system = &system;
+            async move { system.start_on(*config, &worker_of(i)).await }
+        })
         .buffered(16)
         .collect()
         .await;
@@ -482,7 +474,7 @@ async fn a_soak_of_200_servers_leaves_the_database_and_the_process_table_in_agre
                     client.kill(id).await.expect("kill");
                 }
                 wait_instance_status(client, id, Status::Complete).await;
-                current[i] = start_on(client, configs[i], &worker_of(i)).await;
+                current[i] = system.start_on(configs[i], &worker_of(i)).await;
             }
             _ => unreachable!(),
         }
@@ -580,7 +572,7 @@ async fn the_whole_lifecycle_on_every_worker() {
         })
         .await;
     for worker in ["w1", "w2", "w3"] {
-        let id = start_on(client, installed, worker).await;
+        let id = system.start_on(installed, worker).await;
         wait_instance_status(client, id, Status::Complete).await;
         let history = client.instance_history(id).await.expect("history");
         assert_eq!(
@@ -601,7 +593,7 @@ async fn the_whole_lifecycle_on_every_worker() {
         .await
         .unwrap_or_else(|_| panic!("{worker}: install progress with a percentage on the events"));
 
-        let id = start_on(client, fake, worker).await;
+        let id = system.start_on(fake, worker).await;
         wait_instance_status(client, id, Status::Running).await;
         let mut console = Box::pin(client.console(id, None).await.expect("console"));
         let first = console.next().await.expect("a line").expect("ok");

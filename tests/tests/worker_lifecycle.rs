@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use manman_core::bus::Bus;
 use manman_core::config::{ConfigSpec, StopPolicy};
 use manman_core::host::{HostService, LocalHostApi, StartRequest};
-use manman_core::id::ConfigId;
+use manman_core::id::{InstanceId, WorkerId};
 use manman_core::memory::{MemoryBus, MemoryStore};
 use manman_core::ports::{ConfigBundle, HostApi, HostApiError, SystemClock};
 use manman_core::process::TokioProcessRunner;
@@ -64,8 +64,12 @@ impl HostApi for FlakyHost {
         self.inner.heartbeat(heartbeat).await
     }
 
-    async fn fetch_config(&self, id: ConfigId) -> Result<ConfigBundle, HostApiError> {
-        self.inner.fetch_config(id).await
+    async fn fetch_instance_config(
+        &self,
+        worker: WorkerId,
+        instance: InstanceId,
+    ) -> Result<ConfigBundle, HostApiError> {
+        self.inner.fetch_instance_config(worker, instance).await
     }
 }
 
@@ -478,13 +482,8 @@ async fn a_shutdown_worker_command_stops_everything_and_ends_the_worker() {
     h.wait_status(id, Status::Running).await;
     let pid = fake_pid(&Harness::wait_log(&settings, id, "Server is ready").await);
     let worker_id = h.host.list_workers().await.expect("workers")[0].id;
-    let envelope = manman_core::command::CommandEnvelope::new(
-        manman_core::command::Command::ShutdownWorker,
-        "test",
-        chrono::Utc::now(),
-    );
-    h.bus
-        .send_command(worker_id, &envelope)
+    h.host
+        .shutdown_worker(worker_id, "test")
         .await
         .expect("send");
     let exit = tokio::time::timeout(WAIT, worker.task)
@@ -528,8 +527,12 @@ impl HostApi for Partition {
         self.inner.heartbeat(heartbeat).await
     }
 
-    async fn fetch_config(&self, id: ConfigId) -> Result<ConfigBundle, HostApiError> {
-        self.inner.fetch_config(id).await
+    async fn fetch_instance_config(
+        &self,
+        worker: WorkerId,
+        instance: InstanceId,
+    ) -> Result<ConfigBundle, HostApiError> {
+        self.inner.fetch_instance_config(worker, instance).await
     }
 }
 

@@ -3,13 +3,18 @@
 use chrono::Utc;
 use manman_core::config::ConfigSpec;
 use manman_core::game_server::{NewGameServer, ServerType};
+use manman_core::host::BusKeys;
 use manman_core::id::InstanceId;
 use manman_core::instance::NewInstance;
+use manman_core::signing::WorkerKey;
 use manman_core::store::Store;
 use manman_core::worker::WorkerRegistration;
 
 /// Creates a game, a config and a worker named `bench`, and `count` instances (`created`).
-pub(crate) async fn instances(store: &Store, count: usize) -> anyhow::Result<Vec<InstanceId>> {
+pub(crate) async fn instances(
+    store: &Store,
+    count: usize,
+) -> anyhow::Result<(Vec<InstanceId>, WorkerKey)> {
     let now = Utc::now();
     let game = store
         .catalogue
@@ -52,5 +57,8 @@ pub(crate) async fn instances(store: &Store, count: usize) -> anyhow::Result<Vec
             .await?;
         ids.push(instance.id);
     }
-    Ok(ids)
+    let key = BusKeys::new(store)
+        .worker_key(worker.id, worker.epoch)
+        .await?;
+    Ok((ids, key))
 }

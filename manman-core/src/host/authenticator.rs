@@ -487,6 +487,12 @@ mod tests {
         ) -> Result<WorkerCredential, crate::ports::StoreError> {
             self.inner.revoke_worker_credential(client_id, at).await
         }
+        async fn bus_secret(
+            &self,
+            candidate: &crate::signing::BusSecret,
+        ) -> Result<crate::signing::BusSecret, crate::ports::StoreError> {
+            self.inner.bus_secret(candidate).await
+        }
     }
 
     #[tokio::test]

@@ -15,9 +15,12 @@
 use crate::bus::Bus;
 use crate::console::ConsoleLine;
 use crate::event::Event;
+use crate::host::BusKeys;
+use crate::host::sender_check::SenderCheck;
 use crate::id::InstanceId;
-use crate::ports::{BusError, Delivery};
+use crate::ports::{BusError, Delivery, Message};
 use crate::status::Entity;
+use crate::store::Store;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
@@ -43,7 +46,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct ConsoleHub {
     inner: Arc<Mutex<Inner>>,
     backlog_lines: usize,
+    /// Who may say what: without it every well-formed line and event is taken.
+    check: Option<SenderCheck>,
 }
+
+/// How long the hub uses a worker's epoch read from the store again.
+const EPOCH_MEMORY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -262,7 +270,20 @@ impl ConsoleHub {
         Self {
             inner: Arc::default(),
             backlog_lines: backlog_lines.max(1),
+            check: None,
         }
+    }
+
+    /// Takes only the lines and events the host believes: sealed by the current registration
+    /// of the worker their instance was placed on (read from `store`, the epoch remembered for a
+    /// second). Without this (a hub without a store, in tests), every well-formed line is
+    /// taken.
+    pub fn checking_senders_in(mut self, store: &Store) -> Self {
+        self.check = Some(
+            SenderCheck::new(store.clone(), BusKeys::new(store))
+                .remembering_epochs_for(EPOCH_MEMORY),
+        );
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -345,6 +366,20 @@ impl ConsoleHub {
         }
     }
 
+    async fn believes_line(&self, message: &Message, instance: InstanceId) -> bool {
+        match &self.check {
+            Some(check) => check.believes_console_line(message, instance).await,
+            None => true,
+        }
+    }
+
+    async fn believes_event(&self, message: &Message, event: &Event) -> bool {
+        match &self.check {
+            Some(check) => check.believes_event(message, event).await,
+            None => true,
+        }
+    }
+
     async fn take_line(
         &self,
         next: Option<Result<Delivery, BusError>>,
@@ -355,7 +390,14 @@ impl ConsoleHub {
         };
         match delivery.message.decode::<ConsoleLine>() {
             Ok(line) => {
-                self.push(line);
+                if self
+                    .believes_line(&delivery.message, line.instance_id)
+                    .await
+                {
+                    self.push(line);
+                } else {
+                    tracing::warn!(instance_id = line.instance_id.get(), message_id = %delivery.message.id, "console hub: passing over a console line not sealed by its instance's worker");
+                }
                 let _ = delivery.ack().await;
             }
             Err(e) => {
@@ -375,7 +417,9 @@ impl ConsoleHub {
             return Ok(());
         };
         // Malformed events are the status processor's to dead-letter; here they are ignored.
-        if let Ok(Event::Status(report)) = delivery.message.decode::<Event>()
+        if let Ok(event @ Event::Status(_)) = delivery.message.decode::<Event>()
+            && self.believes_event(&delivery.message, &event).await
+            && let Event::Status(report) = event
             && let Entity::Instance(instance) = report.entity
             && report.status.is_terminal()
         {

@@ -141,7 +141,8 @@ mod tests {
             Cause::Ready,
             chrono::Utc::now(),
         );
-        bus.publish_event(&Event::Status(report), chrono::Utc::now())
+        let key = crate::signing::BusSecret::generate().worker_key(WorkerId(1), 1);
+        bus.publish_event(&Event::Status(report), chrono::Utc::now(), &key)
             .await
             .expect("routed: the queue is bound to the events again");
         until("the event consumed", || memory.queue_len(&queue) == Some(0)).await;

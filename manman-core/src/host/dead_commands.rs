@@ -5,8 +5,9 @@
 
 use crate::bus::Bus;
 use crate::command::{Command, CommandEnvelope, CommandState};
-use crate::host::Metrics;
+use crate::host::{BusKeys, DeadLetterReason, DeadLetters, Metrics};
 use crate::ports::{BusError, Clock, EntityUpdate, StatusChange, StoreError};
+use crate::signing::Purpose;
 use crate::status::{Cause, Entity, Status};
 use crate::store::Store;
 use crate::topology::KIND_COMMAND;
@@ -20,17 +21,27 @@ pub struct DeadCommands {
     bus: Bus,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
+    keys: BusKeys,
+    dead_letters: DeadLetters,
 }
 
 impl DeadCommands {
     /// A watcher of `bus`'s dead letters writing to `store`.
     pub fn new(store: Store, bus: Bus, clock: Arc<dyn Clock>) -> Self {
         Self {
+            keys: BusKeys::new(&store),
             store,
             bus,
             clock,
             metrics: Metrics::new(),
+            dead_letters: DeadLetters::default(),
         }
+    }
+
+    /// Records the dead-lettered commands in `dead_letters`.
+    pub fn with_dead_letters(mut self, dead_letters: DeadLetters) -> Self {
+        self.dead_letters = dead_letters;
+        self
     }
 
     /// Counts the commands it ends in `metrics`.
@@ -75,11 +86,37 @@ impl DeadCommands {
             tracing::warn!(message_id = %message.id, kind = %message.kind, "a dead letter (kept in manman.dead-letters)");
             return Ok(());
         }
-        let Ok(envelope) = message.decode::<CommandEnvelope>() else {
-            tracing::warn!(message_id = %message.id, "a malformed command was dead-lettered (kept in manman.dead-letters)");
+        let now = self.clock.now();
+        // Only the host's own commands are recorded: anyone could dead-letter a forged one
+        // naming a real command or instance.
+        let Some(seal) = &message.seal else {
+            self.dead_letters.record(
+                message,
+                DeadLetterReason::Unsigned,
+                "an unsigned command was dead-lettered: not the host's, nothing recorded",
+                now,
+            );
             return Ok(());
         };
-        let now = self.clock.now();
+        let key = self.keys.worker_key(seal.worker_id, seal.epoch).await?;
+        if let Err(e) = key.check(Purpose::Command, message) {
+            self.dead_letters.record(
+                message,
+                DeadLetterReason::BadSignature,
+                format!("a dead-lettered command is not the host's ({e}): nothing recorded"),
+                now,
+            );
+            return Ok(());
+        }
+        let Ok(envelope) = message.decode::<CommandEnvelope>() else {
+            self.dead_letters.record(
+                message,
+                DeadLetterReason::Malformed,
+                "a malformed command was dead-lettered",
+                now,
+            );
+            return Ok(());
+        };
         let (state, detail) = if envelope.is_expired(now) {
             (
                 CommandState::Expired,
@@ -88,10 +125,22 @@ impl DeadCommands {
         } else {
             (
                 CommandState::Failed,
-                "dead-lettered: the worker could not read it".to_owned(),
+                "dead-lettered: the worker could not read it, or it was not sealed for the \
+                 worker's current registration (the worker restarted since)"
+                    .to_owned(),
             )
         };
-        tracing::warn!(command_id = %envelope.id, command = envelope.command.name(), %state, "a command that never ran");
+        self.dead_letters.record(
+            message,
+            DeadLetterReason::CommandNotRun,
+            format!(
+                "{} command {} to {}: {detail}",
+                envelope.command.name(),
+                envelope.id,
+                seal.worker_id
+            ),
+            now,
+        );
         match self
             .store
             .commands

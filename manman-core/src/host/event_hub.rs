@@ -10,7 +10,10 @@
 
 use crate::bus::Bus;
 use crate::event::Event;
-use crate::ports::BusError;
+use crate::host::BusKeys;
+use crate::host::sender_check::SenderCheck;
+use crate::ports::{BusError, Message};
+use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -55,7 +58,12 @@ pub struct EventHub {
     /// The feed while the hub is connected to the bus; `None` otherwise.
     feed: Arc<watch::Sender<Option<Feed>>>,
     buffer: usize,
+    /// Who may say what: without it every well-formed event is passed on.
+    check: Option<SenderCheck>,
 }
+
+/// How long the hub uses a worker's epoch read from the store again.
+const EPOCH_MEMORY: Duration = Duration::from_secs(1);
 
 impl Default for EventHub {
     fn default() -> Self {
@@ -103,13 +111,35 @@ impl Drop for Connection<'_> {
 }
 
 impl EventHub {
+    /// Whether the event is one to pass on; a store that fails makes it passed over (the
+    /// status processor holds it and records it when the store is back).
+    async fn believes(&self, message: &Message, event: &Event) -> bool {
+        match &self.check {
+            Some(check) => check.believes_event(message, event).await,
+            None => true,
+        }
+    }
+
     /// A hub whose watchers may fall `buffer` events behind; connected once [`run`](Self::run)
     /// has bound its queue.
     pub fn new(buffer: usize) -> Self {
         Self {
             feed: Arc::new(watch::channel(None).0),
             buffer: buffer.max(1),
+            check: None,
         }
+    }
+
+    /// Passes on only the events the host believes, as the status processor does: sealed by
+    /// their worker's current registration (read from `store`, remembered for a second) and
+    /// about what that worker owns. Without this (a hub without a store, in tests), every
+    /// well-formed event is passed on.
+    pub fn checking_senders_in(mut self, store: &Store) -> Self {
+        self.check = Some(
+            SenderCheck::new(store.clone(), BusKeys::new(store))
+                .remembering_epochs_for(EPOCH_MEMORY),
+        );
+        self
     }
 
     /// Passes an event to the current watchers (none, or not connected: it is dropped).
@@ -146,9 +176,11 @@ impl EventHub {
             };
             match next {
                 Some(Ok(delivery)) => {
-                    // Malformed events are the status processor's to dead-letter; here they
-                    // are passed over.
-                    if let Ok(event) = delivery.message.decode::<Event>() {
+                    // Malformed and refused events are the status processor's to dead-letter
+                    // and record; here they are passed over.
+                    if let Ok(event) = delivery.message.decode::<Event>()
+                        && self.believes(&delivery.message, &event).await
+                    {
                         self.publish(event);
                     }
                     let _ = delivery.ack().await;

@@ -1,7 +1,7 @@
 //! [`LocalHostApi`]: the worker-facing host API, in-process (for `manman up`).
 
 use crate::host::{HostError, HostService};
-use crate::id::ConfigId;
+use crate::id::{InstanceId, WorkerId};
 use crate::ports::{ConfigBundle, HostApi, HostApiError};
 use crate::worker::{Heartbeat, Registered, WorkerRegistration};
 use async_trait::async_trait;
@@ -51,7 +51,14 @@ impl HostApi for LocalHostApi {
         })
     }
 
-    async fn fetch_config(&self, id: ConfigId) -> Result<ConfigBundle, HostApiError> {
-        self.host.config_bundle(id).await.map_err(to_api_error)
+    async fn fetch_instance_config(
+        &self,
+        worker: WorkerId,
+        instance: InstanceId,
+    ) -> Result<ConfigBundle, HostApiError> {
+        self.host
+            .instance_config(worker, instance)
+            .await
+            .map_err(to_api_error)
     }
 }

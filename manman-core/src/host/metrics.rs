@@ -4,6 +4,7 @@
 //! are read from the store at each scrape, so every replica reports the same truth.
 
 use crate::command::CommandState;
+use crate::host::DeadLetterReason;
 use crate::status::Status;
 use crate::worker::Worker;
 use chrono::{DateTime, Utc};
@@ -38,6 +39,7 @@ struct Inner {
     status_events: AtomicU64,
     console_lines_dropped: AtomicU64,
     events_dropped: AtomicU64,
+    dead_letters: Mutex<BTreeMap<&'static str, u64>>,
     commands: Mutex<BTreeMap<&'static str, u64>>,
     latency: Mutex<Histogram>,
     http: Mutex<HttpRequests>,
@@ -116,6 +118,13 @@ impl Metrics {
     /// An event watcher was skipped past `n` events (and told, with a `lagged` event).
     pub fn events_dropped(&self, n: u64) {
         self.inner.events_dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A message was dead-lettered (by this replica, or seen dead-lettered) for `reason`.
+    pub fn dead_lettered(&self, reason: DeadLetterReason) {
+        *lock(&self.inner.dead_letters)
+            .entry(reason.as_str())
+            .or_default() += 1;
     }
 
     /// A command reached a final state `latency` after it was issued.
@@ -210,6 +219,21 @@ impl Metrics {
         );
         let dropped = self.inner.events_dropped.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name} {dropped}");
+
+        let name = "manman_dead_letters_total";
+        header(
+            &mut out,
+            name,
+            "counter",
+            "Messages this replica dead-lettered or saw dead-lettered, by reason (the newest are \
+             listed at GET /api/v1/dead-letters).",
+        );
+        let dead = lock(&self.inner.dead_letters);
+        for reason in DeadLetterReason::ALL {
+            let n = dead.get(reason.as_str()).copied().unwrap_or(0);
+            let _ = writeln!(out, "{name}{{reason=\"{}\"}} {n}", reason.as_str());
+        }
+        drop(dead);
 
         let name = "manman_commands_total";
         header(

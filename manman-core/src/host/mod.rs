@@ -4,9 +4,11 @@
 //! in-process worker.
 
 mod authenticator;
+mod bus_keys;
 mod console_hub;
 mod consumption;
 mod dead_commands;
+mod dead_letters;
 mod error;
 mod event_hub;
 mod lease_sweep;
@@ -15,18 +17,21 @@ mod metrics;
 mod placement;
 mod reconcile;
 mod retention;
+mod sender_check;
 mod service;
 mod status_processor;
 
 pub use authenticator::{
     Authenticator, CACHE_TTL, MIN_SIGNING_KEY, SigningKey, WORKER_TOKEN_TTL, WorkerToken,
 };
+pub use bus_keys::BusKeys;
 pub use console_hub::{
     BACKLOG_LINES, CLOSE_AFTER_END, ConsoleHub, ConsoleItem, ConsoleSubscription, KEEP_AFTER_END,
     READ_CHUNK, SharedLine,
 };
 pub use consumption::Consumption;
 pub use dead_commands::DeadCommands;
+pub use dead_letters::{DEAD_LETTER_RECORD, DeadLetter, DeadLetterReason, DeadLetters};
 pub use error::HostError;
 pub use event_hub::{EVENT_BUFFER, EventHub, EventItem, EventSubscription, SharedEvent};
 pub use lease_sweep::{Lease, LeaseSweep};

@@ -5,7 +5,7 @@ use crate::command::{Command, CommandEnvelope, CommandRecord, CommandState, Orig
 use crate::config::{ConfigSpec, GameServerConfig};
 use crate::game_server::{GameServer, NewGameServer};
 use crate::host::placement::{Wanted, place};
-use crate::host::{Consumption, HostError, StoreSnapshot};
+use crate::host::{BusKeys, Consumption, HostError, StoreSnapshot};
 use crate::id::{ConfigId, GameServerId, InstanceId, WorkerId};
 use crate::instance::{Instance, InstanceFilter, NewInstance};
 use crate::ports::{Clock, ConfigBundle, EntityUpdate, StatusChange};
@@ -80,6 +80,7 @@ pub struct HostService {
     store: Store,
     bus: Bus,
     clock: Arc<dyn Clock>,
+    keys: BusKeys,
     command_ttl: chrono::Duration,
     embedded_worker: Option<String>,
     status_consumption: Consumption,
@@ -104,6 +105,7 @@ impl HostService {
     /// A host over a store and a bus.
     pub fn new(store: Store, bus: Bus, clock: Arc<dyn Clock>) -> Self {
         Self {
+            keys: BusKeys::new(&store),
             store,
             bus,
             clock,
@@ -272,6 +274,46 @@ impl HostService {
         Ok(ConfigBundle { game, config })
     }
 
+    /// What `worker` starts `instance` with, if it is its own to start: placed on it, on its
+    /// current registration, and not ended. `Forbidden` for another worker's instance,
+    /// `Conflict` for an ended one or one of an older registration, `NotFound` for none.
+    pub async fn instance_config(
+        &self,
+        worker: WorkerId,
+        instance: InstanceId,
+    ) -> Result<ConfigBundle, HostError> {
+        let found = self.store.instances.get_instance(instance).await?;
+        if found.worker_id != worker {
+            return Err(HostError::Forbidden {
+                detail: format!(
+                    "{instance} is placed on {}, not {worker}: a worker starts only its own instances",
+                    found.worker_id
+                ),
+            });
+        }
+        let current = self.store.workers.get_worker(worker).await?;
+        if found.worker_epoch != current.epoch {
+            return Err(HostError::conflict(
+                &instance,
+                format!(
+                    "was placed on epoch {} of {worker}, whose registration is now epoch {}: a \
+                     restarted worker does not start the instances of its past",
+                    found.worker_epoch, current.epoch
+                ),
+            ));
+        }
+        if found.status.is_terminal() {
+            return Err(HostError::conflict(
+                &instance,
+                format!(
+                    "is {}: it has ended, and an ended instance never runs again",
+                    found.status
+                ),
+            ));
+        }
+        self.config_bundle(found.config_id).await
+    }
+
     /// Every worker.
     pub async fn list_workers(&self) -> Result<Vec<Worker>, HostError> {
         Ok(self.store.workers.list_workers().await?)
@@ -309,7 +351,8 @@ impl HostService {
                 ),
             ));
         }
-        self.send(id, Command::ShutdownWorker, origin.into()).await
+        self.send((id, worker.epoch), Command::ShutdownWorker, origin.into())
+            .await
     }
 
     /// One instance.
@@ -375,7 +418,10 @@ impl HostService {
             instance_id: instance.id,
             config_id: config.id,
         };
-        let command_id = match self.send(worker.id, command, origin.into()).await {
+        let command_id = match self
+            .send((worker.id, worker.epoch), command, origin.into())
+            .await
+        {
             Ok(id) => id,
             Err(e) => {
                 self.end_undelivered(instance.id, &e).await;
@@ -444,9 +490,11 @@ impl HostService {
             .register_worker(registration, self.clock.now())
             .await?;
         self.bus.declare_worker_queue(worker.id).await?;
+        let key = self.keys.worker_key(worker.id, worker.epoch).await?;
         Ok(Registered {
             worker_id: worker.id,
             epoch: worker.epoch,
+            bus_key: key.bus_key().clone(),
         })
     }
 
@@ -537,17 +585,21 @@ impl HostService {
                 ),
             ));
         }
-        self.send(instance.worker_id, command, origin).await
+        // Sealed for the registration that runs it: if its worker restarted since, the new
+        // registration refuses it (the instance is ended by reconciliation).
+        self.send((instance.worker_id, instance.worker_epoch), command, origin)
+            .await
     }
 
     /// Records a command `pending`, publishes it, then marks it `delivered` (or `failed` with
     /// the reason when the bus refused it).
     async fn send(
         &self,
-        worker: WorkerId,
+        (worker, epoch): (WorkerId, i64),
         command: Command,
         origin: Origin,
     ) -> Result<Uuid, HostError> {
+        let key = self.keys.worker_key(worker, epoch).await?;
         let now = self.clock.now();
         let mut envelope = CommandEnvelope::new(command, origin.issued_by, now);
         envelope.correlation_id = origin.correlation_id;
@@ -564,7 +616,7 @@ impl HostService {
                 updated_at: now,
             })
             .await?;
-        match self.bus.send_command(worker, &envelope).await {
+        match self.bus.send_command(&key, &envelope).await {
             Ok(()) => {
                 // The worker may already have answered: a final state stays as it is.
                 let _ = self

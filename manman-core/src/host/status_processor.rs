@@ -9,9 +9,11 @@
 use crate::bus::Bus;
 use crate::command::CommandResult;
 use crate::event::{Event, StatusReport};
-use crate::host::{Consumption, Metrics};
+use crate::host::sender_check::SenderCheck;
+use crate::host::{BusKeys, Consumption, DeadLetterReason, DeadLetters, Metrics};
 use crate::ports::{
-    ApplyOutcome, BusError, Clock, Consumer, Delivery, EntityUpdate, StatusChange, StoreError,
+    ApplyOutcome, BusError, Clock, Consumer, Delivery, EntityUpdate, Message, StatusChange,
+    StoreError,
 };
 use crate::status::{Entity, Status, can_transition};
 use crate::store::Store;
@@ -46,6 +48,8 @@ pub struct StatusProcessor {
     bus: Bus,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
+    check: SenderCheck,
+    dead_letters: DeadLetters,
     consumption: Consumption,
 }
 
@@ -66,10 +70,12 @@ impl StatusProcessor {
     /// A processor writing to `store`.
     pub fn new(store: Store, bus: Bus, clock: Arc<dyn Clock>) -> Self {
         Self {
+            check: SenderCheck::new(store.clone(), BusKeys::new(&store)),
             store,
             bus,
             clock,
             metrics: Metrics::new(),
+            dead_letters: DeadLetters::default(),
             consumption: Consumption::new(),
         }
     }
@@ -77,6 +83,12 @@ impl StatusProcessor {
     /// Counts what it records in `metrics`.
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// Records the events it refuses in `dead_letters` (which counts them in its metrics).
+    pub fn with_dead_letters(mut self, dead_letters: DeadLetters) -> Self {
+        self.dead_letters = dead_letters;
         self
     }
 
@@ -179,7 +191,12 @@ impl StatusProcessor {
             let message_id = delivery.message.id;
             let outcome = match handled {
                 Handled::Retry if delivery.delivery_count >= MAX_DELIVERIES => {
-                    tracing::error!(%message_id, deliveries = delivery.delivery_count, "status processor: giving up on an event, dead-lettering it");
+                    self.dead_letters.record(
+                        &delivery.message,
+                        DeadLetterReason::RetriesExhausted,
+                        format!("recording it failed {} times", delivery.delivery_count),
+                        self.clock.now(),
+                    );
                     delivery.dead_letter().await
                 }
                 Handled::Retry | Handled::Unavailable => delivery.requeue().await,
@@ -195,18 +212,52 @@ impl StatusProcessor {
     /// What to do with each delivery of a batch, in order.
     async fn handle(&self, batch: &[Delivery]) -> Vec<Handled> {
         let mut handled = vec![Handled::Done; batch.len()];
+        let messages: Vec<&Message> = batch.iter().map(|d| &d.message).collect();
+        let epochs = match self.check.epochs(&messages).await {
+            Ok(epochs) => epochs,
+            Err(e) => {
+                let outcome = if e.is_transient() {
+                    Handled::Unavailable
+                } else {
+                    tracing::warn!(error = %e, "could not read the senders of a batch; will retry");
+                    Handled::Retry
+                };
+                return vec![outcome; batch.len()];
+            }
+        };
         let mut reports = Vec::new();
         for (i, delivery) in batch.iter().enumerate() {
             let message = &delivery.message;
-            match message.decode::<Event>() {
-                Ok(Event::Status(report)) => reports.push((i, message.id, report)),
-                Ok(Event::CommandResult(result)) => handled[i] = self.apply_result(&result).await,
-                // Progress is for live watchers; the record is the status.
-                Ok(Event::InstallProgress(_)) => {}
+            let event = match message.decode::<Event>() {
+                Ok(event) => event,
                 Err(e) => {
-                    tracing::warn!(message_id = %message.id, kind = %message.kind, error = %e, "dead-lettering a malformed event");
+                    self.refuse(message, DeadLetterReason::Malformed, e.to_string());
                     handled[i] = Handled::Poison;
+                    continue;
                 }
+            };
+            match self.check.sender(message, &event, &epochs).await {
+                Ok(Ok(_sender)) => {}
+                Ok(Err(refusal)) => {
+                    self.refuse(message, refusal.reason, refusal.detail);
+                    handled[i] = Handled::Poison;
+                    continue;
+                }
+                Err(e) if e.is_transient() => {
+                    handled[i] = Handled::Unavailable;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(message_id = %message.id, error = %e, "could not check the sender of an event; will retry");
+                    handled[i] = Handled::Retry;
+                    continue;
+                }
+            }
+            match event {
+                Event::Status(report) => reports.push((i, message.id, report)),
+                Event::CommandResult(result) => handled[i] = self.apply_result(&result).await,
+                // Progress is for live watchers; the record is the status.
+                Event::InstallProgress(_) => {}
             }
         }
         if !reports.is_empty() {
@@ -288,6 +339,12 @@ impl StatusProcessor {
             outcomes.push((i, handled));
         }
         outcomes
+    }
+
+    /// Records an event dead-lettered for `reason`.
+    fn refuse(&self, message: &Message, reason: DeadLetterReason, detail: String) {
+        self.dead_letters
+            .record(message, reason, detail, self.clock.now());
     }
 
     async fn apply_result(&self, result: &CommandResult) -> Handled {

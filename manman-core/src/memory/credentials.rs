@@ -5,6 +5,7 @@ use super::MemoryStore;
 use crate::auth::{ApiToken, Scope, SecretHash, WorkerCredential};
 use crate::id::TokenId;
 use crate::ports::{CredentialRepository, StoreError};
+use crate::signing::BusSecret;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -13,6 +14,7 @@ use chrono::{DateTime, Utc};
 pub(super) struct Credentials {
     tokens: Vec<(ApiToken, SecretHash)>,
     workers: Vec<(WorkerCredential, SecretHash)>,
+    bus_secret: Option<BusSecret>,
 }
 
 #[async_trait]
@@ -140,5 +142,13 @@ impl CredentialRepository for MemoryStore {
             .ok_or_else(|| StoreError::not_found(&format!("worker credentials {client_id:?}")))?;
         credential.revoked_at = credential.revoked_at.or(Some(at));
         Ok(credential.clone())
+    }
+
+    async fn bus_secret(&self, candidate: &BusSecret) -> Result<BusSecret, StoreError> {
+        Ok(self
+            .credentials()
+            .bus_secret
+            .get_or_insert_with(|| candidate.clone())
+            .clone())
     }
 }

@@ -1,6 +1,7 @@
 //! The message ports: AMQP-shaped exchanges, queues and deliveries with ack, requeue and
 //! dead-lettering. The topology itself is in [`crate::topology`]; typed sending in [`crate::bus`].
 
+use crate::signing::Seal;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -23,6 +24,10 @@ pub struct Message {
     pub expires_at: Option<DateTime<Utc>>,
     /// The JSON body (`content_type=application/json`).
     pub body: Vec<u8>,
+    /// Who vouches for it: the worker registration it is for (a command) or from (an event, a
+    /// console line), with its signature ([`crate::signing`]). `None`: unsigned, and refused by
+    /// every receiver.
+    pub seal: Option<Seal>,
 }
 
 impl Message {
@@ -42,6 +47,7 @@ impl Message {
             correlation_id: None,
             expires_at: None,
             body,
+            seal: None,
         })
     }
 

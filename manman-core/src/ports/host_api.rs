@@ -3,7 +3,7 @@
 
 use crate::config::GameServerConfig;
 use crate::game_server::GameServer;
-use crate::id::{ConfigId, WorkerId};
+use crate::id::{InstanceId, WorkerId};
 use crate::worker::{Heartbeat, Registered, WorkerRegistration};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -27,8 +27,14 @@ pub trait HostApi: Send + Sync + Debug + 'static {
     -> Result<Registered, HostApiError>;
     /// Reports liveness and inventory. [`HostApiError::Superseded`] when a newer epoch exists.
     async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), HostApiError>;
-    /// A config and its game.
-    async fn fetch_config(&self, id: ConfigId) -> Result<ConfigBundle, HostApiError>;
+    /// The config of an instance placed on `worker`'s current registration and not ended yet,
+    /// with its game: what the worker starts it with. Anything else is refused (`NotFound`,
+    /// `Invalid`): a worker starts only what the host confirms is its own to start.
+    async fn fetch_instance_config(
+        &self,
+        worker: WorkerId,
+        instance: InstanceId,
+    ) -> Result<ConfigBundle, HostApiError>;
 }
 
 /// What can go wrong talking to the host.

@@ -7,6 +7,7 @@ use crate::config::{ConfigSpec, GameServerConfig};
 use crate::game_server::{GameServer, NewGameServer};
 use crate::id::{ConfigId, GameServerId, InstanceId, TokenId, WorkerId};
 use crate::instance::{Instance, InstanceFilter, NewInstance};
+use crate::signing::BusSecret;
 use crate::status::{Cause, Entity, Status, StatusEvent};
 use crate::worker::{Worker, WorkerRegistration};
 use async_trait::async_trait;
@@ -337,4 +338,8 @@ pub trait CredentialRepository: Send + Sync + Debug + 'static {
         client_id: &str,
         at: DateTime<Utc>,
     ) -> Result<WorkerCredential, StoreError>;
+    /// The host's secret for signing bus messages ([`crate::signing`]): the stored one, or
+    /// `candidate` stored now when there is none yet. Every replica gets the same, across
+    /// restarts; two first callers at once agree on one of their candidates.
+    async fn bus_secret(&self, candidate: &BusSecret) -> Result<BusSecret, StoreError>;
 }

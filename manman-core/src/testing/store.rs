@@ -1155,8 +1155,24 @@ pub async fn catalogue_entries_are_updated_and_deleted(store: &Store) {
     ));
 }
 
+/// The bus secret is stored by the first caller and the same for every later one.
+pub async fn the_bus_secret_is_stored_once(store: &Store) {
+    let first = crate::signing::BusSecret::generate();
+    let stored = store.credentials.bus_secret(&first).await.unwrap();
+    let again = store
+        .credentials
+        .bus_secret(&crate::signing::BusSecret::generate())
+        .await
+        .unwrap();
+    assert_eq!(stored, again, "a second caller gets the stored secret");
+    // The first caller's candidate, unless the store already had one.
+    let fresh = crate::signing::BusSecret::generate();
+    assert_ne!(store.credentials.bus_secret(&fresh).await.unwrap(), fresh);
+}
+
 /// Runs every case.
 pub async fn run_all(store: &Store) {
+    the_bus_secret_is_stored_once(store).await;
     catalogue_entries_are_updated_and_deleted(store).await;
     credentials_are_unique_and_revocable(store).await;
     games_are_unique_by_name_and_app(store).await;

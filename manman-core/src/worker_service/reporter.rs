@@ -6,6 +6,7 @@ use crate::console::ConsoleLine;
 use crate::event::{Event, StatusReport};
 use crate::id::WorkerId;
 use crate::ports::Clock;
+use crate::signing::WorkerKey;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -18,11 +19,13 @@ const ATTEMPTS: u32 = 5;
 pub(crate) struct Reporter {
     bus: Bus,
     clock: Arc<dyn Clock>,
+    /// This worker registration's key: every event and console line is sealed with it.
+    key: WorkerKey,
 }
 
 impl Reporter {
-    pub(crate) fn new(bus: Bus, clock: Arc<dyn Clock>) -> Self {
-        Self { bus, clock }
+    pub(crate) fn new(bus: Bus, clock: Arc<dyn Clock>, key: WorkerKey) -> Self {
+        Self { bus, clock, key }
     }
 
     pub(crate) fn now(&self) -> chrono::DateTime<chrono::Utc> {
@@ -33,7 +36,11 @@ impl Reporter {
     pub(crate) async fn event(&self, event: &Event) {
         let mut pause = Duration::from_millis(100);
         for attempt in 1..=ATTEMPTS {
-            match self.bus.publish_event(event, self.clock.now()).await {
+            match self
+                .bus
+                .publish_event(event, self.clock.now(), &self.key)
+                .await
+            {
                 Ok(_) => return,
                 Err(e) if e.is_transient() && attempt < ATTEMPTS => {
                     tracing::warn!(error = %e, attempt, "could not publish an event; retrying");
@@ -70,7 +77,7 @@ impl Reporter {
     }
 
     pub(crate) async fn console(&self, line: &ConsoleLine) {
-        if let Err(e) = self.bus.publish_console(line).await {
+        if let Err(e) = self.bus.publish_console(line, &self.key).await {
             tracing::debug!(error = %e, instance_id = line.instance_id.get(), "a console line was not published");
         }
     }

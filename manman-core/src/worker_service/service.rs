@@ -7,6 +7,7 @@ use crate::id::{InstanceId, WorkerId};
 use crate::ports::{
     BusError, Clock, Delivery, GameInstaller, HostApi, HostApiError, ProcessRunner, ProcessUser,
 };
+use crate::signing::{Purpose, WorkerKey};
 use crate::status::{Cause, Entity, Status};
 use crate::worker::{Heartbeat, InventoryItem, Registered, WorkerRegistration};
 use crate::worker_service::console_log::LogRotation;
@@ -225,19 +226,30 @@ impl WorkerService {
             tracing::info!(user = %user, "game servers run as an unprivileged user");
         }
         let records = ProcessRecords::new(&self.settings.state_dir);
+        let seen = RecentIds::persisted(
+            &self.settings.state_dir.join(HANDLED_COMMANDS_FILE),
+            HANDLED_COMMANDS_REMEMBERED,
+        )
+        .map_err(setup)?;
         let leftovers = end_leftovers(&records);
         let Some(registered) = self.register(&shutdown).await? else {
             return Ok(WorkerExit::Shutdown);
         };
         let worker_id = registered.worker_id;
         let bus_error = |source| WorkerError::Bus { worker_id, source };
-        self.bus.declare().await.map_err(bus_error)?;
+        // The host declared the shared topology before it answered the registration; the
+        // worker declares only its own command queue, so a broker user with rights on that
+        // queue alone is enough (docs/security.md).
         let mut commands = self
             .bus
             .consume_commands(worker_id, self.settings.command_prefetch)
             .await
             .map_err(bus_error)?;
-        let reporter = Reporter::new(self.bus.clone(), Arc::clone(&self.clock));
+        let reporter = Reporter::new(
+            self.bus.clone(),
+            Arc::clone(&self.clock),
+            registered.worker_key(),
+        );
         for (instance_id, detail) in leftovers {
             let report = StatusReport::new(
                 Entity::Instance(instance_id),
@@ -264,7 +276,7 @@ impl WorkerService {
         let superseded = CancellationToken::new();
         tracker.spawn(heartbeat_loop(
             Arc::clone(&self.host),
-            registered,
+            registered.clone(),
             Arc::clone(&supervisors),
             self.settings.heartbeat_interval,
             stop.clone(),
@@ -281,6 +293,7 @@ impl WorkerService {
         ));
 
         let context = SupervisorContext {
+            worker_id,
             host: Arc::clone(&self.host),
             installer: Arc::clone(&self.installer),
             runner: Arc::clone(&self.runner),
@@ -297,13 +310,14 @@ impl WorkerService {
         };
         let mut loop_state = CommandLoop {
             worker_id,
+            key: registered.worker_key(),
             capacity: self.settings.capacity,
             supervisors: Arc::clone(&supervisors),
             tracker: tracker.clone(),
             context,
             reporter: reporter.clone(),
             clock: Arc::clone(&self.clock),
-            seen: RecentIds::new(10_000),
+            seen,
             shutdown_requested: false,
         };
         let exit = loop {
@@ -491,6 +505,9 @@ fn lock(supervisors: &Supervisors) -> MutexGuard<'_, HashMap<InstanceId, Supervi
 /// The state of the command loop.
 struct CommandLoop {
     worker_id: WorkerId,
+    /// This registration's key: a command not sealed with it is not from the host, or not for
+    /// this registration.
+    key: WorkerKey,
     capacity: u32,
     supervisors: Supervisors,
     tracker: TaskTracker,
@@ -504,6 +521,13 @@ struct CommandLoop {
 impl CommandLoop {
     /// Handles one delivery and settles it. Nothing here can take the worker down.
     async fn handle(&mut self, delivery: Delivery) {
+        if let Err(e) = self.key.check(Purpose::Command, &delivery.message) {
+            tracing::warn!(worker_id = self.worker_id.get(), epoch = self.key.epoch(), message_id = %delivery.message.id, kind = %delivery.message.kind, error = %e, "dead-lettering a command not sealed by the host for this worker registration");
+            if let Err(e) = delivery.dead_letter().await {
+                tracing::warn!(error = %e, "could not dead-letter a command");
+            }
+            return;
+        }
         let envelope: CommandEnvelope = match delivery.message.decode() {
             Ok(envelope) => envelope,
             Err(e) => {
@@ -702,6 +726,10 @@ enum Refusal {
 
 /// How long the command loop waits for a supervisor's answer.
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+/// The file of the state directory that keeps the ids of the commands handled lately.
+const HANDLED_COMMANDS_FILE: &str = "commands-handled";
+/// How many handled command ids are remembered, across restarts.
+const HANDLED_COMMANDS_REMEMBERED: usize = 10_000;
 /// How long the worker waits for its servers after SIGKILLing them at shutdown.
 const KILL_WAIT: Duration = Duration::from_secs(10);
 

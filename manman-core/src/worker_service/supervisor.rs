@@ -15,7 +15,7 @@ use crate::confined_path::ConfinedPath;
 use crate::console::ConsoleStream;
 use crate::event::StatusReport;
 use crate::game_server::NewGameServer;
-use crate::id::{ConfigId, InstanceId};
+use crate::id::{ConfigId, InstanceId, WorkerId};
 use crate::ports::{
     ConfigBundle, ExitStatus, GameInstaller, HostApi, HostApiError, InstallError, InstallRequest,
     OutputLine, OutputStream, ProcessHandle, ProcessRunner, ProcessSpec, ProcessUser,
@@ -77,6 +77,8 @@ pub(crate) struct InstanceState {
 /// Everything a supervisor needs from its worker.
 #[derive(Debug, Clone)]
 pub(crate) struct SupervisorContext {
+    /// This worker.
+    pub(crate) worker_id: WorkerId,
     pub(crate) host: Arc<dyn HostApi>,
     pub(crate) installer: Arc<dyn GameInstaller>,
     pub(crate) runner: Arc<dyn ProcessRunner>,
@@ -678,7 +680,11 @@ async fn fetch_config(
     let deadline = tokio::time::Instant::now() + FETCH_PATIENCE;
     let mut pause = Duration::from_millis(200);
     loop {
-        match context.host.fetch_config(config_id).await {
+        match context
+            .host
+            .fetch_instance_config(context.worker_id, instance_id)
+            .await
+        {
             Err(e) if e.is_transient() && tokio::time::Instant::now() + pause < deadline => {
                 tracing::warn!(instance_id = instance_id.get(), %config_id, error = %e, retry_in = ?pause, "the host is unavailable; asking for the config again");
                 tokio::time::sleep(pause).await;
@@ -697,15 +703,35 @@ async fn prepare(
     instance_id: InstanceId,
     config_id: ConfigId,
 ) -> Result<(GameServerConfig, ProcessSpec), PrepareError> {
-    let bundle = fetch_config(&context, instance_id, config_id)
-        .await
-        .map_err(|e| {
-            PrepareError::failed(
+    let bundle = match fetch_config(&context, instance_id, config_id).await {
+        Ok(bundle) => bundle,
+        // The host says it is not this worker's to start: never retried.
+        Err(
+            e @ (HostApiError::NotFound { .. }
+            | HostApiError::Invalid { .. }
+            | HostApiError::Unauthorized { .. }),
+        ) => {
+            return Err(PrepareError::refused(
+                None,
+                &format!("the host does not confirm {instance_id} is this worker's to start: {e}"),
+            ));
+        }
+        Err(e) => {
+            return Err(PrepareError::failed(
                 None,
                 Cause::InstallFailed,
-                format!("could not fetch {config_id} for {instance_id}: {e}"),
-            )
-        })?;
+                format!("could not fetch the config of {instance_id}: {e}"),
+            ));
+        }
+    };
+    if bundle.config.id != config_id {
+        return Err(PrepareError::refused(
+            Some(bundle.config),
+            &format!(
+                "the start command names {config_id}, but the host runs {instance_id} with another config"
+            ),
+        ));
+    }
     let ConfigBundle { game, config } = bundle;
     let game_rules = NewGameServer {
         name: game.name.clone(),

@@ -3,6 +3,7 @@
 pub(crate) mod catalogue;
 pub(crate) mod commands;
 pub(crate) mod console;
+pub(crate) mod dead_letters;
 pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod instances;

@@ -1,7 +1,8 @@
 //! The worker-facing routes under `/api/v1/worker`: register, heartbeat, config fetch. Each
 //! needs a worker token, and a worker acts for itself only: registering under another name,
-//! heartbeating as another worker (whose instances the heartbeat would reconcile) or fetching a
-//! config none of its instances runs is refused (403). A token whose credentials were revoked
+//! heartbeating as another worker (whose instances the heartbeat would reconcile) or fetching the
+//! config of another worker's instance is refused (403), and an ended instance's config too
+//! (409): a worker starts only what the host confirms is its own to start. A token whose credentials were revoked
 //! after it was made is refused (401, naming the revocation), so a revoked worker stops at its
 //! next heartbeat ([`WorkerAccess`] asks the store).
 
@@ -12,9 +13,7 @@ use crate::problem::ApiError;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use manman_core::host::HostError;
-use manman_core::id::ConfigId;
-use manman_core::instance::InstanceFilter;
+use manman_core::id::InstanceId;
 use manman_core::ports::ConfigBundle;
 use manman_core::worker::{Heartbeat, Registered, WorkerRegistration};
 
@@ -68,45 +67,25 @@ pub(crate) async fn heartbeat(
 
 #[utoipa::path(
     get,
-    path = "/api/v1/worker/configs/{id}",
+    path = "/api/v1/worker/instances/{id}/config",
     tag = "worker API",
-    params(("id" = i64, Path, description = "the config")),
+    params(("id" = i64, Path, description = "the instance")),
     responses(
-        (status = 200, description = "the config and its game", body = ConfigBundle),
+        (status = 200, description = "the config the instance runs, and its game", body = ConfigBundle),
         (status = 401, description = "no valid worker token, or its credentials were revoked (the detail says so)", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "none of this worker's instances runs it", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json")
+        (status = 403, description = "the instance is another worker's", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "it has ended, or was placed on an older registration of this worker: not to be started", body = crate::problem::Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = [])),
 )]
-pub(crate) async fn config(
+pub(crate) async fn instance_config(
     worker: WorkerAccess,
     State(state): State<ApiState>,
-    ApiPath(id): ApiPath<ConfigId>,
+    ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<Json<ConfigBundle>, ApiError> {
-    let mut runs_it = false;
-    for registered in state.host.list_workers().await? {
-        if registered.name != worker.worker_name {
-            continue;
-        }
-        let filter = InstanceFilter {
-            worker_id: Some(registered.id),
-            config_id: Some(id),
-            limit: Some(1),
-            ..InstanceFilter::default()
-        };
-        if !state.host.list_instances(&filter).await?.is_empty() {
-            runs_it = true;
-            break;
-        }
-    }
-    if !runs_it {
-        return Err(ApiError(HostError::Forbidden {
-            detail: format!(
-                "no instance of {id} is on worker {:?}: a worker fetches the configs it was told to run",
-                worker.worker_name
-            ),
-        }));
-    }
-    Ok(Json(state.host.config_bundle(id).await?))
+    let instance = state.host.get_instance(id).await?;
+    let placed_on = state.host.get_worker(instance.worker_id).await?;
+    worker.check(&placed_on.name, &id.to_string())?;
+    Ok(Json(state.host.instance_config(placed_on.id, id).await?))
 }

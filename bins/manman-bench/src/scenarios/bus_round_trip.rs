@@ -9,6 +9,10 @@
 //!   `Bus::publish_event` (JSON encoding included). Baseline: raw lapin confirmed, persistent,
 //!   `mandatory` publishing of the same bodies with the same properties to a fanout exchange with
 //!   a durable queue, as `manman.events`. Rounds alternate between the two.
+//!
+//! Both are measured twice: signed (as ManMan runs: the host seals each command, the worker
+//! checks it and seals its result, the host checks that) and unsigned (the same messages through
+//! the same ports without seals), for the cost of signing.
 
 use crate::report::{Figure, Section, Target};
 use crate::scenarios::Settings;
@@ -24,8 +28,11 @@ use manman_core::bus::Bus;
 use manman_core::command::{Command, CommandEnvelope, CommandOutcome, CommandResult};
 use manman_core::event::{Event, StatusReport};
 use manman_core::id::{InstanceId, WorkerId};
+use manman_core::ports::Message;
+use manman_core::signing::{BusSecret, Purpose, WorkerKey};
 use manman_core::status::{Cause, Entity, Status};
 use manman_core::topology::Topology;
+use manman_core::topology::{KIND_COMMAND, worker_routing_key};
 use manman_rabbit::{RabbitBus, RabbitSettings};
 use manman_test_support::amqp::TestBroker;
 use std::sync::Arc;
@@ -63,10 +70,29 @@ pub(crate) async fn run(settings: &Settings) -> anyhow::Result<Section> {
         let mut raw_throughput =
             Figure::new("raw lapin confirmed publishing", "messages/s", Target::None);
         let mut share = Figure::new("event throughput ÷ raw lapin", "%", Target::AtLeast(70.0));
+        let mut unsigned_p50 = Figure::new("command round trip p50, unsigned", "ms", Target::None);
+        let mut signing_p50 = Figure::new(
+            "signing's cost: round trip p50 signed − unsigned",
+            "ms",
+            Target::AtMost(0.2),
+        );
+        let mut unsigned_throughput = Figure::new(
+            "event throughput with confirms, unsigned",
+            "events/s",
+            Target::None,
+        );
+        let mut signed_share = Figure::new(
+            "signed ÷ unsigned event throughput",
+            "%",
+            Target::AtLeast(90.0),
+        );
         let raw_exchange = raw_fanout(&broker).await?;
         for i in 1..=settings.runs {
             eprintln!("  run {i}/{}", settings.runs);
-            let ports = command_round_trips(&host_bus, &worker_bus, round_trips).await?;
+            let ports =
+                command_round_trips(&host_bus, &worker_bus, round_trips, Signing::On).await?;
+            let unsigned =
+                command_round_trips(&host_bus, &worker_bus, round_trips, Signing::Off).await?;
             let raw = raw_round_trips(&broker, round_trips).await?;
             let ms = |d: Duration| d.as_secs_f64() * 1e3;
             p50.values.push(ms(percentile(&ports, 50.0)));
@@ -77,7 +103,14 @@ pub(crate) async fn run(settings: &Settings) -> anyhow::Result<Section> {
                 percentile(&ports, 99.0).as_secs_f64() / percentile(&raw, 99.0).as_secs_f64(),
             );
             let raw_rate = raw_confirmed_throughput(&broker, &raw_exchange, events).await?;
-            let rate = event_throughput(&host_bus, events).await?;
+            let rate = event_throughput(&host_bus, events, Signing::On).await?;
+            let unsigned_rate = event_throughput(&host_bus, events, Signing::Off).await?;
+            unsigned_p50.values.push(ms(percentile(&unsigned, 50.0)));
+            signing_p50
+                .values
+                .push(ms(percentile(&ports, 50.0)) - ms(percentile(&unsigned, 50.0)));
+            unsigned_throughput.values.push(unsigned_rate);
+            signed_share.values.push(100.0 * rate / unsigned_rate);
             eprintln!(
                 "    p50 {:.2} ms (raw {:.2}), p99 {:.2} ms (raw {:.2}), {rate:.0} events/s (raw {raw_rate:.0})",
                 ms(percentile(&ports, 50.0)),
@@ -106,6 +139,10 @@ pub(crate) async fn run(settings: &Settings) -> anyhow::Result<Section> {
             throughput,
             raw_throughput,
             share,
+            unsigned_p50,
+            signing_p50,
+            unsigned_throughput,
+            signed_share,
         ])
     };
     let figures = run.await.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -121,7 +158,8 @@ pub(crate) async fn run(settings: &Settings) -> anyhow::Result<Section> {
              Baseline: the same request and reply with raw lapin (same properties, confirms and acks). \
              Throughput: {events} events published with confirms, 256 in flight, through the typed \
              `Bus` (JSON encoding included), beside raw lapin confirmed publishing of the same bodies \
-             and properties to a fanout exchange with a durable queue."
+             and properties to a fanout exchange with a durable queue. Both again unsigned (no \
+             seals made or checked) for signing's cost; the signed figures are ManMan's."
         ),
         figures,
         notes: vec!["Broker, benchmark and both clients share the machine's 2 cores.".to_owned()],
@@ -146,15 +184,75 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// Whether messages are sealed and checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signing {
+    On,
+    Off,
+}
+
+/// Publishes a command to `key`'s worker, sealed or not.
+async fn send(
+    host: &Bus,
+    key: &WorkerKey,
+    envelope: &CommandEnvelope,
+    signing: Signing,
+) -> Result<(), Failure> {
+    if signing == Signing::On {
+        return Ok(host.send_command(key, envelope).await?);
+    }
+    let mut message = Message::json(KIND_COMMAND, envelope, envelope.issued_at)?;
+    message.id = envelope.id;
+    message.expires_at = Some(envelope.expires_at);
+    host.publisher()
+        .publish(
+            &host.topology().commands_exchange(),
+            &worker_routing_key(key.worker_id()),
+            message,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Publishes an event from `key`'s worker, sealed or not.
+async fn publish(
+    bus: &Bus,
+    key: &WorkerKey,
+    event: &Event,
+    signing: Signing,
+) -> Result<(), Failure> {
+    if signing == Signing::On {
+        bus.publish_event(event, Utc::now(), key).await?;
+        return Ok(());
+    }
+    let message = Message::json(event.kind(), event, Utc::now())?;
+    bus.publisher()
+        .publish(&bus.topology().events_exchange(), "", message)
+        .await?;
+    Ok(())
+}
+
 /// Host → worker command → `command_result` event → host, one at a time.
-async fn command_round_trips(host: &Bus, worker: &Bus, n: usize) -> Result<Vec<Duration>, Failure> {
+async fn command_round_trips(
+    host: &Bus,
+    worker: &Bus,
+    n: usize,
+    signing: Signing,
+) -> Result<Vec<Duration>, Failure> {
     let worker_id = WorkerId(1);
+    let key = BusSecret::generate().worker_key(worker_id, 1);
     let mut commands = worker.consume_commands(worker_id, 64).await?;
     let mut results = host.watch_events().await?;
     let responder = {
         let worker = worker.clone();
+        let key = key.clone();
         tokio::spawn(async move {
             while let Some(Ok(delivery)) = commands.next().await {
+                if signing == Signing::On && key.check(Purpose::Command, &delivery.message).is_err()
+                {
+                    let _ = delivery.dead_letter().await;
+                    continue;
+                }
                 let Ok(envelope) = delivery.message.decode::<CommandEnvelope>() else {
                     let _ = delivery.dead_letter().await;
                     continue;
@@ -166,7 +264,7 @@ async fn command_round_trips(host: &Bus, worker: &Bus, n: usize) -> Result<Vec<D
                     detail: None,
                     reported_at: Utc::now(),
                 });
-                if worker.publish_event(&result, Utc::now()).await.is_err() {
+                if publish(&worker, &key, &result, signing).await.is_err() {
                     break;
                 }
                 let _ = delivery.ack().await;
@@ -184,9 +282,12 @@ async fn command_round_trips(host: &Bus, worker: &Bus, n: usize) -> Result<Vec<D
             Utc::now(),
         );
         let started = Instant::now();
-        host.send_command(worker_id, &envelope).await?;
+        send(host, &key, &envelope, signing).await?;
         loop {
             let delivery = results.next().await.ok_or("the watcher ended")??;
+            if signing == Signing::On {
+                key.check(Purpose::Event, &delivery.message)?;
+            }
             let answered = matches!(
                 delivery.message.decode::<Event>(),
                 Ok(Event::CommandResult(r)) if r.command_id == envelope.id
@@ -345,12 +446,13 @@ fn status_event(n: usize) -> Event {
 }
 
 /// Events published on `manman.events` (into the status processor's durable queue), confirmed.
-async fn event_throughput(bus: &Bus, n: usize) -> Result<f64, Failure> {
+async fn event_throughput(bus: &Bus, n: usize, signing: Signing) -> Result<f64, Failure> {
+    let key = BusSecret::generate().worker_key(WorkerId(1), 1);
     let started = Instant::now();
     let published: Vec<_> = futures::stream::iter(0..n)
         .map(|i| {
-            let bus = bus.clone();
-            async move { bus.publish_event(&status_event(i), Utc::now()).await }
+            let (bus, key) = (bus.clone(), key.clone());
+            async move { publish(&bus, &key, &status_event(i), signing).await }
         })
         .buffer_unordered(IN_FLIGHT)
         .collect()

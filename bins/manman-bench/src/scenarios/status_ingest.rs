@@ -108,7 +108,7 @@ async fn setup(url: &str) -> anyhow::Result<PgStore> {
 
 async fn processor_path(pg: &PgStore, events: usize) -> anyhow::Result<f64> {
     let store = Store::from_adapter(pg.clone());
-    let ids = crate::fixture::instances(&store, events / STEPS.len()).await?;
+    let (ids, key) = crate::fixture::instances(&store, events / STEPS.len()).await?;
     let instances = ids.len();
     let memory = MemoryBus::new();
     let bus = Bus::new(Arc::new(memory.clone()), Arc::new(memory.clone()));
@@ -116,7 +116,7 @@ async fn processor_path(pg: &PgStore, events: usize) -> anyhow::Result<f64> {
     for (status, cause) in STEPS {
         for id in &ids {
             let report = StatusReport::new(Entity::Instance(*id), status, cause, Utc::now());
-            bus.publish_event(&Event::Status(report), Utc::now())
+            bus.publish_event(&Event::Status(report), Utc::now(), &key)
                 .await?;
         }
     }
