@@ -150,12 +150,9 @@ impl RabbitConsumer {
                 }
                 self.shared.record.set_owner(&self.queue, &channel);
             } else {
-                for (binding, exchange) in self.shared.record.durable_bindings(&self.queue) {
-                    if let Some(kind) = exchange {
-                        declarations::exchange(&channel, &binding.exchange, kind)
-                            .await
-                            .map_err(lapin_failure)?;
-                    }
+                // Only bound, its exchanges not declared: a worker's broker user may bind its
+                // queue but not configure the shared exchanges.
+                for binding in self.shared.record.durable_bindings(&self.queue) {
                     declarations::bind(&channel, &binding)
                         .await
                         .map_err(lapin_failure)?;

@@ -101,22 +101,13 @@ impl TopologyRecord {
         inner.queues.get(queue).cloned()
     }
 
-    /// The bindings recorded for a durable queue, with the kind of each one's exchange when
-    /// the exchange was declared through this bus too (so that it can be declared again first).
-    pub(crate) fn durable_bindings(&self, queue: &str) -> Vec<(Binding, Option<ExchangeKind>)> {
-        let inner = self.lock();
-        inner
+    /// The bindings recorded for a durable queue.
+    pub(crate) fn durable_bindings(&self, queue: &str) -> Vec<Binding> {
+        self.lock()
             .bindings
             .iter()
             .filter(|b| b.queue == queue)
-            .map(|b| {
-                let kind = inner
-                    .exchanges
-                    .iter()
-                    .find(|(name, _)| *name == b.exchange)
-                    .map(|(_, kind)| *kind);
-                (b.clone(), kind)
-            })
+            .cloned()
             .collect()
     }
 
@@ -216,8 +207,8 @@ mod tests {
         );
         assert_eq!(
             record.durable_bindings("q"),
-            vec![(Binding::new("q", "x", "k"), Some(ExchangeKind::Direct))],
-            "a queue declared again is bound again, its exchange declared first"
+            vec![Binding::new("q", "x", "k")],
+            "a queue declared again is bound again"
         );
         assert!(record.durable_bindings("other").is_empty());
     }
