@@ -21,7 +21,7 @@ use crate::bus::Bus;
 use crate::command::CommandResult;
 use crate::event::{Event, StatusReport};
 use crate::host::sender_check::SenderCheck;
-use crate::host::{BusKeys, DeadLetterReason, DeadLetters, Metrics};
+use crate::host::{BusKeys, Consumption, DeadLetterReason, DeadLetters, Metrics};
 use crate::ports::{
     ApplyOutcome, BusError, Clock, Consumer, CurrentStatus, Delivery, EntityUpdate, Message,
     StatusChange, StoreError,
@@ -63,6 +63,11 @@ const CONFLICT_PATIENCE: Duration = Duration::from_secs(60);
 /// Most held-back reports remembered; the oldest are forgotten first (and held afresh if they
 /// come back).
 const HELD_CAPACITY: usize = 10_000;
+/// First pause before subscribing again after the queue was lost or could not be consumed; it
+/// doubles up to the maximum, and starts over once consuming.
+const RESUBSCRIBE_FIRST_PAUSE: Duration = Duration::from_millis(100);
+/// Longest pause between attempts to subscribe again.
+const RESUBSCRIBE_MAX_PAUSE: Duration = Duration::from_secs(5);
 
 /// Consumes `host.status-processor.events` (competing consumers across host replicas) and
 /// records every status report and command result. Idempotent by message id.
@@ -75,6 +80,7 @@ pub struct StatusProcessor {
     check: SenderCheck,
     dead_letters: DeadLetters,
     held: Arc<Mutex<HeldBack>>,
+    consumption: Consumption,
 }
 
 /// What became of one delivery.
@@ -105,6 +111,7 @@ impl StatusProcessor {
             metrics: Metrics::new(),
             dead_letters: DeadLetters::default(),
             held: Arc::default(),
+            consumption: Consumption::new(),
         }
     }
 
@@ -120,27 +127,83 @@ impl StatusProcessor {
         self
     }
 
+    /// Reports to `consumption` whether it consumes its queue (declared and bound), for the
+    /// host's readiness ([`crate::host::HostService::status_consumption`]). Not consuming
+    /// until [`Self::run`] has subscribed.
+    pub fn with_consumption(mut self, consumption: Consumption) -> Self {
+        consumption.not_consuming("the status processor has not started consuming yet");
+        self.consumption = consumption;
+        self
+    }
+
     /// Consumes until `shutdown` is cancelled. Bad messages are dead-lettered, never fatal.
+    ///
+    /// Each subscription declares the queue and binds it to `manman.events` first. When the
+    /// queue is lost (deleted, or its consumer cancelled by the broker) or cannot be consumed,
+    /// it reports itself not consuming and subscribes again, pausing 100 ms doubling to 5 s
+    /// between attempts; it returns only at `shutdown` or when the bus is closed.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), BusError> {
-        let mut consumer = self.bus.consume_status_events(BATCH as u16).await?;
-        loop {
-            let first = tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                next = consumer.next() => match next {
-                    Some(Ok(delivery)) => delivery,
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "status processor: receive failed; retrying in 1 s");
-                        tokio::select! {
-                            () = shutdown.cancelled() => return Ok(()),
-                            () = tokio::time::sleep(RECEIVE_RETRY) => continue,
-                        }
-                    }
-                    None => return Err(BusError::Closed),
-                },
+        let queue = self.bus.topology().status_processor_queue();
+        let mut pause = RESUBSCRIBE_FIRST_PAUSE;
+        let outcome = 'subscribe: loop {
+            let subscribed = tokio::select! {
+                () = shutdown.cancelled() => break Ok(()),
+                subscribed = self.bus.consume_status_events(BATCH as u16) => subscribed,
             };
-            let batch = take_waiting(&mut consumer, first).await;
-            self.settle(batch, &shutdown).await;
-        }
+            let mut consumer = match subscribed {
+                Ok(consumer) => consumer,
+                Err(BusError::Closed) => break Err(BusError::Closed),
+                Err(e) => {
+                    tracing::warn!(%queue, error = %e, retry_in = ?pause, "status processor: cannot consume its queue; trying again");
+                    self.consumption.not_consuming(format!(
+                        "the status processor cannot consume queue {queue:?}: {e}"
+                    ));
+                    tokio::select! {
+                        () = shutdown.cancelled() => break Ok(()),
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(RESUBSCRIBE_MAX_PAUSE);
+                    continue;
+                }
+            };
+            if pause > RESUBSCRIBE_FIRST_PAUSE {
+                tracing::info!(%queue, "status processor: consuming again");
+            }
+            self.consumption.consuming();
+            pause = RESUBSCRIBE_FIRST_PAUSE;
+            loop {
+                let first = tokio::select! {
+                    () = shutdown.cancelled() => break 'subscribe Ok(()),
+                    next = consumer.next() => match next {
+                        Some(Ok(delivery)) => delivery,
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "status processor: receive failed; retrying in 1 s");
+                            tokio::select! {
+                                () = shutdown.cancelled() => break 'subscribe Ok(()),
+                                () = tokio::time::sleep(RECEIVE_RETRY) => continue,
+                            }
+                        }
+                        None => {
+                            tracing::warn!(%queue, "status processor: its queue is gone (deleted?) or its consumer was cancelled; declaring, binding and consuming it again");
+                            self.consumption.not_consuming(format!(
+                                "the status processor lost queue {queue:?} (deleted, or its consumer cancelled) and is declaring, binding and consuming it again"
+                            ));
+                            tokio::select! {
+                                () = shutdown.cancelled() => break 'subscribe Ok(()),
+                                () = tokio::time::sleep(pause) => continue 'subscribe,
+                            }
+                        }
+                    },
+                };
+                let batch = take_waiting(&mut consumer, first).await;
+                self.settle(batch, &shutdown).await;
+            }
+        };
+        self.consumption.not_consuming(match &outcome {
+            Ok(()) => "the status processor stopped (the host is shutting down)".to_owned(),
+            Err(e) => format!("the status processor stopped: {e}"),
+        });
+        outcome
     }
 
     /// Handles a batch (waiting out an unavailable store) and settles each delivery.
