@@ -14,8 +14,8 @@ use manman_core::id::{ConfigId, GameServerId, InstanceId, TokenId, WorkerId};
 use manman_core::instance::{Instance, InstanceFilter, NewInstance};
 use manman_core::memory::MemoryStore;
 use manman_core::ports::{
-    ApplyOutcome, CatalogueRepository, CommandRepository, CredentialRepository, InstanceRepository,
-    StatusChange, StatusRepository, StoreError, WorkerRepository,
+    ApplyOutcome, CatalogueRepository, CommandRepository, CredentialRepository, CurrentStatus,
+    InstanceRepository, StatusChange, StatusRepository, StoreError, WorkerRepository,
 };
 use manman_core::signing::BusSecret;
 use manman_core::status::{Entity, Status, StatusEvent};
@@ -235,7 +235,7 @@ impl StatusRepository for AuditedStore {
     async fn current_statuses(
         &self,
         entities: &[Entity],
-    ) -> Result<Vec<Option<Status>>, StoreError> {
+    ) -> Result<Vec<Option<CurrentStatus>>, StoreError> {
         self.inner.status.current_statuses(entities).await
     }
 

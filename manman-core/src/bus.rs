@@ -7,8 +7,8 @@ use crate::id::{InstanceId, WorkerId};
 use crate::ports::{BusError, Consumer, Message, MessagePublisher, MessageSubscriber, QueueSpec};
 use crate::signing::{Purpose, WorkerKey};
 use crate::topology::{
-    ALL_CONSOLES, KIND_COMMAND, KIND_CONSOLE_LINE, Topology, console_routing_key,
-    worker_routing_key,
+    ALL_CONSOLES, DEAD_LETTERS_MAX_LENGTH, KIND_COMMAND, KIND_CONSOLE_LINE, Topology,
+    console_routing_key, worker_routing_key,
 };
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
@@ -71,20 +71,31 @@ impl Bus {
         &self.subscriber
     }
 
-    /// Declares the exchanges, the dead-letter queue and the status processor's queue.
+    /// Declares the exchanges, the dead-letter queue (at most [`DEAD_LETTERS_MAX_LENGTH`]
+    /// messages, the oldest dropped) and the status processor's queue, with their bindings.
     /// Idempotent: every side calls it at start, so start order does not matter.
+    ///
+    /// A dead-letter queue declared by an older version, without the limit, cannot be declared
+    /// again with it (the broker refuses other arguments for an existing queue): it is used as
+    /// it is, with a warning that says how to bound it (`docs/operations.md`).
     pub async fn declare(&self) -> Result<(), BusError> {
         let t = &self.topology;
         for (name, kind) in t.exchanges() {
             self.publisher.declare_exchange(&name, kind).await?;
         }
         let dead = self
-            .subscriber
-            .declare_queue(&QueueSpec::durable(t.dead_letters_queue()))
+            .declare_dead_letter_queue(&t.dead_letters_queue())
             .await?;
         self.subscriber
             .bind_queue(&dead, &t.dead_exchange(), "")
             .await?;
+        self.declare_status_queue().await?;
+        Ok(())
+    }
+
+    /// Declares the status processor's queue and binds it to `manman.events`; returns its name.
+    async fn declare_status_queue(&self) -> Result<String, BusError> {
+        let t = &self.topology;
         let status = self
             .subscriber
             .declare_queue(
@@ -94,7 +105,25 @@ impl Bus {
         self.subscriber
             .bind_queue(&status, &t.events_exchange(), "")
             .await?;
-        Ok(())
+        Ok(status)
+    }
+
+    /// Declares a durable queue of dead letters holding at most [`DEAD_LETTERS_MAX_LENGTH`];
+    /// one that exists without that limit (declared by an older version) is kept as it is, with
+    /// a warning. Returns its name.
+    async fn declare_dead_letter_queue(&self, name: &str) -> Result<String, BusError> {
+        let spec = QueueSpec::durable(name).with_max_length(DEAD_LETTERS_MAX_LENGTH);
+        match self.subscriber.declare_queue(&spec).await {
+            Err(BusError::Conflict { what, detail }) => {
+                tracing::warn!(
+                    queue = name,
+                    %detail,
+                    "{what} exists without the length limit of this version                      ({DEAD_LETTERS_MAX_LENGTH} messages, oldest dropped) and cannot be declared                      again with it: it is used as it is, unbounded. Bound it with a broker policy                      (rabbitmqctl set_policy … '{{\"max-length\":{DEAD_LETTERS_MAX_LENGTH},\"overflow\":\"drop-head\"}}'                      --apply-to queues) or delete it after reading it, and it is declared again                      with the limit: see docs/operations.md, \"Dead letters\""
+                );
+                Ok(name.to_owned())
+            }
+            other => other,
+        }
     }
 
     /// Whether the broker answers: declares the first of the topology's exchanges again, as
@@ -125,7 +154,8 @@ impl Bus {
     }
 
     /// Sends a command to one worker registration, sealed with its key; it expires in its queue
-    /// at `expires_at`.
+    /// at `expires_at`. A worker queue that was deleted is declared and bound again, and the
+    /// command published into it.
     pub async fn send_command(
         &self,
         to: &WorkerKey,
@@ -145,13 +175,26 @@ impl Bus {
         message.expires_at = Some(envelope.expires_at);
         message.correlation_id.clone_from(&envelope.correlation_id);
         to.seal(Purpose::Command, &mut message);
-        self.publisher
-            .publish(
-                &self.topology.commands_exchange(),
-                &worker_routing_key(worker),
-                message,
-            )
+        let exchange = self.topology.commands_exchange();
+        let key = worker_routing_key(worker);
+        match self
+            .publisher
+            .publish(&exchange, &key, message.clone())
             .await
+        {
+            // The worker's queue was deleted (and the worker has not declared it again yet):
+            // declared and bound again here, it keeps the command for the worker.
+            Err(BusError::Unroutable { .. }) => {
+                tracing::warn!(
+                    worker_id = worker.get(),
+                    command_id = %envelope.id,
+                    "the worker's command queue is gone: declaring and binding it again"
+                );
+                self.declare_worker_queue(worker).await?;
+                self.publisher.publish(&exchange, &key, message).await
+            }
+            other => other,
+        }
     }
 
     /// Publishes an event on `manman.events`, sealed by the worker registration that sends
@@ -206,26 +249,27 @@ impl Bus {
         self.subscriber.consume(&queue, prefetch).await
     }
 
-    /// Consumes the status processor's shared queue (competing consumers across replicas).
+    /// Consumes the status processor's shared queue (competing consumers across replicas),
+    /// declaring it and binding it to `manman.events` first: a queue that was deleted is back,
+    /// bound, before anything is consumed from it.
     pub async fn consume_status_events(
         &self,
         prefetch: u16,
     ) -> Result<Box<dyn Consumer>, BusError> {
-        self.subscriber
-            .consume(&self.topology.status_processor_queue(), prefetch)
-            .await
+        let queue = self.declare_status_queue().await?;
+        self.subscriber.consume(&queue, prefetch).await
     }
 
     /// Consumes the host's copy of the dead letters (a durable queue of its own on
-    /// `manman.dead`).
+    /// `manman.dead`, at most [`DEAD_LETTERS_MAX_LENGTH`] messages), declaring and binding it
+    /// first.
     pub async fn consume_dead_commands(
         &self,
         prefetch: u16,
     ) -> Result<Box<dyn Consumer>, BusError> {
         let t = &self.topology;
         let queue = self
-            .subscriber
-            .declare_queue(&QueueSpec::durable(t.dead_commands_queue()))
+            .declare_dead_letter_queue(&t.dead_commands_queue())
             .await?;
         self.subscriber
             .bind_queue(&queue, &t.dead_exchange(), "")

@@ -3,7 +3,7 @@
 use crate::command::CommandResult;
 use crate::id::InstanceId;
 use crate::ports::InstallProgress;
-use crate::status::{Cause, Entity, Status};
+use crate::status::{Cause, Entity, Sequence, Status};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -68,6 +68,11 @@ pub struct StatusReport {
     /// Automatic restarts so far (instances).
     #[serde(default)]
     pub restart_count: u32,
+    /// The sender's number for this report on this entity (its epoch, and a counter from 1):
+    /// the host applies an entity's reports in this order and each once. A worker numbers every
+    /// report; one without (an older sender) is applied as it comes, unordered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<Sequence>,
 }
 
 impl StatusReport {
@@ -82,7 +87,14 @@ impl StatusReport {
             exit_code: None,
             exit_signal: None,
             restart_count: 0,
+            sequence: None,
         }
+    }
+
+    /// Numbered `sequence`.
+    pub fn with_sequence(mut self, sequence: Sequence) -> Self {
+        self.sequence = Some(sequence);
+        self
     }
 
     /// With a detail for a person.

@@ -235,6 +235,57 @@ pub fn can_transition(entity: &Entity, from: Status, to: Status) -> bool {
     }
 }
 
+/// Where a status report stands in its sender's numbering of one entity's reports: the
+/// worker's registration epoch, and a counter from 1 within that epoch. The host's status
+/// processor applies an entity's reports in this order, whichever replica receives them. A later
+/// epoch comes after every report of an earlier one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Sequence {
+    /// The sender's registration epoch (compared first).
+    pub epoch: i64,
+    /// The report's number among the sender's reports on this entity in `epoch`, from 1.
+    pub counter: i64,
+}
+
+impl Sequence {
+    /// The sequence `counter` of `epoch`.
+    pub fn new(epoch: i64, counter: i64) -> Self {
+        Self { epoch, counter }
+    }
+
+    /// Where a report numbered `self` stands when the entity's last applied report is `last`
+    /// (`None`: none applied yet).
+    pub fn follows(self, last: Option<Self>) -> Order {
+        match last {
+            Some(last) if self <= last => Order::Stale,
+            Some(last) if last.epoch == self.epoch && self.counter == last.counter + 1 => {
+                Order::Next
+            }
+            // The first report of an epoch is the next one, whatever came before.
+            _ if self.counter == 1 => Order::Next,
+            _ => Order::Gap,
+        }
+    }
+}
+
+impl fmt::Display for Sequence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.epoch, self.counter)
+    }
+}
+
+/// Where a numbered report stands against the last one applied ([`Sequence::follows`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// At or below the last applied: a duplicate, or overtaken by a later report. Not applied.
+    Stale,
+    /// The very next one: apply it.
+    Next,
+    /// Beyond the next: its predecessor has not been applied yet (in flight, or lost).
+    Gap,
+}
+
 /// One row of the append-only status history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -266,6 +317,25 @@ mod tests {
 
     const INSTANCE: Entity = Entity::Instance(InstanceId(1));
     const WORKER: Entity = Entity::Worker(WorkerId(1));
+
+    #[test]
+    fn sequences_follow_within_an_epoch_and_start_over_in_a_new_one() {
+        let s = Sequence::new;
+        assert_eq!(s(1, 1).follows(None), Order::Next);
+        assert_eq!(s(1, 3).follows(None), Order::Gap);
+        assert_eq!(s(1, 4).follows(Some(s(1, 3))), Order::Next);
+        assert_eq!(s(1, 3).follows(Some(s(1, 3))), Order::Stale, "a duplicate");
+        assert_eq!(s(1, 2).follows(Some(s(1, 3))), Order::Stale, "overtaken");
+        assert_eq!(s(1, 5).follows(Some(s(1, 3))), Order::Gap);
+        assert_eq!(s(2, 1).follows(Some(s(1, 9))), Order::Next, "a new epoch");
+        assert_eq!(s(2, 2).follows(Some(s(1, 9))), Order::Gap);
+        assert_eq!(
+            s(1, 10).follows(Some(s(2, 1))),
+            Order::Stale,
+            "an old epoch"
+        );
+        assert!(s(2, 1) > s(1, 100));
+    }
 
     #[test]
     fn terminal_statuses_are_final_for_instances() {

@@ -56,7 +56,8 @@ impl Topology {
         self.name("manman.dead")
     }
 
-    /// `manman.dead-letters`, bound to `manman.dead`.
+    /// `manman.dead-letters`, bound to `manman.dead`, holding at most
+    /// [`DEAD_LETTERS_MAX_LENGTH`] (the oldest are dropped).
     pub fn dead_letters_queue(&self) -> String {
         self.name("manman.dead-letters")
     }
@@ -67,7 +68,8 @@ impl Topology {
     }
 
     /// `host.dead-letters.commands`: the host's copy of the dead letters, to record commands
-    /// that expired or were refused (`manman.dead-letters` stays for inspection).
+    /// that expired or were refused (`manman.dead-letters` stays for inspection); it holds at
+    /// most [`DEAD_LETTERS_MAX_LENGTH`] too.
     pub fn dead_commands_queue(&self) -> String {
         self.name("host.dead-letters.commands")
     }
@@ -87,6 +89,12 @@ impl Topology {
         ]
     }
 }
+
+/// The most dead letters `manman.dead-letters` and the host's copy `host.dead-letters.commands`
+/// each hold. One more makes the queue drop its oldest (AMQP `x-max-length` with
+/// `x-overflow: drop-head`): whoever floods the dead letters pushes out old ones, never fills
+/// the broker. 10,000 is days of dead letters of a healthy system and far more than anyone reads.
+pub const DEAD_LETTERS_MAX_LENGTH: u32 = 10_000;
 
 /// The routing key of a worker's commands: `worker.{id}`.
 pub fn worker_routing_key(worker: WorkerId) -> String {

@@ -23,16 +23,20 @@ use tokio_util::task::TaskTracker;
 const SERVICE_GRACE: Duration = Duration::from_secs(3);
 
 /// Runs a background service until `shutdown`; when it stops with an error it is logged and
-/// started again after a pause (1 s, doubling up to 30 s), so the host never silently runs
-/// without it. At shutdown it gets [`SERVICE_GRACE`] to stop, even when what it waits for (a
+/// started again after a pause (1 s, doubling up to 30 s; back to 1 s after a run of more than
+/// 30 s, so that a fault long after the last one is recovered from quickly), so the host never
+/// silently runs without it. At shutdown it gets [`SERVICE_GRACE`] to stop, even when what it waits for (a
 /// broker that went away) never answers.
 async fn keep_running<F, Fut>(name: &'static str, shutdown: CancellationToken, mut service: F)
 where
     F: FnMut(CancellationToken) -> Fut,
     Fut: Future<Output = Result<(), BusError>>,
 {
-    let mut pause = Duration::from_secs(1);
+    const FIRST_PAUSE: Duration = Duration::from_secs(1);
+    const MAX_PAUSE: Duration = Duration::from_secs(30);
+    let mut pause = FIRST_PAUSE;
     loop {
+        let started = tokio::time::Instant::now();
         let run = service(shutdown.clone());
         tokio::pin!(run);
         let outcome = tokio::select! {
@@ -45,6 +49,9 @@ where
                 }
             },
         };
+        if started.elapsed() > MAX_PAUSE {
+            pause = FIRST_PAUSE;
+        }
         match outcome {
             _ if shutdown.is_cancelled() => return,
             Ok(()) => tracing::error!(
@@ -59,7 +66,7 @@ where
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(pause) => {}
         }
-        pause = (pause * 2).min(Duration::from_secs(30));
+        pause = (pause * 2).min(MAX_PAUSE);
     }
 }
 
@@ -130,7 +137,8 @@ impl HostServer {
         let processor =
             StatusProcessor::new(host.store().clone(), host.bus().clone(), host.clock())
                 .with_metrics(metrics.clone())
-                .with_dead_letters(dead_letters.clone());
+                .with_dead_letters(dead_letters.clone())
+                .with_consumption(host.status_consumption().clone());
         tracker.spawn(keep_running(
             "status processor",
             shutdown.clone(),

@@ -5,8 +5,8 @@ use crate::store::PgStore;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use manman_core::id::{InstanceId, WorkerId};
-use manman_core::ports::{ApplyOutcome, StatusChange, StatusRepository, StoreError};
-use manman_core::status::{Cause, Entity, Status, StatusEvent};
+use manman_core::ports::{ApplyOutcome, CurrentStatus, StatusChange, StatusRepository, StoreError};
+use manman_core::status::{Cause, Entity, Sequence, Status, StatusEvent};
 use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
 
@@ -112,6 +112,65 @@ async fn exists(conn: &mut PgConnection, entity: Entity) -> Result<bool, sqlx::E
     .await
 }
 
+/// An entity's status and last applied sequence, as a row gives them.
+type CurrentRow = (String, Option<i64>, Option<i64>);
+
+/// The current status and last applied sequence of one entity; `None` when it does not exist.
+pub(crate) async fn current_of(
+    conn: &mut PgConnection,
+    entity: Entity,
+) -> Result<Option<CurrentRow>, sqlx::Error> {
+    match entity {
+        Entity::Worker(id) => sqlx::query_as(
+            "SELECT status, seq_epoch, seq_counter FROM manman.workers WHERE id = $1",
+        )
+        .bind(id.get()),
+        Entity::Instance(id) => sqlx::query_as(
+            "SELECT status, seq_epoch, seq_counter FROM manman.instances WHERE id = $1",
+        )
+        .bind(id.get()),
+    }
+    .fetch_optional(conn)
+    .await
+}
+
+fn current_status(row: CurrentRow) -> Result<CurrentStatus, StoreError> {
+    let (status, epoch, counter) = row;
+    Ok(CurrentStatus {
+        status: parse_status(&status)?,
+        sequence: epoch.zip(counter).map(|(e, c)| Sequence::new(e, c)),
+    })
+}
+
+/// Why `change` was not applied to an entity that is now `current` (`None`: it does not exist).
+pub(crate) fn refusal(
+    change: &StatusChange,
+    current: Option<CurrentRow>,
+) -> Result<StoreError, StoreError> {
+    let Some(current) = current else {
+        return Ok(StoreError::not_found(&change.entity));
+    };
+    let current = current_status(current)?;
+    Ok(match (change.sequence, current.sequence) {
+        (Some(sequence), Some(last)) if current.status == change.from => StoreError::conflict(
+            &change.entity,
+            format!("has had report {last} applied, and report {sequence} is not after it"),
+        ),
+        _ => StoreError::conflict(
+            &change.entity,
+            format!(
+                "is {}, not {} as the change expected",
+                current.status, change.from
+            ),
+        ),
+    })
+}
+
+/// The sequence of a change as two columns (both `NULL` without one).
+pub(crate) fn sequence_columns(sequence: Option<Sequence>) -> (Option<i64>, Option<i64>) {
+    (sequence.map(|s| s.epoch), sequence.map(|s| s.counter))
+}
+
 #[async_trait]
 impl StatusRepository for PgStore {
     async fn apply_status(&self, change: &StatusChange) -> Result<ApplyOutcome, StoreError> {
@@ -129,15 +188,20 @@ impl StatusRepository for PgStore {
             return Ok(ApplyOutcome::Duplicate);
         }
         let u = &change.update;
+        let (seq_epoch, seq_counter) = sequence_columns(change.sequence);
         let updated = match entity {
             Entity::Worker(id) => sqlx::query(
-                "UPDATE manman.workers SET status = $3, ended_at = COALESCE($4, ended_at)
-                 WHERE id = $1 AND status = $2",
+                "UPDATE manman.workers SET status = $3, ended_at = COALESCE($4, ended_at),
+                     seq_epoch = COALESCE($5, seq_epoch), seq_counter = COALESCE($6, seq_counter)
+                 WHERE id = $1 AND status = $2
+                   AND ($5::bigint IS NULL OR seq_epoch IS NULL OR (seq_epoch, seq_counter) < ($5, $6))",
             )
             .bind(id.get())
             .bind(change.from.as_str())
             .bind(change.to.as_str())
-            .bind(u.ended_at),
+            .bind(u.ended_at)
+            .bind(seq_epoch)
+            .bind(seq_counter),
             Entity::Instance(id) => sqlx::query(
                 "UPDATE manman.instances SET status = $3,
                      started_at = COALESCE($4, started_at),
@@ -145,8 +209,10 @@ impl StatusRepository for PgStore {
                      ended_at = COALESCE($6, ended_at),
                      exit_code = CASE WHEN $7::integer IS NOT NULL OR $8::integer IS NOT NULL THEN $7 ELSE exit_code END,
                      exit_signal = CASE WHEN $7::integer IS NOT NULL OR $8::integer IS NOT NULL THEN $8 ELSE exit_signal END,
-                     restart_count = COALESCE($9, restart_count)
-                 WHERE id = $1 AND status = $2",
+                     restart_count = COALESCE($9, restart_count),
+                     seq_epoch = COALESCE($10, seq_epoch), seq_counter = COALESCE($11, seq_counter)
+                 WHERE id = $1 AND status = $2
+                   AND ($10::bigint IS NULL OR seq_epoch IS NULL OR (seq_epoch, seq_counter) < ($10, $11))",
             )
             .bind(id.get())
             .bind(change.from.as_str())
@@ -156,20 +222,16 @@ impl StatusRepository for PgStore {
             .bind(u.ended_at)
             .bind(u.exit_code)
             .bind(u.exit_signal)
-            .bind(u.restart_count.map(|n| i32::try_from(n).unwrap_or(i32::MAX))),
+            .bind(u.restart_count.map(|n| i32::try_from(n).unwrap_or(i32::MAX)))
+            .bind(seq_epoch)
+            .bind(seq_counter),
         }
         .execute(&mut *tx)
         .await
         .map_err(fail)?;
         if updated.rows_affected() == 0 {
-            return Err(if exists(&mut tx, entity).await.map_err(fail)? {
-                StoreError::conflict(
-                    &entity,
-                    format!("is no longer {} as the change expected", change.from),
-                )
-            } else {
-                StoreError::not_found(&entity)
-            });
+            let current = current_of(&mut tx, entity).await.map_err(fail)?;
+            return Err(refusal(change, current)?);
         }
         let inserted = insert_event(
             &mut tx,
@@ -217,7 +279,7 @@ impl StatusRepository for PgStore {
     async fn current_statuses(
         &self,
         entities: &[Entity],
-    ) -> Result<Vec<Option<Status>>, StoreError> {
+    ) -> Result<Vec<Option<CurrentStatus>>, StoreError> {
         let fail = |e| store_error(e, &"the current statuses");
         let workers: Vec<i64> = entities
             .iter()
@@ -233,27 +295,36 @@ impl StatusRepository for PgStore {
                 Entity::Worker(_) => None,
             })
             .collect();
-        let mut found: std::collections::HashMap<Entity, Status> = std::collections::HashMap::new();
+        let mut found: std::collections::HashMap<Entity, CurrentStatus> =
+            std::collections::HashMap::new();
         if !workers.is_empty() {
-            let rows: Vec<(i64, String)> =
-                sqlx::query_as("SELECT id, status FROM manman.workers WHERE id = ANY($1)")
-                    .bind(&workers)
-                    .fetch_all(self.pool())
-                    .await
-                    .map_err(fail)?;
-            for (id, status) in rows {
-                found.insert(Entity::Worker(WorkerId(id)), parse_status(&status)?);
+            let rows: Vec<(i64, String, Option<i64>, Option<i64>)> = sqlx::query_as(
+                "SELECT id, status, seq_epoch, seq_counter FROM manman.workers WHERE id = ANY($1)",
+            )
+            .bind(&workers)
+            .fetch_all(self.pool())
+            .await
+            .map_err(fail)?;
+            for (id, status, epoch, counter) in rows {
+                found.insert(
+                    Entity::Worker(WorkerId(id)),
+                    current_status((status, epoch, counter))?,
+                );
             }
         }
         if !instances.is_empty() {
-            let rows: Vec<(i64, String)> =
-                sqlx::query_as("SELECT id, status FROM manman.instances WHERE id = ANY($1)")
-                    .bind(&instances)
-                    .fetch_all(self.pool())
-                    .await
-                    .map_err(fail)?;
-            for (id, status) in rows {
-                found.insert(Entity::Instance(InstanceId(id)), parse_status(&status)?);
+            let rows: Vec<(i64, String, Option<i64>, Option<i64>)> = sqlx::query_as(
+                "SELECT id, status, seq_epoch, seq_counter FROM manman.instances WHERE id = ANY($1)",
+            )
+            .bind(&instances)
+            .fetch_all(self.pool())
+            .await
+            .map_err(fail)?;
+            for (id, status, epoch, counter) in rows {
+                found.insert(
+                    Entity::Instance(InstanceId(id)),
+                    current_status((status, epoch, counter))?,
+                );
             }
         }
         Ok(entities.iter().map(|e| found.get(e).copied()).collect())

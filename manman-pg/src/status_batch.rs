@@ -2,15 +2,18 @@
 //! INSERT for the history, whatever the batch's size.
 
 use crate::error::store_error;
+use crate::status::{refusal, sequence_columns};
 use crate::store::PgStore;
 use chrono::{DateTime, Utc};
 use manman_core::ports::{ApplyOutcome, StatusChange, StoreError};
-use manman_core::status::{Entity, StatusEvent};
+use manman_core::status::{Entity, Sequence, StatusEvent};
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 /// One entity's changes in the batch, merged: the status it must have now, the status it ends
-/// in, and the fields set along the way (a later value wins, as applying them one by one would).
+/// in, and the fields set along the way (a later value wins, as applying them one by one would);
+/// the first numbered change's sequence, which the last applied one must be below, and the last
+/// one's, which becomes the last applied.
 #[derive(Default)]
 struct Merged {
     from: String,
@@ -22,6 +25,8 @@ struct Merged {
     exit_code: Option<i32>,
     exit_signal: Option<i32>,
     restart_count: Option<i32>,
+    first_sequence: Option<Sequence>,
+    last_sequence: Option<Sequence>,
 }
 
 /// Applies `changes` in one transaction. See `StatusRepository::apply_statuses`.
@@ -71,6 +76,21 @@ pub(crate) async fn apply(
             )));
             continue;
         }
+        if let (Some(sequence), Some(last)) = (change.sequence, m.last_sequence)
+            && sequence <= last
+        {
+            outcomes[i] = Some(Err(StoreError::conflict(
+                &change.entity,
+                format!(
+                    "has report {last} applied in this batch, and report {sequence} is not after it"
+                ),
+            )));
+            continue;
+        }
+        if let Some(sequence) = change.sequence {
+            m.first_sequence = m.first_sequence.or(Some(sequence));
+            m.last_sequence = Some(sequence);
+        }
         let u = &change.update;
         m.to = change.to.as_str().to_owned();
         m.started_at = u.started_at.or(m.started_at);
@@ -110,11 +130,17 @@ pub(crate) async fn apply(
                  ended_at = COALESCE(u.ended_at, i.ended_at),
                  exit_code = CASE WHEN u.set_exit THEN u.exit_code ELSE i.exit_code END,
                  exit_signal = CASE WHEN u.set_exit THEN u.exit_signal ELSE i.exit_signal END,
-                 restart_count = COALESCE(u.restart_count, i.restart_count)
+                 restart_count = COALESCE(u.restart_count, i.restart_count),
+                 seq_epoch = COALESCE(u.last_epoch, i.seq_epoch),
+                 seq_counter = COALESCE(u.last_counter, i.seq_counter)
              FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[],
-                         $6::timestamptz[], $7::boolean[], $8::integer[], $9::integer[], $10::integer[])
-                  AS u(id, from_status, to_status, started_at, ready_at, ended_at, set_exit, exit_code, exit_signal, restart_count)
+                         $6::timestamptz[], $7::boolean[], $8::integer[], $9::integer[], $10::integer[],
+                         $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[])
+                  AS u(id, from_status, to_status, started_at, ready_at, ended_at, set_exit, exit_code, exit_signal, restart_count,
+                       first_epoch, first_counter, last_epoch, last_counter)
              WHERE i.id = u.id AND i.status = u.from_status
+               AND (u.first_epoch IS NULL OR i.seq_epoch IS NULL
+                    OR (i.seq_epoch, i.seq_counter) < (u.first_epoch, u.first_counter))
              RETURNING i.id",
         )
         .bind(instances.iter().map(|(id, _)| *id).collect::<Vec<_>>())
@@ -127,6 +153,10 @@ pub(crate) async fn apply(
         .bind(instances.iter().map(|(_, m)| m.exit_code).collect::<Vec<_>>())
         .bind(instances.iter().map(|(_, m)| m.exit_signal).collect::<Vec<_>>())
         .bind(instances.iter().map(|(_, m)| m.restart_count).collect::<Vec<_>>())
+        .bind(instances.iter().map(|(_, m)| sequence_columns(m.first_sequence).0).collect::<Vec<_>>())
+        .bind(instances.iter().map(|(_, m)| sequence_columns(m.first_sequence).1).collect::<Vec<_>>())
+        .bind(instances.iter().map(|(_, m)| sequence_columns(m.last_sequence).0).collect::<Vec<_>>())
+        .bind(instances.iter().map(|(_, m)| sequence_columns(m.last_sequence).1).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await
         .map_err(fail)?;
@@ -137,15 +167,25 @@ pub(crate) async fn apply(
     }
     if !workers.is_empty() {
         let rows: Vec<i64> = sqlx::query_scalar(
-            "UPDATE manman.workers w SET status = u.to_status, ended_at = COALESCE(u.ended_at, w.ended_at)
-             FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::timestamptz[]) AS u(id, from_status, to_status, ended_at)
+            "UPDATE manman.workers w SET status = u.to_status, ended_at = COALESCE(u.ended_at, w.ended_at),
+                 seq_epoch = COALESCE(u.last_epoch, w.seq_epoch),
+                 seq_counter = COALESCE(u.last_counter, w.seq_counter)
+             FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::timestamptz[],
+                         $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[])
+                  AS u(id, from_status, to_status, ended_at, first_epoch, first_counter, last_epoch, last_counter)
              WHERE w.id = u.id AND w.status = u.from_status
+               AND (u.first_epoch IS NULL OR w.seq_epoch IS NULL
+                    OR (w.seq_epoch, w.seq_counter) < (u.first_epoch, u.first_counter))
              RETURNING w.id",
         )
         .bind(workers.iter().map(|(id, _)| *id).collect::<Vec<_>>())
         .bind(workers.iter().map(|(_, m)| m.from.as_str()).collect::<Vec<_>>())
         .bind(workers.iter().map(|(_, m)| m.to.as_str()).collect::<Vec<_>>())
         .bind(workers.iter().map(|(_, m)| m.ended_at).collect::<Vec<_>>())
+        .bind(workers.iter().map(|(_, m)| sequence_columns(m.first_sequence).0).collect::<Vec<_>>())
+        .bind(workers.iter().map(|(_, m)| sequence_columns(m.first_sequence).1).collect::<Vec<_>>())
+        .bind(workers.iter().map(|(_, m)| sequence_columns(m.last_sequence).0).collect::<Vec<_>>())
+        .bind(workers.iter().map(|(_, m)| sequence_columns(m.last_sequence).1).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await
         .map_err(fail)?;
@@ -211,13 +251,13 @@ pub(crate) async fn apply(
         }
     }
 
-    // Entities not updated: gone, or their status moved.
+    // Entities not updated: gone, or their status or sequence moved.
     let missing: Vec<Entity> = order
         .iter()
         .filter(|e| !updated.contains(e))
         .copied()
         .collect();
-    let mut existing = HashSet::new();
+    let mut current = HashMap::new();
     if !missing.is_empty() {
         let (w, i): (Vec<i64>, Vec<i64>) =
             missing
@@ -229,38 +269,38 @@ pub(crate) async fn apply(
                     }
                     (w, i)
                 });
-        let found: Vec<(bool, i64)> = sqlx::query_as(
-            "SELECT true, id FROM manman.workers WHERE id = ANY($1)
-             UNION ALL SELECT false, id FROM manman.instances WHERE id = ANY($2)",
+        type Row = (bool, i64, String, Option<i64>, Option<i64>);
+        let found: Vec<Row> = sqlx::query_as(
+            "SELECT true, id, status, seq_epoch, seq_counter FROM manman.workers WHERE id = ANY($1)
+             UNION ALL SELECT false, id, status, seq_epoch, seq_counter FROM manman.instances WHERE id = ANY($2)",
         )
         .bind(&w)
         .bind(&i)
         .fetch_all(&mut *tx)
         .await
         .map_err(fail)?;
-        existing.extend(found.into_iter().map(|(worker, id)| {
-            if worker {
-                Entity::Worker(manman_core::id::WorkerId(id))
-            } else {
-                Entity::Instance(manman_core::id::InstanceId(id))
-            }
-        }));
+        current.extend(
+            found
+                .into_iter()
+                .map(|(worker, id, status, epoch, counter)| {
+                    let entity = if worker {
+                        Entity::Worker(manman_core::id::WorkerId(id))
+                    } else {
+                        Entity::Instance(manman_core::id::InstanceId(id))
+                    };
+                    (entity, (status, epoch, counter))
+                }),
+        );
     }
     tx.commit().await.map_err(fail)?;
     Ok(changes
         .iter()
         .zip(outcomes)
-        .map(|(c, outcome)| {
-            outcome.unwrap_or_else(|| {
-                Err(if existing.contains(&c.entity) {
-                    StoreError::conflict(
-                        &c.entity,
-                        format!("is no longer {} as the change expected", c.from),
-                    )
-                } else {
-                    StoreError::not_found(&c.entity)
-                })
-            })
+        .map(|(c, outcome)| match outcome {
+            Some(outcome) => outcome,
+            None => {
+                Err(refusal(c, current.get(&c.entity).cloned()).unwrap_or_else(|broken| broken))
+            }
         })
         .collect())
 }

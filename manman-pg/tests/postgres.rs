@@ -45,6 +45,7 @@ conformance!(
     instances_are_created_filtered_and_paged,
     status_changes_are_conditional_and_idempotent,
     batches_apply_each_change_in_order,
+    sequences_are_compared_and_set_with_the_status,
     commands_move_forward_only,
     leases_expire_exactly_once,
     unfinished_commands_expire_exactly_once,
@@ -174,6 +175,7 @@ async fn a_failure_mid_transaction_leaves_status_and_history_in_agreement() {
         as_of: now,
         reported_at: now,
         update: EntityUpdate::default(),
+        sequence: None,
     };
     assert!(store.status.apply_status(&change).await.is_err());
     assert_eq!(

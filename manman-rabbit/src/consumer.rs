@@ -3,7 +3,8 @@
 //! A consumer outlives its channel: while lapin recovers the connection it waits, and lapin
 //! resumes the same consumer; if the channel or the connection ends for good, it opens a new
 //! channel and consumes again, pausing between attempts while the broker is away. It ends
-//! (`next` answers `None`) only when its queue is deleted or the bus is closed. A delivery whose
+//! (`next` answers `None`) only when its queue is deleted or the bus is closed; consumed again,
+//! a queue this bus declared is declared again with its bindings. A delivery whose
 //! properties cannot be read is still handed out, with stand-ins and a warning.
 
 use crate::acker::RabbitAcker;
@@ -109,7 +110,9 @@ impl RabbitConsumer {
     }
 
     /// Opens a channel, sets the prefetch, declares the queue on it when this bus declared it
-    /// (so that the channel's recovery declares it before consuming), and consumes.
+    /// (so that the channel's recovery declares it before consuming) together with every
+    /// binding this bus made of it — a queue declared again (it was deleted) is bound again,
+    /// never left receiving nothing — and consumes.
     async fn open(&self) -> Result<Open, Failure> {
         if self.shared.closed.is_cancelled() {
             return Err(Failure::Closed);
@@ -146,6 +149,14 @@ impl RabbitConsumer {
                         .map_err(lapin_failure)?;
                 }
                 self.shared.record.set_owner(&self.queue, &channel);
+            } else {
+                // Only bound, its exchanges not declared: a worker's broker user may bind its
+                // queue but not configure the shared exchanges.
+                for binding in self.shared.record.durable_bindings(&self.queue) {
+                    declarations::bind(&channel, &binding)
+                        .await
+                        .map_err(lapin_failure)?;
+                }
             }
         }
         let consumer = channel

@@ -9,8 +9,9 @@
 //! - a queue's dead-letter exchange: argument `x-dead-letter-exchange`;
 //! - a queue's length limit ([`QueueSpec::max_length`], every temporary queue has one):
 //!   arguments `x-max-length` and `x-overflow: drop-head` (the oldest is dropped; publishers are
-//!   never refused). Durable queues have none, so their arguments never change (a queue declared
-//!   again with other arguments is refused by the broker).
+//!   never refused). Of the durable queues only the dead letters have one, from their first
+//!   declaration: a queue declared again with other arguments is refused by the broker
+//!   (`PRECONDITION_FAILED`, a [`BusError::Conflict`]).
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};

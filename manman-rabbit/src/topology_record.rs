@@ -101,6 +101,16 @@ impl TopologyRecord {
         inner.queues.get(queue).cloned()
     }
 
+    /// The bindings recorded for a durable queue.
+    pub(crate) fn durable_bindings(&self, queue: &str) -> Vec<Binding> {
+        self.lock()
+            .bindings
+            .iter()
+            .filter(|b| b.queue == queue)
+            .cloned()
+            .collect()
+    }
+
     /// The bindings of a temporary queue.
     pub(crate) fn temporary_bindings(&self, queue: &str) -> Vec<Binding> {
         self.lock()
@@ -195,6 +205,12 @@ mod tests {
             snapshot.queues,
             vec![QueueSpec::durable("q").dead_letter_to("dead")]
         );
+        assert_eq!(
+            record.durable_bindings("q"),
+            vec![Binding::new("q", "x", "k")],
+            "a queue declared again is bound again"
+        );
+        assert!(record.durable_bindings("other").is_empty());
     }
 
     #[test]

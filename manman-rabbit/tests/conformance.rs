@@ -54,3 +54,30 @@ conformance!(
     a_full_queue_drops_its_oldest_messages,
     declarations_are_idempotent,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_queue_ends_its_consumer_and_can_be_declared_and_bound_again() {
+    let Some(broker) = TestBroker::connect("deleted-queue").await else {
+        return;
+    };
+    let settings = RabbitSettings::new(broker.url()).connection_name(broker.name("deleted"));
+    let bus = RabbitBus::connect(&settings).await.expect("connect");
+    let under_test = BusUnderTest {
+        publisher: Arc::new(bus.clone()),
+        subscriber: Arc::new(bus.clone()),
+    };
+    suite::a_deleted_queue_ends_its_consumer_and_can_be_declared_and_bound_again(
+        &under_test,
+        |queue| {
+            let broker = &broker;
+            async move { broker.delete_queue(&queue).await }
+        },
+    )
+    .await;
+    let declared = bus.declared();
+    broker.delete_on_drop(
+        declared.exchanges.into_iter().map(|(name, _)| name),
+        declared.queues.into_iter().map(|q| q.name),
+    );
+    bus.close().await;
+}

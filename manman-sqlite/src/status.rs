@@ -6,8 +6,8 @@ use crate::timestamp::{Timestamp, optional};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use manman_core::id::{InstanceId, WorkerId};
-use manman_core::ports::{ApplyOutcome, StatusChange, StatusRepository, StoreError};
-use manman_core::status::{Cause, Entity, Status, StatusEvent};
+use manman_core::ports::{ApplyOutcome, CurrentStatus, StatusChange, StatusRepository, StoreError};
+use manman_core::status::{Cause, Entity, Sequence, Status, StatusEvent};
 use sqlx::{FromRow, SqliteConnection};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -148,6 +148,56 @@ async fn exists(conn: &mut SqliteConnection, entity: Entity) -> Result<bool, sql
     .await
 }
 
+/// An entity's status and last applied sequence, as a row gives them.
+type CurrentRow = (String, Option<i64>, Option<i64>);
+
+fn current_status(row: CurrentRow) -> Result<CurrentStatus, StoreError> {
+    let (status, epoch, counter) = row;
+    Ok(CurrentStatus {
+        status: parse_status(&status)?,
+        sequence: epoch.zip(counter).map(|(e, c)| Sequence::new(e, c)),
+    })
+}
+
+/// Why `change` was not applied: its entity is missing, or its status or sequence moved.
+async fn refusal(
+    conn: &mut SqliteConnection,
+    change: &StatusChange,
+) -> Result<Result<StoreError, StoreError>, sqlx::Error> {
+    let row: Option<CurrentRow> = match change.entity {
+        Entity::Worker(id) => {
+            sqlx::query_as("SELECT status, seq_epoch, seq_counter FROM workers WHERE id = ?1")
+                .bind(id.get())
+        }
+        Entity::Instance(id) => {
+            sqlx::query_as("SELECT status, seq_epoch, seq_counter FROM instances WHERE id = ?1")
+                .bind(id.get())
+        }
+    }
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(Ok(StoreError::not_found(&change.entity)));
+    };
+    let current = match current_status(row) {
+        Ok(current) => current,
+        Err(broken) => return Ok(Err(broken)),
+    };
+    Ok(Ok(match (change.sequence, current.sequence) {
+        (Some(sequence), Some(last)) if current.status == change.from => StoreError::conflict(
+            &change.entity,
+            format!("has had report {last} applied, and report {sequence} is not after it"),
+        ),
+        _ => StoreError::conflict(
+            &change.entity,
+            format!(
+                "is {}, not {} as the change expected",
+                current.status, change.from
+            ),
+        ),
+    }))
+}
+
 /// Applies one change on `conn`, which is in a write transaction. The outer error is the
 /// driver's; the inner result is the change's outcome. Commit only an `Applied` outcome: on
 /// anything else roll back (a duplicate found by the insert has updated the entity already).
@@ -165,15 +215,23 @@ pub(crate) async fn apply_one(
         return Ok(Ok(ApplyOutcome::Duplicate));
     }
     let u = &change.update;
+    let (seq_epoch, seq_counter) = (
+        change.sequence.map(|s| s.epoch),
+        change.sequence.map(|s| s.counter),
+    );
     let updated = match entity {
         Entity::Worker(id) => sqlx::query(
-            "UPDATE workers SET status = ?3, ended_at = COALESCE(?4, ended_at)
-             WHERE id = ?1 AND status = ?2",
+            "UPDATE workers SET status = ?3, ended_at = COALESCE(?4, ended_at),
+                 seq_epoch = COALESCE(?5, seq_epoch), seq_counter = COALESCE(?6, seq_counter)
+             WHERE id = ?1 AND status = ?2
+               AND (?5 IS NULL OR seq_epoch IS NULL OR (seq_epoch, seq_counter) < (?5, ?6))",
         )
         .bind(id.get())
         .bind(change.from.as_str())
         .bind(change.to.as_str())
-        .bind(optional(u.ended_at)),
+        .bind(optional(u.ended_at))
+        .bind(seq_epoch)
+        .bind(seq_counter),
         Entity::Instance(id) => sqlx::query(
             "UPDATE instances SET status = ?3,
                  started_at = COALESCE(?4, started_at),
@@ -181,8 +239,10 @@ pub(crate) async fn apply_one(
                  ended_at = COALESCE(?6, ended_at),
                  exit_code = CASE WHEN ?7 IS NOT NULL OR ?8 IS NOT NULL THEN ?7 ELSE exit_code END,
                  exit_signal = CASE WHEN ?7 IS NOT NULL OR ?8 IS NOT NULL THEN ?8 ELSE exit_signal END,
-                 restart_count = COALESCE(?9, restart_count)
-             WHERE id = ?1 AND status = ?2",
+                 restart_count = COALESCE(?9, restart_count),
+                 seq_epoch = COALESCE(?10, seq_epoch), seq_counter = COALESCE(?11, seq_counter)
+             WHERE id = ?1 AND status = ?2
+               AND (?10 IS NULL OR seq_epoch IS NULL OR (seq_epoch, seq_counter) < (?10, ?11))",
         )
         .bind(id.get())
         .bind(change.from.as_str())
@@ -192,19 +252,14 @@ pub(crate) async fn apply_one(
         .bind(optional(u.ended_at))
         .bind(u.exit_code)
         .bind(u.exit_signal)
-        .bind(u.restart_count.map(i64::from)),
+        .bind(u.restart_count.map(i64::from))
+        .bind(seq_epoch)
+        .bind(seq_counter),
     }
     .execute(&mut *conn)
     .await?;
     if updated.rows_affected() == 0 {
-        return Ok(Err(if exists(conn, entity).await? {
-            StoreError::conflict(
-                &entity,
-                format!("is no longer {} as the change expected", change.from),
-            )
-        } else {
-            StoreError::not_found(&entity)
-        }));
+        return Ok(Err(refusal(conn, change).await?.unwrap_or_else(|e| e)));
     }
     let inserted = HistoryRow {
         event_id: change.event_id,
@@ -261,7 +316,7 @@ impl StatusRepository for SqliteStore {
     async fn current_statuses(
         &self,
         entities: &[Entity],
-    ) -> Result<Vec<Option<Status>>, StoreError> {
+    ) -> Result<Vec<Option<CurrentStatus>>, StoreError> {
         let (workers, instances): (Vec<i64>, Vec<i64>) =
             entities
                 .iter()
@@ -273,24 +328,27 @@ impl StatusRepository for SqliteStore {
                     (w, i)
                 });
         let json = |ids: &[i64]| serde_json::Value::from(ids).to_string();
-        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
-            "SELECT 1, id, status FROM workers WHERE id IN (SELECT value FROM json_each(?1))
+        type Row = (i64, i64, String, Option<i64>, Option<i64>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT 1, id, status, seq_epoch, seq_counter FROM workers
+                 WHERE id IN (SELECT value FROM json_each(?1))
              UNION ALL
-             SELECT 0, id, status FROM instances WHERE id IN (SELECT value FROM json_each(?2))",
+             SELECT 0, id, status, seq_epoch, seq_counter FROM instances
+                 WHERE id IN (SELECT value FROM json_each(?2))",
         )
         .bind(json(&workers))
         .bind(json(&instances))
         .fetch_all(self.reader())
         .await
         .map_err(|e| store_error(e, &"the current statuses"))?;
-        let mut found: HashMap<Entity, Status> = HashMap::with_capacity(rows.len());
-        for (worker, id, status) in rows {
+        let mut found: HashMap<Entity, CurrentStatus> = HashMap::with_capacity(rows.len());
+        for (worker, id, status, epoch, counter) in rows {
             let entity = if worker == 1 {
                 Entity::Worker(WorkerId(id))
             } else {
                 Entity::Instance(InstanceId(id))
             };
-            found.insert(entity, parse_status(&status)?);
+            found.insert(entity, current_status((status, epoch, counter))?);
         }
         Ok(entities.iter().map(|e| found.get(e).copied()).collect())
     }

@@ -34,6 +34,7 @@ conformance!(
     instances_are_created_filtered_and_paged,
     status_changes_are_conditional_and_idempotent,
     batches_apply_each_change_in_order,
+    sequences_are_compared_and_set_with_the_status,
     commands_move_forward_only,
     leases_expire_exactly_once,
     unfinished_commands_expire_exactly_once,

@@ -117,6 +117,28 @@ impl TestBroker {
         depth
     }
 
+    /// Deletes `queue` from a connection of its own, as another client (or an operator's
+    /// `rabbitmqctl delete_queue`) would: its messages go with it and its consumers are
+    /// cancelled.
+    ///
+    /// # Panics
+    ///
+    /// When the broker cannot be reached or refuses.
+    pub async fn delete_queue(&self, queue: &str) {
+        let connection = Connection::connect(&self.url, ConnectionProperties::default())
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach {AMQP_URL_VAR}: {e}"));
+        let channel = connection
+            .create_channel()
+            .await
+            .expect("a channel on the test broker");
+        channel
+            .queue_delete(queue.into(), QueueDeleteOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("cannot delete queue {queue:?}: {e}"));
+        let _ = connection.close(200, "OK".into()).await;
+    }
+
     /// Makes the broker close every client connection (`rabbitmqctl close_all_connections`), as
     /// an operator or a failing node would. Needs `rabbitmqctl` on the `PATH` and the rights to
     /// use it (root, or the broker's Erlang cookie).

@@ -87,6 +87,73 @@ impl TestVhost {
     }
 }
 
+impl TestVhost {
+    /// Deletes `queue` of this vhost (`rabbitmqctl delete_queue`), as an operator would: its
+    /// messages go with it and its consumers are cancelled.
+    ///
+    /// # Panics
+    ///
+    /// When `rabbitmqctl` fails (e.g. there is no such queue).
+    pub fn delete_queue(&self, queue: &str) {
+        ctl(&["delete_queue", "-p", &self.name, queue]);
+    }
+
+    /// Takes `queue` away from its owners: deletes it and, on the same channel right after,
+    /// declares an exclusive, unbound queue of the same name on a connection of the test's
+    /// own, which nobody else can declare, bind or consume (they are refused with
+    /// `RESOURCE_LOCKED`) until the returned [`HeldQueue`] is dropped. Tries again while an
+    /// owner declares the queue again between the two steps.
+    ///
+    /// # Panics
+    ///
+    /// When the broker cannot be reached, or the owner wins 20 times in a row.
+    pub async fn hold_queue(&self, queue: &str) -> HeldQueue {
+        use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+        use lapin::types::FieldTable;
+        let connection =
+            lapin::Connection::connect(&self.url, lapin::ConnectionProperties::default())
+                .await
+                .unwrap_or_else(|e| panic!("cannot reach the test vhost: {e}"));
+        for _ in 0..20 {
+            let channel = connection.create_channel().await.expect("a channel");
+            let deleted = channel
+                .queue_delete(queue.into(), QueueDeleteOptions::default())
+                .await;
+            let declared = channel
+                .queue_declare(
+                    queue.into(),
+                    QueueDeclareOptions {
+                        exclusive: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await;
+            match (deleted, declared) {
+                (Ok(_), Ok(_)) => return HeldQueue { connection },
+                // The owner declared it again in between (it exists, durable: a different
+                // declaration is refused and closes the channel): once more.
+                _ => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        }
+        panic!("could not take queue {queue:?} from its owner in 20 attempts");
+    }
+}
+
+/// A queue taken by [`TestVhost::hold_queue`]: exclusive to a connection of the test's own,
+/// deleted by the broker when this is dropped (the connection closes).
+#[derive(Debug)]
+pub struct HeldQueue {
+    connection: lapin::Connection,
+}
+
+impl HeldQueue {
+    /// Gives the queue up: closes the connection, and the broker deletes the queue.
+    pub async fn release(self) {
+        let _ = self.connection.close(200, "OK".into()).await;
+    }
+}
+
 fn ctl(args: &[&str]) {
     let ok = Command::new("rabbitmqctl")
         .args(args)

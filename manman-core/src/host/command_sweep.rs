@@ -144,6 +144,7 @@ impl CommandSweep {
                     ended_at: Some(now),
                     ..EntityUpdate::default()
                 },
+                sequence: None,
             };
             match self.store.status.apply_status(&change).await {
                 // Started after all, already ended, or deleted since: the status stands.

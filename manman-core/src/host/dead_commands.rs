@@ -171,6 +171,7 @@ impl DeadCommands {
                     ended_at: Some(now),
                     ..EntityUpdate::default()
                 },
+                sequence: None,
             };
             match self.store.status.apply_status(&change).await {
                 // Started after all, or already ended: the status stands.

@@ -7,6 +7,7 @@ mod authenticator;
 mod bus_keys;
 mod command_sweep;
 mod console_hub;
+mod consumption;
 mod dead_commands;
 mod dead_letters;
 mod error;
@@ -30,6 +31,7 @@ pub use console_hub::{
     BACKLOG_LINES, CLOSE_AFTER_END, ConsoleHub, ConsoleItem, ConsoleSubscription, KEEP_AFTER_END,
     READ_CHUNK, SharedLine,
 };
+pub use consumption::Consumption;
 pub use dead_commands::DeadCommands;
 pub use dead_letters::{DEAD_LETTER_RECORD, DeadLetter, DeadLetterReason, DeadLetters};
 pub use error::HostError;

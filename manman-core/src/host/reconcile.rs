@@ -227,6 +227,7 @@ fn status_change(
         as_of: now,
         reported_at: now,
         update: EntityUpdate::default(),
+        sequence: None,
     }
 }
 
@@ -456,6 +457,7 @@ mod in_process {
                     ended_at: Some(ended),
                     ..EntityUpdate::default()
                 },
+                sequence: None,
             })
             .await
             .expect("crashed");

@@ -124,6 +124,21 @@ impl SenderCheck {
             Ok(worker) => worker,
             Err(refusal) => return Ok(Err(refusal)),
         };
+        // A report numbers itself in its sender's registration: a sequence of another epoch
+        // (say, a far future one) would make every true report after it look stale.
+        if let Event::Status(report) = event
+            && let Some(sequence) = report.sequence
+            && let Some(seal) = &message.seal
+            && sequence.epoch != seal.epoch
+        {
+            return Ok(Err(Refusal::new(
+                DeadLetterReason::OldEpoch,
+                format!(
+                    "{worker}'s report is numbered in epoch {}, but sealed by epoch {}",
+                    sequence.epoch, seal.epoch
+                ),
+            )));
+        }
         Ok(self.owns(worker, event).await?.map(|()| worker))
     }
 
@@ -266,14 +281,11 @@ impl SenderCheck {
         worker: WorkerId,
         instance: InstanceId,
     ) -> Result<Result<(), Refusal>, StoreError> {
-        let owner = match self.owner(instance).await? {
-            Some(owner) => owner,
-            None => {
-                return Ok(Err(Refusal::new(
-                    DeadLetterReason::UnknownEntity,
-                    format!("{worker} reported on {instance}, which does not exist"),
-                )));
-            }
+        let Some(owner) = self.owner(instance).await? else {
+            return Ok(Err(Refusal::new(
+                DeadLetterReason::UnknownEntity,
+                format!("{worker} reported on {instance}, which does not exist"),
+            )));
         };
         if owner == worker {
             Ok(Ok(()))

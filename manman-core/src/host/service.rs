@@ -5,7 +5,7 @@ use crate::command::{Command, CommandEnvelope, CommandRecord, CommandState, Orig
 use crate::config::{ConfigSpec, GameServerConfig};
 use crate::game_server::{GameServer, NewGameServer};
 use crate::host::placement::{Wanted, place};
-use crate::host::{BusKeys, HostError, StoreSnapshot};
+use crate::host::{BusKeys, Consumption, HostError, StoreSnapshot};
 use crate::id::{ConfigId, GameServerId, InstanceId, WorkerId};
 use crate::instance::{Instance, InstanceFilter, NewInstance};
 use crate::ports::{Clock, ConfigBundle, EntityUpdate, StatusChange};
@@ -43,19 +43,22 @@ impl StartRequest {
     }
 }
 
-/// Whether the host's backends answer (`/readyz`).
+/// Whether the host's backends answer and its status processor consumes (`/readyz`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Readiness {
     /// The store: `Err` says why it is not ready.
     pub store: Result<(), String>,
     /// The message bus: `Err` says why it is not ready.
     pub bus: Result<(), String>,
+    /// The status processor consumes its queue, declared and bound to `manman.events`: `Err`
+    /// says why not (statuses would go nowhere, or wait unread).
+    pub status_processor: Result<(), String>,
 }
 
 impl Readiness {
-    /// Both answer.
+    /// Both answer and the status processor consumes.
     pub fn is_ready(&self) -> bool {
-        self.store.is_ok() && self.bus.is_ok()
+        self.store.is_ok() && self.bus.is_ok() && self.status_processor.is_ok()
     }
 }
 
@@ -80,6 +83,7 @@ pub struct HostService {
     keys: BusKeys,
     command_ttl: chrono::Duration,
     embedded_worker: Option<String>,
+    status_consumption: Consumption,
     /// When reconciliation last asked a worker to stop each instance it must not run: asked
     /// again only after a command's time to live.
     reconciliation_stops: Arc<std::sync::Mutex<HashMap<InstanceId, tokio::time::Instant>>>,
@@ -113,8 +117,15 @@ impl HostService {
             clock,
             command_ttl: crate::command::DEFAULT_COMMAND_TTL,
             embedded_worker: None,
+            status_consumption: Consumption::new(),
             reconciliation_stops: Arc::default(),
         }
+    }
+
+    /// Whether this host's status processor consumes its queue: give it to the processor
+    /// ([`crate::host::StatusProcessor::with_consumption`]) and [`Self::readiness`] says so.
+    pub fn status_consumption(&self) -> &Consumption {
+        &self.status_consumption
     }
 
     /// Names the worker that runs in this host's own process (`manman up`'s): shutting it
@@ -190,7 +201,8 @@ impl HostService {
         })
     }
 
-    /// Whether the store and the bus answer, each within `timeout`: `Err` says why not.
+    /// Whether the store and the bus answer, each within `timeout`, and whether the status
+    /// processor consumes its bound queue: `Err` says why not.
     pub async fn readiness(&self, timeout: std::time::Duration) -> Readiness {
         let store = async {
             // A read by a unique index: one round trip, whatever the catalogue's size.
@@ -208,7 +220,11 @@ impl HostService {
             }
         };
         let (store, bus) = tokio::join!(store, bus);
-        Readiness { store, bus }
+        Readiness {
+            store,
+            bus,
+            status_processor: self.status_consumption.check(),
+        }
     }
 
     /// Renames a game or changes its type (instances started later use it).
@@ -562,6 +578,7 @@ impl HostService {
                 ended_at: Some(now),
                 ..EntityUpdate::default()
             },
+            sequence: None,
         };
         // The store may be what failed the start: it is asked again for a few seconds (the
         // same change, so a write that did land is not made twice), or the instance would stay

@@ -5,23 +5,36 @@
 //! batch are checked against the transition table in order — chaining the reports of one entity —
 //! and written in one store call, so a busy host commits once per batch rather than once per
 //! event.
+//!
+//! Host replicas consume the same queue, so one entity's reports may reach two replicas at once,
+//! or come back requeued after a later one. A worker numbers each entity's reports
+//! ([`Sequence`]: its epoch, and a counter from 1), and the processor applies them in that order:
+//! a report at or below the entity's last applied sequence is a duplicate or overtaken (acked,
+//! not applied); the next one is applied; one beyond the next is held back (requeued) until its
+//! predecessor has been applied, by this replica or another — for at most [`HOLD_FOR`], then it
+//! is applied anyway and the gap is logged (its predecessor may never come: a worker that could
+//! not publish it gives up). The last applied sequence is stored with the status and the store
+//! compares and sets both together, so two replicas never apply one entity's reports out of
+//! order or twice. Reports without a sequence (older workers) are applied as they come.
 
 use crate::bus::Bus;
 use crate::command::CommandResult;
 use crate::event::{Event, StatusReport};
 use crate::host::sender_check::SenderCheck;
-use crate::host::{BusKeys, DeadLetterReason, DeadLetters, Metrics};
+use crate::host::{BusKeys, Consumption, DeadLetterReason, DeadLetters, Metrics};
 use crate::ports::{
-    ApplyOutcome, BusError, Clock, Consumer, Delivery, EntityUpdate, Message, StatusChange,
-    StoreError,
+    ApplyOutcome, BusError, Clock, Consumer, CurrentStatus, Delivery, EntityUpdate, Message,
+    StatusChange, StoreError,
 };
-use crate::status::{Entity, Status, can_transition};
+use crate::status::{Entity, Order, Sequence, Status, can_transition};
 use crate::store::Store;
 use futures::FutureExt;
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 /// Most deliveries handled together.
 const BATCH: usize = 256;
@@ -34,6 +47,27 @@ const UNAVAILABLE_FIRST_PAUSE: Duration = Duration::from_millis(100);
 const UNAVAILABLE_MAX_PAUSE: Duration = Duration::from_secs(5);
 /// Pause after a failed receive.
 const RECEIVE_RETRY: Duration = Duration::from_secs(1);
+/// Longest a numbered report is held back waiting for its predecessor (counted from the first
+/// time this replica held it) before it is applied anyway, with the gap logged. Under a storm a
+/// predecessor can sit seconds behind other replicas' prefetched batches; a predecessor lost for
+/// good (the worker could not publish it) is rare, and heartbeats reconcile meanwhile.
+const HOLD_FOR: Duration = Duration::from_secs(30);
+/// Pause before held-back reports are requeued, so that they do not spin while their predecessor
+/// is being applied elsewhere: a report is requeued at most about `HOLD_FOR / HOLD_PAUSE` times
+/// by one replica.
+const HOLD_PAUSE: Duration = Duration::from_millis(25);
+/// Longest a numbered report keeps being requeued after conflicts (another replica changed its
+/// entity meanwhile: read again and retry, however many times) before it counts as a failed
+/// retry like any other and is dead-lettered after [`MAX_DELIVERIES`].
+const CONFLICT_PATIENCE: Duration = Duration::from_secs(60);
+/// Most held-back reports remembered; the oldest are forgotten first (and held afresh if they
+/// come back).
+const HELD_CAPACITY: usize = 10_000;
+/// First pause before subscribing again after the queue was lost or could not be consumed; it
+/// doubles up to the maximum, and starts over once consuming.
+const RESUBSCRIBE_FIRST_PAUSE: Duration = Duration::from_millis(100);
+/// Longest pause between attempts to subscribe again.
+const RESUBSCRIBE_MAX_PAUSE: Duration = Duration::from_secs(5);
 
 /// Consumes `host.status-processor.events` (competing consumers across host replicas) and
 /// records every status report and command result. Idempotent by message id.
@@ -45,6 +79,8 @@ pub struct StatusProcessor {
     metrics: Metrics,
     check: SenderCheck,
     dead_letters: DeadLetters,
+    held: Arc<Mutex<HeldBack>>,
+    consumption: Consumption,
 }
 
 /// What became of one delivery.
@@ -54,6 +90,10 @@ enum Handled {
     Done,
     /// Try again (a concurrent change): requeue, a bounded number of times.
     Retry,
+    /// A numbered report whose predecessor has not been applied yet, or that met a concurrent
+    /// change of its entity: requeue after [`HOLD_PAUSE`]. Bounded by time ([`HOLD_FOR`],
+    /// [`CONFLICT_PATIENCE`]), not by the delivery count.
+    Hold,
     /// The store is unavailable: wait and try again in place, however long it takes.
     Unavailable,
     /// Never handleable: dead-letter.
@@ -70,6 +110,8 @@ impl StatusProcessor {
             clock,
             metrics: Metrics::new(),
             dead_letters: DeadLetters::default(),
+            held: Arc::default(),
+            consumption: Consumption::new(),
         }
     }
 
@@ -85,27 +127,83 @@ impl StatusProcessor {
         self
     }
 
+    /// Reports to `consumption` whether it consumes its queue (declared and bound), for the
+    /// host's readiness ([`crate::host::HostService::status_consumption`]). Not consuming
+    /// until [`Self::run`] has subscribed.
+    pub fn with_consumption(mut self, consumption: Consumption) -> Self {
+        consumption.not_consuming("the status processor has not started consuming yet");
+        self.consumption = consumption;
+        self
+    }
+
     /// Consumes until `shutdown` is cancelled. Bad messages are dead-lettered, never fatal.
+    ///
+    /// Each subscription declares the queue and binds it to `manman.events` first. When the
+    /// queue is lost (deleted, or its consumer cancelled by the broker) or cannot be consumed,
+    /// it reports itself not consuming and subscribes again, pausing 100 ms doubling to 5 s
+    /// between attempts; it returns only at `shutdown` or when the bus is closed.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), BusError> {
-        let mut consumer = self.bus.consume_status_events(BATCH as u16).await?;
-        loop {
-            let first = tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                next = consumer.next() => match next {
-                    Some(Ok(delivery)) => delivery,
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "status processor: receive failed; retrying in 1 s");
-                        tokio::select! {
-                            () = shutdown.cancelled() => return Ok(()),
-                            () = tokio::time::sleep(RECEIVE_RETRY) => continue,
-                        }
-                    }
-                    None => return Err(BusError::Closed),
-                },
+        let queue = self.bus.topology().status_processor_queue();
+        let mut pause = RESUBSCRIBE_FIRST_PAUSE;
+        let outcome = 'subscribe: loop {
+            let subscribed = tokio::select! {
+                () = shutdown.cancelled() => break Ok(()),
+                subscribed = self.bus.consume_status_events(BATCH as u16) => subscribed,
             };
-            let batch = take_waiting(&mut consumer, first).await;
-            self.settle(batch, &shutdown).await;
-        }
+            let mut consumer = match subscribed {
+                Ok(consumer) => consumer,
+                Err(BusError::Closed) => break Err(BusError::Closed),
+                Err(e) => {
+                    tracing::warn!(%queue, error = %e, retry_in = ?pause, "status processor: cannot consume its queue; trying again");
+                    self.consumption.not_consuming(format!(
+                        "the status processor cannot consume queue {queue:?}: {e}"
+                    ));
+                    tokio::select! {
+                        () = shutdown.cancelled() => break Ok(()),
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(RESUBSCRIBE_MAX_PAUSE);
+                    continue;
+                }
+            };
+            if pause > RESUBSCRIBE_FIRST_PAUSE {
+                tracing::info!(%queue, "status processor: consuming again");
+            }
+            self.consumption.consuming();
+            pause = RESUBSCRIBE_FIRST_PAUSE;
+            loop {
+                let first = tokio::select! {
+                    () = shutdown.cancelled() => break 'subscribe Ok(()),
+                    next = consumer.next() => match next {
+                        Some(Ok(delivery)) => delivery,
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "status processor: receive failed; retrying in 1 s");
+                            tokio::select! {
+                                () = shutdown.cancelled() => break 'subscribe Ok(()),
+                                () = tokio::time::sleep(RECEIVE_RETRY) => continue,
+                            }
+                        }
+                        None => {
+                            tracing::warn!(%queue, "status processor: its queue is gone (deleted?) or its consumer was cancelled; declaring, binding and consuming it again");
+                            self.consumption.not_consuming(format!(
+                                "the status processor lost queue {queue:?} (deleted, or its consumer cancelled) and is declaring, binding and consuming it again"
+                            ));
+                            tokio::select! {
+                                () = shutdown.cancelled() => break 'subscribe Ok(()),
+                                () = tokio::time::sleep(pause) => continue 'subscribe,
+                            }
+                        }
+                    },
+                };
+                let batch = take_waiting(&mut consumer, first).await;
+                self.settle(batch, &shutdown).await;
+            }
+        };
+        self.consumption.not_consuming(match &outcome {
+            Ok(()) => "the status processor stopped (the host is shutting down)".to_owned(),
+            Err(e) => format!("the status processor stopped: {e}"),
+        });
+        outcome
     }
 
     /// Handles a batch (waiting out an unavailable store) and settles each delivery.
@@ -118,11 +216,18 @@ impl StatusProcessor {
             }
             tracing::warn!(retry_in = ?pause, "status processor: the store is unavailable; holding {} events until it is back", batch.len());
             tokio::select! {
-                () = shutdown.cancelled() => break vec![Handled::Retry; batch.len()],
+                // Shutting down: back to the queue, however often they were delivered.
+                () = shutdown.cancelled() => break vec![Handled::Unavailable; batch.len()],
                 () = tokio::time::sleep(pause) => {}
             }
             pause = (pause * 2).min(UNAVAILABLE_MAX_PAUSE);
         };
+        if handled.contains(&Handled::Hold) {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = tokio::time::sleep(HOLD_PAUSE) => {}
+            }
+        }
         // Requeued deliveries go back to the head of the queue: last first keeps their order.
         for (delivery, handled) in batch.into_iter().zip(handled).rev() {
             let message_id = delivery.message.id;
@@ -136,7 +241,7 @@ impl StatusProcessor {
                     );
                     delivery.dead_letter().await
                 }
-                Handled::Retry | Handled::Unavailable => delivery.requeue().await,
+                Handled::Retry | Handled::Unavailable | Handled::Hold => delivery.requeue().await,
                 Handled::Poison => delivery.dead_letter().await,
                 Handled::Done => delivery.ack().await,
             };
@@ -205,17 +310,15 @@ impl StatusProcessor {
         handled
     }
 
-    /// Checks the reports against the transition table, in order, and applies the allowed ones
-    /// in one store call. Returns what to do with each report's delivery (by batch position).
+    /// Puts each entity's numbered reports in sequence, checks them against the last applied
+    /// sequence and the transition table, and applies the allowed ones in one store call.
+    /// Returns what to do with each report's delivery (by batch position).
     async fn apply_reports(
         &self,
         reports: &[(usize, uuid::Uuid, StatusReport)],
     ) -> Vec<(usize, Handled)> {
         let mut entities: Vec<Entity> = reports.iter().map(|(_, _, r)| r.entity).collect();
-        entities.sort_unstable_by_key(|e| match e {
-            Entity::Worker(id) => (0, id.get()),
-            Entity::Instance(id) => (1, id.get()),
-        });
+        entities.sort_unstable_by_key(entity_key);
         entities.dedup();
         let current = match self.store.status.current_statuses(&entities).await {
             Ok(current) => current,
@@ -226,29 +329,47 @@ impl StatusProcessor {
                     .collect();
             }
         };
-        let mut status: HashMap<Entity, Status> = entities
+        let mut state: HashMap<Entity, Chain> = entities
             .iter()
             .zip(current)
-            .filter_map(|(e, s)| Some((*e, s?)))
+            .filter_map(|(e, c)| Some((*e, Chain::from(c?))))
             .collect();
+        // One entity's reports together, numbered ones in sequence (unnumbered ones first, in
+        // the order they came).
+        let mut order: Vec<&(usize, Uuid, StatusReport)> = reports.iter().collect();
+        order.sort_by_key(|(_, _, r)| (entity_key(&r.entity), r.sequence));
         let as_of = self.clock.now();
+        let now = Instant::now();
         let mut outcomes = Vec::with_capacity(reports.len());
         let mut changes = Vec::new();
         let mut positions = Vec::new();
-        for (i, event_id, report) in reports {
-            let Some(from) = status.get(&report.entity).copied() else {
-                tracing::warn!(entity = %report.entity, "a status report for an unknown entity: dead-lettering it");
+        for (i, event_id, report) in order {
+            let entity = report.entity;
+            let Some(chain) = state.get_mut(&entity) else {
+                tracing::warn!(%entity, "a status report for an unknown entity: dead-lettering it");
                 outcomes.push((*i, Handled::Poison));
                 continue;
             };
-            if !can_transition(&report.entity, from, report.status) {
-                tracing::warn!(entity = %report.entity, %from, to = %report.status, cause = ?report.cause, "refusing a forbidden status transition");
+            if let Some(sequence) = report.sequence {
+                match self.sequenced(*event_id, sequence, entity, chain, now) {
+                    Some(handled) => {
+                        outcomes.push((*i, handled));
+                        continue;
+                    }
+                    // Its turn; the next one of this batch follows it even if the table refuses
+                    // it (the store only asks that sequences grow).
+                    None => chain.last = Some(sequence),
+                }
+            }
+            if !can_transition(&entity, chain.status, report.status) {
+                tracing::warn!(%entity, from = %chain.status, to = %report.status, cause = ?report.cause, sequence = ?report.sequence, "refusing a forbidden status transition");
+                self.release(*event_id);
                 outcomes.push((*i, Handled::Done));
                 continue;
             }
-            changes.push(change(*event_id, report, from, as_of));
+            changes.push(change(*event_id, report, chain.status, as_of));
             positions.push(*i);
-            status.insert(report.entity, report.status);
+            chain.status = report.status;
         }
         if changes.is_empty() {
             return outcomes;
@@ -264,13 +385,23 @@ impl StatusProcessor {
         for ((i, change), result) in positions.into_iter().zip(&changes).zip(applied) {
             let handled = match result {
                 Ok(ApplyOutcome::Applied(event)) => {
-                    tracing::info!(entity = %event.entity, from = %change.from, to = %event.status, cause = ?event.cause, "status");
+                    tracing::info!(entity = %event.entity, from = %change.from, to = %event.status, cause = ?event.cause, sequence = ?change.sequence, "status");
                     self.metrics.status_events_processed(1);
+                    self.release(change.event_id);
                     Handled::Done
                 }
-                Ok(ApplyOutcome::Duplicate) => Handled::Done,
-                // The status moved under us (another replica): read it again and retry.
-                Err(StoreError::Conflict { .. }) => Handled::Retry,
+                Ok(ApplyOutcome::Duplicate) => {
+                    self.release(change.event_id);
+                    Handled::Done
+                }
+                // The entity moved under us (another replica): read it again and retry. A
+                // numbered report will find its place then, however often that takes.
+                Err(StoreError::Conflict { .. }) => match change.sequence {
+                    Some(_) if self.held_for(change.event_id, now) < CONFLICT_PATIENCE => {
+                        Handled::Hold
+                    }
+                    _ => Handled::Retry,
+                },
                 Err(e) => store_failure(&e, change.entity),
             };
             outcomes.push((i, handled));
@@ -282,6 +413,60 @@ impl StatusProcessor {
     fn refuse(&self, message: &Message, reason: DeadLetterReason, detail: String) {
         self.dead_letters
             .record(message, reason, detail, self.clock.now());
+    }
+
+    /// What to do with a numbered report now, or `None` when it is its entity's turn to be
+    /// applied.
+    fn sequenced(
+        &self,
+        event_id: Uuid,
+        sequence: Sequence,
+        entity: Entity,
+        chain: &mut Chain,
+        now: Instant,
+    ) -> Option<Handled> {
+        if chain.holding {
+            // An earlier report of this entity is held back: so is every later one.
+            return Some(Handled::Hold);
+        }
+        match sequence.follows(chain.last) {
+            Order::Next => None,
+            Order::Stale => {
+                tracing::debug!(%entity, %sequence, last = ?chain.last, "a duplicate or overtaken status report: not applied");
+                self.release(event_id);
+                Some(Handled::Done)
+            }
+            // An ended instance takes no report at all: nothing to wait for (the table refuses
+            // it).
+            Order::Gap if matches!(entity, Entity::Instance(_)) && chain.status.is_terminal() => {
+                None
+            }
+            Order::Gap => {
+                let held = self.held_for(event_id, now);
+                if held < HOLD_FOR {
+                    chain.holding = true;
+                    return Some(Handled::Hold);
+                }
+                tracing::warn!(%entity, %sequence, last = ?chain.last, ?held, "applying a status report whose predecessor never came: a gap in the entity's history");
+                None
+            }
+        }
+    }
+
+    /// How long this replica has held back the report `event_id` (zero the first time).
+    fn held_for(&self, event_id: Uuid, now: Instant) -> Duration {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .since(event_id, now)
+    }
+
+    /// The report `event_id` is settled: forget it.
+    fn release(&self, event_id: Uuid) {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .release(event_id);
     }
 
     async fn apply_result(&self, result: &CommandResult) -> Handled {
@@ -314,6 +499,61 @@ impl StatusProcessor {
                 Handled::Retry
             }
         }
+    }
+}
+
+/// An entity's status and last applied sequence while a batch is checked: each report allowed
+/// moves it on.
+#[derive(Debug)]
+struct Chain {
+    status: Status,
+    last: Option<Sequence>,
+    /// A report of this entity is held back in this batch.
+    holding: bool,
+}
+
+impl From<CurrentStatus> for Chain {
+    fn from(current: CurrentStatus) -> Self {
+        Self {
+            status: current.status,
+            last: current.sequence,
+            holding: false,
+        }
+    }
+}
+
+/// When this replica first held back each report it holds (at most [`HELD_CAPACITY`]).
+#[derive(Debug, Default)]
+struct HeldBack {
+    since: HashMap<Uuid, Instant>,
+    order: VecDeque<Uuid>,
+}
+
+impl HeldBack {
+    /// How long `id` has been held (from now on, the first time).
+    fn since(&mut self, id: Uuid, now: Instant) -> Duration {
+        if let Some(since) = self.since.get(&id) {
+            return now.saturating_duration_since(*since);
+        }
+        self.since.insert(id, now);
+        self.order.push_back(id);
+        if self.order.len() > HELD_CAPACITY
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.since.remove(&oldest);
+        }
+        Duration::ZERO
+    }
+
+    fn release(&mut self, id: Uuid) {
+        self.since.remove(&id);
+    }
+}
+
+fn entity_key(entity: &Entity) -> (u8, i64) {
+    match entity {
+        Entity::Worker(id) => (0, id.get()),
+        Entity::Instance(id) => (1, id.get()),
     }
 }
 
@@ -363,6 +603,7 @@ fn change(
         as_of,
         reported_at: report.reported_at,
         update,
+        sequence: report.sequence,
     }
 }
 
@@ -377,5 +618,272 @@ fn store_failure(error: &StoreError, entity: Entity) -> Handled {
             tracing::warn!(%entity, error = %e, "could not record a status report; will retry");
             Handled::Retry
         }
+    }
+}
+
+#[cfg(all(test, feature = "memory"))]
+mod tests {
+    use super::*;
+    use crate::config::ConfigSpec;
+    use crate::game_server::{NewGameServer, ServerType};
+    use crate::id::InstanceId;
+    use crate::instance::NewInstance;
+    use crate::memory::MemoryStore;
+    use crate::ports::SystemClock;
+    use crate::status::Cause;
+    use crate::worker::WorkerRegistration;
+    use chrono::Utc;
+
+    /// A processor running on a memory store and bus, and one instance in it.
+    struct Running {
+        store: Store,
+        bus: Bus,
+        instance: InstanceId,
+        worker: crate::id::WorkerId,
+        epoch: i64,
+        shutdown: CancellationToken,
+        task: tokio::task::JoinHandle<Result<(), BusError>>,
+    }
+
+    impl Running {
+        async fn start() -> Self {
+            let store = Store::from_adapter(MemoryStore::new());
+            let bus = Bus::in_memory().await.expect("bus");
+            let now = Utc::now();
+            let worker = store
+                .workers
+                .register_worker(
+                    &WorkerRegistration {
+                        name: "w".into(),
+                        version: "1".into(),
+                        capacity: 4,
+                        labels: Default::default(),
+                    },
+                    now,
+                )
+                .await
+                .expect("worker");
+            let game = store
+                .catalogue
+                .create_game(
+                    &NewGameServer {
+                        name: "g".into(),
+                        server_type: ServerType::Local { path: "g".into() },
+                    },
+                    now,
+                )
+                .await
+                .expect("game");
+            let config = store
+                .catalogue
+                .create_config(game.id, &ConfigSpec::new("c", "x"), now)
+                .await
+                .expect("config");
+            let instance = store
+                .instances
+                .create_instance(&NewInstance {
+                    config_id: config.id,
+                    worker_id: worker.id,
+                    worker_epoch: worker.epoch,
+                    created_at: now,
+                })
+                .await
+                .expect("instance")
+                .id;
+            let processor = StatusProcessor::new(store.clone(), bus.clone(), Arc::new(SystemClock));
+            let shutdown = CancellationToken::new();
+            let token = shutdown.clone();
+            let task = tokio::spawn(async move { processor.run(token).await });
+            Self {
+                store,
+                bus,
+                instance,
+                worker: worker.id,
+                epoch: worker.epoch,
+                shutdown,
+                task,
+            }
+        }
+
+        /// Publishes the instance's report of `status`, numbered `counter` (unnumbered: `None`).
+        async fn report(&self, status: Status, counter: Option<i64>, detail: &str) {
+            let mut report = StatusReport::new(
+                Entity::Instance(self.instance),
+                status,
+                Cause::Ready,
+                Utc::now(),
+            )
+            .with_detail(detail);
+            report.sequence = counter.map(|c| Sequence::new(self.epoch, c));
+            self.publish(report).await;
+        }
+
+        /// Publishes `report` sealed by the worker's registration of its sequence's epoch (the
+        /// current one when it has none).
+        async fn publish(&self, report: StatusReport) {
+            let epoch = match report.sequence {
+                Some(sequence) => sequence.epoch,
+                None => {
+                    self.store
+                        .workers
+                        .get_worker(self.worker)
+                        .await
+                        .expect("worker")
+                        .epoch
+                }
+            };
+            let key = BusKeys::new(&self.store)
+                .worker_key(self.worker, epoch)
+                .await
+                .expect("key");
+            self.bus
+                .publish_event(&Event::Status(report), Utc::now(), &key)
+                .await
+                .expect("publish");
+        }
+
+        /// Registers the worker again: a new epoch.
+        async fn register_again(&self) {
+            self.store
+                .workers
+                .register_worker(
+                    &WorkerRegistration {
+                        name: "w".into(),
+                        version: "1".into(),
+                        capacity: 4,
+                        labels: Default::default(),
+                    },
+                    Utc::now(),
+                )
+                .await
+                .expect("register");
+        }
+
+        /// The details of the instance's history after `created`, once it has `rows` of them (or
+        /// after 30 s).
+        async fn history(&self, rows: usize) -> Vec<String> {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let history = self
+                    .store
+                    .status
+                    .status_history(Entity::Instance(self.instance), None, 100)
+                    .await
+                    .expect("history");
+                let details: Vec<String> = history
+                    .iter()
+                    .skip(1)
+                    .map(|e| e.detail.clone().unwrap_or_default())
+                    .collect();
+                if details.len() >= rows || Instant::now() > deadline {
+                    return details;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+
+        async fn stop(self) {
+            self.shutdown.cancel();
+            self.task.await.expect("join").expect("processor");
+        }
+    }
+
+    #[tokio::test]
+    async fn reports_that_arrive_out_of_order_are_applied_in_order() {
+        let running = Running::start().await;
+        // The third arrives first: held back until the first and second have been applied.
+        running.report(Status::Running, Some(3), "three").await;
+        tokio::time::sleep(HOLD_PAUSE * 4).await;
+        assert_eq!(running.history(0).await, Vec::<String>::new(), "held back");
+        running.report(Status::Initializing, Some(2), "two").await;
+        running.report(Status::Initializing, Some(1), "one").await;
+        assert_eq!(running.history(3).await, ["one", "two", "three"]);
+        running.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_report_published_twice_is_applied_once_and_an_overtaken_one_never() {
+        let running = Running::start().await;
+        running.report(Status::Initializing, Some(1), "one").await;
+        running
+            .report(Status::Initializing, Some(1), "one again")
+            .await;
+        running.report(Status::Running, Some(2), "two").await;
+        assert_eq!(running.history(2).await, ["one", "two"]);
+        // Initializing → initializing is a legal restart: only the sequence refuses these.
+        running
+            .report(Status::Initializing, Some(2), "two again")
+            .await;
+        running.report(Status::Initializing, Some(3), "three").await;
+        running
+            .report(Status::Initializing, Some(1), "one, late")
+            .await;
+        // Refused reports are settled at once: once the next one is applied, they are done.
+        running.report(Status::Running, Some(4), "four").await;
+        assert_eq!(running.history(4).await, ["one", "two", "three", "four"]);
+        running.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_report_whose_predecessor_never_comes_is_applied_after_the_hold() {
+        let running = Running::start().await;
+        running.report(Status::Initializing, Some(1), "one").await;
+        assert_eq!(running.history(1).await, ["one"]);
+        // The second was never published (the worker could not); the third waits for it, then
+        // is applied with the gap; the second, if it comes after all, is stale.
+        running.report(Status::Running, Some(3), "three").await;
+        tokio::time::sleep(HOLD_FOR / 2).await;
+        assert_eq!(running.history(1).await, ["one"], "held back");
+        tokio::time::sleep(HOLD_FOR).await;
+        assert_eq!(running.history(2).await, ["one", "three"]);
+        running
+            .report(Status::Initializing, Some(2), "two, late")
+            .await;
+        running.report(Status::Initializing, Some(4), "four").await;
+        assert_eq!(running.history(3).await, ["one", "three", "four"]);
+        running.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_new_epoch_starts_over_and_unnumbered_reports_are_applied_as_they_come() {
+        let running = Running::start().await;
+        running.report(Status::Initializing, Some(1), "one").await;
+        running.report(Status::Running, Some(2), "two").await;
+        assert_eq!(running.history(2).await, ["one", "two"]);
+        let mut next_epoch = StatusReport::new(
+            Entity::Instance(running.instance),
+            Status::Initializing,
+            Cause::Ready,
+            Utc::now(),
+        )
+        .with_detail("epoch two, one")
+        .with_sequence(Sequence::new(running.epoch + 1, 1));
+        running.register_again().await;
+        running.publish(next_epoch.clone()).await;
+        assert_eq!(running.history(3).await, ["one", "two", "epoch two, one"]);
+        running.report(Status::Running, None, "unnumbered").await;
+        assert_eq!(
+            running.history(4).await,
+            ["one", "two", "epoch two, one", "unnumbered"]
+        );
+        // The old epoch's next report is refused now (sealed by a superseded registration).
+        next_epoch.sequence = Some(Sequence::new(running.epoch, 3));
+        next_epoch.status = Status::Complete;
+        next_epoch.detail = Some("old epoch, three".into());
+        running.publish(next_epoch.clone()).await;
+        next_epoch.sequence = Some(Sequence::new(running.epoch + 1, 2));
+        next_epoch.detail = Some("epoch two, two".into());
+        running.publish(next_epoch).await;
+        assert_eq!(
+            running.history(5).await,
+            [
+                "one",
+                "two",
+                "epoch two, one",
+                "unnumbered",
+                "epoch two, two"
+            ]
+        );
+        running.stop().await;
     }
 }

@@ -65,6 +65,17 @@ impl MemoryBus {
     pub fn queue_len(&self, queue: &str) -> Option<usize> {
         self.lock().queues.get(queue).map(|q| q.ready.len())
     }
+
+    /// Deletes `queue` with its messages and bindings, as an operator (`rabbitmqctl
+    /// delete_queue`) or another client may do on a broker: its consumers end (`next` answers
+    /// `None`), also once a queue of the same name is declared again. `false` when there was no
+    /// such queue.
+    pub fn delete_queue(&self, queue: &str) -> bool {
+        let mut state = self.lock();
+        let existed = state.queues.contains_key(queue);
+        state.delete_queue(queue);
+        existed
+    }
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -386,7 +397,12 @@ impl MemoryConsumer {
     /// A delivery if one is ready and the prefetch allows; `Err` when the queue is gone.
     fn poll_ready(&self) -> Result<Option<Delivery>, ()> {
         let mut state = lock(&self.state);
-        if !state.queues.contains_key(&self.queue) {
+        // The queue it consumed, not one declared again under its name after a deletion.
+        let same = state
+            .queues
+            .get(&self.queue)
+            .is_some_and(|q| Arc::ptr_eq(&q.notify, &self.notify));
+        if !same {
             return Err(());
         }
         state.expire_head(&self.queue);

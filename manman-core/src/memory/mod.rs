@@ -28,6 +28,25 @@ mod conformance {
     }
 
     #[tokio::test]
+    async fn memory_bus_ends_the_consumers_of_a_deleted_queue() {
+        let memory = MemoryBus::new();
+        let under_test = BusUnderTest {
+            publisher: Arc::new(memory.clone()),
+            subscriber: Arc::new(memory.clone()),
+        };
+        bus::a_deleted_queue_ends_its_consumer_and_can_be_declared_and_bound_again(
+            &under_test,
+            |queue| {
+                let memory = memory.clone();
+                async move {
+                    assert!(memory.delete_queue(&queue), "queue {queue:?} existed");
+                }
+            },
+        )
+        .await;
+    }
+
+    #[tokio::test]
     async fn memory_store_passes_the_store_suite() {
         store::run_all(&Store::from_adapter(MemoryStore::new())).await;
     }

@@ -8,10 +8,10 @@ use crate::game_server::{GameServer, NewGameServer, ServerType};
 use crate::id::{ConfigId, GameServerId, InstanceId, WorkerId};
 use crate::instance::{Instance, InstanceFilter, NewInstance};
 use crate::ports::{
-    ApplyOutcome, CatalogueRepository, CommandRepository, InstanceRepository, StatusChange,
-    StatusRepository, StoreError, WorkerRepository,
+    ApplyOutcome, CatalogueRepository, CommandRepository, CurrentStatus, InstanceRepository,
+    StatusChange, StatusRepository, StoreError, WorkerRepository,
 };
-use crate::status::{Cause, Entity, Status, StatusEvent};
+use crate::status::{Cause, Entity, Sequence, Status, StatusEvent};
 use crate::worker::{Worker, WorkerRegistration};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -34,6 +34,8 @@ struct State {
     instances: BTreeMap<InstanceId, Instance>,
     history: Vec<StatusEvent>,
     applied_events: HashSet<Uuid>,
+    /// The last numbered report applied to each entity (a column beside the status in SQL).
+    sequences: HashMap<Entity, Sequence>,
     commands: HashMap<Uuid, CommandRecord>,
     last_ids: Ids,
 }
@@ -314,6 +316,8 @@ impl CatalogueRepository for MemoryStore {
         }
         let ended: HashSet<InstanceId> = of_config.iter().map(|i| i.id).collect();
         s.instances.retain(|i, _| !ended.contains(i));
+        s.sequences
+            .retain(|e, _| !matches!(e, Entity::Instance(i) if ended.contains(i)));
         s.history
             .retain(|e| !matches!(e.entity, Entity::Instance(i) if ended.contains(&i)));
         s.commands.retain(|_, c| {
@@ -526,6 +530,14 @@ impl StatusRepository for MemoryStore {
                 format!("is {current}, not {} as the change expected", change.from),
             ));
         }
+        if let (Some(sequence), Some(last)) = (change.sequence, s.sequences.get(&change.entity))
+            && sequence <= *last
+        {
+            return Err(StoreError::conflict(
+                &change.entity,
+                format!("has had report {last} applied, and report {sequence} is not after it"),
+            ));
+        }
         let u = &change.update;
         match change.entity {
             Entity::Worker(id) => {
@@ -560,6 +572,9 @@ impl StatusRepository for MemoryStore {
             reported_at: change.reported_at,
         };
         s.applied_events.insert(change.event_id);
+        if let Some(sequence) = change.sequence {
+            s.sequences.insert(change.entity, sequence);
+        }
         s.history.push(event.clone());
         Ok(ApplyOutcome::Applied(event))
     }
@@ -594,9 +609,18 @@ impl StatusRepository for MemoryStore {
     async fn current_statuses(
         &self,
         entities: &[Entity],
-    ) -> Result<Vec<Option<Status>>, StoreError> {
+    ) -> Result<Vec<Option<CurrentStatus>>, StoreError> {
         let s = self.lock();
-        Ok(entities.iter().map(|e| s.status_of(*e).ok()).collect())
+        Ok(entities
+            .iter()
+            .map(|e| {
+                let status = s.status_of(*e).ok()?;
+                Some(CurrentStatus {
+                    status,
+                    sequence: s.sequences.get(e).copied(),
+                })
+            })
+            .collect())
     }
 
     async fn prune_history(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {

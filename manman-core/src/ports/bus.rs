@@ -165,7 +165,9 @@ pub trait MessageSubscriber: Send + Sync + Debug + 'static {
 /// A stream of deliveries from one queue.
 #[async_trait]
 pub trait Consumer: Send + Debug {
-    /// The next delivery; `None` once the consumer is closed.
+    /// The next delivery; `None` once the consumer is closed or its queue was deleted (by an
+    /// operator or another client). A consumer that must go on declares its queue and binds
+    /// it again, then consumes anew ([`crate::bus::Bus`]'s `consume_…` methods do both).
     async fn next(&mut self) -> Option<Result<Delivery, BusError>>;
 }
 

@@ -31,6 +31,6 @@ pub use process::{
     ProcessRunner, ProcessSignal, ProcessSpec, ProcessUser, SpawnedProcess,
 };
 pub use store::{
-    ApplyOutcome, CatalogueRepository, CommandRepository, CredentialRepository, EntityUpdate,
-    InstanceRepository, StatusChange, StatusRepository, StoreError, WorkerRepository,
+    ApplyOutcome, CatalogueRepository, CommandRepository, CredentialRepository, CurrentStatus,
+    EntityUpdate, InstanceRepository, StatusChange, StatusRepository, StoreError, WorkerRepository,
 };

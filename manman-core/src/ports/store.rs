@@ -8,7 +8,7 @@ use crate::game_server::{GameServer, NewGameServer};
 use crate::id::{ConfigId, GameServerId, InstanceId, TokenId, WorkerId};
 use crate::instance::{Instance, InstanceFilter, NewInstance};
 use crate::signing::BusSecret;
-use crate::status::{Cause, Entity, Status, StatusEvent};
+use crate::status::{Cause, Entity, Sequence, Status, StatusEvent};
 use crate::worker::{Worker, WorkerRegistration};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -215,6 +215,23 @@ pub struct StatusChange {
     pub reported_at: DateTime<Utc>,
     /// Fields of the entity to set along with the status.
     pub update: EntityUpdate,
+    /// The sender's number of the report that caused it, when it has one: then the change is
+    /// also conditional on it — applied only when the entity has no last applied sequence or
+    /// one below it (a compare-and-set beside the status's, else `Conflict` and nothing
+    /// written) — and it becomes the entity's last applied sequence, with the status. `None`
+    /// (changes the host makes, reports of older senders) leaves the last applied sequence as
+    /// it is.
+    pub sequence: Option<Sequence>,
+}
+
+/// An entity's current status and the last numbered report applied to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CurrentStatus {
+    /// The status.
+    pub status: Status,
+    /// The sequence of the last numbered report applied ([`StatusChange::sequence`]); `None`
+    /// before the first.
+    pub sequence: Option<Sequence>,
 }
 
 /// Fields set together with a status; `None` leaves a field as it is.
@@ -247,7 +264,8 @@ pub enum ApplyOutcome {
 #[async_trait]
 pub trait StatusRepository: Send + Sync + Debug + 'static {
     /// Appends the history row and sets the current status in one transaction, only if the
-    /// entity's status is still `change.from` (else `Conflict`, nothing written).
+    /// entity's status is still `change.from` and, for a numbered change, its last applied
+    /// sequence is below `change.sequence` (else `Conflict`, nothing written).
     async fn apply_status(&self, change: &StatusChange) -> Result<ApplyOutcome, StoreError>;
     /// History of one entity, oldest first, rows with `id > after`, at most `limit`.
     async fn status_history(
@@ -259,17 +277,19 @@ pub trait StatusRepository: Send + Sync + Debug + 'static {
     /// Applies several changes, in order, as one transaction where the store has them (one
     /// commit for the lot). Each change is conditional and deduplicated as in
     /// [`StatusRepository::apply_status`]; a change that fails does not stop the others, and
-    /// changes of one entity may chain (the second's `from` is the first's `to`). The outer
+    /// changes of one entity may chain (the second's `from` is the first's `to`, its sequence
+    /// above the first's). The outer
     /// error is for a store that could not be used at all (nothing was written).
     async fn apply_statuses(
         &self,
         changes: &[StatusChange],
     ) -> Result<Vec<Result<ApplyOutcome, StoreError>>, StoreError>;
-    /// The current status of each entity, in order (`None`: it does not exist).
+    /// The current status of each entity and its last applied sequence, in order (`None`: it
+    /// does not exist).
     async fn current_statuses(
         &self,
         entities: &[Entity],
-    ) -> Result<Vec<Option<Status>>, StoreError>;
+    ) -> Result<Vec<Option<CurrentStatus>>, StoreError>;
     /// Retention: deletes at most `limit` history rows recorded before `before`; returns how
     /// many. (Current statuses are on the entities and are kept.)
     async fn prune_history(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;

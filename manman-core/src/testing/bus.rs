@@ -345,6 +345,56 @@ pub async fn declarations_are_idempotent(bus: &BusUnderTest) {
     );
 }
 
+/// A queue deleted under its consumer (by `delete`: an operator or another client) ends that
+/// consumer (`next` answers `None`, it does not hang); declared and bound again, the queue
+/// receives what is published from then on, and a new consumer gets it. Not in [`run_all`]:
+/// deleting a queue is not a port operation, so each adapter's test passes its own `delete`.
+pub async fn a_deleted_queue_ends_its_consumer_and_can_be_declared_and_bound_again<D, F>(
+    bus: &BusUnderTest,
+    delete: D,
+) where
+    D: Fn(String) -> F,
+    F: std::future::Future<Output = ()>,
+{
+    let ex = bus.exchange(ExchangeKind::Direct).await;
+    let name = unique("conformance.deleted");
+    let declare_and_bind = || async {
+        let q = bus.queue(QueueSpec::durable(&name)).await;
+        bus.subscriber.bind_queue(&q, &ex, "k").await.expect("bind");
+        q
+    };
+    let q = declare_and_bind().await;
+    let mut c = bus.consumer(&q, 10).await;
+    bus.publisher
+        .publish(&ex, "k", message("before"))
+        .await
+        .expect("publish");
+    let first = receive(&mut c).await;
+    assert_eq!(text(&first), "before");
+    first.ack().await.expect("ack");
+
+    delete(q.clone()).await;
+    let ended = tokio::time::timeout(RECEIVE, c.next())
+        .await
+        .expect("the consumer of a deleted queue ends instead of waiting for ever");
+    assert!(
+        ended.is_none(),
+        "the consumer of a deleted queue ends: {ended:?}"
+    );
+    drop(c);
+
+    let q = declare_and_bind().await;
+    let mut c = bus.consumer(&q, 10).await;
+    bus.publisher
+        .publish(&ex, "k", message("after"))
+        .await
+        .expect("the queue is bound again: the publish is routed");
+    let got = receive(&mut c).await;
+    assert_eq!(text(&got), "after");
+    got.ack().await.expect("ack");
+    nothing_more(&mut c).await;
+}
+
 /// Runs every case.
 pub async fn run_all(bus: &BusUnderTest) {
     properties_round_trip(bus).await;

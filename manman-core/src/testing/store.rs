@@ -6,8 +6,8 @@ use crate::config::ConfigSpec;
 use crate::game_server::{NewGameServer, ServerType};
 use crate::id::{ConfigId, GameServerId, InstanceId, TokenId, WorkerId};
 use crate::instance::{Instance, InstanceFilter, NewInstance};
-use crate::ports::{ApplyOutcome, EntityUpdate, StatusChange, StoreError};
-use crate::status::{Cause, Entity, Status};
+use crate::ports::{ApplyOutcome, CurrentStatus, EntityUpdate, StatusChange, StoreError};
+use crate::status::{Cause, Entity, Sequence, Status};
 use crate::store::Store;
 use crate::testing::unique;
 use crate::worker::{Worker, WorkerRegistration};
@@ -85,6 +85,7 @@ fn change(entity: Entity, from: Status, to: Status) -> StatusChange {
         as_of: now(),
         reported_at: now(),
         update: EntityUpdate::default(),
+        sequence: None,
     }
 }
 
@@ -550,8 +551,181 @@ pub async fn batches_apply_each_change_in_order(store: &Store) {
         .await
         .expect("current");
     assert_eq!(
-        current,
+        current
+            .iter()
+            .map(|c| c.map(|c| c.status))
+            .collect::<Vec<_>>(),
         [Some(Status::Complete), Some(Status::Created), None]
+    );
+}
+
+async fn current_of(store: &Store, entity: Entity) -> Option<CurrentStatus> {
+    store
+        .status
+        .current_statuses(&[entity])
+        .await
+        .expect("current")[0]
+}
+
+/// A numbered change is also conditional on its sequence: applied only above the entity's last
+/// applied sequence (a later epoch is above every sequence of an earlier one), which it then
+/// becomes, with the status; an unnumbered change leaves it as it is.
+pub async fn sequences_are_compared_and_set_with_the_status(store: &Store) {
+    let (instance, worker) = instance(store).await;
+    let entity = Entity::Instance(instance.id);
+    let numbered = |from, to, epoch, counter| StatusChange {
+        sequence: Some(Sequence::new(epoch, counter)),
+        ..change(entity, from, to)
+    };
+    assert_eq!(
+        current_of(store, entity).await,
+        Some(CurrentStatus {
+            status: Status::Created,
+            sequence: None
+        }),
+        "nothing applied yet"
+    );
+    let e = worker.epoch;
+    let init = numbered(Status::Created, Status::Initializing, e, 2);
+    assert!(matches!(
+        store.status.apply_status(&init).await,
+        Ok(ApplyOutcome::Applied(_))
+    ));
+    assert_eq!(
+        current_of(store, entity).await.and_then(|c| c.sequence),
+        Some(Sequence::new(e, 2))
+    );
+
+    // The same sequence again under another message id (a report published twice), and an
+    // earlier one that arrives late: both refused, though the status matches.
+    for (counter, what) in [(2, "the same sequence"), (1, "an earlier sequence")] {
+        let again = numbered(Status::Initializing, Status::Initializing, e, counter);
+        let r = store.status.apply_status(&again).await;
+        assert!(
+            matches!(r, Err(StoreError::Conflict { .. })),
+            "{what} is refused: {r:?}"
+        );
+    }
+    // Unnumbered (a change the host makes): applied, the sequence left as it was.
+    store
+        .status
+        .apply_status(&change(entity, Status::Initializing, Status::Running))
+        .await
+        .expect("unnumbered");
+    assert_eq!(
+        current_of(store, entity).await,
+        Some(CurrentStatus {
+            status: Status::Running,
+            sequence: Some(Sequence::new(e, 2))
+        })
+    );
+    // A gap is the processor's business: the store only asks that sequences grow.
+    store
+        .status
+        .apply_status(&numbered(Status::Running, Status::Initializing, e, 5))
+        .await
+        .expect("a later sequence");
+    // A new epoch starts over; the old epoch's reports are below it.
+    store
+        .status
+        .apply_status(&numbered(Status::Initializing, Status::Running, e + 1, 1))
+        .await
+        .expect("a new epoch");
+    let r = store
+        .status
+        .apply_status(&numbered(Status::Running, Status::Complete, e, 6))
+        .await;
+    assert!(
+        matches!(r, Err(StoreError::Conflict { .. })),
+        "the old epoch is refused: {r:?}"
+    );
+    assert_eq!(
+        current_of(store, entity).await,
+        Some(CurrentStatus {
+            status: Status::Running,
+            sequence: Some(Sequence::new(e + 1, 1))
+        }),
+        "nothing written by the refused changes"
+    );
+
+    // In a batch: one entity's numbered changes chain and must grow; a batch whose first change
+    // is below the last applied writes nothing of that entity.
+    let batch = [
+        numbered(Status::Running, Status::Initializing, e + 1, 2),
+        numbered(Status::Initializing, Status::Running, e + 1, 3),
+        numbered(Status::Running, Status::Initializing, e + 1, 3),
+    ];
+    let outcomes = store.status.apply_statuses(&batch).await.expect("batch");
+    assert!(
+        matches!(outcomes[0], Ok(ApplyOutcome::Applied(_))),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes[1], Ok(ApplyOutcome::Applied(_))),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes[2], Err(StoreError::Conflict { .. })),
+        "a repeated sequence in one batch: {outcomes:?}"
+    );
+    let stale = [
+        numbered(Status::Running, Status::Initializing, e + 1, 1),
+        numbered(Status::Initializing, Status::Running, e + 1, 4),
+    ];
+    let outcomes = store.status.apply_statuses(&stale).await.expect("batch");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Err(StoreError::Conflict { .. }))),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        current_of(store, entity).await,
+        Some(CurrentStatus {
+            status: Status::Running,
+            sequence: Some(Sequence::new(e + 1, 3))
+        })
+    );
+    let history: Vec<Status> = store
+        .status
+        .status_history(entity, None, 20)
+        .await
+        .expect("history")
+        .iter()
+        .map(|e| e.status)
+        .collect();
+    assert_eq!(
+        history,
+        [
+            Status::Created,
+            Status::Initializing,
+            Status::Running,
+            Status::Initializing,
+            Status::Running,
+            Status::Initializing,
+            Status::Running,
+        ]
+    );
+
+    // Workers carry a sequence too.
+    let w = Entity::Worker(worker.id);
+    let running = StatusChange {
+        sequence: Some(Sequence::new(e, 1)),
+        ..change(w, Status::Created, Status::Running)
+    };
+    store.status.apply_status(&running).await.expect("worker");
+    let late = StatusChange {
+        sequence: Some(Sequence::new(e, 1)),
+        ..change(w, Status::Running, Status::Complete)
+    };
+    let r = store.status.apply_status(&late).await;
+    assert!(matches!(r, Err(StoreError::Conflict { .. })), "{r:?}");
+    assert_eq!(
+        store.status.current_statuses(&[w]).await.expect("current")[0],
+        Some(CurrentStatus {
+            status: Status::Running,
+            sequence: Some(Sequence::new(e, 1))
+        })
     );
 }
 
@@ -1264,6 +1438,7 @@ pub async fn run_all(store: &Store) {
     instances_are_created_filtered_and_paged(store).await;
     status_changes_are_conditional_and_idempotent(store).await;
     batches_apply_each_change_in_order(store).await;
+    sequences_are_compared_and_set_with_the_status(store).await;
     commands_move_forward_only(store).await;
     leases_expire_exactly_once(store).await;
     unfinished_commands_expire_exactly_once(store).await;

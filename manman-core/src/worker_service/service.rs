@@ -125,7 +125,8 @@ pub enum WorkerError {
         #[source]
         source: HostApiError,
     },
-    /// The command queue could not be set up or was closed.
+    /// The command queue could not be set up, or the bus was closed. (A command queue that is
+    /// deleted while the worker runs is declared and consumed again, not an error.)
     #[error("worker {worker_id}: the message bus failed: {source}")]
     Bus {
         /// The worker.
@@ -134,6 +135,22 @@ pub enum WorkerError {
         #[source]
         source: BusError,
     },
+}
+
+/// First pause before subscribing to the command queue again after it was lost; it doubles up
+/// to [`RESUBSCRIBE_MAX_PAUSE`].
+const RESUBSCRIBE_FIRST_PAUSE: Duration = Duration::from_millis(100);
+/// Longest pause between attempts to subscribe to the command queue again.
+const RESUBSCRIBE_MAX_PAUSE: Duration = Duration::from_secs(5);
+
+/// What became of an attempt to consume the command queue again.
+enum Resubscribed {
+    /// Consuming again.
+    Consumer(Box<dyn crate::ports::Consumer>),
+    /// Shut down or superseded meanwhile.
+    Ended(WorkerExit),
+    /// The bus was closed (by this process): there is nothing to consume from.
+    Closed,
 }
 
 /// A supervisor as the worker's command loop sees it.
@@ -311,21 +328,38 @@ impl WorkerService {
             shutdown_requested: false,
         };
         let exit = loop {
-            let delivery = tokio::select! {
+            let next = tokio::select! {
                 () = stop.cancelled() => break WorkerExit::Shutdown,
                 () = superseded.cancelled() => break WorkerExit::Superseded,
-                next = commands.next() => match next {
-                    Some(Ok(delivery)) => delivery,
-                    Some(Err(e)) => {
-                        tracing::warn!(worker_id = worker_id.get(), error = %e, "receiving commands failed; retrying in 1 s");
-                        tokio::select! {
-                            () = stop.cancelled() => break WorkerExit::Shutdown,
-                            () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                        }
+                next = commands.next() => next,
+            };
+            let delivery = match next {
+                Some(Ok(delivery)) => delivery,
+                Some(Err(e)) => {
+                    tracing::warn!(worker_id = worker_id.get(), error = %e, "receiving commands failed; retrying in 1 s");
+                    tokio::select! {
+                        () = stop.cancelled() => break WorkerExit::Shutdown,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
                     }
-                    None => {
+                }
+                // The queue is gone (deleted) or the broker cancelled the consumer: a bus fault,
+                // never a reason to stop the game servers. Declare, bind and consume it again.
+                None => match self.resubscribe(worker_id, &stop, &superseded).await {
+                    Resubscribed::Consumer(again) => {
+                        commands = again;
+                        continue;
+                    }
+                    Resubscribed::Ended(exit) => break exit,
+                    Resubscribed::Closed => {
                         stop.cancel();
-                        self.shut_down(worker_id, &supervisors, &tracker, &reporter, WorkerExit::Shutdown).await;
+                        self.shut_down(
+                            worker_id,
+                            &supervisors,
+                            &tracker,
+                            &reporter,
+                            WorkerExit::Shutdown,
+                        )
+                        .await;
                         return Err(bus_error(BusError::Closed));
                     }
                 },
@@ -340,6 +374,43 @@ impl WorkerService {
         self.shut_down(worker_id, &supervisors, &tracker, &reporter, exit)
             .await;
         Ok(exit)
+    }
+
+    /// Subscribes to the worker's command queue again after it was lost, declaring and binding
+    /// it first, pausing between attempts (100 ms doubling to 5 s) for as long as it takes.
+    /// The game servers run on meanwhile; the heartbeat goes on, so the host keeps the worker.
+    async fn resubscribe(
+        &self,
+        worker_id: WorkerId,
+        stop: &CancellationToken,
+        superseded: &CancellationToken,
+    ) -> Resubscribed {
+        let queue = self.bus.topology().worker_commands_queue(worker_id);
+        tracing::warn!(worker_id = worker_id.get(), %queue, "the command queue is gone (deleted?) or its consumer was cancelled: declaring, binding and consuming it again; the game servers run on");
+        let mut pause = RESUBSCRIBE_FIRST_PAUSE;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return Resubscribed::Ended(WorkerExit::Shutdown),
+                () = superseded.cancelled() => return Resubscribed::Ended(WorkerExit::Superseded),
+                () = tokio::time::sleep(pause) => {}
+            }
+            let attempt = tokio::select! {
+                () = stop.cancelled() => return Resubscribed::Ended(WorkerExit::Shutdown),
+                () = superseded.cancelled() => return Resubscribed::Ended(WorkerExit::Superseded),
+                attempt = self.bus.consume_commands(worker_id, self.settings.command_prefetch) => attempt,
+            };
+            match attempt {
+                Ok(consumer) => {
+                    tracing::info!(worker_id = worker_id.get(), %queue, "consuming commands again");
+                    return Resubscribed::Consumer(consumer);
+                }
+                Err(BusError::Closed) => return Resubscribed::Closed,
+                Err(e) => {
+                    tracing::warn!(worker_id = worker_id.get(), %queue, error = %e, retry_in = ?pause, "cannot consume the command queue yet; trying again");
+                }
+            }
+            pause = (pause * 2).min(RESUBSCRIBE_MAX_PAUSE);
+        }
     }
 
     /// Registers, retrying while the host is unavailable. `None` when shut down first.

@@ -1,4 +1,5 @@
-//! `/healthz` (the process is alive) and `/readyz` (its store and bus answer).
+//! `/healthz` (the process is alive) and `/readyz` (its store and bus answer, and its status
+//! processor consumes its bound queue).
 
 use crate::api::ApiState;
 use crate::problem::Problem;
@@ -32,14 +33,16 @@ pub(crate) struct Ready {
     bus: &'static str,
 }
 
-/// `200 {"store":"ok","bus":"ok"}`, or `503` problem+json naming what does not answer.
+/// `200 {"store":"ok","bus":"ok"}`, or `503` problem+json naming what does not answer — or
+/// that the status processor is not consuming its queue (declared and bound to
+/// `manman.events`), e.g. while it declares again a queue someone deleted.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
     responses(
-        (status = 200, description = "the store and the bus answer", body = Ready),
-        (status = 503, description = "the detail names what does not answer", body = crate::problem::Problem, content_type = "application/problem+json")
+        (status = 200, description = "the store and the bus answer, and the status processor consumes its bound queue", body = Ready),
+        (status = 503, description = "the detail names what does not answer, or why the status processor is not consuming", body = crate::problem::Problem, content_type = "application/problem+json")
     ),
 )]
 pub(crate) async fn readyz(State(state): State<ApiState>) -> Response {
@@ -57,6 +60,9 @@ pub(crate) async fn readyz(State(state): State<ApiState>) -> Response {
     }
     if let Err(why) = &readiness.bus {
         failing.push(format!("the message bus: {why}"));
+    }
+    if let Err(why) = &readiness.status_processor {
+        failing.push(why.clone());
     }
     tracing::warn!(failing = %failing.join("; "), "not ready");
     Problem::new(

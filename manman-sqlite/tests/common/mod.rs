@@ -71,6 +71,7 @@ pub(crate) fn change(entity: Entity, from: Status, to: Status) -> StatusChange {
         as_of: now,
         reported_at: now,
         update: EntityUpdate::default(),
+        sequence: None,
     }
 }
 

@@ -12,14 +12,14 @@ use manman_core::event::{Event, StatusReport};
 use manman_core::host::StatusProcessor;
 use manman_core::memory::MemoryBus;
 use manman_core::ports::SystemClock;
-use manman_core::status::{Cause, Entity, Status};
+use manman_core::status::{Cause, Entity, Sequence, Status};
 use manman_core::store::Store;
 use manman_pg::{PgSettings, PgStore};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// Events per instance: created → initializing → running → complete.
+/// Events per instance: created → initializing → running → complete (numbered 1, 2, 3).
 const STEPS: [(Status, Cause); 3] = [
     (Status::Initializing, Cause::User),
     (Status::Running, Cause::Ready),
@@ -64,9 +64,11 @@ pub(crate) async fn run(settings: &Settings) -> anyhow::Result<Section> {
             "A fresh database per run, migrated. {} instances are created; then {events} status events \
              (created → initializing → running → complete for each) are published on the in-memory bus \
              and one status processor, on a `PgStore` with the default pool, consumes them: for each it \
-             reads the current status, checks the transition table and writes the history row and the \
-             current status in one transaction. The figure is events divided by the time from the \
-             processor's start until the last instance is `complete`. The baseline inserts the same \
+             reads the current status and last applied sequence, checks the sequence and the transition \
+             table and writes the history row, the current status and the sequence in one \
+             transaction (the events are numbered as a worker numbers them). The figure is events \
+             divided by the time from the processor's start until the last instance is `complete`. \
+             The baseline inserts the same \
              number of history rows with multi-row INSERTs of {BATCH} rows, in the same database.",
             events / STEPS.len()
         ),
@@ -113,9 +115,11 @@ async fn processor_path(pg: &PgStore, events: usize) -> anyhow::Result<f64> {
     let memory = MemoryBus::new();
     let bus = Bus::new(Arc::new(memory.clone()), Arc::new(memory.clone()));
     bus.declare().await?;
-    for (status, cause) in STEPS {
+    for (counter, (status, cause)) in (1..).zip(STEPS) {
         for id in &ids {
-            let report = StatusReport::new(Entity::Instance(*id), status, cause, Utc::now());
+            // Numbered as a worker numbers them.
+            let report = StatusReport::new(Entity::Instance(*id), status, cause, Utc::now())
+                .with_sequence(Sequence::new(1, counter));
             bus.publish_event(&Event::Status(report), Utc::now(), &key)
                 .await?;
         }
