@@ -6,16 +6,13 @@
 use chrono::Utc;
 use futures::future::join_all;
 use manman_core::bus::Bus;
-use manman_core::config::ConfigSpec;
 use manman_core::event::{Event, StatusReport};
-use manman_core::game_server::{NewGameServer, ServerType};
 use manman_core::host::BusKeys;
 use manman_core::id::InstanceId;
-use manman_core::instance::NewInstance;
 use manman_core::signing::WorkerKey;
 use manman_core::status::{Cause, Entity, Sequence, Status};
 use manman_core::store::Store;
-use manman_core::worker::WorkerRegistration;
+use manman_core::testing::fixture;
 use manman_pg::{PgSettings, PgStore};
 use manman_rabbit::{RabbitBus, RabbitSettings};
 use manman_test_support::postgres::TestDatabase;
@@ -102,52 +99,12 @@ async fn two_replicas_apply_a_storm_of_reports_in_order_each_once() {
     let store = Store::from_adapter(pg);
 
     // One worker (kept alive below, as its heartbeats would) and its instances.
-    let now = Utc::now();
-    let worker = store
-        .workers
-        .register_worker(
-            &WorkerRegistration {
-                name: "w1".into(),
-                version: "1".into(),
-                capacity: 1_000,
-                labels: Default::default(),
-            },
-            now,
-        )
+    let worker = fixture::worker(&store).await;
+    let instances: Vec<InstanceId> = fixture::instances_on(&store, &worker, INSTANCES)
         .await
-        .expect("worker");
-    let game = store
-        .catalogue
-        .create_game(
-            &NewGameServer {
-                name: "fake".into(),
-                server_type: ServerType::Local {
-                    path: "games/fake".into(),
-                },
-            },
-            now,
-        )
-        .await
-        .expect("game");
-    let config = store
-        .catalogue
-        .create_config(game.id, &ConfigSpec::new("main", "fake-game-server"), now)
-        .await
-        .expect("config");
-    let mut instances = Vec::with_capacity(INSTANCES);
-    for _ in 0..INSTANCES {
-        let instance = store
-            .instances
-            .create_instance(&NewInstance {
-                config_id: config.id,
-                worker_id: worker.id,
-                worker_epoch: worker.epoch,
-                created_at: now,
-            })
-            .await
-            .expect("instance");
-        instances.push(instance.id);
-    }
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
     let alive = CancellationToken::new();
     let heartbeats = tokio::spawn({
         let (store, alive) = (store.clone(), alive.clone());

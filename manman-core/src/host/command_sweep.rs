@@ -12,7 +12,7 @@
 use crate::command::{Command, CommandRecord, CommandState};
 use crate::host::Metrics;
 use crate::id::InstanceId;
-use crate::ports::{Clock, EntityUpdate, StatusChange, StoreError};
+use crate::ports::{Clock, StatusChange, StoreError};
 use crate::status::{Cause, Entity, Status};
 use crate::store::Store;
 use std::sync::Arc;
@@ -130,22 +130,13 @@ impl CommandSweep {
     ) -> Result<(), StoreError> {
         while let Some(&(instance_id, command_id)) = unended.last() {
             let now = self.clock.now();
-            let change = StatusChange {
-                // The dead-letter watcher records the same change under the same id.
-                event_id: command_id,
-                entity: Entity::Instance(instance_id),
-                from: Status::Created,
-                to: Status::Crashed,
-                cause: Cause::Undelivered,
-                detail: Some(format!("its start command {command_id} {EXPIRED_UNTAKEN}")),
-                as_of: now,
-                reported_at: now,
-                update: EntityUpdate {
-                    ended_at: Some(now),
-                    ..EntityUpdate::default()
-                },
-                sequence: None,
-            };
+            // The dead-letter watcher records the same change under the same id.
+            let change = StatusChange::undelivered(
+                command_id,
+                instance_id,
+                format!("its start command {command_id} {EXPIRED_UNTAKEN}"),
+                now,
+            );
             match self.store.status.apply_status(&change).await {
                 // Started after all, already ended, or deleted since: the status stands.
                 Ok(_) | Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}
@@ -161,64 +152,20 @@ impl CommandSweep {
 mod tests {
     use super::*;
     use crate::command::CommandEnvelope;
-    use crate::config::ConfigSpec;
-    use crate::game_server::{NewGameServer, ServerType};
-    use crate::instance::NewInstance;
     use crate::memory::MemoryStore;
     use crate::ports::SystemClock;
-    use crate::worker::WorkerRegistration;
     use chrono::Utc;
 
     #[tokio::test]
     async fn an_abandoned_start_expires_and_its_instance_is_undelivered() {
         let store = Store::from_adapter(MemoryStore::new());
         let now = Utc::now();
-        let game = store
-            .catalogue
-            .create_game(
-                &NewGameServer {
-                    name: "g".into(),
-                    server_type: ServerType::Local {
-                        path: "games/g".into(),
-                    },
-                },
-                now,
-            )
-            .await
-            .expect("game");
-        let config = store
-            .catalogue
-            .create_config(game.id, &ConfigSpec::new("main", "server"), now)
-            .await
-            .expect("config");
-        let worker = store
-            .workers
-            .register_worker(
-                &WorkerRegistration {
-                    name: "w".into(),
-                    version: "1".into(),
-                    capacity: 4,
-                    labels: Default::default(),
-                },
-                now,
-            )
-            .await
-            .expect("worker");
-        let instance = store
-            .instances
-            .create_instance(&NewInstance {
-                config_id: config.id,
-                worker_id: worker.id,
-                worker_epoch: worker.epoch,
-                created_at: now,
-            })
-            .await
-            .expect("instance");
+        let (instance, worker) = crate::testing::fixture::instance(&store).await;
         // Issued 70 s ago with the default 60 s to live, never published (still `pending`).
         let envelope = CommandEnvelope::new(
             Command::Start {
                 instance_id: instance.id,
-                config_id: config.id,
+                config_id: instance.config_id,
             },
             "test",
             now - chrono::Duration::seconds(70),

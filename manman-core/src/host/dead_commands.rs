@@ -6,9 +6,8 @@
 use crate::bus::Bus;
 use crate::command::{Command, CommandEnvelope, CommandState};
 use crate::host::{BusKeys, DeadLetterReason, DeadLetters, Metrics};
-use crate::ports::{BusError, Clock, EntityUpdate, StatusChange, StoreError};
+use crate::ports::{BusError, Clock, StatusChange, StoreError};
 use crate::signing::Purpose;
-use crate::status::{Cause, Entity, Status};
 use crate::store::Store;
 use crate::topology::KIND_COMMAND;
 use std::sync::Arc;
@@ -158,21 +157,12 @@ impl DeadCommands {
             Err(e) => return Err(e),
         }
         if let Command::Start { instance_id, .. } = envelope.command {
-            let change = StatusChange {
-                event_id: envelope.id,
-                entity: Entity::Instance(instance_id),
-                from: Status::Created,
-                to: Status::Crashed,
-                cause: Cause::Undelivered,
-                detail: Some(format!("its start command {detail}")),
-                as_of: now,
-                reported_at: now,
-                update: EntityUpdate {
-                    ended_at: Some(now),
-                    ..EntityUpdate::default()
-                },
-                sequence: None,
-            };
+            let change = StatusChange::undelivered(
+                envelope.id,
+                instance_id,
+                format!("its start command {detail}"),
+                now,
+            );
             match self.store.status.apply_status(&change).await {
                 // Started after all, or already ended: the status stands.
                 Ok(_) | Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}

@@ -8,8 +8,8 @@ use crate::host::placement::{Wanted, place};
 use crate::host::{BusKeys, Consumption, HostError, StoreSnapshot};
 use crate::id::{ConfigId, GameServerId, InstanceId, WorkerId};
 use crate::instance::{Instance, InstanceFilter, NewInstance};
-use crate::ports::{Clock, ConfigBundle, EntityUpdate, StatusChange};
-use crate::status::{Cause, Entity, Status, StatusEvent};
+use crate::ports::{Clock, ConfigBundle, StatusChange};
+use crate::status::{Entity, StatusEvent};
 use crate::store::Store;
 use crate::worker::{Heartbeat, Registered, Worker, WorkerRegistration};
 use serde::{Deserialize, Serialize};
@@ -565,21 +565,7 @@ impl HostService {
     /// An instance whose start never reached its worker is `crashed`, not left `created`.
     async fn end_undelivered(&self, id: InstanceId, error: &HostError) {
         let now = self.clock.now();
-        let change = StatusChange {
-            event_id: Uuid::new_v4(),
-            entity: Entity::Instance(id),
-            from: Status::Created,
-            to: Status::Crashed,
-            cause: Cause::Undelivered,
-            detail: Some(error.to_string()),
-            as_of: now,
-            reported_at: now,
-            update: EntityUpdate {
-                ended_at: Some(now),
-                ..EntityUpdate::default()
-            },
-            sequence: None,
-        };
+        let change = StatusChange::undelivered(Uuid::new_v4(), id, error.to_string(), now);
         // The store may be what failed the start: it is asked again for a few seconds (the
         // same change, so a write that did land is not made twice), or the instance would stay
         // `created` for ever.

@@ -624,10 +624,7 @@ fn store_failure(error: &StoreError, entity: Entity) -> Handled {
 #[cfg(all(test, feature = "memory"))]
 mod tests {
     use super::*;
-    use crate::config::ConfigSpec;
-    use crate::game_server::{NewGameServer, ServerType};
     use crate::id::InstanceId;
-    use crate::instance::NewInstance;
     use crate::memory::MemoryStore;
     use crate::ports::SystemClock;
     use crate::status::Cause;
@@ -649,47 +646,8 @@ mod tests {
         async fn start() -> Self {
             let store = Store::from_adapter(MemoryStore::new());
             let bus = Bus::in_memory().await.expect("bus");
-            let now = Utc::now();
-            let worker = store
-                .workers
-                .register_worker(
-                    &WorkerRegistration {
-                        name: "w".into(),
-                        version: "1".into(),
-                        capacity: 4,
-                        labels: Default::default(),
-                    },
-                    now,
-                )
-                .await
-                .expect("worker");
-            let game = store
-                .catalogue
-                .create_game(
-                    &NewGameServer {
-                        name: "g".into(),
-                        server_type: ServerType::Local { path: "g".into() },
-                    },
-                    now,
-                )
-                .await
-                .expect("game");
-            let config = store
-                .catalogue
-                .create_config(game.id, &ConfigSpec::new("c", "x"), now)
-                .await
-                .expect("config");
-            let instance = store
-                .instances
-                .create_instance(&NewInstance {
-                    config_id: config.id,
-                    worker_id: worker.id,
-                    worker_epoch: worker.epoch,
-                    created_at: now,
-                })
-                .await
-                .expect("instance")
-                .id;
+            let (instance, worker) = crate::testing::fixture::instance(&store).await;
+            let instance = instance.id;
             let processor = StatusProcessor::new(store.clone(), bus.clone(), Arc::new(SystemClock));
             let shutdown = CancellationToken::new();
             let token = shutdown.clone();
@@ -744,11 +702,18 @@ mod tests {
 
         /// Registers the worker again: a new epoch.
         async fn register_again(&self) {
+            let name = self
+                .store
+                .workers
+                .get_worker(self.worker)
+                .await
+                .expect("worker")
+                .name;
             self.store
                 .workers
                 .register_worker(
                     &WorkerRegistration {
-                        name: "w".into(),
+                        name,
                         version: "1".into(),
                         capacity: 4,
                         labels: Default::default(),

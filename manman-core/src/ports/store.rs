@@ -224,6 +224,35 @@ pub struct StatusChange {
     pub sequence: Option<Sequence>,
 }
 
+impl StatusChange {
+    /// An instance whose start never ran: `created` → `crashed` (cause `undelivered`), ended
+    /// `now`. Whoever notices it (the start that failed to publish, the dead-letter watcher,
+    /// the command sweep) records the same change; `event_id` (the start command's id where
+    /// there is one) makes a second record of it a duplicate.
+    pub fn undelivered(
+        event_id: Uuid,
+        instance: InstanceId,
+        detail: String,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            event_id,
+            entity: Entity::Instance(instance),
+            from: Status::Created,
+            to: Status::Crashed,
+            cause: Cause::Undelivered,
+            detail: Some(detail),
+            as_of: now,
+            reported_at: now,
+            update: EntityUpdate {
+                ended_at: Some(now),
+                ..EntityUpdate::default()
+            },
+            sequence: None,
+        }
+    }
+}
+
 /// An entity's current status and the last numbered report applied to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CurrentStatus {

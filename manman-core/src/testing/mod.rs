@@ -6,6 +6,7 @@
 //! they can share one bus or one store.
 
 pub mod bus;
+pub mod fixture;
 pub mod store;
 
 /// A short unique suffix for names made by a test.

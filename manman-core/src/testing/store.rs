@@ -5,74 +5,16 @@ use crate::command::{Command, CommandEnvelope, CommandRecord, CommandState};
 use crate::config::ConfigSpec;
 use crate::game_server::{NewGameServer, ServerType};
 use crate::id::{ConfigId, GameServerId, InstanceId, TokenId, WorkerId};
-use crate::instance::{Instance, InstanceFilter, NewInstance};
+use crate::instance::{InstanceFilter, NewInstance};
 use crate::ports::{ApplyOutcome, CurrentStatus, EntityUpdate, StatusChange, StoreError};
 use crate::status::{Cause, Entity, Sequence, Status};
 use crate::store::Store;
+use crate::testing::fixture::{instance, local_game, now, worker};
 use crate::testing::unique;
-use crate::worker::{Worker, WorkerRegistration};
-use chrono::{DateTime, SubsecRound, Utc};
+use crate::worker::WorkerRegistration;
+use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use uuid::Uuid;
-
-/// Now, at the microsecond precision SQL timestamps keep.
-fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
-}
-
-fn local_game(name: &str) -> NewGameServer {
-    NewGameServer {
-        name: name.to_owned(),
-        server_type: ServerType::Local {
-            path: format!("games/{name}"),
-        },
-    }
-}
-
-async fn worker(store: &Store) -> Worker {
-    let registration = WorkerRegistration {
-        name: unique("w"),
-        version: "1.0".to_owned(),
-        capacity: 4,
-        labels: BTreeMap::from([("region".to_owned(), "eu".to_owned())]),
-    };
-    store
-        .workers
-        .register_worker(&registration, now())
-        .await
-        .expect("register")
-}
-
-async fn config(store: &Store) -> ConfigId {
-    let game = store
-        .catalogue
-        .create_game(&local_game(&unique("g")), now())
-        .await
-        .expect("game");
-    let spec = ConfigSpec::new("main", "server");
-    store
-        .catalogue
-        .create_config(game.id, &spec, now())
-        .await
-        .expect("config")
-        .id
-}
-
-async fn instance(store: &Store) -> (Instance, Worker) {
-    let worker = worker(store).await;
-    let config_id = config(store).await;
-    let instance = store
-        .instances
-        .create_instance(&NewInstance {
-            config_id,
-            worker_id: worker.id,
-            worker_epoch: worker.epoch,
-            created_at: now(),
-        })
-        .await
-        .expect("instance");
-    (instance, worker)
-}
 
 fn change(entity: Entity, from: Status, to: Status) -> StatusChange {
     StatusChange {
