@@ -13,7 +13,6 @@ use crate::command::{Command, CommandRecord, CommandState};
 use crate::host::Metrics;
 use crate::id::InstanceId;
 use crate::ports::{Clock, StatusChange, StoreError};
-use crate::status::{Cause, Entity, Status};
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -152,6 +151,7 @@ impl CommandSweep {
 mod tests {
     use super::*;
     use crate::command::CommandEnvelope;
+    use crate::status::{Cause, Entity, Status};
     use crate::memory::MemoryStore;
     use crate::ports::SystemClock;
     use chrono::Utc;
