@@ -134,12 +134,22 @@ pub(crate) async fn current_of(
     .await
 }
 
-fn current_status(row: CurrentRow) -> Result<CurrentStatus, StoreError> {
-    let (status, epoch, counter) = row;
+fn current_status(row: CurrentRow, owner: WorkerId) -> Result<CurrentStatus, StoreError> {
+    let (status, sequence) = parse_current(row)?;
     Ok(CurrentStatus {
-        status: parse_status(&status)?,
-        sequence: epoch.zip(counter).map(|(e, c)| Sequence::new(e, c)),
+        status,
+        sequence,
+        owner,
     })
+}
+
+/// The status and last applied sequence a row gives.
+fn parse_current(row: CurrentRow) -> Result<(Status, Option<Sequence>), StoreError> {
+    let (status, epoch, counter) = row;
+    Ok((
+        parse_status(&status)?,
+        epoch.zip(counter).map(|(e, c)| Sequence::new(e, c)),
+    ))
 }
 
 /// Why `change` was not applied to an entity that is now `current` (`None`: it does not exist).
@@ -150,18 +160,15 @@ pub(crate) fn refusal(
     let Some(current) = current else {
         return Ok(StoreError::not_found(&change.entity));
     };
-    let current = current_status(current)?;
-    Ok(match (change.sequence, current.sequence) {
-        (Some(sequence), Some(last)) if current.status == change.from => StoreError::conflict(
+    let (status, sequence) = parse_current(current)?;
+    Ok(match (change.sequence, sequence) {
+        (Some(sequence), Some(last)) if status == change.from => StoreError::conflict(
             &change.entity,
             format!("has had report {last} applied, and report {sequence} is not after it"),
         ),
         _ => StoreError::conflict(
             &change.entity,
-            format!(
-                "is {}, not {} as the change expected",
-                current.status, change.from
-            ),
+            format!("is {status}, not {} as the change expected", change.from),
         ),
     })
 }
@@ -308,22 +315,23 @@ impl StatusRepository for PgStore {
             for (id, status, epoch, counter) in rows {
                 found.insert(
                     Entity::Worker(WorkerId(id)),
-                    current_status((status, epoch, counter))?,
+                    current_status((status, epoch, counter), WorkerId(id))?,
                 );
             }
         }
         if !instances.is_empty() {
-            let rows: Vec<(i64, String, Option<i64>, Option<i64>)> = sqlx::query_as(
-                "SELECT id, status, seq_epoch, seq_counter FROM manman.instances WHERE id = ANY($1)",
+            let rows: Vec<(i64, String, Option<i64>, Option<i64>, i64)> = sqlx::query_as(
+                "SELECT id, status, seq_epoch, seq_counter, worker_id FROM manman.instances
+                 WHERE id = ANY($1)",
             )
             .bind(&instances)
             .fetch_all(self.pool())
             .await
             .map_err(fail)?;
-            for (id, status, epoch, counter) in rows {
+            for (id, status, epoch, counter, worker) in rows {
                 found.insert(
                     Entity::Instance(InstanceId(id)),
-                    current_status((status, epoch, counter))?,
+                    current_status((status, epoch, counter), WorkerId(worker))?,
                 );
             }
         }

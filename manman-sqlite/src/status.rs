@@ -151,12 +151,13 @@ async fn exists(conn: &mut SqliteConnection, entity: Entity) -> Result<bool, sql
 /// An entity's status and last applied sequence, as a row gives them.
 type CurrentRow = (String, Option<i64>, Option<i64>);
 
-fn current_status(row: CurrentRow) -> Result<CurrentStatus, StoreError> {
+/// The status and last applied sequence a row gives.
+fn parse_current(row: CurrentRow) -> Result<(Status, Option<Sequence>), StoreError> {
     let (status, epoch, counter) = row;
-    Ok(CurrentStatus {
-        status: parse_status(&status)?,
-        sequence: epoch.zip(counter).map(|(e, c)| Sequence::new(e, c)),
-    })
+    Ok((
+        parse_status(&status)?,
+        epoch.zip(counter).map(|(e, c)| Sequence::new(e, c)),
+    ))
 }
 
 /// Why `change` was not applied: its entity is missing, or its status or sequence moved.
@@ -179,21 +180,18 @@ async fn refusal(
     let Some(row) = row else {
         return Ok(Ok(StoreError::not_found(&change.entity)));
     };
-    let current = match current_status(row) {
+    let (status, sequence) = match parse_current(row) {
         Ok(current) => current,
         Err(broken) => return Ok(Err(broken)),
     };
-    Ok(Ok(match (change.sequence, current.sequence) {
-        (Some(sequence), Some(last)) if current.status == change.from => StoreError::conflict(
+    Ok(Ok(match (change.sequence, sequence) {
+        (Some(sequence), Some(last)) if status == change.from => StoreError::conflict(
             &change.entity,
             format!("has had report {last} applied, and report {sequence} is not after it"),
         ),
         _ => StoreError::conflict(
             &change.entity,
-            format!(
-                "is {}, not {} as the change expected",
-                current.status, change.from
-            ),
+            format!("is {status}, not {} as the change expected", change.from),
         ),
     }))
 }
@@ -328,12 +326,12 @@ impl StatusRepository for SqliteStore {
                     (w, i)
                 });
         let json = |ids: &[i64]| serde_json::Value::from(ids).to_string();
-        type Row = (i64, i64, String, Option<i64>, Option<i64>);
+        type Row = (i64, i64, String, Option<i64>, Option<i64>, i64);
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT 1, id, status, seq_epoch, seq_counter FROM workers
+            "SELECT 1, id, status, seq_epoch, seq_counter, id FROM workers
                  WHERE id IN (SELECT value FROM json_each(?1))
              UNION ALL
-             SELECT 0, id, status, seq_epoch, seq_counter FROM instances
+             SELECT 0, id, status, seq_epoch, seq_counter, worker_id FROM instances
                  WHERE id IN (SELECT value FROM json_each(?2))",
         )
         .bind(json(&workers))
@@ -342,13 +340,21 @@ impl StatusRepository for SqliteStore {
         .await
         .map_err(|e| store_error(e, &"the current statuses"))?;
         let mut found: HashMap<Entity, CurrentStatus> = HashMap::with_capacity(rows.len());
-        for (worker, id, status, epoch, counter) in rows {
+        for (worker, id, status, epoch, counter, owner) in rows {
             let entity = if worker == 1 {
                 Entity::Worker(WorkerId(id))
             } else {
                 Entity::Instance(InstanceId(id))
             };
-            found.insert(entity, current_status((status, epoch, counter))?);
+            let (status, sequence) = parse_current((status, epoch, counter))?;
+            found.insert(
+                entity,
+                CurrentStatus {
+                    status,
+                    sequence,
+                    owner: WorkerId(owner),
+                },
+            );
         }
         Ok(entities.iter().map(|e| found.get(e).copied()).collect())
     }

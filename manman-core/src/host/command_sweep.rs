@@ -151,9 +151,9 @@ impl CommandSweep {
 mod tests {
     use super::*;
     use crate::command::CommandEnvelope;
-    use crate::status::{Cause, Entity, Status};
     use crate::memory::MemoryStore;
     use crate::ports::SystemClock;
+    use crate::status::{Cause, Entity, Status};
     use chrono::Utc;
 
     #[tokio::test]

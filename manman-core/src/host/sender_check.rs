@@ -297,6 +297,50 @@ impl SenderCheck {
         }
     }
 
+    /// Reads the owners of the instances `events` are about that are not remembered yet, in one
+    /// store call: a batch of events about many new instances costs one read, not one each.
+    pub(crate) async fn learn_owners<'e>(
+        &self,
+        events: impl IntoIterator<Item = &'e Event>,
+    ) -> Result<(), StoreError> {
+        let unknown: Vec<Entity> = {
+            let owners = self.lock();
+            let mut unknown: Vec<Entity> = events
+                .into_iter()
+                .filter_map(|event| match event {
+                    Event::Status(report) => match report.entity {
+                        Entity::Instance(id) => Some(id),
+                        Entity::Worker(_) => None,
+                    },
+                    Event::InstallProgress(progress) => Some(progress.instance_id),
+                    Event::CommandResult(_) => None,
+                })
+                .filter(|id| !owners.contains_key(id))
+                .map(Entity::Instance)
+                .collect();
+            unknown.sort_unstable_by_key(|e| match e {
+                Entity::Worker(id) => (0, id.get()),
+                Entity::Instance(id) => (1, id.get()),
+            });
+            unknown.dedup();
+            unknown
+        };
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let current = self.store.status.current_statuses(&unknown).await?;
+        let mut owners = self.lock();
+        if owners.len() + unknown.len() > OWNERS_REMEMBERED {
+            owners.clear();
+        }
+        for (entity, current) in unknown.iter().zip(current) {
+            if let (Entity::Instance(id), Some(current)) = (entity, current) {
+                owners.insert(*id, current.owner);
+            }
+        }
+        Ok(())
+    }
+
     /// The worker an instance was placed on; `None` when it does not exist.
     async fn owner(&self, instance: InstanceId) -> Result<Option<WorkerId>, StoreError> {
         if let Some(owner) = self.lock().get(&instance) {

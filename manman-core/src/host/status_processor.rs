@@ -255,7 +255,16 @@ impl StatusProcessor {
     async fn handle(&self, batch: &[Delivery]) -> Vec<Handled> {
         let mut handled = vec![Handled::Done; batch.len()];
         let messages: Vec<&Message> = batch.iter().map(|d| &d.message).collect();
-        let epochs = match self.check.epochs(&messages).await {
+        let events: Vec<Result<Event, BusError>> =
+            messages.iter().map(|m| m.decode::<Event>()).collect();
+        let senders = async {
+            let epochs = self.check.epochs(&messages).await?;
+            self.check
+                .learn_owners(events.iter().filter_map(|e| e.as_ref().ok()))
+                .await?;
+            Ok::<_, StoreError>(epochs)
+        };
+        let epochs = match senders.await {
             Ok(epochs) => epochs,
             Err(e) => {
                 let outcome = if e.is_transient() {
@@ -268,9 +277,8 @@ impl StatusProcessor {
             }
         };
         let mut reports = Vec::new();
-        for (i, delivery) in batch.iter().enumerate() {
-            let message = &delivery.message;
-            let event = match message.decode::<Event>() {
+        for (i, (message, event)) in messages.iter().zip(events).enumerate() {
+            let event = match event {
                 Ok(event) => event,
                 Err(e) => {
                     self.refuse(message, DeadLetterReason::Malformed, e.to_string());

@@ -615,9 +615,14 @@ impl StatusRepository for MemoryStore {
             .iter()
             .map(|e| {
                 let status = s.status_of(*e).ok()?;
+                let owner = match e {
+                    Entity::Worker(id) => *id,
+                    Entity::Instance(id) => s.instances.get(id)?.worker_id,
+                };
                 Some(CurrentStatus {
                     status,
                     sequence: s.sequences.get(e).copied(),
+                    owner,
                 })
             })
             .collect())

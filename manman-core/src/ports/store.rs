@@ -261,6 +261,8 @@ pub struct CurrentStatus {
     /// The sequence of the last numbered report applied ([`StatusChange::sequence`]); `None`
     /// before the first.
     pub sequence: Option<Sequence>,
+    /// The worker it belongs to: an instance's worker, a worker itself.
+    pub owner: WorkerId,
 }
 
 /// Fields set together with a status; `None` leaves a field as it is.

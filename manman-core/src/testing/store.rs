@@ -523,7 +523,8 @@ pub async fn sequences_are_compared_and_set_with_the_status(store: &Store) {
         current_of(store, entity).await,
         Some(CurrentStatus {
             status: Status::Created,
-            sequence: None
+            sequence: None,
+            owner: worker.id
         }),
         "nothing applied yet"
     );
@@ -558,7 +559,8 @@ pub async fn sequences_are_compared_and_set_with_the_status(store: &Store) {
         current_of(store, entity).await,
         Some(CurrentStatus {
             status: Status::Running,
-            sequence: Some(Sequence::new(e, 2))
+            sequence: Some(Sequence::new(e, 2)),
+            owner: worker.id
         })
     );
     // A gap is the processor's business: the store only asks that sequences grow.
@@ -585,7 +587,8 @@ pub async fn sequences_are_compared_and_set_with_the_status(store: &Store) {
         current_of(store, entity).await,
         Some(CurrentStatus {
             status: Status::Running,
-            sequence: Some(Sequence::new(e + 1, 1))
+            sequence: Some(Sequence::new(e + 1, 1)),
+            owner: worker.id
         }),
         "nothing written by the refused changes"
     );
@@ -625,7 +628,8 @@ pub async fn sequences_are_compared_and_set_with_the_status(store: &Store) {
         current_of(store, entity).await,
         Some(CurrentStatus {
             status: Status::Running,
-            sequence: Some(Sequence::new(e + 1, 3))
+            sequence: Some(Sequence::new(e + 1, 3)),
+            owner: worker.id
         })
     );
     let history: Vec<Status> = store
@@ -666,7 +670,8 @@ pub async fn sequences_are_compared_and_set_with_the_status(store: &Store) {
         store.status.current_statuses(&[w]).await.expect("current")[0],
         Some(CurrentStatus {
             status: Status::Running,
-            sequence: Some(Sequence::new(e, 1))
+            sequence: Some(Sequence::new(e, 1)),
+            owner: worker.id
         })
     );
 }
