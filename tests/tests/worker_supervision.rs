@@ -4,6 +4,7 @@
 use manman_core::command::{Command, CommandEnvelope, CommandOutcome, CommandState};
 use manman_core::config::{RestartMode, RestartPolicy, StopPolicy};
 use manman_core::event::Event;
+use manman_core::host::StartRequest;
 use manman_core::id::{ConfigId, InstanceId};
 use manman_core::process::TokioProcessRunner;
 use manman_core::status::{Cause, Status};
@@ -473,8 +474,44 @@ async fn commands_it_cannot_carry_out_are_failed_results_and_the_worker_carries_
     };
     let result_of = |envelope: &CommandEnvelope| envelope.id;
 
-    // A duplicate start of a config already running here: refused, the new instance crashed.
-    let duplicate = h.start(config).await;
+    // A duplicate start of a config already running here: refused by the host (409 naming the
+    // instance), no instance made.
+    let refused = h
+        .host
+        .start(&StartRequest::new(config), "test")
+        .await
+        .expect_err("a second start of a running config");
+    assert!(
+        refused.to_string().contains(&running.to_string()),
+        "{refused}"
+    );
+    // And should one reach the worker anyway (two starts at once), the worker refuses it: the
+    // new instance ends crashed, refused.
+    let worker_epoch = h.host.get_worker(worker_id).await.expect("worker").epoch;
+    let duplicate = h
+        .host
+        .store()
+        .instances
+        .create_instance(&manman_core::instance::NewInstance {
+            config_id: config,
+            worker_id,
+            worker_epoch,
+            created_at: chrono::Utc::now(),
+        })
+        .await
+        .expect("instance")
+        .id;
+    h.send_sealed(
+        worker_id,
+        &send(
+            Command::Start {
+                instance_id: duplicate,
+                config_id: config,
+            },
+            false,
+        ),
+    )
+    .await;
     h.wait_status(duplicate, Status::Crashed).await;
     assert_eq!(
         h.history(duplicate).await.last().map(|e| e.cause),

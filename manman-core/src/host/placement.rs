@@ -1,7 +1,7 @@
 //! Placement: which worker runs a new instance.
 
 use crate::host::HostError;
-use crate::id::WorkerId;
+use crate::id::{InstanceId, WorkerId};
 use crate::worker::Worker;
 use std::collections::{BTreeMap, HashMap};
 
@@ -12,6 +12,9 @@ pub(crate) struct Wanted<'a> {
     pub(crate) name: Option<&'a str>,
     /// Labels the worker must have, each with this value.
     pub(crate) labels: &'a BTreeMap<String, String>,
+    /// The workers that already run the config, with the instance each runs it as: a worker
+    /// runs a config once at a time, so none of them is chosen.
+    pub(crate) running: &'a HashMap<WorkerId, InstanceId>,
 }
 
 impl Wanted<'_> {
@@ -66,6 +69,14 @@ pub(crate) fn place(
                 ),
             });
         }
+        if let Some(instance) = wanted.running.get(&worker.id) {
+            return Err(HostError::NoWorker {
+                detail: format!(
+                    "worker {name:?} already runs this config as {instance}: stop it first, or \
+                     leave the worker out to let the host choose another"
+                ),
+            });
+        }
         if load(worker) >= worker.capacity {
             return Err(HostError::NoWorker {
                 detail: format!(
@@ -81,13 +92,31 @@ pub(crate) fn place(
         .iter()
         .filter(|w| live(w) && wanted.labels_match(w))
         .collect();
-    candidates
+    let free: Vec<&&Worker> = candidates
         .iter()
+        .filter(|w| !wanted.running.contains_key(&w.id))
+        .collect();
+    free.iter()
         .filter(|w| load(w) < w.capacity)
         .min_by_key(|w| (load(w), w.id))
-        .map(|w| (*w).clone())
+        .map(|w| (**w).clone())
         .ok_or_else(|| HostError::NoWorker {
-            detail: if !candidates.is_empty() {
+            detail: if !candidates.is_empty() && free.is_empty() {
+                let running: Vec<String> = candidates
+                    .iter()
+                    .filter_map(|w| {
+                        wanted
+                            .running
+                            .get(&w.id)
+                            .map(|i| format!("{i} on {:?}", w.name))
+                    })
+                    .collect();
+                format!(
+                    "every live worker that fits already runs this config ({}): a worker runs a \
+                     config once at a time; stop one, or add a worker",
+                    running.join(", ")
+                )
+            } else if !candidates.is_empty() {
                 "every live worker that fits is at capacity: stop an instance or add a worker"
                     .to_owned()
             } else if !wanted.labels.is_empty() && workers.iter().any(live) {
@@ -124,10 +153,14 @@ mod tests {
 
     static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
 
+    static NOT_RUNNING: std::sync::LazyLock<HashMap<WorkerId, InstanceId>> =
+        std::sync::LazyLock::new(HashMap::new);
+
     fn anyone() -> Wanted<'static> {
         Wanted {
             name: None,
             labels: &NO_LABELS,
+            running: &NOT_RUNNING,
         }
     }
 
@@ -135,7 +168,49 @@ mod tests {
         Wanted {
             name: Some(name),
             labels: &NO_LABELS,
+            running: &NOT_RUNNING,
         }
+    }
+
+    #[test]
+    fn a_worker_that_already_runs_the_config_is_not_chosen() {
+        let workers = vec![
+            worker(1, "a", Status::Running, 4),
+            worker(2, "b", Status::Running, 4),
+        ];
+        let running = HashMap::from([(WorkerId(1), InstanceId(7))]);
+        let wanted = Wanted {
+            running: &running,
+            ..anyone()
+        };
+        // a is the less loaded, but runs the config already.
+        let active = HashMap::from([(WorkerId(2), 2)]);
+        assert_eq!(place(&workers, &active, wanted).unwrap().id, WorkerId(2));
+        let err = place(
+            &workers,
+            &active,
+            Wanted {
+                running: &running,
+                ..named("a")
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("instance 7"), "{err}");
+        let everywhere =
+            HashMap::from([(WorkerId(1), InstanceId(7)), (WorkerId(2), InstanceId(8))]);
+        let err = place(
+            &workers,
+            &active,
+            Wanted {
+                running: &everywhere,
+                ..anyone()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("already runs this config"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -151,11 +226,13 @@ mod tests {
         let wanted = Wanted {
             name: None,
             labels: &region,
+            running: &NOT_RUNNING,
         };
         assert_eq!(place(&workers, &active, wanted).unwrap().name, "eu-1");
         let wanted_us = Wanted {
             name: Some("us-1"),
             labels: &region,
+            running: &NOT_RUNNING,
         };
         let err = place(&workers, &active, wanted_us).unwrap_err().to_string();
         assert!(err.contains("region=eu"), "{err}");
@@ -166,6 +243,7 @@ mod tests {
             Wanted {
                 name: None,
                 labels: &asia,
+                running: &NOT_RUNNING,
             },
         )
         .unwrap_err()

@@ -403,12 +403,17 @@ impl HostService {
         let config = self.store.catalogue.get_config(request.config_id).await?;
         let workers = self.store.workers.list_workers().await?;
         let mut active = HashMap::new();
+        let mut running = HashMap::new();
         for instance in self.active_instances().await? {
             *active.entry(instance.worker_id).or_insert(0u32) += 1;
+            if instance.config_id == config.id {
+                running.insert(instance.worker_id, instance.id);
+            }
         }
         let wanted = Wanted {
             name: request.worker.as_deref(),
             labels: &request.labels,
+            running: &running,
         };
         let worker = place(&workers, &active, wanted)?;
         let instance = self
