@@ -191,6 +191,25 @@ pub enum SteamLogin {
 pub const MAX_STOP_TIMEOUT_S: u32 = 3_600;
 /// Longest ready wait an operator may configure, in seconds.
 pub const MAX_READY_TIMEOUT_S: u32 = 86_400;
+/// The longest restart backoff a config may ask for, in milliseconds (one day): a longer one is
+/// a server that never comes back.
+pub const MAX_BACKOFF_MS: u64 = 86_400_000;
+/// The longest crash-counting window a config may ask for, in seconds (one week).
+pub const MAX_RESTART_WINDOW_S: u32 = 604_800;
+
+/// Whether `branch` is a Steam branch name ManMan passes to SteamCMD: 1 to 64 ASCII letters,
+/// digits, `.`, `_` or `-`, starting with a letter or digit. The host checks it when a config is
+/// stored, the worker again before it runs SteamCMD.
+pub fn is_steam_branch_name(branch: &str) -> bool {
+    branch.len() <= 64
+        && branch
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && branch
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
 
 impl ConfigSpec {
     /// A config with defaults for everything but the name and the executable.
@@ -261,8 +280,25 @@ impl ConfigSpec {
                 "must be at least 1 and at most restart.backoff_max_ms",
             );
         }
-        if r.window_s == 0 {
-            errors.push("restart.window_s", "must be at least 1");
+        if r.backoff_max_ms > MAX_BACKOFF_MS {
+            errors.push(
+                "restart.backoff_max_ms",
+                format!("must be at most {MAX_BACKOFF_MS} (one day)"),
+            );
+        }
+        if r.window_s == 0 || r.window_s > MAX_RESTART_WINDOW_S {
+            errors.push(
+                "restart.window_s",
+                format!("must be at least 1 and at most {MAX_RESTART_WINDOW_S} (one week)"),
+            );
+        }
+        if let Some(branch) = self.steam.as_ref().and_then(|s| s.branch.as_deref())
+            && !is_steam_branch_name(branch)
+        {
+            errors.push(
+                "steam.branch",
+                "must be 1 to 64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit",
+            );
         }
         errors.into_result()
     }
@@ -282,6 +318,36 @@ mod tests {
         assert_eq!(spec.restart.max_restarts, 5);
         assert_eq!(spec.restart.window_s, 600);
         assert!(spec.is_visible);
+    }
+
+    #[test]
+    fn backoffs_windows_and_branches_are_bounded() {
+        let mut spec = ConfigSpec::new("main", "server");
+        spec.restart.backoff_max_ms = u64::MAX;
+        spec.restart.window_s = u32::MAX;
+        spec.steam = Some(SteamOptions {
+            branch: Some("../../../x".into()),
+            ..SteamOptions::default()
+        });
+        let fields: Vec<String> = spec
+            .validate()
+            .unwrap_err()
+            .errors
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            ["restart.backoff_max_ms", "restart.window_s", "steam.branch"]
+        );
+        spec.restart = RestartPolicy::default();
+        spec.steam = Some(SteamOptions {
+            branch: Some("public-beta_2.1".into()),
+            ..SteamOptions::default()
+        });
+        assert_eq!(spec.validate(), Ok(()));
+        assert!(!is_steam_branch_name("-beta"));
+        assert!(!is_steam_branch_name(""));
     }
 
     #[test]

@@ -109,7 +109,7 @@ impl Plan {
             Err(context.error(Failure::new(class, what), 0, Vec::new()))
         };
         if let Some(branch) = &branch
-            && !is_branch_name(branch)
+            && !manman_core::config::is_steam_branch_name(branch)
         {
             return fail(
                 &context,
@@ -230,17 +230,6 @@ impl Plan {
             .flat_map(|c| std::iter::once(c.password()).chain(c.guard_code()));
         Redactor::new(credential.chain(self.beta_password.as_ref()))
     }
-}
-
-fn is_branch_name(branch: &str) -> bool {
-    branch.len() <= 64
-        && branch
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && branch
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 #[cfg(test)]
