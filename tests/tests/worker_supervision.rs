@@ -321,11 +321,20 @@ async fn stop_escalates_to_sigkill_and_kill_wins_over_a_stop_in_progress() {
         Some(9),
         "SIGTERM was ignored, SIGKILL ended it"
     );
-    assert_eq!(
-        h.history(id).await.last().map(|e| e.cause),
-        Some(Cause::User)
+    let last = h.history(id).await.pop().expect("history");
+    assert_eq!(last.cause, Cause::User);
+    let detail = last.detail.unwrap_or_default();
+    assert!(
+        detail.contains("stop escalated")
+            && detail.contains("\"please stop\"")
+            && detail.contains("SIGTERM"),
+        "the end says what was ignored: {detail}"
     );
     let log = std::fs::read_to_string(Harness::log_path(&settings, id)).expect("log");
+    assert!(
+        log_texts(&log).contains(&"please stop"),
+        "the stop line the worker wrote is in the console: {log}"
+    );
     assert!(
         log_texts(&log).contains(&"echo: please stop"),
         "the stop line came first"

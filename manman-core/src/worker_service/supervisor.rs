@@ -20,7 +20,7 @@ use crate::ports::{
     ConfigBundle, ExitStatus, GameInstaller, HostApi, HostApiError, InstallError, InstallRequest,
     OutputLine, OutputStream, ProcessHandle, ProcessRunner, ProcessSpec, ProcessUser,
 };
-use crate::process::{self, Stopped};
+use crate::process::{self, StopStep, Stopped};
 use crate::status::{Cause, Entity, Status, can_transition};
 use crate::worker_service::console_log::LogRotation;
 use crate::worker_service::console_sink::ConsoleSink;
@@ -466,6 +466,14 @@ impl Supervisor {
         Ok("queued until the server is ready".to_owned())
     }
 
+    /// Numbers the stop line the stop sequence is about to write in the console, as an `in`
+    /// line, like any line written to the server.
+    fn echo_stop_line(&mut self, policy: &StopPolicy) {
+        if let Some(line) = &policy.stdin_line {
+            self.console.line(ConsoleStream::Stdin, line.clone());
+        }
+    }
+
     fn write_stdin(&mut self, handle: &ProcessHandle, line: String) -> Result<String, String> {
         handle.write_line(&line).map_err(|e| e.to_string())?;
         self.console.line(ConsoleStream::Stdin, line);
@@ -515,6 +523,7 @@ impl Supervisor {
         tokio::pin!(exit);
         let mut reason: Option<Ending> = None;
         let mut ending: Option<BoxFuture<'static, Stopped>> = None;
+        let mut stopped: Option<Stopped> = None;
         let mut output_open = true;
         let mut killing_now = false;
         let status = loop {
@@ -552,6 +561,7 @@ impl Supervisor {
                     Some(Request::Stop { reply }) => {
                         if reason.is_none() {
                             reason = Some(Ending::Stop);
+                            self.echo_stop_line(&config.spec.stop);
                             ending = Some(Box::pin(stop_future(handle.clone(), config.spec.stop.clone())));
                         }
                         let _ = reply.send(Ok("stopping".to_owned()));
@@ -567,6 +577,7 @@ impl Supervisor {
                     Some(Request::Restart { reply }) => {
                         let answer = if reason.is_none() {
                             reason = Some(Ending::Restart);
+                            self.echo_stop_line(&config.spec.stop);
                             ending = Some(Box::pin(stop_future(handle.clone(), config.spec.stop.clone())));
                             Ok("restarting".to_owned())
                         } else {
@@ -579,19 +590,33 @@ impl Supervisor {
                         self.requests_open = false;
                         if reason.is_none() {
                             reason = Some(Ending::Shutdown);
+                            self.echo_stop_line(&config.spec.stop);
                             ending = Some(Box::pin(stop_future(handle.clone(), config.spec.stop.clone())));
                         }
                     }
                 },
-                _ = async { ending.as_mut().expect("guarded by is_some").await }, if ending.is_some() => {
+                done = async { ending.as_mut().expect("guarded by is_some").await }, if ending.is_some() => {
                     // The stop sequence is done; the exit branch reports it.
+                    stopped = Some(done);
                     ending = None;
                 }
             }
         };
+        // The exit may win the race with the stop sequence that caused it: let the sequence
+        // finish (the process is gone, so it does at once), for the step that ended it.
+        if let Some(rest) = ending.take()
+            && let Ok(done) = tokio::time::timeout(STOP_SEQUENCE_SETTLE, rest).await
+        {
+            stopped = Some(done);
+        }
         self.drain(&mut output).await;
         self.console.flush();
-        let detail = format!("exited with {status}");
+        let detail = match reason {
+            Some(Ending::Stop | Ending::Shutdown | Ending::Restart) => {
+                stop_detail(&config.spec.stop, stopped.map(|s| s.step), status)
+            }
+            _ => format!("exited with {status}"),
+        };
         match reason {
             Some(Ending::Stop) => {
                 AttemptEnd::Ended(Final::complete(Cause::User, detail, Some(status)))
@@ -641,6 +666,35 @@ fn lock(state: &Mutex<InstanceState>) -> MutexGuard<'_, InstanceState> {
     state
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// How long the stop sequence may take to settle once the process has exited.
+const STOP_SEQUENCE_SETTLE: Duration = Duration::from_secs(1);
+
+/// How a graceful stop went, for a person: which step ended the server, and what it ignored on
+/// the way.
+fn stop_detail(policy: &StopPolicy, step: Option<StopStep>, status: ExitStatus) -> String {
+    let signal = match policy.signal {
+        crate::config::StopSignal::Term => "SIGTERM",
+        crate::config::StopSignal::Int => "SIGINT",
+    };
+    let line = policy.stdin_line.as_deref();
+    match (step, line) {
+        (Some(StopStep::Kill), Some(line)) => format!(
+            "exited with {status}: stop escalated — it ignored the stop line {line:?} for {} s \
+             and {signal} for {} s, and was killed",
+            policy.timeout_s, policy.signal_grace_s
+        ),
+        (Some(StopStep::Kill), None) => format!(
+            "exited with {status}: stop escalated — it ignored {signal} for {} s, and was killed",
+            policy.signal_grace_s
+        ),
+        (Some(StopStep::Signal), Some(line)) => format!(
+            "exited with {status} on {signal}: it ignored the stop line {line:?} for {} s",
+            policy.timeout_s
+        ),
+        _ => format!("exited with {status}"),
+    }
 }
 
 async fn stop_future(handle: ProcessHandle, policy: StopPolicy) -> Stopped {
