@@ -530,6 +530,12 @@ async fn the_admin_token_file_is_sent_to_its_own_host_only() {
         "the admin token was sent to another host"
     );
     assert!(!text(&output).contains(&cli.token), "nor printed");
+
+    // No token anywhere: the 401 says where the command line looked.
+    let output = cli.run_as(&["workers"], None).await;
+    failed(&output, 1, "no token was found");
+    failed(&output, 1, "/nonexistent/admin-token");
+    failed(&output, 1, &cli.config_file.display().to_string());
     running.stop().await.expect("clean stop");
 }
 

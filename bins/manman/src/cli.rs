@@ -16,7 +16,7 @@ use manman_core::id::InstanceId;
 use manman_core::id::TokenId;
 use manman_core::instance::InstanceFilter;
 use manman_core::status::Status;
-use manman_http::{Client, NewToken};
+use manman_http::{Client, ClientError, NewToken};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -320,13 +320,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         .or_else(|| saved.as_ref().map(|s| s.host.clone()))
         .unwrap_or_else(|| DEFAULT_HOST.to_owned());
     let mut client = Client::new(&host);
-    if !matches!(cli.command, CliCommand::Up(_) | CliCommand::Login)
-        && let Some(token) = token(&cli, saved.as_ref(), &host)?
-    {
-        client = client.with_token(token);
+    let mut no_token = None;
+    if !matches!(cli.command, CliCommand::Up(_) | CliCommand::Login) {
+        match token(&cli, saved.as_ref(), &host)? {
+            Some(token) => client = client.with_token(token),
+            None => {
+                no_token = Some(format!(
+                    "no token was found for {host}: looked for --token and MANMAN_TOKEN, a saved \
+                     login for {host} in {}, and the token file {} (MANMAN_TOKEN_FILE); run \
+                     `manman login`, or pass --token",
+                    config_file
+                        .as_deref()
+                        .map_or_else(|| "(no login file)".to_owned(), |p| p.display().to_string()),
+                    cli.token_file.display()
+                ));
+            }
+        }
     }
     let json = cli.json;
-    match cli.command {
+    // In a block of its own, so that a `?` inside ends the block and the hint can be added.
+    let outcome: anyhow::Result<()> = async move {
+        match cli.command {
         CliCommand::Login => {
             run_login(cli.token.as_deref(), json, &host, config_file.as_deref()).await
         }
@@ -588,6 +602,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 out
             })
         }
+        }
+    }
+    .await;
+    outcome.map_err(|e| explain_missing_token(e, no_token.as_deref()))
+}
+
+/// A 401 from a host the command line sent no token to says where it looked for one.
+fn explain_missing_token(error: anyhow::Error, no_token: Option<&str>) -> anyhow::Error {
+    let unauthorized = error
+        .downcast_ref::<ClientError>()
+        .is_some_and(|e| matches!(e, ClientError::Problem(p) if p.status == 401));
+    match no_token {
+        Some(hint) if unauthorized => error.context(hint.to_owned()),
+        _ => error,
     }
 }
 
