@@ -15,7 +15,6 @@
 use crate::bus::Bus;
 use crate::console::ConsoleLine;
 use crate::event::Event;
-use crate::host::BusKeys;
 use crate::host::sender_check::SenderCheck;
 use crate::id::InstanceId;
 use crate::ports::{BusError, Delivery, Message};
@@ -49,9 +48,6 @@ pub struct ConsoleHub {
     /// Who may say what: without it every well-formed line and event is taken.
     check: Option<SenderCheck>,
 }
-
-/// How long the hub uses a worker's epoch read from the store again.
-const EPOCH_MEMORY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -279,10 +275,7 @@ impl ConsoleHub {
     /// second). Without this (a hub without a store, in tests), every well-formed line is
     /// taken.
     pub fn checking_senders_in(mut self, store: &Store) -> Self {
-        self.check = Some(
-            SenderCheck::new(store.clone(), BusKeys::new(store))
-                .remembering_epochs_for(EPOCH_MEMORY),
-        );
+        self.check = Some(SenderCheck::for_live_view(store));
         self
     }
 

@@ -10,7 +10,6 @@
 
 use crate::bus::Bus;
 use crate::event::Event;
-use crate::host::BusKeys;
 use crate::host::sender_check::SenderCheck;
 use crate::ports::{BusError, Message};
 use crate::store::Store;
@@ -61,9 +60,6 @@ pub struct EventHub {
     /// Who may say what: without it every well-formed event is passed on.
     check: Option<SenderCheck>,
 }
-
-/// How long the hub uses a worker's epoch read from the store again.
-const EPOCH_MEMORY: Duration = Duration::from_secs(1);
 
 impl Default for EventHub {
     fn default() -> Self {
@@ -135,10 +131,7 @@ impl EventHub {
     /// about what that worker owns. Without this (a hub without a store, in tests), every
     /// well-formed event is passed on.
     pub fn checking_senders_in(mut self, store: &Store) -> Self {
-        self.check = Some(
-            SenderCheck::new(store.clone(), BusKeys::new(store))
-                .remembering_epochs_for(EPOCH_MEMORY),
-        );
+        self.check = Some(SenderCheck::for_live_view(store));
         self
     }
 

@@ -7,7 +7,7 @@ use crate::event::Event;
 use crate::host::{BusKeys, DeadLetterReason};
 use crate::id::{InstanceId, WorkerId};
 use crate::ports::{Message, StoreError};
-use crate::signing::{Purpose, SealError};
+use crate::signing::Purpose;
 use crate::status::Entity;
 use crate::store::Store;
 use std::collections::HashMap;
@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 /// Instance owners remembered (an instance's worker never changes); the memory is cleared when
 /// it is full.
 const OWNERS_REMEMBERED: usize = 100_000;
+
+/// How long a live view uses a worker's epoch read from the store again.
+const LIVE_VIEW_EPOCH_MEMORY: Duration = Duration::from_secs(1);
 
 /// Why an event is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,13 +67,15 @@ impl SenderCheck {
         }
     }
 
-    /// Uses a worker's epoch read from the store again for `ttl` when a seal names that very
-    /// epoch: for a live view, where one read per event would cost more than it is worth. An
-    /// event of a registration superseded within `ttl` may pass meanwhile; a seal naming any
-    /// other epoch is checked against the store.
-    pub(crate) fn remembering_epochs_for(mut self, ttl: Duration) -> Self {
-        self.epoch_memory = Some((ttl, Arc::default()));
-        self
+    /// The check of a live view (the SSE hubs), where one store read per event would cost more
+    /// than it is worth: a worker's epoch read from the store is used again for
+    /// [`LIVE_VIEW_EPOCH_MEMORY`] when a seal names that very epoch. An event of a registration
+    /// superseded within that time may pass meanwhile; a seal naming any other epoch is
+    /// checked against the store.
+    pub(crate) fn for_live_view(store: &Store) -> Self {
+        let mut check = Self::new(store.clone(), BusKeys::new(store));
+        check.epoch_memory = Some((LIVE_VIEW_EPOCH_MEMORY, Arc::default()));
+        check
     }
 
     /// The current epoch of every worker the seals of `messages` name.
@@ -216,7 +221,6 @@ impl SenderCheck {
         let key = self.keys.worker_key(worker, current).await?;
         match key.check(purpose, message) {
             Ok(()) => Ok(Ok(worker)),
-            Err(SealError::Unsigned) => unreachable!("the seal is there"),
             Err(e) => Ok(Err(Refusal::new(
                 DeadLetterReason::BadSignature,
                 format!("it names {worker} epoch {current}, but {e}"),
@@ -305,7 +309,7 @@ impl SenderCheck {
     ) -> Result<(), StoreError> {
         let unknown: Vec<Entity> = {
             let owners = self.lock();
-            let mut unknown: Vec<Entity> = events
+            let mut unknown: Vec<InstanceId> = events
                 .into_iter()
                 .filter_map(|event| match event {
                     Event::Status(report) => match report.entity {
@@ -316,14 +320,10 @@ impl SenderCheck {
                     Event::CommandResult(_) => None,
                 })
                 .filter(|id| !owners.contains_key(id))
-                .map(Entity::Instance)
                 .collect();
-            unknown.sort_unstable_by_key(|e| match e {
-                Entity::Worker(id) => (0, id.get()),
-                Entity::Instance(id) => (1, id.get()),
-            });
+            unknown.sort_unstable();
             unknown.dedup();
-            unknown
+            unknown.into_iter().map(Entity::Instance).collect()
         };
         if unknown.is_empty() {
             return Ok(());
