@@ -9,13 +9,15 @@ use chrono::{DateTime, Utc};
 use manman_core::auth::{ApiToken, Scope, SecretHash, WorkerCredential};
 use manman_core::command::{CommandRecord, CommandState};
 use manman_core::config::{ConfigSpec, GameServerConfig};
+use manman_core::console::ConsoleTail;
 use manman_core::game_server::{GameServer, NewGameServer};
 use manman_core::id::{ConfigId, GameServerId, InstanceId, TokenId, WorkerId};
 use manman_core::instance::{Instance, InstanceFilter, NewInstance};
 use manman_core::memory::MemoryStore;
 use manman_core::ports::{
-    ApplyOutcome, CatalogueRepository, CommandRepository, CredentialRepository, CurrentStatus,
-    InstanceRepository, StatusChange, StatusRepository, StoreError, WorkerRepository,
+    ApplyOutcome, CatalogueRepository, CommandRepository, ConsoleTailRepository,
+    CredentialRepository, CurrentStatus, InstanceRepository, StatusChange, StatusRepository,
+    StoreError, WorkerRepository,
 };
 use manman_core::signing::BusSecret;
 use manman_core::status::{Entity, Status, StatusEvent};
@@ -359,5 +361,36 @@ impl CredentialRepository for AuditedStore {
     async fn bus_secret(&self, candidate: &BusSecret) -> Result<BusSecret, StoreError> {
         self.audit("bus_secret");
         self.inner.credentials.bus_secret(candidate).await
+    }
+}
+
+#[async_trait]
+impl ConsoleTailRepository for AuditedStore {
+    async fn keep_console_tail(
+        &self,
+        instance: InstanceId,
+        tail: &ConsoleTail,
+    ) -> Result<(), StoreError> {
+        self.audit("keep_console_tail");
+        self.inner
+            .console_tails
+            .keep_console_tail(instance, tail)
+            .await
+    }
+
+    async fn console_tail(&self, instance: InstanceId) -> Result<Option<ConsoleTail>, StoreError> {
+        self.inner.console_tails.console_tail(instance).await
+    }
+
+    async fn prune_console_tails(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        self.audit("prune_console_tails");
+        self.inner
+            .console_tails
+            .prune_console_tails(before, limit)
+            .await
     }
 }

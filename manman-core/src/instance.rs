@@ -1,7 +1,7 @@
 //! Instances: one run of a config on a worker.
 
 use crate::id::{ConfigId, InstanceId, WorkerId};
-use crate::status::Status;
+use crate::status::{Cause, Status};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +19,10 @@ pub struct Instance {
     pub worker_epoch: i64,
     /// Current status.
     pub status: Status,
+    /// Why it has its status (the cause of its last status change).
+    pub cause: Cause,
+    /// What its last status change said, for a person: how it ended, why it restarted.
+    pub detail: Option<String>,
     /// When the host created it.
     pub created_at: DateTime<Utc>,
     /// When its process was first spawned.
@@ -27,13 +31,16 @@ pub struct Instance {
     pub ready_at: Option<DateTime<Utc>>,
     /// When it reached `complete` or `crashed`.
     pub ended_at: Option<DateTime<Utc>>,
-    /// Exit code of its last process, if it exited normally.
+    /// Exit code of its last process, if it exited normally. None while a run is `running`:
+    /// it describes the run that ended (the one that ended it, or made it restart).
     pub exit_code: Option<i32>,
-    /// Signal that ended its last process, if any.
+    /// Signal that ended its last process, if any (None while `running`, as the code).
     pub exit_signal: Option<i32>,
     /// Automatic restarts so far.
     pub restart_count: u32,
-    /// Last heartbeat that mentioned it (host clock).
+    /// While it has not ended: the last heartbeat of the worker registration it runs on (host
+    /// clock) — when the host last heard that it was there. None once it ended (`ended_at`
+    /// says when), or when its worker re-registered since.
     pub last_heartbeat_at: Option<DateTime<Utc>>,
 }
 

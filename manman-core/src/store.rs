@@ -1,12 +1,12 @@
 //! [`Store`]: the repository ports of one adapter, held together.
 
 use crate::ports::{
-    CatalogueRepository, CommandRepository, CredentialRepository, InstanceRepository,
-    StatusRepository, WorkerRepository,
+    CatalogueRepository, CommandRepository, ConsoleTailRepository, CredentialRepository,
+    InstanceRepository, StatusRepository, WorkerRepository,
 };
 use std::sync::Arc;
 
-/// The host's repositories. Usually all six come from one adapter ([`Store::from_adapter`]).
+/// The host's repositories. Usually all seven come from one adapter ([`Store::from_adapter`]).
 #[derive(Debug, Clone)]
 pub struct Store {
     /// Games and configs.
@@ -21,6 +21,8 @@ pub struct Store {
     pub commands: Arc<dyn CommandRepository>,
     /// Operator tokens and worker credentials.
     pub credentials: Arc<dyn CredentialRepository>,
+    /// The console tails of ended instances.
+    pub console_tails: Arc<dyn ConsoleTailRepository>,
 }
 
 impl Store {
@@ -33,6 +35,7 @@ impl Store {
             + StatusRepository
             + CommandRepository
             + CredentialRepository
+            + ConsoleTailRepository
             + Clone,
     {
         Self {
@@ -41,7 +44,8 @@ impl Store {
             instances: Arc::new(adapter.clone()),
             status: Arc::new(adapter.clone()),
             commands: Arc::new(adapter.clone()),
-            credentials: Arc::new(adapter),
+            credentials: Arc::new(adapter.clone()),
+            console_tails: Arc::new(adapter),
         }
     }
 }

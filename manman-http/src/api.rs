@@ -10,7 +10,7 @@ use crate::stream_guard::StreamSlots;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use manman_core::host::{Authenticator, ConsoleHub, DeadLetters, EventHub, HostService, Metrics};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -123,6 +123,11 @@ fn worker_routes() -> Router<ApiState> {
         .route(
             "/worker/instances/{id}/config",
             get(worker_api::instance_config),
+        )
+        .route(
+            "/worker/instances/{id}/console-tail",
+            put(worker_api::keep_console_tail)
+                .layer(DefaultBodyLimit::max(worker_api::TAIL_BODY_LIMIT)),
         )
 }
 

@@ -187,6 +187,18 @@ impl Client {
             .map(|_| ())
     }
 
+    /// PUTs `body` and expects no content back.
+    pub(crate) async fn put_no_content<B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<(), ClientError> {
+        let url = self.url(path);
+        self.send_raw(self.http.put(&url).json(body), &url)
+            .await
+            .map(|_| ())
+    }
+
     pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let url = self.url(path);
         self.send(self.http.get(&url), url).await

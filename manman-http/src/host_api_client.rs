@@ -3,6 +3,7 @@
 use crate::client::{Client, ClientError};
 use crate::routes::worker_credentials::TokenRequest;
 use async_trait::async_trait;
+use manman_core::console::ConsoleTail;
 use manman_core::host::WorkerToken;
 use manman_core::id::{InstanceId, WorkerId};
 use manman_core::ports::{ConfigBundle, HostApi, HostApiError};
@@ -152,6 +153,21 @@ impl HostApi for HttpHostApi {
         self.call(|client| {
             let path = path.clone();
             async move { client.get(&path).await }
+        })
+        .await
+        .map_err(|e| to_api_error(e, None))
+    }
+
+    async fn keep_console_tail(
+        &self,
+        _worker: WorkerId,
+        instance: InstanceId,
+        tail: &ConsoleTail,
+    ) -> Result<(), HostApiError> {
+        let path = format!("/api/v1/worker/instances/{}/console-tail", instance.get());
+        self.call(|client| {
+            let path = path.clone();
+            async move { client.put_no_content(&path, tail).await }
         })
         .await
         .map_err(|e| to_api_error(e, None))

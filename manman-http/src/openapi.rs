@@ -53,6 +53,7 @@ use utoipa::{Modify, OpenApi};
         worker_api::register,
         worker_api::heartbeat,
         worker_api::instance_config,
+        worker_api::keep_console_tail,
         tokens::create,
         tokens::list,
         tokens::revoke,

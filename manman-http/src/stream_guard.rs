@@ -210,6 +210,8 @@ pub(crate) enum StreamRefused {
     Api(ApiError),
     /// No room left for this token or on this host (429).
     TooMany(TooManyStreams),
+    /// What the stream would show is no longer kept (410): the detail says why.
+    Gone(String),
 }
 
 impl From<HostError> for StreamRefused {
@@ -223,6 +225,7 @@ impl IntoResponse for StreamRefused {
         match self {
             Self::Api(e) => e.into_response(),
             Self::TooMany(e) => e.into_response(),
+            Self::Gone(detail) => Problem::new(StatusCode::GONE, detail).into_response(),
         }
     }
 }

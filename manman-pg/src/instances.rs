@@ -1,7 +1,7 @@
 //! Instances.
 
 use crate::error::{store_error, violated_foreign_key};
-use crate::status::{insert_event, parse_status};
+use crate::status::{insert_event, parse_cause, parse_status};
 use crate::store::PgStore;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -18,6 +18,8 @@ struct InstanceRow {
     worker_id: i64,
     worker_epoch: i64,
     status: String,
+    cause: String,
+    detail: Option<String>,
     created_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
     ready_at: Option<DateTime<Utc>>,
@@ -38,6 +40,8 @@ impl TryFrom<InstanceRow> for Instance {
             worker_id: WorkerId(row.worker_id),
             worker_epoch: row.worker_epoch,
             status: parse_status(&row.status)?,
+            cause: parse_cause(&row.cause)?,
+            detail: row.detail,
             created_at: row.created_at,
             started_at: row.started_at,
             ready_at: row.ready_at,
@@ -50,8 +54,13 @@ impl TryFrom<InstanceRow> for Instance {
     }
 }
 
-const INSTANCE_COLUMNS: &str = "id, config_id, worker_id, worker_epoch, status, created_at, started_at, ready_at, \
-     ended_at, exit_code, exit_signal, restart_count, last_heartbeat_at";
+/// The columns of an instance; `last_heartbeat_at` is read from the worker registration it was
+/// placed on while it has not ended (a heartbeat writes one worker row, not one per instance).
+const INSTANCE_COLUMNS: &str = "id, config_id, worker_id, worker_epoch, status, cause, detail, created_at, started_at, ready_at, \
+     ended_at, exit_code, exit_signal, restart_count, \
+     CASE WHEN ended_at IS NULL THEN (SELECT w.last_heartbeat_at FROM manman.workers w \
+         WHERE w.id = manman.instances.worker_id AND w.epoch = manman.instances.worker_epoch) \
+     END AS last_heartbeat_at";
 
 #[async_trait]
 impl InstanceRepository for PgStore {
@@ -81,8 +90,8 @@ impl InstanceRepository for PgStore {
         };
         let mut tx = self.pool().begin().await.map_err(fail)?;
         let row: InstanceRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO manman.instances (config_id, worker_id, worker_epoch, status, created_at)
-             VALUES ($1, $2, $3, 'created', $4) RETURNING {INSTANCE_COLUMNS}"
+            "INSERT INTO manman.instances (config_id, worker_id, worker_epoch, status, cause, detail, created_at)
+             VALUES ($1, $2, $3, 'created', 'placed', 'placed on worker ' || $2, $4) RETURNING {INSTANCE_COLUMNS}"
         )))
         .bind(new.config_id.get())
         .bind(new.worker_id.get())

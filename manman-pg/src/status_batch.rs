@@ -6,7 +6,7 @@ use crate::status::{refusal, sequence_columns};
 use crate::store::PgStore;
 use chrono::{DateTime, Utc};
 use manman_core::ports::{ApplyOutcome, StatusChange, StoreError};
-use manman_core::status::{Entity, Sequence, StatusEvent};
+use manman_core::status::{Entity, Sequence, Status, StatusEvent};
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
@@ -25,6 +25,8 @@ struct Merged {
     exit_code: Option<i32>,
     exit_signal: Option<i32>,
     restart_count: Option<i32>,
+    cause: &'static str,
+    detail: Option<String>,
     first_sequence: Option<Sequence>,
     last_sequence: Option<Sequence>,
 }
@@ -93,10 +95,13 @@ pub(crate) async fn apply(
         }
         let u = &change.update;
         m.to = change.to.as_str().to_owned();
+        m.cause = change.cause.as_str();
+        m.detail.clone_from(&change.detail);
         m.started_at = u.started_at.or(m.started_at);
         m.ready_at = u.ready_at.or(m.ready_at);
         m.ended_at = u.ended_at.or(m.ended_at);
-        if u.exit_code.is_some() || u.exit_signal.is_some() {
+        // A run that became ready has no exit yet: the one of the run before goes.
+        if u.exit_code.is_some() || u.exit_signal.is_some() || change.to == Status::Running {
             m.set_exit = true;
             m.exit_code = u.exit_code;
             m.exit_signal = u.exit_signal;
@@ -132,12 +137,13 @@ pub(crate) async fn apply(
                  exit_signal = CASE WHEN u.set_exit THEN u.exit_signal ELSE i.exit_signal END,
                  restart_count = COALESCE(u.restart_count, i.restart_count),
                  seq_epoch = COALESCE(u.last_epoch, i.seq_epoch),
-                 seq_counter = COALESCE(u.last_counter, i.seq_counter)
+                 seq_counter = COALESCE(u.last_counter, i.seq_counter),
+                 cause = u.cause, detail = u.detail
              FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[],
                          $6::timestamptz[], $7::boolean[], $8::integer[], $9::integer[], $10::integer[],
-                         $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[])
+                         $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::text[], $16::text[])
                   AS u(id, from_status, to_status, started_at, ready_at, ended_at, set_exit, exit_code, exit_signal, restart_count,
-                       first_epoch, first_counter, last_epoch, last_counter)
+                       first_epoch, first_counter, last_epoch, last_counter, cause, detail)
              WHERE i.id = u.id AND i.status = u.from_status
                AND (u.first_epoch IS NULL OR i.seq_epoch IS NULL
                     OR (i.seq_epoch, i.seq_counter) < (u.first_epoch, u.first_counter))
@@ -157,6 +163,8 @@ pub(crate) async fn apply(
         .bind(instances.iter().map(|(_, m)| sequence_columns(m.first_sequence).1).collect::<Vec<_>>())
         .bind(instances.iter().map(|(_, m)| sequence_columns(m.last_sequence).0).collect::<Vec<_>>())
         .bind(instances.iter().map(|(_, m)| sequence_columns(m.last_sequence).1).collect::<Vec<_>>())
+        .bind(instances.iter().map(|(_, m)| m.cause).collect::<Vec<_>>())
+        .bind(instances.iter().map(|(_, m)| m.detail.as_deref()).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await
         .map_err(fail)?;

@@ -51,6 +51,8 @@ conformance!(
     unfinished_commands_expire_exactly_once,
     retention_prunes_in_batches,
     retention_removes_stdin_lines_whatever_the_state,
+    a_running_instance_shows_no_exit_and_its_workers_heartbeat,
+    console_tails_are_kept_replaced_and_pruned,
 );
 
 #[tokio::test]
@@ -73,6 +75,7 @@ async fn migrations_apply_to_an_empty_database_and_again_to_a_migrated_one() {
             "api_tokens",
             "bus_secret",
             "command_records",
+            "console_tails",
             "game_server_configs",
             "game_servers",
             "instances",

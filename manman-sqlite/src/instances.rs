@@ -2,7 +2,7 @@
 
 use crate::error::store_error;
 use crate::references::{Reference, missing_or};
-use crate::status::{HistoryRow, parse_status};
+use crate::status::{HistoryRow, parse_cause, parse_status};
 use crate::store::SqliteStore;
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
@@ -19,6 +19,8 @@ struct InstanceRow {
     worker_id: i64,
     worker_epoch: i64,
     status: String,
+    cause: String,
+    detail: Option<String>,
     created_at: Timestamp,
     started_at: Option<Timestamp>,
     ready_at: Option<Timestamp>,
@@ -39,6 +41,8 @@ impl TryFrom<InstanceRow> for Instance {
             worker_id: WorkerId(row.worker_id),
             worker_epoch: row.worker_epoch,
             status: parse_status(&row.status)?,
+            cause: parse_cause(&row.cause)?,
+            detail: row.detail,
             created_at: row.created_at.0,
             started_at: row.started_at.map(|t| t.0),
             ready_at: row.ready_at.map(|t| t.0),
@@ -51,8 +55,13 @@ impl TryFrom<InstanceRow> for Instance {
     }
 }
 
-const INSTANCE_COLUMNS: &str = "id, config_id, worker_id, worker_epoch, status, created_at, started_at, ready_at, \
-     ended_at, exit_code, exit_signal, restart_count, last_heartbeat_at";
+/// The columns of an instance; `last_heartbeat_at` is read from the worker registration it was
+/// placed on while it has not ended (a heartbeat writes one worker row, not one per instance).
+const INSTANCE_COLUMNS: &str = "id, config_id, worker_id, worker_epoch, status, cause, detail, created_at, started_at, ready_at, \
+     ended_at, exit_code, exit_signal, restart_count, \
+     CASE WHEN ended_at IS NULL THEN (SELECT w.last_heartbeat_at FROM workers w \
+         WHERE w.id = instances.worker_id AND w.epoch = instances.worker_epoch) \
+     END AS last_heartbeat_at";
 
 #[async_trait]
 impl InstanceRepository for SqliteStore {
@@ -78,8 +87,8 @@ impl InstanceRepository for SqliteStore {
         let fail = |e| store_error(e, &what);
         let mut tx = self.begin_write().await.map_err(fail)?;
         let inserted: Result<InstanceRow, _> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO instances (config_id, worker_id, worker_epoch, status, created_at)
-             VALUES (?1, ?2, ?3, 'created', ?4) RETURNING {INSTANCE_COLUMNS}"
+            "INSERT INTO instances (config_id, worker_id, worker_epoch, status, cause, detail, created_at)
+             VALUES (?1, ?2, ?3, 'created', 'placed', 'placed on worker ' || ?2, ?4) RETURNING {INSTANCE_COLUMNS}"
         )))
         .bind(new.config_id.get())
         .bind(new.worker_id.get())

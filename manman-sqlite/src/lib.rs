@@ -3,6 +3,7 @@
 
 mod catalogue;
 mod commands;
+mod console_tails;
 mod credentials;
 mod error;
 mod file_kind;

@@ -19,7 +19,7 @@ pub(crate) fn parse_status(text: &str) -> Result<Status, StoreError> {
         .map_err(|e: String| StoreError::Other { source: e.into() })
 }
 
-fn parse_cause(text: &str) -> Result<Cause, StoreError> {
+pub(crate) fn parse_cause(text: &str) -> Result<Cause, StoreError> {
     text.parse()
         .map_err(|e: String| StoreError::Other { source: e.into() })
 }
@@ -235,10 +235,11 @@ pub(crate) async fn apply_one(
                  started_at = COALESCE(?4, started_at),
                  ready_at = COALESCE(?5, ready_at),
                  ended_at = COALESCE(?6, ended_at),
-                 exit_code = CASE WHEN ?7 IS NOT NULL OR ?8 IS NOT NULL THEN ?7 ELSE exit_code END,
-                 exit_signal = CASE WHEN ?7 IS NOT NULL OR ?8 IS NOT NULL THEN ?8 ELSE exit_signal END,
+                 exit_code = CASE WHEN ?7 IS NOT NULL OR ?8 IS NOT NULL OR ?3 = 'running' THEN ?7 ELSE exit_code END,
+                 exit_signal = CASE WHEN ?7 IS NOT NULL OR ?8 IS NOT NULL OR ?3 = 'running' THEN ?8 ELSE exit_signal END,
                  restart_count = COALESCE(?9, restart_count),
-                 seq_epoch = COALESCE(?10, seq_epoch), seq_counter = COALESCE(?11, seq_counter)
+                 seq_epoch = COALESCE(?10, seq_epoch), seq_counter = COALESCE(?11, seq_counter),
+                 cause = ?12, detail = ?13
              WHERE id = ?1 AND status = ?2
                AND (?10 IS NULL OR seq_epoch IS NULL OR (seq_epoch, seq_counter) < (?10, ?11))",
         )
@@ -252,7 +253,9 @@ pub(crate) async fn apply_one(
         .bind(u.exit_signal)
         .bind(u.restart_count.map(i64::from))
         .bind(seq_epoch)
-        .bind(seq_counter),
+        .bind(seq_counter)
+        .bind(change.cause.as_str())
+        .bind(change.detail.as_deref()),
     }
     .execute(&mut *conn)
     .await?;

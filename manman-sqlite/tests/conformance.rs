@@ -40,6 +40,8 @@ conformance!(
     unfinished_commands_expire_exactly_once,
     retention_prunes_in_batches,
     retention_removes_stdin_lines_whatever_the_state,
+    a_running_instance_shows_no_exit_and_its_workers_heartbeat,
+    console_tails_are_kept_replaced_and_pruned,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

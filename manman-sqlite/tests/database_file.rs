@@ -39,6 +39,7 @@ async fn a_new_file_and_its_directory_are_created_in_wal_mode() {
             "api_tokens",
             "bus_secret",
             "command_records",
+            "console_tails",
             "game_server_configs",
             "game_servers",
             "instances",

@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use manman_core::bus::Bus;
 use manman_core::config::{ConfigSpec, StopPolicy};
+use manman_core::console::ConsoleTail;
 use manman_core::host::{HostService, LocalHostApi, StartRequest};
 use manman_core::id::{InstanceId, WorkerId};
 use manman_core::memory::{MemoryBus, MemoryStore};
@@ -70,6 +71,15 @@ impl HostApi for FlakyHost {
         instance: InstanceId,
     ) -> Result<ConfigBundle, HostApiError> {
         self.inner.fetch_instance_config(worker, instance).await
+    }
+
+    async fn keep_console_tail(
+        &self,
+        worker: WorkerId,
+        instance: InstanceId,
+        tail: &ConsoleTail,
+    ) -> Result<(), HostApiError> {
+        self.inner.keep_console_tail(worker, instance, tail).await
     }
 }
 
@@ -533,6 +543,15 @@ impl HostApi for Partition {
         instance: InstanceId,
     ) -> Result<ConfigBundle, HostApiError> {
         self.inner.fetch_instance_config(worker, instance).await
+    }
+
+    async fn keep_console_tail(
+        &self,
+        worker: WorkerId,
+        instance: InstanceId,
+        tail: &ConsoleTail,
+    ) -> Result<(), HostApiError> {
+        self.inner.keep_console_tail(worker, instance, tail).await
     }
 }
 

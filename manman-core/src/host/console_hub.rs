@@ -13,7 +13,7 @@
 //! its backlog is kept a while for late readers, then dropped.
 
 use crate::bus::Bus;
-use crate::console::ConsoleLine;
+use crate::console::{ConsoleLine, ConsoleTail};
 use crate::event::Event;
 use crate::host::sender_check::SenderCheck;
 use crate::id::InstanceId;
@@ -117,10 +117,18 @@ impl Console {
         }
     }
 
-    /// The console of an ended instance the hub no longer knows: empty and closed.
-    fn gone() -> Self {
+    /// A closed console holding `tail`: a replay, nothing live.
+    fn replay(tail: ConsoleTail) -> Self {
         let console = Self::new();
-        lock(&console.state).closed = true;
+        {
+            let mut state = lock(&console.state);
+            state.backlog = tail
+                .lines
+                .into_iter()
+                .map(|line| Arc::new(SharedLine::new(line)))
+                .collect();
+            state.closed = true;
+        }
         console
     }
 
@@ -294,27 +302,34 @@ impl ConsoleHub {
         console.push(line, self.backlog_lines);
     }
 
-    /// A watcher of `instance`: the backlog after `after` (a `Last-Event-ID`), then the lines
-    /// from then on. For an instance that has `ended`, the watcher ends after the backlog.
-    pub fn subscribe(
+    /// A watcher of a live `instance`: the backlog after `after` (a `Last-Event-ID`), then the
+    /// lines from then on, until the instance ends.
+    pub fn subscribe(&self, instance: InstanceId, after: Option<u64>) -> ConsoleSubscription {
+        let console = Arc::clone(
+            self.lock()
+                .consoles
+                .entry(instance)
+                .or_insert_with(|| Arc::new(Console::new())),
+        );
+        ConsoleSubscription::new(console, after)
+    }
+
+    /// A watcher of an ended `instance`'s backlog (after `after`), while the hub still has it
+    /// ([`KEEP_AFTER_END`]); it ends after the backlog. `None` once the hub dropped it (or
+    /// never saw the instance).
+    pub fn subscribe_ended(
         &self,
         instance: InstanceId,
         after: Option<u64>,
-        ended: bool,
-    ) -> ConsoleSubscription {
-        let mut inner = self.lock();
-        let console = match inner.consoles.get(&instance) {
-            Some(console) => Arc::clone(console),
-            None if ended => Arc::new(Console::gone()),
-            None => Arc::clone(
-                inner
-                    .consoles
-                    .entry(instance)
-                    .or_insert_with(|| Arc::new(Console::new())),
-            ),
-        };
-        drop(inner);
-        ConsoleSubscription::new(console, after)
+    ) -> Option<ConsoleSubscription> {
+        let console = Arc::clone(self.lock().consoles.get(&instance)?);
+        Some(ConsoleSubscription::new(console, after))
+    }
+
+    /// A watcher of `tail` (after `after`), the console tail the store kept for an ended
+    /// instance: it ends after the last line. Nothing is added to the hub.
+    pub fn replay(tail: ConsoleTail, after: Option<u64>) -> ConsoleSubscription {
+        ConsoleSubscription::new(Arc::new(Console::replay(tail)), after)
     }
 
     /// Notes that an instance ended: its live stream closes after [`CLOSE_AFTER_END`].
@@ -487,9 +502,9 @@ mod tests {
             hub.push(line(seq));
         }
         hub.push(line(4)); // a redelivery is ignored
-        let mut all = hub.subscribe(InstanceId(1), None, false);
+        let mut all = hub.subscribe(InstanceId(1), None);
         assert_eq!(available(&mut all), ["3", "4", "5"]);
-        let mut resumed = hub.subscribe(InstanceId(1), Some(4), false);
+        let mut resumed = hub.subscribe(InstanceId(1), Some(4));
         assert_eq!(available(&mut resumed), ["5"]);
     }
 
@@ -497,7 +512,7 @@ mod tests {
     async fn live_lines_follow_the_backlog() {
         let hub = ConsoleHub::default();
         hub.push(line(1));
-        let mut sub = hub.subscribe(InstanceId(1), None, false);
+        let mut sub = hub.subscribe(InstanceId(1), None);
         assert_eq!(available(&mut sub), ["1"]);
         let waiting = tokio::spawn(async move { sub.next().await.map(|_| sub) });
         tokio::task::yield_now().await;
@@ -517,7 +532,7 @@ mod tests {
             hub.push(line(seq));
         }
         let mut subs: Vec<_> = (0..100)
-            .map(|_| hub.subscribe(InstanceId(1), None, false))
+            .map(|_| hub.subscribe(InstanceId(1), None))
             .collect();
         let lines = backlog(&hub, InstanceId(1));
         // Each line is referenced by the backlog (and by `lines`, here) only.
@@ -536,7 +551,7 @@ mod tests {
     fn a_watcher_that_falls_off_the_backlog_is_told_how_many_lines_it_missed() {
         let hub = ConsoleHub::new(10);
         hub.push(line(1));
-        let mut sub = hub.subscribe(InstanceId(1), None, false);
+        let mut sub = hub.subscribe(InstanceId(1), None);
         assert_eq!(available(&mut sub), ["1"]);
         for seq in 2..=30 {
             hub.push(line(seq));
@@ -553,7 +568,7 @@ mod tests {
         for seq in 1..=100 {
             hub.push(line(seq));
         }
-        let mut sub = hub.subscribe(InstanceId(1), None, false);
+        let mut sub = hub.subscribe(InstanceId(1), None);
         // It read half of what it took, then the console moved on by a whole window.
         for _ in 0..32 {
             sub.next().now_or_never().flatten().expect("a line");
@@ -575,7 +590,7 @@ mod tests {
         for seq in [1, 2, 5, 6] {
             hub.push(line(seq));
         }
-        let mut sub = hub.subscribe(InstanceId(1), None, false);
+        let mut sub = hub.subscribe(InstanceId(1), None);
         assert_eq!(available(&mut sub), ["1", "2", "lagged 2@4", "5", "6"]);
     }
 
@@ -585,13 +600,13 @@ mod tests {
         for seq in 1..=30 {
             hub.push(line(seq));
         }
-        let mut sub = hub.subscribe(InstanceId(1), Some(3), false);
+        let mut sub = hub.subscribe(InstanceId(1), Some(3));
         let read = available(&mut sub);
         assert_eq!(read[0], "lagged 17@20");
         assert_eq!(read[1], "21");
         assert_eq!(read.len(), 11);
         // Resuming after the reported gap reports nothing again.
-        let mut again = hub.subscribe(InstanceId(1), Some(20), false);
+        let mut again = hub.subscribe(InstanceId(1), Some(20));
         assert_eq!(available(&mut again)[0], "21");
     }
 
@@ -599,8 +614,8 @@ mod tests {
     fn a_line_is_encoded_once_for_every_watcher() {
         let hub = ConsoleHub::default();
         hub.push(line(1));
-        let mut a = hub.subscribe(InstanceId(1), None, false);
-        let mut b = hub.subscribe(InstanceId(1), None, false);
+        let mut a = hub.subscribe(InstanceId(1), None);
+        let mut b = hub.subscribe(InstanceId(1), None);
         let (Some(Some(ConsoleItem::Line(x))), Some(Some(ConsoleItem::Line(y)))) =
             (a.next().now_or_never(), b.next().now_or_never())
         else {
@@ -615,7 +630,7 @@ mod tests {
     async fn an_ended_instance_closes_its_stream_then_forgets_it() {
         let hub = ConsoleHub::default();
         hub.push(line(1));
-        let mut sub = hub.subscribe(InstanceId(1), None, false);
+        let mut sub = hub.subscribe(InstanceId(1), None);
         hub.instance_ended(InstanceId(1));
         let ended = Instant::now();
         hub.expire(ended);
@@ -627,7 +642,9 @@ mod tests {
         );
         hub.expire(ended + CLOSE_AFTER_END);
         assert!(sub.next().await.is_none(), "the stream ends at the close");
-        let mut late = hub.subscribe(InstanceId(1), None, true);
+        let mut late = hub
+            .subscribe_ended(InstanceId(1), None)
+            .expect("kept a while");
         assert_eq!(
             available(&mut late),
             ["1", "2"],
@@ -635,7 +652,21 @@ mod tests {
         );
         assert!(late.next().await.is_none());
         hub.expire(ended + KEEP_AFTER_END);
-        let mut gone = hub.subscribe(InstanceId(1), None, true);
-        assert!(gone.next().await.is_none());
+        assert!(
+            hub.subscribe_ended(InstanceId(1), None).is_none(),
+            "then forgotten"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replay_reads_a_kept_tail_after_the_cursor_and_ends() {
+        let tail = ConsoleTail {
+            lines: [3, 4, 5, 9].into_iter().map(line).collect(),
+        };
+        let mut all = ConsoleHub::replay(tail.clone(), None);
+        assert_eq!(available(&mut all), ["3", "4", "5", "lagged 3@8", "9"]);
+        assert!(all.next().await.is_none(), "a replay ends");
+        let mut resumed = ConsoleHub::replay(tail, Some(4));
+        assert_eq!(available(&mut resumed), ["5", "lagged 3@8", "9"]);
     }
 }

@@ -1,5 +1,6 @@
 //! [`LocalHostApi`]: the worker-facing host API, in-process (for `manman up`).
 
+use crate::console::ConsoleTail;
 use crate::host::{HostError, HostService};
 use crate::id::{InstanceId, WorkerId};
 use crate::ports::{ConfigBundle, HostApi, HostApiError};
@@ -58,6 +59,18 @@ impl HostApi for LocalHostApi {
     ) -> Result<ConfigBundle, HostApiError> {
         self.host
             .instance_config(worker, instance)
+            .await
+            .map_err(to_api_error)
+    }
+
+    async fn keep_console_tail(
+        &self,
+        worker: WorkerId,
+        instance: InstanceId,
+        tail: &ConsoleTail,
+    ) -> Result<(), HostApiError> {
+        self.host
+            .keep_console_tail(worker, instance, tail)
             .await
             .map_err(to_api_error)
     }

@@ -6,6 +6,7 @@
 mod authenticator;
 mod bus_keys;
 mod command_sweep;
+mod console_history;
 mod console_hub;
 mod consumption;
 mod dead_commands;
@@ -26,6 +27,7 @@ pub use authenticator::{
     Authenticator, CACHE_TTL, MIN_SIGNING_KEY, SigningKey, WORKER_TOKEN_TTL, WorkerToken,
 };
 pub use bus_keys::BusKeys;
+pub use console_history::ConsoleHistory;
 pub use command_sweep::{CommandExpiry, CommandSweep, EXPIRED_UNTAKEN};
 pub use console_hub::{
     BACKLOG_LINES, CLOSE_AFTER_END, ConsoleHub, ConsoleItem, ConsoleSubscription, KEEP_AFTER_END,

@@ -259,6 +259,8 @@ mod tests {
             worker_id: WorkerId(1),
             worker_epoch: epoch,
             status,
+            cause: crate::status::Cause::Placed,
+            detail: None,
             created_at: chrono::Utc::now(),
             started_at: None,
             ready_at: None,

@@ -1,4 +1,5 @@
-//! [`Retention`]: old status history and command records are pruned, in batches, so the tables
+//! [`Retention`]: old status history, command records and the console tails of instances that
+//! ended long ago are pruned, in batches, so the tables
 //! do not grow without end and no stdin line a command record holds is kept longer than the
 //! retention period, whatever the command's state (see
 //! [`crate::ports::CommandRepository::prune_commands`]).
@@ -13,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionPolicy {
     /// Status history and command records (with their stdin lines) older than this are
-    /// deleted.
+    /// deleted, and the console tails of instances that ended before it.
     pub keep: Duration,
     /// Rows deleted per statement (short transactions, no long locks).
     pub batch: u32,
@@ -39,6 +40,8 @@ pub struct Pruned {
     pub status_events: u64,
     /// Command records.
     pub command_records: u64,
+    /// Console tails (of instances that ended before the retention period).
+    pub console_tails: u64,
 }
 
 /// Prunes the store's history on a schedule.
@@ -82,6 +85,17 @@ impl Retention {
                 .prune_commands(before, self.policy.batch)
                 .await?;
             pruned.command_records += n;
+            if n < u64::from(self.policy.batch) {
+                break;
+            }
+        }
+        loop {
+            let n = self
+                .store
+                .console_tails
+                .prune_console_tails(before, self.policy.batch)
+                .await?;
+            pruned.console_tails += n;
             if n < u64::from(self.policy.batch) {
                 break;
             }

@@ -4,12 +4,13 @@
 use super::credentials::Credentials;
 use crate::command::{CommandRecord, CommandState};
 use crate::config::{ConfigSpec, GameServerConfig};
+use crate::console::ConsoleTail;
 use crate::game_server::{GameServer, NewGameServer, ServerType};
 use crate::id::{ConfigId, GameServerId, InstanceId, WorkerId};
 use crate::instance::{Instance, InstanceFilter, NewInstance};
 use crate::ports::{
-    ApplyOutcome, CatalogueRepository, CommandRepository, CurrentStatus, InstanceRepository,
-    StatusChange, StatusRepository, StoreError, WorkerRepository,
+    ApplyOutcome, CatalogueRepository, CommandRepository, ConsoleTailRepository, CurrentStatus,
+    InstanceRepository, StatusChange, StatusRepository, StoreError, WorkerRepository,
 };
 use crate::status::{Cause, Entity, Sequence, Status, StatusEvent};
 use crate::worker::{Worker, WorkerRegistration};
@@ -37,6 +38,7 @@ struct State {
     /// The last numbered report applied to each entity (a column beside the status in SQL).
     sequences: HashMap<Entity, Sequence>,
     commands: HashMap<Uuid, CommandRecord>,
+    console_tails: HashMap<InstanceId, ConsoleTail>,
     last_ids: Ids,
 }
 
@@ -130,6 +132,21 @@ impl State {
         self.applied_events.insert(event.event_id);
         self.history.push(event.clone());
         event
+    }
+
+    /// `instance` as the SQL stores read it: an instance not ended carries the last heartbeat
+    /// of the worker registration it was placed on.
+    fn read_instance(&self, instance: &Instance) -> Instance {
+        let mut read = instance.clone();
+        read.last_heartbeat_at = if instance.ended_at.is_none() {
+            self.workers
+                .get(&instance.worker_id)
+                .filter(|w| w.epoch == instance.worker_epoch)
+                .and_then(|w| w.last_heartbeat_at)
+        } else {
+            None
+        };
+        read
     }
 
     fn status_of(&self, entity: Entity) -> Result<Status, StoreError> {
@@ -316,6 +333,7 @@ impl CatalogueRepository for MemoryStore {
         }
         let ended: HashSet<InstanceId> = of_config.iter().map(|i| i.id).collect();
         s.instances.retain(|i, _| !ended.contains(i));
+        s.console_tails.retain(|i, _| !ended.contains(i));
         s.sequences
             .retain(|e, _| !matches!(e, Entity::Instance(i) if ended.contains(i)));
         s.history
@@ -463,6 +481,8 @@ impl InstanceRepository for MemoryStore {
             worker_id: new.worker_id,
             worker_epoch: new.worker_epoch,
             status: Status::Created,
+            cause: Cause::Placed,
+            detail: Some(format!("placed on {}", new.worker_id)),
             created_at: new.created_at,
             started_at: None,
             ready_at: None,
@@ -473,6 +493,7 @@ impl InstanceRepository for MemoryStore {
             last_heartbeat_at: None,
         };
         s.instances.insert(id, instance.clone());
+        let instance = s.read_instance(&instance);
         s.push_history(
             Entity::Instance(id),
             None,
@@ -485,10 +506,10 @@ impl InstanceRepository for MemoryStore {
     }
 
     async fn get_instance(&self, id: InstanceId) -> Result<Instance, StoreError> {
-        self.lock()
-            .instances
+        let s = self.lock();
+        s.instances
             .get(&id)
-            .cloned()
+            .map(|i| s.read_instance(i))
             .ok_or_else(|| StoreError::not_found(&id))
     }
 
@@ -505,13 +526,12 @@ impl InstanceRepository for MemoryStore {
     }
 
     async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>, StoreError> {
-        Ok(self
-            .lock()
-            .instances
+        let s = self.lock();
+        Ok(s.instances
             .values()
             .filter(|i| filter.matches(i))
             .take(filter.effective_limit())
-            .cloned()
+            .map(|i| s.read_instance(i))
             .collect())
     }
 }
@@ -550,10 +570,13 @@ impl StatusRepository for MemoryStore {
             Entity::Instance(id) => {
                 let i = s.instances.get_mut(&id).expect("status_of found it");
                 i.status = change.to;
+                i.cause = change.cause;
+                i.detail.clone_from(&change.detail);
                 i.started_at = u.started_at.or(i.started_at);
                 i.ready_at = u.ready_at.or(i.ready_at);
                 i.ended_at = u.ended_at.or(i.ended_at);
-                if u.exit_code.is_some() || u.exit_signal.is_some() {
+                if u.exit_code.is_some() || u.exit_signal.is_some() || change.to == Status::Running
+                {
                     i.exit_code = u.exit_code;
                     i.exit_signal = u.exit_signal;
                 }
@@ -737,5 +760,49 @@ impl CommandRepository for MemoryStore {
                 record.clone()
             })
             .collect())
+    }
+}
+
+#[async_trait]
+impl ConsoleTailRepository for MemoryStore {
+    async fn keep_console_tail(
+        &self,
+        instance: InstanceId,
+        tail: &ConsoleTail,
+    ) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        if !s.instances.contains_key(&instance) {
+            return Err(StoreError::not_found(&instance));
+        }
+        s.console_tails.insert(instance, tail.clone());
+        Ok(())
+    }
+
+    async fn console_tail(&self, instance: InstanceId) -> Result<Option<ConsoleTail>, StoreError> {
+        Ok(self.lock().console_tails.get(&instance).cloned())
+    }
+
+    async fn prune_console_tails(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let mut s = self.lock();
+        let old: Vec<InstanceId> = s
+            .console_tails
+            .keys()
+            .filter(|id| {
+                s.instances
+                    .get(id)
+                    .and_then(|i| i.ended_at)
+                    .is_some_and(|ended| ended < before)
+            })
+            .take(limit as usize)
+            .copied()
+            .collect();
+        for id in &old {
+            s.console_tails.remove(id);
+        }
+        Ok(old.len() as u64)
     }
 }

@@ -1,7 +1,8 @@
-//! The host as a worker sees it: register, heartbeat, fetch configs. In-process for
+//! The host as a worker sees it: register, heartbeat, fetch configs, hand over console tails. In-process for
 //! `manman up` ([`crate::host::LocalHostApi`]), HTTP between machines (`manman-http`).
 
 use crate::config::GameServerConfig;
+use crate::console::ConsoleTail;
 use crate::game_server::GameServer;
 use crate::id::{InstanceId, WorkerId};
 use crate::worker::{Heartbeat, Registered, WorkerRegistration};
@@ -35,6 +36,15 @@ pub trait HostApi: Send + Sync + Debug + 'static {
         worker: WorkerId,
         instance: InstanceId,
     ) -> Result<ConfigBundle, HostApiError>;
+    /// Hands the host the last lines of an ended instance's console (read from the worker's
+    /// log), so that its console can be read after any restart. Only for an instance placed on
+    /// `worker` (any registration of it); else `Invalid` or `NotFound`.
+    async fn keep_console_tail(
+        &self,
+        worker: WorkerId,
+        instance: InstanceId,
+        tail: &ConsoleTail,
+    ) -> Result<(), HostApiError>;
 }
 
 /// What can go wrong talking to the host.

@@ -4,6 +4,7 @@
 use crate::auth::{ApiToken, Scope, SecretHash, WorkerCredential};
 use crate::command::{CommandRecord, CommandState};
 use crate::config::{ConfigSpec, GameServerConfig};
+use crate::console::ConsoleTail;
 use crate::game_server::{GameServer, NewGameServer};
 use crate::id::{ConfigId, GameServerId, InstanceId, TokenId, WorkerId};
 use crate::instance::{Instance, InstanceFilter, NewInstance};
@@ -361,6 +362,28 @@ pub trait CommandRepository: Send + Sync + Debug + 'static {
         at: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<CommandRecord>, StoreError>;
+}
+
+/// The console tails of ended instances: their last lines, so that their console can be read
+/// after any restart of host or worker (the worker sends it when an instance ends).
+#[async_trait]
+pub trait ConsoleTailRepository: Send + Sync + Debug + 'static {
+    /// Keeps `tail` as `instance`'s, replacing what was kept before. `NotFound` when the
+    /// instance does not exist.
+    async fn keep_console_tail(
+        &self,
+        instance: InstanceId,
+        tail: &ConsoleTail,
+    ) -> Result<(), StoreError>;
+    /// The tail kept for `instance`, if one is.
+    async fn console_tail(&self, instance: InstanceId) -> Result<Option<ConsoleTail>, StoreError>;
+    /// Retention: deletes the tails of at most `limit` instances that ended before `before`;
+    /// returns how many. (A tail goes with its instance, too.)
+    async fn prune_console_tails(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
 }
 
 /// Operator tokens and worker credentials, kept as hashes of their secrets.

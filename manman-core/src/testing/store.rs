@@ -9,7 +9,7 @@ use crate::instance::{InstanceFilter, NewInstance};
 use crate::ports::{ApplyOutcome, CurrentStatus, EntityUpdate, StatusChange, StoreError};
 use crate::status::{Cause, Entity, Sequence, Status};
 use crate::store::Store;
-use crate::testing::fixture::{instance, local_game, now, worker};
+use crate::testing::fixture::{instance, instances_on, local_game, now, worker};
 use crate::testing::unique;
 use crate::worker::WorkerRegistration;
 use chrono::{DateTime, Utc};
@@ -1374,6 +1374,202 @@ pub async fn the_bus_secret_is_stored_once(store: &Store) {
     assert_ne!(store.credentials.bus_secret(&fresh).await.unwrap(), fresh);
 }
 
+/// An instance's exit code and signal describe the run that ended: a run that becomes
+/// `running` has none (whether the change comes alone or in a batch); an instance not ended
+/// carries its worker registration's last heartbeat, an ended one none.
+pub async fn a_running_instance_shows_no_exit_and_its_workers_heartbeat(store: &Store) {
+    let (instance, worker) = instance(store).await;
+    let entity = Entity::Instance(instance.id);
+    assert_eq!(
+        instance.last_heartbeat_at, worker.last_heartbeat_at,
+        "a new instance carries its worker's registration time"
+    );
+    let beat = now();
+    assert!(
+        store
+            .workers
+            .record_heartbeat(worker.id, worker.epoch, beat)
+            .await
+            .expect("heartbeat")
+    );
+    let read = store.instances.get_instance(instance.id).await.expect("get");
+    assert_eq!(read.last_heartbeat_at, Some(beat));
+    let listed = store
+        .instances
+        .list_instances(&InstanceFilter {
+            worker_id: Some(worker.id),
+            ..InstanceFilter::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(listed[0].last_heartbeat_at, Some(beat));
+
+    store
+        .status
+        .apply_status(&change(entity, Status::Created, Status::Initializing))
+        .await
+        .expect("initializing");
+    store
+        .status
+        .apply_status(&change(entity, Status::Initializing, Status::Running))
+        .await
+        .expect("running");
+    assert_eq!(instance.cause, Cause::Placed);
+    assert_eq!(
+        instance.detail,
+        Some(format!("placed on {}", worker.id)),
+        "a new instance says where it was placed"
+    );
+    let mut crashed = change(entity, Status::Running, Status::Initializing);
+    crashed.cause = Cause::CrashPolicy;
+    crashed.detail = Some("exited with code 3; restart 1 in 500 ms".to_owned());
+    crashed.update.exit_code = Some(3);
+    crashed.update.restart_count = Some(1);
+    store.status.apply_status(&crashed).await.expect("restart");
+    let restarting = store.instances.get_instance(instance.id).await.expect("get");
+    assert_eq!(
+        restarting.exit_code,
+        Some(3),
+        "while it restarts, the exit that made it restart shows"
+    );
+    assert_eq!(
+        (restarting.cause, restarting.detail),
+        (Cause::CrashPolicy, crashed.detail.clone()),
+        "the instance carries its last change's cause and detail"
+    );
+    store
+        .status
+        .apply_status(&change(entity, Status::Initializing, Status::Running))
+        .await
+        .expect("running again");
+    let running = store.instances.get_instance(instance.id).await.expect("get");
+    assert_eq!(
+        (running.exit_code, running.exit_signal),
+        (None, None),
+        "a running instance shows no exit code"
+    );
+    assert_eq!(running.restart_count, 1);
+
+    let mut signalled = change(entity, Status::Running, Status::Initializing);
+    signalled.update.exit_signal = Some(9);
+    let mut again = change(entity, Status::Initializing, Status::Running);
+    again.cause = Cause::Ready;
+    again.detail = Some("ready in the batch".to_owned());
+    let outcomes = store
+        .status
+        .apply_statuses(&[signalled, again])
+        .await
+        .expect("batch");
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    let running = store.instances.get_instance(instance.id).await.expect("get");
+    assert_eq!((running.exit_code, running.exit_signal), (None, None));
+    assert_eq!(
+        (running.cause, running.detail.as_deref()),
+        (Cause::Ready, Some("ready in the batch")),
+        "a batch leaves the last change's cause and detail"
+    );
+
+    let mut ended = change(entity, Status::Running, Status::Complete);
+    ended.update.ended_at = Some(now());
+    ended.update.exit_code = Some(0);
+    store.status.apply_status(&ended).await.expect("end");
+    let ended = store.instances.get_instance(instance.id).await.expect("get");
+    assert_eq!(ended.exit_code, Some(0));
+    assert_eq!(ended.last_heartbeat_at, None, "an ended instance has none");
+}
+
+/// Console tails: kept per instance (a second replaces the first), read back as kept, refused
+/// for an instance that does not exist, and pruned once their instance ended long enough ago.
+pub async fn console_tails_are_kept_replaced_and_pruned(store: &Store) {
+    use crate::console::{ConsoleLine, ConsoleStream, ConsoleTail};
+    let (old, worker) = instance(store).await;
+    let live = instances_on(store, &worker, 1).await.remove(0);
+    let tail = |instance: InstanceId, texts: &[&str]| ConsoleTail {
+        lines: texts
+            .iter()
+            .zip(1..)
+            .map(|(text, seq)| ConsoleLine {
+                instance_id: instance,
+                seq,
+                stream: if seq == 2 {
+                    ConsoleStream::Stdin
+                } else {
+                    ConsoleStream::Stdout
+                },
+                text: (*text).to_owned(),
+                at: now(),
+            })
+            .collect(),
+    };
+    assert_eq!(
+        store.console_tails.console_tail(old.id).await.expect("read"),
+        None
+    );
+    let first = tail(old.id, &["booting", "quit", "bye \"all\" \u{1b}[0m ünïcode"]);
+    store
+        .console_tails
+        .keep_console_tail(old.id, &first)
+        .await
+        .expect("keep");
+    assert_eq!(
+        store.console_tails.console_tail(old.id).await.expect("read"),
+        Some(first)
+    );
+    let second = tail(old.id, &["again"]);
+    store
+        .console_tails
+        .keep_console_tail(old.id, &second)
+        .await
+        .expect("replace");
+    assert_eq!(
+        store.console_tails.console_tail(old.id).await.expect("read"),
+        Some(second)
+    );
+    let missing = InstanceId(i64::MAX);
+    let r = store
+        .console_tails
+        .keep_console_tail(missing, &tail(missing, &["x"]))
+        .await;
+    assert!(matches!(r, Err(StoreError::NotFound { .. })), "{r:?}");
+
+    let long_ago = now() - chrono::Duration::days(60);
+    let mut ended = change(Entity::Instance(old.id), Status::Created, Status::Crashed);
+    ended.update.ended_at = Some(long_ago);
+    store.status.apply_status(&ended).await.expect("end");
+    store
+        .console_tails
+        .keep_console_tail(live.id, &tail(live.id, &["still here"]))
+        .await
+        .expect("keep");
+    let mut pruned = 0;
+    loop {
+        let n = store
+            .console_tails
+            .prune_console_tails(now() - chrono::Duration::days(30), 100)
+            .await
+            .expect("prune");
+        pruned += n;
+        if n == 0 {
+            break;
+        }
+    }
+    assert!(pruned >= 1);
+    assert_eq!(
+        store.console_tails.console_tail(old.id).await.expect("read"),
+        None,
+        "ended 60 days ago: pruned"
+    );
+    assert!(
+        store
+            .console_tails
+            .console_tail(live.id)
+            .await
+            .expect("read")
+            .is_some(),
+        "not ended: kept"
+    );
+}
+
 /// Runs every case.
 pub async fn run_all(store: &Store) {
     the_bus_secret_is_stored_once(store).await;
@@ -1391,4 +1587,6 @@ pub async fn run_all(store: &Store) {
     unfinished_commands_expire_exactly_once(store).await;
     retention_prunes_in_batches(store).await;
     retention_removes_stdin_lines_whatever_the_state(store).await;
+    a_running_instance_shows_no_exit_and_its_workers_heartbeat(store).await;
+    console_tails_are_kept_replaced_and_pruned(store).await;
 }

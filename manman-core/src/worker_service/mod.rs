@@ -3,6 +3,7 @@
 
 mod console_log;
 mod console_sink;
+mod console_tail;
 mod dedup;
 mod directories;
 mod install_progress;

@@ -15,6 +15,7 @@ use crate::worker_service::dedup::RecentIds;
 use crate::worker_service::directories;
 use crate::worker_service::launch::ServerEnvironment;
 use crate::worker_service::log_retention::{LogRetention, run_log_retention};
+use crate::worker_service::console_tail::send_tail;
 use crate::worker_service::process_records::{Leftover, ProcessRecords, end_leftover};
 use crate::worker_service::recent_ends::RecentEnds;
 use crate::worker_service::reporter::Reporter;
@@ -251,6 +252,7 @@ impl WorkerService {
             Arc::clone(&self.clock),
             registered.worker_key(),
         );
+        let left_over: Vec<InstanceId> = leftovers.iter().map(|(id, _)| *id).collect();
         for (instance_id, detail) in leftovers {
             let report = StatusReport::new(
                 Entity::Instance(instance_id),
@@ -288,6 +290,24 @@ impl WorkerService {
             stop.clone(),
             superseded.clone(),
         ));
+        // The consoles of the instances the last run left: their tails go to the host too.
+        tracker.spawn({
+            let host = Arc::clone(&self.host);
+            let log_dir = self.settings.state_dir.join("logs");
+            let stopping = stop.clone();
+            async move {
+                for instance in left_over {
+                    send_tail(
+                        Arc::clone(&host),
+                        worker_id,
+                        instance,
+                        log_dir.clone(),
+                        stopping.clone(),
+                    )
+                    .await;
+                }
+            }
+        });
         tracker.spawn(run_log_retention(
             self.settings.state_dir.join("logs"),
             self.settings.log_retention,
@@ -314,6 +334,7 @@ impl WorkerService {
             server_env,
             directories,
             ends,
+            stopping: stop.clone(),
         };
         let mut loop_state = CommandLoop {
             worker_id,

@@ -24,6 +24,7 @@ use crate::process::{self, StopStep, Stopped};
 use crate::status::{Cause, Entity, Status, can_transition};
 use crate::worker_service::console_log::LogRotation;
 use crate::worker_service::console_sink::ConsoleSink;
+use crate::worker_service::console_tail::send_tail;
 use crate::worker_service::directories::WorkerDirectories;
 use crate::worker_service::install_progress::ProgressPublisher;
 use crate::worker_service::launch::{ServerEnvironment, process_spec};
@@ -98,6 +99,8 @@ pub(crate) struct SupervisorContext {
     pub(crate) directories: WorkerDirectories,
     /// The instances ended lately, for the heartbeat's inventory.
     pub(crate) ends: super::recent_ends::RecentEnds,
+    /// Cancelled when the worker begins to shut down.
+    pub(crate) stopping: CancellationToken,
 }
 
 /// The status an instance ends in.
@@ -272,6 +275,15 @@ impl Supervisor {
         self.console.close(LIVE_CONSOLE_GRACE).await;
         self.transition(end.status, end.cause, end.detail, end.exit)
             .await;
+        // The log is flushed: its last lines outlive the live console, on the host.
+        send_tail(
+            Arc::clone(&self.context.host),
+            self.context.worker_id,
+            self.instance_id,
+            self.context.log_dir.clone(),
+            self.context.stopping.clone(),
+        )
+        .await;
     }
 
     /// Attempts until one ends for good; restarts per the crash policy.

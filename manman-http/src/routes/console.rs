@@ -3,6 +3,11 @@
 //! A watcher that falls behind the backlog's window, or lines lost before the host, get a
 //! `lagged` event instead of a silent gap: `data` `{"missed":N}`, `id` the number of the last
 //! line missed.
+//!
+//! The console of an ended instance replays the tail its worker handed over (its last 1,000
+//! lines, kept in the store: after any restart, on any replica) — or, until that arrives, the
+//! hub's backlog — and the stream of every instance that ended closes with an `end` event
+//! saying how. When neither is kept any more, the answer is 410, not an empty stream.
 
 use crate::api::ApiState;
 use crate::auth::{Access, ReadScope};
@@ -11,9 +16,9 @@ use crate::stream_guard::{StreamGuard, StreamRefused};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::stream::{self, Stream};
-use manman_core::console::ConsoleLine;
-use manman_core::host::{ConsoleItem, Metrics, SharedLine};
+use futures::stream::{self, Stream, StreamExt};
+use manman_core::console::{ConsoleEnd, ConsoleLine};
+use manman_core::host::{ConsoleHistory, ConsoleHub, ConsoleItem, HostService, Metrics, SharedLine};
 use manman_core::id::InstanceId;
 use std::convert::Infallible;
 
@@ -32,15 +37,41 @@ fn lagged_event(missed: u64, last_missed: u64) -> Event {
         .data(format!("{{\"missed\":{missed}}}"))
 }
 
+/// The `end` event: how the instance ended.
+fn end_event(end: &ConsoleEnd) -> Event {
+    // A ConsoleEnd (numbers, strings, a time) always encodes.
+    Event::default()
+        .event("end")
+        .data(serde_json::to_string(end).unwrap_or_default())
+}
+
+/// How the stream learns how the instance ended, once its lines are over.
+enum Ending {
+    /// It had ended when the stream began.
+    Known(Option<ConsoleEnd>),
+    /// It was live: read it again when its console closes.
+    Ask(HostService, InstanceId),
+}
+
+impl Ending {
+    async fn end(self) -> Option<ConsoleEnd> {
+        match self {
+            Self::Known(end) => end,
+            Self::Ask(host, id) => ConsoleEnd::of(&host.get_instance(id).await.ok()?),
+        }
+    }
+}
+
 #[utoipa::path(
     get,
     path = "/api/v1/instances/{id}/console",
     tag = "instances",
     params(("id" = i64, Path, description = "the instance"), ("Last-Event-ID" = Option<u64>, Header, description = "resume after this line number")),
     responses(
-        (status = 200, description = "Server-Sent Events: `event: line`, `id` the line number, `data` a ConsoleLine; `event: lagged`, `id` the last line missed, `data` `{\"missed\":N}` when lines were skipped", body = ConsoleLine, content_type = "text/event-stream"),
+        (status = 200, description = "Server-Sent Events: `event: line`, `id` the line number, `data` a ConsoleLine; `event: lagged`, `id` the last line missed, `data` `{\"missed\":N}` when lines were skipped; last, once the instance has ended, `event: end`, `data` a ConsoleEnd. An ended instance's console replays its last 1,000 lines and ends.", body = ConsoleLine, content_type = "text/event-stream"),
         (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 410, description = "it has ended and its console is no longer kept (retention, or its worker was gone when it ended)", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 429, description = "the token or the host has as many streams open as it may (with Retry-After)", body = crate::problem::Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = [])),
@@ -52,15 +83,32 @@ pub(crate) async fn stream(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, StreamRefused> {
     let guard = StreamGuard::admit(&state, &access.caller, &headers)?;
-    let instance = state.host.get_instance(id).await?;
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let subscription = state
-        .console
-        .subscribe(id, after, instance.status.is_terminal());
-    let events = stream::unfold(
+    let ConsoleHistory { instance, tail } = state.host.console_history(id).await?;
+    let (subscription, ending) = if instance.status.is_terminal() {
+        let subscription = match tail {
+            Some(tail) => ConsoleHub::replay(tail, after),
+            None => state.console.subscribe_ended(id, after).ok_or_else(|| {
+                StreamRefused::Gone(format!(
+                    "{id} ended ({}), and its console is no longer kept: the host keeps the \
+                     last lines of an ended instance for the retention period, when its worker \
+                     hands them over as it ends (a worker that was gone then could not); the \
+                     worker's log file may still hold them (docs/operations.md)",
+                    instance.status
+                ))
+            })?,
+        };
+        (subscription, Ending::Known(ConsoleEnd::of(&instance)))
+    } else {
+        (
+            state.console.subscribe(id, after),
+            Ending::Ask(state.host.clone(), id),
+        )
+    };
+    let lines = stream::unfold(
         (subscription, state.metrics),
         |(mut subscription, metrics): (_, Metrics)| async move {
             let event = match subscription.next().await? {
@@ -76,5 +124,7 @@ pub(crate) async fn stream(
             Some((Ok(event), (subscription, metrics)))
         },
     );
-    Ok(Sse::new(guard.watch(events)).keep_alive(KeepAlive::default()))
+    let end = stream::once(ending.end())
+        .filter_map(|end| async move { end.map(|end| Ok(end_event(&end))) });
+    Ok(Sse::new(guard.watch(lines.chain(end))).keep_alive(KeepAlive::default()))
 }

@@ -1,4 +1,5 @@
-//! The worker-facing routes under `/api/v1/worker`: register, heartbeat, config fetch. Each
+//! The worker-facing routes under `/api/v1/worker`: register, heartbeat, config fetch, console
+//! tails. Each
 //! needs a worker token, and a worker acts for itself only: registering under another name,
 //! heartbeating as another worker (whose instances the heartbeat would reconcile) or fetching the
 //! config of another worker's instance is refused (403), and an ended instance's config too
@@ -13,6 +14,7 @@ use crate::problem::ApiError;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use manman_core::console::{ConsoleTail, TAIL_BYTES};
 use manman_core::id::InstanceId;
 use manman_core::ports::ConfigBundle;
 use manman_core::worker::{Heartbeat, Registered, WorkerRegistration};
@@ -88,4 +90,36 @@ pub(crate) async fn instance_config(
     let placed_on = state.host.get_worker(instance.worker_id).await?;
     worker.check(&placed_on.name, &id.to_string())?;
     Ok(Json(state.host.instance_config(placed_on.id, id).await?))
+}
+
+/// The largest console tail body: a tail is at most [`TAIL_BYTES`] of lines, as JSON.
+pub(crate) const TAIL_BODY_LIMIT: usize = TAIL_BYTES + 1024;
+
+#[utoipa::path(
+    put,
+    path = "/api/v1/worker/instances/{id}/console-tail",
+    tag = "worker API",
+    params(("id" = i64, Path, description = "the instance")),
+    request_body = ConsoleTail,
+    responses(
+        (status = 204, description = "kept: the console of the instance replays these lines once it ended"),
+        (status = 401, description = "no valid worker token, or its credentials were revoked (the detail says so)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the instance is another worker's", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "the body is over 513 KiB", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "not a tail of this instance's console: more than 1,000 lines, lines of another instance, numbers not increasing", body = crate::problem::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])),
+)]
+pub(crate) async fn keep_console_tail(
+    worker: WorkerAccess,
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<InstanceId>,
+    ApiJson(tail): ApiJson<ConsoleTail>,
+) -> Result<StatusCode, ApiError> {
+    let instance = state.host.get_instance(id).await?;
+    let placed_on = state.host.get_worker(instance.worker_id).await?;
+    worker.check(&placed_on.name, &id.to_string())?;
+    state.host.keep_console_tail(placed_on.id, id, &tail).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -1,0 +1,59 @@
+//! Console history that outlives the process: when an instance ends, its worker sends the last
+//! lines of its log (a [`ConsoleTail`]) and the host keeps them in the store, so that the console
+//! of an ended instance can be read after any restart of host or worker, and on any replica.
+
+use crate::console::ConsoleTail;
+use crate::host::{HostError, HostService};
+use crate::id::{InstanceId, WorkerId};
+use crate::instance::Instance;
+use crate::validation::ValidationError;
+
+/// What the host has of an instance's console beyond its live stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleHistory {
+    /// The instance, as it is now.
+    pub instance: Instance,
+    /// The tail its worker sent when it ended, if one was kept.
+    pub tail: Option<ConsoleTail>,
+}
+
+impl HostService {
+    /// Keeps `tail` as the console tail of `instance`, sent by `worker`: only the worker the
+    /// instance was placed on (any registration of it: a restarted worker sends the tails of
+    /// the instances its last run left) may send it. `Forbidden` for another worker's instance,
+    /// `Invalid` for lines that are not a tail of this instance's console.
+    pub async fn keep_console_tail(
+        &self,
+        worker: WorkerId,
+        instance: InstanceId,
+        tail: &ConsoleTail,
+    ) -> Result<(), HostError> {
+        tail.check(instance)
+            .map_err(|message| ValidationError::field("lines", message))?;
+        let found = self.store().instances.get_instance(instance).await?;
+        if found.worker_id != worker {
+            return Err(HostError::Forbidden {
+                detail: format!(
+                    "{instance} is placed on {}, not {worker}: a worker sends only its own \
+                     instances' consoles",
+                    found.worker_id
+                ),
+            });
+        }
+        self.store()
+            .console_tails
+            .keep_console_tail(instance, tail)
+            .await?;
+        Ok(())
+    }
+
+    /// `instance` and the console tail kept for it.
+    pub async fn console_history(&self, instance: InstanceId) -> Result<ConsoleHistory, HostError> {
+        let found = self.store().instances.get_instance(instance).await?;
+        let tail = self.store().console_tails.console_tail(instance).await?;
+        Ok(ConsoleHistory {
+            instance: found,
+            tail,
+        })
+    }
+}
