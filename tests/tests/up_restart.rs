@@ -111,3 +111,190 @@ async fn a_restart_on_the_same_data_dir_finds_everything() {
     assert_eq!(workers[0].epoch, 2);
     second.stop().await.expect("clean stop");
 }
+
+/// Every event of a console stream that ends by itself (an ended instance's), or the problem.
+async fn console_events(
+    url: &str,
+    token: &str,
+    id: manman_core::id::InstanceId,
+    after: Option<u64>,
+) -> Result<Vec<manman_http::SseEvent>, (u16, String)> {
+    let mut request = reqwest::Client::new()
+        .get(format!("{url}/api/v1/instances/{}/console", id.get()))
+        .bearer_auth(token);
+    if let Some(after) = after {
+        request = request.header("last-event-id", after.to_string());
+    }
+    let response = tokio::time::timeout(std::time::Duration::from_secs(30), request.send())
+        .await
+        .expect("answered")
+        .expect("sent");
+    let status = response.status().as_u16();
+    let body = tokio::time::timeout(std::time::Duration::from_secs(30), response.text())
+        .await
+        .expect("an ended instance's console ends")
+        .expect("body");
+    if status != 200 {
+        return Err((status, body));
+    }
+    let mut parser = manman_http::SseParser::default();
+    parser.push(body.as_bytes());
+    Ok(std::iter::from_fn(|| parser.next_event()).collect())
+}
+
+fn texts(events: &[manman_http::SseEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e.event == "line")
+        .map(|e| {
+            let line: manman_core::console::ConsoleLine =
+                serde_json::from_str(&e.data).expect("a console line");
+            line.text
+        })
+        .collect()
+}
+
+fn end_of(events: &[manman_http::SseEvent]) -> manman_core::console::ConsoleEnd {
+    let last = events.last().expect("events");
+    assert_eq!(last.event, "end", "the stream closes with how it ended");
+    serde_json::from_str(&last.data).expect("a ConsoleEnd")
+}
+
+#[tokio::test]
+async fn the_console_of_an_instance_that_ended_before_a_restart_is_replayed_after_it() {
+    let data = tempfile::tempdir().expect("dir");
+    let first = up::start(up_options(data.path(), FAKE))
+        .await
+        .expect("first start");
+    let token = first.admin.token.clone();
+    let client = Client::new(&format!("http://{}", first.addr)).with_token(&token);
+    let demo = client
+        .list_games()
+        .await
+        .expect("games")
+        .into_iter()
+        .find(|g| g.name == "demo")
+        .expect("the demo game");
+    let config = client.list_configs(Some(demo.id)).await.expect("configs")[0].id;
+    let stopped = client
+        .start(&StartRequest::new(config))
+        .await
+        .expect("start")
+        .instance_id;
+    wait_instance_status(&client, stopped, Status::Running).await;
+    client
+        .stdin(stopped, "hello before the restart")
+        .await
+        .expect("stdin");
+    client.stop(stopped).await.expect("stop");
+    wait_instance_status(&client, stopped, Status::Complete).await;
+    let running = client
+        .start(&StartRequest::new(config))
+        .await
+        .expect("start")
+        .instance_id;
+    wait_instance_status(&client, running, Status::Running).await;
+    client
+        .stdin(running, "still running at the restart")
+        .await
+        .expect("stdin");
+    // Its echo is in the log before the restart.
+    let url = format!("http://{}", first.addr);
+    let live_before = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let lines = texts(
+                &console_events_live(&url, &token, running)
+                    .await
+                    .unwrap_or_default(),
+            );
+            if lines.iter().any(|l| l == "echo: still running at the restart") {
+                return lines;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the echo arrives");
+    first.stop().await.expect("clean stop: the running instance ends");
+
+    let second = up::start(up_options(data.path(), FAKE))
+        .await
+        .expect("second start");
+    let url = format!("http://{}", second.addr);
+
+    let events = console_events(&url, &token, stopped, None)
+        .await
+        .expect("the console of an instance that ended before the restart");
+    let lines = texts(&events);
+    assert!(
+        lines.iter().any(|l| l == "Server is ready"),
+        "its output: {lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l == "hello before the restart"),
+        "the line sent to it, as an `in` line: {lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l == "echo: hello before the restart"),
+        "{lines:?}"
+    );
+    let end = end_of(&events);
+    assert_eq!(end.status, Status::Complete);
+    assert!(end.text.contains("complete"), "{}", end.text);
+
+    let events = console_events(&url, &token, running, None)
+        .await
+        .expect("the console of the instance the restart stopped");
+    let lines = texts(&events);
+    for line in &live_before {
+        assert!(lines.contains(line), "{line:?} kept across the restart: {lines:?}");
+    }
+    let end = end_of(&events);
+    assert!(end.status.is_terminal());
+    assert!(
+        end.text.starts_with(&format!("{running} ")),
+        "says which instance and how: {}",
+        end.text
+    );
+
+    // Resuming after a line replays only what follows it.
+    let ids: Vec<u64> = events
+        .iter()
+        .filter(|e| e.event == "line")
+        .filter_map(|e| e.id.as_deref()?.parse().ok())
+        .collect();
+    let resumed = console_events(&url, &token, running, Some(ids[0]))
+        .await
+        .expect("resumed");
+    let resumed_ids: Vec<u64> = resumed
+        .iter()
+        .filter(|e| e.event == "line")
+        .filter_map(|e| e.id.as_deref()?.parse().ok())
+        .collect();
+    assert_eq!(resumed_ids, ids[1..]);
+    assert_eq!(end_of(&resumed).status, end.status);
+    second.stop().await.expect("clean stop");
+}
+
+/// The lines of a live console so far: the stream is read for a moment, then dropped.
+async fn console_events_live(
+    url: &str,
+    token: &str,
+    id: manman_core::id::InstanceId,
+) -> Option<Vec<manman_http::SseEvent>> {
+    let mut response = reqwest::Client::new()
+        .get(format!("{url}/api/v1/instances/{}/console", id.get()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .ok()?;
+    let mut parser = manman_http::SseParser::default();
+    let mut events = Vec::new();
+    while let Ok(Ok(Some(chunk))) =
+        tokio::time::timeout(std::time::Duration::from_millis(300), response.chunk()).await
+    {
+        parser.push(&chunk);
+        events.extend(std::iter::from_fn(|| parser.next_event()));
+    }
+    Some(events)
+}
