@@ -7,7 +7,9 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-/// A JSON body; malformed JSON, wrong types and unknown fields are 4xx problems.
+/// A JSON body; malformed JSON, wrong types and unknown fields are 4xx problems. An integer may
+/// be written as a number with a zero fraction or an exponent (`522.0`, `5.22e2`): JSON Schema
+/// counts those as integers, and so does the API.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
 
@@ -15,10 +17,44 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(json_problem(&rejection)),
+        let axum::Json(mut value) = axum::Json::<serde_json::Value>::from_request(req, state)
+            .await
+            .map_err(|rejection| json_problem(&rejection))?;
+        integral_numbers_as_integers(&mut value);
+        serde_path_to_error::deserialize(value)
+            .map(Self)
+            .map_err(|e| {
+                Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("the JSON body does not fit this request: {e}"),
+                )
+            })
+    }
+}
+
+/// The largest integer a JSON number with a fraction or an exponent (an `f64`) holds exactly.
+const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_992.0; // 2^53
+
+/// Numbers written with a zero fraction or an exponent that are whole (`522.0`, `1e3`) become
+/// integers, when an `f64` holds them exactly (up to 2^53); other numbers stay as they are.
+fn integral_numbers_as_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(number) => {
+            if let Some(float) = number.as_f64().filter(|_| number.is_f64())
+                && float.fract() == 0.0
+                && float.abs() <= MAX_EXACT_INTEGER
+            {
+                // Exact: whole and within ±2^53.
+                #[allow(clippy::cast_possible_truncation)]
+                let integer = float as i64;
+                *number = integer.into();
+            }
         }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers_as_integers),
+        serde_json::Value::Object(fields) => {
+            fields.values_mut().for_each(integral_numbers_as_integers)
+        }
+        _ => {}
     }
 }
 
@@ -83,5 +119,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
                     format!("bad query: {}", e.body_text()),
                 )
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn whole_numbers_with_a_fraction_or_an_exponent_are_integers() {
+        let mut value = json!({"a": 522.0, "b": [1e3, 2.5, -0.0, 7], "c": 1e300, "d": "9.0"});
+        integral_numbers_as_integers(&mut value);
+        assert_eq!(
+            value,
+            json!({"a": 522, "b": [1000, 2.5, 0, 7], "c": 1e300, "d": "9.0"})
+        );
+        assert!(value["a"].is_u64());
     }
 }
