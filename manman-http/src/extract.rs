@@ -5,6 +5,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// A JSON body; malformed JSON, wrong types and unknown fields are 4xx problems. An integer may
@@ -13,7 +14,7 @@ use serde::de::DeserializeOwned;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+impl<S: Send + Sync, T: DeserializeOwned + Serialize> FromRequest<S> for ApiJson<T> {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -21,14 +22,51 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .await
             .map_err(|rejection| json_problem(&rejection))?;
         integral_numbers_as_integers(&mut value);
-        serde_path_to_error::deserialize(value)
-            .map(Self)
-            .map_err(|e| {
-                Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    format!("the JSON body does not fit this request: {e}"),
-                )
-            })
+        let does_not_fit = |detail: String| {
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("the JSON body does not fit this request: {detail}"),
+            )
+        };
+        let parsed: T =
+            serde_path_to_error::deserialize(&value).map_err(|e| does_not_fit(e.to_string()))?;
+        // Serde reads an object's fields from an array too, by position; the API takes objects
+        // as objects only.
+        let read_back = serde_json::to_value(&parsed).unwrap_or_default();
+        if let Some(path) = array_for_object(&value, &read_back, ".") {
+            return Err(does_not_fit(format!(
+                "{path}: invalid type: sequence, expected an object"
+            )));
+        }
+        Ok(Self(parsed))
+    }
+}
+
+/// Where `sent` has an array that was read as an object (what `read` serializes to), if
+/// anywhere.
+fn array_for_object(
+    sent: &serde_json::Value,
+    read: &serde_json::Value,
+    path: &str,
+) -> Option<String> {
+    use serde_json::Value;
+    match (sent, read) {
+        (Value::Array(_), Value::Object(_)) => Some(path.to_owned()),
+        (Value::Object(sent), Value::Object(read)) => sent.iter().find_map(|(key, sent)| {
+            let path = if path == "." {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            read.get(key)
+                .and_then(|read| array_for_object(sent, read, &path))
+        }),
+        (Value::Array(sent), Value::Array(read)) => sent
+            .iter()
+            .zip(read)
+            .enumerate()
+            .find_map(|(i, (sent, read))| array_for_object(sent, read, &format!("{path}[{i}]"))),
+        _ => None,
     }
 }
 
@@ -126,6 +164,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_array_read_as_an_object_is_found() {
+        let read = json!({"steam": {"branch": null, "validate": false}, "args": ["a"]});
+        assert_eq!(
+            array_for_object(&json!({"steam": [null, false]}), &read, "."),
+            Some("steam".to_owned())
+        );
+        assert_eq!(
+            array_for_object(&json!([null, false]), &read, "."),
+            Some(".".to_owned())
+        );
+        let sent = json!({"steam": {"branch": null}, "args": ["a"]});
+        assert_eq!(array_for_object(&sent, &read, "."), None);
+    }
 
     #[test]
     fn whole_numbers_with_a_fraction_or_an_exponent_are_integers() {
