@@ -189,11 +189,12 @@ fn apply_rules(doc: &mut Value) -> Vec<String> {
     // Query parameters: a page is 1 to `MAX_LIMIT` long; beyond is 422, never clamped.
     for operation in operations_mut(doc) {
         for parameter in parameters_mut(operation) {
-            if parameter["in"] == "query" && parameter["name"] == "limit" {
-                if let Some(schema) = parameter.get_mut("schema").and_then(Value::as_object_mut) {
-                    schema.insert("minimum".to_owned(), json!(1));
-                    schema.insert("maximum".to_owned(), json!(InstanceFilter::MAX_LIMIT));
-                }
+            if parameter["in"] == "query"
+                && parameter["name"] == "limit"
+                && let Some(schema) = parameter.get_mut("schema").and_then(Value::as_object_mut)
+            {
+                schema.insert("minimum".to_owned(), json!(1));
+                schema.insert("maximum".to_owned(), json!(InstanceFilter::MAX_LIMIT));
             }
         }
     }
