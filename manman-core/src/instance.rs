@@ -71,7 +71,8 @@ pub struct InstanceFilter {
     pub config_id: Option<ConfigId>,
     /// Only ids greater than this (the cursor).
     pub after: Option<InstanceId>,
-    /// At most this many (default and maximum [`InstanceFilter::MAX_LIMIT`]).
+    /// At most this many, 1 to 500 ([`InstanceFilter::MAX_LIMIT`], the default); outside that
+    /// range the API answers 422.
     pub limit: Option<u32>,
 }
 

@@ -1,6 +1,5 @@
 //! The router: every route of the host's HTTP API.
 
-use crate::openapi::ApiDoc;
 use crate::problem::Problem;
 use crate::routes::{
     catalogue, commands, console, dead_letters, events, health, instances, metrics, tokens,
@@ -14,7 +13,6 @@ use axum::routing::{delete, get, post, put};
 use manman_core::host::{Authenticator, ConsoleHub, DeadLetters, EventHub, HostService, Metrics};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 use uuid::Uuid;
 
@@ -140,8 +138,10 @@ fn build(state: ApiState, authenticated: Router<ApiState>) -> Router {
             crate::auth::authenticate,
         ))
         .route("/auth/token", post(worker_credentials::exchange));
-    let docs = Router::from(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
-        .layer(axum::middleware::from_fn(crate::security_headers::docs));
+    let docs = Router::from(
+        SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", crate::openapi::document()),
+    )
+    .layer(axum::middleware::from_fn(crate::security_headers::docs));
     // The last layer added is the first a request meets.
     Router::new()
         .route("/healthz", get(health::healthz))

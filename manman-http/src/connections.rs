@@ -9,6 +9,7 @@
 use crate::body_deadline::BodyTimeout;
 use crate::connection_deadline::{ConnectionDeadline, Wait};
 use crate::http_limits::{HttpLimits, PARSER_MAX_HEAD_BYTES, PARSER_MAX_HEADER_FIELDS};
+use crate::request_size::parser_error_response;
 use axum::Router;
 use axum::body::Body;
 use bytes::Bytes;
@@ -168,6 +169,7 @@ async fn serve_connection(
     let io = TokioIo::new(WatchedStream {
         stream,
         deadline: Arc::clone(&deadline),
+        replacement: None,
     });
     let service = {
         let deadline = Arc::clone(&deadline);
@@ -238,11 +240,45 @@ async fn sleep_until(until: Option<Instant>) {
     }
 }
 
-/// A connection's stream that tells its deadline when bytes arrive.
+/// A connection's stream that tells its deadline when bytes arrive, and puts a problem document
+/// in the bare answer the HTTP parser writes to a request it could not read
+/// ([`parser_error_response`]).
 #[derive(Debug)]
 struct WatchedStream {
     stream: TcpStream,
     deadline: Arc<ConnectionDeadline>,
+    /// A replacement answer being written, and how much of it is written.
+    replacement: Option<(Vec<u8>, usize)>,
+}
+
+impl WatchedStream {
+    /// Writes what is left of a replacement answer; ready when none is left.
+    fn poll_replacement(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some((bytes, written)) = &mut self.replacement {
+            if *written == bytes.len() {
+                self.replacement = None;
+                break;
+            }
+            match Pin::new(&mut self.stream).poll_write(cx, &bytes[*written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => *written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Takes `buf` as written when it is the parser's bare answer, to be replaced.
+    fn replaces(&mut self, buf: &[u8]) -> bool {
+        match parser_error_response(buf) {
+            Some(replacement) => {
+                self.replacement = Some((replacement, 0));
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl AsyncRead for WatchedStream {
@@ -266,6 +302,13 @@ impl AsyncWrite for WatchedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.poll_replacement(cx))?;
+        if self.replaces(buf) {
+            // Written as far as the parser knows; the replacement goes out on the next calls
+            // (flush, shutdown) if it did not all go now.
+            let _ = self.poll_replacement(cx)?;
+            return Poll::Ready(Ok(buf.len()));
+        }
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
@@ -274,6 +317,14 @@ impl AsyncWrite for WatchedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.poll_replacement(cx))?;
+        let mut filled = bufs.iter().filter(|buf| !buf.is_empty());
+        if let (Some(only), None) = (filled.next(), filled.next())
+            && self.replaces(only)
+        {
+            let _ = self.poll_replacement(cx)?;
+            return Poll::Ready(Ok(only.len()));
+        }
         Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
     }
 
@@ -282,10 +333,12 @@ impl AsyncWrite for WatchedStream {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_replacement(cx))?;
         Pin::new(&mut self.stream).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_replacement(cx))?;
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }

@@ -26,7 +26,7 @@ pub use client::{Client, ClientError, REQUEST_TIMEOUT};
 pub use extract::{ApiJson, ApiPath, ApiQuery};
 pub use host_api_client::{HttpHostApi, WorkerCredentials};
 pub use http_limits::{HttpLimits, MAX_HEADER_BYTES, MAX_HEADER_FIELDS, MAX_URI_BYTES};
-pub use openapi::ApiDoc;
+pub use openapi::{ApiDoc, document as openapi_document};
 pub use problem::{ApiError, PROBLEM_JSON, Problem};
 pub use request_id::{REQUEST_ID_HEADER, RequestId};
 pub use routes::instances::StdinRequest;

@@ -1,5 +1,12 @@
-//! [`ApiDoc`]: the OpenAPI document of the host's API, generated from the handlers' annotations,
-//! served at `/openapi.json` with Swagger UI at `/docs` (bundled: it works offline).
+//! [`ApiDoc`]: the OpenAPI document of the host's API, generated from the handlers' annotations;
+//! [`document`]: that document made true to the server ([`contract`]: the rules it enforces, the
+//! answers every operation can get), served at `/openapi.json` with Swagger UI at `/docs`
+//! (bundled: it works offline) and committed as `docs/openapi.json`.
+
+mod contract;
+mod sse;
+
+pub(crate) use sse::{ConsoleStreamEvent, EventStreamEvent};
 
 use crate::routes::{
     catalogue, commands, console, dead_letters, events, health, instances, metrics, tokens,
@@ -8,7 +15,7 @@ use crate::routes::{
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-/// The host's API as OpenAPI 3.1.
+/// The host's API as OpenAPI 3.1, as the annotations say it; [`document`] is what is served.
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(
@@ -76,6 +83,17 @@ use utoipa::{Modify, OpenApi};
     )
 )]
 pub struct ApiDoc;
+
+/// The OpenAPI document the host serves at `/openapi.json` (and `docs/openapi.json`):
+/// [`ApiDoc`] with what the annotations cannot say — the rules the server enforces, the range of
+/// every integer, one object for each serde `flatten`, and the shared answers (401, 403, 400,
+/// 413, 414, 415, 422, 431, 500, 503…) of each operation that can get them.
+pub fn document() -> serde_json::Value {
+    // A document of plain data always serializes.
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+    contract::apply(&mut doc);
+    doc
+}
 
 /// The `bearer` security scheme the routes refer to.
 struct BearerAuth;

@@ -265,6 +265,47 @@ async fn a_uri_over_the_limit_is_414_problem_json() {
     server.stop().await;
 }
 
+/// Heads the HTTP parser itself refuses (beyond its own limits, or not HTTP) are answered with
+/// a problem document too, not with its bare status line.
+#[tokio::test]
+async fn what_the_parser_refuses_itself_is_problem_json_too() {
+    let (server, _) = host(limits()).await;
+    let huge_uri = format!(
+        "GET /healthz?q={} HTTP/1.1\r\nhost: x\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    let huge_field = format!(
+        "GET /healthz HTTP/1.1\r\nhost: x\r\ncookie: {}\r\n\r\n",
+        "c".repeat(70 * 1024)
+    );
+    let mut many = String::from("GET /healthz HTTP/1.1\r\nhost: x\r\n");
+    for n in 0..200 {
+        many.push_str(&format!("x-many-{n}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    let garbage = "GET /healthz HTTP/1.1\r\nhost: x\r\nbad header\r\n\r\n".to_owned();
+    for (what, head, status) in [
+        ("a URI over 64 KiB", huge_uri, 431),
+        ("a field over 64 KiB", huge_field, 431),
+        ("200 fields", many, 431),
+        ("a field without a colon", garbage, 400),
+    ] {
+        let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
+        // The server may answer and close before it read everything: a failed write is fine.
+        let _ = stream.write_all(head.as_bytes()).await;
+        let mut reader = BufReader::new(stream);
+        let response = tokio::time::timeout(BOUND, read_response(&mut reader))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: no answer"));
+        assert_eq!(response.status, status, "{what}");
+        let problem: serde_json::Value = serde_json::from_str(&response.body)
+            .unwrap_or_else(|e| panic!("{what}: {e}: {response:?}"));
+        assert_eq!(problem["status"], status, "{what}");
+        assert!(problem["detail"].is_string(), "{what}");
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn header_fields_over_the_limits_are_431_problem_json() {
     let (server, _) = host(limits()).await;

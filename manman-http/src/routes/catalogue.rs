@@ -15,6 +15,7 @@ use manman_core::id::{ConfigId, GameServerId};
 #[utoipa::path(
     post,
     path = "/api/v1/games",
+    operation_id = "create_game",
     tag = "catalogue",
     request_body = NewGameServer,
     responses(
@@ -40,6 +41,7 @@ pub(crate) async fn create_game(
 #[utoipa::path(
     get,
     path = "/api/v1/games",
+    operation_id = "list_games",
     tag = "catalogue",
     responses(
         (status = 200, description = "every game", body = Vec<GameServer>),
@@ -57,6 +59,7 @@ pub(crate) async fn list_games(
 #[utoipa::path(
     get,
     path = "/api/v1/games/{id}",
+    operation_id = "get_game",
     tag = "catalogue",
     params(("id" = i64, Path, description = "the game")),
     responses(
@@ -77,6 +80,7 @@ pub(crate) async fn get_game(
 #[utoipa::path(
     post,
     path = "/api/v1/games/{id}/configs",
+    operation_id = "create_config",
     tag = "catalogue",
     params(("id" = i64, Path, description = "the game")),
     request_body = ConfigSpec,
@@ -105,6 +109,7 @@ pub(crate) async fn create_config(
 #[utoipa::path(
     get,
     path = "/api/v1/games/{id}/configs",
+    operation_id = "list_game_configs",
     tag = "catalogue",
     params(("id" = i64, Path, description = "the game")),
     responses(
@@ -125,6 +130,7 @@ pub(crate) async fn list_game_configs(
 #[utoipa::path(
     get,
     path = "/api/v1/configs",
+    operation_id = "list_configs",
     tag = "catalogue",
     responses(
         (status = 200, description = "every config", body = Vec<GameServerConfig>),
@@ -142,6 +148,7 @@ pub(crate) async fn list_configs(
 #[utoipa::path(
     get,
     path = "/api/v1/configs/{id}",
+    operation_id = "get_config",
     tag = "catalogue",
     params(("id" = i64, Path, description = "the config")),
     responses(
@@ -162,6 +169,7 @@ pub(crate) async fn get_config(
 #[utoipa::path(
     put,
     path = "/api/v1/games/{id}",
+    operation_id = "update_game",
     tag = "catalogue",
     params(("id" = i64, Path, description = "the game")),
     request_body = NewGameServer,
@@ -188,6 +196,7 @@ pub(crate) async fn update_game(
 #[utoipa::path(
     delete,
     path = "/api/v1/games/{id}",
+    operation_id = "delete_game",
     tag = "catalogue",
     params(("id" = i64, Path, description = "the game")),
     responses(
@@ -211,6 +220,7 @@ pub(crate) async fn delete_game(
 #[utoipa::path(
     put,
     path = "/api/v1/configs/{id}",
+    operation_id = "update_config",
     tag = "catalogue",
     params(("id" = i64, Path, description = "the config")),
     request_body = ConfigSpec,
@@ -238,6 +248,7 @@ pub(crate) async fn update_config(
 #[utoipa::path(
     delete,
     path = "/api/v1/configs/{id}",
+    operation_id = "delete_config",
     tag = "catalogue",
     params(("id" = i64, Path, description = "the config")),
     responses(

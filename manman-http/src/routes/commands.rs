@@ -12,6 +12,7 @@ use uuid::Uuid;
 #[utoipa::path(
     get,
     path = "/api/v1/commands/{id}",
+    operation_id = "get_command",
     tag = "commands",
     params(("id" = uuid::Uuid, Path, description = "the command")),
     responses(

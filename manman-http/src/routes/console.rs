@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::stream::{self, Stream, StreamExt};
-use manman_core::console::{ConsoleEnd, ConsoleLine};
+use manman_core::console::ConsoleEnd;
 use manman_core::host::{ConsoleHistory, ConsoleHub, ConsoleItem, HostService, Metrics, SharedLine};
 use manman_core::id::InstanceId;
 use std::convert::Infallible;
@@ -65,14 +65,15 @@ impl Ending {
 #[utoipa::path(
     get,
     path = "/api/v1/instances/{id}/console",
+    operation_id = "stream_console",
     tag = "instances",
-    params(("id" = i64, Path, description = "the instance"), ("Last-Event-ID" = Option<u64>, Header, description = "resume after this line number")),
+    params(("id" = i64, Path, description = "the instance"), ("Last-Event-ID" = Option<String>, Header, description = "resume after this line number (a value that is not a line number is ignored: the whole backlog is sent)")),
     responses(
-        (status = 200, description = "Server-Sent Events: `event: line`, `id` the line number, `data` a ConsoleLine; `event: lagged`, `id` the last line missed, `data` `{\"missed\":N}` when lines were skipped; last, once the instance has ended, `event: end`, `data` a ConsoleEnd. An ended instance's console replays its last 1,000 lines and ends.", body = ConsoleLine, content_type = "text/event-stream"),
+        (status = 200, description = "Server-Sent Events, each a ConsoleStreamEvent: `event: line`, `id` the line number, `data` a ConsoleLine; `event: lagged`, `id` the last line missed, `data` a Lagged (`{\"missed\":N}`) when lines were skipped; last, once the instance has ended, `event: end`, `data` a ConsoleEnd saying how. An ended instance's console replays its last 1,000 lines, then ends.", body = crate::openapi::ConsoleStreamEvent, content_type = "text/event-stream"),
         (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 404, description = "it does not exist", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 410, description = "it has ended and its console is no longer kept (retention, or its worker was gone when it ended)", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "the token or the host has as many streams open as it may (with Retry-After)", body = crate::problem::Problem, content_type = "application/problem+json")
+        (status = 429, description = "the token or the host has as many streams open as it may", body = crate::problem::Problem, content_type = "application/problem+json", headers(("Retry-After" = String, description = "seconds to wait before trying again")))
     ),
     security(("bearer" = [])),
 )]

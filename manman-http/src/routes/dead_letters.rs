@@ -10,6 +10,7 @@ use manman_core::host::DeadLetter;
 #[utoipa::path(
     get,
     path = "/api/v1/dead-letters",
+    operation_id = "list_dead_letters",
     tag = "dead letters",
     responses(
         (status = 200, description = "the newest dead letters this replica recorded (at most 1,000), newest first", body = Vec<DeadLetter>),

@@ -12,7 +12,6 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::stream::{self, Stream};
-use manman_core::event::Event;
 use manman_core::host::{EventItem, HostError, Metrics};
 use std::convert::Infallible;
 use std::time::Duration;
@@ -24,11 +23,12 @@ const CONNECT_WAIT: Duration = Duration::from_secs(5);
 #[utoipa::path(
     get,
     path = "/api/v1/events",
+    operation_id = "stream_events",
     tag = "events",
     responses(
-        (status = 200, description = "Server-Sent Events: `event` the kind, `data` the Event; `event: lagged`, `data` `{\"missed\":N}` when events were skipped", body = Event, content_type = "text/event-stream"),
+        (status = 200, description = "Server-Sent Events, each an EventStreamEvent: `event` the kind, `data` the Event; `event: lagged`, `data` a Lagged (`{\"missed\":N}`) when events were skipped", body = crate::openapi::EventStreamEvent, content_type = "text/event-stream"),
         (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "the token or the host has as many streams open as it may (with Retry-After)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "the token or the host has as many streams open as it may", body = crate::problem::Problem, content_type = "application/problem+json", headers(("Retry-After" = String, description = "seconds to wait before trying again"))),
         (status = 503, description = "the host's event feed is not connected to the bus (with Retry-After)", body = crate::problem::Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = [])),

@@ -15,6 +15,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 #[utoipa::path(
     get,
     path = "/healthz",
+    operation_id = "healthz",
     tag = "operations",
     responses(
         (status = 200, description = "the process is alive", body = String)
@@ -39,6 +40,7 @@ pub(crate) struct Ready {
 #[utoipa::path(
     get,
     path = "/readyz",
+    operation_id = "readyz",
     tag = "operations",
     responses(
         (status = 200, description = "the store and the bus answer, and the status processor consumes its bound queue", body = Ready),

@@ -7,15 +7,17 @@ use crate::problem::ApiError;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use manman_core::host::{StartRequest, Started};
+use manman_core::host::{HostError, StartRequest, Started};
 use manman_core::id::InstanceId;
 use manman_core::instance::{Instance, InstanceFilter};
 use manman_core::status::{Entity, StatusEvent};
+use manman_core::validation::ValidationError;
 use serde::{Deserialize, Serialize};
 
 #[utoipa::path(
     post,
     path = "/api/v1/instances",
+    operation_id = "start_instance",
     tag = "instances",
     request_body = StartRequest,
     responses(
@@ -43,6 +45,7 @@ pub(crate) async fn start(
 #[utoipa::path(
     get,
     path = "/api/v1/instances",
+    operation_id = "list_instances",
     tag = "instances",
     params(InstanceFilter),
     responses(
@@ -57,12 +60,14 @@ pub(crate) async fn list(
     State(state): State<ApiState>,
     ApiQuery(filter): ApiQuery<InstanceFilter>,
 ) -> Result<Json<Vec<Instance>>, ApiError> {
+    page_limit(filter.limit, InstanceFilter::MAX_LIMIT)?;
     Ok(Json(state.host.list_instances(&filter).await?))
 }
 
 #[utoipa::path(
     get,
     path = "/api/v1/instances/{id}",
+    operation_id = "get_instance",
     tag = "instances",
     params(("id" = i64, Path, description = "the instance")),
     responses(
@@ -87,6 +92,7 @@ fn accepted(command_id: uuid::Uuid) -> (StatusCode, Json<CommandAccepted>) {
 #[utoipa::path(
     post,
     path = "/api/v1/instances/{id}/stop",
+    operation_id = "stop_instance",
     tag = "instances",
     params(("id" = i64, Path, description = "the instance")),
     responses(
@@ -109,6 +115,7 @@ pub(crate) async fn stop(
 #[utoipa::path(
     post,
     path = "/api/v1/instances/{id}/restart",
+    operation_id = "restart_instance",
     tag = "instances",
     params(("id" = i64, Path, description = "the instance")),
     responses(
@@ -131,6 +138,7 @@ pub(crate) async fn restart(
 #[utoipa::path(
     post,
     path = "/api/v1/instances/{id}/kill",
+    operation_id = "kill_instance",
     tag = "instances",
     params(("id" = i64, Path, description = "the instance")),
     responses(
@@ -161,6 +169,7 @@ pub struct StdinRequest {
 #[utoipa::path(
     post,
     path = "/api/v1/instances/{id}/stdin",
+    operation_id = "send_stdin",
     tag = "instances",
     params(("id" = i64, Path, description = "the instance")),
     request_body = StdinRequest,
@@ -185,6 +194,20 @@ pub(crate) async fn stdin(
     ))
 }
 
+/// The size of a page a query asks for, `default` when it does not: 1 to
+/// [`InstanceFilter::MAX_LIMIT`], else 422 naming `limit` — never silently clamped.
+pub(crate) fn page_limit(limit: Option<u32>, default: u32) -> Result<u32, ApiError> {
+    const MAX: u32 = InstanceFilter::MAX_LIMIT;
+    match limit {
+        None => Ok(default),
+        Some(limit @ 1..=MAX) => Ok(limit),
+        Some(limit) => Err(ApiError(HostError::Invalid(ValidationError::field(
+            "limit",
+            format!("is {limit}: a page is 1 to {MAX} long; ask for the next one with `after`"),
+        )))),
+    }
+}
+
 /// A page of history.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -192,13 +215,14 @@ pub(crate) async fn stdin(
 pub(crate) struct HistoryQuery {
     /// Only events after this position (the cursor: the last `id` seen).
     pub(crate) after: Option<i64>,
-    /// At most this many (default 100).
+    /// At most this many, 1 to 500 (default 100); outside that range is 422.
     pub(crate) limit: Option<u32>,
 }
 
 #[utoipa::path(
     get,
     path = "/api/v1/instances/{id}/history",
+    operation_id = "instance_history",
     tag = "instances",
     params(("id" = i64, Path, description = "the instance"), HistoryQuery),
     responses(
@@ -215,7 +239,7 @@ pub(crate) async fn history(
     ApiPath(id): ApiPath<InstanceId>,
     ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> Result<Json<Vec<StatusEvent>>, ApiError> {
-    let limit = query.limit.unwrap_or(100);
+    let limit = page_limit(query.limit, 100)?;
     Ok(Json(
         state
             .host

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 #[utoipa::path(
     get,
     path = "/metrics",
+    operation_id = "metrics",
     tag = "operations",
     responses(
         (status = 200, description = "Prometheus text exposition 0.0.4", body = String, content_type = "text/plain")

@@ -34,6 +34,7 @@ pub struct CreatedToken {
 #[utoipa::path(
     post,
     path = "/api/v1/tokens",
+    operation_id = "create_token",
     tag = "tokens",
     request_body = NewToken,
     responses(
@@ -64,6 +65,7 @@ pub(crate) async fn create(
 #[utoipa::path(
     get,
     path = "/api/v1/tokens",
+    operation_id = "list_tokens",
     tag = "tokens",
     responses(
         (status = 200, description = "every token, never a secret", body = Vec<ApiToken>),
@@ -82,6 +84,7 @@ pub(crate) async fn list(
 #[utoipa::path(
     delete,
     path = "/api/v1/tokens/{id}",
+    operation_id = "revoke_token",
     tag = "tokens",
     params(("id" = i64, Path, description = "the token")),
     responses(

@@ -22,6 +22,7 @@ use manman_core::worker::{Heartbeat, Registered, WorkerRegistration};
 #[utoipa::path(
     post,
     path = "/api/v1/worker/register",
+    operation_id = "register_worker",
     tag = "worker API",
     request_body = WorkerRegistration,
     responses(
@@ -45,6 +46,7 @@ pub(crate) async fn register(
 #[utoipa::path(
     post,
     path = "/api/v1/worker/heartbeat",
+    operation_id = "worker_heartbeat",
     tag = "worker API",
     request_body = Heartbeat,
     responses(
@@ -70,6 +72,7 @@ pub(crate) async fn heartbeat(
 #[utoipa::path(
     get,
     path = "/api/v1/worker/instances/{id}/config",
+    operation_id = "get_instance_config",
     tag = "worker API",
     params(("id" = i64, Path, description = "the instance")),
     responses(

@@ -43,6 +43,7 @@ pub struct TokenRequest {
 #[utoipa::path(
     post,
     path = "/api/v1/worker-credentials",
+    operation_id = "create_worker_credential",
     tag = "tokens",
     request_body = NewWorkerCredential,
     responses(
@@ -76,6 +77,7 @@ pub(crate) async fn create(
 #[utoipa::path(
     get,
     path = "/api/v1/worker-credentials",
+    operation_id = "list_worker_credentials",
     tag = "tokens",
     responses(
         (status = 200, description = "every credential, never a secret", body = Vec<WorkerCredential>),
@@ -94,6 +96,7 @@ pub(crate) async fn list(
 #[utoipa::path(
     delete,
     path = "/api/v1/worker-credentials/{client_id}",
+    operation_id = "revoke_worker_credential",
     tag = "tokens",
     params(("client_id" = String, Path, description = "the client id")),
     responses(
@@ -117,6 +120,7 @@ pub(crate) async fn revoke(
 #[utoipa::path(
     post,
     path = "/api/v1/auth/token",
+    operation_id = "exchange_worker_token",
     tag = "tokens",
     request_body = TokenRequest,
     responses(

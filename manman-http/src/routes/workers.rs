@@ -5,7 +5,7 @@ use crate::api::{ApiState, CommandAccepted};
 use crate::auth::{Access, AdminScope, ReadScope};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::problem::ApiError;
-use crate::routes::instances::HistoryQuery;
+use crate::routes::instances::{HistoryQuery, page_limit};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -16,6 +16,7 @@ use manman_core::worker::Worker;
 #[utoipa::path(
     get,
     path = "/api/v1/workers",
+    operation_id = "list_workers",
     tag = "workers",
     responses(
         (status = 200, description = "every worker", body = Vec<Worker>),
@@ -33,6 +34,7 @@ pub(crate) async fn list_workers(
 #[utoipa::path(
     get,
     path = "/api/v1/workers/{id}",
+    operation_id = "get_worker",
     tag = "workers",
     params(("id" = i64, Path, description = "the worker")),
     responses(
@@ -53,6 +55,7 @@ pub(crate) async fn get_worker(
 #[utoipa::path(
     post,
     path = "/api/v1/workers/{id}/shutdown",
+    operation_id = "shutdown_worker",
     tag = "workers",
     params(("id" = i64, Path, description = "the worker")),
     responses(
@@ -76,6 +79,7 @@ pub(crate) async fn shutdown(
 #[utoipa::path(
     get,
     path = "/api/v1/workers/{id}/history",
+    operation_id = "worker_history",
     tag = "workers",
     params(("id" = i64, Path, description = "the worker"), HistoryQuery),
     responses(
@@ -92,7 +96,7 @@ pub(crate) async fn history(
     ApiPath(id): ApiPath<WorkerId>,
     ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> Result<Json<Vec<StatusEvent>>, ApiError> {
-    let limit = query.limit.unwrap_or(100);
+    let limit = page_limit(query.limit, 100)?;
     Ok(Json(
         state
             .host
