@@ -76,7 +76,7 @@ pub enum CliCommand {
     Game(GameCommand),
     /// Configs of games: from files (JSON, YAML, TOML) and flags; `config show` prints one.
     #[command(subcommand)]
-    Config(ConfigCommand),
+    Config(Box<ConfigCommand>),
     /// Start a game's default config (`GAME`), a named config (`GAME/CONFIG`) or a config id.
     Start {
         /// `GAME`, `GAME/CONFIG` or a config id.
@@ -214,7 +214,7 @@ async fn run_client(client: &Client, json: bool, command: CliCommand) -> anyhow:
     match command {
         CliCommand::Watch => watch::watch(client, json).await,
         CliCommand::Game(command) => catalogue::run(client, json, command).await,
-        CliCommand::Config(command) => config_command::run(client, json, command).await,
+        CliCommand::Config(command) => config_command::run(client, json, *command).await,
         CliCommand::Start {
             target,
             worker,
@@ -328,4 +328,14 @@ fn token(cli: &Cli, saved: Option<&SavedLogin>, host: &str) -> anyhow::Result<Op
         return Ok(Some(saved.token.clone()));
     }
     local_admin::token_for(host, &cli.token_file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

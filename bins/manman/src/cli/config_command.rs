@@ -17,7 +17,8 @@ pub enum ConfigCommand {
         /// The game's name.
         game: String,
         /// The config's name (else `name` in the file, or --name).
-        name: Option<String>,
+        #[arg(id = "config_name", value_name = "NAME")]
+        config_name: Option<String>,
         /// The config's fields.
         #[command(flatten)]
         fields: ConfigFields,
@@ -265,10 +266,14 @@ fn set<T>(field: &mut T, value: Option<T>) {
 /// Runs a `manman config` subcommand.
 pub(crate) async fn run(client: &Client, json: bool, command: ConfigCommand) -> anyhow::Result<()> {
     match command {
-        ConfigCommand::Create { game, name, fields } => {
+        ConfigCommand::Create {
+            game,
+            config_name,
+            fields,
+        } => {
             let game = find_game(client, &game).await?;
             let mut file = fields.read_file()?.unwrap_or_default();
-            if let Some(name) = name {
+            if let Some(name) = config_name {
                 file.name = Some(name);
             }
             fields.apply(&mut file)?;
