@@ -17,7 +17,7 @@ use manman_core::game_server::{GameServer, NewGameServer};
 use manman_core::host::{DeadLetter, WorkerToken};
 use manman_core::host::{StartRequest, Started};
 use manman_core::id::TokenId;
-use manman_core::id::{ConfigId, GameServerId, InstanceId};
+use manman_core::id::{ConfigId, GameServerId, InstanceId, WorkerId};
 use manman_core::instance::{Instance, InstanceFilter};
 use manman_core::status::StatusEvent;
 use manman_core::worker::Worker;
@@ -30,6 +30,9 @@ use uuid::Uuid;
 /// wait for a database connection (5 s), so that a host waiting on its broker answers — 503,
 /// naming the broker — before the client gives up.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
+
+/// The largest page of status history the host gives.
+pub const HISTORY_PAGE_MAX: u32 = 500;
 
 /// How a problem reads: a 503 says which of the host's backends is away (the host itself
 /// answered).
@@ -379,10 +382,59 @@ impl Client {
         self.get(&format!("/api/v1/instances/{}", id.get())).await
     }
 
-    /// Status history of an instance.
+    /// Status history of an instance (its first page: the oldest 100 changes).
     pub async fn instance_history(&self, id: InstanceId) -> Result<Vec<StatusEvent>, ClientError> {
         self.get(&format!("/api/v1/instances/{}/history", id.get()))
             .await
+    }
+
+    /// A page of an instance's status history, oldest first: at most `limit` (1 to
+    /// [`HISTORY_PAGE_MAX`]) changes after the one whose `id` is `after`.
+    pub async fn instance_history_page(
+        &self,
+        id: InstanceId,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StatusEvent>, ClientError> {
+        let mut path = format!("/api/v1/instances/{}/history?limit={limit}", id.get());
+        if let Some(after) = after {
+            path.push_str(&format!("&after={after}"));
+        }
+        self.get(&path).await
+    }
+
+    /// An instance's whole status history, oldest first (page after page).
+    pub async fn instance_history_all(
+        &self,
+        id: InstanceId,
+    ) -> Result<Vec<StatusEvent>, ClientError> {
+        let mut all: Vec<StatusEvent> = Vec::new();
+        loop {
+            let after = all.last().map(|e| e.id);
+            let page = self
+                .instance_history_page(id, after, HISTORY_PAGE_MAX)
+                .await?;
+            let done = page.len() < HISTORY_PAGE_MAX as usize;
+            all.extend(page);
+            if done {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// One config.
+    pub async fn get_config(&self, id: ConfigId) -> Result<GameServerConfig, ClientError> {
+        self.get(&format!("/api/v1/configs/{}", id.get())).await
+    }
+
+    /// One game.
+    pub async fn get_game(&self, id: GameServerId) -> Result<GameServer, ClientError> {
+        self.get(&format!("/api/v1/games/{}", id.get())).await
+    }
+
+    /// One worker.
+    pub async fn get_worker(&self, id: WorkerId) -> Result<Worker, ClientError> {
+        self.get(&format!("/api/v1/workers/{}", id.get())).await
     }
 
     /// Stops an instance gracefully.
@@ -417,6 +469,38 @@ impl Client {
         self.get(&format!("/api/v1/commands/{id}")).await
     }
 
+    /// Follows an instance's console like [`Client::console`], with each event's `id` and the
+    /// `lagged` notices: what a reader that resumes (`Last-Event-ID`) after a broken connection
+    /// needs.
+    pub async fn console_followed(
+        &self,
+        id: InstanceId,
+        after: Option<u64>,
+    ) -> Result<impl Stream<Item = Result<Followed<ConsoleLine>, ClientError>> + use<>, ClientError>
+    {
+        let url = self.url(&format!("/api/v1/instances/{}/console", id.get()));
+        let mut request = self.http.get(&url).header("accept", "text/event-stream");
+        if let Some(after) = after {
+            request = request.header("last-event-id", after.to_string());
+        }
+        self.follow_all(request, url, Some("line")).await
+    }
+
+    /// Follows every event like [`Client::events`], with each event's `id` and the `lagged`
+    /// notices. `last_event_id` is sent as `Last-Event-ID` (a host that numbers its events
+    /// resumes after it; one that does not ignores it).
+    pub async fn events_followed(
+        &self,
+        last_event_id: Option<&str>,
+    ) -> Result<impl Stream<Item = Result<Followed<Event>, ClientError>> + use<>, ClientError> {
+        let url = self.url("/api/v1/events");
+        let mut request = self.http.get(&url).header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        self.follow_all(request, url, None).await
+    }
+
     /// Follows an instance's console: the backlog after `after`, then live lines.
     pub async fn console(
         &self,
@@ -440,13 +524,32 @@ impl Client {
         self.follow(request, url, None).await
     }
 
-    /// The data of a Server-Sent Events stream (only events named `only`, when given), decoded.
+    /// The data of a Server-Sent Events stream (only events named `only`, when given), decoded;
+    /// `lagged` notices are left out.
     async fn follow<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
         url: String,
         only: Option<&'static str>,
     ) -> Result<impl Stream<Item = Result<T, ClientError>> + use<T>, ClientError> {
+        let all = self.follow_all(request, url, only).await?;
+        Ok(all.filter_map(|item| async move {
+            match item {
+                Ok(Followed::Item { value, .. }) => Some(Ok(value)),
+                Ok(Followed::Lagged { .. }) => None,
+                Err(e) => Some(Err(e)),
+            }
+        }))
+    }
+
+    /// Every event of a Server-Sent Events stream (only events named `only`, and `lagged`
+    /// notices), decoded, with its `id`.
+    async fn follow_all<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: String,
+        only: Option<&'static str>,
+    ) -> Result<impl Stream<Item = Result<Followed<T>, ClientError>> + use<T>, ClientError> {
         let response =
             self.authorized(request)
                 .send()
@@ -467,17 +570,28 @@ impl Client {
             move |(mut bytes, mut parser, url)| async move {
                 loop {
                     if let Some(event) = parser.next_event() {
-                        // A `lagged` notice (the host skipped this watcher past some) is not
-                        // an item.
-                        if event.event == "lagged" || only.is_some_and(|name| event.event != name) {
+                        // A `lagged` notice: the host skipped this watcher past some.
+                        if event.event == "lagged" {
+                            let missed =
+                                serde_json::from_str::<Missed>(&event.data).map_or(0, |m| m.missed);
+                            let item = Followed::Lagged {
+                                id: event.id,
+                                missed,
+                            };
+                            return Some((Ok(item), (bytes, parser, url)));
+                        }
+                        if only.is_some_and(|name| event.event != name) {
                             continue;
                         }
-                        let item = serde_json::from_str::<T>(&event.data).map_err(|e| {
-                            ClientError::Decode {
+                        let item = serde_json::from_str::<T>(&event.data)
+                            .map(|value| Followed::Item {
+                                id: event.id,
+                                value,
+                            })
+                            .map_err(|e| ClientError::Decode {
                                 url: url.clone(),
                                 detail: e.to_string(),
-                            }
-                        });
+                            });
                         return Some((item, (bytes, parser, url)));
                     }
                     match bytes.next().await {
@@ -495,6 +609,41 @@ impl Client {
             },
         ))
     }
+}
+
+/// One event of a followed stream ([`Client::console_followed`], [`Client::events_followed`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Followed<T> {
+    /// An event: its `id` (when the host gave one) and its data.
+    Item {
+        /// The SSE `id`: what to send as `Last-Event-ID` to resume after it.
+        id: Option<String>,
+        /// The decoded data.
+        value: T,
+    },
+    /// The host skipped this reader past `missed` events (it fell behind); `id` is that of the
+    /// last one missed, when the host numbers them.
+    Lagged {
+        /// The SSE `id`.
+        id: Option<String>,
+        /// How many were skipped.
+        missed: u64,
+    },
+}
+
+impl<T> Followed<T> {
+    /// The SSE `id` of this event, if the host gave one.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Self::Item { id, .. } | Self::Lagged { id, .. } => id.as_deref(),
+        }
+    }
+}
+
+/// The data of a `lagged` event.
+#[derive(serde::Deserialize)]
+struct Missed {
+    missed: u64,
 }
 
 #[cfg(test)]

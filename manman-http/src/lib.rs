@@ -22,7 +22,7 @@ mod stream_guard;
 
 pub use api::{ApiState, BODY_LIMIT, CommandAccepted, router, worker_router};
 pub use auth::{Access, AdminScope, Needs, OperateScope, ReadScope, WorkerAccess};
-pub use client::{Client, ClientError, REQUEST_TIMEOUT};
+pub use client::{Client, ClientError, Followed, HISTORY_PAGE_MAX, REQUEST_TIMEOUT};
 pub use extract::{ApiJson, ApiPath, ApiQuery};
 pub use host_api_client::{HttpHostApi, WorkerCredentials};
 pub use http_limits::{HttpLimits, MAX_HEADER_BYTES, MAX_HEADER_FIELDS, MAX_URI_BYTES};

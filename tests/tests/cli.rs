@@ -617,3 +617,456 @@ async fn secret_files_are_0600_even_when_they_were_0644_and_login_replaces_a_bro
     );
     running.stop().await.expect("clean stop");
 }
+
+/// Writes `text` to `name` in `dir`; its path.
+fn write_file(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    path.to_str().expect("utf-8").to_owned()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_show_history_and_waiting_for_the_outcome() {
+    let data = tempfile::tempdir().expect("dir");
+    let (running, cli) = start_host(data.path()).await;
+    ok(
+        &cli.run(&["game", "create", "fake", "--local", "games/demo"])
+            .await,
+        &["game create"],
+    );
+    let file = write_file(
+        data.path(),
+        "main.toml",
+        "executable = \"fake-game-server\"\nready_pattern = \"Server is ready\"\n\n[stop]\nstdin_line = \"quit\"\n",
+    );
+    ok(
+        &cli.run(&["config", "create", "fake", "main", "-f", &file])
+            .await,
+        &["config create -f"],
+    );
+
+    // start --wait: back when it is running, with the instance.
+    let started = cli.json(&["start", "fake/main", "--wait"]).await;
+    assert_eq!(started["status"], "running", "{started}");
+    assert_eq!(started["cause"], "ready", "{started}");
+    let id = started["id"].as_i64().expect("id");
+    let ids = id.to_string();
+
+    let shown = cli.json(&["instance", "show", &ids]).await;
+    assert_eq!(shown["status"], "running", "{shown}");
+    assert_eq!(shown["config"], "fake/main", "{shown}");
+    assert_eq!(shown["worker"], "local", "{shown}");
+    assert!(shown["ready_at"].is_string(), "{shown}");
+    assert!(shown["exit_code"].is_null(), "{shown}");
+    let shown_text = cli.run(&["instance", "show", &ids]).await;
+    ok(&shown_text, &["instance show"]);
+    for says in [
+        "status:",
+        "running",
+        "cause:",
+        "ready",
+        "fake/main",
+        "restarts:",
+    ] {
+        assert!(
+            stdout(&shown_text).contains(says),
+            "{says}: {}",
+            stdout(&shown_text)
+        );
+    }
+
+    // stop --wait: back when it has ended, exit 0 for a stop that went as asked.
+    let stopped = cli.json(&["stop", &ids, "--wait"]).await;
+    assert_eq!(stopped["status"], "complete", "{stopped}");
+    assert_eq!(stopped["cause"], "user", "{stopped}");
+    assert!(stopped["ended_at"].is_string(), "{stopped}");
+
+    let history = cli.json(&["history", &ids]).await;
+    let statuses: Vec<&str> = history
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|e| e["status"].as_str())
+        .collect();
+    assert_eq!(statuses.first().copied(), Some("created"), "{history}");
+    assert!(statuses.contains(&"running"), "{history}");
+    assert_eq!(statuses.last().copied(), Some("complete"), "{history}");
+    let history_text = cli.run(&["history", &ids]).await;
+    ok(&history_text, &["history"]);
+    assert!(
+        stdout(&history_text).contains("running → complete"),
+        "{}",
+        stdout(&history_text)
+    );
+    failed(&cli.run(&["history", "999"]).await, 1, "instance 999");
+
+    // The console of an ended instance prints what is kept, then how it ended.
+    let console = cli.run(&["console", &ids]).await;
+    ok(&console, &["console of an ended instance"]);
+    assert!(
+        stderr(&console).contains(&format!("instance {id} ended: complete (user)")),
+        "{}",
+        text(&console)
+    );
+
+    // A server that cannot be spawned: start --wait fails, naming the cause and the error.
+    let broken = data.path().join("games").join("broken");
+    std::fs::create_dir_all(&broken).expect("dir");
+    write_file(&broken, "server.sh", "#!/bin/sh\necho never\n");
+    ok(
+        &cli.run(&["game", "create", "broken", "--local", "games/broken"])
+            .await,
+        &["game create broken"],
+    );
+    ok(
+        &cli.run(&[
+            "config",
+            "create",
+            "broken",
+            "main",
+            "--executable",
+            "server.sh",
+            "--default",
+        ])
+        .await,
+        &["config create broken"],
+    );
+    let output = cli.run(&["start", "broken", "--wait"]).await;
+    failed(&output, 1, "did not become running: crashed (spawn-failed)");
+    failed(&output, 1, "ermission denied");
+
+    // The list shows each instance's cause.
+    let list = cli.run(&["instances"]).await;
+    ok(&list, &["instances"]);
+    let list = stdout(&list);
+    assert!(
+        list.lines().next().is_some_and(|l| l.contains("CAUSE")),
+        "{list}"
+    );
+    assert!(
+        list.lines()
+            .any(|l| l.contains("crashed") && l.contains("spawn-failed")),
+        "{list}"
+    );
+    let listed = cli.json(&["instances"]).await;
+    assert!(
+        listed
+            .as_array()
+            .expect("array")
+            .iter()
+            .any(|i| i["id"] == id && i["cause"] == "user"),
+        "{listed}"
+    );
+
+    // A server that never gets ready: --timeout gives up, says so, leaves it running.
+    ok(
+        &cli.run(&[
+            "config",
+            "create",
+            "fake",
+            "slow",
+            "--executable",
+            "fake-game-server",
+            "--ready-pattern",
+            "never printed",
+        ])
+        .await,
+        &["config create slow"],
+    );
+    let output = cli
+        .run(&["start", "fake/slow", "--wait", "--timeout", "1"])
+        .await;
+    failed(&output, 1, "is still initializing after 1 s");
+    let slow = cli.json(&["instances", "--status", "initializing"]).await;
+    let slow_id = slow[0]["id"].as_i64().expect("the slow one still runs");
+    ok(&cli.run(&["kill", &slow_id.to_string()]).await, &["kill"]);
+    eventually("the slow one to end", WAIT, || async {
+        let shown = cli.json(&["instance", "show", &slow_id.to_string()]).await;
+        shown["ended_at"].is_string().then_some(())
+    })
+    .await;
+    running.stop().await.expect("clean stop");
+}
+
+/// `config show` in `format`, parsed as JSON (YAML and TOML through their own parsers).
+async fn show_config(cli: &Cli, target: &str, format: &str) -> (String, Value) {
+    let output = cli
+        .run(&["config", "show", target, "--format", format])
+        .await;
+    ok(&output, &["config show", format]);
+    let text = stdout(&output);
+    let value = match format {
+        "json" => serde_json::from_str(&text).expect("JSON"),
+        "yaml" => serde_yaml_ng::from_str(&text).expect("YAML"),
+        // TOML is read back by the round trips below.
+        _ => Value::Null,
+    };
+    (text, value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configs_from_files_and_flags_round_trip() {
+    let data = tempfile::tempdir().expect("dir");
+    let dir = data.path();
+    let (running, cli) = start_host(dir).await;
+    ok(
+        &cli.run(&["game", "create", "fake", "--local", "games/demo"])
+            .await,
+        &["game create"],
+    );
+
+    // JSON in, flags over it, JSON out.
+    let file = write_file(
+        dir,
+        "web.json",
+        r#"{
+  "name": "web",
+  "executable": "fake-game-server",
+  "args": ["--port", "27015"],
+  "env": {"GAME_MODE": "coop"},
+  "ready_pattern": "Server is ready",
+  "stop": {"stdin_line": "quit", "signal": "INT", "timeout_s": 5},
+  "restart": {"mode": "on-crash", "max_restarts": 2}
+}
+"#,
+    );
+    ok(
+        &cli.run(&[
+            "config",
+            "create",
+            "fake",
+            "-f",
+            &file,
+            "--stop-signal-grace",
+            "4",
+        ])
+        .await,
+        &["config create -f json"],
+    );
+    let (json_text, shown) = show_config(&cli, "fake/web", "json").await;
+    assert_eq!(shown["name"], "web");
+    assert_eq!(shown["args"], serde_json::json!(["--port", "27015"]));
+    assert_eq!(shown["env"]["GAME_MODE"], "coop");
+    assert_eq!(shown["stop"]["signal"], "INT");
+    assert_eq!(shown["stop"]["timeout_s"], 5);
+    assert_eq!(shown["stop"]["signal_grace_s"], 4, "the flag over the file");
+    assert_eq!(shown["restart"]["mode"], "on-crash");
+    assert_eq!(shown["restart"]["max_restarts"], 2);
+    assert_eq!(shown["restart"]["window_s"], 600, "a default");
+    assert!(shown.get("id").is_none(), "only what a file holds: {shown}");
+
+    // show → update of the same file changes nothing.
+    let same = write_file(dir, "same.json", &json_text);
+    ok(
+        &cli.run(&["config", "update", "fake/web", "-f", &same])
+            .await,
+        &["config update -f same"],
+    );
+    assert_eq!(show_config(&cli, "fake/web", "json").await.0, json_text);
+
+    // TOML: show, edit, update, and a flag over the file.
+    let (toml_text, _) = show_config(&cli, "fake/web", "toml").await;
+    assert!(toml_text.contains("[stop]"), "{toml_text}");
+    let edited = toml_text.replace("timeout_s = 5", "timeout_s = 9");
+    assert_ne!(edited, toml_text, "{toml_text}");
+    let edited = write_file(dir, "web.toml", &edited);
+    let updated = cli
+        .json(&[
+            "config",
+            "update",
+            "fake/web",
+            "-f",
+            &edited,
+            "--ready-timeout",
+            "77",
+        ])
+        .await;
+    assert_eq!(updated["stop"]["timeout_s"], 9, "{updated}");
+    assert_eq!(updated["ready_timeout_s"], 77, "{updated}");
+    assert_eq!(
+        updated["stop"]["signal"], "INT",
+        "kept from the file: {updated}"
+    );
+
+    // YAML out and back in.
+    let (yaml_text, yaml) = show_config(&cli, "fake/web", "yaml").await;
+    assert_eq!(yaml["stop"]["timeout_s"], 9, "{yaml_text}");
+    let yaml_file = write_file(
+        dir,
+        "web.yaml",
+        &yaml_text.replace("GAME_MODE: coop", "GAME_MODE: pvp"),
+    );
+    ok(
+        &cli.run(&["config", "update", "fake/web", "-f", &yaml_file])
+            .await,
+        &["config update -f yaml"],
+    );
+    let (_, shown) = show_config(&cli, "fake/web", "json").await;
+    assert_eq!(shown["env"]["GAME_MODE"], "pvp");
+    assert_eq!(shown["ready_timeout_s"], 77);
+
+    // Flags alone change single fields and keep the rest.
+    ok(
+        &cli.run(&[
+            "config",
+            "update",
+            "fake/web",
+            "--stop-signal",
+            "TERM",
+            "--ready-pattern",
+            "",
+        ])
+        .await,
+        &["config update with flags"],
+    );
+    let (_, shown) = show_config(&cli, "fake/web", "json").await;
+    assert_eq!(shown["stop"]["signal"], "TERM");
+    assert!(shown.get("ready_pattern").is_none(), "{shown}");
+    assert_eq!(shown["env"]["GAME_MODE"], "pvp");
+    assert_eq!(shown["stop"]["timeout_s"], 9);
+
+    // Unknown fields are refused, with their line.
+    let bad_yaml = write_file(
+        dir,
+        "bad.yaml",
+        "name: bad\nexecutable: fake-game-server\nstop:\n  stdin_line: quit\n  signall: INT\n",
+    );
+    let output = cli
+        .run(&["config", "create", "fake", "-f", &bad_yaml])
+        .await;
+    failed(&output, 1, "unknown field `signall`");
+    failed(&output, 1, "line 5");
+    let bad_toml = write_file(
+        dir,
+        "bad.toml",
+        "name = \"bad\"\nexecutable = \"fake-game-server\"\nready_patern = \"x\"\n",
+    );
+    let output = cli
+        .run(&["config", "update", "fake/web", "-f", &bad_toml])
+        .await;
+    failed(&output, 1, "ready_patern");
+    failed(&output, 1, "line 3");
+    let bad_json = write_file(
+        dir,
+        "bad.json",
+        "{\n  \"name\": \"bad\",\n  \"exe\": \"x\"\n}\n",
+    );
+    let output = cli
+        .run(&["config", "create", "fake", "-f", &bad_json])
+        .await;
+    failed(&output, 1, "unknown field `exe`");
+    failed(&output, 1, "line 3");
+    assert_eq!(
+        cli.json(&["config", "list", "fake"])
+            .await
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "nothing bad was stored"
+    );
+    running.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reconnects_after_the_host_restarts() {
+    let data = tempfile::tempdir().expect("dir");
+    // SQLite: the admin token is the same after the restart.
+    let first = up::start(manman_tests::up_options(data.path(), FAKE))
+        .await
+        .expect("manman up");
+    let addr = first.addr;
+    let cli = Cli {
+        host: format!("http://{addr}"),
+        token: first.admin.token.clone(),
+        config_file: data.path().join("cli-login.json"),
+    };
+    let mut watch = cli
+        .command(&["--json", "watch"], Some(&cli.token))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("watch");
+    let mut events = BufReader::new(watch.stdout.take().expect("stdout")).lines();
+    let mut said = BufReader::new(watch.stderr.take().expect("stderr")).lines();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let started = cli.json(&["start", "demo"]).await;
+    let first_id = started["instance_id"].as_i64().expect("id");
+    seen_instance(&mut events, first_id).await;
+
+    first.stop().await.expect("clean stop");
+    let mut options = manman_tests::up_options(data.path(), FAKE);
+    options.bind = addr;
+    let second = up::start(options).await.expect("manman up again");
+    assert_eq!(second.admin.token, cli.token);
+
+    // The watch says the host went away, comes back by itself, and shows what happens next.
+    let went_away = tokio::time::timeout(WAIT, async {
+        while let Some(line) = said.next_line().await.expect("read") {
+            if line.contains("host went away") && line.contains("reconnecting in") {
+                return line;
+            }
+        }
+        panic!("watch's stderr ended");
+    })
+    .await
+    .expect("watch said the host went away");
+    assert!(went_away.contains("reconnecting in 1 s"), "{went_away}");
+    // Events while it was away are not replayed: start the next one once it is back.
+    tokio::time::timeout(WAIT, async {
+        while let Some(line) = said.next_line().await.expect("read") {
+            if line.starts_with("reconnected to the host") {
+                return;
+            }
+        }
+        panic!("watch's stderr ended");
+    })
+    .await
+    .expect("watch said it reconnected");
+    let started = eventually("a start on the restarted host", WAIT, || async {
+        let output = cli.run(&["--json", "start", "demo"]).await;
+        output
+            .status
+            .success()
+            .then(|| serde_json::from_slice::<Value>(&output.stdout).expect("JSON"))
+    })
+    .await;
+    let second_id = started["instance_id"].as_i64().expect("id");
+    assert!(second_id > first_id);
+    seen_instance(&mut events, second_id).await;
+    assert!(
+        watch.try_wait().expect("wait").is_none(),
+        "watch still runs"
+    );
+    let _ = watch.kill().await;
+    ok(
+        &cli.run(&["stop", &second_id.to_string(), "--wait"]).await,
+        &["stop --wait"],
+    );
+    second.stop().await.expect("clean stop");
+}
+
+/// Reads `manman --json watch` until a status of instance `id` shows up.
+async fn seen_instance(
+    events: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    id: i64,
+) {
+    tokio::time::timeout(WAIT, async {
+        while let Some(line) = events.next_line().await.expect("read") {
+            let event: Value = serde_json::from_str(&line).expect("a JSON event per line");
+            if event["type"] == "status" && event["entity"]["instance"] == id {
+                return;
+            }
+        }
+        panic!("watch ended");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("watch showed instance {id}"));
+}
