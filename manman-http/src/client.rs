@@ -536,7 +536,7 @@ impl Client {
         Ok(all.filter_map(|item| async move {
             match item {
                 Ok(Followed::Item { value, .. }) => Some(Ok(value)),
-                Ok(Followed::Lagged { .. }) => None,
+                Ok(Followed::Lagged { .. } | Followed::Gap) => None,
                 Err(e) => Some(Err(e)),
             }
         }))
@@ -579,6 +579,10 @@ impl Client {
                                 missed,
                             };
                             return Some((Ok(item), (bytes, parser, url)));
+                        }
+                        // A `gap` notice: events were missed that nobody can count.
+                        if event.event == "gap" {
+                            return Some((Ok(Followed::Gap), (bytes, parser, url)));
                         }
                         if only.is_some_and(|name| event.event != name) {
                             continue;
@@ -629,6 +633,9 @@ pub enum Followed<T> {
         /// How many were skipped.
         missed: u64,
     },
+    /// The reader resumed after an event the host no longer knows (it restarted or lost its
+    /// bus since): events were missed that nobody can count.
+    Gap,
 }
 
 impl<T> Followed<T> {
@@ -636,6 +643,7 @@ impl<T> Followed<T> {
     pub fn id(&self) -> Option<&str> {
         match self {
             Self::Item { id, .. } | Self::Lagged { id, .. } => id.as_deref(),
+            Self::Gap => None,
         }
     }
 }

@@ -336,6 +336,7 @@ struct Router {
     events: EventHub,
     instance: InstanceId,
     token: String,
+    host: HostService,
 }
 
 async fn router_app() -> Router {
@@ -355,6 +356,7 @@ async fn router_app() -> Router {
     let (hub, feed, stop) = (events.clone(), host.bus().clone(), CancellationToken::new());
     let token = stop.clone();
     tokio::spawn(async move { hub.run(&feed, token).await });
+    let state_host = host.clone();
     let router = router(ApiState {
         host,
         console: console.clone(),
@@ -371,6 +373,7 @@ async fn router_app() -> Router {
         events,
         instance,
         token: secret.expose().to_owned(),
+        host: state_host,
     }
 }
 
@@ -404,20 +407,29 @@ impl SlowWatcher {
 
 impl Router {
     async fn get(&self, path: &str) -> axum::response::Response {
+        self.get_after(path, None).await
+    }
+
+    /// GET `path`, resuming after `last_event_id` when given.
+    async fn get_after(&self, path: &str, last_event_id: Option<&str>) -> axum::response::Response {
+        let mut request =
+            Request::get(path).header(header::AUTHORIZATION, format!("Bearer {}", self.token));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
         self.router
             .clone()
-            .oneshot(
-                Request::get(path)
-                    .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
-                    .body(Body::empty())
-                    .expect("request"),
-            )
+            .oneshot(request.body(Body::empty()).expect("request"))
             .await
             .expect("response")
     }
 
     async fn watch(&self, path: &str) -> SlowWatcher {
-        let response = self.get(path).await;
+        self.watch_after(path, None).await
+    }
+
+    async fn watch_after(&self, path: &str, last_event_id: Option<&str>) -> SlowWatcher {
+        let response = self.get_after(path, last_event_id).await;
         assert_eq!(response.status(), StatusCode::OK);
         SlowWatcher {
             body: response.into_body(),
@@ -539,4 +551,120 @@ async fn a_slow_event_watcher_is_told_how_many_events_it_missed() {
         app.metric("manman_events_dropped_total").await,
         extra as u64
     );
+}
+
+fn command_result(worker: i64) -> Event {
+    Event::CommandResult(CommandResult {
+        command_id: uuid::Uuid::new_v4(),
+        worker_id: WorkerId(worker),
+        outcome: CommandOutcome::Succeeded,
+        detail: None,
+        reported_at: Utc::now(),
+    })
+}
+
+fn worker_of(event: &SseEvent) -> i64 {
+    match serde_json::from_str::<Event>(&event.data).expect("an event") {
+        Event::CommandResult(r) => r.worker_id.get(),
+        other => panic!("a command result, not {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_event_watcher_that_comes_back_resumes_after_the_last_event_it_saw() {
+    let app = router_app().await;
+    let mut first = app.watch("/api/v1/events").await;
+    for n in 1..=3 {
+        app.events.publish(command_result(n));
+    }
+    let seen = first.take(1).await;
+    let id = seen[0].id.clone().expect("events have ids");
+    drop(first);
+
+    let mut again = app.watch_after("/api/v1/events", Some(&id)).await;
+    app.events.publish(command_result(4));
+    let resumed = again.take(3).await;
+    assert_eq!(
+        resumed.iter().map(worker_of).collect::<Vec<_>>(),
+        [2, 3, 4],
+        "the events after the one it saw, then live"
+    );
+
+    let mut elsewhere = app
+        .watch_after("/api/v1/events", Some("0123456789ab-2"))
+        .await;
+    app.events.publish(command_result(5));
+    let events = elsewhere.take(2).await;
+    assert_eq!(events[0].event, "gap", "an id of another feed: a gap, said");
+    assert_eq!(worker_of(&events[1]), 5);
+}
+
+#[tokio::test]
+async fn an_ended_instances_console_replays_its_kept_tail_and_ends_or_is_gone() {
+    use manman_core::console::{ConsoleEnd, ConsoleTail};
+    use manman_core::ports::StatusChange;
+    let app = router_app().await;
+    let ended = StatusChange::undelivered(
+        uuid::Uuid::new_v4(),
+        app.instance,
+        "the worker never took it".into(),
+        Utc::now(),
+    );
+    app.host
+        .store()
+        .status
+        .apply_status(&ended)
+        .await
+        .expect("ended");
+    let path = format!("/api/v1/instances/{}/console", app.instance.get());
+    let gone = app.get(&path).await;
+    assert_eq!(gone.status(), StatusCode::GONE, "not an empty 200");
+    let body = gone.into_body().collect().await.expect("body").to_bytes();
+    let problem: Value = serde_json::from_slice(&body).expect("problem+json");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("no longer kept")),
+        "{problem}"
+    );
+
+    let instance = app.host.get_instance(app.instance).await.expect("instance");
+    app.host
+        .keep_console_tail(
+            instance.worker_id,
+            app.instance,
+            &ConsoleTail {
+                lines: vec![app.line(1), app.line(2)],
+            },
+        )
+        .await
+        .expect("kept");
+    let mut watcher = app.watch(&path).await;
+    let events = watcher.take(3).await;
+    assert_eq!(
+        events.iter().map(|e| e.event.as_str()).collect::<Vec<_>>(),
+        ["line", "line", "end"]
+    );
+    let end: ConsoleEnd = serde_json::from_str(&events[2].data).expect("a ConsoleEnd");
+    assert_eq!(end.status, manman_core::status::Status::Crashed);
+    assert!(end.text.contains("undelivered"), "{}", end.text);
+    assert!(
+        end.text.contains("the worker never took it"),
+        "{}",
+        end.text
+    );
+    let mut resumed = app.watch_after(&path, Some("1")).await;
+    let events = resumed.take(2).await;
+    assert_eq!(events[0].id.as_deref(), Some("2"));
+    assert_eq!(events[1].event, "end");
+
+    let other = app
+        .host
+        .keep_console_tail(
+            manman_core::id::WorkerId(instance.worker_id.get() + 1000),
+            app.instance,
+            &ConsoleTail::default(),
+        )
+        .await;
+    assert!(other.is_err(), "only its own worker hands over its tail");
 }

@@ -7,13 +7,21 @@
 //! is skipped ahead and told how many events it missed ([`EventItem::Lagged`]). While the hub
 //! is not connected to the bus nobody can subscribe, and when it loses the bus every watcher's
 //! stream ends: events are never missed without a sign.
+//!
+//! Each event has an id, `{feed}-{n}`: the feed (one per connection of the hub to the bus) and
+//! its number in it. A watcher that comes back with the id of the last event it saw (SSE's
+//! `Last-Event-ID`) gets the events after it that are still in the ring, then the live ones —
+//! or, when it fell out of the ring, how many it missed; and when the id is of another feed
+//! (the host restarted, or lost the bus, since), [`EventItem::Gap`]: events were missed that
+//! nobody can count.
 
 use crate::bus::Bus;
 use crate::event::Event;
 use crate::host::sender_check::SenderCheck;
 use crate::ports::{BusError, Message};
 use crate::store::Store;
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
@@ -27,15 +35,27 @@ pub const EVENT_BUFFER: usize = 1_024;
 pub struct SharedEvent {
     event: Event,
     json: Box<str>,
+    seq: u64,
+    id: Box<str>,
 }
 
 impl SharedEvent {
-    fn new(event: Event) -> Self {
+    fn new(event: Event, feed: &str, seq: u64) -> Self {
         // An Event (numbers, strings, times, string-keyed maps) always encodes.
         let json = serde_json::to_string(&event)
             .unwrap_or_default()
             .into_boxed_str();
-        Self { event, json }
+        Self {
+            event,
+            json,
+            seq,
+            id: format!("{feed}-{seq}").into_boxed_str(),
+        }
+    }
+
+    /// Its id: `{feed}-{n}` (the SSE event id, to resume after it).
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// The event.
@@ -49,7 +69,29 @@ impl SharedEvent {
     }
 }
 
-type Feed = broadcast::Sender<Arc<SharedEvent>>;
+/// One connection of the hub to the bus: its live events, and the last of them for watchers
+/// that resume.
+#[derive(Debug)]
+struct FeedState {
+    /// Names this feed in event ids.
+    name: String,
+    sender: broadcast::Sender<Arc<SharedEvent>>,
+    recent: Mutex<Recent>,
+}
+
+#[derive(Debug, Default)]
+struct Recent {
+    /// The number the next event gets (from 1).
+    next: u64,
+    /// The last events, oldest first.
+    ring: VecDeque<Arc<SharedEvent>>,
+}
+
+type Feed = Arc<FeedState>;
+
+fn lock(recent: &Mutex<Recent>) -> MutexGuard<'_, Recent> {
+    recent.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Fans the host's events out to its watchers. Cloning shares it.
 #[derive(Debug, Clone)]
@@ -77,22 +119,36 @@ pub enum EventItem {
         /// How many were skipped.
         missed: u64,
     },
+    /// The watcher resumed after an event of an earlier feed (the host restarted or lost the
+    /// bus since): events may have been missed, and nobody can say how many.
+    Gap,
 }
 
-/// A watcher of the host's events, from the moment it subscribed.
+/// A watcher of the host's events, from the moment it subscribed (or after the event it
+/// resumed after).
 #[derive(Debug)]
 pub struct EventSubscription {
     receiver: broadcast::Receiver<Arc<SharedEvent>>,
+    /// What to pass on before the live events: a gap, then the events resumed.
+    replay: VecDeque<EventItem>,
+    /// The number of the last event replayed: live events up to it were replayed already.
+    replayed_up_to: u64,
 }
 
 impl EventSubscription {
     /// The next event, or how many were skipped before it; `None` once the hub has lost the
     /// bus (events may be missed from then on: subscribe again).
     pub async fn next(&mut self) -> Option<EventItem> {
-        match self.receiver.recv().await {
-            Ok(event) => Some(EventItem::Event(event)),
-            Err(RecvError::Lagged(missed)) => Some(EventItem::Lagged { missed }),
-            Err(RecvError::Closed) => None,
+        if let Some(item) = self.replay.pop_front() {
+            return Some(item);
+        }
+        loop {
+            match self.receiver.recv().await {
+                Ok(event) if event.seq <= self.replayed_up_to => {}
+                Ok(event) => return Some(EventItem::Event(event)),
+                Err(RecvError::Lagged(missed)) => return Some(EventItem::Lagged { missed }),
+                Err(RecvError::Closed) => return None,
+            }
         }
     }
 }
@@ -137,21 +193,69 @@ impl EventHub {
 
     /// Passes an event to the current watchers (none, or not connected: it is dropped).
     pub fn publish(&self, event: Event) {
-        if let Some(feed) = self.feed.borrow().as_ref() {
-            let _ = feed.send(Arc::new(SharedEvent::new(event)));
+        let Some(feed) = self.feed.borrow().clone() else {
+            return;
+        };
+        // Numbered, kept and sent under one lock: the ring and the live feed agree on order.
+        let mut recent = lock(&feed.recent);
+        recent.next += 1;
+        let event = Arc::new(SharedEvent::new(event, &feed.name, recent.next));
+        if recent.ring.len() >= self.buffer {
+            recent.ring.pop_front();
         }
+        recent.ring.push_back(Arc::clone(&event));
+        let _ = feed.sender.send(event);
     }
 
-    /// A watcher of the events from now on; `None` when the hub is not connected to the bus
+    /// A watcher of the events from now on — or, with `resume` (the id of the last event a
+    /// watcher saw), from after that event; `None` when the hub is not connected to the bus
     /// within `within`.
-    pub async fn subscribe(&self, within: Duration) -> Option<EventSubscription> {
+    pub async fn subscribe(
+        &self,
+        within: Duration,
+        resume: Option<&str>,
+    ) -> Option<EventSubscription> {
         let mut feed = self.feed.subscribe();
         let connected = tokio::time::timeout(within, feed.wait_for(Option::is_some)).await;
         let Ok(Ok(feed)) = connected else {
             return None;
         };
-        feed.as_ref().map(|feed| EventSubscription {
-            receiver: feed.subscribe(),
+        let feed = feed.clone()?;
+        let recent = lock(&feed.recent);
+        let receiver = feed.sender.subscribe();
+        let mut replay = VecDeque::new();
+        let mut replayed_up_to = 0;
+        if let Some(resume) = resume {
+            let after = resume
+                .rsplit_once('-')
+                .filter(|(name, _)| *name == feed.name)
+                .and_then(|(_, seq)| seq.parse::<u64>().ok())
+                .filter(|seq| *seq <= recent.next);
+            match after {
+                None => replay.push_back(EventItem::Gap),
+                Some(after) => {
+                    let first_kept = recent.ring.front().map_or(recent.next + 1, |e| e.seq);
+                    if first_kept > after + 1 {
+                        replay.push_back(EventItem::Lagged {
+                            missed: first_kept - after - 1,
+                        });
+                    }
+                    replay.extend(
+                        recent
+                            .ring
+                            .iter()
+                            .filter(|e| e.seq > after)
+                            .map(|e| EventItem::Event(Arc::clone(e))),
+                    );
+                    replayed_up_to = recent.next;
+                }
+            }
+        }
+        drop(recent);
+        Some(EventSubscription {
+            receiver,
+            replay,
+            replayed_up_to,
         })
     }
 
@@ -160,8 +264,11 @@ impl EventHub {
     pub async fn run(&self, bus: &Bus, shutdown: CancellationToken) -> Result<(), BusError> {
         let mut events = bus.watch_events().await?;
         let _connection = Connection(&self.feed);
-        self.feed
-            .send_replace(Some(broadcast::channel(self.buffer).0));
+        self.feed.send_replace(Some(Arc::new(FeedState {
+            name: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
+            sender: broadcast::channel(self.buffer).0,
+            recent: Mutex::default(),
+        })));
         loop {
             let next = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
@@ -220,8 +327,8 @@ mod tests {
         let hub = EventHub::new(4);
         let (task, stop) = connected(&hub).await;
         let wait = Duration::from_secs(5);
-        let mut fast = hub.subscribe(wait).await.expect("connected");
-        let mut slow = hub.subscribe(wait).await.expect("connected");
+        let mut fast = hub.subscribe(wait, None).await.expect("connected");
+        let mut slow = hub.subscribe(wait, None).await.expect("connected");
         hub.publish(event(0));
         let (Some(Some(EventItem::Event(first))), Some(Some(EventItem::Event(same)))) =
             (fast.next().now_or_never(), slow.next().now_or_never())
@@ -252,15 +359,75 @@ mod tests {
                 EventItem::Event(_) | EventItem::Lagged { .. }
             ));
         }
-        assert!(hub.subscribe(Duration::from_millis(10)).await.is_none());
+        assert!(
+            hub.subscribe(Duration::from_millis(10), None)
+                .await
+                .is_none()
+        );
     }
 
     #[tokio::test]
     async fn nobody_subscribes_before_the_hub_is_connected() {
         let hub = EventHub::default();
-        assert!(hub.subscribe(Duration::from_millis(10)).await.is_none());
+        assert!(
+            hub.subscribe(Duration::from_millis(10), None)
+                .await
+                .is_none()
+        );
         let (_task, stop) = connected(&hub).await;
-        assert!(hub.subscribe(Duration::from_secs(5)).await.is_some());
+        assert!(hub.subscribe(Duration::from_secs(5), None).await.is_some());
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_watcher_resumes_after_the_last_event_it_saw() {
+        let hub = EventHub::new(4);
+        let (_task, stop) = connected(&hub).await;
+        let wait = Duration::from_secs(5);
+        let mut first = hub.subscribe(wait, None).await.expect("connected");
+        hub.publish(event(1));
+        hub.publish(event(2));
+        let Some(Some(EventItem::Event(seen))) = first.next().now_or_never() else {
+            panic!("event 1");
+        };
+        hub.publish(event(3));
+        let mut resumed = hub
+            .subscribe(wait, Some(seen.id()))
+            .await
+            .expect("connected");
+        hub.publish(event(4));
+        let workers: Vec<i64> = std::iter::from_fn(|| match resumed.next().now_or_never() {
+            Some(Some(EventItem::Event(e))) => match e.event() {
+                Event::CommandResult(r) => Some(r.worker_id.get()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+        assert_eq!(workers, [2, 3, 4], "after 1, each once, replayed then live");
+
+        for n in 5..12 {
+            hub.publish(event(n));
+        }
+        let mut behind = hub
+            .subscribe(wait, Some(seen.id()))
+            .await
+            .expect("connected");
+        assert!(
+            matches!(
+                behind.next().now_or_never(),
+                Some(Some(EventItem::Lagged { missed: 6 }))
+            ),
+            "2..=7 left the ring of 4"
+        );
+        let mut elsewhere = hub
+            .subscribe(wait, Some("0123456789ab-3"))
+            .await
+            .expect("connected");
+        assert!(matches!(
+            elsewhere.next().now_or_never(),
+            Some(Some(EventItem::Gap))
+        ));
         stop.cancel();
     }
 }

@@ -19,6 +19,16 @@ pub(crate) struct Lagged {
     missed: u64,
 }
 
+/// The `data` of a `gap` event: the watcher resumed after an event of an earlier feed (the host
+/// restarted or lost the bus since), and missed events nobody can count.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(as = Gap)]
+#[allow(dead_code)] // a schema: the stream writes this JSON itself
+pub(crate) struct Gap {
+    /// What happened, for a person.
+    detail: String,
+}
+
 /// One event of `GET /api/v1/instances/{id}/console`.
 #[derive(Debug)]
 pub(crate) struct ConsoleStreamEvent;
@@ -27,8 +37,24 @@ pub(crate) struct ConsoleStreamEvent;
 #[derive(Debug)]
 pub(crate) struct EventStreamEvent;
 
-/// An SSE event of these kinds, with this JSON `data`, numbered (`id`) or not.
-fn sse_event(description: &str, kinds: &[&str], data: &str, numbered: bool) -> Schema {
+/// How an event is numbered: its `id`'s pattern and meaning.
+type Numbering = Option<(&'static str, &'static str)>;
+
+/// Console lines: numbered by the worker.
+const LINE_NUMBER: Numbering = Some((
+    "^[0-9]+$",
+    "the line's number (`lagged`: the last line missed): send it back as `Last-Event-ID` to \
+     resume after it",
+));
+
+/// Events: numbered in the host's feed.
+const EVENT_ID: Numbering = Some((
+    "^[0-9a-f]+-[0-9]+$",
+    "the event's id, `{feed}-{n}`: send it back as `Last-Event-ID` to resume after it",
+));
+
+/// An SSE event of these kinds, with this JSON `data`, with an `id` (numbered) or not.
+fn sse_event(description: &str, kinds: &[&str], data: &str, numbered: Numbering) -> Schema {
     let mut event = ObjectBuilder::new()
         .schema_type(SchemaType::Type(Type::Object))
         .description(Some(description))
@@ -48,17 +74,14 @@ fn sse_event(description: &str, kinds: &[&str], data: &str, numbered: bool) -> S
                 .content_schema(Some(Ref::from_schema_name(data))),
         )
         .required("data");
-    if numbered {
+    if let Some((pattern, meaning)) = numbered {
         event = event
             .property(
                 "id",
                 ObjectBuilder::new()
                     .schema_type(SchemaType::Type(Type::String))
-                    .pattern(Some("^[0-9]+$"))
-                    .description(Some(
-                        "the line's number (`lagged`: the last line missed): send it back as \
-                         `Last-Event-ID` to resume after it",
-                    )),
+                    .pattern(Some(pattern))
+                    .description(Some(meaning)),
             )
             .required("id");
     }
@@ -73,19 +96,24 @@ impl PartialSchema for ConsoleStreamEvent {
                  `lagged` (lines this watcher will not see, `id` the last of them), or, last, \
                  `end` (how the instance ended).",
             ))
-            .item(sse_event("A console line.", &["line"], "ConsoleLine", true))
+            .item(sse_event(
+                "A console line.",
+                &["line"],
+                "ConsoleLine",
+                LINE_NUMBER,
+            ))
             .item(sse_event(
                 "Lines were skipped (the watcher fell behind the backlog, or they never reached \
                  the host).",
                 &["lagged"],
                 "Lagged",
-                true,
+                LINE_NUMBER,
             ))
             .item(sse_event(
                 "The instance has ended, and this is how: the stream's last event.",
                 &["end"],
                 "ConsoleEnd",
-                false,
+                None,
             ))
             .build();
         RefOr::T(Schema::OneOf(schema))
@@ -107,20 +135,28 @@ impl PartialSchema for EventStreamEvent {
         let schema = OneOfBuilder::new()
             .description(Some(
                 "One event of the event stream: its kind (`status`, `command_result`, \
-                 `install_progress`) with the Event, or `lagged` (events this watcher will not \
-                 see). Events have no `id`: the stream starts when the watcher connects.",
+                 `install_progress`) with the Event and its `id`, `lagged` (events this watcher \
+                 will not see), or `gap` (resumed after an event of an earlier feed: events \
+                 were missed that nobody can count).",
             ))
             .item(sse_event(
                 "Something happened.",
                 &["status", "command_result", "install_progress"],
                 "Event",
-                false,
+                EVENT_ID,
             ))
             .item(sse_event(
                 "Events were skipped: the watcher fell a whole ring behind.",
                 &["lagged"],
                 "Lagged",
-                false,
+                None,
+            ))
+            .item(sse_event(
+                "The watcher resumed after an event of an earlier feed (the host restarted or \
+                 lost its bus since): events of that time were missed.",
+                &["gap"],
+                "Gap",
+                None,
             ))
             .build();
         RefOr::T(Schema::OneOf(schema))
@@ -132,5 +168,6 @@ impl ToSchema for EventStreamEvent {
         schemas.push((Event::name().into_owned(), Event::schema()));
         Event::schemas(schemas);
         schemas.push((Lagged::name().into_owned(), Lagged::schema()));
+        schemas.push((Gap::name().into_owned(), Gap::schema()));
     }
 }

@@ -3,7 +3,10 @@
 //! events once and every watcher reads them from its [`EventHub`](manman_core::host::EventHub);
 //! a watcher that falls too far behind gets a `lagged` event (`data` `{"missed":N}`) and the
 //! events after the gap. When the host loses the bus the stream ends (the client reconnects
-//! and knows it may have missed events).
+//! and knows it may have missed events). Each event has an `id`: a watcher that reconnects with
+//! it as `Last-Event-ID` gets the events after it that the host still holds (the last 1,024),
+//! then the live ones; an id of an earlier feed (the host restarted or lost the bus since) gets
+//! a `gap` event first (`data` `{"detail":…}`): events were missed that nobody can count.
 
 use crate::api::ApiState;
 use crate::auth::{Access, ReadScope};
@@ -25,8 +28,9 @@ const CONNECT_WAIT: Duration = Duration::from_secs(5);
     path = "/api/v1/events",
     operation_id = "stream_events",
     tag = "events",
+    params(("Last-Event-ID" = Option<String>, Header, description = "resume after this event (its `id`)")),
     responses(
-        (status = 200, description = "Server-Sent Events, each an EventStreamEvent: `event` the kind, `data` the Event; `event: lagged`, `data` a Lagged (`{\"missed\":N}`) when events were skipped", body = crate::openapi::EventStreamEvent, content_type = "text/event-stream"),
+        (status = 200, description = "Server-Sent Events, each an EventStreamEvent: `event` the kind, `id` the event's id (send it back as Last-Event-ID to resume after it), `data` the Event; `event: lagged`, `data` a Lagged (`{\"missed\":N}`) when events were skipped; `event: gap`, `data` a Gap, when the id resumed after is of an earlier feed", body = crate::openapi::EventStreamEvent, content_type = "text/event-stream"),
         (status = 401, description = "no valid bearer token", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 429, description = "the token or the host has as many streams open as it may", body = crate::problem::Problem, content_type = "application/problem+json", headers(("Retry-After" = String, description = "seconds to wait before trying again"))),
         (status = 503, description = "the host's event feed is not connected to the bus (with Retry-After)", body = crate::problem::Problem, content_type = "application/problem+json")
@@ -39,23 +43,31 @@ pub(crate) async fn stream(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, StreamRefused> {
     let guard = StreamGuard::admit(&state, &access.caller, &headers)?;
-    let subscription =
-        state
-            .events
-            .subscribe(CONNECT_WAIT)
-            .await
-            .ok_or_else(|| HostError::Unavailable {
-                detail: "the host's event feed is not connected to the message bus; retry in a \
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    let subscription = state
+        .events
+        .subscribe(CONNECT_WAIT, resume)
+        .await
+        .ok_or_else(|| HostError::Unavailable {
+            detail: "the host's event feed is not connected to the message bus; retry in a \
                      few seconds (the host reconnects by itself)"
-                    .to_owned(),
-            })?;
+                .to_owned(),
+        })?;
     let events = stream::unfold(
         (subscription, state.metrics),
         |(mut subscription, metrics): (_, Metrics)| async move {
             let sse = match subscription.next().await? {
                 EventItem::Event(event) => SseEvent::default()
+                    .id(event.id())
                     .event(event.event().kind())
                     .data(event.json()),
+                EventItem::Gap => SseEvent::default().event("gap").data(
+                    "{\"detail\":\"the host restarted or lost its message bus since the event \
+                     resumed after: events of that time were missed\"}",
+                ),
                 EventItem::Lagged { missed } => {
                     metrics.events_dropped(missed);
                     SseEvent::default()

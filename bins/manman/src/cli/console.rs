@@ -67,6 +67,8 @@ pub(crate) async fn console(
                         "{missed} console lines skipped (no longer kept, or this reader fell behind)"
                     );
                 }
+                // Console lines are numbered by the worker: a console is never a gap.
+                Some(Ok(Followed::Gap)) => {}
                 Some(Err(ClientError::Decode { detail, .. })) => {
                     eprintln!("a console line could not be read and is skipped: {detail}");
                 }
@@ -74,7 +76,7 @@ pub(crate) async fn console(
                 Some(Err(e)) => return Err(e.into()),
                 None => match client.get_instance(id).await {
                     Ok(ended) if ended.status.is_terminal() => {
-                        let view = InstanceView::of(client, ended).await?;
+                        let view = InstanceView::new(ended);
                         if shown == 0 {
                             eprintln!("no console lines are kept for instance {instance}");
                         }

@@ -1,5 +1,5 @@
 //! Instances: `start`, `stop`, `restart`, `kill`, `send`, `instances`, `instance show` and
-//! `history`, with the cause of each status (from the instance's status history).
+//! `history`, with the cause and detail of each status.
 
 use super::catalogue::resolve_config;
 use super::output::{print, time};
@@ -7,11 +7,10 @@ use super::wait::{Goal, wait};
 use crate::terminal_text::escape_controls;
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use futures::StreamExt;
 use manman_core::host::StartRequest;
 use manman_core::id::InstanceId;
 use manman_core::instance::{Instance, InstanceFilter};
-use manman_core::status::{Cause, Status, StatusEvent};
+use manman_core::status::Status;
 use manman_http::Client;
 use serde::Serialize;
 use std::time::Duration;
@@ -43,17 +42,13 @@ impl WaitArgs {
     }
 }
 
-/// An instance with the cause and detail of its current status (and, for `instance show`, the
-/// names of its config and worker). JSON: the instance's fields, then these.
+/// An instance (with the cause and detail of its current status), and for `instance show` the
+/// names of its config and worker. JSON: the instance's fields, then these.
 #[derive(Debug, Clone, Serialize)]
 pub struct InstanceView {
     /// The instance as the host has it.
     #[serde(flatten)]
     pub instance: Instance,
-    /// Why it has its status (the last status change's cause).
-    pub cause: Option<Cause>,
-    /// What the last status change said (an error, an exit).
-    pub detail: Option<String>,
     /// `GAME/CONFIG`, when looked up.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
@@ -63,22 +58,9 @@ pub struct InstanceView {
 }
 
 impl InstanceView {
-    /// `instance` with the cause of its status, from its history.
-    pub(crate) async fn of(client: &Client, instance: Instance) -> anyhow::Result<Self> {
-        let history = client.instance_history_all(instance.id).await?;
-        Ok(Self::from_history(instance, &history))
-    }
-
-    /// `instance` with the cause of its status: that of the last change to this status.
-    fn from_history(instance: Instance, history: &[StatusEvent]) -> Self {
-        let last = history
-            .iter()
-            .rev()
-            .find(|e| e.status == instance.status)
-            .or(history.last());
+    /// `instance`, names not looked up.
+    pub(crate) fn new(instance: Instance) -> Self {
         Self {
-            cause: last.map(|e| e.cause),
-            detail: last.and_then(|e| e.detail.clone()),
             instance,
             config: None,
             worker: None,
@@ -96,11 +78,8 @@ impl InstanceView {
 
     /// `crashed (spawn-failed): detail; exit code 1`.
     pub(crate) fn how_it_ended(&self) -> String {
-        let mut out = self.instance.status.as_str().to_owned();
-        if let Some(cause) = self.cause {
-            out.push_str(&format!(" ({cause})"));
-        }
-        if let Some(detail) = &self.detail {
+        let mut out = format!("{} ({})", self.instance.status, self.instance.cause);
+        if let Some(detail) = &self.instance.detail {
             out.push_str(&format!(": {}", escape_controls(detail)));
         }
         if let Some(exit) = self.exit() {
@@ -205,15 +184,12 @@ pub(crate) async fn list(
         status,
         ..InstanceFilter::default()
     };
-    let instances = client.list_instances(&filter).await?;
-    // One history each: a few at a time.
-    let views: Vec<InstanceView> = futures::stream::iter(instances)
-        .map(|instance| InstanceView::of(client, instance))
-        .buffered(8)
-        .collect::<Vec<_>>()
-        .await
+    let views: Vec<InstanceView> = client
+        .list_instances(&filter)
+        .await?
         .into_iter()
-        .collect::<anyhow::Result<_>>()?;
+        .map(InstanceView::new)
+        .collect();
     print(json, &views, || {
         let mut out = format!(
             "{:<6} {:<7} {:<7} {:<13} {:<16} {}",
@@ -227,7 +203,7 @@ pub(crate) async fn list(
                 i.config_id.get(),
                 i.worker_id.get(),
                 i.status.as_str(),
-                v.cause.map_or("", Cause::as_str),
+                i.cause.as_str(),
                 v.exit().unwrap_or_default()
             ));
         }
@@ -239,7 +215,7 @@ pub(crate) async fn list(
 pub(crate) async fn show(client: &Client, json: bool, instance: i64) -> anyhow::Result<()> {
     let instance = client.get_instance(InstanceId(instance)).await?;
     let (config_id, worker_id) = (instance.config_id, instance.worker_id);
-    let mut view = InstanceView::of(client, instance).await?;
+    let mut view = InstanceView::new(instance);
     // Names are a courtesy: a config deleted since, or a worker gone, leaves the ids.
     if let Ok(config) = client.get_config(config_id).await {
         let game = client.get_game(config.game_server_id).await.ok();
@@ -257,11 +233,11 @@ pub(crate) async fn show(client: &Client, json: bool, instance: i64) -> anyhow::
 /// `instance show` for people.
 fn describe(view: &InstanceView) -> String {
     let i = &view.instance;
-    let mut rows: Vec<(&str, String)> = vec![("status", i.status.as_str().to_owned())];
-    if let Some(cause) = view.cause {
-        rows.push(("cause", cause.as_str().to_owned()));
-    }
-    if let Some(detail) = &view.detail {
+    let mut rows: Vec<(&str, String)> = vec![
+        ("status", i.status.as_str().to_owned()),
+        ("cause", i.cause.as_str().to_owned()),
+    ];
+    if let Some(detail) = &i.detail {
         rows.push(("detail", escape_controls(detail).into_owned()));
     }
     rows.push(("exit", view.exit().unwrap_or_else(|| "-".to_owned())));

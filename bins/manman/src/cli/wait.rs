@@ -73,7 +73,7 @@ pub(crate) async fn wait(
                         Goal::Running => status == Status::Running,
                         Goal::End => status == Status::Complete,
                     };
-                    let view = InstanceView::of(client, instance).await?;
+                    let view = InstanceView::new(instance);
                     return Ok(Waited { view, reached });
                 }
                 if status == Status::Lost && !said_lost {

@@ -51,6 +51,13 @@ pub(crate) async fn watch(client: &Client, json: bool) -> anyhow::Result<()> {
                             eprintln!("{missed} events skipped: this watcher fell behind");
                             continue;
                         }
+                        Followed::Gap => {
+                            eprintln!(
+                                "the host restarted (or lost its message bus) while this watcher \
+                                 was away: events of that time are not shown"
+                            );
+                            continue;
+                        }
                     };
                     if let Err(e) = write_out(&format!("{text}\n")) {
                         return ignore_closed_pipe(e).map_err(Into::into);
