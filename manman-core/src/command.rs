@@ -43,6 +43,13 @@ pub enum Command {
     },
     /// Stop every instance and exit.
     ShutdownWorker,
+    /// Hand the last lines of a running instance's console log to the host (what its console
+    /// replays): the host asks when it has not seen them (it restarted, or lost the bus, since
+    /// the instance started).
+    SendConsoleTail {
+        /// The instance.
+        instance_id: InstanceId,
+    },
 }
 
 impl Command {
@@ -53,7 +60,8 @@ impl Command {
             | Self::Stop { instance_id }
             | Self::Kill { instance_id }
             | Self::Restart { instance_id }
-            | Self::Stdin { instance_id, .. } => Some(*instance_id),
+            | Self::Stdin { instance_id, .. }
+            | Self::SendConsoleTail { instance_id } => Some(*instance_id),
             Self::ShutdownWorker => None,
         }
     }
@@ -67,6 +75,7 @@ impl Command {
             Self::Restart { .. } => "restart",
             Self::Stdin { .. } => "stdin",
             Self::ShutdownWorker => "shutdown_worker",
+            Self::SendConsoleTail { .. } => "send_console_tail",
         }
     }
 }

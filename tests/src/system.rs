@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// The admin token of every system test's host.
+const ADMIN_TOKEN: &str = "admin-token-of-a-system-test";
+
 /// How long a system test waits for one thing to happen.
 pub const WAIT: Duration = Duration::from_secs(30);
 
@@ -40,6 +43,8 @@ pub struct System {
     pub client: Client,
     /// The host process.
     pub host: Daemon,
+    /// How to start the host again (same database, broker, port and token).
+    host_command: Command,
     /// The worker processes, `w1`, `w2`, … in order.
     pub workers: Vec<Daemon>,
     /// How to start each worker again (same name, credentials, directories).
@@ -91,23 +96,21 @@ impl System {
         let dir = reachable_tempdir();
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
-        let admin_token = "admin-token-of-a-system-test";
+        let admin_token = ADMIN_TOKEN;
         let token_file = dir.path().join("admin-token");
         std::fs::write(&token_file, admin_token).expect("token file");
-        let host = Daemon(
-            Command::new(programs.host)
-                .env("MANMAN_BIND", format!("127.0.0.1:{port}"))
-                .env("MANMAN_POSTGRES_URL", &database.url)
-                .env("MANMAN_RABBITMQ_URL", vhost.url())
-                .env("MANMAN_ADMIN_TOKEN_FILE", &token_file)
-                .env("APP_ENV", "prod")
-                .env("RUST_LOG", "warn")
-                .envs(host_env.iter().copied())
-                .stdout(Stdio::null())
-                .stderr(log_file(dir.path(), "host"))
-                .spawn()
-                .expect("host"),
-        );
+        let mut host_command = Command::new(programs.host);
+        host_command
+            .env("MANMAN_BIND", format!("127.0.0.1:{port}"))
+            .env("MANMAN_POSTGRES_URL", &database.url)
+            .env("MANMAN_RABBITMQ_URL", vhost.url())
+            .env("MANMAN_ADMIN_TOKEN_FILE", &token_file)
+            .env("APP_ENV", "prod")
+            .env("RUST_LOG", "warn")
+            .envs(host_env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log_file(dir.path(), "host"));
+        let host = Daemon(host_command.spawn().expect("host"));
         let client = Client::new(&url).with_token(admin_token);
         eventually("the host to serve", WAIT, || async {
             client.list_workers().await.ok()
@@ -143,6 +146,7 @@ impl System {
         Some(Self {
             client,
             host,
+            host_command,
             workers: daemons,
             worker_commands: commands,
             amqp_url: vhost.url().to_owned(),
@@ -153,6 +157,32 @@ impl System {
             url,
             capacity,
         })
+    }
+
+    /// The host's base URL, `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The host's admin token.
+    pub fn admin_token(&self) -> &str {
+        ADMIN_TOKEN
+    }
+
+    /// Kills the host process (SIGKILL: nothing said to anyone) and starts it again on the same
+    /// database, broker, port and token; returns once it serves. The workers go on.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot start again.
+    pub async fn restart_host(&mut self) {
+        let _ = self.host.0.kill();
+        let _ = self.host.0.wait();
+        self.host = Daemon(self.host_command.spawn().expect("host again"));
+        eventually("the host to serve again", WAIT, || async {
+            self.client.list_workers().await.ok()
+        })
+        .await;
     }
 
     /// The fake game server as a game, and a config of it with `edit` applied (stop line

@@ -2,11 +2,13 @@
 //! lines of its log (a [`ConsoleTail`]) and the host keeps them in the store, so that the console
 //! of an ended instance can be read after any restart of host or worker, and on any replica.
 
+use crate::command::{Command, Origin};
 use crate::console::ConsoleTail;
 use crate::host::{HostError, HostService};
 use crate::id::{InstanceId, WorkerId};
 use crate::instance::Instance;
 use crate::validation::ValidationError;
+use uuid::Uuid;
 
 /// What the host has of an instance's console beyond its live stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +47,32 @@ impl HostService {
             .keep_console_tail(instance, tail)
             .await?;
         Ok(())
+    }
+
+    /// Asks the worker of a live `instance` to hand over its console tail (the host has not seen
+    /// its console from the start); the tail arrives through
+    /// [`keep_console_tail`](Self::keep_console_tail).
+    pub async fn request_console_tail(
+        &self,
+        instance: &Instance,
+        origin: impl Into<Origin>,
+    ) -> Result<Uuid, HostError> {
+        self.send(
+            (instance.worker_id, instance.worker_epoch),
+            Command::SendConsoleTail {
+                instance_id: instance.id,
+            },
+            origin.into(),
+        )
+        .await
+    }
+
+    /// The console tail kept for `instance`, if one is.
+    pub async fn console_tail(
+        &self,
+        instance: InstanceId,
+    ) -> Result<Option<ConsoleTail>, HostError> {
+        Ok(self.store().console_tails.console_tail(instance).await?)
     }
 
     /// `instance` and the console tail kept for it.

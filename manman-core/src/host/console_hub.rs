@@ -20,6 +20,7 @@ use crate::id::InstanceId;
 use crate::ports::{BusError, Delivery, Message};
 use crate::status::Entity;
 use crate::store::Store;
+use chrono::{DateTime, Utc};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
@@ -35,6 +36,8 @@ pub const CLOSE_AFTER_END: Duration = Duration::from_secs(2);
 pub const KEEP_AFTER_END: Duration = Duration::from_secs(600);
 /// Lines a watcher takes from the backlog under one lock: it holds no more than these at once.
 pub const READ_CHUNK: usize = 64;
+/// How often the hub asks a worker for the console tail of one instance at most.
+pub const ASK_TAIL_EVERY: Duration = Duration::from_secs(30);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -52,6 +55,10 @@ pub struct ConsoleHub {
 #[derive(Debug, Default)]
 struct Inner {
     consoles: HashMap<InstanceId, Arc<Console>>,
+    /// Since when the hub has read the console feed without a break (host clock).
+    reading_since: Option<DateTime<Utc>>,
+    /// When the hub last asked for an instance's console tail.
+    asked: HashMap<InstanceId, Instant>,
 }
 
 /// One line as the hub keeps it, shared by every watcher: the line, and its JSON encoding made
@@ -262,6 +269,15 @@ impl ConsoleSubscription {
     }
 }
 
+/// Marks the hub as no longer reading the feed when its run ends, however it ends.
+struct Reading<'a>(&'a ConsoleHub);
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        self.0.lock().reading_since = None;
+    }
+}
+
 impl Default for ConsoleHub {
     fn default() -> Self {
         Self::new(BACKLOG_LINES)
@@ -332,6 +348,54 @@ impl ConsoleHub {
         ConsoleSubscription::new(Arc::new(Console::replay(tail)), after)
     }
 
+    /// A watcher of a live `instance` whose earlier lines come from `tail` (its worker's log):
+    /// the tail's lines after `after`, then the hub's after the last of them, then live.
+    pub fn subscribe_after_tail(
+        &self,
+        instance: InstanceId,
+        tail: ConsoleTail,
+        after: Option<u64>,
+    ) -> ConsoleSubscription {
+        let mut subscription = self.subscribe(instance, after);
+        subscription.pending.extend(
+            tail.lines
+                .into_iter()
+                .filter(|line| after.is_none_or(|after| line.seq > after))
+                .map(|line| Arc::new(SharedLine::new(line))),
+        );
+        subscription
+    }
+
+    /// Whether the hub has read the console of an instance created at `created_at` from its
+    /// first line: it was reading the feed already, or it holds line 1, or a full backlog.
+    /// When not (the host restarted, or lost the bus, since), the worker's log has lines the
+    /// hub never saw.
+    pub fn has_seen_from_start(&self, instance: InstanceId, created_at: DateTime<Utc>) -> bool {
+        let inner = self.lock();
+        if inner.reading_since.is_some_and(|since| since <= created_at) {
+            return true;
+        }
+        inner.consoles.get(&instance).is_some_and(|console| {
+            let state = lock(&console.state);
+            state.backlog.len() >= self.backlog_lines
+                || state.backlog.front().is_some_and(|line| line.seq() == 1)
+        })
+    }
+
+    /// Whether to ask `instance`'s worker for its console tail now: at most once every
+    /// [`ASK_TAIL_EVERY`] per instance (every watcher that opens the console would ask).
+    pub fn should_ask_for_tail(&self, instance: InstanceId, now: Instant) -> bool {
+        let mut inner = self.lock();
+        inner
+            .asked
+            .retain(|_, at| now.saturating_duration_since(*at) < ASK_TAIL_EVERY);
+        if inner.asked.contains_key(&instance) {
+            return false;
+        }
+        inner.asked.insert(instance, now);
+        true
+    }
+
     /// Notes that an instance ended: its live stream closes after [`CLOSE_AFTER_END`].
     pub fn instance_ended(&self, instance: InstanceId) {
         let console = Arc::clone(
@@ -363,6 +427,8 @@ impl ConsoleHub {
     pub async fn run(&self, bus: &Bus, shutdown: CancellationToken) -> Result<(), BusError> {
         let mut lines = bus.watch_console(None).await?;
         let mut events = bus.watch_events().await?;
+        self.lock().reading_since = Some(Utc::now());
+        let _reading = Reading(self);
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {

@@ -630,7 +630,7 @@ impl HostService {
 
     /// Records a command `pending`, publishes it, then marks it `delivered` (or `failed` with
     /// the reason when the bus refused it).
-    async fn send(
+    pub(super) async fn send(
         &self,
         (worker, epoch): (WorkerId, i64),
         command: Command,

@@ -663,6 +663,19 @@ impl CommandLoop {
                 self.shutdown_requested = true;
                 Ok("shutting down".to_owned())
             }
+            Command::SendConsoleTail { instance_id } => {
+                if !lock(&self.supervisors).contains_key(instance_id) {
+                    return Err(format!("{instance_id} does not run on this worker"));
+                }
+                self.tracker.spawn(send_tail(
+                    Arc::clone(&self.context.host),
+                    self.worker_id,
+                    *instance_id,
+                    self.context.log_dir.clone(),
+                    self.context.stopping.clone(),
+                ));
+                Ok("its console tail is on its way to the host".to_owned())
+            }
         }
     }
 

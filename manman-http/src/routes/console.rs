@@ -8,6 +8,11 @@
 //! lines, kept in the store: after any restart, on any replica) — or, until that arrives, the
 //! hub's backlog — and the stream of every instance that ended closes with an `end` event
 //! saying how. When neither is kept any more, the answer is 410, not an empty stream.
+//!
+//! A live instance whose console this host has not seen from its start (the host restarted, or
+//! lost the bus, since) replays its worker's log first: the host asks the worker for the tail
+//! (a `send_console_tail` command), waits for it up to 3 s, and goes on with its own lines after
+//! the tail's last.
 
 use crate::api::ApiState;
 use crate::auth::{Access, ReadScope};
@@ -17,12 +22,14 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::stream::{self, Stream, StreamExt};
-use manman_core::console::ConsoleEnd;
+use manman_core::console::{ConsoleEnd, ConsoleTail};
 use manman_core::host::{
     ConsoleHistory, ConsoleHub, ConsoleItem, HostService, Metrics, SharedLine,
 };
 use manman_core::id::InstanceId;
+use manman_core::instance::Instance;
 use std::convert::Infallible;
+use std::time::Duration;
 
 fn line_event(line: &SharedLine) -> Event {
     Event::default()
@@ -62,6 +69,52 @@ impl Ending {
             Self::Ask(host, id) => ConsoleEnd::of(&host.get_instance(id).await.ok()?),
         }
     }
+}
+
+/// How long a console waits for the tail it asked a worker for.
+const TAIL_WAIT: Duration = Duration::from_secs(3);
+
+/// The lines of a live instance that this host's hub never saw (it restarted, or lost the bus,
+/// since the instance started), from its worker's log: the tail kept in the store, after asking
+/// the worker for a fresh one (at most every [`ASK_TAIL_EVERY`](manman_core::host::ASK_TAIL_EVERY) per instance) and waiting for
+/// it a moment. `None` when the hub has seen the console from its start.
+async fn earlier_lines(
+    state: &ApiState,
+    instance: &Instance,
+    kept: Option<ConsoleTail>,
+    access: &Access<ReadScope>,
+) -> Option<ConsoleTail> {
+    if state
+        .console
+        .has_seen_from_start(instance.id, instance.created_at)
+    {
+        return None;
+    }
+    if !state
+        .console
+        .should_ask_for_tail(instance.id, tokio::time::Instant::now())
+    {
+        return kept;
+    }
+    if let Err(e) = state
+        .host
+        .request_console_tail(instance, access.origin())
+        .await
+    {
+        tracing::warn!(instance_id = instance.id.get(), error = %e, "could not ask for the console tail");
+        return kept;
+    }
+    let deadline = tokio::time::Instant::now() + TAIL_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Ok(fresh) = state.host.console_tail(instance.id).await
+            && fresh.is_some()
+            && fresh != kept
+        {
+            return fresh;
+        }
+    }
+    kept
 }
 
 #[utoipa::path(
@@ -106,10 +159,11 @@ pub(crate) async fn stream(
         };
         (subscription, Ending::Known(ConsoleEnd::of(&instance)))
     } else {
-        (
-            state.console.subscribe(id, after),
-            Ending::Ask(state.host.clone(), id),
-        )
+        let subscription = match earlier_lines(&state, &instance, tail, &access).await {
+            Some(tail) => state.console.subscribe_after_tail(id, tail, after),
+            None => state.console.subscribe(id, after),
+        };
+        (subscription, Ending::Ask(state.host.clone(), id))
     };
     let lines = stream::unfold(
         (subscription, state.metrics),
