@@ -236,7 +236,11 @@ async fn a_restart_stops_the_server_and_starts_it_again_as_the_same_instance() {
     .await;
     assert!(!pid_alive(old_pid), "the old process is gone");
     assert!(pid_alive(new_pid));
-    assert_eq!(instance.exit_code, Some(0), "the old one stopped cleanly");
+    assert_eq!(
+        (instance.exit_code, instance.exit_signal),
+        (None, None),
+        "running again: no exit code (the old run's is in its history)"
+    );
     let record = client
         .get_command(restart.command_id)
         .await
@@ -252,6 +256,14 @@ async fn a_restart_stops_the_server_and_starts_it_again_as_the_same_instance() {
             (Status::Running, Cause::Ready)
         ],
         "{history:?}"
+    );
+    let restarted = &history[3];
+    assert!(
+        restarted
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("restart 1")),
+        "the restart says how the old run ended: {restarted:?}"
     );
     client.stop(id).await.expect("stop");
     wait_instance_status(&client, id, Status::Complete).await;
