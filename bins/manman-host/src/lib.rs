@@ -143,12 +143,12 @@ fn check_app_env(options: &Options) -> anyhow::Result<()> {
     }
     if options.postgres_url == "memory://" {
         bail!(
-            "MANMAN_POSTGRES_URL is memory:// with APP_ENV=prod: production keeps its truth in              PostgreSQL (postgres://…) or SQLite (sqlite:PATH)"
+            "MANMAN_POSTGRES_URL is memory:// with APP_ENV=prod: production keeps its truth in PostgreSQL (postgres://…) or SQLite (sqlite:PATH)"
         );
     }
     if options.rabbitmq_url == "memory://" {
         bail!(
-            "MANMAN_RABBITMQ_URL is memory:// with APP_ENV=prod: production workers need RabbitMQ              (amqp://… or amqps://…)"
+            "MANMAN_RABBITMQ_URL is memory:// with APP_ENV=prod: production workers need RabbitMQ (amqp://… or amqps://…)"
         );
     }
     Ok(())
