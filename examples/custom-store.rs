@@ -208,6 +208,13 @@ impl InstanceRepository for AuditedStore {
     async fn count_by_status(&self) -> Result<Vec<(Status, u64)>, StoreError> {
         self.inner.instances.count_by_status().await
     }
+
+    async fn active_instances(
+        &self,
+        worker: Option<WorkerId>,
+    ) -> Result<Vec<Instance>, StoreError> {
+        self.inner.instances.active_instances(worker).await
+    }
 }
 
 #[async_trait]

@@ -129,6 +129,33 @@ impl InstanceRepository for PgStore {
         row.try_into()
     }
 
+    async fn active_instances(
+        &self,
+        worker: Option<WorkerId>,
+    ) -> Result<Vec<Instance>, StoreError> {
+        // The statuses of the partial index `instances_active_worker_idx`, written the same way
+        // so the planner uses it (one statement per shape: no `$1 IS NULL OR …` to plan around).
+        const ACTIVE: &str = "status IN ('created', 'initializing', 'running', 'lost')";
+        let query = match worker {
+            Some(_) => format!(
+                "SELECT {INSTANCE_COLUMNS} FROM manman.instances
+                 WHERE worker_id = $1 AND {ACTIVE} ORDER BY id"
+            ),
+            None => format!(
+                "SELECT {INSTANCE_COLUMNS} FROM manman.instances WHERE {ACTIVE} ORDER BY id"
+            ),
+        };
+        let mut select = sqlx::query_as::<_, InstanceRow>(sqlx::AssertSqlSafe(query));
+        if let Some(worker) = worker {
+            select = select.bind(worker.get());
+        }
+        let rows = select
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| store_error(e, &"the active instances"))?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
     async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>, StoreError> {
         let rows: Vec<InstanceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {INSTANCE_COLUMNS} FROM manman.instances

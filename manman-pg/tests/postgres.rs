@@ -53,6 +53,7 @@ conformance!(
     retention_removes_stdin_lines_whatever_the_state,
     a_running_instance_shows_no_exit_and_its_workers_heartbeat,
     console_tails_are_kept_replaced_and_pruned,
+    active_instances_are_those_not_ended,
 );
 
 #[tokio::test]

@@ -28,7 +28,11 @@ struct Console {
 impl Console {
     async fn open(system: &System, id: InstanceId) -> Self {
         let response = reqwest::Client::new()
-            .get(format!("{}/api/v1/instances/{}/console", system.url(), id.get()))
+            .get(format!(
+                "{}/api/v1/instances/{}/console",
+                system.url(),
+                id.get()
+            ))
             .bearer_auth(system.admin_token())
             .send()
             .await

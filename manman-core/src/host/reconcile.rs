@@ -17,7 +17,7 @@
 //!   The host's end is final (see [`can_transition`]); it is never taken back.
 
 use crate::id::InstanceId;
-use crate::instance::{Instance, InstanceFilter};
+use crate::instance::Instance;
 use crate::ports::{Clock, EntityUpdate, StatusChange, StoreError};
 use crate::status::{Cause, Entity, Status, can_transition};
 use crate::store::Store;
@@ -194,18 +194,10 @@ async fn active_instances(
     store: &Store,
     heartbeat: &Heartbeat,
 ) -> Result<Vec<Instance>, StoreError> {
-    let mut filter = InstanceFilter {
-        worker_id: Some(heartbeat.worker_id),
-        ..InstanceFilter::default()
-    };
-    let mut active = Vec::new();
-    loop {
-        let page = store.instances.list_instances(&filter).await?;
-        let Some(last) = page.last() else { break };
-        filter.after = Some(last.id);
-        active.extend(page.into_iter().filter(|i| i.status.is_active()));
-    }
-    Ok(active)
+    store
+        .instances
+        .active_instances(Some(heartbeat.worker_id))
+        .await
 }
 
 fn status_change(

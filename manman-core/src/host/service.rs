@@ -404,7 +404,8 @@ impl HostService {
         let workers = self.store.workers.list_workers().await?;
         let mut active = HashMap::new();
         let mut running = HashMap::new();
-        for instance in self.active_instances().await? {
+        // Active instances only (an index of them), never the whole history.
+        for instance in self.store.instances.active_instances(None).await? {
             *active.entry(instance.worker_id).or_insert(0u32) += 1;
             if instance.config_id == config.id {
                 running.insert(instance.worker_id, instance.id);
@@ -592,18 +593,6 @@ impl HostService {
                 }
             }
         }
-    }
-
-    async fn active_instances(&self) -> Result<Vec<Instance>, HostError> {
-        let mut active = Vec::new();
-        let mut filter = InstanceFilter::default();
-        loop {
-            let page = self.store.instances.list_instances(&filter).await?;
-            let Some(last) = page.last() else { break };
-            filter.after = Some(last.id);
-            active.extend(page.into_iter().filter(|i| i.status.is_active()));
-        }
-        Ok(active)
     }
 
     async fn instance_command(

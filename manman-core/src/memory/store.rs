@@ -525,6 +525,18 @@ impl InstanceRepository for MemoryStore {
             .collect())
     }
 
+    async fn active_instances(
+        &self,
+        worker: Option<WorkerId>,
+    ) -> Result<Vec<Instance>, StoreError> {
+        let s = self.lock();
+        Ok(s.instances
+            .values()
+            .filter(|i| i.status.is_active() && worker.is_none_or(|w| i.worker_id == w))
+            .map(|i| s.read_instance(i))
+            .collect())
+    }
+
     async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>, StoreError> {
         let s = self.lock();
         Ok(s.instances

@@ -193,6 +193,11 @@ pub trait InstanceRepository: Send + Sync + Debug + 'static {
     async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>, StoreError>;
     /// How many instances have each status (statuses without any are left out).
     async fn count_by_status(&self) -> Result<Vec<(Status, u64)>, StoreError>;
+    /// Every instance not ended (`created`, `initializing`, `running`, `lost`) — of `worker`
+    /// only, when given — by id. Its cost follows the active instances, never the history:
+    /// placement, start and every heartbeat's reconciliation ask it.
+    async fn active_instances(&self, worker: Option<WorkerId>)
+    -> Result<Vec<Instance>, StoreError>;
 }
 
 /// A status change to apply: history row and current status together.

@@ -1498,6 +1498,50 @@ pub async fn a_running_instance_shows_no_exit_and_its_workers_heartbeat(store: &
     assert_eq!(ended.last_heartbeat_at, None, "an ended instance has none");
 }
 
+/// Active instances: those not ended, of one worker or of all, by id — ended ones never.
+pub async fn active_instances_are_those_not_ended(store: &Store) {
+    let (first, worker) = instance(store).await;
+    let more = instances_on(store, &worker, 3).await;
+    let (elsewhere, _) = instance(store).await;
+    let ended = &more[0];
+    let mut crashed = change(Entity::Instance(ended.id), Status::Created, Status::Crashed);
+    crashed.update.ended_at = Some(now());
+    store.status.apply_status(&crashed).await.expect("end");
+    let lost = &more[1];
+    store
+        .status
+        .apply_status(&change(
+            Entity::Instance(lost.id),
+            Status::Created,
+            Status::Lost,
+        ))
+        .await
+        .expect("lost");
+    let ids = |instances: Vec<crate::instance::Instance>| -> Vec<InstanceId> {
+        instances.into_iter().map(|i| i.id).collect()
+    };
+    let of_worker = ids(store
+        .instances
+        .active_instances(Some(worker.id))
+        .await
+        .expect("active of a worker"));
+    assert_eq!(
+        of_worker,
+        [first.id, lost.id, more[2].id],
+        "by id, ended left out"
+    );
+    let all = ids(store
+        .instances
+        .active_instances(None)
+        .await
+        .expect("all active"));
+    for id in [first.id, lost.id, more[2].id, elsewhere.id] {
+        assert!(all.contains(&id), "{id} is active");
+    }
+    assert!(!all.contains(&ended.id), "an ended instance is not");
+    assert!(all.windows(2).all(|w| w[0] < w[1]), "by id");
+}
+
 /// Console tails: kept per instance (a second replaces the first), read back as kept, refused
 /// for an instance that does not exist, and pruned once their instance ended long enough ago.
 pub async fn console_tails_are_kept_replaced_and_pruned(store: &Store) {
@@ -1628,4 +1672,5 @@ pub async fn run_all(store: &Store) {
     retention_removes_stdin_lines_whatever_the_state(store).await;
     a_running_instance_shows_no_exit_and_its_workers_heartbeat(store).await;
     console_tails_are_kept_replaced_and_pruned(store).await;
+    active_instances_are_those_not_ended(store).await;
 }
