@@ -191,7 +191,11 @@ mod tests {
         let wide = "w".repeat(60 * 1024);
         let tail = ConsoleTail::newest((1..=20).map(|n| line(n, &wide)).collect());
         assert!(tail.lines.len() < 20 && !tail.lines.is_empty());
-        assert_eq!(tail.lines.last().map(|l| l.seq), Some(20), "the newest kept");
+        assert_eq!(
+            tail.lines.last().map(|l| l.seq),
+            Some(20),
+            "the newest kept"
+        );
         tail.check(InstanceId(7)).expect("within the byte cap");
     }
 

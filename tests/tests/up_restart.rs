@@ -207,7 +207,10 @@ async fn the_console_of_an_instance_that_ended_before_a_restart_is_replayed_afte
                     .await
                     .unwrap_or_default(),
             );
-            if lines.iter().any(|l| l == "echo: still running at the restart") {
+            if lines
+                .iter()
+                .any(|l| l == "echo: still running at the restart")
+            {
                 return lines;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -215,7 +218,10 @@ async fn the_console_of_an_instance_that_ended_before_a_restart_is_replayed_afte
     })
     .await
     .expect("the echo arrives");
-    first.stop().await.expect("clean stop: the running instance ends");
+    first
+        .stop()
+        .await
+        .expect("clean stop: the running instance ends");
 
     let second = up::start(up_options(data.path(), FAKE))
         .await
@@ -247,7 +253,10 @@ async fn the_console_of_an_instance_that_ended_before_a_restart_is_replayed_afte
         .expect("the console of the instance the restart stopped");
     let lines = texts(&events);
     for line in &live_before {
-        assert!(lines.contains(line), "{line:?} kept across the restart: {lines:?}");
+        assert!(
+            lines.contains(line),
+            "{line:?} kept across the restart: {lines:?}"
+        );
     }
     let end = end_of(&events);
     assert!(end.status.is_terminal());

@@ -27,8 +27,8 @@ pub use authenticator::{
     Authenticator, CACHE_TTL, MIN_SIGNING_KEY, SigningKey, WORKER_TOKEN_TTL, WorkerToken,
 };
 pub use bus_keys::BusKeys;
-pub use console_history::ConsoleHistory;
 pub use command_sweep::{CommandExpiry, CommandSweep, EXPIRED_UNTAKEN};
+pub use console_history::ConsoleHistory;
 pub use console_hub::{
     BACKLOG_LINES, CLOSE_AFTER_END, ConsoleHub, ConsoleItem, ConsoleSubscription, KEEP_AFTER_END,
     READ_CHUNK, SharedLine,

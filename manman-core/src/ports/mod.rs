@@ -31,7 +31,7 @@ pub use process::{
     ProcessRunner, ProcessSignal, ProcessSpec, ProcessUser, SpawnedProcess,
 };
 pub use store::{
-    ApplyOutcome, CatalogueRepository, CommandRepository, ConsoleTailRepository, CredentialRepository,
-    CurrentStatus,
-    EntityUpdate, InstanceRepository, StatusChange, StatusRepository, StoreError, WorkerRepository,
+    ApplyOutcome, CatalogueRepository, CommandRepository, ConsoleTailRepository,
+    CredentialRepository, CurrentStatus, EntityUpdate, InstanceRepository, StatusChange,
+    StatusRepository, StoreError, WorkerRepository,
 };

@@ -1392,7 +1392,11 @@ pub async fn a_running_instance_shows_no_exit_and_its_workers_heartbeat(store: &
             .await
             .expect("heartbeat")
     );
-    let read = store.instances.get_instance(instance.id).await.expect("get");
+    let read = store
+        .instances
+        .get_instance(instance.id)
+        .await
+        .expect("get");
     assert_eq!(read.last_heartbeat_at, Some(beat));
     let listed = store
         .instances
@@ -1426,7 +1430,11 @@ pub async fn a_running_instance_shows_no_exit_and_its_workers_heartbeat(store: &
     crashed.update.exit_code = Some(3);
     crashed.update.restart_count = Some(1);
     store.status.apply_status(&crashed).await.expect("restart");
-    let restarting = store.instances.get_instance(instance.id).await.expect("get");
+    let restarting = store
+        .instances
+        .get_instance(instance.id)
+        .await
+        .expect("get");
     assert_eq!(
         restarting.exit_code,
         Some(3),
@@ -1442,7 +1450,11 @@ pub async fn a_running_instance_shows_no_exit_and_its_workers_heartbeat(store: &
         .apply_status(&change(entity, Status::Initializing, Status::Running))
         .await
         .expect("running again");
-    let running = store.instances.get_instance(instance.id).await.expect("get");
+    let running = store
+        .instances
+        .get_instance(instance.id)
+        .await
+        .expect("get");
     assert_eq!(
         (running.exit_code, running.exit_signal),
         (None, None),
@@ -1461,7 +1473,11 @@ pub async fn a_running_instance_shows_no_exit_and_its_workers_heartbeat(store: &
         .await
         .expect("batch");
     assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
-    let running = store.instances.get_instance(instance.id).await.expect("get");
+    let running = store
+        .instances
+        .get_instance(instance.id)
+        .await
+        .expect("get");
     assert_eq!((running.exit_code, running.exit_signal), (None, None));
     assert_eq!(
         (running.cause, running.detail.as_deref()),
@@ -1473,7 +1489,11 @@ pub async fn a_running_instance_shows_no_exit_and_its_workers_heartbeat(store: &
     ended.update.ended_at = Some(now());
     ended.update.exit_code = Some(0);
     store.status.apply_status(&ended).await.expect("end");
-    let ended = store.instances.get_instance(instance.id).await.expect("get");
+    let ended = store
+        .instances
+        .get_instance(instance.id)
+        .await
+        .expect("get");
     assert_eq!(ended.exit_code, Some(0));
     assert_eq!(ended.last_heartbeat_at, None, "an ended instance has none");
 }
@@ -1502,17 +1522,28 @@ pub async fn console_tails_are_kept_replaced_and_pruned(store: &Store) {
             .collect(),
     };
     assert_eq!(
-        store.console_tails.console_tail(old.id).await.expect("read"),
+        store
+            .console_tails
+            .console_tail(old.id)
+            .await
+            .expect("read"),
         None
     );
-    let first = tail(old.id, &["booting", "quit", "bye \"all\" \u{1b}[0m ünïcode"]);
+    let first = tail(
+        old.id,
+        &["booting", "quit", "bye \"all\" \u{1b}[0m ünïcode"],
+    );
     store
         .console_tails
         .keep_console_tail(old.id, &first)
         .await
         .expect("keep");
     assert_eq!(
-        store.console_tails.console_tail(old.id).await.expect("read"),
+        store
+            .console_tails
+            .console_tail(old.id)
+            .await
+            .expect("read"),
         Some(first)
     );
     let second = tail(old.id, &["again"]);
@@ -1522,7 +1553,11 @@ pub async fn console_tails_are_kept_replaced_and_pruned(store: &Store) {
         .await
         .expect("replace");
     assert_eq!(
-        store.console_tails.console_tail(old.id).await.expect("read"),
+        store
+            .console_tails
+            .console_tail(old.id)
+            .await
+            .expect("read"),
         Some(second)
     );
     let missing = InstanceId(i64::MAX);
@@ -1555,7 +1590,11 @@ pub async fn console_tails_are_kept_replaced_and_pruned(store: &Store) {
     }
     assert!(pruned >= 1);
     assert_eq!(
-        store.console_tails.console_tail(old.id).await.expect("read"),
+        store
+            .console_tails
+            .console_tail(old.id)
+            .await
+            .expect("read"),
         None,
         "ended 60 days ago: pruned"
     );

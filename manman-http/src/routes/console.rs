@@ -18,7 +18,9 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::stream::{self, Stream, StreamExt};
 use manman_core::console::ConsoleEnd;
-use manman_core::host::{ConsoleHistory, ConsoleHub, ConsoleItem, HostService, Metrics, SharedLine};
+use manman_core::host::{
+    ConsoleHistory, ConsoleHub, ConsoleItem, HostService, Metrics, SharedLine,
+};
 use manman_core::id::InstanceId;
 use std::convert::Infallible;
 

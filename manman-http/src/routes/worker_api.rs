@@ -123,6 +123,9 @@ pub(crate) async fn keep_console_tail(
     let instance = state.host.get_instance(id).await?;
     let placed_on = state.host.get_worker(instance.worker_id).await?;
     worker.check(&placed_on.name, &id.to_string())?;
-    state.host.keep_console_tail(placed_on.id, id, &tail).await?;
+    state
+        .host
+        .keep_console_tail(placed_on.id, id, &tail)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
