@@ -162,7 +162,7 @@ async fn transient_classes_are_retried_and_then_succeed() {
         assert_eq!(installation.build_id.as_deref(), Some("14396345"));
 
         // The same failure every time: the class is reported after max_attempts.
-        let fake = Fake::new(&format!("FAIL_RUNS=9\nLOGIN_FAILURE_RUNS=9\n{}", failure));
+        let fake = Fake::new(&format!("FAIL_RUNS=9\nLOGIN_FAILURE_RUNS=9\n{failure}"));
         let err = fail(&fake, fake.settings(), SteamOptions::default()).await;
         assert_eq!(err.class(), class, "{err}");
         assert!(class.is_transient());

@@ -161,12 +161,7 @@ impl ProcessRunner for TokioProcessRunner {
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         let handle = ProcessHandle::new(pid, stdin_tx, exit_rx.clone(), control.clone());
-        tokio::spawn(write_stdin(
-            stdin,
-            stdin_rx,
-            handle.stdin_closed(),
-            exit_rx.clone(),
-        ));
+        tokio::spawn(write_stdin(stdin, stdin_rx, handle.stdin_closed(), exit_rx));
         tokio::spawn(read_lines(stdout, OutputStream::Stdout, output_tx.clone()));
         tokio::spawn(read_lines(stderr, OutputStream::Stderr, output_tx));
         let reaper_control = Arc::clone(&control);

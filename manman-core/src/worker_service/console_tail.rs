@@ -163,7 +163,7 @@ mod tests {
         ConsoleLine {
             instance_id: InstanceId(7),
             seq,
-            stream: if seq % 10 == 0 {
+            stream: if seq.is_multiple_of(10) {
                 ConsoleStream::Stdin
             } else {
                 ConsoleStream::Stdout
