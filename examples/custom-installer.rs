@@ -62,6 +62,7 @@ fn stage(name: &str, percent: f64) -> InstallProgress {
         percent: Some(percent),
         bytes_done: None,
         bytes_total: None,
+        detail: None,
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 pub struct Backoff {
     /// The base delay before the first retry (default 5 s).
     pub initial: Duration,
-    /// The largest base delay (default 2 min). A `rate-limited` failure always waits this long.
+    /// The largest base delay (default 2 min).
     pub max: Duration,
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The kinds of SteamCMD failure, each with a fixed name (used in error messages and the
-/// README's table) and a retry rule.
+/// README's table) and a retry rule ([`ErrorClass::max_attempts`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorClass {
@@ -15,21 +15,33 @@ pub enum ErrorClass {
     DiskFull,
     /// `no-license`: "No subscription", the account does not own the app. Fatal.
     NoLicense,
-    /// `login-failed`: "FAILED (Invalid Password)" and other refused logins. Fatal.
+    /// `login-failed`: "FAILED (Invalid Password)", `FAILED with result code 5` and other
+    /// refused logins. Fatal: repeated bad logins get the account locked.
     LoginFailed,
-    /// `steam-guard`: a Steam Guard or two-factor code is required or was wrong. Fatal.
+    /// `steam-guard`: a Steam Guard or two-factor code is required or was wrong, or the login
+    /// was denied until one is given. Fatal.
     SteamGuard,
-    /// `rate-limited`: "Rate Limit Exceeded", Steam refuses logins for a while. Transient
-    /// (retried after the longest backoff).
+    /// `rate-limited`: "Rate Limit Exceeded" (result code 84), Steam refuses logins for a
+    /// while. Fatal: every early retry extends the lockout (at least 30 minutes).
     RateLimited,
     /// `beta-password`: "Password check for AppId … returned error", the branch password is
     /// wrong. Fatal.
     BetaPassword,
     /// `invalid-platform`: the app has no depots for this platform. Fatal.
     InvalidPlatform,
-    /// `network`: state 0x402 or 0x602 (update required but not completed) or no connection
-    /// to Steam. Transient.
+    /// `network`: state 0x402, 0x406 or 0x602 (an update that lost its connection) or no
+    /// connection to Steam. Transient.
     Network,
+    /// `content-unavailable`: state 0x2, an install that never started (Steam's content
+    /// servers did not answer). Transient.
+    ContentUnavailable,
+    /// `update-stuck`: state 0x6 or 0x206, the app's manifest says installed but needing an
+    /// update that SteamCMD cannot start or finish (a stale manifest, leftover download files,
+    /// a full disk). Fatal: the same files fail the same way.
+    UpdateStuck,
+    /// `missing-required-app`: SteamCMD reported a required app missing (usually followed by
+    /// state 0x202, which is then not about the disk). Fatal.
+    MissingRequiredApp,
     /// `disk-write`: state 0x606, a disk write failed. Transient.
     DiskWrite,
     /// `corrupt-files`: state 0x626 (missing update files) or 0x6A6 (corrupt update files).
@@ -38,8 +50,10 @@ pub enum ErrorClass {
     /// `missing-configuration`: "Missing configuration", Steam's servers returned no app
     /// configuration. Transient.
     MissingConfiguration,
-    /// `timeout`: SteamCMD printed nothing for the idle timeout and was killed. Transient.
+    /// `timeout`: SteamCMD printed nothing for the idle timeout and was killed. Retried once.
     Timeout,
+    /// `install-timeout`: the whole install took longer than the install timeout. Fatal.
+    InstallTimeout,
     /// `incomplete-install`: SteamCMD claimed success, but the app manifest or the executable
     /// says otherwise. Transient; the retry runs with `validate`.
     IncompleteInstall,
@@ -59,7 +73,7 @@ pub enum ErrorClass {
 
 impl ErrorClass {
     /// Every class, in the README's order.
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 22] = [
         Self::DiskFull,
         Self::NoLicense,
         Self::LoginFailed,
@@ -68,10 +82,14 @@ impl ErrorClass {
         Self::BetaPassword,
         Self::InvalidPlatform,
         Self::Network,
+        Self::ContentUnavailable,
+        Self::UpdateStuck,
+        Self::MissingRequiredApp,
         Self::DiskWrite,
         Self::CorruptFiles,
         Self::MissingConfiguration,
         Self::Timeout,
+        Self::InstallTimeout,
         Self::IncompleteInstall,
         Self::MissingCredential,
         Self::InvalidConfig,
@@ -91,10 +109,14 @@ impl ErrorClass {
             Self::BetaPassword => "beta-password",
             Self::InvalidPlatform => "invalid-platform",
             Self::Network => "network",
+            Self::ContentUnavailable => "content-unavailable",
+            Self::UpdateStuck => "update-stuck",
+            Self::MissingRequiredApp => "missing-required-app",
             Self::DiskWrite => "disk-write",
             Self::CorruptFiles => "corrupt-files",
             Self::MissingConfiguration => "missing-configuration",
             Self::Timeout => "timeout",
+            Self::InstallTimeout => "install-timeout",
             Self::IncompleteInstall => "incomplete-install",
             Self::MissingCredential => "missing-credential",
             Self::InvalidConfig => "invalid-config",
@@ -104,12 +126,13 @@ impl ErrorClass {
         }
     }
 
-    /// Whether another attempt may succeed (the installer retries these with backoff).
+    /// Whether another attempt may succeed (the installer retries these with backoff, up to
+    /// [`ErrorClass::max_attempts`]; the worker's crash policy restarts only these).
     pub fn is_transient(self) -> bool {
         matches!(
             self,
-            Self::RateLimited
-                | Self::Network
+            Self::Network
+                | Self::ContentUnavailable
                 | Self::DiskWrite
                 | Self::CorruptFiles
                 | Self::MissingConfiguration
@@ -119,12 +142,30 @@ impl ErrorClass {
         )
     }
 
+    /// SteamCMD runs one install makes at most when its attempts keep failing with this class,
+    /// given the configured `max_attempts`: 1 for a fatal class, 2 for a `timeout` (a hung
+    /// SteamCMD rarely recovers; a silent hang fails in minutes, not an hour), the configured
+    /// number for the other transient classes.
+    pub fn max_attempts(self, configured: u32) -> u32 {
+        let configured = configured.max(1);
+        match self {
+            _ if !self.is_transient() => 1,
+            Self::Timeout => configured.min(2),
+            _ => configured,
+        }
+    }
+
     /// The class of a failed app state code from `Error! App '<id>' state is 0x… after update
-    /// job.`, when the code is a known one.
+    /// job.`, when the code is a known one. The codes are bit sets (2 update required, 4
+    /// installed, 0x200 update running, 0x400 update started, 0x20 files missing, 0x80 files
+    /// corrupt, 0x10 locked); their meanings follow LinuxGSM's documentation of SteamCMD's
+    /// error codes and reports in public issue threads.
     pub fn from_state_code(code: u32) -> Option<Self> {
         match code {
             0x202 | 0x212 => Some(Self::DiskFull),
-            0x402 | 0x602 => Some(Self::Network),
+            0x402 | 0x406 | 0x602 => Some(Self::Network),
+            0x2 => Some(Self::ContentUnavailable),
+            0x6 | 0x206 => Some(Self::UpdateStuck),
             0x606 => Some(Self::DiskWrite),
             0x626 | 0x6A6 => Some(Self::CorruptFiles),
             _ => None,
@@ -193,7 +234,8 @@ impl SteamError {
     }
 
     /// The port's error for game `game`: [`InstallError::Missing`] when SteamCMD itself is
-    /// not there, [`InstallError::Failed`] with this whole message otherwise.
+    /// not there, [`InstallError::Unrecoverable`] for a fatal class (the worker does not
+    /// restart the instance), [`InstallError::Failed`] otherwise — with this whole message.
     pub fn into_install_error(self, game: impl Into<String>) -> InstallError {
         let game = game.into();
         match self.0.missing {
@@ -201,6 +243,11 @@ impl SteamError {
                 game,
                 path,
                 hint: format!("{}: {}", self.0.class, self.0.hint),
+            },
+            None if !self.0.class.is_transient() => InstallError::Unrecoverable {
+                game,
+                class: self.0.class.name().to_owned(),
+                detail: self.to_string(),
             },
             None => InstallError::Failed {
                 game,
@@ -265,6 +312,7 @@ pub(crate) struct ErrorContext {
     pub(crate) branch_secret: Option<String>,
     pub(crate) executable: Option<String>,
     pub(crate) idle_timeout: Duration,
+    pub(crate) install_timeout: Duration,
     pub(crate) steamcmd: PathBuf,
 }
 
@@ -332,10 +380,13 @@ impl ErrorContext {
                  without Steam Guard",
                 credential.unwrap_or("anonymous")
             ),
-            ErrorClass::RateLimited => "Steam refuses logins from this machine or account for \
-                 now (too many attempts): wait at least 30 minutes; every early retry \
-                 extends the lockout"
-                .to_owned(),
+            ErrorClass::RateLimited => format!(
+                "Steam refuses logins from this machine or account for now (too many \
+                 attempts): wait at least 30 minutes — start the server again not before \
+                 {} — and check the credential's password meanwhile; every early login \
+                 extends the lockout, so neither the installer nor the crash policy retries it",
+                utc_clock_in(RATE_LIMIT_WAIT)
+            ),
             ErrorClass::BetaPassword => format!(
                 "fix the secret \"{}\" (the password of branch \"{}\") in the worker's Steam \
                  settings",
@@ -349,6 +400,26 @@ impl ErrorContext {
             ErrorClass::Network => "check this machine's connection to Steam (DNS, firewall, \
                  proxy, Steam's status); a new attempt resumes the download"
                 .to_owned(),
+            ErrorClass::ContentUnavailable => format!(
+                "SteamCMD could not start downloading app {app} (state 0x2: Steam's content \
+                 servers did not answer, or this login may not download the app): check the \
+                 connection to Steam and Steam's status; if it persists, check the app id and \
+                 log in with an account that owns the app"
+            ),
+            ErrorClass::UpdateStuck => format!(
+                "the app's files in {dir} are in a state SteamCMD cannot update from (a stale \
+                 app manifest or leftovers of an interrupted update; retrying fails the same \
+                 way): check there is free disk space, make sure {dir} is owned by the user \
+                 SteamCMD runs as, delete {dir}/steamapps/appmanifest_{app}.acf and \
+                 {dir}/steamapps/downloading, then start the server again (SteamCMD checks \
+                 the files it finds)"
+            ),
+            ErrorClass::MissingRequiredApp => format!(
+                "SteamCMD reports an app that app {app} needs as missing (see its output \
+                 below; this is not a full disk): check the worker's Steam platform setting \
+                 and that the login may download that app, or install it once by hand as the \
+                 worker's user with steamcmd +app_update <the required app>"
+            ),
             ErrorClass::DiskWrite => format!(
                 "check that {dir} is writable by the worker's user and that the disk is \
                  healthy (dmesg), then start the server again"
@@ -363,9 +434,18 @@ impl ErrorContext {
                  app id and that the login may download it"
             ),
             ErrorClass::Timeout => format!(
-                "SteamCMD printed nothing for {}s and was killed: check the network, and raise \
-                 the worker's Steam idle timeout if the app is very large",
+                "SteamCMD printed nothing for {} s and was killed (it was tried again once): \
+                 check the network and that SteamCMD runs by hand as the worker's user; if a \
+                 very large app is quiet that long, raise the worker's Steam idle timeout \
+                 (MANMAN_WORKER_STEAM_IDLE_TIMEOUT_S, --steam-idle-timeout-s)",
                 self.idle_timeout.as_secs()
+            ),
+            ErrorClass::InstallTimeout => format!(
+                "the install was not done within {} s and was stopped: check the network's \
+                 speed, or raise the worker's Steam install timeout \
+                 (MANMAN_WORKER_STEAM_INSTALL_TIMEOUT_S, --steam-install-timeout-s) for a \
+                 very large app; a new start resumes the download",
+                self.install_timeout.as_secs()
             ),
             ErrorClass::IncompleteInstall => match &self.executable {
                 Some(exe) => format!(
@@ -398,6 +478,20 @@ impl ErrorContext {
                 .to_owned(),
         }
     }
+}
+
+/// How long Steam's login rate limit lasts at least.
+const RATE_LIMIT_WAIT: Duration = Duration::from_secs(30 * 60);
+
+/// The UTC wall-clock time `after` from now, as `HH:MM UTC`.
+fn utc_clock_in(after: Duration) -> String {
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        + after;
+    // Rounded up to the next minute: "not before" must not be early.
+    let minutes = at.as_secs().div_ceil(60);
+    format!("{:02}:{:02} UTC", (minutes / 60) % 24, minutes % 60)
 }
 
 #[cfg(test)]
@@ -435,6 +529,14 @@ mod tests {
             Some(ErrorClass::CorruptFiles)
         );
         assert_eq!(ErrorClass::from_state_code(0x61), None);
+        for (code, class) in [
+            (0x2, ErrorClass::ContentUnavailable),
+            (0x6, ErrorClass::UpdateStuck),
+            (0x206, ErrorClass::UpdateStuck),
+            (0x406, ErrorClass::Network),
+        ] {
+            assert_eq!(ErrorClass::from_state_code(code), Some(class), "{code:#x}");
+        }
     }
 
     #[test]
@@ -445,18 +547,29 @@ mod tests {
             ErrorClass::LoginFailed,
             ErrorClass::SteamGuard,
             ErrorClass::BetaPassword,
+            ErrorClass::RateLimited,
+            ErrorClass::UpdateStuck,
+            ErrorClass::MissingRequiredApp,
+            ErrorClass::InstallTimeout,
         ];
-        assert!(fatal.iter().all(|c| !c.is_transient()));
+        assert!(
+            fatal
+                .iter()
+                .all(|c| !c.is_transient() && c.max_attempts(5) == 1)
+        );
         let transient = [
             ErrorClass::Network,
+            ErrorClass::ContentUnavailable,
             ErrorClass::DiskWrite,
             ErrorClass::CorruptFiles,
             ErrorClass::MissingConfiguration,
-            ErrorClass::RateLimited,
             ErrorClass::Timeout,
             ErrorClass::IncompleteInstall,
         ];
         assert!(transient.iter().all(|c| c.is_transient()));
+        assert_eq!(ErrorClass::Timeout.max_attempts(5), 2);
+        assert_eq!(ErrorClass::Network.max_attempts(5), 5);
+        assert_eq!(ErrorClass::Network.max_attempts(0), 1);
         let names: std::collections::HashSet<_> =
             ErrorClass::ALL.iter().map(|c| c.name()).collect();
         assert_eq!(names.len(), ErrorClass::ALL.len());
@@ -490,8 +603,12 @@ mod tests {
             login.hint()
         );
         match login.into_install_error("valheim") {
-            InstallError::Failed { game, detail } => {
-                assert_eq!(game, "valheim");
+            InstallError::Unrecoverable {
+                game,
+                class,
+                detail,
+            } => {
+                assert_eq!((game.as_str(), class.as_str()), ("valheim", "login-failed"));
                 assert!(detail.starts_with("login-failed: "), "{detail}");
             }
             other => panic!("{other:?}"),

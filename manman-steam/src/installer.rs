@@ -143,17 +143,24 @@ impl Inner {
             hand_over_dirs(plan, user).await?;
         }
         let program = self.steamcmd(plan)?;
-        let installation = with_retries(&self.settings, &plan.context, progress, |_, previous| {
-            // Files SteamCMD found missing or corrupt, or a success that was not one: have it
-            // check every file next time.
-            let validate = plan.validate
-                || matches!(
-                    previous,
-                    Some(ErrorClass::CorruptFiles | ErrorClass::IncompleteInstall)
-                );
-            self.attempt(plan, &program, validate, progress)
-        })
-        .await?;
+        let deadline = tokio::time::Instant::now() + self.settings.install_timeout;
+        let attempts = with_retries(
+            &self.settings,
+            &plan.context,
+            progress,
+            Some(deadline),
+            |_, previous| {
+                // Files SteamCMD found missing or corrupt, or a success that was not one: have it
+                // check every file next time.
+                let validate = plan.validate
+                    || matches!(
+                        previous,
+                        Some(ErrorClass::CorruptFiles | ErrorClass::IncompleteInstall)
+                    );
+                self.attempt(plan, &program, validate, deadline, progress)
+            },
+        );
+        let installation = attempts.await?;
         tracing::info!(
             app_id = plan.app_id,
             dir = %plan.dir.display(),
@@ -177,6 +184,7 @@ impl Inner {
         plan: &Plan,
         program: &Path,
         validate: bool,
+        deadline: tokio::time::Instant,
         progress: &dyn ProgressSink,
     ) -> Attempt<Installation> {
         let no_output = |failure| (failure, Vec::new());
@@ -238,7 +246,9 @@ impl Inner {
                     &plan.home,
                 ),
                 stdin: plan.stdin(),
+                guard_answers: plan.guard_answers(),
                 idle_timeout: self.settings.idle_timeout,
+                deadline: Some(deadline),
                 redactor: &redactor,
                 app_id: plan.app_id,
                 keep_output: false,

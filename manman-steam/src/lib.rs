@@ -23,7 +23,7 @@ pub use credentials::{CredentialError, SteamCredential};
 pub use error::{ErrorClass, SteamError};
 pub use installer::SteamInstaller;
 pub use manifest::{AppManifest, ManifestError, STATE_FULLY_INSTALLED, STATE_NOT_SOUND};
-pub use output::{SteamEvent, UpdateProgress, parse_line};
+pub use output::{GuardPromptKind, OutputParser, SteamEvent, UpdateProgress, parse_line};
 pub use plan::SteamApp;
 pub use secret::{REDACTED, Secret};
 pub use settings::{SteamPlatform, SteamSettings};

@@ -103,6 +103,7 @@ impl Plan {
             branch_secret: app.options.branch_password_secret.clone(),
             executable: app.executable.clone(),
             idle_timeout: settings.idle_timeout,
+            install_timeout: settings.install_timeout,
             steamcmd: settings.steamcmd.clone(),
         };
         let fail = |context: &ErrorContext, class, what: String| {
@@ -220,6 +221,16 @@ impl Plan {
                     .unwrap_or_else(|| Secret::new("")),
             ],
         }
+    }
+
+    /// Steam Guard code prompts [`Plan::stdin`] answers: 1 with a configured guard code, else
+    /// 0 (the empty line is no answer).
+    pub(crate) fn guard_answers(&self) -> u32 {
+        u32::from(
+            self.credential
+                .as_ref()
+                .is_some_and(|c| c.guard_code().is_some()),
+        )
     }
 
     /// Scrubs every secret of this plan out of SteamCMD's output.

@@ -1,44 +1,51 @@
-//! The retry loop: transient failures run again after a jittered backoff, fatal ones end the
-//! install at once.
+//! The retry loop: transient failures run again after a jittered backoff (as often as their
+//! class allows, and while the install's time lasts), fatal ones end the install at once.
 
 use crate::error::{ErrorClass, ErrorContext, Failure, SteamError};
 use crate::run::stage;
 use crate::settings::SteamSettings;
-use manman_core::ports::ProgressSink;
+use manman_core::ports::{InstallProgress, ProgressSink};
 use std::future::Future;
+use tokio::time::Instant;
 
 /// A failed attempt: why, and the last output lines.
 pub(crate) type Attempt<T> = Result<T, (Failure, Vec<String>)>;
 
 /// Calls `attempt(number, class of the previous failure)` until it succeeds, fails with a
-/// fatal class, or [`SteamSettings::max_attempts`] were made.
+/// fatal class, made the attempts its class allows ([`ErrorClass::max_attempts`] of
+/// [`SteamSettings::max_attempts`]), or the next one would start after `deadline`.
 pub(crate) async fn with_retries<T, F, Fut>(
     settings: &SteamSettings,
     context: &ErrorContext,
     progress: &dyn ProgressSink,
+    deadline: Option<Instant>,
     mut attempt: F,
 ) -> Result<T, SteamError>
 where
     F: FnMut(u32, Option<ErrorClass>) -> Fut,
     Fut: Future<Output = Attempt<T>>,
 {
-    let max_attempts = settings.max_attempts.max(1);
     let mut previous = None;
     let mut number = 0;
     loop {
         number += 1;
-        let (failure, tail) = match attempt(number, previous).await {
+        let (mut failure, tail) = match attempt(number, previous).await {
             Ok(value) => return Ok(value),
             Err(failed) => failed,
         };
-        if !failure.class.is_transient() || number >= max_attempts {
+        let max_attempts = failure.class.max_attempts(settings.max_attempts);
+        if number >= max_attempts {
             return Err(context.error(failure, number, tail));
         }
-        let delay = match failure.class {
-            // Every early login extends Steam's lockout.
-            ErrorClass::RateLimited => settings.backoff.longest(),
-            _ => settings.backoff.delay(number),
-        };
+        let delay = settings.backoff.delay(number);
+        if deadline.is_some_and(|deadline| Instant::now() + delay >= deadline) {
+            failure.what = format!(
+                "{}; no time was left for another attempt within the install timeout of {} s",
+                failure.what,
+                context.install_timeout.as_secs()
+            );
+            return Err(context.error(failure, number, tail));
+        }
         tracing::warn!(
             app_id = context.app_id,
             dir = %context.dir.display(),
@@ -49,7 +56,16 @@ where
             retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             "SteamCMD failed; retrying"
         );
-        progress.report(stage("retrying"));
+        progress.report(InstallProgress {
+            detail: Some(format!(
+                "{}: attempt {number} of {max_attempts} failed ({}); attempt {} in {} s",
+                failure.class,
+                failure.what,
+                number + 1,
+                delay.as_secs_f32().ceil()
+            )),
+            ..stage("retrying")
+        });
         previous = Some(failure.class);
         tokio::time::sleep(delay).await;
     }
@@ -80,6 +96,7 @@ mod tests {
             &settings(),
             &ErrorContext::default(),
             &NoProgress,
+            None,
             |n, prev| {
                 seen.push((n, prev));
                 async { Attempt::<()>::Err((Failure::new(ErrorClass::Network, "0x602"), vec![])) }
@@ -106,6 +123,7 @@ mod tests {
             &settings(),
             &ErrorContext::default(),
             &NoProgress,
+            None,
             |_, _| {
                 calls += 1;
                 async { Attempt::<()>::Err((Failure::new(ErrorClass::DiskFull, "0x202"), vec![])) }
@@ -121,6 +139,7 @@ mod tests {
             &settings(),
             &ErrorContext::default(),
             &NoProgress,
+            None,
             |n, _| async move {
                 if n < 2 {
                     Err((Failure::new(ErrorClass::Timeout, "quiet"), vec![]))

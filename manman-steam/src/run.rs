@@ -2,7 +2,7 @@
 //! idle timeout), and sum the output up as a [`RunOutcome`].
 
 use crate::error::{ErrorClass, Failure};
-use crate::output::{SteamEvent, parse_line};
+use crate::output::{GuardPromptKind, OutputParser, SteamEvent};
 use crate::secret::{Redactor, Secret};
 use manman_core::ports::{
     ExitStatus, InstallProgress, OutputStream, ProcessError, ProcessHandle, ProcessRunner,
@@ -10,7 +10,7 @@ use manman_core::ports::{
 };
 use std::collections::VecDeque;
 use std::time::Duration;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout};
 
 /// Lines of output kept for an error report.
 pub(crate) const TAIL_LINES: usize = 20;
@@ -26,7 +26,12 @@ pub(crate) struct Run<'a> {
     /// Lines written to SteamCMD's stdin right after the spawn, in order (it reads them when
     /// it prompts; prompts end without a newline, so there is no prompt line to wait for).
     pub(crate) stdin: Vec<Secret>,
+    /// Steam Guard code prompts the stdin lines answer (1 with a configured guard code, else
+    /// 0): one prompt more ends the run at once.
+    pub(crate) guard_answers: u32,
     pub(crate) idle_timeout: Duration,
+    /// When the whole install must be done: the run is killed then.
+    pub(crate) deadline: Option<Instant>,
     pub(crate) redactor: &'a Redactor,
     pub(crate) app_id: u32,
     /// Keep every stdout line (for `app_info_print`).
@@ -39,10 +44,18 @@ pub(crate) struct RunOutcome {
     pub(crate) exit: Option<ExitStatus>,
     /// Killed after printing nothing for the idle timeout.
     pub(crate) timed_out: bool,
+    /// Killed when the install's deadline passed.
+    pub(crate) deadline_passed: bool,
+    /// Ended at once, without waiting for SteamCMD: the failure that decided it (a fatal
+    /// error, a code prompt nobody can answer).
+    pub(crate) stopped: Option<Failure>,
     /// `Success! App '<app_id>' …` was printed.
     pub(crate) success: bool,
     pub(crate) logged_in: bool,
-    pub(crate) guard_prompt: bool,
+    /// The first Steam Guard prompt (a code or a mobile confirmation), quoted.
+    pub(crate) guard_prompt: Option<String>,
+    /// Code prompts seen.
+    pub(crate) code_prompts: u32,
     /// Every failure printed, in order.
     pub(crate) failures: Vec<Failure>,
     /// The last [`TAIL_LINES`] lines but progress lines, secrets scrubbed.
@@ -56,14 +69,27 @@ impl RunOutcome {
     /// Steam Guard prompt that never led to a login, then the timeout. `None` leaves the
     /// verdict to the caller (success line, exit code, verification).
     pub(crate) fn failure(&self, idle_timeout: Duration) -> Option<Failure> {
+        if let Some(stopped) = &self.stopped {
+            return Some(stopped.clone());
+        }
         if let Some(fatal) = self.failures.iter().find(|f| !f.class.is_transient()) {
             return Some(fatal.clone());
         }
-        if self.guard_prompt && !self.logged_in {
+        // A login approved in the Steam Mobile app goes on to install: its success shows the
+        // prompt was answered.
+        if let Some(prompt) = &self.guard_prompt
+            && !self.logged_in
+            && !self.success
+        {
             return Some(Failure::new(
                 ErrorClass::SteamGuard,
-                "SteamCMD asked for a Steam Guard code (or a mobile confirmation) and did not \
-                 log in",
+                format!("SteamCMD asked \"{prompt}\" and did not log in"),
+            ));
+        }
+        if self.deadline_passed {
+            return Some(Failure::new(
+                ErrorClass::InstallTimeout,
+                "the install's time ran out while SteamCMD ran; it was killed",
             ));
         }
         if let Some(transient) = self.failures.first() {
@@ -116,27 +142,59 @@ pub(crate) async fn run(
             tracing::debug!(app_id = run.app_id, error = %e, "could not write to SteamCMD's stdin");
         }
     }
+    // Nothing more will come: a prompt beyond the answers above reads end-of-file instead of
+    // waiting for ever.
+    handle.close_stdin();
 
     let mut outcome = RunOutcome::default();
+    let mut parser = OutputParser::default();
     loop {
-        match timeout(run.idle_timeout, output.recv()).await {
-            Ok(Some(line)) => observe(&run, &mut outcome, line.stream, &line.text, progress),
+        let wait = run.deadline.map_or(run.idle_timeout, |deadline| {
+            run.idle_timeout
+                .min(deadline.saturating_duration_since(Instant::now()))
+        });
+        let why = match timeout(wait, output.recv()).await {
+            Ok(Some(line)) => {
+                observe(
+                    &run,
+                    &mut parser,
+                    &mut outcome,
+                    line.stream,
+                    &line.text,
+                    progress,
+                );
+                match outcome.stopped.as_ref() {
+                    Some(failure) => format!("{}: {}", failure.class, failure.what),
+                    None => continue,
+                }
+            }
             Ok(None) => break,
+            Err(_) if run.deadline.is_some_and(|d| Instant::now() >= d) => {
+                outcome.deadline_passed = true;
+                "the install's time ran out".to_owned()
+            }
             Err(_) => {
                 outcome.timed_out = true;
-                tracing::warn!(
-                    app_id = run.app_id,
-                    idle_s = run.idle_timeout.as_secs_f32(),
-                    "SteamCMD printed nothing for the idle timeout: killing it"
-                );
-                let _ = handle.signal(ProcessSignal::Kill);
-                // What it printed last (a prompt without a newline, say) comes out now.
-                while let Ok(Some(line)) = timeout(AFTER_KILL, output.recv()).await {
-                    observe(&run, &mut outcome, line.stream, &line.text, progress);
-                }
-                break;
+                format!(
+                    "SteamCMD printed nothing for {} s",
+                    run.idle_timeout.as_secs_f32()
+                )
             }
+        };
+        tracing::warn!(app_id = run.app_id, why = %why, "ending SteamCMD now");
+        let _ = handle.signal(ProcessSignal::Kill);
+        // What it printed last (a prompt without a newline, say) comes out now.
+        while let Ok(Some(line)) = timeout(AFTER_KILL, output.recv()).await {
+            observe(
+                &run,
+                &mut parser,
+                &mut outcome,
+                line.stream,
+                &line.text,
+                progress,
+            );
         }
+        break;
     }
     outcome.exit = match timeout(run.idle_timeout.max(AFTER_KILL), handle.wait()).await {
         Ok(status) => Some(status),
@@ -157,13 +215,14 @@ pub(crate) async fn run(
 
 fn observe(
     run: &Run<'_>,
+    parser: &mut OutputParser,
     outcome: &mut RunOutcome,
     stream: OutputStream,
     raw: &str,
     progress: &dyn ProgressSink,
 ) {
     let text = run.redactor.scrub(raw);
-    let events = parse_line(&text);
+    let events = parser.line(&text);
     let is_progress = events
         .iter()
         .any(|e| matches!(e, SteamEvent::Progress(_) | SteamEvent::SelfUpdate { .. }));
@@ -188,25 +247,56 @@ fn observe(
                 percent: Some(p.percent),
                 bytes_done: Some(p.bytes_done),
                 bytes_total: Some(p.bytes_total),
+                detail: None,
             }),
             SteamEvent::SelfUpdate { percent } => progress.report(InstallProgress {
                 stage: "updating-steamcmd".to_owned(),
                 percent,
                 bytes_done: None,
                 bytes_total: None,
+                detail: None,
             }),
             SteamEvent::LoggedIn => {
                 outcome.logged_in = true;
                 progress.report(stage("logged-in"));
             }
-            SteamEvent::GuardPrompt => outcome.guard_prompt = true,
+            SteamEvent::GuardPrompt { kind, prompt } => {
+                if kind != GuardPromptKind::Notice && outcome.guard_prompt.is_none() {
+                    outcome.guard_prompt = Some(prompt.clone());
+                }
+                if kind == GuardPromptKind::MobileConfirmation {
+                    progress.report(InstallProgress {
+                        detail: Some(prompt.clone()),
+                        ..stage("waiting-for-steam-guard")
+                    });
+                }
+                if kind == GuardPromptKind::Code {
+                    outcome.code_prompts += 1;
+                    if outcome.code_prompts > run.guard_answers && outcome.stopped.is_none() {
+                        outcome.stopped = Some(Failure::new(
+                            ErrorClass::SteamGuard,
+                            format!(
+                                "SteamCMD asked \"{prompt}\" and the worker has no {}code to \
+                                 give it",
+                                if run.guard_answers > 0 { "other " } else { "" }
+                            ),
+                        ));
+                    }
+                }
+            }
             SteamEvent::Success { app_id } => {
                 if app_id == run.app_id {
                     outcome.success = true;
                 }
             }
             SteamEvent::Error { class, message, .. } => {
-                outcome.failures.push(Failure::new(class, message));
+                let failure = Failure::new(class, message);
+                // Waiting for SteamCMD to end would only risk another prompt: a fatal error
+                // ends the run now.
+                if !class.is_transient() && outcome.stopped.is_none() {
+                    outcome.stopped = Some(failure.clone());
+                }
+                outcome.failures.push(failure);
             }
         }
     }
@@ -219,5 +309,6 @@ pub(crate) fn stage(name: &str) -> InstallProgress {
         percent: None,
         bytes_done: None,
         bytes_total: None,
+        detail: None,
     }
 }

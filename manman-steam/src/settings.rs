@@ -45,9 +45,15 @@ pub struct SteamSettings {
     pub max_attempts: u32,
     /// The delays between attempts (default 5 s doubling up to 2 min, jittered).
     pub backoff: Backoff,
-    /// A SteamCMD run that prints nothing for this long is killed and counts as a `timeout`
-    /// (default 10 min: a big `validate` can be quiet for minutes).
+    /// A SteamCMD run that prints nothing for this long is killed and counts as a `timeout`,
+    /// retried once (default 3 min: SteamCMD prints progress every few seconds while it
+    /// downloads or validates, so a silent hang fails in minutes). The worker's
+    /// `MANMAN_WORKER_STEAM_IDLE_TIMEOUT_S`.
     pub idle_timeout: Duration,
+    /// The longest one install may take, over all its attempts and pauses; then SteamCMD is
+    /// killed and the install fails as `install-timeout` (default 2 h). The worker's
+    /// `MANMAN_WORKER_STEAM_INSTALL_TIMEOUT_S`.
+    pub install_timeout: Duration,
     /// SteamCMD runs at once on this worker, over all games (default 2). SteamCMD is
     /// disk- and network-heavy; more rarely helps.
     pub max_concurrent_installs: usize,
@@ -66,7 +72,8 @@ impl Default for SteamSettings {
             secrets: BTreeMap::new(),
             max_attempts: 5,
             backoff: Backoff::default(),
-            idle_timeout: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(180),
+            install_timeout: Duration::from_secs(2 * 3600),
             max_concurrent_installs: 2,
         }
     }
@@ -139,7 +146,8 @@ mod tests {
         assert_eq!(s.steamcmd, PathBuf::from("steamcmd"));
         assert_eq!(s.max_attempts, 5);
         assert_eq!(s.max_concurrent_installs, 2);
-        assert_eq!(s.idle_timeout, Duration::from_secs(600));
+        assert_eq!(s.idle_timeout, Duration::from_secs(180));
+        assert_eq!(s.install_timeout, Duration::from_secs(7200));
         assert_eq!(s.backoff, Backoff::default());
         assert!(s.platform.is_none() && s.credentials.is_empty() && s.secrets.is_empty());
         assert!(s.env.keys().all(|k| INHERITED_ENV.contains(&k.as_str())));

@@ -59,7 +59,7 @@ impl SteamInstaller {
                 None
             }
         };
-        let remote = with_retries(&inner.settings, &plan.context, &NoProgress, |_, _| {
+        let remote = with_retries(&inner.settings, &plan.context, &NoProgress, None, |_, _| {
             self.remote_build(&plan, &program)
         })
         .await?;
@@ -95,7 +95,9 @@ impl SteamInstaller {
                 runner: inner.runner.as_ref(),
                 spec: steamcmd::spec(program, args, &inner.settings),
                 stdin: plan.stdin(),
+                guard_answers: plan.guard_answers(),
                 idle_timeout: inner.settings.idle_timeout,
+                deadline: Some(tokio::time::Instant::now() + inner.settings.install_timeout),
                 redactor: &redactor,
                 app_id: plan.app_id,
                 keep_output: true,

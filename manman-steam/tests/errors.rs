@@ -34,7 +34,7 @@ async fn fail(fake: &Fake, settings: SteamSettings, options: SteamOptions) -> St
 
 #[tokio::test]
 async fn fatal_classes_fail_after_one_run_and_say_what_to_do() {
-    let cases: [(&str, bool, ErrorClass, &str); 8] = [
+    let cases: [(&str, bool, ErrorClass, &str); 11] = [
         (
             "FAIL_RUNS=9\nFAIL_STATE=0x202",
             false,
@@ -83,6 +83,24 @@ async fn fatal_classes_fail_after_one_run_and_say_what_to_do() {
             ErrorClass::SteamGuard,
             "steamcmd +login <username>",
         ),
+        (
+            "LOGIN_FAILURE='Rate Limit Exceeded'",
+            false,
+            ErrorClass::RateLimited,
+            "wait at least 30 minutes — start the server again not before ",
+        ),
+        (
+            "FAIL_RUNS=9\nFAIL_STATE=0x6",
+            false,
+            ErrorClass::UpdateStuck,
+            "steamapps/appmanifest_896660.acf",
+        ),
+        (
+            "FAIL_RUNS=9\nFAIL_STATE=0x206",
+            false,
+            ErrorClass::UpdateStuck,
+            "check there is free disk space",
+        ),
     ];
     for (scenario, login, class, hint) in cases {
         let fake = Fake::new(scenario);
@@ -122,6 +140,8 @@ async fn no_licence_with_a_named_account_names_the_account_to_fix() {
 async fn transient_classes_are_retried_and_then_succeed() {
     let cases = [
         ("FAIL_STATE=0x402", ErrorClass::Network),
+        ("FAIL_STATE=0x406", ErrorClass::Network),
+        ("FAIL_STATE=0x2", ErrorClass::ContentUnavailable),
         ("FAIL_STATE=0x602", ErrorClass::Network),
         ("FAIL_STATE=0x606", ErrorClass::DiskWrite),
         ("FAIL_STATE=0x626", ErrorClass::CorruptFiles),
@@ -129,10 +149,6 @@ async fn transient_classes_are_retried_and_then_succeed() {
         (
             "FAIL_LINE=\"ERROR! Failed to install app '896660' (Missing configuration)\"",
             ErrorClass::MissingConfiguration,
-        ),
-        (
-            "LOGIN_FAILURE='Rate Limit Exceeded'\nLOGIN_FAILURE_RUNS=2",
-            ErrorClass::RateLimited,
         ),
     ];
     for (failure, class) in cases {
@@ -146,10 +162,7 @@ async fn transient_classes_are_retried_and_then_succeed() {
         assert_eq!(installation.build_id.as_deref(), Some("14396345"));
 
         // The same failure every time: the class is reported after max_attempts.
-        let fake = Fake::new(&format!(
-            "FAIL_RUNS=9\nLOGIN_FAILURE_RUNS=9\n{}",
-            failure.replace("LOGIN_FAILURE_RUNS=2", "")
-        ));
+        let fake = Fake::new(&format!("FAIL_RUNS=9\nLOGIN_FAILURE_RUNS=9\n{failure}"));
         let err = fail(&fake, fake.settings(), SteamOptions::default()).await;
         assert_eq!(err.class(), class, "{err}");
         assert!(class.is_transient());

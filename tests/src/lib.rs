@@ -96,6 +96,7 @@ pub fn up_options(data: &std::path::Path, fake_game_server: &str) -> manman::up:
         worker_name: "local".to_owned(),
         capacity: 4,
         steamcmd: "steamcmd".into(),
+        steam_credentials: Vec::new(),
         store: manman::up::StoreChoice::Sqlite(None),
     }
 }

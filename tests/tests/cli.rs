@@ -97,6 +97,7 @@ async fn start_host(data: &Path) -> (up::Running, Cli) {
         worker_name: "local".to_owned(),
         capacity: 8,
         steamcmd: "steamcmd".into(),
+        steam_credentials: Vec::new(),
         store: StoreChoice::Memory,
     })
     .await
@@ -555,6 +556,7 @@ async fn secret_files_are_0600_even_when_they_were_0644_and_login_replaces_a_bro
         worker_name: "local".to_owned(),
         capacity: 1,
         steamcmd: "steamcmd".into(),
+        steam_credentials: Vec::new(),
         store: StoreChoice::Sqlite(None),
     };
     let running = up::start(options.clone()).await.expect("up");

@@ -285,3 +285,25 @@ async fn a_server_runs_as_its_user_without_supplementary_groups() {
     );
     kill(&handle).await;
 }
+
+#[tokio::test]
+async fn closing_stdin_writes_what_is_queued_then_ends_the_input() {
+    // `cat` echoes its input and exits at end-of-file: the closed pipe is what ends it.
+    let spawned = TokioProcessRunner::new()
+        .spawn(&spec("/bin/cat", &[]))
+        .await
+        .expect("spawn cat");
+    let (handle, mut output) = (spawned.handle, spawned.output);
+    handle.write_line("first").expect("write");
+    handle.write_line("second").expect("write");
+    handle.close_stdin();
+    let mut lines = Vec::new();
+    while let Ok(Some(line)) = tokio::time::timeout(WAIT, output.recv()).await {
+        lines.push(line.text);
+    }
+    assert_eq!(lines, ["first", "second"]);
+    let status = tokio::time::timeout(WAIT, handle.wait())
+        .await
+        .expect("cat exits at end of input");
+    assert_eq!(status.code, Some(0));
+}

@@ -32,6 +32,7 @@ async fn system() -> System {
         worker_name: "e2e".to_owned(),
         capacity: 16,
         steamcmd: "steamcmd".into(),
+        steam_credentials: Vec::new(),
         store: manman::up::StoreChoice::Memory,
     })
     .await

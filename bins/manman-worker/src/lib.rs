@@ -88,6 +88,20 @@ struct Options {
     /// The SteamCMD executable (a bare name is looked up on PATH).
     #[arg(long, env = "MANMAN_WORKER_STEAMCMD", default_value = "steamcmd")]
     steamcmd: PathBuf,
+    /// Seconds SteamCMD may print nothing before it is killed (`timeout`, tried again once).
+    #[arg(
+        long = "steam-idle-timeout-s",
+        env = "MANMAN_WORKER_STEAM_IDLE_TIMEOUT_S",
+        default_value_t = 180
+    )]
+    steam_idle_timeout_s: u64,
+    /// Seconds one Steam install may take in all, retries included (`install-timeout`).
+    #[arg(
+        long = "steam-install-timeout-s",
+        env = "MANMAN_WORKER_STEAM_INSTALL_TIMEOUT_S",
+        default_value_t = 7200
+    )]
+    steam_install_timeout_s: u64,
     /// The unprivileged user game servers and SteamCMD run as when the worker runs as root
     /// (a name or a uid; default `nobody`; never root). A worker not running as root runs them
     /// as itself.
@@ -169,8 +183,15 @@ fn named_files(setting: &str, pairs: &[String]) -> anyhow::Result<Vec<(String, P
 /// SteamCMD's settings: the executable, and the accounts and secrets read from their files
 /// (an unreadable or malformed file stops the worker, naming the setting and the file).
 fn steam_settings(options: &Options) -> anyhow::Result<SteamSettings> {
+    if options.steam_idle_timeout_s == 0 || options.steam_install_timeout_s == 0 {
+        bail!(
+            "MANMAN_WORKER_STEAM_IDLE_TIMEOUT_S and MANMAN_WORKER_STEAM_INSTALL_TIMEOUT_S must be at least 1"
+        );
+    }
     let mut settings = SteamSettings {
         steamcmd: options.steamcmd.clone(),
+        idle_timeout: Duration::from_secs(options.steam_idle_timeout_s),
+        install_timeout: Duration::from_secs(options.steam_install_timeout_s),
         ..SteamSettings::default()
     };
     for (name, path) in named_files(

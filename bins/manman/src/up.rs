@@ -18,7 +18,7 @@ use manman_core::worker_service::{
 use manman_http::{HostServer, ServeOptions};
 use manman_pg::{PgSettings, PgStore};
 use manman_sqlite::{SqliteSettings, SqliteStore};
-use manman_steam::{SteamInstaller, SteamSettings};
+use manman_steam::{SteamCredential, SteamInstaller, SteamSettings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,6 +41,9 @@ pub struct UpOptions {
     pub capacity: u32,
     /// The SteamCMD executable for `steam` games (a bare name is looked up on `PATH`).
     pub steamcmd: PathBuf,
+    /// Steam accounts configs may log in with (`steam.login = {"named": NAME}`): each name
+    /// with its credential file (`username = …`, `password = …`, optional `guard_code = …`).
+    pub steam_credentials: Vec<(String, PathBuf)>,
     /// Where the host keeps its truth.
     pub store: StoreChoice,
 }
@@ -150,6 +153,8 @@ pub struct Running {
 
 /// Starts host and worker; returns once the API listens and the worker is registered.
 pub async fn start(options: UpOptions) -> anyhow::Result<Running> {
+    // A credential file that cannot be read stops `manman up` before anything starts.
+    let installers = installers(&options)?;
     // Game servers of a `manman up` that is not root run as its user: they must not read its
     // memory or environment (the admin token, store URLs) through /proc.
     if let Err(e) = keep_private() {
@@ -201,7 +206,7 @@ pub async fn start(options: UpOptions) -> anyhow::Result<Running> {
         settings,
         Arc::new(LocalHostApi::new(host.clone())),
         bus,
-        Arc::new(installers(&options)),
+        Arc::new(installers),
         Arc::new(TokioProcessRunner::new()),
         clock,
     );
@@ -222,16 +227,22 @@ pub async fn start(options: UpOptions) -> anyhow::Result<Running> {
     })
 }
 
-/// Local games as they are; Steam games through SteamCMD.
-fn installers(options: &UpOptions) -> InstallerByType {
-    let settings = SteamSettings {
+/// Local games as they are; Steam games through SteamCMD, with the named Steam accounts read
+/// from their files.
+fn installers(options: &UpOptions) -> anyhow::Result<InstallerByType> {
+    let mut settings = SteamSettings {
         steamcmd: options.steamcmd.clone(),
         ..SteamSettings::default()
     };
-    InstallerByType::with_steam(Arc::new(SteamInstaller::new(
+    for (name, path) in &options.steam_credentials {
+        let credential = SteamCredential::from_file(path)
+            .with_context(|| format!("--steam-credential {name}"))?;
+        settings.credentials.insert(name.clone(), credential);
+    }
+    Ok(InstallerByType::with_steam(Arc::new(SteamInstaller::new(
         settings,
         Arc::new(TokioProcessRunner::new()),
-    )))
+    ))))
 }
 
 /// Waits until this run's worker runs (a kept data dir also holds the workers of earlier runs).

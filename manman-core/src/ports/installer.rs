@@ -59,6 +59,10 @@ pub struct InstallProgress {
     /// Bytes in all, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_total: Option<u64>,
+    /// More about the stage for people, when there is more to say: for `retrying`, why the
+    /// last attempt failed (its class), which attempt it was and when the next one starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// Where an installer reports progress. Reporting never waits: a sink may drop updates it
@@ -112,6 +116,20 @@ pub enum InstallError {
     Failed {
         /// The game's name.
         game: String,
+        /// What happened and what to do.
+        detail: String,
+    },
+    /// Installing failed in a way no new attempt can fix as things are (a refused login, no
+    /// licence for the app, a Steam Guard prompt nobody can answer, a login rate limit):
+    /// the worker's crash policy does not restart the instance, since every restart would
+    /// fail the same way — and, for a login, count against the account.
+    #[error("{game}: install failed: {detail}")]
+    Unrecoverable {
+        /// The game's name.
+        game: String,
+        /// The installer's name for the kind of failure, e.g. `login-failed` (the detail
+        /// starts with it).
+        class: String,
         /// What happened and what to do.
         detail: String,
     },

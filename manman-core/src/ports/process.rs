@@ -135,6 +135,8 @@ pub trait ProcessControl: Send + Sync + Debug + 'static {
 pub struct ProcessHandle {
     pid: u32,
     stdin: mpsc::Sender<String>,
+    /// Set once stdin is to be closed (shared by the clones of the handle).
+    stdin_closed: Arc<watch::Sender<bool>>,
     exit: watch::Receiver<Option<ExitStatus>>,
     control: Arc<dyn ProcessControl>,
 }
@@ -153,9 +155,22 @@ impl ProcessHandle {
         Self {
             pid,
             stdin,
+            stdin_closed: Arc::new(watch::channel(false).0),
             exit,
             control,
         }
+    }
+
+    /// Closes its stdin once the lines queued so far are written: the process reads
+    /// end-of-file instead of waiting for more (a prompt nobody will answer fails at once).
+    pub fn close_stdin(&self) {
+        self.stdin_closed.send_replace(true);
+    }
+
+    /// Becomes `true` when [`ProcessHandle::close_stdin`] was called; for
+    /// [`ProcessRunner`] implementations, which then write what is queued and close the pipe.
+    pub fn stdin_closed(&self) -> watch::Receiver<bool> {
+        self.stdin_closed.subscribe()
     }
 
     /// The process id (also its process group id).

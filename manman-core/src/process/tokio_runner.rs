@@ -160,7 +160,8 @@ impl ProcessRunner for TokioProcessRunner {
         let stdin = child.stdin.take().expect("stdin is piped");
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
-        tokio::spawn(write_stdin(stdin, stdin_rx, exit_rx.clone()));
+        let handle = ProcessHandle::new(pid, stdin_tx, exit_rx.clone(), control.clone());
+        tokio::spawn(write_stdin(stdin, stdin_rx, handle.stdin_closed(), exit_rx));
         tokio::spawn(read_lines(stdout, OutputStream::Stdout, output_tx.clone()));
         tokio::spawn(read_lines(stderr, OutputStream::Stderr, output_tx));
         let reaper_control = Arc::clone(&control);
@@ -184,7 +185,7 @@ impl ProcessRunner for TokioProcessRunner {
         });
 
         Ok(SpawnedProcess {
-            handle: ProcessHandle::new(pid, stdin_tx, exit_rx, control),
+            handle,
             output: output_rx,
         })
     }
@@ -193,20 +194,36 @@ impl ProcessRunner for TokioProcessRunner {
 async fn write_stdin(
     mut stdin: ChildStdin,
     mut lines: mpsc::Receiver<String>,
+    mut closed: watch::Receiver<bool>,
     mut exit: watch::Receiver<Option<ExitStatus>>,
 ) {
     loop {
         tokio::select! {
+            biased;
             line = lines.recv() => {
-                let Some(mut line) = line else { return };
-                line.push('\n');
-                if stdin.write_all(line.as_bytes()).await.is_err() || stdin.flush().await.is_err() {
+                let Some(line) = line else { return };
+                if write_one(&mut stdin, line).await.is_err() {
                     return;
                 }
+            }
+            _ = async { closed.wait_for(|closed| *closed).await.is_ok() } => {
+                // What was queued before the close is still written; then the pipe closes.
+                while let Ok(line) = lines.try_recv() {
+                    if write_one(&mut stdin, line).await.is_err() {
+                        return;
+                    }
+                }
+                return;
             }
             _ = async { exit.wait_for(Option::is_some).await.is_ok() } => return,
         }
     }
+}
+
+async fn write_one(stdin: &mut ChildStdin, mut line: String) -> std::io::Result<()> {
+    line.push('\n');
+    stdin.write_all(line.as_bytes()).await?;
+    stdin.flush().await
 }
 
 /// Longest console line kept whole; longer output is split into lines of this size, so a

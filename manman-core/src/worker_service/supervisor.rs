@@ -135,6 +135,9 @@ struct Failure {
     /// A start that was refused (a config that leaves its directory, hooks a loader…): it can
     /// never succeed as it is, so the crash policy does not try again.
     refused: bool,
+    /// An install that failed in a way no new attempt can fix (the installer's class, e.g.
+    /// `login-failed`): the crash policy does not try again either.
+    unrecoverable: Option<String>,
 }
 
 /// How one attempt ended.
@@ -320,7 +323,20 @@ impl Supervisor {
                 clean,
                 uptime,
                 refused,
+                unrecoverable,
             } = failure;
+            if let Some(class) = unrecoverable {
+                return Final {
+                    status: Status::Crashed,
+                    cause,
+                    detail: Some(format!(
+                        "{detail}; not restarted: a {class} install failure cannot succeed by \
+                         trying again (each try would be another Steam login) — do what it says, \
+                         then start the server again"
+                    )),
+                    exit,
+                };
+            }
             if refused {
                 return Final {
                     status: Status::Crashed,
@@ -426,7 +442,7 @@ impl Supervisor {
                 },
             }
         };
-        let failed = |cause, detail: String, refused| {
+        let failed = |cause, detail: String, refused, unrecoverable| {
             AttemptEnd::Failed(Failure {
                 cause,
                 detail,
@@ -434,6 +450,7 @@ impl Supervisor {
                 clean: false,
                 uptime: Duration::ZERO,
                 refused,
+                unrecoverable,
             })
         };
         let spec = match prepared {
@@ -446,12 +463,17 @@ impl Supervisor {
                     self.config = failure.config;
                 }
                 tracing::warn!(instance_id = self.instance_id.get(), cause = ?failure.cause, detail = %failure.detail, "could not start");
-                return failed(failure.cause, failure.detail, failure.refused);
+                return failed(
+                    failure.cause,
+                    failure.detail,
+                    failure.refused,
+                    failure.unrecoverable,
+                );
             }
         };
         let spawned = match self.context.runner.spawn(&spec).await {
             Ok(spawned) => spawned,
-            Err(e) => return failed(Cause::SpawnFailed, e.to_string(), false),
+            Err(e) => return failed(Cause::SpawnFailed, e.to_string(), false, None),
         };
         let pid = spawned.handle.pid();
         lock(&self.state).pid = Some(pid);
@@ -653,6 +675,7 @@ impl Supervisor {
                 clean: false,
                 uptime: spawned_at.elapsed(),
                 refused: false,
+                unrecoverable: None,
             }),
             None => AttemptEnd::Failed(Failure {
                 cause: Cause::Exited,
@@ -661,6 +684,7 @@ impl Supervisor {
                 clean: status.success(),
                 uptime: spawned_at.elapsed(),
                 refused: false,
+                unrecoverable: None,
             }),
         }
     }
@@ -725,6 +749,8 @@ struct PrepareError {
     cause: Cause,
     detail: String,
     refused: bool,
+    /// The installer's class of an install failure no new attempt can fix.
+    unrecoverable: Option<String>,
 }
 
 impl PrepareError {
@@ -734,6 +760,7 @@ impl PrepareError {
             cause,
             detail,
             refused: false,
+            unrecoverable: None,
         }
     }
 
@@ -743,6 +770,7 @@ impl PrepareError {
             cause: Cause::Refused,
             detail: format!("refused: {detail}"),
             refused: true,
+            unrecoverable: None,
         }
     }
 }
@@ -849,6 +877,20 @@ async fn prepare(
         Ok(installation) => installation,
         Err(e @ InstallError::Refused { .. }) => {
             return Err(PrepareError::refused(Some(config), &e.to_string()));
+        }
+        Err(InstallError::Unrecoverable {
+            game,
+            class,
+            detail,
+        }) => {
+            // The same words as the error's own Display.
+            return Err(PrepareError {
+                config: Some(config),
+                cause: Cause::InstallFailed,
+                detail: format!("{game}: install failed: {detail}"),
+                refused: false,
+                unrecoverable: Some(class),
+            });
         }
         Err(e) => {
             return Err(PrepareError::failed(

@@ -29,6 +29,16 @@ pub struct UpArgs {
     /// The SteamCMD executable for `steam` games (a bare name is looked up on PATH).
     #[arg(long, env = "MANMAN_WORKER_STEAMCMD", default_value = "steamcmd")]
     pub steamcmd: PathBuf,
+    /// A Steam account configs may log in with (`steam.login = {"named": NAME}`), as
+    /// `NAME=FILE` of a credential file (`username = …`, `password = …`, mode 0600), like the
+    /// worker's; repeat, or comma-separated in the variable.
+    #[arg(
+        long = "steam-credential",
+        env = "MANMAN_WORKER_STEAM_CREDENTIALS",
+        value_delimiter = ',',
+        value_parser = parse_named_file
+    )]
+    pub steam_credentials: Vec<(String, PathBuf)>,
     /// Where the host keeps its truth: `sqlite` (`<data-dir>/manman.db`, kept across restarts),
     /// `sqlite:PATH`, `memory` (gone at exit) or `postgres://…`.
     #[arg(
@@ -69,6 +79,14 @@ impl clap::builder::TypedValueParser for StoreParser {
     }
 }
 
+/// `NAME=FILE`, both not empty.
+fn parse_named_file(text: &str) -> Result<(String, PathBuf), String> {
+    text.split_once('=')
+        .filter(|(name, path)| !name.is_empty() && !path.is_empty())
+        .map(|(name, path)| (name.to_owned(), PathBuf::from(path)))
+        .ok_or_else(|| format!("{text:?} is not NAME=FILE"))
+}
+
 /// Runs `manman up` until a signal stops it.
 pub(crate) async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     let demo_executable = if args.no_demo {
@@ -96,6 +114,7 @@ pub(crate) async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         worker_name: "local".to_owned(),
         capacity: args.capacity,
         steamcmd: args.steamcmd,
+        steam_credentials: args.steam_credentials,
         store: args.store,
     })
     .await?;

@@ -113,7 +113,7 @@ fn describe(event: &Event) -> String {
         ),
         Event::InstallProgress(report) => {
             let progress = &report.progress;
-            match progress.percent {
+            let mut line = match progress.percent {
                 Some(percent) => format!(
                     "{} installing: {} {:>5.1}% {}",
                     report.instance_id,
@@ -122,7 +122,12 @@ fn describe(event: &Event) -> String {
                     progress.stage
                 ),
                 None => format!("{} installing: {}", report.instance_id, progress.stage),
+            };
+            // A retry says why (the class), which attempt failed and when the next starts.
+            if let Some(detail) = &progress.detail {
+                line.push_str(&format!(" — {detail}"));
             }
+            line
         }
     }
 }
@@ -156,5 +161,29 @@ mod tests {
         let json = watch_line(&event, true).expect("json");
         let parsed: serde_json::Value = serde_json::from_str(&json).expect("JSON");
         assert_eq!(parsed["detail"], "exited: \u{1b}]0;pwned\u{7}");
+    }
+
+    #[test]
+    fn a_retry_shows_its_class_attempt_and_delay() {
+        let event = Event::InstallProgress(manman_core::event::InstallProgressReport {
+            instance_id: InstanceId(7),
+            progress: manman_core::ports::InstallProgress {
+                stage: "retrying".to_owned(),
+                percent: None,
+                bytes_done: None,
+                bytes_total: None,
+                detail: Some(
+                    "network: attempt 2 of 5 failed (state 0x602); attempt 3 in 12 s".to_owned(),
+                ),
+            },
+            reported_at: chrono::Utc::now(),
+        });
+        let line = watch_line(&event, false).expect("text");
+        assert!(
+            line.ends_with(
+                "installing: retrying — network: attempt 2 of 5 failed (state 0x602); attempt 3 in 12 s"
+            ),
+            "{line}"
+        );
     }
 }
