@@ -18,6 +18,7 @@ pub mod memory;
 pub mod ports;
 pub mod process;
 pub mod signing;
+pub mod sql_sets;
 pub mod status;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]

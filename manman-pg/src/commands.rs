@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use manman_core::command::{CommandEnvelope, CommandRecord, CommandState};
 use manman_core::id::WorkerId;
 use manman_core::ports::{CommandRepository, StoreError};
+use manman_core::sql_sets::{FINISHED_COMMAND_STATES, UNFINISHED_COMMAND_STATES};
 use sqlx::FromRow;
 use uuid::Uuid;
 
@@ -126,22 +127,23 @@ impl CommandRepository for PgStore {
     async fn prune_commands(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
         // Two branches, so each is served by its partial index (finished by `updated_at`,
         // unfinished by `expires_at`).
-        let deleted = sqlx::query(
+        let (finished, unfinished) = (&*FINISHED_COMMAND_STATES, &*UNFINISHED_COMMAND_STATES);
+        let deleted = sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM manman.command_records WHERE id IN (
                  SELECT id FROM (
                      SELECT id FROM manman.command_records
-                     WHERE state IN ('succeeded', 'failed', 'expired') AND updated_at < $1
+                     WHERE state IN {finished} AND updated_at < $1
                      ORDER BY updated_at LIMIT $2
                  ) AS finished
                  UNION ALL
                  SELECT id FROM (
                      SELECT id FROM manman.command_records
-                     WHERE state IN ('pending', 'delivered') AND expires_at < $1 AND updated_at < $1
+                     WHERE state IN {unfinished} AND expires_at < $1 AND updated_at < $1
                      ORDER BY expires_at LIMIT $2
                  ) AS unfinished
                  LIMIT $2
-             )",
-        )
+             )"
+        )))
         .bind(before)
         .bind(i64::from(limit))
         .execute(self.pool())
@@ -159,16 +161,17 @@ impl CommandRepository for PgStore {
     ) -> Result<Vec<CommandRecord>, StoreError> {
         // Rows another sweep holds are skipped; the outer condition on the state is checked
         // again on the row as it is when it is updated, so each command moves once.
-        let rows: Vec<CommandRow> = sqlx::query_as(
+        let unfinished = &*UNFINISHED_COMMAND_STATES;
+        let rows: Vec<CommandRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE manman.command_records SET state = 'expired', detail = $2, updated_at = $3
              WHERE id IN (
                  SELECT id FROM manman.command_records
-                 WHERE state IN ('pending', 'delivered') AND expires_at < $1
+                 WHERE state IN {unfinished} AND expires_at < $1
                  ORDER BY expires_at LIMIT $4
                  FOR UPDATE SKIP LOCKED
-             ) AND state IN ('pending', 'delivered')
-             RETURNING id, worker_id, envelope, state, detail, updated_at",
-        )
+             ) AND state IN {unfinished}
+             RETURNING id, worker_id, envelope, state, detail, updated_at"
+        )))
         .bind(before)
         .bind(detail)
         .bind(at)

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use manman_core::id::{ConfigId, InstanceId, WorkerId};
 use manman_core::instance::{Instance, InstanceFilter, NewInstance};
 use manman_core::ports::{InstanceRepository, StoreError};
+use manman_core::sql_sets::ACTIVE_STATUSES;
 use manman_core::status::{Cause, Entity, Status};
 use sqlx::FromRow;
 
@@ -135,14 +136,14 @@ impl InstanceRepository for PgStore {
     ) -> Result<Vec<Instance>, StoreError> {
         // The statuses of the partial index `instances_active_worker_idx`, written the same way
         // so the planner uses it (one statement per shape: no `$1 IS NULL OR …` to plan around).
-        const ACTIVE: &str = "status IN ('created', 'initializing', 'running', 'lost')";
+        let active = &*ACTIVE_STATUSES;
         let query = match worker {
             Some(_) => format!(
                 "SELECT {INSTANCE_COLUMNS} FROM manman.instances
-                 WHERE worker_id = $1 AND {ACTIVE} ORDER BY id"
+                 WHERE worker_id = $1 AND status IN {active} ORDER BY id"
             ),
             None => format!(
-                "SELECT {INSTANCE_COLUMNS} FROM manman.instances WHERE {ACTIVE} ORDER BY id"
+                "SELECT {INSTANCE_COLUMNS} FROM manman.instances WHERE status IN {active} ORDER BY id"
             ),
         };
         let mut select = sqlx::query_as::<_, InstanceRow>(sqlx::AssertSqlSafe(query));

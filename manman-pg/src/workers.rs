@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use manman_core::id::{InstanceId, WorkerId};
 use manman_core::ports::{StoreError, WorkerRepository};
+use manman_core::sql_sets::LIVE_STATUSES;
 use manman_core::status::{Cause, Entity, Status};
 use manman_core::worker::{Worker, WorkerRegistration};
 use sqlx::FromRow;
@@ -158,16 +159,17 @@ impl WorkerRepository for PgStore {
         let fail = |e| store_error(e, &"the lease sweep");
         let mut tx = self.pool().begin().await.map_err(fail)?;
         // Rows another sweep holds are skipped: it marks them, not us.
-        let workers: Vec<(i64, String)> = sqlx::query_as(
+        let live = &*LIVE_STATUSES;
+        let workers: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "WITH expired AS (
                  SELECT id, status FROM manman.workers
-                 WHERE status IN ('created', 'initializing', 'running')
+                 WHERE status IN {live}
                    AND (last_heartbeat_at IS NULL OR last_heartbeat_at < $1)
                  FOR UPDATE SKIP LOCKED
              )
              UPDATE manman.workers w SET status = 'lost' FROM expired e WHERE w.id = e.id
-             RETURNING w.id, e.status",
-        )
+             RETURNING w.id, e.status"
+        )))
         .bind(stale_before)
         .fetch_all(&mut *tx)
         .await
@@ -187,15 +189,15 @@ impl WorkerRepository for PgStore {
             )
             .await
             .map_err(fail)?;
-            let instances: Vec<(i64, String)> = sqlx::query_as(
+            let instances: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "WITH active AS (
                      SELECT id, status FROM manman.instances
-                     WHERE worker_id = $1 AND status IN ('created', 'initializing', 'running')
+                     WHERE worker_id = $1 AND status IN {live}
                      FOR UPDATE
                  )
                  UPDATE manman.instances i SET status = 'lost' FROM active a WHERE i.id = a.id
-                 RETURNING i.id, a.status",
-            )
+                 RETURNING i.id, a.status"
+            )))
             .bind(id)
             .fetch_all(&mut *tx)
             .await

@@ -256,3 +256,78 @@ async fn an_unreachable_database_is_unavailable_and_the_store_recovers_by_itself
     }
     assert!(recovered, "the store works again without a restart");
 }
+
+/// The schema's CHECK constraints and partial indexes list exactly core's sets: a status, cause
+/// or command state added in core without a migration (or a set retyped wrong) fails here.
+#[tokio::test]
+async fn the_schema_agrees_with_cores_statuses_causes_and_states() {
+    use manman_core::sql_sets::{
+        ACTIVE_STATUSES, FINISHED_COMMAND_STATES, LIVE_STATUSES, UNFINISHED_COMMAND_STATES,
+        all_causes, all_command_states, all_statuses, quoted_names,
+    };
+    let Some(db) = TestDatabase::create("schema_sets").await else {
+        return;
+    };
+    let pg = migrated(&db).await;
+    let sorted = |mut names: Vec<String>| {
+        names.sort();
+        names
+    };
+    let owned = |names: Vec<&str>| sorted(names.into_iter().map(str::to_owned).collect());
+    let checks: Vec<(String, String)> = sqlx::query_as(
+        "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint
+         WHERE connamespace = 'manman'::regnamespace AND contype = 'c'",
+    )
+    .fetch_all(pg.pool())
+    .await
+    .expect("constraints");
+    let check = |name: &str| {
+        let (_, def) = checks
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("constraint {name}"));
+        sorted(quoted_names(def))
+    };
+    for name in [
+        "workers_status_check",
+        "instances_status_check",
+        "status_events_status_check",
+        "status_events_from_status_check",
+    ] {
+        assert_eq!(check(name), owned(all_statuses()), "{name}");
+    }
+    assert_eq!(check("status_events_cause_check"), owned(all_causes()));
+    assert_eq!(
+        check("command_records_state_check"),
+        owned(all_command_states())
+    );
+    let indexes: Vec<(String, String)> = sqlx::query_as(
+        "SELECT indexname::text, indexdef FROM pg_indexes WHERE schemaname = 'manman'",
+    )
+    .fetch_all(pg.pool())
+    .await
+    .expect("indexes");
+    let index = |name: &str| {
+        let (_, def) = indexes
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("index {name}"));
+        sorted(quoted_names(def))
+    };
+    assert_eq!(
+        index("instances_active_worker_idx"),
+        sorted(quoted_names(&ACTIVE_STATUSES))
+    );
+    assert_eq!(
+        index("workers_live_heartbeat_idx"),
+        sorted(quoted_names(&LIVE_STATUSES))
+    );
+    assert_eq!(
+        index("command_records_pending_idx"),
+        sorted(quoted_names(&UNFINISHED_COMMAND_STATES))
+    );
+    assert_eq!(
+        index("command_records_finished_idx"),
+        sorted(quoted_names(&FINISHED_COMMAND_STATES))
+    );
+}

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use manman_core::command::{CommandEnvelope, CommandRecord, CommandState};
 use manman_core::id::WorkerId;
 use manman_core::ports::{CommandRepository, StoreError};
+use manman_core::sql_sets::{FINISHED_COMMAND_STATES, UNFINISHED_COMMAND_STATES};
 use sqlx::FromRow;
 use uuid::Uuid;
 use uuid::fmt::Hyphenated;
@@ -133,22 +134,23 @@ impl CommandRepository for SqliteStore {
     async fn prune_commands(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
         // Two branches, so each is served by its partial index (finished by `updated_at`,
         // unfinished by `expires_at`).
-        let deleted = sqlx::query(
+        let (finished, unfinished) = (&*FINISHED_COMMAND_STATES, &*UNFINISHED_COMMAND_STATES);
+        let deleted = sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM command_records WHERE id IN (
                  SELECT id FROM (
                      SELECT id FROM command_records
-                     WHERE state IN ('succeeded', 'failed', 'expired') AND updated_at < ?1
+                     WHERE state IN {finished} AND updated_at < ?1
                      ORDER BY updated_at LIMIT ?2
                  )
                  UNION ALL
                  SELECT id FROM (
                      SELECT id FROM command_records
-                     WHERE state IN ('pending', 'delivered') AND expires_at < ?1 AND updated_at < ?1
+                     WHERE state IN {unfinished} AND expires_at < ?1 AND updated_at < ?1
                      ORDER BY expires_at LIMIT ?2
                  )
                  LIMIT ?2
-             )",
-        )
+             )"
+        )))
         .bind(Timestamp(before))
         .bind(i64::from(limit))
         .execute(self.writer())
@@ -166,13 +168,14 @@ impl CommandRepository for SqliteStore {
     ) -> Result<Vec<CommandRecord>, StoreError> {
         // One writer: the selection and the change are one statement, so each command moves
         // once.
+        let unfinished = &*UNFINISHED_COMMAND_STATES;
         let rows: Vec<CommandRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE command_records SET state = 'expired', detail = ?2, updated_at = ?3
              WHERE id IN (
                  SELECT id FROM command_records
-                 WHERE state IN ('pending', 'delivered') AND expires_at < ?1
+                 WHERE state IN {unfinished} AND expires_at < ?1
                  ORDER BY expires_at LIMIT ?4
-             ) AND state IN ('pending', 'delivered')
+             ) AND state IN {unfinished}
              RETURNING {COMMAND_COLUMNS}"
         )))
         .bind(Timestamp(before))

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use manman_core::id::{ConfigId, InstanceId, WorkerId};
 use manman_core::instance::{Instance, InstanceFilter, NewInstance};
 use manman_core::ports::{InstanceRepository, StoreError};
+use manman_core::sql_sets::ACTIVE_STATUSES;
 use manman_core::status::{Cause, Entity, Status};
 use sqlx::FromRow;
 
@@ -139,12 +140,14 @@ impl InstanceRepository for SqliteStore {
     ) -> Result<Vec<Instance>, StoreError> {
         // The statuses of the partial index `instances_active_worker_idx` (one statement per
         // shape, so the planner can use it).
-        const ACTIVE: &str = "status IN ('created', 'initializing', 'running', 'lost')";
+        let active = &*ACTIVE_STATUSES;
         let query = match worker {
             Some(_) => format!(
-                "SELECT {INSTANCE_COLUMNS} FROM instances WHERE worker_id = ?1 AND {ACTIVE} ORDER BY id"
+                "SELECT {INSTANCE_COLUMNS} FROM instances WHERE worker_id = ?1 AND status IN {active} ORDER BY id"
             ),
-            None => format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE {ACTIVE} ORDER BY id"),
+            None => format!(
+                "SELECT {INSTANCE_COLUMNS} FROM instances WHERE status IN {active} ORDER BY id"
+            ),
         };
         let mut select = sqlx::query_as::<_, InstanceRow>(sqlx::AssertSqlSafe(query));
         if let Some(worker) = worker {

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use manman_core::id::{InstanceId, WorkerId};
 use manman_core::ports::{StoreError, WorkerRepository};
+use manman_core::sql_sets::LIVE_STATUSES;
 use manman_core::status::{Cause, Entity, Status};
 use manman_core::worker::{Worker, WorkerRegistration};
 use sqlx::FromRow;
@@ -48,9 +49,6 @@ impl TryFrom<WorkerRow> for Worker {
 
 const WORKER_COLUMNS: &str =
     "id, name, epoch, status, version, labels, capacity, started_at, last_heartbeat_at, ended_at";
-
-/// The statuses of a live worker, and of an instance the lease sweep marks `lost`, as SQL.
-const LIVE: &str = "('created', 'initializing', 'running')";
 
 #[async_trait]
 impl WorkerRepository for SqliteStore {
@@ -159,9 +157,11 @@ impl WorkerRepository for SqliteStore {
         // The write lock is held from the first read: a sweep running at the same time (in
         // this process or another on the same file) waits, then finds these workers `lost`.
         let mut tx = self.begin_write().await.map_err(fail)?;
+        // The statuses of a live worker, and of an instance the sweep marks `lost`.
+        let live = &*LIVE_STATUSES;
         let workers: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT id, status FROM workers
-             WHERE status IN {LIVE} AND (last_heartbeat_at IS NULL OR last_heartbeat_at < ?1)
+             WHERE status IN {live} AND (last_heartbeat_at IS NULL OR last_heartbeat_at < ?1)
              ORDER BY id"
         )))
         .bind(Timestamp(stale_before))
@@ -188,14 +188,14 @@ impl WorkerRepository for SqliteStore {
             .await
             .map_err(fail)?;
             let instances: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT id, status FROM instances WHERE worker_id = ?1 AND status IN {LIVE} ORDER BY id"
+                "SELECT id, status FROM instances WHERE worker_id = ?1 AND status IN {live} ORDER BY id"
             )))
             .bind(id)
             .fetch_all(&mut *tx)
             .await
             .map_err(fail)?;
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE instances SET status = 'lost' WHERE worker_id = ?1 AND status IN {LIVE}"
+                "UPDATE instances SET status = 'lost' WHERE worker_id = ?1 AND status IN {live}"
             )))
             .bind(id)
             .execute(&mut *tx)

@@ -312,3 +312,102 @@ async fn an_empty_file_becomes_a_manman_database() {
             .is_empty()
     );
 }
+
+/// The text of the constraint named `name` in a `CREATE TABLE` statement: from its name to the
+/// end of its `CHECK (…)`.
+fn constraint<'a>(create: &'a str, name: &str) -> &'a str {
+    let start = create
+        .find(&format!("CONSTRAINT {name}"))
+        .unwrap_or_else(|| panic!("constraint {name}"));
+    let open = start + create[start..].find('(').expect("its CHECK");
+    let mut depth = 0;
+    for (i, c) in create[open..].char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return &create[start..=open + i];
+                }
+            }
+            _ => {}
+        }
+    }
+    panic!("constraint {name} is not closed");
+}
+
+/// The schema's CHECK constraints and partial indexes list exactly core's sets: a status, cause
+/// or command state added in core without a migration (or a set retyped wrong) fails here.
+#[tokio::test]
+async fn the_schema_agrees_with_cores_statuses_causes_and_states() {
+    use manman_core::sql_sets::{
+        ACTIVE_STATUSES, FINISHED_COMMAND_STATES, LIVE_STATUSES, UNFINISHED_COMMAND_STATES,
+        all_causes, all_command_states, all_statuses, quoted_names,
+    };
+    let (dir, _) = temp();
+    let path = dir.path().join("manman.db");
+    drop(open(&path).await);
+    let mut conn = raw(&path).await;
+    let schema: Vec<(String, String)> = sqlx::query_as(
+        "SELECT name, sql FROM sqlite_schema WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite%'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("schema");
+    let sql = |name: &str| {
+        schema
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, sql)| sql.as_str())
+            .unwrap_or_else(|| panic!("{name} in the schema"))
+    };
+    let sorted = |mut names: Vec<String>| {
+        names.sort();
+        names
+    };
+    let owned = |names: Vec<&str>| sorted(names.into_iter().map(str::to_owned).collect());
+    let check = |table: &str, name: &str| sorted(quoted_names(constraint(sql(table), name)));
+    assert_eq!(
+        check("workers", "workers_status_check"),
+        owned(all_statuses())
+    );
+    assert_eq!(
+        check("instances", "instances_status_check"),
+        owned(all_statuses())
+    );
+    for name in [
+        "status_events_status_check",
+        "status_events_from_status_check",
+    ] {
+        assert_eq!(
+            check("status_events", name),
+            owned(all_statuses()),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        check("status_events", "status_events_cause_check"),
+        owned(all_causes())
+    );
+    assert_eq!(
+        check("command_records", "command_records_state_check"),
+        owned(all_command_states())
+    );
+    let index = |name: &str| sorted(quoted_names(sql(name)));
+    assert_eq!(
+        index("instances_active_worker_idx"),
+        sorted(quoted_names(&ACTIVE_STATUSES))
+    );
+    assert_eq!(
+        index("workers_live_heartbeat_idx"),
+        sorted(quoted_names(&LIVE_STATUSES))
+    );
+    assert_eq!(
+        index("command_records_pending_idx"),
+        sorted(quoted_names(&UNFINISHED_COMMAND_STATES))
+    );
+    assert_eq!(
+        index("command_records_finished_idx"),
+        sorted(quoted_names(&FINISHED_COMMAND_STATES))
+    );
+}
