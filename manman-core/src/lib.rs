@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod auth;
+pub mod backend_url;
 pub mod bus;
 pub mod command;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod instance;
 pub mod memory;
 pub mod ports;
 pub mod process;
+pub mod shutdown;
 pub mod signing;
 pub mod sql_sets;
 pub mod status;

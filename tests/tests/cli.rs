@@ -366,9 +366,13 @@ async fn a_store_url_password_is_never_printed() {
     };
     // A misspelt scheme (refused by the argument parser), and a server that does not answer
     // (refused by the driver).
-    for (store, code) in [
-        ("postgress://app:hunter2@localhost/manman", 2),
-        ("postgres://app:hunter2@127.0.0.1:1/manman", 1),
+    for (store, code, said) in [
+        (
+            "postgress://app:hunter2@localhost/manman",
+            2,
+            "\"postgress\" is not a store",
+        ),
+        ("postgres://app:hunter2@127.0.0.1:1/manman", 1, "app:***@"),
     ] {
         let output = cli
             .run_as(
@@ -385,7 +389,7 @@ async fn a_store_url_password_is_never_printed() {
                 None,
             )
             .await;
-        failed(&output, code, "app:***@");
+        failed(&output, code, said);
         assert!(
             !text(&output).contains("hunter2"),
             "the password was printed: {}",

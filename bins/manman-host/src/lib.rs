@@ -8,6 +8,7 @@
 use anyhow::{Context, bail};
 use clap::Parser;
 use manman_core::auth::Secret;
+use manman_core::backend_url::{BusUrl, StoreUrl};
 use manman_core::bus::Bus;
 use manman_core::host::{HostService, RetentionPolicy, SigningKey};
 use manman_core::memory::{MemoryBus, MemoryStore};
@@ -141,12 +142,12 @@ fn check_app_env(options: &Options) -> anyhow::Result<()> {
     if options.app_env != AppEnv::Prod {
         return Ok(());
     }
-    if options.postgres_url == "memory://" {
+    if options.postgres_url.parse() == Ok(StoreUrl::Memory) {
         bail!(
             "MANMAN_POSTGRES_URL is memory:// with APP_ENV=prod: production keeps its truth in PostgreSQL (postgres://…) or SQLite (sqlite:PATH)"
         );
     }
-    if options.rabbitmq_url == "memory://" {
+    if options.rabbitmq_url.parse() == Ok(BusUrl::Memory) {
         bail!(
             "MANMAN_RABBITMQ_URL is memory:// with APP_ENV=prod: production workers need RabbitMQ (amqp://… or amqps://…)"
         );
@@ -199,10 +200,11 @@ async fn ensure_admin(server: &HostServer, file: Option<&std::path::Path>) -> an
 
 async fn store(options: &Options) -> anyhow::Result<Store> {
     let url = options.postgres_url.as_str();
-    if url == "memory://" {
+    let parsed: StoreUrl = url.parse().context("MANMAN_POSTGRES_URL")?;
+    if parsed == StoreUrl::Memory {
         return Ok(Store::from_adapter(MemoryStore::new()));
     }
-    if url.starts_with("sqlite:") {
+    if let StoreUrl::Sqlite(_) = parsed {
         let settings = SqliteSettings::from_url(url)
             .context("MANMAN_POSTGRES_URL")?
             .acquire_timeout(Duration::from_millis(options.db_acquire_timeout_ms));
@@ -213,12 +215,6 @@ async fn store(options: &Options) -> anyhow::Result<Store> {
             sqlite.migrate().await.context("MANMAN_POSTGRES_URL")?;
         }
         return Ok(Store::from_adapter(sqlite));
-    }
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
-        bail!(
-            "MANMAN_POSTGRES_URL: {scheme:?} is not a store this build knows: use postgres://…, sqlite:PATH or memory://"
-        );
     }
     let settings = PgSettings::new(url)
         .max_connections(options.db_max_connections)
@@ -237,15 +233,18 @@ async fn store(options: &Options) -> anyhow::Result<Store> {
 
 /// The bus by URL scheme; with it, the RabbitMQ connection to close at the end.
 async fn bus(options: &Options) -> anyhow::Result<(Bus, Option<RabbitBus>)> {
-    let url = options.rabbitmq_url.as_str();
-    if url == "memory://" {
-        let memory = MemoryBus::new();
-        return Ok((Bus::new(Arc::new(memory.clone()), Arc::new(memory)), None));
-    }
-    if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
-        bail!("MANMAN_RABBITMQ_URL: use amqp://…, amqps://… or memory:// (one process only)");
-    }
-    let rabbit = RabbitBus::connect(&RabbitSettings::new(url).connection_name("manman-host"))
+    let url = match options
+        .rabbitmq_url
+        .parse()
+        .context("MANMAN_RABBITMQ_URL")?
+    {
+        BusUrl::Memory => {
+            let memory = MemoryBus::new();
+            return Ok((Bus::new(Arc::new(memory.clone()), Arc::new(memory)), None));
+        }
+        BusUrl::Amqp(url) => url,
+    };
+    let rabbit = RabbitBus::connect(&RabbitSettings::new(&url).connection_name("manman-host"))
         .await
         .context("MANMAN_RABBITMQ_URL")?;
     Ok((
@@ -296,27 +295,13 @@ async fn run(options: Options) -> anyhow::Result<()> {
         experience_api = options.enable_experience_api,
         "manman-host is serving"
     );
-    wait_for_signal().await;
+    manman_core::shutdown::shutdown_signal().await;
     tracing::info!("shutting down");
     server.stop().await;
     if let Some(rabbit) = rabbit {
         rabbit.close().await;
     }
     Ok(())
-}
-
-async fn wait_for_signal() {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 /// The whole daemon: parse the settings, set up logging, run until a signal; the exit code.

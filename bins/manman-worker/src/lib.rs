@@ -7,6 +7,7 @@
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use manman_core::backend_url::BusUrl;
 use manman_core::bus::Bus;
 use manman_core::ports::SystemClock;
 use manman_core::process::TokioProcessRunner;
@@ -213,14 +214,19 @@ fn steam_settings(options: &Options) -> anyhow::Result<SteamSettings> {
 async fn run(options: Options) -> anyhow::Result<WorkerExit> {
     let settings = settings(&options)?;
     let steam = steam_settings(&options)?;
-    if !(options.rabbitmq_url.starts_with("amqp://")
-        || options.rabbitmq_url.starts_with("amqps://"))
+    let url = match options
+        .rabbitmq_url
+        .parse()
+        .context("MANMAN_RABBITMQ_URL")?
     {
-        bail!("MANMAN_RABBITMQ_URL must be an amqp:// or amqps:// URL");
-    }
+        BusUrl::Amqp(url) => url,
+        BusUrl::Memory => bail!(
+            "MANMAN_RABBITMQ_URL: memory:// is the host's own process only, which no worker \
+             reaches: use the host's amqp://… or amqps://… broker"
+        ),
+    };
     let rabbit = RabbitBus::connect(
-        &RabbitSettings::new(&options.rabbitmq_url)
-            .connection_name(format!("manman-worker {}", settings.name)),
+        &RabbitSettings::new(&url).connection_name(format!("manman-worker {}", settings.name)),
     )
     .await
     .context("MANMAN_RABBITMQ_URL")?;
@@ -246,10 +252,10 @@ async fn run(options: Options) -> anyhow::Result<WorkerExit> {
     tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
-            wait_for_signal().await;
+            manman_core::shutdown::shutdown_signal().await;
             tracing::info!("stopping every game server (a second signal kills them)");
             shutdown.cancel();
-            wait_for_signal().await;
+            manman_core::shutdown::shutdown_signal().await;
             tracing::warn!("killing every game server");
             kill.cancel();
         }
@@ -257,20 +263,6 @@ async fn run(options: Options) -> anyhow::Result<WorkerExit> {
     let exit = worker.run(shutdown).await?;
     rabbit.close().await;
     Ok(exit)
-}
-
-async fn wait_for_signal() {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 /// The whole daemon: parse the settings, set up logging, run until a signal; the exit code.

@@ -48,54 +48,10 @@ pub struct UpOptions {
     pub store: StoreChoice,
 }
 
-/// The store of `manman up`. Its `Debug` hides a PostgreSQL URL's password.
-#[derive(Clone, PartialEq, Eq)]
-pub enum StoreChoice {
-    /// In memory: gone at exit.
-    Memory,
-    /// A SQLite file (default: `<data dir>/manman.db`): kept across restarts.
-    Sqlite(Option<PathBuf>),
-    /// A PostgreSQL server.
-    Postgres(String),
-}
-
-impl std::fmt::Debug for StoreChoice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Memory => f.write_str("Memory"),
-            Self::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
-            Self::Postgres(url) => f
-                .debug_tuple("Postgres")
-                .field(&manman_logging::redact_url_passwords(url))
-                .finish(),
-        }
-    }
-}
-
-impl std::str::FromStr for StoreChoice {
-    type Err = String;
-
-    /// `memory`, `sqlite` (the file in the data dir), `sqlite:PATH`, or `postgres://…`. The
-    /// refusal quotes the input with any URL password hidden.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "memory" | "memory://" => Ok(Self::Memory),
-            "sqlite" => Ok(Self::Sqlite(None)),
-            _ if s.starts_with("postgres://") || s.starts_with("postgresql://") => {
-                Ok(Self::Postgres(s.to_owned()))
-            }
-            _ => match s.strip_prefix("sqlite:") {
-                Some(path) if !path.is_empty() => Ok(Self::Sqlite(Some(PathBuf::from(
-                    path.trim_start_matches("//"),
-                )))),
-                _ => Err(format!(
-                    "{:?} is not a store: use memory, sqlite, sqlite:PATH or postgres://…",
-                    manman_logging::redact_url_passwords(s)
-                )),
-            },
-        }
-    }
-}
+/// The store of `manman up`: `sqlite` (the default, `<data dir>/manman.db`), `sqlite:PATH`,
+/// `memory` or `postgres://…` — read by the same rules as the host's (its `Debug` hides a
+/// PostgreSQL URL).
+pub type StoreChoice = manman_core::backend_url::StoreUrl;
 
 /// Opens (and migrates) the chosen store; with it, what to close at the end.
 async fn open_store(

@@ -75,7 +75,8 @@ impl clap::builder::TypedValueParser for StoreParser {
         let text = value.to_str().ok_or_else(|| {
             refuse("is not UTF-8: use memory, sqlite, sqlite:PATH or postgres://…".to_owned())
         })?;
-        text.parse().map_err(refuse)
+        text.parse()
+            .map_err(|e: manman_core::backend_url::BackendUrlError| refuse(e.to_string()))
     }
 }
 
@@ -158,27 +159,12 @@ pub(crate) async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     let _ = write_out(&banner);
     let (shutdown, kill) = (running.shutdown_token(), running.kill_token());
     tokio::spawn(async move {
-        wait_for_signal().await;
+        manman_core::shutdown::shutdown_signal().await;
         eprintln!("shutting down: stopping game servers (again to kill them at once)…");
         shutdown.cancel();
-        wait_for_signal().await;
+        manman_core::shutdown::shutdown_signal().await;
         eprintln!("killing game servers…");
         kill.cancel();
     });
     running.wait().await
-}
-
-async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C still works");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
