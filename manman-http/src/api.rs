@@ -1,6 +1,6 @@
 //! The router: every route of the host's HTTP API.
 
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemResponse};
 use crate::routes::{
     catalogue, commands, console, dead_letters, events, health, instances, metrics, tokens,
     worker_api, worker_credentials, workers,
@@ -10,11 +10,10 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
+pub(crate) use manman_client::CommandAccepted;
 use manman_core::host::{Authenticator, ConsoleHub, DeadLetters, EventHub, HostService, Metrics};
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use utoipa_swagger_ui::SwaggerUi;
-use uuid::Uuid;
 
 /// The largest request body accepted, in bytes.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -40,13 +39,6 @@ pub struct ApiState {
     pub streams: StreamSlots,
     /// The dead letters the host's consumers recorded (`GET /api/v1/dead-letters`).
     pub dead_letters: DeadLetters,
-}
-
-/// The answer to a command request (HTTP 202): follow it at `/api/v1/commands/{command_id}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct CommandAccepted {
-    /// The command sent to the worker.
-    pub command_id: Uuid,
 }
 
 /// The host's HTTP API. Everything under `/api/v1` needs a bearer token but the worker's token
@@ -162,12 +154,12 @@ fn build(state: ApiState, authenticated: Router<ApiState>) -> Router {
         .with_state(state)
 }
 
-async fn not_found(uri: axum::http::Uri) -> Problem {
-    Problem::new(
+async fn not_found(uri: axum::http::Uri) -> ProblemResponse {
+    ProblemResponse(Problem::new(
         StatusCode::NOT_FOUND,
         format!(
             "no route for {}: see /api/v1 in docs/architecture.md",
             uri.path()
         ),
-    )
+    ))
 }

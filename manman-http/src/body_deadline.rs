@@ -5,12 +5,12 @@
 //! The deadline covers the whole body, not the gap between two of its bytes: a per-read
 //! timeout is defeated by sending one byte just before each timeout.
 
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemExt};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use std::future::Future;

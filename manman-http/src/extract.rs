@@ -1,6 +1,6 @@
 //! Extractors whose rejections are problem documents that say what was wrong.
 
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemResponse};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Serialize> FromRequest<S> for ApiJson<T> {
-    type Rejection = Problem;
+    type Rejection = ProblemResponse;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let axum::Json(mut value) = axum::Json::<serde_json::Value>::from_request(req, state)
@@ -36,7 +36,8 @@ impl<S: Send + Sync, T: DeserializeOwned + Serialize> FromRequest<S> for ApiJson
         if let Some(path) = array_for_object(&value, &read_back, ".") {
             return Err(does_not_fit(format!(
                 "{path}: invalid type: sequence, expected an object"
-            )));
+            ))
+            .into());
         }
         Ok(Self(parsed))
     }
@@ -125,7 +126,7 @@ fn json_problem(rejection: &JsonRejection) -> Problem {
 pub struct ApiPath<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
-    type Rejection = Problem;
+    type Rejection = ProblemResponse;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         axum::extract::Path::<T>::from_request_parts(parts, state)
@@ -136,6 +137,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
                     StatusCode::BAD_REQUEST,
                     format!("bad path: {}", e.body_text()),
                 )
+                .into()
             })
     }
 }
@@ -145,7 +147,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
 pub struct ApiQuery<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = Problem;
+    type Rejection = ProblemResponse;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
@@ -156,6 +158,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
                     StatusCode::BAD_REQUEST,
                     format!("bad query: {}", e.body_text()),
                 )
+                .into()
             })
     }
 }

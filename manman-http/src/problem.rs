@@ -3,57 +3,27 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use manman_core::host::HostError;
-use manman_core::validation::FieldError;
-use serde::{Deserialize, Serialize};
 
-/// The media type of problem documents.
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub(crate) use manman_client::{PROBLEM_JSON, Problem};
 
-/// A problem document: what went wrong, in words a person can act on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Problem {
-    /// A URI naming the kind of problem (`about:blank` when the title says it all).
-    #[serde(rename = "type", default = "about_blank")]
-    pub kind: String,
-    /// Short summary of the kind of problem.
-    pub title: String,
-    /// The HTTP status code.
-    pub status: u16,
-    /// What happened here and what to do about it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-    /// The fields that failed validation.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<FieldError>,
-}
+/// A [`Problem`] as an HTTP response: its status, the `application/problem+json` media type,
+/// `Retry-After` on a 503 and `WWW-Authenticate: Bearer` on a 401. ([`Problem`] itself lives in
+/// `manman-client`, which links no web framework.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProblemResponse(pub Problem);
 
-fn about_blank() -> String {
-    "about:blank".to_owned()
-}
-
-impl Problem {
-    /// A problem with a status, a title and a detail.
-    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        Self {
-            kind: about_blank(),
-            title: status.canonical_reason().unwrap_or("Error").to_owned(),
-            status: status.as_u16(),
-            detail: Some(detail.into()),
-            errors: Vec::new(),
-        }
-    }
-
-    /// With field-level errors.
-    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
-        self.errors = errors;
-        self
+impl From<Problem> for ProblemResponse {
+    fn from(problem: Problem) -> Self {
+        Self(problem)
     }
 }
 
-impl IntoResponse for Problem {
+impl IntoResponse for ProblemResponse {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = (status, axum::Json(&self)).into_response();
+        let Self(problem) = self;
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, axum::Json(&problem)).into_response();
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
@@ -68,6 +38,18 @@ impl IntoResponse for Problem {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+/// `problem.into_response()` for a [`Problem`], through [`ProblemResponse`].
+pub(crate) trait ProblemExt {
+    /// The problem as an HTTP response.
+    fn into_response(self) -> Response;
+}
+
+impl ProblemExt for Problem {
+    fn into_response(self) -> Response {
+        ProblemResponse(self).into_response()
     }
 }
 
@@ -112,6 +94,6 @@ impl From<ApiError> for Problem {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        Problem::from(self).into_response()
+        ProblemResponse(Problem::from(self)).into_response()
     }
 }

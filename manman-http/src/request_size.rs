@@ -8,11 +8,11 @@ use crate::http_limits::{
     MAX_HEADER_BYTES, MAX_HEADER_FIELDS, MAX_URI_BYTES, PARSER_MAX_HEAD_BYTES,
     PARSER_MAX_HEADER_FIELDS,
 };
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemExt};
 use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 /// The middleware: 414 or 431 problem+json for a request over the limits.
 pub(crate) async fn check(request: Request, next: Next) -> Response {

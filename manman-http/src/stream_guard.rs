@@ -11,7 +11,7 @@
 //! [`RECHECK_EVERY`], on other replicas within the cache's time more.
 
 use crate::api::ApiState;
-use crate::problem::{ApiError, Problem};
+use crate::problem::{ApiError, Problem, ProblemExt};
 use axum::http::header::{AUTHORIZATION, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -7,6 +7,7 @@
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use manman_client::{HttpHostApi, WorkerCredentials};
 use manman_core::backend_url::BusUrl;
 use manman_core::bus::Bus;
 use manman_core::ports::SystemClock;
@@ -15,7 +16,6 @@ use manman_core::worker_service::{
     InstallerByType, ServerEnvironment, WorkerExit, WorkerService, WorkerSettings, keep_private,
     server_user,
 };
-use manman_http::{HttpHostApi, WorkerCredentials};
 use manman_logging::LogFormat;
 use manman_rabbit::{RabbitBus, RabbitSettings};
 use manman_steam::{SteamCredential, SteamInstaller, SteamSettings};

@@ -2,7 +2,7 @@
 //! processor consumes its bound queue).
 
 use crate::api::ApiState;
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemExt};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;

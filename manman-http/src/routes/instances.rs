@@ -7,12 +7,13 @@ use crate::problem::ApiError;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use manman_client::StdinRequest;
 use manman_core::host::{HostError, StartRequest, Started};
 use manman_core::id::InstanceId;
 use manman_core::instance::{Instance, InstanceFilter};
 use manman_core::status::{Entity, StatusEvent};
 use manman_core::validation::ValidationError;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 #[utoipa::path(
     post,
@@ -156,14 +157,6 @@ pub(crate) async fn kill(
     ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<(StatusCode, Json<CommandAccepted>), ApiError> {
     Ok(accepted(state.host.kill(id, access.origin()).await?))
-}
-
-/// A console line to send.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StdinRequest {
-    /// The line, without a newline.
-    pub line: String,
 }
 
 #[utoipa::path(

@@ -8,28 +8,9 @@ use crate::problem::ApiError;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use manman_core::auth::{ApiToken, Scope};
+use manman_client::{CreatedToken, NewToken};
+use manman_core::auth::ApiToken;
 use manman_core::id::TokenId;
-use serde::{Deserialize, Serialize};
-
-/// A token to create.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewToken {
-    /// A unique name saying whose or what for.
-    pub name: String,
-    /// What it may do.
-    pub scope: Scope,
-}
-
-/// A created token and its secret, shown this once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct CreatedToken {
-    /// The token.
-    pub token: ApiToken,
-    /// The bearer secret: keep it, the host cannot show it again.
-    pub secret: String,
-}
 
 #[utoipa::path(
     post,

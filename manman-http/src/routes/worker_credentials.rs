@@ -8,37 +8,9 @@ use crate::problem::ApiError;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use manman_client::{CreatedWorkerCredential, NewWorkerCredential, TokenRequest};
 use manman_core::auth::WorkerCredential;
 use manman_core::host::WorkerToken;
-use serde::{Deserialize, Serialize};
-
-/// Credentials to create.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewWorkerCredential {
-    /// The name the worker registers under (`MANMAN_WORKER_NAME`).
-    pub worker_name: String,
-}
-
-/// Created credentials and their secret, shown this once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct CreatedWorkerCredential {
-    /// The credentials.
-    pub credential: WorkerCredential,
-    /// The secret to give the worker (`MANMAN_WORKER_SA_CLIENT_SECRET`): the host cannot show it
-    /// again.
-    pub client_secret: String,
-}
-
-/// What a worker sends to get a token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TokenRequest {
-    /// Its client id.
-    pub client_id: String,
-    /// Its secret.
-    pub client_secret: String,
-}
 
 #[utoipa::path(
     post,

@@ -1,7 +1,7 @@
 //! [`HttpHostApi`]: the worker's view of a host in another process, over HTTP.
 
 use crate::client::{Client, ClientError};
-use crate::routes::worker_credentials::TokenRequest;
+use crate::messages::TokenRequest;
 use async_trait::async_trait;
 use manman_core::console::ConsoleTail;
 use manman_core::host::WorkerToken;

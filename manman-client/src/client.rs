@@ -1,12 +1,10 @@
-//! [`Client`]: the host's HTTP API for the CLI (and, later, remote workers).
+//! [`Client`]: the host's HTTP API for the CLI and for [`HttpHostApi`](crate::HttpHostApi).
 
-use crate::api::CommandAccepted;
-use crate::problem::Problem;
-use crate::routes::instances::StdinRequest;
-use crate::routes::tokens::{CreatedToken, NewToken};
-use crate::routes::worker_credentials::{
-    CreatedWorkerCredential, NewWorkerCredential, TokenRequest,
+use crate::messages::{
+    CommandAccepted, CreatedToken, CreatedWorkerCredential, NewToken, NewWorkerCredential,
+    StdinRequest, TokenRequest,
 };
+use crate::problem::Problem;
 use futures::stream::{self, Stream, StreamExt};
 use manman_core::auth::{ApiToken, WorkerCredential};
 use manman_core::command::CommandRecord;
@@ -53,12 +51,6 @@ fn describe(problem: &Problem) -> String {
         }
     }
     format!("{}: {detail}", problem.title)
-}
-
-/// The problem document of a failed answer, or one made from its status and body.
-fn problem_from(status: reqwest::StatusCode, body: &[u8]) -> Problem {
-    serde_json::from_slice::<Problem>(body)
-        .unwrap_or_else(|_| Problem::new(status, String::from_utf8_lossy(body).into_owned()))
 }
 
 /// What can go wrong calling the host.
@@ -161,7 +153,7 @@ impl Client {
         let status = response.status();
         let body = response.bytes().await.map_err(transport)?;
         if !status.is_success() {
-            return Err(ClientError::Problem(problem_from(status, &body)));
+            return Err(ClientError::Problem(Problem::from_answer(status, &body)));
         }
         Ok(body)
     }
@@ -561,7 +553,7 @@ impl Client {
         if !response.status().is_success() {
             let status = response.status();
             let body = response.bytes().await.unwrap_or_default();
-            return Err(ClientError::Problem(problem_from(status, &body)));
+            return Err(ClientError::Problem(Problem::from_answer(status, &body)));
         }
         let bytes = response.bytes_stream();
         let state = (bytes, crate::sse::SseParser::default(), url);
@@ -657,7 +649,7 @@ struct Missed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::StatusCode;
+    use reqwest::StatusCode;
 
     #[test]
     fn an_unavailable_broker_is_named_as_such() {
