@@ -3,6 +3,7 @@
 //! [`SecretHash`]).
 
 use crate::id::TokenId;
+use crate::unknown_name::UnknownName;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -52,12 +53,9 @@ impl fmt::Display for Scope {
 }
 
 impl FromStr for Scope {
-    type Err = String;
+    type Err = UnknownName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|scope| scope.as_str() == s)
-            .ok_or_else(|| format!("unknown scope {s:?}: use read, operate or admin"))
+        UnknownName::find("scope", s, &Self::ALL, Self::as_str)
     }
 }
 
@@ -198,7 +196,8 @@ mod tests {
             "root"
                 .parse::<Scope>()
                 .unwrap_err()
-                .contains("read, operate or admin")
+                .to_string()
+                .contains("read, operate, admin")
         );
     }
 

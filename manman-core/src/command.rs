@@ -2,6 +2,7 @@
 //! their results.
 
 use crate::id::{ConfigId, InstanceId, WorkerId};
+use crate::unknown_name::UnknownName;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -229,12 +230,9 @@ impl CommandState {
 }
 
 impl std::str::FromStr for CommandState {
-    type Err = String;
+    type Err = UnknownName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| format!("unknown command state {s:?}"))
+        UnknownName::find("command state", s, &Self::ALL, Self::as_str)
     }
 }
 

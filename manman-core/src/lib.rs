@@ -26,6 +26,7 @@ pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod topology;
+pub mod unknown_name;
 pub mod validation;
 pub mod worker;
 pub mod worker_service;

@@ -2,6 +2,7 @@
 //! append-only history.
 
 use crate::id::{InstanceId, WorkerId};
+use crate::unknown_name::UnknownName;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -72,12 +73,9 @@ impl fmt::Display for Status {
 }
 
 impl std::str::FromStr for Status {
-    type Err = String;
+    type Err = UnknownName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| format!("unknown status {s:?}: expected one of created, initializing, running, complete, crashed, lost"))
+        UnknownName::find("status", s, &Self::ALL, Self::as_str)
     }
 }
 
@@ -201,12 +199,9 @@ impl fmt::Display for Cause {
 }
 
 impl std::str::FromStr for Cause {
-    type Err = String;
+    type Err = UnknownName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|cause| cause.as_str() == s)
-            .ok_or_else(|| format!("unknown cause {s:?}"))
+        UnknownName::find("cause", s, &Self::ALL, Self::as_str)
     }
 }
 
@@ -382,6 +377,7 @@ mod tests {
             "bogus"
                 .parse::<Status>()
                 .unwrap_err()
+                .to_string()
                 .contains("expected one of")
         );
     }

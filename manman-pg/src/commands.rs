@@ -22,9 +22,11 @@ struct CommandRow {
 }
 
 fn parse_state(text: &str) -> Result<CommandState, StoreError> {
-    text.parse().map_err(|e: String| StoreError::Other {
-        source: format!("{e} in the database").into(),
-    })
+    text.parse().map_err(
+        |e: manman_core::unknown_name::UnknownName| StoreError::Other {
+            source: format!("{e} in the database").into(),
+        },
+    )
 }
 
 impl TryFrom<CommandRow> for CommandRecord {

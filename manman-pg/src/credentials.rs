@@ -29,9 +29,14 @@ impl TryFrom<TokenRow> for ApiToken {
         Ok(Self {
             id: TokenId(row.id),
             name: row.name,
-            scope: row.scope.parse().map_err(|e: String| StoreError::Other {
-                source: format!("{e} in the database").into(),
-            })?,
+            scope: row
+                .scope
+                .parse()
+                .map_err(
+                    |e: manman_core::unknown_name::UnknownName| StoreError::Other {
+                        source: format!("{e} in the database").into(),
+                    },
+                )?,
             created_at: row.created_at,
             revoked_at: row.revoked_at,
         })

@@ -75,9 +75,14 @@ impl InstanceRepository for SqliteStore {
         .map_err(|e| store_error(e, &"the instance counts"))?;
         rows.into_iter()
             .map(|(status, n)| {
-                let status = status.parse().map_err(|e: String| StoreError::Other {
-                    source: format!("{e} in the database").into(),
-                })?;
+                let status =
+                    status
+                        .parse()
+                        .map_err(
+                            |e: manman_core::unknown_name::UnknownName| StoreError::Other {
+                                source: format!("{e} in the database").into(),
+                            },
+                        )?;
                 Ok((status, u64::try_from(n).unwrap_or(0)))
             })
             .collect()

@@ -16,12 +16,12 @@ use uuid::fmt::Hyphenated;
 /// A status from its text (the schema's CHECK keeps it valid).
 pub(crate) fn parse_status(text: &str) -> Result<Status, StoreError> {
     text.parse()
-        .map_err(|e: String| StoreError::Other { source: e.into() })
+        .map_err(|e: manman_core::unknown_name::UnknownName| StoreError::Other { source: e.into() })
 }
 
 pub(crate) fn parse_cause(text: &str) -> Result<Cause, StoreError> {
     text.parse()
-        .map_err(|e: String| StoreError::Other { source: e.into() })
+        .map_err(|e: manman_core::unknown_name::UnknownName| StoreError::Other { source: e.into() })
 }
 
 /// One row of the history, to append.
