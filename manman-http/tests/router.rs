@@ -613,6 +613,52 @@ async fn a_worker_acts_for_itself_only() {
     assert_eq!(status, StatusCode::OK, "{bundle}");
     assert_eq!(bundle["config"]["id"], config["id"]);
 
+    // Its console tail is box-b's to hand over: not box-a's, not with another instance's lines,
+    // not over the size cap.
+    let id = &started["instance_id"];
+    let put_tail = format!("/api/v1/worker/instances/{id}/console-tail");
+    let line = |instance: &Value, text: &str| {
+        json!({"instance_id": instance, "seq": 1, "stream": "stdout", "text": text,
+               "at": "2026-11-27T10:00:00Z"})
+    };
+    let (status, ct, body) = call_as(
+        &app,
+        Some(&a),
+        "PUT",
+        &put_tail,
+        Some(json!({"lines": [line(id, "from box-a")]})),
+    )
+    .await;
+    assert_problem(status, &ct, &body, StatusCode::FORBIDDEN);
+    let (status, ct, body) = call_as(
+        &app,
+        Some(&b),
+        "PUT",
+        &put_tail,
+        Some(json!({"lines": [line(&json!(999_999), "another's")]})),
+    )
+    .await;
+    assert_problem(status, &ct, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    let huge = "x".repeat(600 * 1024);
+    let (status, ct, body) = call_as(
+        &app,
+        Some(&b),
+        "PUT",
+        &put_tail,
+        Some(json!({"lines": [line(id, &huge)]})),
+    )
+    .await;
+    assert_problem(status, &ct, &body, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, _, _) = call_as(
+        &app,
+        Some(&b),
+        "PUT",
+        &put_tail,
+        Some(json!({"lines": [line(id, "server ready")]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
     // Worker tokens are for worker routes, operator tokens for the rest.
     let (status, ct, body) = call_as(&app, Some(&a), "GET", "/api/v1/games", None).await;
     assert_problem(status, &ct, &body, StatusCode::FORBIDDEN);

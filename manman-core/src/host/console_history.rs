@@ -10,15 +10,6 @@ use crate::instance::Instance;
 use crate::validation::ValidationError;
 use uuid::Uuid;
 
-/// What the host has of an instance's console beyond its live stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsoleHistory {
-    /// The instance, as it is now.
-    pub instance: Instance,
-    /// The tail its worker sent when it ended, if one was kept.
-    pub tail: Option<ConsoleTail>,
-}
-
 impl HostService {
     /// Keeps `tail` as the console tail of `instance`, sent by `worker`: only the worker the
     /// instance was placed on (any registration of it: a restarted worker sends the tails of
@@ -73,15 +64,5 @@ impl HostService {
         instance: InstanceId,
     ) -> Result<Option<ConsoleTail>, HostError> {
         Ok(self.store().console_tails.console_tail(instance).await?)
-    }
-
-    /// `instance` and the console tail kept for it.
-    pub async fn console_history(&self, instance: InstanceId) -> Result<ConsoleHistory, HostError> {
-        let found = self.store().instances.get_instance(instance).await?;
-        let tail = self.store().console_tails.console_tail(instance).await?;
-        Ok(ConsoleHistory {
-            instance: found,
-            tail,
-        })
     }
 }

@@ -28,7 +28,6 @@ pub use authenticator::{
 };
 pub use bus_keys::BusKeys;
 pub use command_sweep::{CommandExpiry, CommandSweep, EXPIRED_UNTAKEN};
-pub use console_history::ConsoleHistory;
 pub use console_hub::{
     ASK_TAIL_EVERY, BACKLOG_LINES, CLOSE_AFTER_END, ConsoleHub, ConsoleItem, ConsoleSubscription,
     KEEP_AFTER_END, READ_CHUNK, SharedLine,

@@ -1542,6 +1542,15 @@ pub async fn active_instances_are_those_not_ended(store: &Store) {
     assert!(all.windows(2).all(|w| w[0] < w[1]), "by id");
 }
 
+/// The console tail `store` keeps for `instance`.
+async fn kept(store: &Store, instance: InstanceId) -> Option<crate::console::ConsoleTail> {
+    store
+        .console_tails
+        .console_tail(instance)
+        .await
+        .expect("read the console tail")
+}
+
 /// Console tails: kept per instance (a second replaces the first), read back as kept, refused
 /// for an instance that does not exist, and pruned once their instance ended long enough ago.
 pub async fn console_tails_are_kept_replaced_and_pruned(store: &Store) {
@@ -1565,14 +1574,7 @@ pub async fn console_tails_are_kept_replaced_and_pruned(store: &Store) {
             })
             .collect(),
     };
-    assert_eq!(
-        store
-            .console_tails
-            .console_tail(old.id)
-            .await
-            .expect("read"),
-        None
-    );
+    assert_eq!(kept(store, old.id).await, None);
     let first = tail(
         old.id,
         &["booting", "quit", "bye \"all\" \u{1b}[0m ünïcode"],
@@ -1582,28 +1584,14 @@ pub async fn console_tails_are_kept_replaced_and_pruned(store: &Store) {
         .keep_console_tail(old.id, &first)
         .await
         .expect("keep");
-    assert_eq!(
-        store
-            .console_tails
-            .console_tail(old.id)
-            .await
-            .expect("read"),
-        Some(first)
-    );
+    assert_eq!(kept(store, old.id).await, Some(first));
     let second = tail(old.id, &["again"]);
     store
         .console_tails
         .keep_console_tail(old.id, &second)
         .await
         .expect("replace");
-    assert_eq!(
-        store
-            .console_tails
-            .console_tail(old.id)
-            .await
-            .expect("read"),
-        Some(second)
-    );
+    assert_eq!(kept(store, old.id).await, Some(second));
     let missing = InstanceId(i64::MAX);
     let r = store
         .console_tails
@@ -1633,24 +1621,8 @@ pub async fn console_tails_are_kept_replaced_and_pruned(store: &Store) {
         }
     }
     assert!(pruned >= 1);
-    assert_eq!(
-        store
-            .console_tails
-            .console_tail(old.id)
-            .await
-            .expect("read"),
-        None,
-        "ended 60 days ago: pruned"
-    );
-    assert!(
-        store
-            .console_tails
-            .console_tail(live.id)
-            .await
-            .expect("read")
-            .is_some(),
-        "not ended: kept"
-    );
+    assert_eq!(kept(store, old.id).await, None, "ended 60 days ago: pruned");
+    assert!(kept(store, live.id).await.is_some(), "not ended: kept");
 }
 
 /// Runs every case.

@@ -23,9 +23,7 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::stream::{self, Stream, StreamExt};
 use manman_core::console::{ConsoleEnd, ConsoleTail};
-use manman_core::host::{
-    ConsoleHistory, ConsoleHub, ConsoleItem, HostService, Metrics, SharedLine,
-};
+use manman_core::host::{ConsoleHub, ConsoleItem, HostService, Metrics, SharedLine};
 use manman_core::id::InstanceId;
 use manman_core::instance::Instance;
 use std::convert::Infallible;
@@ -75,13 +73,12 @@ impl Ending {
 const TAIL_WAIT: Duration = Duration::from_secs(3);
 
 /// The lines of a live instance that this host's hub never saw (it restarted, or lost the bus,
-/// since the instance started), from its worker's log: the tail kept in the store, after asking
-/// the worker for a fresh one (at most every [`ASK_TAIL_EVERY`](manman_core::host::ASK_TAIL_EVERY) per instance) and waiting for
+/// since the instance started), from its worker's log: the tail kept in the store (read only
+/// then), after asking the worker for a fresh one (at most every [`ASK_TAIL_EVERY`](manman_core::host::ASK_TAIL_EVERY) per instance) and waiting for
 /// it a moment. `None` when the hub has seen the console from its start.
 async fn earlier_lines(
     state: &ApiState,
     instance: &Instance,
-    kept: Option<ConsoleTail>,
     access: &Access<ReadScope>,
 ) -> Option<ConsoleTail> {
     if state
@@ -90,6 +87,7 @@ async fn earlier_lines(
     {
         return None;
     }
+    let kept = state.host.console_tail(instance.id).await.ok().flatten();
     if !state
         .console
         .should_ask_for_tail(instance.id, tokio::time::Instant::now())
@@ -143,9 +141,9 @@ pub(crate) async fn stream(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let ConsoleHistory { instance, tail } = state.host.console_history(id).await?;
+    let instance = state.host.get_instance(id).await?;
     let (subscription, ending) = if instance.status.is_terminal() {
-        let subscription = match tail {
+        let subscription = match state.host.console_tail(id).await? {
             Some(tail) => ConsoleHub::replay(tail, after),
             None => state.console.subscribe_ended(id, after).ok_or_else(|| {
                 StreamRefused::Gone(format!(
@@ -159,7 +157,7 @@ pub(crate) async fn stream(
         };
         (subscription, Ending::Known(ConsoleEnd::of(&instance)))
     } else {
-        let subscription = match earlier_lines(&state, &instance, tail, &access).await {
+        let subscription = match earlier_lines(&state, &instance, &access).await {
             Some(tail) => state.console.subscribe_after_tail(id, tail, after),
             None => state.console.subscribe(id, after),
         };
