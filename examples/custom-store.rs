@@ -215,6 +215,20 @@ impl InstanceRepository for AuditedStore {
     ) -> Result<Vec<Instance>, StoreError> {
         self.inner.instances.active_instances(worker).await
     }
+
+    async fn active_instances_of_config(
+        &self,
+        config: ConfigId,
+    ) -> Result<Vec<Instance>, StoreError> {
+        self.inner
+            .instances
+            .active_instances_of_config(config)
+            .await
+    }
+
+    async fn count_active_by_worker(&self) -> Result<Vec<(WorkerId, u64)>, StoreError> {
+        self.inner.instances.count_active_by_worker().await
+    }
 }
 
 #[async_trait]

@@ -69,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
 
     // A game and how to run it, then a run of it.
     let game = host
+        .catalogue()
         .create_game(&NewGameServer {
             name: "echo".into(),
             server_type: ServerType::Local {
@@ -79,10 +80,14 @@ async fn main() -> anyhow::Result<()> {
     let mut spec = ConfigSpec::new("main", "server.sh");
     spec.ready_pattern = Some("server: ready".into());
     spec.stop.stdin_line = Some("quit".into());
-    let config = host.create_config(game.id, &spec).await?;
+    let config = host.catalogue().create_config(game.id, &spec).await?;
     let id = loop {
         // The worker registers in the background: a start before that finds no worker.
-        match host.start(&StartRequest::new(config.id), "example").await {
+        match host
+            .instances()
+            .start(&StartRequest::new(config.id), "example")
+            .await
+        {
             Ok(started) => break started.instance_id,
             Err(e) if e.to_string().contains("no worker") => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -92,11 +97,17 @@ async fn main() -> anyhow::Result<()> {
     };
     wait_for(&host, id, Status::Running).await?;
     println!("{id} is running");
-    host.stdin(id, "hello from my program", "example").await?;
-    host.stop(id, "example").await?;
+    host.instances()
+        .stdin(id, "hello from my program", "example")
+        .await?;
+    host.instances().stop(id, "example").await?;
     let ended = wait_for(&host, id, Status::Complete).await?;
     println!("{id} is complete (exit code {:?})", ended.exit_code);
-    for event in host.status_history(Entity::Instance(id), None, 100).await? {
+    for event in host
+        .instances()
+        .status_history(Entity::Instance(id), None, 100)
+        .await?
+    {
         println!("  {} ({:?})", event.status, event.cause);
     }
 
@@ -114,7 +125,7 @@ async fn wait_for(
     status: Status,
 ) -> anyhow::Result<manman_core::instance::Instance> {
     for _ in 0..1_000 {
-        let instance = host.get_instance(id).await?;
+        let instance = host.instances().get_instance(id).await?;
         if instance.status == status {
             return Ok(instance);
         }

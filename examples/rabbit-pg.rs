@@ -80,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
     let worker_task = tokio::spawn(worker.run(worker_stop.clone()));
 
     let game = host
+        .catalogue()
         .create_game(&NewGameServer {
             name: format!("once-{}", std::process::id()),
             server_type: ServerType::Local {
@@ -90,9 +91,13 @@ async fn main() -> anyhow::Result<()> {
     let mut spec = ConfigSpec::new("main", "server.sh");
     spec.ready_pattern = Some("^ready$".into());
     spec.stop.stdin_line = Some("quit".into());
-    let config = host.create_config(game.id, &spec).await?;
+    let config = host.catalogue().create_config(game.id, &spec).await?;
     let started = loop {
-        match host.start(&StartRequest::new(config.id), "example").await {
+        match host
+            .instances()
+            .start(&StartRequest::new(config.id), "example")
+            .await
+        {
             Ok(started) => break started,
             Err(e) if e.to_string().contains("no worker") => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -103,11 +108,11 @@ async fn main() -> anyhow::Result<()> {
     let id = started.instance_id;
     for wanted in [Status::Running, Status::Complete] {
         if wanted == Status::Complete {
-            host.stop(id, "example").await?;
+            host.instances().stop(id, "example").await?;
         }
         let mut seen = Status::Created;
         for _ in 0..500 {
-            seen = host.get_instance(id).await?.status;
+            seen = host.instances().get_instance(id).await?.status;
             if seen == wanted {
                 break;
             }

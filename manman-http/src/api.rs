@@ -33,7 +33,8 @@ pub struct ApiState {
     /// shutdown does not wait for watchers to hang up.
     pub shutdown: CancellationToken,
     /// Events for the SSE event stream, fanned out from one consumer of the bus: someone must
-    /// [`run`](EventHub::run) it ([`crate::HostServer`] does), else `/events` answers 503.
+    /// [`run`](EventHub::run) it (the `event hub` service of a
+    /// [`HostRuntime`](manman_core::host::HostRuntime) does), else `/events` answers 503.
     pub events: EventHub,
     /// The open SSE streams, capped per token and in all.
     pub streams: StreamSlots,
@@ -44,14 +45,25 @@ pub struct ApiState {
 /// The host's HTTP API. Everything under `/api/v1` needs a bearer token but the worker's token
 /// exchange (`POST /api/v1/auth/token`).
 pub fn router(state: ApiState) -> Router {
-    build(state, operator_routes().merge(worker_routes()))
+    build_router(state, true, Router::new())
 }
 
 /// The host's HTTP API without the operator routes (`MANMAN_ENABLE_EXPERIENCE_API=false`): the
 /// worker routes, the token exchange, health, readiness, metrics and the OpenAPI document — for
 /// a replica that only serves workers.
 pub fn worker_router(state: ApiState) -> Router {
-    build(state, worker_routes())
+    build_router(state, false, Router::new())
+}
+
+/// The API ([`router`], or [`worker_router`] without `experience_api`) with `extra` routes
+/// beside it, all through the same layers.
+pub(crate) fn build_router(state: ApiState, experience_api: bool, extra: Router) -> Router {
+    let authenticated = if experience_api {
+        operator_routes().merge(worker_routes())
+    } else {
+        worker_routes()
+    };
+    build(state, authenticated, extra)
 }
 
 /// What operators use: catalogue, workers, instances, commands, events, tokens.
@@ -121,9 +133,9 @@ fn worker_routes() -> Router<ApiState> {
         )
 }
 
-/// `authenticated` under `/api/v1` behind the token check, with the public routes and the
-/// layers every request goes through.
-fn build(state: ApiState, authenticated: Router<ApiState>) -> Router {
+/// `authenticated` under `/api/v1` behind the token check, with the public routes, the
+/// `extra` routes and the layers every request goes through.
+fn build(state: ApiState, authenticated: Router<ApiState>, extra: Router) -> Router {
     let api = authenticated
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -142,6 +154,8 @@ fn build(state: ApiState, authenticated: Router<ApiState>) -> Router {
         .nest("/api/v1", api)
         .merge(docs)
         .fallback(not_found)
+        .with_state(state.clone())
+        .merge(extra)
         .layer(axum::middleware::from_fn(crate::body_deadline::enforce))
         .layer(axum::middleware::from_fn(crate::request_size::check))
         .layer(axum::middleware::from_fn_with_state(
@@ -151,7 +165,6 @@ fn build(state: ApiState, authenticated: Router<ApiState>) -> Router {
         .layer(axum::middleware::from_fn(crate::request_id::assign))
         .layer(axum::middleware::from_fn(crate::security_headers::nosniff))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
 }
 
 async fn not_found(uri: axum::http::Uri) -> ProblemResponse {

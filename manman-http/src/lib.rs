@@ -24,7 +24,7 @@ pub use http_limits::{HttpLimits, MAX_HEADER_BYTES, MAX_HEADER_FIELDS, MAX_URI_B
 pub use openapi::{ApiDoc, document as openapi_document};
 pub use problem::{ApiError, ProblemResponse};
 pub use request_id::{REQUEST_ID_HEADER, RequestId};
-pub use server::{HostServer, ServeOptions};
+pub use server::{HostServer, HostServerBuilder, ServeOptions};
 // The client and the bodies it shares with the server live in `manman-client` (which links no
 // web framework); re-exported so that `manman_http::Client` and the like keep working.
 pub use manman_client::{

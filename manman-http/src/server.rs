@@ -1,74 +1,21 @@
-//! [`HostServer`]: the host's HTTP API with the background services behind it (status
-//! processor, console and event hubs, dead-letter watcher, lease and command sweeps, retention),
-//! started and stopped together.
+//! [`HostServer`]: the host's HTTP API as one service of a [`HostRuntime`], beside the
+//! background services the runtime runs (status processor, console and event hubs, dead-letter
+//! watcher, lease and command sweeps, retention) — started and stopped together. This crate
+//! serves; it starts none of those services itself.
 
-use crate::api::{ApiState, router, worker_router};
+use crate::api::{ApiState, build_router};
 use crate::http_limits::HttpLimits;
 use crate::stream_guard::{StreamLimits, StreamSlots};
+use async_trait::async_trait;
+use axum::Router;
 use manman_core::host::{
-    Authenticator, CommandExpiry, CommandSweep, ConsoleHub, DeadCommands, DeadLetters, EventHub,
-    HostService, Lease, LeaseSweep, Metrics, Retention, RetentionPolicy, SigningKey,
-    StatusProcessor,
+    Authenticator, BackgroundService, HostRuntime, HostService, Lease, RetentionPolicy,
+    RunningHost, RuntimeOptions, ServiceError, SigningKey,
 };
-use manman_core::ports::BusError;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Mutex;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
-/// How long a background service may take to stop once the host shuts down (it finishes what it
-/// holds, e.g. a batch of status events); after that it is dropped, and what it had not
-/// acknowledged is redelivered to the next host.
-const SERVICE_GRACE: Duration = Duration::from_secs(3);
-
-/// Runs a background service until `shutdown`; when it stops with an error it is logged and
-/// started again after a pause (1 s, doubling up to 30 s; back to 1 s after a run of more than
-/// 30 s, so that a fault long after the last one is recovered from quickly), so the host never
-/// silently runs without it. At shutdown it gets [`SERVICE_GRACE`] to stop, even when what it waits for (a
-/// broker that went away) never answers.
-async fn keep_running<F, Fut>(name: &'static str, shutdown: CancellationToken, mut service: F)
-where
-    F: FnMut(CancellationToken) -> Fut,
-    Fut: Future<Output = Result<(), BusError>>,
-{
-    const FIRST_PAUSE: Duration = Duration::from_secs(1);
-    const MAX_PAUSE: Duration = Duration::from_secs(30);
-    let mut pause = FIRST_PAUSE;
-    loop {
-        let started = tokio::time::Instant::now();
-        let run = service(shutdown.clone());
-        tokio::pin!(run);
-        let outcome = tokio::select! {
-            outcome = &mut run => outcome,
-            () = shutdown.cancelled() => match tokio::time::timeout(SERVICE_GRACE, &mut run).await {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    tracing::warn!(service = name, "did not stop within {SERVICE_GRACE:?} of the shutdown: dropped");
-                    return;
-                }
-            },
-        };
-        if started.elapsed() > MAX_PAUSE {
-            pause = FIRST_PAUSE;
-        }
-        match outcome {
-            _ if shutdown.is_cancelled() => return,
-            Ok(()) => tracing::error!(
-                service = name,
-                "stopped unexpectedly; restarting in {pause:?}"
-            ),
-            Err(e) => {
-                tracing::error!(service = name, error = %e, "failed; restarting in {pause:?}")
-            }
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(pause) => {}
-        }
-        pause = (pause * 2).min(MAX_PAUSE);
-    }
-}
 
 /// How a [`HostServer`] serves.
 #[derive(Debug, Clone)]
@@ -106,118 +53,44 @@ impl ServeOptions {
     }
 }
 
-/// How long [`HostServer::stop`] waits for its tasks.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+impl ServeOptions {
+    /// What the host's runtime services run with: its retention and lease.
+    pub fn runtime_options(&self) -> RuntimeOptions {
+        RuntimeOptions {
+            retention: self.retention,
+            lease: self.lease,
+            ..RuntimeOptions::default()
+        }
+    }
+}
 
-/// A running host: API, status processor and console hub, each a tracked task.
+/// A running host: the HTTP API and the runtime's services, stopped together.
 #[derive(Debug)]
 pub struct HostServer {
     addr: SocketAddr,
     auth: Authenticator,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
+    running: RunningHost,
 }
 
 impl HostServer {
-    /// Listens on `bind` and starts the services of `host`. Fails when `bind` cannot be
-    /// listened on, or when `options.http` holds a limit no server can run with (see
-    /// [`HttpLimits::check`]).
+    /// Listens on `options.bind` and starts `host`'s runtime with its standard services and the
+    /// API. Fails when `bind` cannot be listened on, or when `options.http` holds a limit no
+    /// server can run with (see [`HttpLimits::check`]). To add services or routes, use
+    /// [`HostServer::builder`].
     pub async fn start(host: HostService, options: ServeOptions) -> std::io::Result<Self> {
-        options
-            .http
-            .check()
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let listener = tokio::net::TcpListener::bind(options.bind).await?;
-        let addr = listener.local_addr()?;
-        let shutdown = CancellationToken::new();
-        let tracker = TaskTracker::new();
+        Self::builder(host, options).start().await
+    }
 
-        let metrics = Metrics::new();
-        let dead_letters = DeadLetters::new(metrics.clone());
-        let processor =
-            StatusProcessor::new(host.store().clone(), host.bus().clone(), host.clock())
-                .with_metrics(metrics.clone())
-                .with_dead_letters(dead_letters.clone())
-                .with_consumption(host.status_consumption().clone());
-        tracker.spawn(keep_running(
-            "status processor",
-            shutdown.clone(),
-            move |token| {
-                let processor = processor.clone();
-                async move { processor.run(token).await }
-            },
-        ));
-        let console = ConsoleHub::default().checking_senders_in(host.store());
-        let (hub, bus) = (console.clone(), host.bus().clone());
-        tracker.spawn(keep_running(
-            "console hub",
-            shutdown.clone(),
-            move |token| {
-                let (hub, bus) = (hub.clone(), bus.clone());
-                async move { hub.run(&bus, token).await }
-            },
-        ));
-
-        let events = EventHub::default().checking_senders_in(host.store());
-        let (hub, bus) = (events.clone(), host.bus().clone());
-        tracker.spawn(keep_running("event hub", shutdown.clone(), move |token| {
-            let (hub, bus) = (hub.clone(), bus.clone());
-            async move { hub.run(&bus, token).await }
-        }));
-
-        let dead = DeadCommands::new(host.store().clone(), host.bus().clone(), host.clock())
-            .with_metrics(metrics.clone())
-            .with_dead_letters(dead_letters.clone());
-        tracker.spawn(keep_running(
-            "dead-letter watcher",
-            shutdown.clone(),
-            move |token| {
-                let dead = dead.clone();
-                async move { dead.run(token).await }
-            },
-        ));
-        let sweep = LeaseSweep::new(host.store().clone(), host.clock(), options.lease);
-        let token = shutdown.clone();
-        tracker.spawn(async move { sweep.run(token).await });
-        let expiry =
-            CommandSweep::new(host.store().clone(), host.clock(), CommandExpiry::default())
-                .with_metrics(metrics.clone());
-        let token = shutdown.clone();
-        tracker.spawn(async move { expiry.run(token).await });
-        let retention = Retention::new(host.store().clone(), host.clock(), options.retention);
-        let token = shutdown.clone();
-        tracker.spawn(async move { retention.run(token).await });
-
-        let auth = Authenticator::new(
-            host.store().credentials.clone(),
-            host.clock(),
-            options.signing_key,
-        );
-        let state = ApiState {
-            host,
-            console,
-            auth: auth.clone(),
-            metrics,
-            shutdown: shutdown.clone(),
-            events,
-            streams: StreamSlots::new(options.streams),
-            dead_letters,
-        };
-        let app = if options.experience_api {
-            router(state)
-        } else {
-            worker_router(state)
-        };
-        let token = shutdown.clone();
-        let limits = options.http;
-        tracker.spawn(async move { crate::connections::serve(listener, app, limits, token).await });
-        tracker.close();
-        Ok(Self {
-            addr,
-            auth,
-            shutdown,
-            tracker,
-        })
+    /// A host to which an embedder adds its own background services
+    /// ([`HostServerBuilder::service`]) and routes ([`HostServerBuilder::routes`]) before it
+    /// starts.
+    pub fn builder(host: HostService, options: ServeOptions) -> HostServerBuilder {
+        let runtime = HostRuntime::new(host, options.runtime_options());
+        HostServerBuilder {
+            runtime,
+            options,
+            routes: Router::new(),
+        }
     }
 
     /// Where the API listens.
@@ -231,14 +104,117 @@ impl HostServer {
         &self.auth
     }
 
-    /// Stops the API (open streams end) and the services, waiting up to 10 s.
+    /// The host behind the API.
+    pub fn host(&self) -> &HostService {
+        self.running.host()
+    }
+
+    /// Stops the API (open streams end) and the services, waiting up to
+    /// [`STOP_TIMEOUT`](manman_core::host::STOP_TIMEOUT).
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        if tokio::time::timeout(STOP_TIMEOUT, self.tracker.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("the host's services did not stop within {STOP_TIMEOUT:?}");
-        }
+        self.running.stop().await;
+    }
+}
+
+/// A [`HostServer`] before it starts: its runtime, to which services can be added, and extra
+/// routes served beside the API.
+#[derive(Debug)]
+pub struct HostServerBuilder {
+    runtime: HostRuntime,
+    options: ServeOptions,
+    routes: Router,
+}
+
+impl HostServerBuilder {
+    /// Adds a background service to the host's runtime: run, supervised and stopped with the
+    /// host's own.
+    pub fn service(mut self, service: impl BackgroundService) -> Self {
+        self.runtime.add_service(service);
+        self
+    }
+
+    /// Serves `routes` beside the API (merged into one router: a path the API serves may not
+    /// be given again). They go through the same layers as the API — request ids, size and
+    /// time limits, security headers, `/metrics` counting — but not its authentication: a route
+    /// that needs a caller checks for itself.
+    pub fn routes(mut self, routes: Router) -> Self {
+        self.routes = self.routes.merge(routes);
+        self
+    }
+
+    /// The runtime, e.g. for its metrics or hubs while building the routes.
+    pub fn runtime(&self) -> &HostRuntime {
+        &self.runtime
+    }
+
+    /// Listens, adds the HTTP server to the runtime as the service `http api`, and starts every
+    /// service.
+    pub async fn start(self) -> std::io::Result<HostServer> {
+        let Self {
+            mut runtime,
+            options,
+            routes,
+        } = self;
+        options
+            .http
+            .check()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let listener = TcpListener::bind(options.bind).await?;
+        let addr = listener.local_addr()?;
+        let host = runtime.host().clone();
+        let auth = Authenticator::new(
+            host.store().credentials.clone(),
+            host.clock(),
+            options.signing_key,
+        );
+        let state = ApiState {
+            host,
+            console: runtime.console().clone(),
+            auth: auth.clone(),
+            metrics: runtime.metrics().clone(),
+            shutdown: runtime.shutdown_token(),
+            events: runtime.events().clone(),
+            streams: StreamSlots::new(options.streams),
+            dead_letters: runtime.dead_letters().clone(),
+        };
+        let app = build_router(state, options.experience_api, routes);
+        runtime.add_service(HttpService {
+            listener: Mutex::new(Some(listener)),
+            app,
+            limits: options.http,
+        });
+        Ok(HostServer {
+            addr,
+            auth,
+            running: runtime.start(),
+        })
+    }
+}
+
+/// The HTTP server as a background service: serves until the shutdown, then lets open
+/// connections finish.
+#[derive(Debug)]
+struct HttpService {
+    /// Taken by the first run: serving returns only at shutdown, so there is no second.
+    listener: Mutex<Option<TcpListener>>,
+    app: Router,
+    limits: HttpLimits,
+}
+
+#[async_trait]
+impl BackgroundService for HttpService {
+    fn name(&self) -> &str {
+        "http api"
+    }
+
+    async fn run(&self, shutdown: CancellationToken) -> Result<(), ServiceError> {
+        let listener = self
+            .listener
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .ok_or("the listener was closed by an earlier run")?;
+        crate::connections::serve(listener, self.app.clone(), self.limits, shutdown).await;
+        Ok(())
     }
 }

@@ -445,6 +445,7 @@ async fn an_event_stream_outlives_every_timeout_and_ends_at_shutdown() {
     tokio::time::sleep(SHORT * 5).await;
     // A registered worker's own status, sealed with its key: an event the host believes.
     let registered = host
+        .gateway()
         .register_worker(&WorkerRegistration {
             name: "w".to_owned(),
             version: "1".to_owned(),

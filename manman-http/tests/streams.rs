@@ -628,8 +628,14 @@ async fn an_ended_instances_console_replays_its_kept_tail_and_ends_or_is_gone() 
         "{problem}"
     );
 
-    let instance = app.host.get_instance(app.instance).await.expect("instance");
+    let instance = app
+        .host
+        .instances()
+        .get_instance(app.instance)
+        .await
+        .expect("instance");
     app.host
+        .gateway()
         .keep_console_tail(
             instance.worker_id,
             app.instance,
@@ -660,6 +666,7 @@ async fn an_ended_instances_console_replays_its_kept_tail_and_ends_or_is_gone() 
 
     let other = app
         .host
+        .gateway()
         .keep_console_tail(
             manman_core::id::WorkerId(instance.worker_id.get() + 1000),
             app.instance,

@@ -162,6 +162,38 @@ impl InstanceRepository for PgStore {
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
+    async fn active_instances_of_config(
+        &self,
+        config: ConfigId,
+    ) -> Result<Vec<Instance>, StoreError> {
+        // The active statuses written as in the partial index, so the planner uses it.
+        let active = &*ACTIVE_STATUSES;
+        let rows: Vec<InstanceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {INSTANCE_COLUMNS} FROM manman.instances
+             WHERE config_id = $1 AND status IN {active} ORDER BY id"
+        )))
+        .bind(config.get())
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| store_error(e, &config))?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn count_active_by_worker(&self) -> Result<Vec<(WorkerId, u64)>, StoreError> {
+        let active = &*ACTIVE_STATUSES;
+        let rows: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT worker_id, count(*) FROM manman.instances
+             WHERE status IN {active} GROUP BY worker_id ORDER BY worker_id"
+        )))
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| store_error(e, &"the active instances per worker"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(worker, n)| (WorkerId(worker), u64::try_from(n).unwrap_or_default()))
+            .collect())
+    }
+
     async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>, StoreError> {
         let rows: Vec<InstanceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {INSTANCE_COLUMNS} FROM manman.instances

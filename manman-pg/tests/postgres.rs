@@ -54,6 +54,7 @@ conformance!(
     a_running_instance_shows_no_exit_and_its_workers_heartbeat,
     console_tails_are_kept_replaced_and_pruned,
     active_instances_are_those_not_ended,
+    active_counts_leave_ended_instances_out,
 );
 
 #[tokio::test]

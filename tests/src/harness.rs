@@ -69,6 +69,7 @@ impl Harness {
         let clock = Arc::new(SystemClock);
         let host = HostService::new(store.clone(), bus.clone(), clock.clone());
         let game = host
+            .catalogue()
             .create_game(&NewGameServer {
                 name: "fake".to_owned(),
                 server_type: ServerType::Local {
@@ -132,16 +133,22 @@ impl Harness {
         let shutdown = CancellationToken::new();
         let kill = worker.kill_switch();
         let token = shutdown.clone();
-        let before = self.host.list_workers().await.expect("workers").len();
+        let before = self
+            .host
+            .workers()
+            .list_workers()
+            .await
+            .expect("workers")
+            .len();
         let task = tokio::spawn(async move { worker.run(token).await });
         eventually("the worker to run", WAIT, || async {
-            let workers = self.host.list_workers().await.expect("workers");
+            let workers = self.host.workers().list_workers().await.expect("workers");
             (workers.len() > before || workers.iter().any(|w| w.status == Status::Running))
                 .then_some(())
         })
         .await;
         eventually("the worker to be running", WAIT, || async {
-            let workers = self.host.list_workers().await.expect("workers");
+            let workers = self.host.workers().list_workers().await.expect("workers");
             workers
                 .iter()
                 .any(|w| w.status == Status::Running)
@@ -160,6 +167,7 @@ impl Harness {
         let mut spec = ConfigSpec::new(name, FAKE_EXECUTABLE);
         edit(&mut spec);
         self.host
+            .catalogue()
             .create_config(self.game.id, &spec)
             .await
             .expect("config")
@@ -169,6 +177,7 @@ impl Harness {
     /// Starts a config; returns the new instance.
     pub async fn start(&self, config_id: ConfigId) -> InstanceId {
         self.host
+            .instances()
             .start(&StartRequest::new(config_id), "test")
             .await
             .expect("start")
@@ -178,7 +187,12 @@ impl Harness {
     /// Waits until an instance has `status`.
     pub async fn wait_status(&self, id: InstanceId, status: Status) -> Instance {
         eventually(&format!("{id} to be {status}"), WAIT, || async {
-            let instance = self.host.get_instance(id).await.expect("instance");
+            let instance = self
+                .host
+                .instances()
+                .get_instance(id)
+                .await
+                .expect("instance");
             (instance.status == status).then_some(instance)
         })
         .await
@@ -187,6 +201,7 @@ impl Harness {
     /// An instance's status history.
     pub async fn history(&self, id: InstanceId) -> Vec<StatusEvent> {
         self.host
+            .instances()
             .status_history(Entity::Instance(id), None, 500)
             .await
             .expect("history")
@@ -200,7 +215,13 @@ impl Harness {
     ///
     /// When the worker is unknown or the bus refuses.
     pub async fn send_sealed(&self, worker_id: WorkerId, envelope: &CommandEnvelope) {
-        let epoch = self.host.get_worker(worker_id).await.expect("worker").epoch;
+        let epoch = self
+            .host
+            .workers()
+            .get_worker(worker_id)
+            .await
+            .expect("worker")
+            .epoch;
         let key = BusKeys::new(self.host.store())
             .worker_key(worker_id, epoch)
             .await

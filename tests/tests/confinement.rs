@@ -113,6 +113,7 @@ async fn links_out_of_the_install_directory_are_refused_and_nothing_runs() {
     symlink(outside.path(), h.install_dir.join("games/out")).expect("link");
     let game = h
         .host
+        .catalogue()
         .create_game(&NewGameServer {
             name: "out".into(),
             server_type: ServerType::Local {
@@ -125,6 +126,7 @@ async fn links_out_of_the_install_directory_are_refused_and_nothing_runs() {
     spec.restart.mode = RestartMode::OnCrash;
     let config = h
         .host
+        .catalogue()
         .create_config(game.id, &spec)
         .await
         .expect("config")

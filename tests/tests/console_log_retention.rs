@@ -41,7 +41,7 @@ async fn the_worker_deletes_ended_instances_logs_and_keeps_running_ones() {
         "running instances keep their logs"
     );
 
-    h.host.stop(ended, "test").await.expect("stop");
+    h.host.instances().stop(ended, "test").await.expect("stop");
     h.wait_status(ended, Status::Complete).await;
     eventually("the ended instance's log to be deleted", WAIT, || async {
         (!ended_log.exists()).then_some(())
@@ -54,7 +54,12 @@ async fn the_worker_deletes_ended_instances_logs_and_keeps_running_ones() {
         "a running instance's log is never deleted"
     );
     assert_eq!(
-        h.host.get_instance(running).await.expect("get").status,
+        h.host
+            .instances()
+            .get_instance(running)
+            .await
+            .expect("get")
+            .status,
         Status::Running
     );
     worker.stop().await;

@@ -34,15 +34,17 @@ async fn expire_a_start(bus: Bus) {
     .await
     .expect("serve");
     // A worker registers and then never takes a command (it hangs, or died after registering).
-    host.register_worker(&WorkerRegistration {
-        name: "silent".into(),
-        version: "1".into(),
-        capacity: 1,
-        labels: Default::default(),
-    })
-    .await
-    .expect("register");
+    host.gateway()
+        .register_worker(&WorkerRegistration {
+            name: "silent".into(),
+            version: "1".into(),
+            capacity: 1,
+            labels: Default::default(),
+        })
+        .await
+        .expect("register");
     let game = host
+        .catalogue()
         .create_game(&NewGameServer {
             name: "g".into(),
             server_type: ServerType::Local { path: "g".into() },
@@ -50,24 +52,34 @@ async fn expire_a_start(bus: Bus) {
         .await
         .expect("game");
     let config = host
+        .catalogue()
         .create_config(game.id, &ConfigSpec::new("c", "x"))
         .await
         .expect("config");
     let started = host
+        .instances()
         .start(&StartRequest::new(config.id), "test")
         .await
         .expect("start");
     eventually("the start command to be recorded expired", WAIT, || async {
-        (host.get_command(started.command_id).await.ok()?.state == CommandState::Expired)
+        (host
+            .instances()
+            .get_command(started.command_id)
+            .await
+            .ok()?
+            .state
+            == CommandState::Expired)
             .then_some(())
     })
     .await;
     let instance = host
+        .instances()
         .get_instance(started.instance_id)
         .await
         .expect("instance");
     assert_eq!(instance.status, Status::Crashed, "never left `created`");
     let history = host
+        .instances()
         .status_history(Entity::Instance(instance.id), None, 10)
         .await
         .expect("history");

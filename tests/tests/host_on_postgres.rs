@@ -37,6 +37,7 @@ async fn start_stdin_stop_and_crash_on_postgres() {
     let running = h.wait_status(id, Status::Running).await;
     assert!(running.started_at.is_some() && running.ready_at.is_some());
     h.host
+        .instances()
         .stdin(id, "hello postgres", "test")
         .await
         .expect("stdin");
@@ -46,7 +47,7 @@ async fn start_stdin_stop_and_crash_on_postgres() {
         log_texts(&log).contains(&"hello postgres"),
         "the line sent is in the log too"
     );
-    h.host.stop(id, "test").await.expect("stop");
+    h.host.instances().stop(id, "test").await.expect("stop");
     let done = h.wait_status(id, Status::Complete).await;
     assert_eq!(done.exit_code, Some(0));
     assert!(!pid_alive(pid));
@@ -70,6 +71,7 @@ async fn start_stdin_stop_and_crash_on_postgres() {
     let victim = h.start(crashy).await;
     h.wait_status(victim, Status::Running).await;
     h.host
+        .instances()
         .stdin(victim, "crash 3", "test")
         .await
         .expect("stdin");
@@ -79,6 +81,7 @@ async fn start_stdin_stop_and_crash_on_postgres() {
     // Unknown references are 404s, not 500s, on PostgreSQL too.
     let missing = h
         .host
+        .instances()
         .start(
             &manman_core::host::StartRequest::new(manman_core::id::ConfigId(999_999)),
             "test",

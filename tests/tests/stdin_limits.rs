@@ -69,7 +69,7 @@ async fn the_worker_refuses_a_line_over_the_limit_and_writes_nothing() {
     let worker = h
         .spawn_worker(h.worker(settings.clone(), TokioProcessRunner::new()))
         .await;
-    let worker_id = h.host.list_workers().await.expect("workers")[0].id;
+    let worker_id = h.host.workers().list_workers().await.expect("workers")[0].id;
     let config = h.config("main", |_| {}).await;
     let running = h.start(config).await;
     h.wait_status(running, Status::Running).await;
@@ -106,13 +106,19 @@ async fn the_worker_refuses_a_line_over_the_limit_and_writes_nothing() {
 
     // The server carries on, and the long line never reached it nor its log.
     h.host
+        .instances()
         .stdin(running, "still here", "test")
         .await
         .expect("stdin");
     let log = Harness::wait_log(&settings, running, "still here").await;
     assert!(!log.contains(&long), "the refused line is not in the log");
     assert_eq!(
-        h.host.get_instance(running).await.expect("get").status,
+        h.host
+            .instances()
+            .get_instance(running)
+            .await
+            .expect("get")
+            .status,
         Status::Running
     );
     worker.stop().await;

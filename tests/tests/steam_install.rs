@@ -74,6 +74,7 @@ async fn a_steam_game_is_installed_with_progress_then_runs() {
 
     let game = h
         .host
+        .catalogue()
         .create_game(&NewGameServer {
             name: "valheim".to_owned(),
             server_type: ServerType::Steam { app_id: 896660 },
@@ -82,6 +83,7 @@ async fn a_steam_game_is_installed_with_progress_then_runs() {
         .expect("game");
     let config = h
         .host
+        .catalogue()
         .create_config(
             game.id,
             &manman_core::config::ConfigSpec::new("main", "server.sh"),
@@ -91,6 +93,7 @@ async fn a_steam_game_is_installed_with_progress_then_runs() {
     let mut events = h.bus.watch_events().await.expect("watch");
     let id = h
         .host
+        .instances()
         .start(&StartRequest::new(config.id), "test")
         .await
         .expect("start")
@@ -258,6 +261,7 @@ async fn steam_run(play: Play<'_>) -> SteamRun {
         .await;
     let game = h
         .host
+        .catalogue()
         .create_game(&NewGameServer {
             name: "valheim".to_owned(),
             server_type: ServerType::Steam { app_id: 896660 },
@@ -274,7 +278,12 @@ async fn steam_run(play: Play<'_>) -> SteamRun {
             ..SteamOptions::default()
         });
     }
-    let config = h.host.create_config(game.id, &spec).await.expect("config");
+    let config = h
+        .host
+        .catalogue()
+        .create_config(game.id, &spec)
+        .await
+        .expect("config");
 
     let progress = Arc::new(Mutex::new(Vec::new()));
     let mut events = h.bus.watch_events().await.expect("watch");
@@ -294,6 +303,7 @@ async fn steam_run(play: Play<'_>) -> SteamRun {
     let started = Instant::now();
     let id = h
         .host
+        .instances()
         .start(&StartRequest::new(config.id), "test")
         .await
         .expect("start")
@@ -304,7 +314,7 @@ async fn steam_run(play: Play<'_>) -> SteamRun {
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let history = h.history(id).await;
     let instance = if play.until == Status::Crashed {
-        h.host.get_instance(id).await.expect("instance")
+        h.host.instances().get_instance(id).await.expect("instance")
     } else {
         instance
     };

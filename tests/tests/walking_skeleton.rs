@@ -422,9 +422,10 @@ async fn shutdown_stops_every_game_server() {
     let host = running.host.clone();
     running.stop().await.expect("clean shutdown");
     assert!(!pid_alive(pid), "shutdown stopped the game server");
-    let instance = host.get_instance(id).await.expect("instance");
+    let instance = host.instances().get_instance(id).await.expect("instance");
     assert_eq!(instance.status, Status::Complete);
     let history = host
+        .instances()
         .status_history(manman_core::status::Entity::Instance(id), None, 10)
         .await
         .expect("history");

@@ -148,7 +148,7 @@ fn a_worker_that_died_has_its_leftover_groups_ended_and_reported_when_it_restart
         );
         doomed.spawn(first.run(CancellationToken::new()));
         eventually("the first worker to run", WAIT, || async {
-            let workers = h.host.list_workers().await.expect("workers");
+            let workers = h.host.workers().list_workers().await.expect("workers");
             workers
                 .iter()
                 .any(|w| w.status == Status::Running)
@@ -158,6 +158,7 @@ fn a_worker_that_died_has_its_leftover_groups_ended_and_reported_when_it_restart
         let id = h.start(config).await;
         h.wait_status(id, Status::Running).await;
         h.host
+            .instances()
             .stdin(id, "spawn-child", "test")
             .await
             .expect("stdin");
@@ -198,7 +199,7 @@ fn a_worker_that_died_has_its_leftover_groups_ended_and_reported_when_it_restart
             (!pid_alive(server) && !pid_alive(child)).then_some(())
         })
         .await;
-        let workers = h.host.list_workers().await.expect("workers");
+        let workers = h.host.workers().list_workers().await.expect("workers");
         assert_eq!(workers.len(), 1, "the same worker, registered again");
         assert_eq!(workers[0].epoch, 2);
         second.stop().await;
@@ -491,8 +492,9 @@ async fn a_shutdown_worker_command_stops_everything_and_ends_the_worker() {
     let id = h.start(config).await;
     h.wait_status(id, Status::Running).await;
     let pid = fake_pid(&Harness::wait_log(&settings, id, "Server is ready").await);
-    let worker_id = h.host.list_workers().await.expect("workers")[0].id;
+    let worker_id = h.host.workers().list_workers().await.expect("workers")[0].id;
     h.host
+        .workers()
         .shutdown_worker(worker_id, "test")
         .await
         .expect("send");
@@ -505,7 +507,7 @@ async fn a_shutdown_worker_command_stops_everything_and_ends_the_worker() {
     h.wait_status(id, Status::Complete).await;
     assert!(!pid_alive(pid));
     eventually("the worker to be complete", WAIT, || async {
-        let w = h.host.list_workers().await.expect("workers");
+        let w = h.host.workers().list_workers().await.expect("workers");
         (w[0].status == Status::Complete).then_some(())
     })
     .await;
@@ -589,7 +591,11 @@ async fn a_silent_worker_is_lost_with_its_instances_and_recovers_when_heard_agai
     let task = tokio::spawn(worker.run(shutdown.clone()));
     let config = h.config("main", |_| {}).await;
     let id = eventually("a worker to take the start", WAIT, || async {
-        h.host.start(&StartRequest::new(config), "test").await.ok()
+        h.host
+            .instances()
+            .start(&StartRequest::new(config), "test")
+            .await
+            .ok()
     })
     .await
     .instance_id;
@@ -599,6 +605,7 @@ async fn a_silent_worker_is_lost_with_its_instances_and_recovers_when_heard_agai
     h.wait_status(id, Status::Lost).await;
     let worker_state = h
         .host
+        .workers()
         .list_workers()
         .await
         .expect("workers")
@@ -617,7 +624,13 @@ async fn a_silent_worker_is_lost_with_its_instances_and_recovers_when_heard_agai
         Some(Cause::Recovered)
     );
     eventually("the worker to be running again", WAIT, || async {
-        let w = h.host.list_workers().await.expect("workers").pop()?;
+        let w = h
+            .host
+            .workers()
+            .list_workers()
+            .await
+            .expect("workers")
+            .pop()?;
         (w.status == Status::Running).then_some(())
     })
     .await;

@@ -68,7 +68,8 @@ async fn a_worker_over_http_runs_servers_and_stops_when_superseded() {
     );
     let task = tokio::spawn(worker.run(CancellationToken::new()));
     let registered = eventually("the worker to register over HTTP", WAIT, || async {
-        host.list_workers()
+        host.workers()
+            .list_workers()
             .await
             .expect("workers")
             .into_iter()
@@ -77,12 +78,18 @@ async fn a_worker_over_http_runs_servers_and_stops_when_superseded() {
     .await;
     let first_beat = registered.last_heartbeat_at;
     eventually("a heartbeat over HTTP", WAIT, || async {
-        let w = host.list_workers().await.expect("workers").pop()?;
+        let w = host
+            .workers()
+            .list_workers()
+            .await
+            .expect("workers")
+            .pop()?;
         (w.last_heartbeat_at > first_beat).then_some(())
     })
     .await;
 
     let game = host
+        .catalogue()
         .create_game(&NewGameServer {
             name: "fake".into(),
             server_type: ServerType::Local {
@@ -92,10 +99,12 @@ async fn a_worker_over_http_runs_servers_and_stops_when_superseded() {
         .await
         .expect("game");
     let config = host
+        .catalogue()
         .create_config(game.id, &ConfigSpec::new("main", "fake-game-server"))
         .await
         .expect("config");
     let id = host
+        .instances()
         .start(&StartRequest::new(config.id), "test")
         .await
         .expect("start")
@@ -104,7 +113,8 @@ async fn a_worker_over_http_runs_servers_and_stops_when_superseded() {
         "the server to run (config fetched over HTTP)",
         WAIT,
         || async {
-            (host.get_instance(id).await.expect("get").status == Status::Running).then_some(())
+            (host.instances().get_instance(id).await.expect("get").status == Status::Running)
+                .then_some(())
         },
     )
     .await;
@@ -130,7 +140,7 @@ async fn a_worker_over_http_runs_servers_and_stops_when_superseded() {
     // host no longer believes: the new registration's inventory settles the instance.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        host.get_instance(id).await.expect("get").status,
+        host.instances().get_instance(id).await.expect("get").status,
         Status::Running,
         "the superseded registration's reports were refused"
     );
@@ -141,7 +151,7 @@ async fn a_worker_over_http_runs_servers_and_stops_when_superseded() {
     })
     .await
     .expect("heartbeat of the new registration");
-    let ended = host.get_instance(id).await.expect("get");
+    let ended = host.instances().get_instance(id).await.expect("get");
     assert_eq!(
         (ended.status, host_history_cause(&host, id).await),
         (
@@ -151,6 +161,7 @@ async fn a_worker_over_http_runs_servers_and_stops_when_superseded() {
         "the new registration does not run it"
     );
     let now = host
+        .workers()
         .list_workers()
         .await
         .expect("workers")
@@ -208,7 +219,8 @@ async fn a_worker_whose_credentials_are_revoked_is_refused_keeps_running_and_is_
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(worker.run(shutdown.clone()));
     let registered = eventually("the worker to register over HTTP", WAIT, || async {
-        host.list_workers()
+        host.workers()
+            .list_workers()
             .await
             .expect("workers")
             .into_iter()
@@ -236,7 +248,11 @@ async fn a_worker_whose_credentials_are_revoked_is_refused_keeps_running_and_is_
         "{refused}"
     );
     eventually("the silent worker to be lost", WAIT, || async {
-        let w = host.get_worker(registered.id).await.expect("worker");
+        let w = host
+            .workers()
+            .get_worker(registered.id)
+            .await
+            .expect("worker");
         (w.status == Status::Lost).then_some(())
     })
     .await;
@@ -254,7 +270,8 @@ async fn host_history_cause(
     host: &HostService,
     id: manman_core::id::InstanceId,
 ) -> Option<manman_core::status::Cause> {
-    host.status_history(manman_core::status::Entity::Instance(id), None, 500)
+    host.instances()
+        .status_history(manman_core::status::Entity::Instance(id), None, 500)
         .await
         .expect("history")
         .last()

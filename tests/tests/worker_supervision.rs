@@ -174,13 +174,19 @@ async fn stdin_sent_before_ready_arrives_in_order_once_ready() {
     for n in 1..=5 {
         commands.push(
             h.host
+                .instances()
                 .stdin(id, &format!("line {n}"), "test")
                 .await
                 .expect("stdin"),
         );
     }
     assert_ne!(
-        h.host.get_instance(id).await.expect("get").status,
+        h.host
+            .instances()
+            .get_instance(id)
+            .await
+            .expect("get")
+            .status,
         Status::Running,
         "still starting"
     );
@@ -211,7 +217,12 @@ async fn stdin_sent_before_ready_arrives_in_order_once_ready() {
         .expect("echo");
     assert!(first_echo > ready, "delivered only once ready");
     for command in commands {
-        let record = h.host.get_command(command).await.expect("record");
+        let record = h
+            .host
+            .instances()
+            .get_command(command)
+            .await
+            .expect("record");
         assert_eq!(record.state, CommandState::Succeeded, "{record:?}");
     }
     worker.stop().await;
@@ -235,10 +246,12 @@ async fn an_output_flood_does_not_block_and_the_log_keeps_every_line() {
     // A live watcher, so console lines really travel the bus.
     let mut watcher = h.bus.watch_console(Some(id)).await.expect("watch");
     h.host
+        .instances()
         .stdin(id, "flood 100000", "test")
         .await
         .expect("stdin");
     h.host
+        .instances()
         .stdin(id, "after the flood", "test")
         .await
         .expect("stdin");
@@ -265,7 +278,12 @@ async fn an_output_flood_does_not_block_and_the_log_keeps_every_line() {
         "numbered without gaps"
     );
     assert_eq!(
-        h.host.get_instance(id).await.expect("get").status,
+        h.host
+            .instances()
+            .get_instance(id)
+            .await
+            .expect("get")
+            .status,
         Status::Running
     );
     let first = tokio::time::timeout(WAIT, watcher.next())
@@ -298,6 +316,7 @@ async fn stop_escalates_to_sigkill_and_kill_wins_over_a_stop_in_progress() {
     let id = h.start(stubborn).await;
     h.wait_status(id, Status::Running).await;
     h.host
+        .instances()
         .stdin(id, "spawn-child", "test")
         .await
         .expect("stdin");
@@ -314,7 +333,7 @@ async fn stop_escalates_to_sigkill_and_kill_wins_over_a_stop_in_progress() {
         .expect("child")
         .parse()
         .expect("pid");
-    h.host.stop(id, "test").await.expect("stop");
+    h.host.instances().stop(id, "test").await.expect("stop");
     let ended = h.wait_status(id, Status::Complete).await;
     assert_eq!(
         ended.exit_signal,
@@ -362,14 +381,19 @@ async fn stop_escalates_to_sigkill_and_kill_wins_over_a_stop_in_progress() {
         .await;
     let id = h.start(patient).await;
     h.wait_status(id, Status::Running).await;
-    h.host.stop(id, "test").await.expect("stop");
+    h.host.instances().stop(id, "test").await.expect("stop");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
-        h.host.get_instance(id).await.expect("get").status,
+        h.host
+            .instances()
+            .get_instance(id)
+            .await
+            .expect("get")
+            .status,
         Status::Running,
         "still stopping"
     );
-    h.host.kill(id, "test").await.expect("kill");
+    h.host.instances().kill(id, "test").await.expect("kill");
     h.wait_status(id, Status::Complete).await;
     assert_eq!(
         h.history(id).await.last().map(|e| e.cause),
@@ -403,7 +427,7 @@ async fn a_stop_while_waiting_to_restart_ends_it_and_the_config_can_start_again(
             .then_some(())
     })
     .await;
-    h.host.stop(id, "test").await.expect("stop");
+    h.host.instances().stop(id, "test").await.expect("stop");
     h.wait_status(id, Status::Complete).await;
     assert_eq!(
         h.history(id).await.last().map(|e| e.cause),
@@ -454,9 +478,9 @@ async fn shutdown_stops_twenty_servers_in_parallel_and_leaves_no_process() {
         );
     }
     assert!(pids.iter().all(|pid| !pid_alive(*pid)), "no process left");
-    let workers = h.host.list_workers().await.expect("workers");
+    let workers = h.host.workers().list_workers().await.expect("workers");
     eventually("the worker to be complete", WAIT, || async {
-        let w = h.host.list_workers().await.expect("workers");
+        let w = h.host.workers().list_workers().await.expect("workers");
         (w[0].status == Status::Complete).then_some(())
     })
     .await;
@@ -469,7 +493,7 @@ async fn commands_it_cannot_carry_out_are_failed_results_and_the_worker_carries_
     let worker = h
         .spawn_worker(h.worker(h.settings("w"), TokioProcessRunner::new()))
         .await;
-    let worker_id = h.host.list_workers().await.expect("workers")[0].id;
+    let worker_id = h.host.workers().list_workers().await.expect("workers")[0].id;
     let config = h.config("main", |_| {}).await;
     let running = h.start(config).await;
     h.wait_status(running, Status::Running).await;
@@ -487,6 +511,7 @@ async fn commands_it_cannot_carry_out_are_failed_results_and_the_worker_carries_
     // instance), no instance made.
     let refused = h
         .host
+        .instances()
         .start(&StartRequest::new(config), "test")
         .await
         .expect_err("a second start of a running config");
@@ -496,7 +521,13 @@ async fn commands_it_cannot_carry_out_are_failed_results_and_the_worker_carries_
     );
     // And should one reach the worker anyway (two starts at once), the worker refuses it: the
     // new instance ends crashed, refused.
-    let worker_epoch = h.host.get_worker(worker_id).await.expect("worker").epoch;
+    let worker_epoch = h
+        .host
+        .workers()
+        .get_worker(worker_id)
+        .await
+        .expect("worker")
+        .epoch;
     let duplicate = h
         .host
         .store()
@@ -606,10 +637,16 @@ async fn commands_it_cannot_carry_out_are_failed_results_and_the_worker_carries_
 
     // The worker and its server carry on.
     assert_eq!(
-        h.host.get_instance(running).await.expect("get").status,
+        h.host
+            .instances()
+            .get_instance(running)
+            .await
+            .expect("get")
+            .status,
         Status::Running
     );
     h.host
+        .instances()
         .stdin(running, "still here", "test")
         .await
         .expect("stdin");

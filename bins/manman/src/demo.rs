@@ -34,6 +34,7 @@ pub async fn install(host: &HostService, data_dir: &Path, executable: &Path) -> 
         return Ok(());
     }
     let game = host
+        .catalogue()
         .create_game(&NewGameServer {
             name: DEMO_GAME.to_owned(),
             server_type: ServerType::Local {
@@ -50,7 +51,7 @@ pub async fn install(host: &HostService, data_dir: &Path, executable: &Path) -> 
         timeout_s: 10,
         ..StopPolicy::default()
     };
-    host.create_config(game.id, &spec).await?;
+    host.catalogue().create_config(game.id, &spec).await?;
     Ok(())
 }
 

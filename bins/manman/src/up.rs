@@ -204,7 +204,7 @@ fn installers(options: &UpOptions) -> anyhow::Result<InstallerByType> {
 /// Waits until this run's worker runs (a kept data dir also holds the workers of earlier runs).
 async fn wait_for_worker(host: &HostService, name: &str) -> anyhow::Result<()> {
     for _ in 0..500 {
-        let workers = host.list_workers().await?;
+        let workers = host.workers().list_workers().await?;
         if workers
             .iter()
             .any(|w| w.name == name && w.status == Status::Running)
@@ -235,7 +235,7 @@ impl Running {
         // has recorded that, it has recorded the instances' last statuses too.
         let recorded = async {
             loop {
-                let workers = self.host.list_workers().await.unwrap_or_default();
+                let workers = self.host.workers().list_workers().await.unwrap_or_default();
                 if workers.iter().all(|w| w.status.is_terminal()) {
                     return;
                 }

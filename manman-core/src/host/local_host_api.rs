@@ -37,19 +37,24 @@ impl HostApi for LocalHostApi {
         registration: &WorkerRegistration,
     ) -> Result<Registered, HostApiError> {
         self.host
+            .gateway()
             .register_worker(registration)
             .await
             .map_err(to_api_error)
     }
 
     async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), HostApiError> {
-        self.host.heartbeat(heartbeat).await.map_err(|e| match e {
-            HostError::Conflict { .. } => HostApiError::Superseded {
-                worker_id: heartbeat.worker_id,
-                epoch: heartbeat.epoch,
-            },
-            other => to_api_error(other),
-        })
+        self.host
+            .gateway()
+            .heartbeat(heartbeat)
+            .await
+            .map_err(|e| match e {
+                HostError::Conflict { .. } => HostApiError::Superseded {
+                    worker_id: heartbeat.worker_id,
+                    epoch: heartbeat.epoch,
+                },
+                other => to_api_error(other),
+            })
     }
 
     async fn fetch_instance_config(
@@ -58,6 +63,7 @@ impl HostApi for LocalHostApi {
         instance: InstanceId,
     ) -> Result<ConfigBundle, HostApiError> {
         self.host
+            .gateway()
             .instance_config(worker, instance)
             .await
             .map_err(to_api_error)
@@ -70,6 +76,7 @@ impl HostApi for LocalHostApi {
         tail: &ConsoleTail,
     ) -> Result<(), HostApiError> {
         self.host
+            .gateway()
             .keep_console_tail(worker, instance, tail)
             .await
             .map_err(to_api_error)

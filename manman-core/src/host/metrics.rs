@@ -43,6 +43,14 @@ struct Inner {
     commands: Mutex<BTreeMap<&'static str, u64>>,
     latency: Mutex<Histogram>,
     http: Mutex<HttpRequests>,
+    services: Mutex<BTreeMap<String, ServiceState>>,
+}
+
+/// `manman_host_service_up` and `manman_host_service_restarts_total` of one background service.
+#[derive(Debug, Default, Clone, Copy)]
+struct ServiceState {
+    up: bool,
+    restarts: u64,
 }
 
 /// `manman_http_requests_total`: every label bounded (methods by [`HTTP_METHODS`], routes by
@@ -149,6 +157,23 @@ impl Metrics {
     /// the 256th distinct one as `other`, and status codes outside 100–599 as `other`.
     pub fn http_request(&self, method: &str, route: &str, status: u16) {
         lock(&self.inner.http).count(method, route, status);
+    }
+
+    /// The background service `name` of the host runtime is running (`up`) or stopped, waiting to
+    /// be started again.
+    pub fn service_up(&self, name: &str, up: bool) {
+        lock(&self.inner.services)
+            .entry(name.to_owned())
+            .or_default()
+            .up = up;
+    }
+
+    /// The background service `name` stopped before the host did, and is started again.
+    pub fn service_restarted(&self, name: &str) {
+        lock(&self.inner.services)
+            .entry(name.to_owned())
+            .or_default()
+            .restarts += 1;
     }
 
     /// The Prometheus text exposition (version 0.0.4) of the counters and `store`.
@@ -268,6 +293,40 @@ impl Metrics {
         let _ = writeln!(out, "{name}_sum {}", histogram.sum);
         let _ = writeln!(out, "{name}_count {}", histogram.count);
         drop(histogram);
+
+        let services = lock(&self.inner.services).clone();
+        let name = "manman_host_service_up";
+        header(
+            &mut out,
+            name,
+            "gauge",
+            "1 while a background service of this replica's host runtime runs, 0 while it waits \
+             to be started again after a failure.",
+        );
+        for (service, state) in &services {
+            let _ = writeln!(
+                out,
+                "{name}{{service=\"{}\"}} {}",
+                escape(service),
+                u8::from(state.up)
+            );
+        }
+        let name = "manman_host_service_restarts_total";
+        header(
+            &mut out,
+            name,
+            "counter",
+            "How often each background service of this replica's host runtime stopped early (an \
+             error, a panic, or an unexpected return) and was started again.",
+        );
+        for (service, state) in &services {
+            let _ = writeln!(
+                out,
+                "{name}{{service=\"{}\"}} {}",
+                escape(service),
+                state.restarts
+            );
+        }
 
         let name = "manman_http_requests_total";
         header(

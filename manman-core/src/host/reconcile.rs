@@ -402,6 +402,7 @@ mod in_process {
     async fn a_server_the_host_shows_ended_is_stopped_by_reconciliation() {
         let host = HostService::in_memory().await.expect("host");
         let game = host
+            .catalogue()
             .create_game(&NewGameServer {
                 name: "fake".into(),
                 server_type: ServerType::Local {
@@ -411,10 +412,12 @@ mod in_process {
             .await
             .expect("game");
         let config = host
+            .catalogue()
             .create_config(game.id, &ConfigSpec::new("main", "server"))
             .await
             .expect("config");
         let registered = host
+            .gateway()
             .register_worker(&WorkerRegistration {
                 name: "w1".into(),
                 version: "1".into(),
@@ -429,6 +432,7 @@ mod in_process {
             .await
             .expect("consume");
         let started = host
+            .instances()
             .start(&StartRequest::new(config.id), "test")
             .await
             .expect("start");
@@ -468,7 +472,10 @@ mod in_process {
                 ended: None,
             }],
         };
-        host.heartbeat(&heartbeat).await.expect("heartbeat");
+        host.gateway()
+            .heartbeat(&heartbeat)
+            .await
+            .expect("heartbeat");
         let stop = tokio::time::timeout(Duration::from_secs(5), commands.next())
             .await
             .expect("a stop command is issued")
@@ -482,12 +489,17 @@ mod in_process {
             }
         );
         assert_eq!(envelope.issued_by, RECONCILIATION);
-        let record = host.get_command(envelope.id).await.expect("recorded");
+        let record = host
+            .instances()
+            .get_command(envelope.id)
+            .await
+            .expect("recorded");
         assert_eq!(record.state, CommandState::Delivered);
         assert_eq!(record.worker_id, registered.worker_id);
         stop.ack().await.expect("ack");
         assert_eq!(
-            host.get_instance(started.instance_id)
+            host.instances()
+                .get_instance(started.instance_id)
                 .await
                 .expect("get")
                 .status,
@@ -496,7 +508,10 @@ mod in_process {
         );
 
         // Asked once per command lifetime, not at every heartbeat.
-        host.heartbeat(&heartbeat).await.expect("heartbeat");
+        host.gateway()
+            .heartbeat(&heartbeat)
+            .await
+            .expect("heartbeat");
         let again = tokio::time::timeout(Duration::from_millis(300), commands.next()).await;
         assert!(again.is_err(), "no second stop: {again:?}");
     }

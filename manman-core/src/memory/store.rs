@@ -537,6 +537,27 @@ impl InstanceRepository for MemoryStore {
             .collect())
     }
 
+    async fn active_instances_of_config(
+        &self,
+        config: ConfigId,
+    ) -> Result<Vec<Instance>, StoreError> {
+        let s = self.lock();
+        Ok(s.instances
+            .values()
+            .filter(|i| i.status.is_active() && i.config_id == config)
+            .map(|i| s.read_instance(i))
+            .collect())
+    }
+
+    async fn count_active_by_worker(&self) -> Result<Vec<(WorkerId, u64)>, StoreError> {
+        let s = self.lock();
+        let mut counts = std::collections::BTreeMap::<WorkerId, u64>::new();
+        for instance in s.instances.values().filter(|i| i.status.is_active()) {
+            *counts.entry(instance.worker_id).or_default() += 1;
+        }
+        Ok(counts.into_iter().collect())
+    }
+
     async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>, StoreError> {
         let s = self.lock();
         Ok(s.instances

@@ -198,6 +198,15 @@ pub trait InstanceRepository: Send + Sync + Debug + 'static {
     /// placement, start and every heartbeat's reconciliation ask it.
     async fn active_instances(&self, worker: Option<WorkerId>)
     -> Result<Vec<Instance>, StoreError>;
+    /// The active instances of `config`, by id: where it runs already (placement refuses a
+    /// second on one worker). From the same index as [`Self::active_instances`].
+    async fn active_instances_of_config(
+        &self,
+        config: ConfigId,
+    ) -> Result<Vec<Instance>, StoreError>;
+    /// How many active instances each worker has (workers without any are left out): what
+    /// placement balances on. Counted from the index of active instances, never the history.
+    async fn count_active_by_worker(&self) -> Result<Vec<(WorkerId, u64)>, StoreError>;
 }
 
 /// A status change to apply: history row and current status together.

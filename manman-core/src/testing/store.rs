@@ -1542,6 +1542,61 @@ pub async fn active_instances_are_those_not_ended(store: &Store) {
     assert!(all.windows(2).all(|w| w[0] < w[1]), "by id");
 }
 
+/// Active instances of a config, and the count of active instances per worker: ended ones
+/// never count.
+pub async fn active_counts_leave_ended_instances_out(store: &Store) {
+    let (first, worker) = instance(store).await;
+    let more = instances_on(store, &worker, 2).await;
+    let mut crashed = change(
+        Entity::Instance(more[0].id),
+        Status::Created,
+        Status::Crashed,
+    );
+    crashed.update.ended_at = Some(now());
+    store.status.apply_status(&crashed).await.expect("end");
+    let counts = store
+        .instances
+        .count_active_by_worker()
+        .await
+        .expect("count active");
+    assert_eq!(
+        counts
+            .iter()
+            .find(|(w, _)| *w == worker.id)
+            .map(|(_, n)| *n),
+        Some(2),
+        "two of its three instances are active: {counts:?}"
+    );
+    assert!(counts.iter().all(|(_, n)| *n > 0), "no worker with none");
+    assert!(counts.windows(2).all(|w| w[0].0 < w[1].0), "by worker");
+    let of_config = |config| async move {
+        store
+            .instances
+            .active_instances_of_config(config)
+            .await
+            .expect("active of a config")
+            .into_iter()
+            .map(|i| i.id)
+            .collect::<Vec<InstanceId>>()
+    };
+    assert_eq!(of_config(first.config_id).await, [first.id]);
+    let again = store
+        .instances
+        .create_instance(&crate::instance::NewInstance {
+            config_id: more[0].config_id,
+            worker_id: worker.id,
+            worker_epoch: worker.epoch,
+            created_at: now(),
+        })
+        .await
+        .expect("instance");
+    assert_eq!(
+        of_config(more[0].config_id).await,
+        [more[1].id, again.id],
+        "by id, the ended one and other configs left out"
+    );
+}
+
 /// The console tail `store` keeps for `instance`.
 async fn kept(store: &Store, instance: InstanceId) -> Option<crate::console::ConsoleTail> {
     store
@@ -1645,4 +1700,5 @@ pub async fn run_all(store: &Store) {
     a_running_instance_shows_no_exit_and_its_workers_heartbeat(store).await;
     console_tails_are_kept_replaced_and_pruned(store).await;
     active_instances_are_those_not_ended(store).await;
+    active_counts_leave_ended_instances_out(store).await;
 }

@@ -1,7 +1,7 @@
 //! The console tail of an ended instance: its last lines, read back from its log files
 //! (`instance-7.log`, `instance-7.log.1`, … newest first) and handed to the host, which keeps
 //! them so that the console can be read after any restart (see
-//! `HostService::keep_console_tail`).
+//! `WorkerGateway::keep_console_tail`).
 
 use crate::console::{ConsoleLine, ConsoleStream, ConsoleTail, TAIL_BYTES, TAIL_LINES};
 use crate::id::{InstanceId, WorkerId};

@@ -34,7 +34,7 @@ pub(crate) async fn create_game(
 ) -> Result<(StatusCode, Json<GameServer>), ApiError> {
     Ok((
         StatusCode::CREATED,
-        Json(state.host.create_game(&game).await?),
+        Json(state.host.catalogue().create_game(&game).await?),
     ))
 }
 
@@ -53,7 +53,7 @@ pub(crate) async fn list_games(
     _access: Access<ReadScope>,
     State(state): State<ApiState>,
 ) -> Result<Json<Vec<GameServer>>, ApiError> {
-    Ok(Json(state.host.list_games().await?))
+    Ok(Json(state.host.catalogue().list_games().await?))
 }
 
 #[utoipa::path(
@@ -74,7 +74,7 @@ pub(crate) async fn get_game(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<GameServerId>,
 ) -> Result<Json<GameServer>, ApiError> {
-    Ok(Json(state.host.get_game(id).await?))
+    Ok(Json(state.host.catalogue().get_game(id).await?))
 }
 
 #[utoipa::path(
@@ -102,7 +102,7 @@ pub(crate) async fn create_config(
 ) -> Result<(StatusCode, Json<GameServerConfig>), ApiError> {
     Ok((
         StatusCode::CREATED,
-        Json(state.host.create_config(game, &spec).await?),
+        Json(state.host.catalogue().create_config(game, &spec).await?),
     ))
 }
 
@@ -124,7 +124,7 @@ pub(crate) async fn list_game_configs(
     State(state): State<ApiState>,
     ApiPath(game): ApiPath<GameServerId>,
 ) -> Result<Json<Vec<GameServerConfig>>, ApiError> {
-    Ok(Json(state.host.list_configs(Some(game)).await?))
+    Ok(Json(state.host.catalogue().list_configs(Some(game)).await?))
 }
 
 #[utoipa::path(
@@ -142,7 +142,7 @@ pub(crate) async fn list_configs(
     _access: Access<ReadScope>,
     State(state): State<ApiState>,
 ) -> Result<Json<Vec<GameServerConfig>>, ApiError> {
-    Ok(Json(state.host.list_configs(None).await?))
+    Ok(Json(state.host.catalogue().list_configs(None).await?))
 }
 
 #[utoipa::path(
@@ -163,7 +163,7 @@ pub(crate) async fn get_config(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<ConfigId>,
 ) -> Result<Json<GameServerConfig>, ApiError> {
-    Ok(Json(state.host.get_config(id).await?))
+    Ok(Json(state.host.catalogue().get_config(id).await?))
 }
 
 #[utoipa::path(
@@ -189,7 +189,7 @@ pub(crate) async fn update_game(
     ApiPath(id): ApiPath<GameServerId>,
     ApiJson(game): ApiJson<NewGameServer>,
 ) -> Result<Json<GameServer>, ApiError> {
-    Ok(Json(state.host.update_game(id, &game).await?))
+    Ok(Json(state.host.catalogue().update_game(id, &game).await?))
 }
 
 /// `204` when deleted; `409` naming its configs while it has any.
@@ -213,7 +213,7 @@ pub(crate) async fn delete_game(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<GameServerId>,
 ) -> Result<StatusCode, ApiError> {
-    state.host.delete_game(id).await?;
+    state.host.catalogue().delete_game(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -240,7 +240,7 @@ pub(crate) async fn update_config(
     ApiPath(id): ApiPath<ConfigId>,
     ApiJson(spec): ApiJson<ConfigSpec>,
 ) -> Result<Json<GameServerConfig>, ApiError> {
-    Ok(Json(state.host.update_config(id, &spec).await?))
+    Ok(Json(state.host.catalogue().update_config(id, &spec).await?))
 }
 
 /// `204` when deleted (with its ended instances' records); `409` naming the active instances
@@ -265,6 +265,6 @@ pub(crate) async fn delete_config(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<ConfigId>,
 ) -> Result<StatusCode, ApiError> {
-    state.host.delete_config(id).await?;
+    state.host.catalogue().delete_config(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

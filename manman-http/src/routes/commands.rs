@@ -28,5 +28,5 @@ pub(crate) async fn get(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<CommandRecord>, ApiError> {
-    Ok(Json(state.host.get_command(id).await?))
+    Ok(Json(state.host.instances().get_command(id).await?))
 }

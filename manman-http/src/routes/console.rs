@@ -64,7 +64,7 @@ impl Ending {
     async fn end(self) -> Option<ConsoleEnd> {
         match self {
             Self::Known(end) => end,
-            Self::Ask(host, id) => ConsoleEnd::of(&host.get_instance(id).await.ok()?),
+            Self::Ask(host, id) => ConsoleEnd::of(&host.instances().get_instance(id).await.ok()?),
         }
     }
 }
@@ -87,7 +87,13 @@ async fn earlier_lines(
     {
         return None;
     }
-    let kept = state.host.console_tail(instance.id).await.ok().flatten();
+    let kept = state
+        .host
+        .instances()
+        .console_tail(instance.id)
+        .await
+        .ok()
+        .flatten();
     if !state
         .console
         .should_ask_for_tail(instance.id, tokio::time::Instant::now())
@@ -96,6 +102,7 @@ async fn earlier_lines(
     }
     if let Err(e) = state
         .host
+        .instances()
         .request_console_tail(instance, access.origin())
         .await
     {
@@ -105,7 +112,7 @@ async fn earlier_lines(
     let deadline = tokio::time::Instant::now() + TAIL_WAIT;
     while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if let Ok(fresh) = state.host.console_tail(instance.id).await
+        if let Ok(fresh) = state.host.instances().console_tail(instance.id).await
             && fresh.is_some()
             && fresh != kept
         {
@@ -141,9 +148,9 @@ pub(crate) async fn stream(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let instance = state.host.get_instance(id).await?;
+    let instance = state.host.instances().get_instance(id).await?;
     let (subscription, ending) = if instance.status.is_terminal() {
-        let subscription = match state.host.console_tail(id).await? {
+        let subscription = match state.host.instances().console_tail(id).await? {
             Some(tail) => ConsoleHub::replay(tail, after),
             None => state.console.subscribe_ended(id, after).ok_or_else(|| {
                 StreamRefused::Gone(format!(

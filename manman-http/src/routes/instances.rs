@@ -39,7 +39,13 @@ pub(crate) async fn start(
 ) -> Result<(StatusCode, Json<Started>), ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(state.host.start(&request, access.origin()).await?),
+        Json(
+            state
+                .host
+                .instances()
+                .start(&request, access.origin())
+                .await?,
+        ),
     ))
 }
 
@@ -62,7 +68,7 @@ pub(crate) async fn list(
     ApiQuery(filter): ApiQuery<InstanceFilter>,
 ) -> Result<Json<Vec<Instance>>, ApiError> {
     page_limit(filter.limit, InstanceFilter::MAX_LIMIT)?;
-    Ok(Json(state.host.list_instances(&filter).await?))
+    Ok(Json(state.host.instances().list_instances(&filter).await?))
 }
 
 #[utoipa::path(
@@ -83,7 +89,7 @@ pub(crate) async fn get(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<Json<Instance>, ApiError> {
-    Ok(Json(state.host.get_instance(id).await?))
+    Ok(Json(state.host.instances().get_instance(id).await?))
 }
 
 fn accepted(command_id: uuid::Uuid) -> (StatusCode, Json<CommandAccepted>) {
@@ -110,7 +116,9 @@ pub(crate) async fn stop(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<(StatusCode, Json<CommandAccepted>), ApiError> {
-    Ok(accepted(state.host.stop(id, access.origin()).await?))
+    Ok(accepted(
+        state.host.instances().stop(id, access.origin()).await?,
+    ))
 }
 
 #[utoipa::path(
@@ -133,7 +141,9 @@ pub(crate) async fn restart(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<(StatusCode, Json<CommandAccepted>), ApiError> {
-    Ok(accepted(state.host.restart(id, access.origin()).await?))
+    Ok(accepted(
+        state.host.instances().restart(id, access.origin()).await?,
+    ))
 }
 
 #[utoipa::path(
@@ -156,7 +166,9 @@ pub(crate) async fn kill(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<(StatusCode, Json<CommandAccepted>), ApiError> {
-    Ok(accepted(state.host.kill(id, access.origin()).await?))
+    Ok(accepted(
+        state.host.instances().kill(id, access.origin()).await?,
+    ))
 }
 
 #[utoipa::path(
@@ -183,7 +195,11 @@ pub(crate) async fn stdin(
     ApiJson(request): ApiJson<StdinRequest>,
 ) -> Result<(StatusCode, Json<CommandAccepted>), ApiError> {
     Ok(accepted(
-        state.host.stdin(id, &request.line, access.origin()).await?,
+        state
+            .host
+            .instances()
+            .stdin(id, &request.line, access.origin())
+            .await?,
     ))
 }
 
@@ -236,6 +252,7 @@ pub(crate) async fn history(
     Ok(Json(
         state
             .host
+            .instances()
             .status_history(Entity::Instance(id), query.after, limit)
             .await?,
     ))

@@ -39,7 +39,9 @@ pub(crate) async fn register(
     ApiJson(registration): ApiJson<WorkerRegistration>,
 ) -> Result<Json<Registered>, ApiError> {
     worker.check(&registration.name, "the name")?;
-    Ok(Json(state.host.register_worker(&registration).await?))
+    Ok(Json(
+        state.host.gateway().register_worker(&registration).await?,
+    ))
 }
 
 /// `204` when recorded; `409` when a newer registration superseded this epoch.
@@ -63,9 +65,9 @@ pub(crate) async fn heartbeat(
     State(state): State<ApiState>,
     ApiJson(heartbeat): ApiJson<Heartbeat>,
 ) -> Result<StatusCode, ApiError> {
-    let registered = state.host.get_worker(heartbeat.worker_id).await?;
+    let registered = state.host.workers().get_worker(heartbeat.worker_id).await?;
     worker.check(&registered.name, &heartbeat.worker_id.to_string())?;
-    state.host.heartbeat(&heartbeat).await?;
+    state.host.gateway().heartbeat(&heartbeat).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -89,10 +91,16 @@ pub(crate) async fn instance_config(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<Json<ConfigBundle>, ApiError> {
-    let instance = state.host.get_instance(id).await?;
-    let placed_on = state.host.get_worker(instance.worker_id).await?;
+    let instance = state.host.instances().get_instance(id).await?;
+    let placed_on = state.host.workers().get_worker(instance.worker_id).await?;
     worker.check(&placed_on.name, &id.to_string())?;
-    Ok(Json(state.host.instance_config(placed_on.id, id).await?))
+    Ok(Json(
+        state
+            .host
+            .gateway()
+            .instance_config(placed_on.id, id)
+            .await?,
+    ))
 }
 
 /// The largest console tail body: a tail is at most [`TAIL_BYTES`] of lines, as JSON.
@@ -120,11 +128,12 @@ pub(crate) async fn keep_console_tail(
     ApiPath(id): ApiPath<InstanceId>,
     ApiJson(tail): ApiJson<ConsoleTail>,
 ) -> Result<StatusCode, ApiError> {
-    let instance = state.host.get_instance(id).await?;
-    let placed_on = state.host.get_worker(instance.worker_id).await?;
+    let instance = state.host.instances().get_instance(id).await?;
+    let placed_on = state.host.workers().get_worker(instance.worker_id).await?;
     worker.check(&placed_on.name, &id.to_string())?;
     state
         .host
+        .gateway()
         .keep_console_tail(placed_on.id, id, &tail)
         .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -28,7 +28,7 @@ pub(crate) async fn list_workers(
     _access: Access<ReadScope>,
     State(state): State<ApiState>,
 ) -> Result<Json<Vec<Worker>>, ApiError> {
-    Ok(Json(state.host.list_workers().await?))
+    Ok(Json(state.host.workers().list_workers().await?))
 }
 
 #[utoipa::path(
@@ -49,7 +49,7 @@ pub(crate) async fn get_worker(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<WorkerId>,
 ) -> Result<Json<Worker>, ApiError> {
-    Ok(Json(state.host.get_worker(id).await?))
+    Ok(Json(state.host.workers().get_worker(id).await?))
 }
 
 #[utoipa::path(
@@ -72,7 +72,11 @@ pub(crate) async fn shutdown(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<WorkerId>,
 ) -> Result<(StatusCode, Json<CommandAccepted>), ApiError> {
-    let command_id = state.host.shutdown_worker(id, access.origin()).await?;
+    let command_id = state
+        .host
+        .workers()
+        .shutdown_worker(id, access.origin())
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(CommandAccepted { command_id })))
 }
 
@@ -100,6 +104,7 @@ pub(crate) async fn history(
     Ok(Json(
         state
             .host
+            .instances()
             .status_history(Entity::Worker(id), query.after, limit)
             .await?,
     ))

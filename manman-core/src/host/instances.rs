@@ -1,0 +1,294 @@
+//! [`Instances`]: what operators run — a config placed on a worker and started, then stopped,
+//! restarted, killed or sent console lines, each as a recorded command.
+
+use crate::command::{Command, CommandRecord, Origin};
+use crate::console::ConsoleTail;
+use crate::host::placement::{Wanted, place};
+use crate::host::{CommandSender, HostError};
+use crate::id::{ConfigId, InstanceId, WorkerId};
+use crate::instance::{Instance, InstanceFilter, NewInstance};
+use crate::ports::{Clock, StatusChange};
+use crate::status::{Entity, StatusEvent};
+use crate::store::Store;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// A start request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct StartRequest {
+    /// The config to run.
+    pub config_id: ConfigId,
+    /// Run it on this worker (by name); else the host chooses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// Run it on a worker with these labels (each with this value).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl StartRequest {
+    /// A start of `config_id` wherever the host chooses.
+    pub fn new(config_id: ConfigId) -> Self {
+        Self {
+            config_id,
+            worker: None,
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// What a start returns at once (HTTP 202): the instance and the command to follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Started {
+    /// The new instance.
+    pub instance_id: InstanceId,
+    /// The start command sent to the worker.
+    pub command_id: Uuid,
+    /// The worker chosen.
+    pub worker_id: WorkerId,
+}
+
+/// How long a start that failed keeps trying to record its instance `crashed` (`undelivered`)
+/// while the store is unavailable.
+const UNDELIVERED_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Instances: placement, the commands that drive them, their records.
+#[derive(Debug, Clone)]
+pub struct Instances {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    sender: CommandSender,
+}
+
+impl Instances {
+    /// Instances kept in `store`, driven by commands `sender` sends.
+    pub fn new(store: Store, clock: Arc<dyn Clock>, sender: CommandSender) -> Self {
+        Self {
+            store,
+            clock,
+            sender,
+        }
+    }
+
+    /// Starts a config: places it, creates the instance, sends the start command.
+    pub async fn start(
+        &self,
+        request: &StartRequest,
+        origin: impl Into<Origin>,
+    ) -> Result<Started, HostError> {
+        let config = self.store.catalogue.get_config(request.config_id).await?;
+        let workers = self.store.workers.list_workers().await?;
+        // Counted by the store from its index of active instances: the cost does not grow with
+        // the history.
+        let active: HashMap<WorkerId, u32> = self
+            .store
+            .instances
+            .count_active_by_worker()
+            .await?
+            .into_iter()
+            .map(|(worker, n)| (worker, u32::try_from(n).unwrap_or(u32::MAX)))
+            .collect();
+        let running: HashMap<WorkerId, InstanceId> = self
+            .store
+            .instances
+            .active_instances_of_config(config.id)
+            .await?
+            .into_iter()
+            .map(|instance| (instance.worker_id, instance.id))
+            .collect();
+        let wanted = Wanted {
+            name: request.worker.as_deref(),
+            labels: &request.labels,
+            running: &running,
+        };
+        let worker = place(&workers, &active, wanted)?;
+        let instance = self
+            .store
+            .instances
+            .create_instance(&NewInstance {
+                config_id: config.id,
+                worker_id: worker.id,
+                worker_epoch: worker.epoch,
+                created_at: self.clock.now(),
+            })
+            .await?;
+        let command = Command::Start {
+            instance_id: instance.id,
+            config_id: config.id,
+        };
+        let command_id = match self
+            .sender
+            .send((worker.id, worker.epoch), command, origin.into())
+            .await
+        {
+            Ok(id) => id,
+            Err(e) => {
+                self.end_undelivered(instance.id, &e).await;
+                return Err(e);
+            }
+        };
+        Ok(Started {
+            instance_id: instance.id,
+            command_id,
+            worker_id: worker.id,
+        })
+    }
+
+    /// Asks an instance to stop gracefully.
+    pub async fn stop(&self, id: InstanceId, origin: impl Into<Origin>) -> Result<Uuid, HostError> {
+        self.instance_command(id, Command::Stop { instance_id: id }, origin.into())
+            .await
+    }
+
+    /// Restarts an instance in place: stopped gracefully and started again as the same
+    /// instance (its restart count grows by one).
+    pub async fn restart(
+        &self,
+        id: InstanceId,
+        origin: impl Into<Origin>,
+    ) -> Result<Uuid, HostError> {
+        self.instance_command(id, Command::Restart { instance_id: id }, origin.into())
+            .await
+    }
+
+    /// Kills an instance (SIGKILL to its process group).
+    pub async fn kill(&self, id: InstanceId, origin: impl Into<Origin>) -> Result<Uuid, HostError> {
+        self.instance_command(id, Command::Kill { instance_id: id }, origin.into())
+            .await
+    }
+
+    /// Sends a console line to an instance. `Invalid` (naming `line`) when it is not one line
+    /// without NUL of at most [`crate::command::MAX_STDIN_LINE_BYTES`].
+    pub async fn stdin(
+        &self,
+        id: InstanceId,
+        line: &str,
+        origin: impl Into<Origin>,
+    ) -> Result<Uuid, HostError> {
+        if let Err(refused) = crate::command::check_stdin_line(line) {
+            return Err(
+                crate::validation::ValidationError::field("line", refused.to_string()).into(),
+            );
+        }
+        let command = Command::Stdin {
+            instance_id: id,
+            line: line.to_owned(),
+        };
+        self.instance_command(id, command, origin.into()).await
+    }
+
+    /// Asks the worker of a live `instance` to hand over its console tail (the host has not seen
+    /// its console from the start); the tail arrives through
+    /// [`WorkerGateway::keep_console_tail`](crate::host::WorkerGateway::keep_console_tail).
+    pub async fn request_console_tail(
+        &self,
+        instance: &Instance,
+        origin: impl Into<Origin>,
+    ) -> Result<Uuid, HostError> {
+        let command = Command::SendConsoleTail {
+            instance_id: instance.id,
+        };
+        self.sender
+            .send(
+                (instance.worker_id, instance.worker_epoch),
+                command,
+                origin.into(),
+            )
+            .await
+    }
+
+    /// The console tail kept for `instance`, if one is.
+    pub async fn console_tail(
+        &self,
+        instance: InstanceId,
+    ) -> Result<Option<ConsoleTail>, HostError> {
+        Ok(self.store.console_tails.console_tail(instance).await?)
+    }
+
+    /// One instance.
+    pub async fn get_instance(&self, id: InstanceId) -> Result<Instance, HostError> {
+        Ok(self.store.instances.get_instance(id).await?)
+    }
+
+    /// A page of instances.
+    pub async fn list_instances(
+        &self,
+        filter: &InstanceFilter,
+    ) -> Result<Vec<Instance>, HostError> {
+        Ok(self.store.instances.list_instances(filter).await?)
+    }
+
+    /// Status history of a worker or an instance.
+    pub async fn status_history(
+        &self,
+        entity: Entity,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StatusEvent>, HostError> {
+        Ok(self
+            .store
+            .status
+            .status_history(entity, after, limit.clamp(1, 500))
+            .await?)
+    }
+
+    /// One command record.
+    pub async fn get_command(&self, id: Uuid) -> Result<CommandRecord, HostError> {
+        Ok(self.store.commands.get_command(id).await?)
+    }
+
+    /// An instance whose start never reached its worker is `crashed`, not left `created`.
+    async fn end_undelivered(&self, id: InstanceId, error: &HostError) {
+        let now = self.clock.now();
+        let change = StatusChange::undelivered(Uuid::new_v4(), id, error.to_string(), now);
+        // The store may be what failed the start: it is asked again for a few seconds (the
+        // same change, so a write that did land is not made twice), or the instance would stay
+        // `created` for ever.
+        let deadline = tokio::time::Instant::now() + UNDELIVERED_PATIENCE;
+        let mut pause = std::time::Duration::from_millis(50);
+        loop {
+            match self.store.status.apply_status(&change).await {
+                // Recorded, or no longer `created` (the command sweep ended it meanwhile, or it
+                // started after all): its status stands.
+                Ok(_) | Err(crate::ports::StoreError::Conflict { .. }) => return,
+                Err(e) if e.is_transient() && tokio::time::Instant::now() + pause < deadline => {
+                    tracing::warn!(instance_id = id.get(), error = %e, retry_in = ?pause, "could not record an undelivered start yet");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(1));
+                }
+                Err(e) => {
+                    tracing::error!(instance_id = id.get(), error = %e, "could not record an undelivered start");
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn instance_command(
+        &self,
+        id: InstanceId,
+        command: Command,
+        origin: Origin,
+    ) -> Result<Uuid, HostError> {
+        let instance = self.store.instances.get_instance(id).await?;
+        if instance.status.is_terminal() {
+            return Err(HostError::conflict(
+                &id,
+                format!(
+                    "is {}: it has ended; start its config again for a new instance",
+                    instance.status
+                ),
+            ));
+        }
+        // Sealed for the registration that runs it: if its worker restarted since, the new
+        // registration refuses it (the instance is ended by reconciliation).
+        self.sender
+            .send((instance.worker_id, instance.worker_epoch), command, origin)
+            .await
+    }
+}
