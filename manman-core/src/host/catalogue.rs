@@ -109,3 +109,51 @@ impl Catalogue {
         Ok(ConfigBundle { game, config })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::game_server::ServerType;
+    use crate::host::HostService;
+
+    #[tokio::test]
+    async fn a_catalogue_validates_before_it_stores_and_bundles_a_config_with_its_game() {
+        let host = HostService::in_memory().await.expect("host");
+        let catalogue = host.catalogue();
+        let refused = catalogue
+            .create_game(&NewGameServer {
+                name: String::new(),
+                server_type: ServerType::Local {
+                    path: "games/x".to_owned(),
+                },
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, HostError::Invalid(v) if v.to_string().contains("name")),
+            "names the field: {refused}"
+        );
+        assert!(catalogue.list_games().await.unwrap().is_empty(), "nothing stored");
+
+        let game = catalogue
+            .create_game(&crate::testing::fixture::local_game("valheim"))
+            .await
+            .unwrap();
+        let config = catalogue
+            .create_config(game.id, &ConfigSpec::new("main", "server"))
+            .await
+            .unwrap();
+        let bundle = catalogue.config_bundle(config.id).await.unwrap();
+        assert_eq!((bundle.game.id, bundle.config.id), (game.id, config.id));
+        let missing = catalogue
+            .list_configs(Some(GameServerId(game.id.get() + 1000)))
+            .await
+            .unwrap_err();
+        assert!(matches!(missing, HostError::NotFound { .. }), "{missing}");
+        let refused = catalogue.delete_game(game.id).await.unwrap_err();
+        assert!(
+            matches!(&refused, HostError::Conflict { detail, .. } if detail.contains(&config.id.to_string())),
+            "a game with configs is kept, naming them: {refused}"
+        );
+    }
+}

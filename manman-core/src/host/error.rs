@@ -46,18 +46,43 @@ pub enum HostError {
     /// A backend (store, bus) is unavailable now: retry later.
     #[error("temporarily unavailable: {detail}")]
     Unavailable {
-        /// Which backend and why.
+        /// Which backend and why (the source's text included, for a one-line answer).
         detail: String,
+        /// The backend's own error ([`StoreError`], [`BusError`]), to downcast or walk.
+        #[source]
+        source: Option<ErrorSource>,
     },
     /// A bug or a broken backend.
     #[error("internal error: {detail}")]
     Internal {
-        /// What failed.
+        /// What failed (the source's text included, for a one-line answer).
         detail: String,
+        /// The backend's own error, to downcast or walk.
+        #[source]
+        source: Option<ErrorSource>,
     },
 }
 
+/// The cause a [`HostError`] keeps: the error of the backend that failed.
+pub type ErrorSource = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 impl HostError {
+    /// `Unavailable` without a backend error to keep (e.g. a service that is not running).
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::Unavailable {
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// `Internal` without a backend error to keep.
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self::Internal {
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
     /// `Conflict` about `what`.
     pub fn conflict(what: &(impl std::fmt::Display + ?Sized), detail: impl Into<String>) -> Self {
         Self::Conflict {
@@ -77,9 +102,11 @@ impl From<StoreError> for HostError {
             }
             StoreError::Unavailable { source } => Self::Unavailable {
                 detail: format!("the store: {source}"),
+                source: Some(Box::new(StoreError::Unavailable { source })),
             },
             other => Self::Internal {
                 detail: other.to_string(),
+                source: Some(Box::new(other)),
             },
         }
     }
@@ -90,11 +117,50 @@ impl From<BusError> for HostError {
         if e.is_transient() {
             Self::Unavailable {
                 detail: format!("the message bus: {e}"),
+                source: Some(Box::new(e)),
             }
         } else {
             Self::Internal {
                 detail: e.to_string(),
+                source: Some(Box::new(e)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error;
+
+    #[test]
+    fn a_backend_failure_keeps_the_backend_error_as_its_source() {
+        let store = StoreError::Unavailable {
+            source: "connection refused".into(),
+        };
+        let host = HostError::from(store);
+        assert_eq!(
+            host.to_string(),
+            "temporarily unavailable: the store: connection refused"
+        );
+        let source = host.source().expect("a source");
+        assert!(
+            matches!(
+                source.downcast_ref::<StoreError>(),
+                Some(StoreError::Unavailable { .. })
+            ),
+            "the store's own error: {source:?}"
+        );
+        assert_eq!(
+            source.source().map(ToString::to_string).as_deref(),
+            Some("connection refused"),
+            "and its cause below it"
+        );
+        let broken = HostError::from(StoreError::Other {
+            source: "disk I/O error".into(),
+        });
+        assert!(matches!(broken, HostError::Internal { .. }));
+        assert!(broken.source().is_some_and(|s| s.is::<StoreError>()));
+        assert!(HostError::unavailable("not connected").source().is_none());
     }
 }

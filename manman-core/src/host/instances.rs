@@ -292,3 +292,122 @@ impl Instances {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::CommandState;
+    use crate::host::HostService;
+    use crate::status::Status;
+    use crate::testing::fixture;
+    use crate::worker::{Registered, WorkerRegistration};
+
+    async fn register(host: &HostService, name: &str, capacity: u32) -> Registered {
+        host.gateway()
+            .register_worker(&WorkerRegistration {
+                name: name.to_owned(),
+                version: "1".to_owned(),
+                capacity,
+                labels: BTreeMap::new(),
+            })
+            .await
+            .expect("register")
+    }
+
+    #[tokio::test]
+    async fn a_start_goes_to_the_least_busy_worker_and_its_command_is_delivered() {
+        let host = HostService::in_memory().await.expect("host");
+        let busy = register(&host, "busy", 4).await;
+        let idle = register(&host, "idle", 4).await;
+        let config = fixture::config(host.store()).await;
+        let other = fixture::config(host.store()).await;
+        let mut on_busy = StartRequest::new(other);
+        on_busy.worker = Some("busy".to_owned());
+        host.instances().start(&on_busy, "test").await.expect("start on busy");
+        assert_eq!(
+            host.store().instances.count_active_by_worker().await.unwrap(),
+            [(busy.worker_id, 1)]
+        );
+
+        let started = host
+            .instances()
+            .start(&StartRequest::new(config), "test")
+            .await
+            .expect("start");
+        assert_eq!(started.worker_id, idle.worker_id, "the one with none running");
+        let command = host.instances().get_command(started.command_id).await.unwrap();
+        assert_eq!(command.state, CommandState::Delivered);
+        assert_eq!(command.worker_id, idle.worker_id);
+        let instance = host.instances().get_instance(started.instance_id).await.unwrap();
+        assert_eq!(instance.status, Status::Created);
+        assert_eq!(instance.worker_epoch, idle.epoch);
+
+        // A second of the same config: not where it runs already.
+        let second = host
+            .instances()
+            .start(&StartRequest::new(config), "test")
+            .await
+            .expect("second start");
+        assert_eq!(second.worker_id, busy.worker_id);
+        let mut again = StartRequest::new(config);
+        again.worker = Some("idle".to_owned());
+        let refused = host.instances().start(&again, "test").await.unwrap_err();
+        assert!(
+            matches!(&refused, HostError::NoWorker { detail } if detail.contains(&started.instance_id.to_string())),
+            "names the instance that runs it there: {refused}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_start_with_no_worker_creates_nothing() {
+        let host = HostService::in_memory().await.expect("host");
+        let config = fixture::config(host.store()).await;
+        let refused = host
+            .instances()
+            .start(&StartRequest::new(config), "test")
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, HostError::NoWorker { .. }), "{refused}");
+        let all = host
+            .instances()
+            .list_instances(&InstanceFilter::default())
+            .await
+            .unwrap();
+        assert!(all.is_empty(), "no instance left behind: {all:?}");
+    }
+
+    #[tokio::test]
+    async fn commands_to_an_ended_instance_and_bad_console_lines_are_refused() {
+        let host = HostService::in_memory().await.expect("host");
+        register(&host, "w", 4).await;
+        let config = fixture::config(host.store()).await;
+        let started = host
+            .instances()
+            .start(&StartRequest::new(config), "test")
+            .await
+            .unwrap();
+        let id = started.instance_id;
+        let refused = host
+            .instances()
+            .stdin(id, "two\nlines", "test")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, HostError::Invalid(v) if v.to_string().contains("line")),
+            "{refused}"
+        );
+        let crashed = StatusChange::undelivered(Uuid::new_v4(), id, "test".into(), fixture::now());
+        host.store().status.apply_status(&crashed).await.unwrap();
+        for refused in [
+            host.instances().stop(id, "test").await.unwrap_err(),
+            host.instances().kill(id, "test").await.unwrap_err(),
+            host.instances().restart(id, "test").await.unwrap_err(),
+            host.instances().stdin(id, "say hi", "test").await.unwrap_err(),
+        ] {
+            assert!(
+                matches!(&refused, HostError::Conflict { detail, .. } if detail.contains("ended")),
+                "{refused}"
+            );
+        }
+    }
+}

@@ -23,7 +23,7 @@ impl LocalHostApi {
 fn to_api_error(e: HostError) -> HostApiError {
     match e {
         HostError::NotFound { what } => HostApiError::NotFound { what },
-        HostError::Unavailable { detail } => HostApiError::Unavailable { detail },
+        HostError::Unavailable { detail, .. } => HostApiError::Unavailable { detail },
         other => HostApiError::Invalid {
             detail: other.to_string(),
         },

@@ -46,7 +46,7 @@ pub use console_hub::{
 pub use consumption::Consumption;
 pub use dead_commands::DeadCommands;
 pub use dead_letters::{DEAD_LETTER_RECORD, DeadLetter, DeadLetterReason, DeadLetters};
-pub use error::HostError;
+pub use error::{ErrorSource, HostError};
 pub use event_hub::{EVENT_BUFFER, EventHub, EventItem, EventSubscription, SharedEvent};
 pub use instances::{Instances, StartRequest, Started};
 pub use lease_sweep::{Lease, LeaseSweep};

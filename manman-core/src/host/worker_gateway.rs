@@ -186,3 +186,103 @@ impl WorkerGateway {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::console::ConsoleLine;
+    use crate::host::{HostService, StartRequest};
+    use crate::testing::fixture;
+    use std::collections::BTreeMap;
+
+    fn registration(name: &str) -> WorkerRegistration {
+        WorkerRegistration {
+            name: name.to_owned(),
+            version: "1".to_owned(),
+            capacity: 4,
+            labels: BTreeMap::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_superseded_registration_is_refused_its_heartbeat_and_its_instances_config() {
+        let host = HostService::in_memory().await.expect("host");
+        let gateway = host.gateway();
+        let first = gateway.register_worker(&registration("w")).await.unwrap();
+        let config = fixture::config(host.store()).await;
+        let started = host
+            .instances()
+            .start(&StartRequest::new(config), "test")
+            .await
+            .unwrap();
+        let bundle = gateway
+            .instance_config(first.worker_id, started.instance_id)
+            .await
+            .expect("its own instance");
+        assert_eq!(bundle.config.id, config);
+
+        let second = gateway.register_worker(&registration("w")).await.unwrap();
+        assert_eq!(second.worker_id, first.worker_id);
+        assert!(second.epoch > first.epoch, "a new epoch");
+        let beat = |epoch| Heartbeat {
+            worker_id: first.worker_id,
+            epoch,
+            inventory: Vec::new(),
+        };
+        let refused = gateway.heartbeat(&beat(first.epoch)).await.unwrap_err();
+        assert!(
+            matches!(&refused, HostError::Conflict { detail, .. } if detail.contains("superseded")),
+            "{refused}"
+        );
+        gateway.heartbeat(&beat(second.epoch)).await.expect("current epoch");
+        let refused = gateway
+            .instance_config(first.worker_id, started.instance_id)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, HostError::Conflict { detail, .. } if detail.contains("epoch")),
+            "a restarted worker does not start its past's instances: {refused}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_worker_reads_and_sends_only_its_own_instances() {
+        let host = HostService::in_memory().await.expect("host");
+        let gateway = host.gateway();
+        let owner = gateway.register_worker(&registration("owner")).await.unwrap();
+        let config = fixture::config(host.store()).await;
+        let mut request = StartRequest::new(config);
+        request.worker = Some("owner".to_owned());
+        let started = host.instances().start(&request, "test").await.unwrap();
+        let other = gateway.register_worker(&registration("other")).await.unwrap();
+        let refused = gateway
+            .instance_config(other.worker_id, started.instance_id)
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, HostError::Forbidden { .. }), "{refused}");
+        let tail = ConsoleTail::newest(vec![ConsoleLine {
+            instance_id: started.instance_id,
+            seq: 1,
+            stream: crate::console::ConsoleStream::Stdout,
+            text: "hello".to_owned(),
+            at: fixture::now(),
+        }]);
+        let refused = gateway
+            .keep_console_tail(other.worker_id, started.instance_id, &tail)
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, HostError::Forbidden { .. }), "{refused}");
+        gateway
+            .keep_console_tail(owner.worker_id, started.instance_id, &tail)
+            .await
+            .expect("its own");
+        assert_eq!(
+            host.instances()
+                .console_tail(started.instance_id)
+                .await
+                .unwrap()
+                .map(|t| t.lines.len()),
+            Some(1)
+        );
+    }
+}

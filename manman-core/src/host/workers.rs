@@ -68,3 +68,63 @@ impl Workers {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::CommandState;
+    use crate::host::HostService;
+    use crate::worker::WorkerRegistration;
+    use std::collections::BTreeMap;
+
+    #[tokio::test]
+    async fn only_a_live_worker_outside_the_host_is_shut_down() {
+        let host = HostService::in_memory()
+            .await
+            .expect("host")
+            .with_embedded_worker("inside");
+        let register = |name: &str| WorkerRegistration {
+            name: name.to_owned(),
+            version: "1".to_owned(),
+            capacity: 1,
+            labels: BTreeMap::new(),
+        };
+        let inside = host.gateway().register_worker(&register("inside")).await.unwrap();
+        let outside = host.gateway().register_worker(&register("outside")).await.unwrap();
+        let refused = host
+            .workers()
+            .shutdown_worker(inside.worker_id, "test")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, HostError::Conflict { detail, .. } if detail.contains("manman up")),
+            "{refused}"
+        );
+        let command = host
+            .workers()
+            .shutdown_worker(outside.worker_id, "test")
+            .await
+            .expect("a live worker");
+        let record = host.instances().get_command(command).await.unwrap();
+        assert_eq!(record.state, CommandState::Delivered);
+        assert_eq!(record.worker_id, outside.worker_id);
+
+        let later = crate::testing::fixture::now() + chrono::Duration::hours(1);
+        let lost = host
+            .store()
+            .workers
+            .expire_leases(later, later)
+            .await
+            .unwrap();
+        assert!(!lost.is_empty(), "the leases ran out");
+        let refused = host
+            .workers()
+            .shutdown_worker(outside.worker_id, "test")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, HostError::Conflict { detail, .. } if detail.contains("no running worker")),
+            "{refused}"
+        );
+    }
+}

@@ -51,10 +51,11 @@ pub(crate) async fn stream(
         .events
         .subscribe(CONNECT_WAIT, resume)
         .await
-        .ok_or_else(|| HostError::Unavailable {
-            detail: "the host's event feed is not connected to the message bus; retry in a \
-                     few seconds (the host reconnects by itself)"
-                .to_owned(),
+        .ok_or_else(|| {
+            HostError::unavailable(
+                "the host's event feed is not connected to the message bus; retry in a few \
+                 seconds (the host reconnects by itself)",
+            )
         })?;
     let events = stream::unfold(
         (subscription, state.metrics),
