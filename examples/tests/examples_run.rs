@@ -34,6 +34,30 @@ fn embedded_worker_runs_a_game_server_to_completion() {
 }
 
 #[test]
+fn host_extension_serves_its_route_and_runs_its_service_beside_the_hosts() {
+    let out = run(env!("CARGO_BIN_EXE_host-extension"));
+    assert!(out.contains("GET /census: 1 live worker(s)"), "{out}");
+    for service in [
+        "census",
+        "http api",
+        "status processor",
+        "console hub",
+        "event hub",
+        "dead-letter watcher",
+        "lease sweep",
+        "command sweep",
+        "retention",
+    ] {
+        assert!(
+            out.contains(&format!(
+                "manman_host_service_up{{service=\"{service}\"}} 1"
+            )),
+            "{service} runs: {out}"
+        );
+    }
+}
+
+#[test]
 fn custom_installer_reports_progress_and_installs_a_runnable_game() {
     let out = run(env!("CARGO_BIN_EXE_custom-installer"));
     assert!(out.contains("100.0% done"), "{out}");

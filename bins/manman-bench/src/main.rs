@@ -53,6 +53,9 @@ struct Options {
     /// Seconds the watchers read in `console-fanout`.
     #[arg(long, default_value_t = 20)]
     fanout_secs: u64,
+    /// Ended instances in the store of `history-cost`.
+    #[arg(long, default_value_t = 100_000)]
+    ended_instances: usize,
     /// A PostgreSQL superuser URL; each run creates and drops a database of its own.
     #[arg(long, env = "MANMAN_TEST_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
@@ -119,6 +122,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
             latency_rounds: options.latency_rounds,
             fanout_watchers: options.fanout_watchers,
             fanout_secs: options.fanout_secs,
+            ended_instances: options.ended_instances,
         };
         sections.push(scenario.run(&settings).await?);
     }

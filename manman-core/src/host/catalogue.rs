@@ -133,7 +133,10 @@ mod tests {
             matches!(&refused, HostError::Invalid(v) if v.to_string().contains("name")),
             "names the field: {refused}"
         );
-        assert!(catalogue.list_games().await.unwrap().is_empty(), "nothing stored");
+        assert!(
+            catalogue.list_games().await.unwrap().is_empty(),
+            "nothing stored"
+        );
 
         let game = catalogue
             .create_game(&crate::testing::fixture::local_game("valheim"))

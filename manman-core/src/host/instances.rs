@@ -323,9 +323,16 @@ mod tests {
         let other = fixture::config(host.store()).await;
         let mut on_busy = StartRequest::new(other);
         on_busy.worker = Some("busy".to_owned());
-        host.instances().start(&on_busy, "test").await.expect("start on busy");
+        host.instances()
+            .start(&on_busy, "test")
+            .await
+            .expect("start on busy");
         assert_eq!(
-            host.store().instances.count_active_by_worker().await.unwrap(),
+            host.store()
+                .instances
+                .count_active_by_worker()
+                .await
+                .unwrap(),
             [(busy.worker_id, 1)]
         );
 
@@ -334,11 +341,22 @@ mod tests {
             .start(&StartRequest::new(config), "test")
             .await
             .expect("start");
-        assert_eq!(started.worker_id, idle.worker_id, "the one with none running");
-        let command = host.instances().get_command(started.command_id).await.unwrap();
+        assert_eq!(
+            started.worker_id, idle.worker_id,
+            "the one with none running"
+        );
+        let command = host
+            .instances()
+            .get_command(started.command_id)
+            .await
+            .unwrap();
         assert_eq!(command.state, CommandState::Delivered);
         assert_eq!(command.worker_id, idle.worker_id);
-        let instance = host.instances().get_instance(started.instance_id).await.unwrap();
+        let instance = host
+            .instances()
+            .get_instance(started.instance_id)
+            .await
+            .unwrap();
         assert_eq!(instance.status, Status::Created);
         assert_eq!(instance.worker_epoch, idle.epoch);
 
@@ -402,7 +420,10 @@ mod tests {
             host.instances().stop(id, "test").await.unwrap_err(),
             host.instances().kill(id, "test").await.unwrap_err(),
             host.instances().restart(id, "test").await.unwrap_err(),
-            host.instances().stdin(id, "say hi", "test").await.unwrap_err(),
+            host.instances()
+                .stdin(id, "say hi", "test")
+                .await
+                .unwrap_err(),
         ] {
             assert!(
                 matches!(&refused, HostError::Conflict { detail, .. } if detail.contains("ended")),

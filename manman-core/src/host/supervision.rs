@@ -226,7 +226,11 @@ mod tests {
         shutdown.cancel();
         task.await.unwrap();
         assert_eq!(asked.elapsed(), SERVICE_GRACE);
-        assert_eq!(restarts(&metrics, "stubborn").as_deref(), Some("0"), "never restarted");
+        assert_eq!(
+            restarts(&metrics, "stubborn").as_deref(),
+            Some("0"),
+            "never restarted"
+        );
     }
 
     #[tokio::test(start_paused = true)]

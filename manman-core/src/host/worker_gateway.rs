@@ -234,7 +234,10 @@ mod tests {
             matches!(&refused, HostError::Conflict { detail, .. } if detail.contains("superseded")),
             "{refused}"
         );
-        gateway.heartbeat(&beat(second.epoch)).await.expect("current epoch");
+        gateway
+            .heartbeat(&beat(second.epoch))
+            .await
+            .expect("current epoch");
         let refused = gateway
             .instance_config(first.worker_id, started.instance_id)
             .await
@@ -249,12 +252,18 @@ mod tests {
     async fn a_worker_reads_and_sends_only_its_own_instances() {
         let host = HostService::in_memory().await.expect("host");
         let gateway = host.gateway();
-        let owner = gateway.register_worker(&registration("owner")).await.unwrap();
+        let owner = gateway
+            .register_worker(&registration("owner"))
+            .await
+            .unwrap();
         let config = fixture::config(host.store()).await;
         let mut request = StartRequest::new(config);
         request.worker = Some("owner".to_owned());
         let started = host.instances().start(&request, "test").await.unwrap();
-        let other = gateway.register_worker(&registration("other")).await.unwrap();
+        let other = gateway
+            .register_worker(&registration("other"))
+            .await
+            .unwrap();
         let refused = gateway
             .instance_config(other.worker_id, started.instance_id)
             .await

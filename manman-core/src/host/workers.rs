@@ -89,8 +89,16 @@ mod tests {
             capacity: 1,
             labels: BTreeMap::new(),
         };
-        let inside = host.gateway().register_worker(&register("inside")).await.unwrap();
-        let outside = host.gateway().register_worker(&register("outside")).await.unwrap();
+        let inside = host
+            .gateway()
+            .register_worker(&register("inside"))
+            .await
+            .unwrap();
+        let outside = host
+            .gateway()
+            .register_worker(&register("outside"))
+            .await
+            .unwrap();
         let refused = host
             .workers()
             .shutdown_worker(inside.worker_id, "test")

@@ -4,6 +4,7 @@ mod api_reads;
 mod bus_round_trip;
 mod command_latency;
 mod console_fanout;
+mod history_cost;
 mod status_ingest;
 mod worker_scale;
 
@@ -30,6 +31,9 @@ pub(crate) enum Scenario {
     /// Host memory with hundreds of console watchers over HTTP of one busy instance.
     #[value(name = "console-fanout")]
     ConsoleFanout,
+    /// Start and heartbeat with 100,000 ended instances in the store beside an empty one.
+    #[value(name = "history-cost")]
+    HistoryCost,
 }
 
 /// Settings shared by the scenarios.
@@ -46,6 +50,7 @@ pub(crate) struct Settings {
     pub(crate) latency_rounds: usize,
     pub(crate) fanout_watchers: usize,
     pub(crate) fanout_secs: u64,
+    pub(crate) ended_instances: usize,
 }
 
 impl Scenario {
@@ -57,6 +62,7 @@ impl Scenario {
             Self::ApiReads,
             Self::CommandLatency,
             Self::ConsoleFanout,
+            Self::HistoryCost,
         ]
     }
 
@@ -68,6 +74,7 @@ impl Scenario {
             Self::ApiReads => "api-reads",
             Self::CommandLatency => "command-latency",
             Self::ConsoleFanout => "console-fanout",
+            Self::HistoryCost => "history-cost",
         }
     }
 
@@ -79,6 +86,7 @@ impl Scenario {
             Self::ApiReads => api_reads::run(settings).await,
             Self::CommandLatency => command_latency::run(settings).await,
             Self::ConsoleFanout => console_fanout::run(settings).await,
+            Self::HistoryCost => history_cost::run(settings).await,
         }
     }
 }
