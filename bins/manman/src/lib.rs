@@ -1,13 +1,22 @@
 //! The `manman` command line as a library: `manman up` (host and worker in one process) and the
 //! client subcommands. The binary's `main` calls [`main`].
+//!
+//! [`cli`] holds the global flags and sends each subcommand to its noun's module in
+//! [`commands`] (`game`, `config`, `instance`, `token`, …); what they share sits here: `output`
+//! (what is printed), [`config_file`], `wait` (`--wait`) and `reconnect` (followed streams).
 
 pub mod cli;
+pub mod commands;
+pub mod config_file;
 pub mod demo;
 pub mod local_admin;
 pub mod login;
+mod output;
 pub mod private_file;
+mod reconnect;
 pub mod terminal_text;
 pub mod up;
+mod wait;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -1,11 +1,13 @@
-//! `manman config …`: configs from files and flags, shown in the format they are edited in.
+//! `manman config …`: configs from files and flags, shown in the format they are edited in;
+//! and finding a config by name (`GAME`, `GAME/CONFIG` or an id).
 
-use super::catalogue::{find_game, named_config, resolve_config};
-use super::config_file::{ConfigFile, FileFormat};
-use super::output::{ignore_closed_pipe, print, write_out};
+use super::game::find_game;
+use crate::config_file::{ConfigFile, FileFormat};
+use crate::output::{ignore_closed_pipe, print, write_out};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use manman_core::config::{RestartMode, SteamLogin, SteamOptions, StopSignal};
+use manman_core::config::{GameServerConfig, RestartMode, SteamLogin, SteamOptions, StopSignal};
+use manman_core::id::ConfigId;
 use manman_http::Client;
 use std::path::PathBuf;
 
@@ -353,6 +355,43 @@ pub(crate) async fn run(client: &Client, json: bool, command: ConfigCommand) -> 
             print(json, &id, || format!("config {} deleted", id.get()))
         }
     }
+}
+
+/// `GAME` (its default config), `GAME/CONFIG` or a config id → the config id.
+pub(crate) async fn resolve_config(client: &Client, target: &str) -> anyhow::Result<ConfigId> {
+    if let Ok(id) = target.parse::<i64>() {
+        return Ok(ConfigId(id));
+    }
+    let (game_name, config_name) = match target.split_once('/') {
+        Some((game, config)) => (game, Some(config)),
+        None => (target, None),
+    };
+    let game = find_game(client, game_name).await?;
+    let configs = client.list_configs(Some(game.id)).await?;
+    let config = match config_name {
+        Some(name) => configs
+            .iter()
+            .find(|c| c.spec.name == name)
+            .with_context(|| format!("game {game_name:?} has no config {name:?}: see `manman config list {game_name}`"))?,
+        None => configs
+            .iter()
+            .find(|c| c.spec.is_default)
+            .with_context(|| format!("game {game_name:?} has no default config: name one as {game_name}/CONFIG"))?,
+    };
+    Ok(config.id)
+}
+
+/// `GAME/CONFIG` or a config id (never a game alone: too easy to mean another config) → the
+/// stored config.
+pub(crate) async fn named_config(
+    client: &Client,
+    target: &str,
+) -> anyhow::Result<GameServerConfig> {
+    if !target.contains('/') && target.parse::<i64>().is_err() {
+        bail!("name the config as GAME/CONFIG or by its id, not by the game alone");
+    }
+    let id = resolve_config(client, target).await?;
+    Ok(client.get_config(id).await?)
 }
 
 #[cfg(test)]

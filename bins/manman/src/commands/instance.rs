@@ -1,10 +1,10 @@
 //! Instances: `start`, `stop`, `restart`, `kill`, `send`, `instances`, `instance show` and
 //! `history`, with the cause and detail of each status.
 
-use super::catalogue::resolve_config;
-use super::output::{print, time};
-use super::wait::{Goal, wait};
+use super::config::resolve_config;
+use crate::output::{print, time};
 use crate::terminal_text::escape_controls;
+use crate::wait::{Goal, wait};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use manman_core::host::StartRequest;
@@ -14,6 +14,66 @@ use manman_core::status::Status;
 use manman_http::Client;
 use serde::Serialize;
 use std::time::Duration;
+
+/// The commands about instances, at the top level of the command line (`manman start`,
+/// `manman stop`, …, `manman instance show`).
+#[derive(Debug, Subcommand)]
+pub enum InstanceVerb {
+    /// Start a game's default config (`GAME`), a named config (`GAME/CONFIG`) or a config id.
+    Start {
+        /// `GAME`, `GAME/CONFIG` or a config id.
+        target: String,
+        /// Run it on this worker.
+        #[arg(long)]
+        worker: Option<String>,
+        /// Run it on a worker with this label, `KEY=VALUE` (repeat for more).
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// `--wait` for it to be running (non-zero exit with the cause if it ends instead).
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Stop an instance gracefully.
+    Stop {
+        /// The instance id.
+        instance: i64,
+        /// `--wait` for the end (non-zero exit with the cause unless it ends complete).
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Restart an instance in place: stop it gracefully and start it again.
+    Restart {
+        /// The instance id.
+        instance: i64,
+    },
+    /// Kill an instance (SIGKILL to its process group).
+    Kill {
+        /// The instance id.
+        instance: i64,
+    },
+    /// Send a console line to an instance.
+    Send {
+        /// The instance id.
+        instance: i64,
+        /// The line (words are joined with spaces).
+        #[arg(required = true, num_args = 1..)]
+        line: Vec<String>,
+    },
+    /// List instances, with the cause of each one's status.
+    Instances {
+        /// Only this status.
+        #[arg(long)]
+        status: Option<Status>,
+    },
+    /// One instance.
+    #[command(subcommand)]
+    Instance(InstanceCommand),
+    /// An instance's status history: every change, its cause and detail, oldest first.
+    History {
+        /// The instance id.
+        instance: i64,
+    },
+}
 
 /// Instance subcommands.
 #[derive(Debug, Subcommand)]
@@ -89,8 +149,53 @@ impl InstanceView {
     }
 }
 
+/// Runs a command about instances.
+pub(crate) async fn run(client: &Client, json: bool, command: InstanceVerb) -> anyhow::Result<()> {
+    match command {
+        InstanceVerb::Start {
+            target,
+            worker,
+            labels,
+            wait,
+        } => start(client, json, &target, worker, &labels, wait).await,
+        InstanceVerb::Stop { instance, wait } => stop(client, json, instance, wait).await,
+        InstanceVerb::Restart { instance } => {
+            let accepted = client.restart(InstanceId(instance)).await?;
+            print(json, &accepted, || {
+                format!(
+                    "restarting instance {instance} (command {})",
+                    accepted.command_id
+                )
+            })
+        }
+        InstanceVerb::Kill { instance } => {
+            let accepted = client.kill(InstanceId(instance)).await?;
+            print(json, &accepted, || {
+                format!(
+                    "killing instance {instance} (command {})",
+                    accepted.command_id
+                )
+            })
+        }
+        InstanceVerb::Send { instance, line } => {
+            let accepted = client.stdin(InstanceId(instance), &line.join(" ")).await?;
+            print(json, &accepted, || {
+                format!(
+                    "sent to instance {instance} (command {})",
+                    accepted.command_id
+                )
+            })
+        }
+        InstanceVerb::Instances { status } => list(client, json, status).await,
+        InstanceVerb::Instance(InstanceCommand::Show { instance }) => {
+            show(client, json, instance).await
+        }
+        InstanceVerb::History { instance } => history(client, json, instance).await,
+    }
+}
+
 /// `manman start TARGET`.
-pub(crate) async fn start(
+async fn start(
     client: &Client,
     json: bool,
     target: &str,
@@ -144,7 +249,7 @@ pub(crate) async fn start(
 }
 
 /// `manman stop ID`.
-pub(crate) async fn stop(
+async fn stop(
     client: &Client,
     json: bool,
     instance: i64,
@@ -175,11 +280,7 @@ pub(crate) async fn stop(
 }
 
 /// `manman instances`: one line each, with the cause of its status.
-pub(crate) async fn list(
-    client: &Client,
-    json: bool,
-    status: Option<Status>,
-) -> anyhow::Result<()> {
+async fn list(client: &Client, json: bool, status: Option<Status>) -> anyhow::Result<()> {
     let filter = InstanceFilter {
         status,
         ..InstanceFilter::default()
@@ -212,7 +313,7 @@ pub(crate) async fn list(
 }
 
 /// `manman instance show ID`.
-pub(crate) async fn show(client: &Client, json: bool, instance: i64) -> anyhow::Result<()> {
+async fn show(client: &Client, json: bool, instance: i64) -> anyhow::Result<()> {
     let instance = client.get_instance(InstanceId(instance)).await?;
     let (config_id, worker_id) = (instance.config_id, instance.worker_id);
     let mut view = InstanceView::new(instance);
@@ -268,7 +369,7 @@ fn describe(view: &InstanceView) -> String {
 }
 
 /// `manman history ID`: every status change, oldest first.
-pub(crate) async fn history(client: &Client, json: bool, instance: i64) -> anyhow::Result<()> {
+async fn history(client: &Client, json: bool, instance: i64) -> anyhow::Result<()> {
     let id = InstanceId(instance);
     // A 404 for an unknown instance (an empty history would read as "nothing happened").
     client.get_instance(id).await?;

@@ -1,11 +1,9 @@
-//! `manman game …`, and finding games and configs by name.
+//! `manman game …`: games in the catalogue, and finding a game by name.
 
-use super::output::print;
+use crate::output::print;
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use manman_core::config::GameServerConfig;
 use manman_core::game_server::{GameServer, NewGameServer, ServerType};
-use manman_core::id::ConfigId;
 use manman_http::Client;
 
 /// Game subcommands.
@@ -77,41 +75,4 @@ pub(crate) async fn find_game(client: &Client, name: &str) -> anyhow::Result<Gam
         .into_iter()
         .find(|g| g.name == name)
         .with_context(|| format!("no game named {name:?}: see `manman game list`"))
-}
-
-/// `GAME` (its default config), `GAME/CONFIG` or a config id → the config id.
-pub(crate) async fn resolve_config(client: &Client, target: &str) -> anyhow::Result<ConfigId> {
-    if let Ok(id) = target.parse::<i64>() {
-        return Ok(ConfigId(id));
-    }
-    let (game_name, config_name) = match target.split_once('/') {
-        Some((game, config)) => (game, Some(config)),
-        None => (target, None),
-    };
-    let game = find_game(client, game_name).await?;
-    let configs = client.list_configs(Some(game.id)).await?;
-    let config = match config_name {
-        Some(name) => configs
-            .iter()
-            .find(|c| c.spec.name == name)
-            .with_context(|| format!("game {game_name:?} has no config {name:?}: see `manman config list {game_name}`"))?,
-        None => configs
-            .iter()
-            .find(|c| c.spec.is_default)
-            .with_context(|| format!("game {game_name:?} has no default config: name one as {game_name}/CONFIG"))?,
-    };
-    Ok(config.id)
-}
-
-/// `GAME/CONFIG` or a config id (never a game alone: too easy to mean another config) → the
-/// stored config.
-pub(crate) async fn named_config(
-    client: &Client,
-    target: &str,
-) -> anyhow::Result<GameServerConfig> {
-    if !target.contains('/') && target.parse::<i64>().is_err() {
-        bail!("name the config as GAME/CONFIG or by its id, not by the game alone");
-    }
-    let id = resolve_config(client, target).await?;
-    Ok(client.get_config(id).await?)
 }

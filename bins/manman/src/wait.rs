@@ -3,7 +3,7 @@
 //! the command, misses nothing when the stream lags, and rides out a host that restarts (the
 //! instance's status is the truth the host keeps).
 
-use super::instance_command::InstanceView;
+use crate::commands::instance::InstanceView;
 use manman_core::id::InstanceId;
 use manman_core::status::Status;
 use manman_http::{Client, ClientError};

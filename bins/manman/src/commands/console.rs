@@ -1,25 +1,32 @@
 //! `manman console ID`: an instance's console, followed across the host's restarts (resumed
 //! after the last line seen, by `Last-Event-ID`), ending with how the instance ended.
 
-use super::instance_command::InstanceView;
-use super::output::{ignore_closed_pipe, write_out};
-use super::reconnect::{Backoff, worth_retrying};
+use super::instance::InstanceView;
+use crate::output::{ignore_closed_pipe, write_out};
+use crate::reconnect::{Backoff, worth_retrying};
 use crate::terminal_text::escape_controls;
+use clap::Args;
 use futures::StreamExt;
 use manman_core::console::{ConsoleLine, ConsoleStream};
 use manman_core::id::InstanceId;
 use manman_http::{Client, ClientError, Followed};
 
+/// `manman console` options.
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// The instance id.
+    pub instance: i64,
+    /// Only lines after this number.
+    #[arg(long)]
+    pub after: Option<u64>,
+}
+
 /// Attaches to an instance's console: its output, live; lines typed are sent to it. When the
 /// host goes away it reconnects with a growing wait (saying so on stderr) and resumes after the
 /// last line shown. When the instance has ended and its console is over, a last line on stderr
 /// says how it ended.
-pub(crate) async fn console(
-    client: &Client,
-    json: bool,
-    instance: i64,
-    after: Option<u64>,
-) -> anyhow::Result<()> {
+pub(crate) async fn run(client: &Client, json: bool, args: ConsoleArgs) -> anyhow::Result<()> {
+    let ConsoleArgs { instance, after } = args;
     let id = InstanceId(instance);
     let mut last_seq = after;
     let mut shown = 0_u64;

@@ -1,13 +1,13 @@
 //! `manman login`: check a token against the host, then keep both for later commands.
 
-use super::output::print;
 use crate::login::{self, SavedLogin};
+use crate::output::print;
 use anyhow::{Context, bail};
 use manman_http::Client;
 use std::path::Path;
 
 /// `manman login`: the token must work on the host; then both are saved.
-pub(crate) async fn run_login(
+pub(crate) async fn run(
     token: Option<&str>,
     json: bool,
     host: &str,

@@ -1,6 +1,6 @@
 //! `manman up`: host and worker in this process, until Ctrl-C or SIGTERM.
 
-use super::output::write_out;
+use crate::output::write_out;
 use crate::up::{self, UpOptions};
 use anyhow::Context;
 use clap::Args;
@@ -89,7 +89,7 @@ fn parse_named_file(text: &str) -> Result<(String, PathBuf), String> {
 }
 
 /// Runs `manman up` until a signal stops it.
-pub(crate) async fn run_up(args: UpArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let demo_executable = if args.no_demo {
         None
     } else {

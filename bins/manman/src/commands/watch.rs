@@ -1,7 +1,7 @@
 //! `manman watch`: every event, one line each, following the host across its restarts.
 
-use super::output::{ignore_closed_pipe, write_out};
-use super::reconnect::{Backoff, worth_retrying};
+use crate::output::{ignore_closed_pipe, write_out};
+use crate::reconnect::{Backoff, worth_retrying};
 use crate::terminal_text::escape_controls;
 use futures::StreamExt;
 use manman_core::event::Event;
@@ -10,7 +10,7 @@ use manman_http::{Client, ClientError, Followed};
 /// `manman watch`: every event, one line each (JSON with `--json`); install progress as a bar.
 /// When the host goes away it reconnects with a growing wait, saying so on stderr, and resumes
 /// after the last event seen when the host numbers its events.
-pub(crate) async fn watch(client: &Client, json: bool) -> anyhow::Result<()> {
+pub(crate) async fn run(client: &Client, json: bool) -> anyhow::Result<()> {
     let mut last_id: Option<String> = None;
     let mut backoff = Backoff::default();
     let mut reconnecting = false;
@@ -78,7 +78,7 @@ pub(crate) async fn watch(client: &Client, json: bool) -> anyhow::Result<()> {
 
 /// One event as `manman watch` prints it: JSON, or a line for people with control characters
 /// escaped (details and install stages come from workers and game servers).
-pub(crate) fn watch_line(event: &Event, json: bool) -> anyhow::Result<String> {
+fn watch_line(event: &Event, json: bool) -> anyhow::Result<String> {
     Ok(if json {
         serde_json::to_string(event)?
     } else {
