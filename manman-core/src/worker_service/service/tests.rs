@@ -66,6 +66,23 @@ fn mock_host(
     host
 }
 
+/// A worker installing into `dir`, with its state there too.
+fn worker(
+    dir: &std::path::Path,
+    host: MockHostApi,
+    bus: &Bus,
+    clock: Arc<dyn Clock>,
+) -> WorkerService {
+    WorkerService::new(
+        WorkerSettings::new("paused", dir.join("install")),
+        Arc::new(host),
+        bus.clone(),
+        Arc::new(LocalInstaller),
+        Arc::new(TokioProcessRunner::new()),
+        clock,
+    )
+}
+
 /// A worker running on a memory bus with a mocked host, and a watcher of its events.
 struct Running {
     bus: Bus,
@@ -98,16 +115,8 @@ impl Running {
         let key = BusSecret::generate().worker_key(WORKER, EPOCH);
         let asked = Arc::new(Asked::default());
         let host = mock_host(&key, &asked, heartbeat);
-        let worker = WorkerService::new(
-            WorkerSettings::new("paused", dir.path().join("install")),
-            Arc::new(host),
-            bus.clone(),
-            Arc::new(LocalInstaller),
-            Arc::new(TokioProcessRunner::new()),
-            clock,
-        );
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(worker.run(shutdown.clone()));
+        let task = tokio::spawn(worker(dir.path(), host, &bus, clock).run(shutdown.clone()));
         Self {
             bus,
             key,
@@ -118,6 +127,22 @@ impl Running {
             task,
             _dir: dir,
         }
+    }
+
+    /// Shuts the worker down and runs another in its place, with the same directories (its
+    /// state too) and the same registration.
+    async fn restart(&mut self) {
+        self.shutdown.cancel();
+        let ended = tokio::time::timeout(ANSWER, &mut self.task)
+            .await
+            .expect("the worker stops")
+            .expect("join")
+            .expect("the worker runs");
+        assert_eq!(ended, WorkerExit::Shutdown);
+        let host = mock_host(&self.key, &self.asked, |_| Ok(()));
+        let worker = worker(self._dir.path(), host, &self.bus, Arc::new(SystemClock));
+        self.shutdown = CancellationToken::new();
+        self.task = tokio::spawn(worker.run(self.shutdown.clone()));
     }
 
     /// Sends `envelope` to the worker, sealed by the host for its registration.
@@ -305,6 +330,36 @@ async fn a_command_delivered_twice_is_acted_on_once() {
     // The same command again (a redelivery, a replay): acknowledged and ignored.
     running.send_envelope(&start).await;
     // Commands are handled in order: once a later one is answered, the replay was handled.
+    let later = running
+        .send(Command::Stop {
+            instance_id: InstanceId(98),
+        })
+        .await;
+    running.result_of(later.id).await;
+    assert_eq!(running.answers_to(start.id), 1, "answered once");
+    assert_eq!(running.fetches(), [instance], "started once");
+    running.stop(WorkerExit::Shutdown).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_command_seen_before_a_restart_is_not_acted_on_after_it() {
+    let mut running = Running::start().await;
+    let instance = InstanceId(14);
+    let start = CommandEnvelope::new(
+        Command::Start {
+            instance_id: instance,
+            config_id: ConfigId(3),
+        },
+        "test",
+        Utc::now(),
+    );
+    running.send_envelope(&start).await;
+    running.result_of(start.id).await;
+    running.end_of(instance).await;
+    // The worker restarts; the command comes again (a replay): the ids it handled are kept in
+    // its state directory.
+    running.restart().await;
+    running.send_envelope(&start).await;
     let later = running
         .send(Command::Stop {
             instance_id: InstanceId(98),
