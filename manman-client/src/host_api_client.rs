@@ -97,16 +97,30 @@ impl HttpHostApi {
     }
 }
 
-fn to_api_error(error: ClientError, heartbeat: Option<&Heartbeat>) -> HostApiError {
+/// Which call an error answers: a refusal is classified as the [`HostApi`] port says.
+#[derive(Debug, Clone, Copy)]
+enum Call<'a> {
+    /// `register`.
+    Register,
+    /// `heartbeat`: a `409` is this epoch superseded.
+    Heartbeat(&'a Heartbeat),
+    /// A call about one instance (config fetch, console tail): a `403` there says the instance
+    /// is another worker's, which the port calls `Invalid` (as [`manman_core::host::LocalHostApi`]
+    /// does), not a matter of credentials.
+    Instance,
+}
+
+fn to_api_error(error: ClientError, call: Call<'_>) -> HostApiError {
     match error {
         ClientError::Problem(problem) => {
             let detail = problem.detail.unwrap_or(problem.title);
-            match (problem.status, heartbeat) {
-                (409, Some(beat)) => HostApiError::Superseded {
+            match (problem.status, call) {
+                (409, Call::Heartbeat(beat)) => HostApiError::Superseded {
                     worker_id: beat.worker_id,
                     epoch: beat.epoch,
                 },
                 (404, _) => HostApiError::NotFound { what: detail },
+                (403, Call::Instance) => HostApiError::Invalid { detail },
                 (401 | 403, _) => HostApiError::Unauthorized { detail },
                 (status, _) if status >= 500 || status == 429 => {
                     HostApiError::Unavailable { detail }
@@ -130,7 +144,7 @@ impl HostApi for HttpHostApi {
             |client| async move { client.post("/api/v1/worker/register", registration).await },
         )
         .await
-        .map_err(|e| to_api_error(e, None))
+        .map_err(|e| to_api_error(e, Call::Register))
     }
 
     async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), HostApiError> {
@@ -140,7 +154,7 @@ impl HostApi for HttpHostApi {
                 .await
         })
         .await
-        .map_err(|e| to_api_error(e, Some(heartbeat)))
+        .map_err(|e| to_api_error(e, Call::Heartbeat(heartbeat)))
     }
 
     async fn fetch_instance_config(
@@ -155,7 +169,7 @@ impl HostApi for HttpHostApi {
             async move { client.get(&path).await }
         })
         .await
-        .map_err(|e| to_api_error(e, None))
+        .map_err(|e| to_api_error(e, Call::Instance))
     }
 
     async fn keep_console_tail(
@@ -170,6 +184,6 @@ impl HostApi for HttpHostApi {
             async move { client.put_no_content(&path, tail).await }
         })
         .await
-        .map_err(|e| to_api_error(e, None))
+        .map_err(|e| to_api_error(e, Call::Instance))
     }
 }

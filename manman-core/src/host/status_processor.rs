@@ -646,29 +646,68 @@ mod tests {
         instance: InstanceId,
         worker: crate::id::WorkerId,
         epoch: i64,
+        dead_letters: DeadLetters,
         shutdown: CancellationToken,
         task: tokio::task::JoinHandle<Result<(), BusError>>,
     }
 
+    /// Starts a processor on `store` and `bus`, recording what it refuses in `dead_letters`.
+    fn spawn_processor(
+        store: &Store,
+        bus: &Bus,
+        dead_letters: &DeadLetters,
+    ) -> (
+        CancellationToken,
+        tokio::task::JoinHandle<Result<(), BusError>>,
+    ) {
+        let processor = StatusProcessor::new(store.clone(), bus.clone(), Arc::new(SystemClock))
+            .with_dead_letters(dead_letters.clone());
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move { processor.run(token).await });
+        (shutdown, task)
+    }
+
     impl Running {
         async fn start() -> Self {
-            let store = Store::from_adapter(MemoryStore::new());
+            Self::start_on(Store::from_adapter(MemoryStore::new())).await
+        }
+
+        /// A processor on `store` (a memory store, or one wrapping it).
+        async fn start_on(store: Store) -> Self {
             let bus = Bus::in_memory().await.expect("bus");
             let (instance, worker) = crate::testing::fixture::instance(&store).await;
             let instance = instance.id;
-            let processor = StatusProcessor::new(store.clone(), bus.clone(), Arc::new(SystemClock));
-            let shutdown = CancellationToken::new();
-            let token = shutdown.clone();
-            let task = tokio::spawn(async move { processor.run(token).await });
+            let dead_letters = DeadLetters::default();
+            let (shutdown, task) = spawn_processor(&store, &bus, &dead_letters);
             Self {
                 store,
                 bus,
                 instance,
                 worker: worker.id,
                 epoch: worker.epoch,
+                dead_letters,
                 shutdown,
                 task,
             }
+        }
+
+        /// Stops the processor (it must stop cleanly) and starts another on the same store and
+        /// bus: what the first left in the queue, the second takes.
+        async fn restart(&mut self) {
+            self.shutdown.cancel();
+            (&mut self.task).await.expect("join").expect("processor");
+            let (shutdown, task) = spawn_processor(&self.store, &self.bus, &self.dead_letters);
+            self.shutdown = shutdown;
+            self.task = task;
+        }
+
+        /// The key of the worker's current registration.
+        async fn key(&self) -> crate::signing::WorkerKey {
+            BusKeys::new(&self.store)
+                .worker_key(self.worker, self.epoch)
+                .await
+                .expect("key")
         }
 
         /// Publishes the instance's report of `status`, numbered `counter` (unnumbered: `None`).
@@ -856,6 +895,298 @@ mod tests {
                 "unnumbered",
                 "epoch two, two"
             ]
+        );
+        running.stop().await;
+    }
+
+    /// The memory store's status repository, made unavailable at will: while `down`, every
+    /// call fails with `Unavailable` (and is counted, with when); each batch it writes is
+    /// counted too.
+    #[derive(Debug)]
+    struct Faulty {
+        inner: Arc<dyn crate::ports::StatusRepository>,
+        down: std::sync::atomic::AtomicBool,
+        refused: Mutex<Vec<Instant>>,
+        batches: Mutex<Vec<usize>>,
+    }
+
+    impl Faulty {
+        /// Wraps the status repository of `store`; returns the store using the wrapper.
+        fn wrap(store: Store) -> (Store, Arc<Self>) {
+            let faulty = Arc::new(Self {
+                inner: Arc::clone(&store.status),
+                down: false.into(),
+                refused: Mutex::default(),
+                batches: Mutex::default(),
+            });
+            let store = Store {
+                status: faulty.clone(),
+                ..store
+            };
+            (store, faulty)
+        }
+
+        fn set_down(&self, down: bool) {
+            self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+        }
+
+        fn check(&self) -> Result<(), StoreError> {
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                self.refused.lock().expect("lock").push(Instant::now());
+                return Err(StoreError::Unavailable {
+                    source: "the test took the store down".into(),
+                });
+            }
+            Ok(())
+        }
+
+        /// When calls were refused, one entry per instant (a batch may call more than once).
+        fn attempts(&self) -> Vec<Instant> {
+            let mut at = self.refused.lock().expect("lock").clone();
+            at.dedup();
+            at
+        }
+
+        fn batches(&self) -> Vec<usize> {
+            self.batches.lock().expect("lock").clone()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl crate::ports::StatusRepository for Faulty {
+        async fn apply_status(&self, change: &StatusChange) -> Result<ApplyOutcome, StoreError> {
+            self.check()?;
+            self.inner.apply_status(change).await
+        }
+
+        async fn status_history(
+            &self,
+            entity: Entity,
+            after: Option<i64>,
+            limit: u32,
+        ) -> Result<Vec<crate::status::StatusEvent>, StoreError> {
+            self.check()?;
+            self.inner.status_history(entity, after, limit).await
+        }
+
+        async fn apply_statuses(
+            &self,
+            changes: &[StatusChange],
+        ) -> Result<Vec<Result<ApplyOutcome, StoreError>>, StoreError> {
+            self.check()?;
+            self.batches.lock().expect("lock").push(changes.len());
+            self.inner.apply_statuses(changes).await
+        }
+
+        async fn current_statuses(
+            &self,
+            entities: &[Entity],
+        ) -> Result<Vec<Option<CurrentStatus>>, StoreError> {
+            self.check()?;
+            self.inner.current_statuses(entities).await
+        }
+
+        async fn prune_history(
+            &self,
+            before: chrono::DateTime<Utc>,
+            limit: u32,
+        ) -> Result<u64, StoreError> {
+            self.check()?;
+            self.inner.prune_history(before, limit).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn many_events_are_applied_in_batches_and_all_recorded() {
+        let (store, faulty) = Faulty::wrap(Store::from_adapter(MemoryStore::new()));
+        let bus = Bus::in_memory().await.expect("bus");
+        let worker = crate::testing::fixture::worker(&store).await;
+        let count = BATCH + 44;
+        let instances = crate::testing::fixture::instances_on(&store, &worker, count).await;
+        let key = BusKeys::new(&store)
+            .worker_key(worker.id, worker.epoch)
+            .await
+            .expect("key");
+        // All waiting before the processor starts: it takes them in as few batches as BATCH
+        // allows.
+        for instance in &instances {
+            let report = StatusReport::new(
+                Entity::Instance(instance.id),
+                Status::Initializing,
+                Cause::Spawned,
+                Utc::now(),
+            )
+            .with_sequence(Sequence::new(worker.epoch, 1));
+            bus.publish_event(&Event::Status(report), Utc::now(), &key)
+                .await
+                .expect("publish");
+        }
+        let dead_letters = DeadLetters::default();
+        let (shutdown, task) = spawn_processor(&store, &bus, &dead_letters);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let counts = store.instances.count_by_status().await.expect("counts");
+            if counts.contains(&(Status::Initializing, count as u64)) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not all recorded: {counts:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let batches = faulty.batches();
+        assert_eq!(
+            batches.iter().sum::<usize>(),
+            count,
+            "each once: {batches:?}"
+        );
+        assert_eq!(
+            batches,
+            [BATCH, count - BATCH],
+            "one store call per batch of at most {BATCH}"
+        );
+        for instance in &instances {
+            let history = store
+                .status
+                .status_history(Entity::Instance(instance.id), None, 10)
+                .await
+                .expect("history");
+            assert_eq!(history.len(), 2, "created, then initializing: {history:?}");
+        }
+        assert!(dead_letters.recent().is_empty(), "nothing refused");
+        shutdown.cancel();
+        task.await.expect("join").expect("processor");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn poison_is_dead_lettered_and_the_processor_goes_on() {
+        let running = Running::start().await;
+        let mut dead = running
+            .bus
+            .consume_dead_letters(10)
+            .await
+            .expect("dead letters");
+        // A body that does not parse, sealed by the worker: malformed.
+        let mut malformed = Message::json("status", &"not an event", Utc::now()).expect("json");
+        running
+            .key()
+            .await
+            .seal(crate::signing::Purpose::Event, &mut malformed);
+        // A report nobody sealed: unsigned.
+        let report = StatusReport::new(
+            Entity::Instance(running.instance),
+            Status::Crashed,
+            Cause::Exited,
+            Utc::now(),
+        );
+        let unsigned = Message::json("status", &Event::Status(report), Utc::now()).expect("json");
+        let exchange = running.bus.topology().events_exchange();
+        for message in [malformed.clone(), unsigned.clone()] {
+            running
+                .bus
+                .publisher()
+                .publish(&exchange, "", message)
+                .await
+                .expect("publish");
+        }
+        running.report(Status::Initializing, Some(1), "one").await;
+        assert_eq!(
+            running.history(1).await,
+            ["one"],
+            "applied after the poison"
+        );
+
+        let mut refused: Vec<(Uuid, DeadLetterReason)> = running
+            .dead_letters
+            .recent()
+            .into_iter()
+            .map(|d| (d.message_id, d.reason))
+            .collect();
+        refused.sort_by_key(|(id, _)| *id);
+        let mut expected = vec![
+            (malformed.id, DeadLetterReason::Malformed),
+            (unsigned.id, DeadLetterReason::Unsigned),
+        ];
+        expected.sort_by_key(|(id, _)| *id);
+        assert_eq!(refused, expected, "each recorded with its reason");
+        let mut in_queue = Vec::new();
+        for _ in 0..2 {
+            let delivery = tokio::time::timeout(Duration::from_secs(5), dead.next())
+                .await
+                .expect("a dead letter")
+                .expect("open")
+                .expect("delivery");
+            in_queue.push(delivery.message.id);
+            delivery.ack().await.expect("ack");
+        }
+        in_queue.sort();
+        let mut ids = vec![malformed.id, unsigned.id];
+        ids.sort();
+        assert_eq!(in_queue, ids, "both in the dead-letter queue");
+
+        assert!(!running.task.is_finished(), "the processor goes on");
+        running.report(Status::Running, Some(2), "two").await;
+        assert_eq!(running.history(2).await, ["one", "two"]);
+        running.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unavailable_store_is_waited_for_with_backoff_and_nothing_is_lost() {
+        let (store, faulty) = Faulty::wrap(Store::from_adapter(MemoryStore::new()));
+        let running = Running::start_on(store).await;
+        faulty.set_down(true);
+        running.report(Status::Initializing, Some(1), "one").await;
+        running.report(Status::Running, Some(2), "two").await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+
+        let attempts = faulty.attempts();
+        let pauses: Vec<Duration> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
+        let expected: Vec<Duration> = [100, 200, 400, 800, 1_600, 3_200]
+            .into_iter()
+            .map(Duration::from_millis)
+            .collect();
+        assert!(
+            pauses.len() >= expected.len() && pauses[..expected.len()] == expected[..],
+            "retried after 100 ms doubling: {pauses:?}"
+        );
+        assert!(
+            pauses.iter().all(|p| *p <= UNAVAILABLE_MAX_PAUSE),
+            "never more than {UNAVAILABLE_MAX_PAUSE:?} apart: {pauses:?}"
+        );
+        let written = faulty
+            .inner
+            .status_history(Entity::Instance(running.instance), None, 10)
+            .await
+            .expect("history");
+        assert_eq!(written.len(), 1, "nothing written while down: {written:?}");
+        assert!(
+            !running.task.is_finished(),
+            "the processor waits, it does not stop"
+        );
+
+        faulty.set_down(false);
+        assert_eq!(running.history(2).await, ["one", "two"], "none lost");
+        assert!(
+            running.dead_letters.recent().is_empty(),
+            "none dead-lettered"
+        );
+        running.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn events_held_for_an_unavailable_store_go_back_to_the_queue_at_shutdown() {
+        let (store, faulty) = Faulty::wrap(Store::from_adapter(MemoryStore::new()));
+        let mut running = Running::start_on(store).await;
+        faulty.set_down(true);
+        running.report(Status::Initializing, Some(1), "one").await;
+        running.report(Status::Running, Some(2), "two").await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!faulty.attempts().is_empty(), "the store was asked");
+        // Stopped while the store is down: the events are requeued, whatever their count.
+        running.restart().await;
+        faulty.set_down(false);
+        assert_eq!(running.history(2).await, ["one", "two"], "none lost");
+        assert!(
+            running.dead_letters.recent().is_empty(),
+            "none dead-lettered"
         );
         running.stop().await;
     }

@@ -129,6 +129,7 @@ impl QueueSpec {
 }
 
 /// Publishes messages and declares exchanges. Declarations are idempotent.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait MessagePublisher: Send + Sync + Debug + 'static {
     /// Declares an exchange (durable); a no-op when it exists with the same kind.
@@ -145,6 +146,7 @@ pub trait MessagePublisher: Send + Sync + Debug + 'static {
 }
 
 /// Declares queues and consumes them. Declarations are idempotent.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait MessageSubscriber: Send + Sync + Debug + 'static {
     /// Declares a queue and returns its name (the server's choice for a temporary one).
@@ -163,6 +165,7 @@ pub trait MessageSubscriber: Send + Sync + Debug + 'static {
 }
 
 /// A stream of deliveries from one queue.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait Consumer: Send + Debug {
     /// The next delivery; `None` once the consumer is closed or its queue was deleted (by an
@@ -172,6 +175,7 @@ pub trait Consumer: Send + Debug {
 }
 
 /// Settles a delivery; each delivery is settled at most once.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait Acker: Send + Sync + Debug {
     /// Handled: remove it.

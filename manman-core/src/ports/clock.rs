@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use std::fmt::Debug;
 
 /// Tells the time. Tests may substitute a controllable clock.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 pub trait Clock: Send + Sync + Debug + 'static {
     /// Now, in UTC.
     fn now(&self) -> DateTime<Utc>;

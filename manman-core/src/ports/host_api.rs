@@ -21,6 +21,7 @@ pub struct ConfigBundle {
 }
 
 /// The worker-facing side of the host.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait HostApi: Send + Sync + Debug + 'static {
     /// Registers this worker (a new epoch).

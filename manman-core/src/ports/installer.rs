@@ -34,6 +34,10 @@ pub struct Installation {
 }
 
 /// Installs or finds a game's files.
+///
+/// It has no mock with the `mocks` feature: mockall cannot mock a method taking a trait object
+/// by reference (`progress: &dyn ProgressSink`, whose elided object lifetime it cannot name).
+/// A test implements it instead ([`crate::worker_service::LocalInstaller`] installs nothing).
 #[async_trait]
 pub trait GameInstaller: Send + Sync + Debug + 'static {
     /// Makes the game's files present and returns where they are, reporting progress on the way.

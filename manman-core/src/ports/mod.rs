@@ -8,6 +8,12 @@
 //! | [`GameInstaller`] | [`crate::worker_service::LocalInstaller`], `manman-steam` |
 //! | [`HostApi`] | [`crate::host::LocalHostApi`], `manman-http`'s client |
 //! | [`Clock`] | [`SystemClock`] |
+//!
+//! With the `mocks` feature (and in this crate's own unit tests) each port also has a
+//! [mockall](https://docs.rs/mockall) mock beside it — `MockHostApi`, `MockStatusRepository`,
+//! `MockClock`, `MockConsumer`, … (every port but [`GameInstaller`] and [`CommandRepository`], whose docs say why) — for a test that must check an interaction or inject a
+//! failure no in-memory adapter produces. Where an in-memory adapter produces the situation,
+//! prefer it: a mock states what a test expects, not what the port does.
 
 pub mod bus;
 pub mod clock;
@@ -34,4 +40,18 @@ pub use store::{
     ApplyOutcome, CatalogueRepository, CommandRepository, ConsoleTailRepository,
     CredentialRepository, CurrentStatus, EntityUpdate, InstanceRepository, StatusChange,
     StatusRepository, StoreError, WorkerRepository,
+};
+
+#[cfg(any(test, feature = "mocks"))]
+pub use bus::{MockAcker, MockConsumer, MockMessagePublisher, MockMessageSubscriber};
+#[cfg(any(test, feature = "mocks"))]
+pub use clock::MockClock;
+#[cfg(any(test, feature = "mocks"))]
+pub use host_api::MockHostApi;
+#[cfg(any(test, feature = "mocks"))]
+pub use process::MockProcessRunner;
+#[cfg(any(test, feature = "mocks"))]
+pub use store::{
+    MockCatalogueRepository, MockConsoleTailRepository, MockCredentialRepository,
+    MockInstanceRepository, MockStatusRepository, MockWorkerRepository,
 };

@@ -44,6 +44,7 @@ impl fmt::Display for ProcessUser {
 }
 
 /// Spawns processes.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait ProcessRunner: Send + Sync + Debug + 'static {
     /// Starts `spec` in its own process group with piped stdin, stdout and stderr.

@@ -98,6 +98,7 @@ impl StoreError {
 }
 
 /// Games and their configs.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait CatalogueRepository: Send + Sync + Debug + 'static {
     /// Adds a game. `Conflict` when the name (or a Steam app id) is taken.
@@ -149,6 +150,7 @@ pub trait CatalogueRepository: Send + Sync + Debug + 'static {
 }
 
 /// Workers, their epochs and leases.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait WorkerRepository: Send + Sync + Debug + 'static {
     /// Registers a worker by name: a new one gets epoch 1, a known one the next epoch. Its
@@ -182,6 +184,7 @@ pub trait WorkerRepository: Send + Sync + Debug + 'static {
 }
 
 /// Instances.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait InstanceRepository: Send + Sync + Debug + 'static {
     /// Creates an instance in status `created` (history cause `placed`). `NotFound` when the
@@ -307,6 +310,7 @@ pub enum ApplyOutcome {
 }
 
 /// Status history and current status.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait StatusRepository: Send + Sync + Debug + 'static {
     /// Appends the history row and sets the current status in one transaction, only if the
@@ -342,6 +346,11 @@ pub trait StatusRepository: Send + Sync + Debug + 'static {
 }
 
 /// Command records.
+///
+/// It has no mock with the `mocks` feature: mockall cannot mock `transition_command`, whose
+/// `detail: Option<&str>` holds a reference with an elided lifetime inside another type, and
+/// naming that lifetime would make every adapter's signature name it too. A test wraps a
+/// [`crate::memory::MemoryStore`] instead, to inject a failure.
 #[async_trait]
 pub trait CommandRepository: Send + Sync + Debug + 'static {
     /// Records a new command. `Conflict` when the id exists.
@@ -380,6 +389,7 @@ pub trait CommandRepository: Send + Sync + Debug + 'static {
 
 /// The console tails of ended instances: their last lines, so that their console can be read
 /// after any restart of host or worker (the worker sends it when an instance ends).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait ConsoleTailRepository: Send + Sync + Debug + 'static {
     /// Keeps `tail` as `instance`'s, replacing what was kept before. `NotFound` when the
@@ -401,6 +411,7 @@ pub trait ConsoleTailRepository: Send + Sync + Debug + 'static {
 }
 
 /// Operator tokens and worker credentials, kept as hashes of their secrets.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait CredentialRepository: Send + Sync + Debug + 'static {
     /// Stores a new operator token. `Conflict` when the name or the hash is taken.

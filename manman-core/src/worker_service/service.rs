@@ -871,3 +871,6 @@ async fn heartbeat_loop(
         }
     }
 }
+
+#[cfg(all(test, feature = "memory", feature = "process"))]
+mod tests;
