@@ -7,6 +7,7 @@
 
 pub mod bus;
 pub mod fixture;
+pub mod process;
 pub mod store;
 
 /// A short unique suffix for names made by a test.
