@@ -2,8 +2,12 @@
 //! [`stop`] sequence.
 
 #[cfg(feature = "process")]
+mod os;
+#[cfg(feature = "process")]
+#[forbid(unsafe_code)]
 mod tokio_runner;
 
+#[forbid(unsafe_code)]
 mod stop;
 
 pub use stop::{StopStep, Stopped, kill, stop};
@@ -11,6 +15,7 @@ pub use stop::{StopStep, Stopped, kill, stop};
 pub use tokio_runner::{MAX_LINE_BYTES, TokioProcessRunner};
 
 #[cfg(all(test, feature = "process"))]
+#[forbid(unsafe_code)]
 mod conformance {
     //! [`TokioProcessRunner`] passes the process suite, on `/bin/sh` scripts.
 
