@@ -92,8 +92,10 @@ impl MemoryProcessRunner {
         self.lock().attempts
     }
 
-    /// Waits until at least `count` processes were spawned, and answers the `count`th.
+    /// Waits until at least `count` processes were spawned, and answers the `count`th (counted
+    /// from 1; 0 is taken as 1).
     pub async fn wait_for_spawn(&self, count: usize) -> MemoryProcess {
+        let count = count.max(1);
         let mut spawns = self.spawns.subscribe();
         // The sender lives as long as `self`.
         let _ = spawns.wait_for(|spawned| *spawned >= count).await;
