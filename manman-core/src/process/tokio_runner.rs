@@ -61,69 +61,6 @@ impl TokioProcessRunner {
     }
 }
 
-/// Runs in the child between fork and exec: starts a session of its own (its own process group,
-/// no controlling terminal), closes the worker's other descriptors at exec and sets the
-/// parent-death signal.
-#[allow(unsafe_code)]
-fn isolate_child(command: &mut Command, die_with_worker: bool) {
-    let worker = nix::unistd::getpid();
-    let hook = move || -> std::io::Result<()> {
-        // A session of its own (and so a process group of its own, whose id is its pid): no
-        // controlling terminal, so a server cannot read from, write to or push keystrokes
-        // (TIOCSTI) into the terminal of whoever started the worker.
-        nix::unistd::setsid()?;
-        mark_inherited_fds_cloexec();
-        #[cfg(target_os = "linux")]
-        if die_with_worker {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-            // The worker may have died before the line above: then nobody will send it.
-            if nix::unistd::getppid() != worker {
-                return Err(std::io::Error::other("the worker exited while spawning"));
-            }
-        }
-        #[cfg(not(target_os = "linux"))]
-        let _ = (die_with_worker, worker);
-        Ok(())
-    };
-    // SAFETY: the hook runs in the forked child, where only async-signal-safe calls are
-    // allowed. It makes only system calls (setsid, close_range or fcntl, prctl, getppid),
-    // allocates nothing and takes no lock.
-    unsafe {
-        command.pre_exec(hook);
-    }
-}
-
-/// Marks every descriptor from 3 up close-on-exec, so the server inherits only its stdio.
-/// (Rust opens its own descriptors close-on-exec already; this also covers any the worker
-/// itself inherited without the flag.) Async-signal-safe.
-#[allow(unsafe_code)]
-fn mark_inherited_fds_cloexec() {
-    use nix::libc;
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: a plain system call on descriptor numbers; no memory is touched.
-        let done = unsafe {
-            libc::close_range(
-                3,
-                libc::c_uint::MAX,
-                libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
-            )
-        } == 0;
-        if done {
-            return;
-        }
-    }
-    for fd in 3..4096 {
-        // SAFETY: fcntl on a descriptor number; EBADF for unused numbers is ignored.
-        unsafe {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags >= 0 {
-                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
-            }
-        }
-    }
-}
-
 #[async_trait]
 impl ProcessRunner for TokioProcessRunner {
     async fn spawn(&self, spec: &ProcessSpec) -> Result<SpawnedProcess, ProcessError> {
@@ -142,7 +79,7 @@ impl ProcessRunner for TokioProcessRunner {
             // runs the hook below after, so the parent-death signal survives the change.
             command.uid(user.uid).gid(user.gid);
         }
-        isolate_child(&mut command, self.die_with_worker);
+        super::os::isolate_child(&mut command, self.die_with_worker);
         let mut child = command.spawn().map_err(|source| ProcessError::Spawn {
             program: spec.program.clone(),
             source,

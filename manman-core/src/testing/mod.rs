@@ -8,6 +8,7 @@
 pub mod bus;
 pub mod fixture;
 pub mod host_api;
+pub mod process;
 pub mod store;
 
 /// A short unique suffix for names made by a test.

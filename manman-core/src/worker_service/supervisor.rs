@@ -934,3 +934,7 @@ async fn prepare(
         Err(e) => Err(PrepareError::refused(Some(config), &e.to_string())),
     }
 }
+
+#[cfg(all(test, feature = "memory"))]
+#[path = "supervisor_tests.rs"]
+mod tests;
