@@ -159,7 +159,7 @@ fn build(state: ApiState, authenticated: Router<ApiState>, extra: Router) -> Rou
         .layer(axum::middleware::from_fn(crate::body_deadline::enforce))
         .layer(axum::middleware::from_fn(crate::request_size::check))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state,
             metrics::count_requests,
         ))
         .layer(axum::middleware::from_fn(crate::request_id::assign))

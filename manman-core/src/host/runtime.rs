@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the host's own services run with.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct RuntimeOptions {
     /// How long history is kept ([`Retention`]).
     pub retention: RetentionPolicy,

@@ -23,10 +23,12 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::stream::{self, Stream, StreamExt};
 use manman_core::console::{ConsoleEnd, ConsoleTail};
-use manman_core::host::{ConsoleHub, ConsoleItem, HostService, Metrics, SharedLine};
+use manman_core::host::{ConsoleHub, ConsoleItem, Metrics, SharedLine};
 use manman_core::id::InstanceId;
 use manman_core::instance::Instance;
+use manman_core::ports::InstanceRepository;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 fn line_event(line: &SharedLine) -> Event {
@@ -57,14 +59,14 @@ enum Ending {
     /// It had ended when the stream began.
     Known(Option<ConsoleEnd>),
     /// It was live: read it again when its console closes.
-    Ask(HostService, InstanceId),
+    Ask(Arc<dyn InstanceRepository>, InstanceId),
 }
 
 impl Ending {
     async fn end(self) -> Option<ConsoleEnd> {
         match self {
             Self::Known(end) => end,
-            Self::Ask(host, id) => ConsoleEnd::of(&host.instances().get_instance(id).await.ok()?),
+            Self::Ask(instances, id) => ConsoleEnd::of(&instances.get_instance(id).await.ok()?),
         }
     }
 }
@@ -168,7 +170,10 @@ pub(crate) async fn stream(
             Some(tail) => state.console.subscribe_after_tail(id, tail, after),
             None => state.console.subscribe(id, after),
         };
-        (subscription, Ending::Ask(state.host.clone(), id))
+        (
+            subscription,
+            Ending::Ask(state.host.store().instances.clone(), id),
+        )
     };
     let lines = stream::unfold(
         (subscription, state.metrics),
