@@ -28,7 +28,7 @@ pub struct ServeOptions {
     pub lease: Lease,
     /// What worker tokens are signed with (shared by host replicas behind one address).
     pub signing_key: SigningKey,
-    /// Serve the operator API too (else only what workers need: [`worker_router`]).
+    /// Serve the operator API too (else only what workers need: [`worker_router`](crate::worker_router)).
     pub experience_api: bool,
     /// How long a client may take to send a request, how long a connection may idle, and how
     /// many connections are served at once: what keeps any client (with a token or without)
