@@ -578,14 +578,22 @@ impl CommandLoop {
             .await;
     }
 
-    /// Runs a decoded command (at most once, unless it expired) and settles its delivery.
+    /// Runs a decoded command (at most once, unless it expired); its delivery is settled once
+    /// its outcome is known.
+    ///
+    /// What must happen in the order of delivery happens here, in the loop: the duplicate check,
+    /// a start's registration, a request's place in its supervisor's queue — so the commands of
+    /// one instance act in the order they came. Waiting for the outcome (a supervisor's answer),
+    /// publishing the result and acknowledging happen in a task of their own, so one instance's
+    /// slow answer or one result's publish confirm never holds up the next command: at most
+    /// `command_prefetch` are in flight, the deliveries the broker lets the worker hold.
     async fn handle_envelope(&mut self, envelope: CommandEnvelope, delivery: Delivery) {
         if !self.seen.insert(envelope.id) {
             tracing::info!(command_id = %envelope.id, "ignoring a command handled before");
             let _ = delivery.ack().await;
             return;
         }
-        let (outcome, detail) = if envelope.is_expired(self.clock.now()) {
+        let pending = if envelope.is_expired(self.clock.now()) {
             let detail = format!(
                 "expired at {} before the worker took it",
                 envelope.expires_at
@@ -594,21 +602,23 @@ impl CommandLoop {
             if let Command::Start { instance_id, .. } = envelope.command {
                 self.refuse_start(instance_id, &detail).await;
             }
-            (CommandOutcome::Expired, detail)
+            Pending::Expired(detail)
         } else {
-            match self.dispatch(&envelope.command).await {
-                Ok(detail) => (CommandOutcome::Succeeded, detail),
-                Err(reason) => {
-                    tracing::warn!(command_id = %envelope.id, command = envelope.command.name(), %reason, "command failed");
-                    (CommandOutcome::Failed, reason)
-                }
-            }
+            Pending::Dispatched(self.dispatch(&envelope.command).await)
         };
-        self.reporter
-            .command_result(self.worker_id, envelope.id, outcome, detail)
-            .await;
-        if let Err(e) = delivery.ack().await {
-            tracing::warn!(command_id = %envelope.id, error = %e, "could not acknowledge a command");
+        let settle = settle(
+            self.reporter.clone(),
+            self.worker_id,
+            &envelope,
+            pending,
+            delivery,
+        )
+        .instrument(tracing::Span::current());
+        if self.shutdown_requested {
+            // Answered and acknowledged before the worker stops taking commands.
+            settle.await;
+        } else {
+            self.tracker.spawn(settle);
         }
     }
 
@@ -625,19 +635,19 @@ impl CommandLoop {
         self.reporter.status(report).await;
     }
 
-    async fn dispatch(&mut self, command: &Command) -> Result<String, String> {
+    async fn dispatch(&mut self, command: &Command) -> Dispatched {
         match command {
             Command::Start {
                 instance_id,
                 config_id,
-            } => match self.start(*instance_id, *config_id) {
+            } => Dispatched::Now(match self.start(*instance_id, *config_id) {
                 Ok(detail) => Ok(detail),
                 Err(Refusal::AlreadyRunning(reason)) => Err(reason),
                 Err(Refusal::Refused(reason)) => {
                     self.refuse_start(*instance_id, &reason).await;
                     Err(reason)
                 }
-            },
+            }),
             Command::Stop { instance_id } => {
                 self.ask(*instance_id, |reply| Request::Stop { reply })
                     .await
@@ -649,7 +659,7 @@ impl CommandLoop {
             Command::Stdin { instance_id, line } => {
                 // The host checked it too; the worker trusts nothing it is sent.
                 if let Err(refused) = crate::command::check_stdin_line(line) {
-                    return Err(format!("refused: the stdin line {refused}"));
+                    return Dispatched::Now(Err(format!("refused: the stdin line {refused}")));
                 }
                 let line = line.clone();
                 self.ask(*instance_id, |reply| Request::Stdin { line, reply })
@@ -661,11 +671,13 @@ impl CommandLoop {
             }
             Command::ShutdownWorker => {
                 self.shutdown_requested = true;
-                Ok("shutting down".to_owned())
+                Dispatched::Now(Ok("shutting down".to_owned()))
             }
             Command::SendConsoleTail { instance_id } => {
                 if !lock(&self.supervisors).contains_key(instance_id) {
-                    return Err(format!("{instance_id} does not run on this worker"));
+                    return Dispatched::Now(Err(format!(
+                        "{instance_id} does not run on this worker"
+                    )));
                 }
                 self.tracker.spawn(send_tail(
                     Arc::clone(&self.context.host),
@@ -674,7 +686,7 @@ impl CommandLoop {
                     self.context.log_dir.clone(),
                     self.context.stopping.clone(),
                 ));
-                Ok("its console tail is on its way to the host".to_owned())
+                Dispatched::Now(Ok("its console tail is on its way to the host".to_owned()))
             }
         }
     }
@@ -704,7 +716,7 @@ impl CommandLoop {
                 supervisors.len()
             )));
         }
-        let (requests, receiver) = mpsc::channel(64);
+        let (requests, receiver) = mpsc::channel(SUPERVISOR_QUEUE);
         let state = Arc::new(Mutex::new(InstanceState {
             config_id,
             status: Status::Created,
@@ -724,36 +736,101 @@ impl CommandLoop {
         Ok(format!("starting {instance_id}"))
     }
 
-    /// Passes a request to an instance's supervisor and waits (bounded) for its answer.
+    /// Puts a request in an instance's supervisor's queue (behind the earlier requests of that
+    /// instance); its answer comes later.
     async fn ask(
         &self,
         instance_id: InstanceId,
         request: impl FnOnce(oneshot::Sender<Result<String, String>>) -> Request,
-    ) -> Result<String, String> {
-        let sender = lock(&self.supervisors)
+    ) -> Dispatched {
+        let Some(sender) = lock(&self.supervisors)
             .get(&instance_id)
             .map(|s| s.requests.clone())
-            .ok_or_else(|| {
-                format!("{instance_id} is not running on this worker (it may have ended)")
-            })?;
-        let (reply, answer) = oneshot::channel();
-        let asked = async {
-            sender
-                .send(request(reply))
-                .await
-                .map_err(|_| format!("{instance_id} has ended"))?;
-            answer
-                .await
-                .map_err(|_| format!("{instance_id} ended before answering"))?
+        else {
+            return Dispatched::Now(Err(format!(
+                "{instance_id} is not running on this worker (it may have ended)"
+            )));
         };
-        tokio::time::timeout(ASK_TIMEOUT, asked)
-            .await
-            .unwrap_or_else(|_| {
-                Err(format!(
+        let (reply, answer) = oneshot::channel();
+        match tokio::time::timeout(ASK_TIMEOUT, sender.send(request(reply))).await {
+            Ok(Ok(())) => Dispatched::Asked {
+                instance_id,
+                answer,
+            },
+            Ok(Err(_)) => Dispatched::Now(Err(format!("{instance_id} has ended"))),
+            Err(_) => Dispatched::Now(Err(format!(
+                "{instance_id} has {} requests waiting and took none for {} s; try again",
+                SUPERVISOR_QUEUE,
+                ASK_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+}
+
+/// What a command comes to once dispatched: known at once, or the answer its instance's
+/// supervisor will give.
+enum Dispatched {
+    Now(Result<String, String>),
+    Asked {
+        instance_id: InstanceId,
+        answer: oneshot::Receiver<Result<String, String>>,
+    },
+}
+
+impl Dispatched {
+    /// Its outcome: the supervisor's answer, waited for at most [`ASK_TIMEOUT`].
+    async fn outcome(self) -> Result<String, String> {
+        match self {
+            Self::Now(outcome) => outcome,
+            Self::Asked {
+                instance_id,
+                answer,
+            } => match tokio::time::timeout(ASK_TIMEOUT, answer).await {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(_)) => Err(format!("{instance_id} ended before answering")),
+                Err(_) => Err(format!(
                     "{instance_id} did not answer within {} s; try again",
                     ASK_TIMEOUT.as_secs()
-                ))
-            })
+                )),
+            },
+        }
+    }
+}
+
+/// A command taken, before its result is published.
+enum Pending {
+    /// It expired before the worker took it.
+    Expired(String),
+    /// It was carried out (or refused).
+    Dispatched(Dispatched),
+}
+
+/// Waits for a command's outcome, publishes its result, then acknowledges its delivery.
+fn settle(
+    reporter: Reporter,
+    worker_id: WorkerId,
+    envelope: &CommandEnvelope,
+    pending: Pending,
+    delivery: Delivery,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let (command_id, name) = (envelope.id, envelope.command.name());
+    async move {
+        let (outcome, detail) = match pending {
+            Pending::Expired(detail) => (CommandOutcome::Expired, detail),
+            Pending::Dispatched(dispatched) => match dispatched.outcome().await {
+                Ok(detail) => (CommandOutcome::Succeeded, detail),
+                Err(reason) => {
+                    tracing::warn!(%command_id, command = name, %reason, "command failed");
+                    (CommandOutcome::Failed, reason)
+                }
+            },
+        };
+        reporter
+            .command_result(worker_id, command_id, outcome, detail)
+            .await;
+        if let Err(e) = delivery.ack().await {
+            tracing::warn!(%command_id, error = %e, "could not acknowledge a command");
+        }
     }
 }
 
@@ -765,8 +842,10 @@ enum Refusal {
     Refused(String),
 }
 
-/// How long the command loop waits for a supervisor's answer.
+/// How long a command waits for its supervisor's answer (and for room in its queue).
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many requests (stop, stdin, …) may wait for one instance's supervisor.
+const SUPERVISOR_QUEUE: usize = 64;
 /// The file of the state directory that keeps the ids of the commands handled lately.
 const HANDLED_COMMANDS_FILE: &str = "commands-handled";
 /// How many handled command ids are remembered, across restarts.

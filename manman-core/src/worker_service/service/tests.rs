@@ -106,11 +106,19 @@ impl Running {
         clock: Arc<dyn Clock>,
         heartbeat: impl Fn(usize) -> Result<(), HostApiError> + Send + 'static,
     ) -> Self {
+        Self::start_on(Bus::in_memory().await.expect("bus"), clock, heartbeat).await
+    }
+
+    /// A worker on `bus` (declared).
+    async fn start_on(
+        bus: Bus,
+        clock: Arc<dyn Clock>,
+        heartbeat: impl Fn(usize) -> Result<(), HostApiError> + Send + 'static,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         // The servers' user (nobody, when the tests run as root) must reach the install dir.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
-        let bus = Bus::in_memory().await.expect("bus");
         let events = bus.watch_events().await.expect("watch events");
         let key = BusSecret::generate().worker_key(WORKER, EPOCH);
         let asked = Arc::new(Asked::default());
@@ -420,4 +428,81 @@ async fn a_superseded_heartbeat_stops_the_worker() {
         1,
         "not retried"
     );
+}
+
+/// A memory bus whose publisher takes [`SlowResults::CONFIRM`] to confirm each command result,
+/// as a broker far away would.
+#[derive(Debug)]
+struct SlowResults(crate::memory::MemoryBus);
+
+impl SlowResults {
+    const CONFIRM: Duration = Duration::from_millis(100);
+}
+
+#[async_trait::async_trait]
+impl crate::ports::MessagePublisher for SlowResults {
+    async fn declare_exchange(
+        &self,
+        name: &str,
+        kind: crate::ports::ExchangeKind,
+    ) -> Result<(), BusError> {
+        self.0.declare_exchange(name, kind).await
+    }
+
+    async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message: crate::ports::Message,
+    ) -> Result<(), BusError> {
+        let slow = message.kind == "command_result";
+        self.0.publish(exchange, routing_key, message).await?;
+        if slow {
+            tokio::time::sleep(Self::CONFIRM).await;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stdin_line_is_answered_while_fifty_starts_wait_for_their_confirms() {
+    let memory = crate::memory::MemoryBus::new();
+    let bus = Bus::new(Arc::new(SlowResults(memory.clone())), Arc::new(memory));
+    bus.declare().await.expect("topology");
+    let mut running = Running::start_on(bus, Arc::new(SystemClock), |_| Ok(())).await;
+    for n in 0..50 {
+        running
+            .send(Command::Start {
+                instance_id: InstanceId(100 + n),
+                config_id: ConfigId(100 + n),
+            })
+            .await;
+    }
+    let sent = Instant::now();
+    let stdin = running
+        .send(Command::Stdin {
+            instance_id: InstanceId(1),
+            line: "status".to_owned(),
+        })
+        .await;
+    let answer = running.result_of(stdin.id).await;
+    let waited = sent.elapsed();
+    assert!(
+        answer
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("not running")),
+        "{answer:?}"
+    );
+    // One at a time, the line would wait for 50 confirms (5 s); in flight together (16 at a
+    // time, the prefetch), for a few rounds of one.
+    assert!(
+        waited < SlowResults::CONFIRM * 8,
+        "the line waited {waited:?} behind the starts"
+    );
+    for n in 0..50 {
+        let id = InstanceId(100 + n);
+        running.end_of(id).await;
+    }
+    running.stop(WorkerExit::Shutdown).await;
 }
