@@ -7,8 +7,8 @@ use crate::id::{InstanceId, WorkerId};
 use crate::ports::{BusError, Consumer, Message, MessagePublisher, MessageSubscriber, QueueSpec};
 use crate::signing::{Purpose, WorkerKey};
 use crate::topology::{
-    ALL_CONSOLES, DEAD_LETTERS_MAX_LENGTH, KIND_COMMAND, KIND_CONSOLE_LINE, Topology,
-    console_routing_key, worker_routing_key,
+    ALL_CONSOLES, DEAD_LETTERS_MAX_LENGTH, KIND_COMMAND, KIND_CONSOLE_LINE, KIND_RECORDED,
+    Topology, console_routing_key, worker_routing_key,
 };
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
@@ -214,6 +214,28 @@ impl Bus {
         Ok(id)
     }
 
+    /// Publishes the events a host recorded (one batch of its status processor, in order) on
+    /// `manman.recorded` as one message of kind [`KIND_RECORDED`], sealed with the hosts' key
+    /// ([`crate::signing::BusSecret::host_key`]): one publish confirm per batch, and the order
+    /// kept. Nobody watching (no host's event hub bound) is not an error.
+    pub async fn publish_recorded(
+        &self,
+        events: &[Event],
+        now: DateTime<Utc>,
+        host: &WorkerKey,
+    ) -> Result<(), BusError> {
+        let mut message = Message::json(KIND_RECORDED, events, now)?;
+        host.seal(Purpose::Recorded, &mut message);
+        match self
+            .publisher
+            .publish(&self.topology.recorded_exchange(), "", message)
+            .await
+        {
+            Err(BusError::Unroutable { .. }) => Ok(()),
+            other => other,
+        }
+    }
+
     /// Publishes a console line on `manman.console` under `instance.{id}`, sealed by the worker
     /// registration that sends it.
     pub async fn publish_console(
@@ -294,6 +316,19 @@ impl Bus {
             .await?;
         self.subscriber
             .bind_queue(&queue, &self.topology.events_exchange(), "")
+            .await?;
+        self.subscriber.consume(&queue, 256).await
+    }
+
+    /// A live watcher of what the hosts recorded (`manman.recorded`; a temporary queue, bounded
+    /// like [`Self::watch_events`]'s).
+    pub async fn watch_recorded(&self) -> Result<Box<dyn Consumer>, BusError> {
+        let queue = self
+            .subscriber
+            .declare_queue(&QueueSpec::temporary())
+            .await?;
+        self.subscriber
+            .bind_queue(&queue, &self.topology.recorded_exchange(), "")
             .await?;
         self.subscriber.consume(&queue, 256).await
     }

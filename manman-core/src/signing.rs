@@ -50,6 +50,13 @@ impl BusSecret {
         &self.0
     }
 
+    /// The hosts' own key: what a host seals the events it recorded with, for every replica's
+    /// event hub to check. It is the key of [`HOST_SEAL`] epoch 0 — no worker has id 0 — and
+    /// only who holds the secret (the hosts) can make it.
+    pub fn host_key(&self) -> WorkerKey {
+        self.worker_key(HOST_SEAL, 0)
+    }
+
     /// The key of `worker_id`'s registration `epoch`.
     pub fn worker_key(&self, worker_id: WorkerId, epoch: i64) -> WorkerKey {
         let mut mac = HmacSha256::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!());
@@ -63,6 +70,10 @@ impl BusSecret {
         }
     }
 }
+
+/// The sender id in the seal of what a host sends as itself ([`BusSecret::host_key`]): 0, an
+/// id no worker has (ids start at 1).
+pub const HOST_SEAL: WorkerId = WorkerId(0);
 
 impl fmt::Debug for BusSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -79,6 +90,8 @@ pub enum Purpose {
     Event,
     /// A console line from a worker (`manman.console`).
     Console,
+    /// An event a host recorded (`manman.recorded`), sealed with [`BusSecret::host_key`].
+    Recorded,
 }
 
 impl Purpose {
@@ -87,6 +100,7 @@ impl Purpose {
             Self::Command => b"command",
             Self::Event => b"event",
             Self::Console => b"console",
+            Self::Recorded => b"recorded",
         }
     }
 }

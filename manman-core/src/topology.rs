@@ -3,7 +3,8 @@
 //! | exchange | type | routing key | carries |
 //! |---|---|---|---|
 //! | `manman.commands` | direct | `worker.{worker_id}` | commands to one worker |
-//! | `manman.events` | fanout | none | status reports, command results |
+//! | `manman.events` | fanout | none | status reports, command results (from workers) |
+//! | `manman.recorded` | fanout | none | the events a host recorded, after its store committed them (to every host's event hub) |
 //! | `manman.console` | topic | `instance.{instance_id}` | numbered console lines |
 //! | `manman.dead` | fanout | none | dead letters (rejected, expired) |
 //!
@@ -46,6 +47,12 @@ impl Topology {
         self.name("manman.events")
     }
 
+    /// `manman.recorded` (fanout): what a host's status processor recorded, once its store
+    /// committed it, sealed by the host — what every replica's `/events` stream carries.
+    pub fn recorded_exchange(&self) -> String {
+        self.name("manman.recorded")
+    }
+
     /// `manman.console` (topic).
     pub fn console_exchange(&self) -> String {
         self.name("manman.console")
@@ -80,11 +87,12 @@ impl Topology {
     }
 
     /// Every exchange with its kind, in declaration order.
-    pub fn exchanges(&self) -> [(String, ExchangeKind); 4] {
+    pub fn exchanges(&self) -> [(String, ExchangeKind); 5] {
         [
             (self.dead_exchange(), ExchangeKind::Fanout),
             (self.commands_exchange(), ExchangeKind::Direct),
             (self.events_exchange(), ExchangeKind::Fanout),
+            (self.recorded_exchange(), ExchangeKind::Fanout),
             (self.console_exchange(), ExchangeKind::Topic),
         ]
     }
@@ -113,3 +121,6 @@ pub const ALL_CONSOLES: &str = "instance.*";
 pub const KIND_COMMAND: &str = "command";
 /// Message `type` of a console line.
 pub const KIND_CONSOLE_LINE: &str = "console_line";
+/// The message `type` of a batch of recorded events on `manman.recorded` (a JSON array of
+/// events, in the order they were recorded).
+pub const KIND_RECORDED: &str = "recorded";

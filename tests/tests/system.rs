@@ -626,3 +626,61 @@ async fn the_whole_lifecycle_on_every_worker() {
         );
     }
 }
+
+/// `/events` carries what the store recorded: a `running` seen on the stream is what `GET`
+/// answers at once, for 100 starts on the real deployment (host on PostgreSQL, a worker
+/// process, RabbitMQ).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_seen_on_events_is_already_what_the_store_answers() {
+    const STARTS: usize = 100;
+    let Some(system) = System::start("system_events_truth", PROGRAMS, 1, STARTS as u32).await
+    else {
+        return;
+    };
+    let client = &system.client;
+    let mut configs = Vec::with_capacity(STARTS);
+    for i in 0..STARTS {
+        configs.push(system.config(&format!("t{i}"), |_| {}).await);
+    }
+    let events = client.events().await.expect("events");
+    futures::pin_mut!(events);
+    let started: Vec<InstanceId> = futures::stream::iter(configs)
+        .map(|config| {
+            let system = &system;
+            async move { system.start_on(config, "w1").await }
+        })
+        .buffered(16)
+        .collect()
+        .await;
+    let mut running = std::collections::HashSet::new();
+    let mut stale = Vec::new();
+    tokio::time::timeout(WAIT * 4, async {
+        while running.len() < STARTS {
+            let event = events
+                .next()
+                .await
+                .expect("the stream stays open")
+                .expect("an event");
+            let manman_core::event::Event::Status(report) = event else {
+                continue;
+            };
+            let manman_core::status::Entity::Instance(id) = report.entity else {
+                continue;
+            };
+            if report.status != Status::Running || !started.contains(&id) {
+                continue;
+            }
+            let stored = client.get_instance(id).await.expect("get");
+            if stored.status != Status::Running {
+                stale.push((id, stored.status));
+            }
+            running.insert(id);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("only {} of {STARTS} seen running", running.len()));
+    assert!(
+        stale.is_empty(),
+        "a `running` on /events that the store did not hold yet: {stale:?}"
+    );
+}

@@ -25,6 +25,17 @@ impl BusKeys {
         }
     }
 
+    /// The hosts' own key ([`BusSecret::host_key`]), from the same secret.
+    pub async fn host_key(&self) -> Result<WorkerKey, StoreError> {
+        Ok(self.secret().await?.host_key())
+    }
+
+    async fn secret(&self) -> Result<&BusSecret, StoreError> {
+        self.secret
+            .get_or_try_init(|| async { self.credentials.bus_secret(&BusSecret::generate()).await })
+            .await
+    }
+
     /// The key of `worker_id`'s registration `epoch`. Reads the secret from the store the
     /// first time (storing a new one if there is none): `Unavailable` while the store is.
     pub async fn worker_key(
@@ -32,10 +43,6 @@ impl BusKeys {
         worker_id: WorkerId,
         epoch: i64,
     ) -> Result<WorkerKey, StoreError> {
-        let secret = self
-            .secret
-            .get_or_try_init(|| async { self.credentials.bus_secret(&BusSecret::generate()).await })
-            .await?;
-        Ok(secret.worker_key(worker_id, epoch))
+        Ok(self.secret().await?.worker_key(worker_id, epoch))
     }
 }

@@ -1,5 +1,12 @@
-//! [`EventHub`]: the events of `manman.events` as this host receives them, fanned out to the
-//! SSE event streams from one consumer.
+//! [`EventHub`]: the events the hosts recorded (`manman.recorded`), fanned out to the SSE
+//! event streams from one consumer.
+//!
+//! A worker's report reaches `/events` only once a status processor — this replica's or
+//! another's — has recorded it: the status processor publishes what its store committed (the
+//! status reports it applied, the command results that moved a command on, install progress,
+//! which is not recorded) on `manman.recorded`, sealed with the hosts' key, and every replica's
+//! hub reads that exchange. So an event seen on the stream is already what `GET` answers, and a
+//! report the store refused (a forbidden transition, a duplicate, a forged sender) never shows.
 //!
 //! One temporary queue per host instead of one per watcher: a watcher costs the host a cursor
 //! into a shared ring of [`EVENT_BUFFER`] events (each kept once, its JSON encoded once), not a
@@ -17,8 +24,9 @@
 
 use crate::bus::Bus;
 use crate::event::Event;
-use crate::host::sender_check::SenderCheck;
+use crate::host::BusKeys;
 use crate::ports::{BusError, Message};
+use crate::signing::Purpose;
 use crate::store::Store;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -99,8 +107,9 @@ pub struct EventHub {
     /// The feed while the hub is connected to the bus; `None` otherwise.
     feed: Arc<watch::Sender<Option<Feed>>>,
     buffer: usize,
-    /// Who may say what: without it every well-formed event is passed on.
-    check: Option<SenderCheck>,
+    /// The hosts' keys: only events sealed with their key are passed on. Without it (a hub
+    /// without a store, in tests) every well-formed event is.
+    keys: Option<BusKeys>,
 }
 
 impl Default for EventHub {
@@ -163,12 +172,24 @@ impl Drop for Connection<'_> {
 }
 
 impl EventHub {
-    /// Whether the event is one to pass on; a store that fails makes it passed over (the
-    /// status processor holds it and records it when the store is back).
-    async fn believes(&self, message: &Message, event: &Event) -> bool {
-        match &self.check {
-            Some(check) => check.believes_event(message, event).await,
-            None => true,
+    /// Whether the event was sealed by a host (with the hosts' key, for `manman.recorded`); a
+    /// store that cannot give the key makes it passed over, with a warning.
+    async fn believes(&self, message: &Message) -> bool {
+        let Some(keys) = &self.keys else {
+            return true;
+        };
+        match keys.host_key().await {
+            Ok(key) => match key.check(Purpose::Recorded, message) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(message_id = %message.id, error = %e, "event hub: passing over an event on manman.recorded not sealed by a host");
+                    false
+                }
+            },
+            Err(e) => {
+                tracing::warn!(message_id = %message.id, error = %e, "event hub: could not read the hosts' key; passing over an event");
+                false
+            }
         }
     }
 
@@ -178,16 +199,15 @@ impl EventHub {
         Self {
             feed: Arc::new(watch::channel(None).0),
             buffer: buffer.max(1),
-            check: None,
+            keys: None,
         }
     }
 
-    /// Passes on only the events the host believes, as the status processor does: sealed by
-    /// their worker's current registration (read from `store`, remembered for a second) and
-    /// about what that worker owns. Without this (a hub without a store, in tests), every
-    /// well-formed event is passed on.
-    pub fn checking_senders_in(mut self, store: &Store) -> Self {
-        self.check = Some(SenderCheck::for_live_view(store));
+    /// Passes on only events sealed with the hosts' key, read from `store` (the bus secret
+    /// every host shares). Without this (a hub without a store, in tests), every well-formed
+    /// event is passed on.
+    pub fn checking_seals_in(mut self, store: &Store) -> Self {
+        self.keys = Some(BusKeys::new(store));
         self
     }
 
@@ -262,7 +282,7 @@ impl EventHub {
     /// Feeds the hub from `manman.events` until `shutdown` is cancelled. While it runs the hub
     /// is connected; when it ends, every watcher's stream ends.
     pub async fn run(&self, bus: &Bus, shutdown: CancellationToken) -> Result<(), BusError> {
-        let mut events = bus.watch_events().await?;
+        let mut events = bus.watch_recorded().await?;
         let _connection = Connection(&self.feed);
         self.feed.send_replace(Some(Arc::new(FeedState {
             name: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
@@ -276,12 +296,13 @@ impl EventHub {
             };
             match next {
                 Some(Ok(delivery)) => {
-                    // Malformed and refused events are the status processor's to dead-letter
-                    // and record; here they are passed over.
-                    if let Ok(event) = delivery.message.decode::<Event>()
-                        && self.believes(&delivery.message, &event).await
+                    // What a host did not seal, or that does not parse, is passed over.
+                    if self.believes(&delivery.message).await
+                        && let Ok(events) = delivery.message.decode::<Vec<Event>>()
                     {
-                        self.publish(event);
+                        for event in events {
+                            self.publish(event);
+                        }
                     }
                     let _ = delivery.ack().await;
                 }
@@ -429,5 +450,67 @@ mod tests {
             Some(Some(EventItem::Gap))
         ));
         stop.cancel();
+    }
+
+    /// A hub that checks seals, on a memory bus whose store holds the hosts' secret.
+    async fn sealed_hub() -> (
+        EventHub,
+        Bus,
+        Store,
+        tokio::task::JoinHandle<()>,
+        CancellationToken,
+    ) {
+        let store = Store::from_adapter(crate::memory::MemoryStore::new());
+        let bus = Bus::in_memory().await.expect("bus");
+        let hub = EventHub::new(16).checking_seals_in(&store);
+        let stop = CancellationToken::new();
+        let (runner, feed, token) = (hub.clone(), bus.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            let _ = runner.run(&feed, token).await;
+        });
+        (hub, bus, store, task, stop)
+    }
+
+    #[tokio::test]
+    async fn only_what_a_host_sealed_on_manman_recorded_reaches_the_watchers() {
+        let (hub, bus, store, task, stop) = sealed_hub().await;
+        let mut watcher = hub
+            .subscribe(Duration::from_secs(5), None)
+            .await
+            .expect("connected");
+        let host = BusKeys::new(&store).host_key().await.expect("host key");
+        let worker = BusKeys::new(&store)
+            .worker_key(WorkerId(1), 1)
+            .await
+            .expect("worker key");
+        let now = chrono::Utc::now();
+        // A worker's own seal, a made-up key, and a worker's event on manman.events: passed
+        // over; then the host's.
+        let mut forged = Message::json("recorded", &[event(1)], now).expect("json");
+        worker.seal(Purpose::Recorded, &mut forged);
+        bus.publisher()
+            .publish(&bus.topology().recorded_exchange(), "", forged)
+            .await
+            .expect("publish");
+        let stranger = crate::signing::BusSecret::generate().host_key();
+        bus.publish_recorded(&[event(2)], now, &stranger)
+            .await
+            .expect("publish");
+        bus.publish_event(&event(3), now, &worker)
+            .await
+            .expect("publish");
+        bus.publish_recorded(&[event(4)], now, &host)
+            .await
+            .expect("publish");
+        let Some(EventItem::Event(first)) = watcher.next().await else {
+            panic!("an event");
+        };
+        assert!(
+            first.json().contains("\"worker_id\":4"),
+            "only the host's: {}",
+            first.json()
+        );
+        stop.cancel();
+        task.await.expect("the hub stops");
     }
 }

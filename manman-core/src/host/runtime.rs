@@ -55,7 +55,7 @@ impl HostRuntime {
         let metrics = Metrics::new();
         let dead_letters = DeadLetters::new(metrics.clone());
         let console = ConsoleHub::default().checking_senders_in(host.store());
-        let events = EventHub::default().checking_senders_in(host.store());
+        let events = EventHub::default().checking_seals_in(host.store());
         let mut runtime = Self {
             console,
             events,

@@ -81,6 +81,7 @@ pub struct StatusProcessor {
     dead_letters: DeadLetters,
     held: Arc<Mutex<HeldBack>>,
     consumption: Consumption,
+    keys: BusKeys,
 }
 
 /// What became of one delivery.
@@ -105,6 +106,7 @@ impl StatusProcessor {
     pub fn new(store: Store, bus: Bus, clock: Arc<dyn Clock>) -> Self {
         Self {
             check: SenderCheck::new(store.clone(), BusKeys::new(&store)),
+            keys: BusKeys::new(&store),
             store,
             bus,
             clock,
@@ -209,8 +211,11 @@ impl StatusProcessor {
     /// Handles a batch (waiting out an unavailable store) and settles each delivery.
     async fn settle(&self, batch: Vec<Delivery>, shutdown: &CancellationToken) {
         let mut pause = UNAVAILABLE_FIRST_PAUSE;
+        // What was recorded, over every attempt (an attempt's recorded events are duplicates in
+        // the next one, never recorded twice).
+        let mut recorded = Vec::new();
         let handled = loop {
-            let handled = self.handle(&batch).await;
+            let handled = self.handle(&batch, &mut recorded).await;
             if !handled.contains(&Handled::Unavailable) {
                 break handled;
             }
@@ -222,6 +227,7 @@ impl StatusProcessor {
             }
             pause = (pause * 2).min(UNAVAILABLE_MAX_PAUSE);
         };
+        self.forward(recorded).await;
         if handled.contains(&Handled::Hold) {
             tokio::select! {
                 () = shutdown.cancelled() => {}
@@ -251,8 +257,36 @@ impl StatusProcessor {
         }
     }
 
-    /// What to do with each delivery of a batch, in order.
-    async fn handle(&self, batch: &[Delivery]) -> Vec<Handled> {
+    /// Passes what was recorded on to every host's event hub (`manman.recorded`): one message
+    /// for the batch, in its order, sealed with the hosts' key — what `/events` shows is what the
+    /// store holds.
+    /// A publish that fails is logged; the watchers' own streams end when their hub loses the
+    /// bus.
+    async fn forward(&self, mut recorded: Vec<(usize, Event)>) {
+        if recorded.is_empty() {
+            return;
+        }
+        recorded.sort_by_key(|(i, _)| *i);
+        let key = match self.keys.host_key().await {
+            Ok(key) => key,
+            Err(e) => {
+                tracing::warn!(error = %e, events = recorded.len(), "status processor: could not read the hosts' key; recorded events not passed to the event streams");
+                return;
+            }
+        };
+        let events: Vec<Event> = recorded.into_iter().map(|(_, event)| event).collect();
+        if let Err(e) = self
+            .bus
+            .publish_recorded(&events, self.clock.now(), &key)
+            .await
+        {
+            tracing::warn!(error = %e, events = events.len(), "status processor: recorded events were not passed to the event streams");
+        }
+    }
+
+    /// What to do with each delivery of a batch, in order; what it recorded (and install
+    /// progress, which is not recorded but believed) goes into `recorded`, by position.
+    async fn handle(&self, batch: &[Delivery], recorded: &mut Vec<(usize, Event)>) -> Vec<Handled> {
         let mut handled = vec![Handled::Done; batch.len()];
         let messages: Vec<&Message> = batch.iter().map(|d| &d.message).collect();
         let events: Vec<Result<Event, BusError>> =
@@ -305,13 +339,19 @@ impl StatusProcessor {
             }
             match event {
                 Event::Status(report) => reports.push((i, message.id, report)),
-                Event::CommandResult(result) => handled[i] = self.apply_result(&result).await,
+                Event::CommandResult(result) => {
+                    let (outcome, newly) = self.apply_result(&result).await;
+                    handled[i] = outcome;
+                    if newly {
+                        recorded.push((i, Event::CommandResult(result)));
+                    }
+                }
                 // Progress is for live watchers; the record is the status.
-                Event::InstallProgress(_) => {}
+                progress @ Event::InstallProgress(_) => recorded.push((i, progress)),
             }
         }
         if !reports.is_empty() {
-            for (i, outcome) in self.apply_reports(&reports).await {
+            for (i, outcome) in self.apply_reports(&reports, recorded).await {
                 handled[i] = outcome;
             }
         }
@@ -324,6 +364,7 @@ impl StatusProcessor {
     async fn apply_reports(
         &self,
         reports: &[(usize, uuid::Uuid, StatusReport)],
+        recorded: &mut Vec<(usize, Event)>,
     ) -> Vec<(usize, Handled)> {
         let mut entities: Vec<Entity> = reports.iter().map(|(_, _, r)| r.entity).collect();
         entities.sort_unstable_by_key(entity_key);
@@ -376,7 +417,7 @@ impl StatusProcessor {
                 continue;
             }
             changes.push(change(*event_id, report, chain.status, as_of));
-            positions.push(*i);
+            positions.push((*i, report));
             chain.status = report.status;
         }
         if changes.is_empty() {
@@ -386,16 +427,17 @@ impl StatusProcessor {
             Ok(applied) => applied,
             Err(e) => {
                 let handled = store_failure(&e, changes[0].entity);
-                outcomes.extend(positions.iter().map(|i| (*i, handled)));
+                outcomes.extend(positions.iter().map(|(i, _)| (*i, handled)));
                 return outcomes;
             }
         };
-        for ((i, change), result) in positions.into_iter().zip(&changes).zip(applied) {
+        for (((i, report), change), result) in positions.into_iter().zip(&changes).zip(applied) {
             let handled = match result {
                 Ok(ApplyOutcome::Applied(event)) => {
                     tracing::info!(entity = %event.entity, from = %change.from, to = %event.status, cause = ?event.cause, sequence = ?change.sequence, "status");
                     self.metrics.status_events_processed(1);
                     self.release(change.event_id);
+                    recorded.push((i, Event::Status(report.clone())));
                     Handled::Done
                 }
                 Ok(ApplyOutcome::Duplicate) => {
@@ -477,8 +519,9 @@ impl StatusProcessor {
             .release(event_id);
     }
 
-    async fn apply_result(&self, result: &CommandResult) -> Handled {
-        match self
+    /// Records a command result; `true` when it moved the command on (not a duplicate).
+    async fn apply_result(&self, result: &CommandResult) -> (Handled, bool) {
+        let handled = match self
             .store
             .commands
             .transition_command(
@@ -493,7 +536,7 @@ impl StatusProcessor {
                 let latency = record.updated_at - record.envelope.issued_at;
                 self.metrics
                     .command_finished(record.state, latency.to_std().unwrap_or_default());
-                Handled::Done
+                return (Handled::Done, true);
             }
             // Already final (a duplicate result): nothing to do.
             Err(StoreError::Conflict { .. }) => Handled::Done,
@@ -506,7 +549,8 @@ impl StatusProcessor {
                 tracing::error!(command_id = %result.command_id, error = %e, "could not record a command result");
                 Handled::Retry
             }
-        }
+        };
+        (handled, false)
     }
 }
 
@@ -798,6 +842,50 @@ mod tests {
             self.shutdown.cancel();
             self.task.await.expect("join").expect("processor");
         }
+    }
+
+    #[tokio::test]
+    async fn what_is_recorded_and_only_that_is_passed_to_the_event_streams() {
+        let running = Running::start().await;
+        let mut recorded = running.bus.watch_recorded().await.expect("watch");
+        let host = BusKeys::new(&running.store).host_key().await.expect("key");
+        // Applied; then refused by the table (back to created); then the first again (a
+        // duplicate).
+        running
+            .report(Status::Initializing, Some(1), "installing")
+            .await;
+        running.report(Status::Created, Some(2), "backwards").await;
+        running
+            .report(Status::Initializing, Some(1), "installing")
+            .await;
+        let delivery = tokio::time::timeout(Duration::from_secs(10), recorded.next())
+            .await
+            .expect("in time")
+            .expect("open")
+            .expect("a message");
+        host.check(crate::signing::Purpose::Recorded, &delivery.message)
+            .expect("sealed by the host");
+        let events: Vec<Event> = delivery.message.decode().expect("events");
+        let [Event::Status(report)] = &events[..] else {
+            panic!("one status: {events:?}");
+        };
+        assert_eq!(report.detail.as_deref(), Some("installing"));
+        // Passed on after its commit: the store holds it already.
+        let stored = running
+            .store
+            .instances
+            .get_instance(running.instance)
+            .await
+            .expect("get");
+        assert_eq!(stored.status, Status::Initializing);
+        delivery.ack().await.expect("ack");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), recorded.next())
+                .await
+                .is_err(),
+            "neither the refused report nor the duplicate"
+        );
+        running.stop().await;
     }
 
     #[tokio::test]
