@@ -226,10 +226,24 @@ impl Supervisor {
         detail: Option<String>,
         exit: Option<ExitStatus>,
     ) {
+        if let Some(report) = self.enter(to, cause, detail, exit) {
+            self.context.reporter.status(report).await;
+        }
+    }
+
+    /// Moves the instance to `to` and makes the report of it (`None` when the move is
+    /// forbidden); [`Self::transition`] publishes it.
+    fn enter(
+        &self,
+        to: Status,
+        cause: Cause,
+        detail: Option<String>,
+        exit: Option<ExitStatus>,
+    ) -> Option<StatusReport> {
         let from = self.status();
         if !can_transition(&Entity::Instance(self.instance_id), from, to) {
             tracing::error!(instance_id = self.instance_id.get(), %from, %to, "supervisor refused a forbidden transition");
-            return;
+            return None;
         }
         let restart_count = {
             let mut state = lock(&self.state);
@@ -250,14 +264,22 @@ impl Supervisor {
         report.exit_signal = exit.and_then(|e| e.signal);
         report.restart_count = restart_count;
         tracing::info!(instance_id = self.instance_id.get(), %from, %to, ?cause, detail = report.detail.as_deref().unwrap_or(""), "instance status");
-        self.context.reporter.status(report).await;
+        Some(report)
     }
 
     /// Runs the instance to its end.
     pub(crate) async fn run(mut self) {
-        self.transition(Status::Initializing, Cause::User, None, None)
-            .await;
-        let end = self.lifecycle().await;
+        // `initializing` is numbered first and published while the config is fetched and the
+        // game installed: the spawn does not wait for the broker to confirm it (the host puts
+        // the instance's reports in the order of their numbers).
+        let initializing = self.enter(Status::Initializing, Cause::User, None, None);
+        let reporter = self.context.reporter.clone();
+        let announce = async move {
+            if let Some(report) = initializing {
+                reporter.status(report).await;
+            }
+        };
+        let ((), end) = tokio::join!(announce, self.lifecycle());
         // Listed as ended (with how) before it leaves the live inventory, so that a heartbeat
         // never leaves it out while its final report may not have been recorded.
         self.context.ends.record(

@@ -4,6 +4,7 @@
 //! machine is slow) and runs in a few milliseconds of real time.
 
 use super::*;
+use crate::bus::Bus;
 use crate::config::{ConfigSpec, RestartMode, StopSignal};
 use crate::event::Event;
 use crate::game_server::{NewGameServer, ServerType};
@@ -31,6 +32,15 @@ struct Harness {
 
 impl Harness {
     async fn start(spec: ConfigSpec, scripts: Vec<Script>) -> Self {
+        Self::start_with_confirms(spec, scripts, Duration::ZERO).await
+    }
+
+    /// [`Self::start`], on a bus whose broker takes `confirm` to confirm each status report.
+    async fn start_with_confirms(
+        spec: ConfigSpec,
+        scripts: Vec<Script>,
+        confirm: Duration,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let game_dir = dir.path().join("install/games/fake");
         std::fs::create_dir_all(&game_dir).expect("the game's directory");
@@ -88,7 +98,18 @@ impl Harness {
             host: Arc::new(LocalHostApi::new(host.clone())),
             installer: Arc::new(LocalInstaller),
             runner: Arc::new(runner.clone()),
-            reporter: Reporter::new(host.bus().clone(), host.clock(), registered.worker_key()),
+            reporter: Reporter::new(
+                Bus::with_topology(
+                    Arc::new(SlowStatusConfirms {
+                        inner: Arc::clone(host.bus().publisher()),
+                        confirm,
+                    }),
+                    Arc::clone(host.bus().subscriber()),
+                    host.bus().topology().clone(),
+                ),
+                host.clock(),
+                registered.worker_key(),
+            ),
             install_root: directories.install.clone(),
             log_dir: directories.state.join("logs"),
             log_rotation: LogRotation::default(),
@@ -443,4 +464,57 @@ async fn a_failed_spawn_follows_the_crash_policy() {
     assert_eq!(h.runner.spawn_count(), 1);
     h.ask(|reply| Request::Kill { reply }).await.expect("kill");
     h.until(Status::Complete).await;
+}
+
+/// A publisher whose broker takes `confirm` to confirm each status report.
+#[derive(Debug)]
+struct SlowStatusConfirms {
+    inner: Arc<dyn crate::ports::MessagePublisher>,
+    confirm: Duration,
+}
+
+#[async_trait::async_trait]
+impl crate::ports::MessagePublisher for SlowStatusConfirms {
+    async fn declare_exchange(
+        &self,
+        name: &str,
+        kind: crate::ports::ExchangeKind,
+    ) -> Result<(), crate::ports::BusError> {
+        self.inner.declare_exchange(name, kind).await
+    }
+
+    async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message: crate::ports::Message,
+    ) -> Result<(), crate::ports::BusError> {
+        let status = message.kind == "status";
+        self.inner.publish(exchange, routing_key, message).await?;
+        if status {
+            tokio::time::sleep(self.confirm).await;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_spawn_does_not_wait_for_the_initializing_report_to_be_confirmed() {
+    let confirm = Duration::from_secs(1);
+    let began = Instant::now();
+    let mut h = Harness::start_with_confirms(
+        ConfigSpec::new("main", "server"),
+        vec![Script::new().stdout("up").hang()],
+        confirm,
+    )
+    .await;
+    let process = h.runner.wait_for_spawn(1).await;
+    assert!(
+        process.spawned_at() - began < confirm,
+        "spawned {:?} after the start: it waited for the confirm",
+        process.spawned_at() - began
+    );
+    // Reported in their order all the same.
+    assert_eq!(h.next_status().await.status, Status::Initializing);
+    assert_eq!(h.next_status().await.status, Status::Running);
 }
