@@ -98,34 +98,32 @@ impl HostService {
     /// Names the worker that runs in this host's own process (`manman up`'s): shutting it
     /// down would take the API down with it, so [`Workers::shutdown_worker`] refuses it.
     pub fn with_embedded_worker(self, name: impl Into<String>) -> Self {
-        let Self {
-            store,
-            bus,
-            clock,
-            command_ttl,
-            status_consumption,
-            ..
-        } = self;
-        Self {
-            status_consumption,
-            ..Self::assemble(store, bus, clock, command_ttl, Some(name.into()))
-        }
+        let ttl = self.command_ttl;
+        self.reassembled(ttl, Some(name.into()))
     }
 
     /// How long a command stays deliverable (default 60 s); then it is dead-lettered and
     /// recorded `expired`.
-    pub fn with_command_ttl(self, ttl: std::time::Duration) -> Self {
-        let Self {
-            store,
-            bus,
-            clock,
-            embedded_worker,
-            status_consumption,
-            ..
-        } = self;
+    pub fn with_command_ttl(mut self, ttl: std::time::Duration) -> Self {
+        let embedded_worker = self.embedded_worker.take();
+        self.reassembled(ttl, embedded_worker)
+    }
+
+    /// The parts built again with these settings (they hold them), readiness kept.
+    fn reassembled(
+        self,
+        command_ttl: std::time::Duration,
+        embedded_worker: Option<String>,
+    ) -> Self {
         Self {
-            status_consumption,
-            ..Self::assemble(store, bus, clock, ttl, embedded_worker)
+            status_consumption: self.status_consumption,
+            ..Self::assemble(
+                self.store,
+                self.bus,
+                self.clock,
+                command_ttl,
+                embedded_worker,
+            )
         }
     }
 

@@ -95,15 +95,9 @@ impl WorkerGateway {
         worker: WorkerId,
         instance: InstanceId,
     ) -> Result<ConfigBundle, HostError> {
-        let found = self.store.instances.get_instance(instance).await?;
-        if found.worker_id != worker {
-            return Err(HostError::Forbidden {
-                detail: format!(
-                    "{instance} is placed on {}, not {worker}: a worker starts only its own instances",
-                    found.worker_id
-                ),
-            });
-        }
+        let found = self
+            .own_instance(worker, instance, "starts only its own instances")
+            .await?;
         let current = self.store.workers.get_worker(worker).await?;
         if found.worker_epoch != current.epoch {
             return Err(HostError::conflict(
@@ -139,21 +133,33 @@ impl WorkerGateway {
     ) -> Result<(), HostError> {
         tail.check(instance)
             .map_err(|message| ValidationError::field("lines", message))?;
-        let found = self.store.instances.get_instance(instance).await?;
-        if found.worker_id != worker {
-            return Err(HostError::Forbidden {
-                detail: format!(
-                    "{instance} is placed on {}, not {worker}: a worker sends only its own \
-                     instances' consoles",
-                    found.worker_id
-                ),
-            });
-        }
+        self.own_instance(worker, instance, "sends only its own instances' consoles")
+            .await?;
         self.store
             .console_tails
             .keep_console_tail(instance, tail)
             .await?;
         Ok(())
+    }
+
+    /// `instance`, when it is placed on `worker` (any registration of it); `Forbidden`, saying
+    /// that a worker `rule`, when it is another's.
+    async fn own_instance(
+        &self,
+        worker: WorkerId,
+        instance: InstanceId,
+        rule: &str,
+    ) -> Result<crate::instance::Instance, HostError> {
+        let found = self.store.instances.get_instance(instance).await?;
+        if found.worker_id != worker {
+            return Err(HostError::Forbidden {
+                detail: format!(
+                    "{instance} is placed on {}, not {worker}: a worker {rule}",
+                    found.worker_id
+                ),
+            });
+        }
+        Ok(found)
     }
 
     /// Asks `worker` to stop an instance it must not run, unless that was asked within a

@@ -17,6 +17,8 @@ mod reporter;
 mod restart_policy;
 mod server_user;
 mod service;
+#[cfg(test)]
+mod slow_confirms;
 mod supervisor;
 
 pub use console_log::LogRotation;

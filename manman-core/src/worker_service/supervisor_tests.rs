@@ -14,6 +14,7 @@ use crate::ports::{Consumer, ProcessSignal};
 use crate::worker::WorkerRegistration;
 use crate::worker_service::local_installer::LocalInstaller;
 use crate::worker_service::recent_ends::RecentEnds;
+use crate::worker_service::slow_confirms::SlowConfirms;
 use std::collections::BTreeMap;
 use tokio::task::JoinHandle;
 
@@ -100,8 +101,9 @@ impl Harness {
             runner: Arc::new(runner.clone()),
             reporter: Reporter::new(
                 Bus::with_topology(
-                    Arc::new(SlowStatusConfirms {
+                    Arc::new(SlowConfirms {
                         inner: Arc::clone(host.bus().publisher()),
+                        kind: "status",
                         confirm,
                     }),
                     Arc::clone(host.bus().subscriber()),
@@ -464,38 +466,6 @@ async fn a_failed_spawn_follows_the_crash_policy() {
     assert_eq!(h.runner.spawn_count(), 1);
     h.ask(|reply| Request::Kill { reply }).await.expect("kill");
     h.until(Status::Complete).await;
-}
-
-/// A publisher whose broker takes `confirm` to confirm each status report.
-#[derive(Debug)]
-struct SlowStatusConfirms {
-    inner: Arc<dyn crate::ports::MessagePublisher>,
-    confirm: Duration,
-}
-
-#[async_trait::async_trait]
-impl crate::ports::MessagePublisher for SlowStatusConfirms {
-    async fn declare_exchange(
-        &self,
-        name: &str,
-        kind: crate::ports::ExchangeKind,
-    ) -> Result<(), crate::ports::BusError> {
-        self.inner.declare_exchange(name, kind).await
-    }
-
-    async fn publish(
-        &self,
-        exchange: &str,
-        routing_key: &str,
-        message: crate::ports::Message,
-    ) -> Result<(), crate::ports::BusError> {
-        let status = message.kind == "status";
-        self.inner.publish(exchange, routing_key, message).await?;
-        if status {
-            tokio::time::sleep(self.confirm).await;
-        }
-        Ok(())
-    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -430,44 +430,18 @@ async fn a_superseded_heartbeat_stops_the_worker() {
     );
 }
 
-/// A memory bus whose publisher takes [`SlowResults::CONFIRM`] to confirm each command result,
-/// as a broker far away would.
-#[derive(Debug)]
-struct SlowResults(crate::memory::MemoryBus);
-
-impl SlowResults {
-    const CONFIRM: Duration = Duration::from_millis(100);
-}
-
-#[async_trait::async_trait]
-impl crate::ports::MessagePublisher for SlowResults {
-    async fn declare_exchange(
-        &self,
-        name: &str,
-        kind: crate::ports::ExchangeKind,
-    ) -> Result<(), BusError> {
-        self.0.declare_exchange(name, kind).await
-    }
-
-    async fn publish(
-        &self,
-        exchange: &str,
-        routing_key: &str,
-        message: crate::ports::Message,
-    ) -> Result<(), BusError> {
-        let slow = message.kind == "command_result";
-        self.0.publish(exchange, routing_key, message).await?;
-        if slow {
-            tokio::time::sleep(Self::CONFIRM).await;
-        }
-        Ok(())
-    }
-}
+/// How long the broker takes to confirm a command result in the test below.
+const RESULT_CONFIRM: Duration = Duration::from_millis(100);
 
 #[tokio::test(start_paused = true)]
 async fn a_stdin_line_is_answered_while_fifty_starts_wait_for_their_confirms() {
     let memory = crate::memory::MemoryBus::new();
-    let bus = Bus::new(Arc::new(SlowResults(memory.clone())), Arc::new(memory));
+    let slow = crate::worker_service::slow_confirms::SlowConfirms {
+        inner: Arc::new(memory.clone()),
+        kind: "command_result",
+        confirm: RESULT_CONFIRM,
+    };
+    let bus = Bus::new(Arc::new(slow), Arc::new(memory));
     bus.declare().await.expect("topology");
     let mut running = Running::start_on(bus, Arc::new(SystemClock), |_| Ok(())).await;
     for n in 0..50 {
@@ -497,7 +471,7 @@ async fn a_stdin_line_is_answered_while_fifty_starts_wait_for_their_confirms() {
     // One at a time, the line would wait for 50 confirms (5 s); in flight together (16 at a
     // time, the prefetch), for a few rounds of one.
     assert!(
-        waited < SlowResults::CONFIRM * 8,
+        waited < RESULT_CONFIRM * 8,
         "the line waited {waited:?} behind the starts"
     );
     for n in 0..50 {
