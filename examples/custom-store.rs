@@ -293,6 +293,11 @@ impl CommandRepository for AuditedStore {
             .await
     }
 
+    async fn mark_delivered(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.audit("mark_delivered");
+        self.inner.commands.mark_delivered(id, at).await
+    }
+
     async fn prune_commands(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
         self.audit("prune_commands");
         self.inner.commands.prune_commands(before, limit).await

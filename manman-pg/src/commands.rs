@@ -126,6 +126,21 @@ impl CommandRepository for PgStore {
         }
     }
 
+    async fn mark_delivered(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let moved = sqlx::query(
+            "UPDATE manman.command_records SET state = $2, updated_at = $3
+             WHERE id = $1 AND state = $4",
+        )
+        .bind(id)
+        .bind(CommandState::Delivered.as_str())
+        .bind(at)
+        .bind(CommandState::Pending.as_str())
+        .execute(self.pool())
+        .await
+        .map_err(|e| store_error(e, &what(id)))?;
+        Ok(moved.rows_affected() == 1)
+    }
+
     async fn prune_commands(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
         // Two branches, so each is served by its partial index (finished by `updated_at`,
         // unfinished by `expires_at`).

@@ -47,6 +47,7 @@ conformance!(
     batches_apply_each_change_in_order,
     sequences_are_compared_and_set_with_the_status,
     commands_move_forward_only,
+    a_command_is_marked_delivered_only_while_pending,
     leases_expire_exactly_once,
     unfinished_commands_expire_exactly_once,
     retention_prunes_in_batches,

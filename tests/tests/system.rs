@@ -684,3 +684,130 @@ async fn a_running_seen_on_events_is_already_what_the_store_answers() {
         "a `running` on /events that the store did not hold yet: {stale:?}"
     );
 }
+
+/// A stdin line is not held behind other instances' starts, on the real deployment (host on
+/// PostgreSQL, one worker process, RabbitMQ): with 50 starts of other configs fired at once and
+/// all of them accepted — their commands are in the worker's queue ahead of the line — a line
+/// sent to a running instance is echoed on its console before the last of the 50 is `running`,
+/// and all 50 get there. The system version of the worker service's unit test
+/// `a_stdin_line_is_answered_while_fifty_starts_wait_for_their_confirms`.
+///
+/// What is compared is the order in which the test sees two things arrive — the echo on the
+/// console stream, the last `running` on `/events` — each stamped when it arrives by a task
+/// reading its stream, never a time limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdin_line_is_echoed_before_fifty_other_starts_are_all_running() {
+    const OTHERS: usize = 50;
+    let Some(system) = System::start("system_stdin_starts", PROGRAMS, 1, OTHERS as u32 + 1).await
+    else {
+        return;
+    };
+    let client = &system.client;
+    let talker = system.config("talker", |_| {}).await;
+    let mut others = Vec::with_capacity(OTHERS);
+    for i in 0..OTHERS {
+        others.push(system.config(&format!("other{i}"), |_| {}).await);
+    }
+
+    let a = system.start_on(talker, "w1").await;
+    wait_instance_status(client, a, Status::Running).await;
+    let mut console = Box::pin(client.console(a, None).await.expect("console"));
+    tokio::time::timeout(WAIT, console.next())
+        .await
+        .unwrap_or_else(|_| panic!("{a}: its first console line"))
+        .expect("a line")
+        .expect("ok");
+    // For the figures: how long an echo takes with nothing else going on.
+    let alone_at = tokio::time::Instant::now();
+    client.stdin(a, "alone").await.expect("stdin");
+    tokio::time::timeout(WAIT, async {
+        while let Some(next) = console.next().await {
+            if next.expect("a console line").text == "echo: alone" {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{a}: no echo of \"alone\""));
+    let alone = alone_at.elapsed();
+
+    // Each stream is read by a task of its own, which stamps what it sees when it arrives.
+    let line = "are you there";
+    let echo = format!("echo: {line}");
+    let echoed = tokio::spawn(async move {
+        while let Some(next) = console.next().await {
+            if next.expect("a console line").text == echo {
+                return tokio::time::Instant::now();
+            }
+        }
+        panic!("{a}: the console stream ended before the echo");
+    });
+    let (running_tx, mut running_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut events = Box::pin(client.events().await.expect("events"));
+    let watcher = tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            if let Ok(manman_core::event::Event::Status(report)) = event
+                && report.status == Status::Running
+                && let manman_core::status::Entity::Instance(id) = report.entity
+                && running_tx.send((id, tokio::time::Instant::now())).is_err()
+            {
+                return;
+            }
+        }
+    });
+
+    // All 50 requests at once; the line is sent once every start is accepted.
+    let fired_at = tokio::time::Instant::now();
+    let started: Vec<InstanceId> =
+        futures::future::join_all(others.iter().map(|config| system.start_on(*config, "w1"))).await;
+    let sent_at = tokio::time::Instant::now();
+    client.stdin(a, line).await.expect("stdin");
+
+    let mut last_running = std::collections::HashMap::with_capacity(OTHERS);
+    tokio::time::timeout(WAIT * 4, async {
+        while last_running.len() < OTHERS {
+            let (id, at) = running_rx
+                .recv()
+                .await
+                .expect("the events stream stays open");
+            if started.contains(&id) {
+                last_running.insert(id, at);
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("only {} of {OTHERS} seen running", last_running.len()));
+    watcher.abort();
+    let last_running_at = *last_running.values().max().expect("50 running");
+    let echo_at = tokio::time::timeout(WAIT, echoed)
+        .await
+        .unwrap_or_else(|_| panic!("{a}: no echo of {line:?} on its console"))
+        .expect("the console reader");
+    let first_running_at = *last_running.values().min().expect("50 running");
+    eprintln!(
+        "an echo alone: {:.1} ms; the 50 starts accepted in {:.1} ms; after the line was sent: \
+         echo {:.1} ms, the first of the 50 running {:.1} ms, the last {:.1} ms",
+        alone.as_secs_f64() * 1000.0,
+        millis_since(fired_at, sent_at),
+        millis_since(sent_at, echo_at),
+        millis_since(sent_at, first_running_at),
+        millis_since(sent_at, last_running_at),
+    );
+    assert!(
+        echo_at < last_running_at,
+        "{a}'s echo came {} ms after the last of the 50 starts was running: the line was held \
+         behind them",
+        millis_since(last_running_at, echo_at)
+    );
+    let still_running = client.get_instance(a).await.expect("get");
+    assert_eq!(still_running.status, Status::Running, "{a} runs on");
+}
+
+/// Milliseconds from `origin` to `at`, negative when `at` came first.
+fn millis_since(origin: tokio::time::Instant, at: tokio::time::Instant) -> f64 {
+    if at >= origin {
+        (at - origin).as_secs_f64() * 1000.0
+    } else {
+        -(origin - at).as_secs_f64() * 1000.0
+    }
+}

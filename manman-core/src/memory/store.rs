@@ -752,6 +752,18 @@ impl CommandRepository for MemoryStore {
         Ok(record.clone())
     }
 
+    async fn mark_delivered(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        match s.commands.get_mut(&id) {
+            Some(record) if record.state == CommandState::Pending => {
+                record.state = CommandState::Delivered;
+                record.updated_at = at;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn prune_commands(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
         let mut s = self.lock();
         let old: Vec<Uuid> = s

@@ -366,6 +366,13 @@ pub trait CommandRepository: Send + Sync + Debug + 'static {
         detail: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<CommandRecord, StoreError>;
+    /// Records that the bus accepted command `id`: moves it from `pending` to `delivered`,
+    /// changed at `at`, in one statement. `true` when it moved; `false` when it was not
+    /// `pending` any more (the worker answered first, the sweep expired it) — then nothing
+    /// changes, its state, detail and `updated_at` stay as they are, and that is no error. An
+    /// unknown id is `false` too: telling it apart would take a second query, and the caller
+    /// has just inserted the record.
+    async fn mark_delivered(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Retention: deletes at most `limit` records older than `before`, whatever their state, so
     /// that no record (nor the stdin line it holds) outlives the retention period; returns how
     /// many. A finished record (`succeeded`, `failed`, `expired`) is older when it was last

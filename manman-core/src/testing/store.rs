@@ -774,6 +774,113 @@ pub async fn commands_move_forward_only(store: &Store) {
     );
 }
 
+/// `mark_delivered` moves a `pending` command to `delivered` (`true`) and leaves any other
+/// record exactly as it is (`false`, no error): one the worker already answered (`succeeded`,
+/// `failed`), one the sweep expired, one already `delivered`. An unknown id is `false` too.
+pub async fn a_command_is_marked_delivered_only_while_pending(store: &Store) {
+    let (target, w) = instance(store).await;
+    let inserted_at = now() - chrono::Duration::seconds(10);
+    let pending = || {
+        let envelope = CommandEnvelope::new(
+            Command::Stdin {
+                instance_id: target.id,
+                line: "say hi".to_owned(),
+            },
+            "conformance",
+            inserted_at,
+        );
+        CommandRecord {
+            id: envelope.id,
+            worker_id: w.id,
+            envelope,
+            state: CommandState::Pending,
+            detail: None,
+            updated_at: inserted_at,
+        }
+    };
+
+    let record = pending();
+    store
+        .commands
+        .insert_command(&record)
+        .await
+        .expect("insert");
+    let delivered_at = now();
+    assert!(
+        store
+            .commands
+            .mark_delivered(record.id, delivered_at)
+            .await
+            .expect("mark"),
+        "command {} was pending: it moves",
+        record.id
+    );
+    let delivered = store.commands.get_command(record.id).await.expect("get");
+    assert_eq!(
+        delivered,
+        CommandRecord {
+            state: CommandState::Delivered,
+            updated_at: delivered_at,
+            ..record
+        }
+    );
+    assert!(
+        !store
+            .commands
+            .mark_delivered(record.id, now() + chrono::Duration::seconds(1))
+            .await
+            .expect("mark again"),
+        "command {} is delivered already",
+        record.id
+    );
+    assert_eq!(
+        store.commands.get_command(record.id).await.expect("get"),
+        delivered,
+        "marking twice changes nothing"
+    );
+
+    for (state, detail) in [
+        (CommandState::Succeeded, "written"),
+        (CommandState::Failed, "unknown instance"),
+        (CommandState::Expired, "never ran"),
+    ] {
+        let record = pending();
+        store
+            .commands
+            .insert_command(&record)
+            .await
+            .expect("insert");
+        // The worker's answer (or the sweep) is recorded before the host records the delivery.
+        let answered = store
+            .commands
+            .transition_command(record.id, state, Some(detail), now())
+            .await
+            .expect("answer");
+        let moved = store
+            .commands
+            .mark_delivered(record.id, now() + chrono::Duration::seconds(1))
+            .await;
+        assert!(
+            matches!(moved, Ok(false)),
+            "command {} is {state}: not moved, no error: {moved:?}",
+            record.id
+        );
+        assert_eq!(
+            store.commands.get_command(record.id).await.expect("get"),
+            answered,
+            "command {} stays {state} with its detail and time",
+            record.id
+        );
+    }
+
+    let unknown = Uuid::new_v4();
+    let moved = store.commands.mark_delivered(unknown, now()).await;
+    assert!(
+        matches!(moved, Ok(false)),
+        "an unknown command {unknown} is false, not an error: {moved:?}"
+    );
+}
+
 /// The command sweep moves commands still `pending` or `delivered` past their `expires_at` to
 /// `expired` exactly once, even when two sweeps race; commands not yet due and finished ones are
 /// left alone.
@@ -1693,6 +1800,7 @@ pub async fn run_all(store: &Store) {
     batches_apply_each_change_in_order(store).await;
     sequences_are_compared_and_set_with_the_status(store).await;
     commands_move_forward_only(store).await;
+    a_command_is_marked_delivered_only_while_pending(store).await;
     leases_expire_exactly_once(store).await;
     unfinished_commands_expire_exactly_once(store).await;
     retention_prunes_in_batches(store).await;
