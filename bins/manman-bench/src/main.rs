@@ -1,11 +1,14 @@
 //! `manman-bench`: runs the benchmark scenarios and writes `docs/benchmarks.md`.
 //!
 //! The binary also serves as the system under test: invoked as `manman-bench as-manman …` it is
-//! the `manman` command line, and under the name `fake-game-server` it is the fake game server.
-//! So one release build measures exactly the code it ships.
+//! the `manman` command line, as `as-host` the `manman-host` daemon, as `as-worker` the
+//! `manman-worker` daemon, and under the name `fake-game-server` it is the fake game server. So
+//! one release build measures exactly the code it ships.
 
+mod deployment;
 mod fixture;
 mod machine;
+mod raw_limits;
 mod report;
 mod scenarios;
 mod scratch_database;
@@ -53,6 +56,9 @@ struct Options {
     /// Seconds the watchers read in `console-fanout`.
     #[arg(long, default_value_t = 20)]
     fanout_secs: u64,
+    /// Starts (then stops) in each burst of `burst`.
+    #[arg(long, default_value_t = 300)]
+    burst: usize,
     /// Ended instances in the store of `history-cost`.
     #[arg(long, default_value_t = 100_000)]
     ended_instances: usize,
@@ -74,10 +80,17 @@ fn main() -> ExitCode {
     if invoked_as.as_deref() == Some(std::ffi::OsStr::new(manman::demo::DEMO_EXECUTABLE)) {
         return manman::main_from(args);
     }
-    if args.get(1).is_some_and(|a| a == "as-manman") {
-        let mut manman_args = vec![OsString::from("manman")];
-        manman_args.extend(args.into_iter().skip(2));
-        return manman::main_from(manman_args);
+    let role = args.get(1).and_then(|a| a.to_str()).map(str::to_owned);
+    let as_program = |name: &str| {
+        let mut program_args = vec![OsString::from(name)];
+        program_args.extend(args.iter().skip(2).cloned());
+        program_args
+    };
+    match role.as_deref() {
+        Some("as-manman") => return manman::main_from(as_program("manman")),
+        Some("as-host") => return manman_host::main_from(as_program("manman-host")),
+        Some("as-worker") => return manman_worker::main_from(as_program("manman-worker")),
+        _ => {}
     }
     let options = Options::parse_from(args);
     let runtime = match tokio::runtime::Runtime::new() {
@@ -123,10 +136,15 @@ async fn run(options: Options) -> anyhow::Result<()> {
             fanout_watchers: options.fanout_watchers,
             fanout_secs: options.fanout_secs,
             ended_instances: options.ended_instances,
+            burst: options.burst,
         };
         sections.push(scenario.run(&settings).await?);
     }
-    report::write(&options.out, &machine::describe(), &sections)?;
+    let order: Vec<&str> = scenarios::Scenario::all()
+        .iter()
+        .map(|s| s.name())
+        .collect();
+    report::write(&options.out, &machine::describe(), &order, &sections)?;
     eprintln!("wrote {}", options.out.display());
     Ok(())
 }

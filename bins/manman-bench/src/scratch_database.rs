@@ -11,6 +11,15 @@ pub(crate) struct ScratchDatabase {
     pub(crate) url: String,
 }
 
+impl std::fmt::Debug for ScratchDatabase {
+    /// Its name only: the URLs may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScratchDatabase")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ScratchDatabase {
     /// Creates it with the superuser URL `admin_url`.
     pub(crate) async fn create(admin_url: &str) -> anyhow::Result<Self> {

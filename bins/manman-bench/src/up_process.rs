@@ -26,8 +26,9 @@ impl Drop for TempDir {
 }
 
 impl UpProcess {
-    /// Starts `manman up` with room for `capacity` servers; returns once its API answers.
-    pub(crate) async fn start(capacity: usize) -> anyhow::Result<Self> {
+    /// Starts `manman up` with room for `capacity` servers, its store `store` (`memory`,
+    /// `sqlite` or a `postgres://` URL, as `--store`); returns once its API answers.
+    pub(crate) async fn start(capacity: usize, store: &str) -> anyhow::Result<Self> {
         let data = std::env::temp_dir().join(format!(
             "manman-bench-{}-{}",
             std::process::id(),
@@ -43,6 +44,8 @@ impl UpProcess {
                 "127.0.0.1:0",
                 "--capacity",
                 &capacity.to_string(),
+                "--store",
+                store,
             ])
             .arg("--data-dir")
             .arg(&data.0)

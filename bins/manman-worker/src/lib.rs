@@ -267,7 +267,13 @@ async fn run(options: Options) -> anyhow::Result<WorkerExit> {
 
 /// The whole daemon: parse the settings, set up logging, run until a signal; the exit code.
 pub fn main() -> ExitCode {
-    let options = Options::parse();
+    main_from(std::env::args_os())
+}
+
+/// [`main`] with these command-line arguments (the first is the program's name) instead of the
+/// process's: for a program that embeds this daemon as one of its commands.
+pub fn main_from(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let options = Options::parse_from(args);
     manman_logging::init(options.log_format, "info");
     // Game servers of a worker that is not root run as its user: they must not read its memory
     // or its environment (its credentials) through /proc.

@@ -43,7 +43,7 @@ const IN_FLIGHT: usize = 256;
 /// Round trips before measuring.
 const WARM_UP: usize = 200;
 
-type Failure = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 pub(crate) async fn run(settings: &Settings) -> anyhow::Result<Section> {
     let round_trips = settings.round_trips;
@@ -371,7 +371,10 @@ async fn raw_publish_to(
 
 /// The same request → reply with raw lapin: requests and replies on durable queues, persistent,
 /// `mandatory`, confirms awaited, manual acks, one connection per side.
-async fn raw_round_trips(broker: &TestBroker, n: usize) -> Result<Vec<Duration>, Failure> {
+pub(crate) async fn raw_round_trips(
+    broker: &TestBroker,
+    n: usize,
+) -> Result<Vec<Duration>, Failure> {
     let requests = broker.name("raw.requests");
     let replies = broker.name("raw.replies");
     let (client_connection, client) = raw_channel(broker.url(), true).await?;

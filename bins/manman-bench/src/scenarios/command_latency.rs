@@ -1,12 +1,13 @@
-//! `command-latency`: end to end through the product — an HTTP start until the host records
-//! `running`, and an HTTP stdin line until the game server's answer to it is on the console.
+//! `command-latency`: end to end through the product, on each deployment — an HTTP start until
+//! the host records `running`, an HTTP stdin line until the game server's answer to it is on the
+//! console, and an HTTP stop until the host records `complete` — with the raw limits beside.
 
+use crate::deployment::{Deployment, Running};
+use crate::raw_limits::RawLimits;
 use crate::report::{Figure, Section, Target};
 use crate::scenarios::Settings;
-use crate::up_process::UpProcess;
 use anyhow::{Context, bail};
 use futures::StreamExt;
-use manman_core::config::{ConfigSpec, StopPolicy};
 use manman_core::event::Event;
 use manman_core::host::StartRequest;
 use manman_core::id::InstanceId;
@@ -23,62 +24,151 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 struct Run {
     start: Vec<f64>,
     stdin: Vec<f64>,
+    stop: Vec<f64>,
+}
+
+/// The figures of one deployment.
+struct Figures {
+    start_p50: Figure,
+    start_p99: Figure,
+    stdin_p50: Figure,
+    stdin_p99: Figure,
+    stop_p50: Figure,
+}
+
+impl Figures {
+    fn new(deployment: Deployment) -> Self {
+        let label = deployment.label();
+        let figure = |what: &str, target| Figure::new(&format!("{label}: {what}"), "ms", target);
+        Self {
+            start_p50: figure("HTTP start → `running` recorded, p50", Target::AtMost(6.0)),
+            start_p99: figure("HTTP start → `running` recorded, p99", Target::AtMost(15.0)),
+            stdin_p50: figure(
+                "HTTP stdin → the answer on the console, p50",
+                Target::AtMost(2.0),
+            ),
+            stdin_p99: figure(
+                "HTTP stdin → the answer on the console, p99",
+                Target::AtMost(6.0),
+            ),
+            stop_p50: figure("HTTP stop → `complete` recorded, p50", Target::None),
+        }
+    }
+
+    fn add(&mut self, run: &Run) {
+        self.start_p50.values.push(percentile(&run.start, 0.50));
+        self.start_p99.values.push(percentile(&run.start, 0.99));
+        self.stdin_p50.values.push(percentile(&run.stdin, 0.50));
+        self.stdin_p99.values.push(percentile(&run.stdin, 0.99));
+        self.stop_p50.values.push(percentile(&run.stop, 0.50));
+    }
+
+    fn into_vec(self) -> Vec<Figure> {
+        vec![
+            self.start_p50,
+            self.start_p99,
+            self.stdin_p50,
+            self.stdin_p99,
+            self.stop_p50,
+        ]
+    }
 }
 
 pub(crate) async fn run(settings: &Settings) -> anyhow::Result<Section> {
     let rounds = settings.latency_rounds;
-    let mut figures = [
-        ("HTTP start → `running` recorded, p50", Target::AtMost(20.0)),
-        ("HTTP start → `running` recorded, p99", Target::AtMost(50.0)),
-        (
-            "HTTP stdin → the server's answer on the console, p50",
-            Target::AtMost(2.0),
-        ),
-        (
-            "HTTP stdin → the server's answer on the console, p99",
-            Target::AtMost(10.0),
-        ),
-    ]
-    .map(|(name, target)| Figure::new(name, "ms", target));
+    let mut by_deployment: Vec<(Deployment, Figures)> = Deployment::COMPARED
+        .into_iter()
+        .map(|d| (d, Figures::new(d)))
+        .collect();
+    let mut limits = RawLimits::figures();
     for i in 1..=settings.runs {
         eprintln!("  run {i}/{}", settings.runs);
-        let run = one_run(rounds).await?;
-        let (start_p50, start_p99) = (percentile(&run.start, 0.50), percentile(&run.start, 0.99));
-        let (stdin_p50, stdin_p99) = (percentile(&run.stdin, 0.50), percentile(&run.stdin, 0.99));
-        eprintln!(
-            "    start p50 {start_p50:.2} ms p99 {start_p99:.2} ms; stdin p50 {stdin_p50:.2} ms p99 {stdin_p99:.2} ms"
-        );
-        for (figure, value) in figures
-            .iter_mut()
-            .zip([start_p50, start_p99, stdin_p50, stdin_p99])
-        {
-            figure.values.push(value);
+        limits.measure(settings).await?;
+        for (deployment, figures) in &mut by_deployment {
+            let running = deployment.start(settings, 4).await?;
+            let run = one_run(&running, rounds).await;
+            running.stop().await?;
+            let run = run.with_context(|| deployment.label())?;
+            eprintln!(
+                "    {}: start p50 {:.2} ms p99 {:.2} ms; stdin p50 {:.2} ms p99 {:.2} ms; stop p50 {:.2} ms",
+                deployment.label(),
+                percentile(&run.start, 0.50),
+                percentile(&run.start, 0.99),
+                percentile(&run.stdin, 0.50),
+                percentile(&run.stdin, 0.99),
+                percentile(&run.stop, 0.50),
+            );
+            figures.add(&run);
         }
     }
+    let ratio = |name: &str, of: &Figure, to: &Figure| {
+        let mut figure = Figure::new(name, "×", Target::None);
+        figure.values = of
+            .values
+            .iter()
+            .zip(&to.values)
+            .map(|(a, b)| a / b)
+            .collect();
+        figure
+    };
+    let (distributed, memory) = (&by_deployment[0].1, &by_deployment[2].1);
+    let ratios = vec![
+        ratio(
+            "start p50: distributed ÷ all-in-one, memory",
+            &distributed.start_p50,
+            &memory.start_p50,
+        ),
+        ratio(
+            "stdin p50: distributed ÷ all-in-one, memory",
+            &distributed.stdin_p50,
+            &memory.stdin_p50,
+        ),
+    ];
+    let mut figures: Vec<Figure> = by_deployment
+        .into_iter()
+        .flat_map(|(_, figures)| figures.into_vec())
+        .collect();
+    figures.extend(ratios);
+    figures.extend(limits.into_vec());
     Ok(Section {
         scenario: "command-latency",
-        title: "End-to-end command latency".to_owned(),
+        title: "End-to-end command latency, on each deployment".to_owned(),
         method: format!(
-            "`manman up` runs as its own process (host and worker together, in-memory store and \
-             bus). A config of the demo game without a ready pattern (the fake game server counts \
-             as `running` when spawned) is started over HTTP {rounds} times, one after another; the \
-             figure is from sending `POST /api/v1/instances` to receiving the `running` status on \
-             the `/api/v1/events` stream, which the host sends once the status processor has \
-             recorded it. Once the server has printed its first line (it is reading its input: a \
-             spawned process is `running` before it has started up — about 40 ms for this \
-             binary, which would otherwise land on the first line), {STDIN_PER_START} lines are \
-             sent with `POST …/stdin`, one after another; the figure is from sending the request to receiving the server's echo of the \
-             line on the `/console` stream — the line's way to the server and its answer's way \
-             back, so an upper bound of \"line seen by the game server\". The instance is then \
-             stopped before the next start."
+            "Each run starts each deployment afresh: **distributed** — `manman-host` on a \
+             PostgreSQL database and a RabbitMQ vhost of its own, one separate `manman-worker` \
+             process, as ManMan is deployed; **all-in-one, PostgreSQL** — `manman up --store \
+             postgres://…` (host and worker in one process, the in-memory bus); **all-in-one, \
+             memory** — `manman up --store memory`. All are this release build, and so is the \
+             game server. On each, a config of the fake game server without a ready pattern (it \
+             counts as `running` when spawned) is started over HTTP {rounds} times, one after \
+             another; the start figure is from sending `POST /api/v1/instances` to receiving the \
+             `running` status on the `/api/v1/events` stream, which carries only what the store \
+             recorded. Once the server has printed its first line (a spawned process is \
+             `running` before it has started up — about 40 ms for this binary, which would \
+             otherwise land on the first line), {STDIN_PER_START} lines are sent with `POST \
+             …/stdin`, one after another; the stdin figure is from sending the request to \
+             receiving the server's echo of the line on the `/console` stream — the line's way to \
+             the server and its answer's way back, so an upper bound of \"line seen by the game \
+             server\". The instance is then stopped (`POST …/stop`, the server quits on its stop \
+             line) until `complete` is on the stream. The raw limits are measured in the same run: \
+             {}",
+            RawLimits::METHOD
         ),
-        figures: figures.into_iter().collect(),
+        figures,
         notes: vec![
-            "The earlier Python system took 329 ms (p50) / 712 ms (p99) from start to running and \
-             68 / 226 ms for stdin here (`shared/research/original-baseline.md`)."
+            "The earlier Python system, distributed, took 329 ms (p50) / 712 ms (p99) from start \
+             to running and 68 / 226 ms for stdin here (`shared/research/original-baseline.md`)."
                 .to_owned(),
-            "The bench client, the host, the worker and the game server share the machine's 2 \
-             cores; the start includes spawning a process."
+            "The bench client, the host, the worker, PostgreSQL, RabbitMQ and the game server \
+             share the machine's 2 cores; the start includes spawning a process."
+                .to_owned(),
+            "A distributed start crosses: HTTP to the host; its reads for placement (run \
+             concurrently) and one INSERT of the instance and one of the command record; a \
+             confirmed publish of the command; the worker's spawn (the command carries the \
+             config, so the worker asks the host nothing); the worker's confirmed publish of \
+             `running`; the status processor's batch commit; a confirmed publish of what it \
+             recorded; the event hub's SSE write. A stdin line crosses two broker hops (command \
+             in, console line out) beside its HTTP request."
                 .to_owned(),
             "This scenario found a 40 ms stall on the first console line after a quiet moment: \
              Nagle's algorithm held small SSE writes until the client's delayed ACK. The host now \
@@ -88,49 +178,18 @@ pub(crate) async fn run(settings: &Settings) -> anyhow::Result<Section> {
     })
 }
 
-async fn one_run(rounds: usize) -> anyhow::Result<Run> {
-    let mut up = UpProcess::start(4).await?;
-    let client = up.client.clone();
-    let game = client
-        .list_games()
-        .await?
-        .into_iter()
-        .find(|g| g.name == "demo")
-        .context("no demo game")?;
-    let mut spec = ConfigSpec::new("latency", "fake-game-server");
-    spec.stop = StopPolicy {
-        stdin_line: Some("quit".to_owned()),
-        timeout_s: 10,
-        ..StopPolicy::default()
-    };
-    let config = client.create_config(game.id, &spec).await?;
-
-    // Status events, as they come, to whoever waits for them.
-    let (statuses, mut status_rx) = mpsc::unbounded_channel::<(InstanceId, Status, Instant)>();
-    let mut events = Box::pin(client.events().await?);
-    let watcher = tokio::spawn(async move {
-        while let Some(Ok(event)) = events.next().await {
-            if let Event::Status(report) = event
-                && let Entity::Instance(id) = report.entity
-                && statuses.send((id, report.status, Instant::now())).is_err()
-            {
-                return;
-            }
-        }
-    });
-    // The events stream is live once its first answer came: wait a moment for the queue.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-
+async fn one_run(running: &Running, rounds: usize) -> anyhow::Result<Run> {
+    let client = &running.client;
+    let config = running.config("latency").await?;
+    let (statuses, mut status_rx) = status_watch(running).await?;
     let mut run = Run {
         start: Vec::with_capacity(rounds),
-        stdin: Vec::with_capacity(rounds),
+        stdin: Vec::with_capacity(rounds * STDIN_PER_START),
+        stop: Vec::with_capacity(rounds),
     };
     for round in 0..rounds {
         let sent = Instant::now();
-        let id = client
-            .start(&StartRequest::new(config.id))
-            .await?
-            .instance_id;
+        let id = client.start(&StartRequest::new(config)).await?.instance_id;
         let at = wait_status(&mut status_rx, id, Status::Running).await?;
         run.start.push((at - sent).as_secs_f64() * 1000.0);
 
@@ -159,18 +218,43 @@ async fn one_run(rounds: usize) -> anyhow::Result<Run> {
             .with_context(|| format!("no echo of {text:?} within {STEP_TIMEOUT:?}"))??;
             run.stdin.push(sent.elapsed().as_secs_f64() * 1000.0);
         }
+        let sent = Instant::now();
         client.stop(id).await?;
-        wait_status(&mut status_rx, id, Status::Complete).await?;
+        let at = wait_status(&mut status_rx, id, Status::Complete).await?;
+        run.stop.push((at - sent).as_secs_f64() * 1000.0);
     }
-    watcher.abort();
-    up.terminate()?;
-    up.wait(STEP_TIMEOUT).await?;
+    statuses.abort();
     Ok(run)
+}
+
+/// A status seen on the events stream: the instance, its status, when it arrived.
+pub(crate) type Seen = (InstanceId, Status, Instant);
+
+/// Follows the deployment's `/events` stream; every instance status on it, as it comes, goes
+/// to the receiver. Returns once the stream is live.
+pub(crate) async fn status_watch(
+    running: &Running,
+) -> anyhow::Result<(tokio::task::JoinHandle<()>, mpsc::UnboundedReceiver<Seen>)> {
+    let (statuses, status_rx) = mpsc::unbounded_channel::<Seen>();
+    let mut events = Box::pin(running.client.events().await?);
+    let watcher = tokio::spawn(async move {
+        while let Some(Ok(event)) = events.next().await {
+            if let Event::Status(report) = event
+                && let Entity::Instance(id) = report.entity
+                && statuses.send((id, report.status, Instant::now())).is_err()
+            {
+                return;
+            }
+        }
+    });
+    // The events stream is live once its first answer came: wait a moment for the queue.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok((watcher, status_rx))
 }
 
 /// When `id` reached `status`, by the events stream.
 async fn wait_status(
-    statuses: &mut mpsc::UnboundedReceiver<(InstanceId, Status, Instant)>,
+    statuses: &mut mpsc::UnboundedReceiver<Seen>,
     id: InstanceId,
     status: Status,
 ) -> anyhow::Result<Instant> {
@@ -187,7 +271,7 @@ async fn wait_status(
 }
 
 /// The `q` quantile of `values` (nearest rank).
-fn percentile(values: &[f64], q: f64) -> f64 {
+pub(crate) fn percentile(values: &[f64], q: f64) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let rank = ((sorted.len() as f64 * q).ceil() as usize).saturating_sub(1);

@@ -188,7 +188,7 @@ pub(crate) async fn run(settings: &Settings) -> anyhow::Result<Section> {
 }
 
 async fn one_run(watchers: usize, window: Duration) -> anyhow::Result<Run> {
-    let mut up = UpProcess::start(4).await?;
+    let mut up = UpProcess::start(4, "sqlite").await?;
     let client = up.client.clone();
     let game = client
         .list_games()

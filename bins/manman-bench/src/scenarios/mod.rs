@@ -1,6 +1,7 @@
 //! The benchmark scenarios.
 
 mod api_reads;
+mod burst;
 mod bus_round_trip;
 mod command_latency;
 mod console_fanout;
@@ -10,9 +11,17 @@ mod worker_scale;
 
 use crate::report::Section;
 
+pub(crate) use bus_round_trip::raw_round_trips;
+
 /// A named scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Scenario {
+    /// HTTP start → running, stdin → answer and stop → complete, end to end, on each deployment.
+    #[value(name = "command-latency")]
+    CommandLatency,
+    /// Bursts of starts and stops through the API, on each deployment.
+    #[value(name = "burst")]
+    Burst,
     /// One worker supervising many fake game servers.
     #[value(name = "worker-1000")]
     Worker1000,
@@ -25,9 +34,6 @@ pub(crate) enum Scenario {
     /// The host's read API on PostgreSQL under concurrent load.
     #[value(name = "api-reads")]
     ApiReads,
-    /// HTTP start → running and HTTP stdin → the server's answer, end to end.
-    #[value(name = "command-latency")]
-    CommandLatency,
     /// Host memory with hundreds of console watchers over HTTP of one busy instance.
     #[value(name = "console-fanout")]
     ConsoleFanout,
@@ -51,16 +57,18 @@ pub(crate) struct Settings {
     pub(crate) fanout_watchers: usize,
     pub(crate) fanout_secs: u64,
     pub(crate) ended_instances: usize,
+    pub(crate) burst: usize,
 }
 
 impl Scenario {
     pub(crate) fn all() -> &'static [Self] {
         &[
+            Self::CommandLatency,
+            Self::Burst,
             Self::Worker1000,
             Self::StatusIngest,
             Self::BusRoundTrip,
             Self::ApiReads,
-            Self::CommandLatency,
             Self::ConsoleFanout,
             Self::HistoryCost,
         ]
@@ -68,11 +76,12 @@ impl Scenario {
 
     pub(crate) fn name(self) -> &'static str {
         match self {
+            Self::CommandLatency => "command-latency",
+            Self::Burst => "burst",
             Self::Worker1000 => "worker-1000",
             Self::StatusIngest => "status-ingest",
             Self::BusRoundTrip => "bus-round-trip",
             Self::ApiReads => "api-reads",
-            Self::CommandLatency => "command-latency",
             Self::ConsoleFanout => "console-fanout",
             Self::HistoryCost => "history-cost",
         }
@@ -80,11 +89,12 @@ impl Scenario {
 
     pub(crate) async fn run(self, settings: &Settings) -> anyhow::Result<Section> {
         match self {
+            Self::CommandLatency => command_latency::run(settings).await,
+            Self::Burst => burst::run(settings).await,
             Self::Worker1000 => worker_scale::run(settings).await,
             Self::StatusIngest => status_ingest::run(settings).await,
             Self::BusRoundTrip => bus_round_trip::run(settings).await,
             Self::ApiReads => api_reads::run(settings).await,
-            Self::CommandLatency => command_latency::run(settings).await,
             Self::ConsoleFanout => console_fanout::run(settings).await,
             Self::HistoryCost => history_cost::run(settings).await,
         }

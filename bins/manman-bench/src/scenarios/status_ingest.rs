@@ -1,12 +1,14 @@
 //! `status-ingest`: status events persisted per second by the status processor (event in,
 //! history row and current status out) on PostgreSQL, beside plain batched INSERTs of the same
-//! rows in the same run.
+//! rows in the same run; and the same events published to RabbitMQ while one, then two, status
+//! processors (host replicas) compete for them — publish → recorded, as deployed.
 
 use crate::report::{Figure, Section, Target};
 use crate::scenarios::Settings;
 use crate::scratch_database::ScratchDatabase;
 use anyhow::{Context, bail};
 use chrono::Utc;
+use futures::{StreamExt, TryStreamExt};
 use manman_core::bus::Bus;
 use manman_core::event::{Event, StatusReport};
 use manman_core::host::StatusProcessor;
@@ -14,7 +16,10 @@ use manman_core::memory::MemoryBus;
 use manman_core::ports::SystemClock;
 use manman_core::status::{Cause, Entity, Sequence, Status};
 use manman_core::store::Store;
+use manman_core::topology::Topology;
 use manman_pg::{PgSettings, PgStore};
+use manman_rabbit::{RabbitBus, RabbitSettings};
+use manman_test_support::amqp::TestBroker;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -46,6 +51,17 @@ pub(crate) async fn run(settings: &Settings) -> anyhow::Result<Section> {
         Target::None,
     );
     let mut ratio = Figure::new("processor path ÷ baseline", "×", Target::None);
+    let mut one_replica = Figure::new(
+        "through RabbitMQ, one host replica: publish → recorded",
+        "events/s",
+        Target::AtLeast(15_000.0),
+    );
+    let mut two_replicas = Figure::new(
+        "through RabbitMQ, two host replicas: publish → recorded",
+        "events/s",
+        Target::None,
+    );
+    let mut scaling = Figure::new("two replicas ÷ one", "×", Target::AtLeast(1.0));
     for i in 1..=settings.runs {
         eprintln!("  run {i}/{}", settings.runs);
         let database = ScratchDatabase::create(&admin_url).await?;
@@ -56,6 +72,17 @@ pub(crate) async fn run(settings: &Settings) -> anyhow::Result<Section> {
         processor.values.push(path);
         plain.values.push(baseline);
         ratio.values.push(path / baseline);
+        let mut through_rabbit = [0.0; 2];
+        for (replicas, rate) in (1..).zip(&mut through_rabbit) {
+            let database = ScratchDatabase::create(&admin_url).await?;
+            let outcome = rabbit_path(&database.url, events, replicas).await;
+            database.drop_it().await;
+            *rate = outcome?;
+            eprintln!("    through RabbitMQ, {replicas} replica(s): {rate:.0} events/s");
+        }
+        one_replica.values.push(through_rabbit[0]);
+        two_replicas.values.push(through_rabbit[1]);
+        scaling.values.push(through_rabbit[1] / through_rabbit[0]);
     }
     Ok(Section {
         scenario: "status-ingest",
@@ -69,10 +96,18 @@ pub(crate) async fn run(settings: &Settings) -> anyhow::Result<Section> {
              transaction (the events are numbered as a worker numbers them). The figure is events \
              divided by the time from the processor's start until the last instance is `complete`. \
              The baseline inserts the same \
-             number of history rows with multi-row INSERTs of {BATCH} rows, in the same database.",
+             number of history rows with multi-row INSERTs of {BATCH} rows, in the same database. \
+             Then, as deployed, on a fresh database each: one (then two) status processors, each \
+             a host replica's — its own RabbitMQ connection and PostgreSQL pool, competing for \
+             the one `status-processor` queue — run while the bench publishes the same events to \
+             RabbitMQ as a worker does (sealed with the worker's key, confirmed; {PUBLISH_IN_FLIGHT} \
+             in flight, one step of every instance after another so that each instance's reports \
+             are queued in order); the figure is events divided by the time from the first \
+             publish until every instance is recorded `complete`. The replicas run in the bench's \
+             process; the processors also publish what they recorded for the events streams.",
             events / STEPS.len()
         ),
-        figures: vec![processor, plain, ratio],
+        figures: vec![processor, plain, ratio, one_replica, two_replicas, scaling],
         notes: vec![
             "The earlier Python system persisted about 75 status rows/s on this machine \
              (`shared/research/original-baseline.md`)."
@@ -162,6 +197,88 @@ async fn processor_path(pg: &PgStore, events: usize) -> anyhow::Result<f64> {
         bail!("only {complete} of {instances} instances reached complete");
     }
     Ok(events as f64 / elapsed)
+}
+
+/// Publishes with confirms in flight at once in [`rabbit_path`].
+const PUBLISH_IN_FLIGHT: usize = 256;
+
+/// Events/s from publishing on RabbitMQ until recorded, with `replicas` status processors.
+async fn rabbit_path(url: &str, events: usize, replicas: usize) -> anyhow::Result<f64> {
+    let pg = setup(url).await?;
+    let store = Store::from_adapter(pg.clone());
+    let (ids, key) = crate::fixture::instances(&store, events / STEPS.len()).await?;
+    let Some(broker) = TestBroker::connect("bench-ingest").await else {
+        bail!("status-ingest needs RabbitMQ: set MANMAN_TEST_AMQP_URL");
+    };
+    let outcome = async {
+        let bus_of = |rabbit: RabbitBus| {
+            Bus::with_topology(
+                Arc::new(rabbit.clone()),
+                Arc::new(rabbit),
+                Topology::with_prefix(broker.prefix()),
+            )
+        };
+        let connect = |service: String| {
+            let settings = RabbitSettings::new(broker.url()).connection_name(broker.name(&service));
+            async move { RabbitBus::connect(&settings).await }
+        };
+        let worker = bus_of(connect("worker".to_owned()).await?);
+        worker.declare().await?;
+        let shutdown = CancellationToken::new();
+        let mut processors = Vec::new();
+        for replica in 0..replicas {
+            let bus = bus_of(connect(format!("host-{replica}")).await?);
+            let replica_store = Store::from_adapter(setup(url).await?);
+            let processor = StatusProcessor::new(replica_store, bus, Arc::new(SystemClock));
+            let token = shutdown.clone();
+            processors.push(tokio::spawn(async move { processor.run(token).await }));
+        }
+        // Give each processor's consumer a moment to attach before the first publish.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        for (counter, (status, cause)) in (1..).zip(STEPS) {
+            futures::stream::iter(&ids)
+                .map(|id| {
+                    let report =
+                        StatusReport::new(Entity::Instance(*id), status, cause, Utc::now())
+                            .with_sequence(Sequence::new(1, counter));
+                    let (worker, key) = (&worker, &key);
+                    async move {
+                        worker
+                            .publish_event(&Event::Status(report), Utc::now(), key)
+                            .await
+                    }
+                })
+                .buffer_unordered(PUBLISH_IN_FLIGHT)
+                .try_collect::<Vec<_>>()
+                .await?;
+        }
+        let instances = i64::try_from(ids.len())?;
+        let deadline = started + Duration::from_secs(600);
+        loop {
+            let complete: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM manman.instances WHERE status = 'complete'",
+            )
+            .fetch_one(pg.pool())
+            .await?;
+            if complete == instances {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("only {complete} of {instances} instances were complete after 10 minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        shutdown.cancel();
+        for processor in processors {
+            let _ = processor.await;
+        }
+        Ok(events as f64 / elapsed)
+    }
+    .await;
+    let _ = broker.cleanup().await;
+    outcome
 }
 
 async fn plain_inserts(pg: &PgStore, rows: usize) -> anyhow::Result<f64> {

@@ -80,7 +80,7 @@ pub(crate) async fn run(settings: &Settings) -> anyhow::Result<Section> {
 }
 
 async fn one_run(n: usize, idle: Duration) -> anyhow::Result<Run> {
-    let mut up = UpProcess::start(n).await?;
+    let mut up = UpProcess::start(n, "memory").await?;
     let client = up.client.clone();
     let game = client
         .list_games()
