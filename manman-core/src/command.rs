@@ -2,6 +2,7 @@
 //! their results.
 
 use crate::id::{ConfigId, InstanceId, WorkerId};
+use crate::ports::ConfigBundle;
 use crate::unknown_name::UnknownName;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,20 @@ pub enum Command {
         instance_id: InstanceId,
         /// The config to run.
         config_id: ConfigId,
+        /// The game and config the host placed, as it read them when it placed the instance:
+        /// the worker starts with them instead of asking the host for them (one HTTP request
+        /// fewer before the spawn). A host older than this field sends none; the worker then
+        /// fetches them (`GET /api/v1/worker/instances/{id}/config`).
+        ///
+        /// Carried, they are as trustworthy as fetched: a command is sealed by the host for
+        /// one registration (worker id and epoch) of its worker with that registration's key,
+        /// so only the host can have written them, for this very registration — a restarted
+        /// worker (a new epoch, a new key) refuses a start meant for its past. The worker
+        /// checks them as it checks fetched ones (the config is the one the command names,
+        /// game and config pass validation again). A start's record in the host's store holds
+        /// them too, as sent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bundle: Option<Box<ConfigBundle>>,
     },
     /// Stop gracefully: stdin line, signal, then SIGKILL.
     Stop {
@@ -320,6 +335,70 @@ mod tests {
         assert!(unknown.to_string().contains("format_disk"));
         let extra = serde_json::from_str::<Command>(r#"{"type":"stop","instance_id":1,"x":1}"#);
         assert!(extra.is_err(), "unknown fields are refused");
+    }
+
+    /// A game and a config as the host stores them.
+    fn bundle() -> ConfigBundle {
+        use crate::config::{ConfigSpec, GameServerConfig};
+        use crate::game_server::{GameServer, ServerType};
+        use crate::id::GameServerId;
+        let mut spec = ConfigSpec::new("main", "server");
+        spec.args = vec!["-port".into(), "27015".into()];
+        ConfigBundle {
+            game: GameServer {
+                id: GameServerId(2),
+                name: "fake".into(),
+                server_type: ServerType::Local {
+                    path: "games/fake".into(),
+                },
+                created_at: Utc::now(),
+            },
+            config: GameServerConfig {
+                id: ConfigId(5),
+                game_server_id: GameServerId(2),
+                created_at: Utc::now(),
+                spec,
+            },
+        }
+    }
+
+    #[test]
+    fn a_start_carries_its_game_and_config_and_one_without_them_still_parses() {
+        let carried = Command::Start {
+            instance_id: InstanceId(9),
+            config_id: ConfigId(5),
+            bundle: Some(Box::new(bundle())),
+        };
+        let json = serde_json::to_value(&carried).unwrap();
+        assert_eq!(json["bundle"]["config"]["name"], "main");
+        assert_eq!(json["bundle"]["game"]["name"], "fake");
+        assert_eq!(serde_json::from_value::<Command>(json).unwrap(), carried);
+
+        // A host older than the field sends none: the same command, to be fetched.
+        let old =
+            serde_json::from_str::<Command>(r#"{"type":"start","instance_id":9,"config_id":5}"#)
+                .unwrap();
+        let bare = Command::Start {
+            instance_id: InstanceId(9),
+            config_id: ConfigId(5),
+            bundle: None,
+        };
+        assert_eq!(old, bare);
+        assert_eq!(
+            serde_json::to_value(&bare).unwrap(),
+            serde_json::json!({"type":"start","instance_id":9,"config_id":5}),
+            "none is left out, not sent as null"
+        );
+        let envelope = CommandEnvelope::new(carried, "test", Utc::now());
+        let text = serde_json::to_string(&envelope).unwrap();
+        assert_eq!(
+            serde_json::from_str::<CommandEnvelope>(&text).unwrap(),
+            envelope
+        );
+        let typo = serde_json::from_str::<Command>(
+            r#"{"type":"start","instance_id":9,"config_id":5,"bundel":null}"#,
+        );
+        assert!(typo.is_err(), "unknown fields are still refused");
     }
 
     #[test]

@@ -278,12 +278,15 @@ async fn a_worker_runs_only_what_the_host_sealed_for_it_and_confirms() {
     let start = |instance_id| Command::Start {
         instance_id,
         config_id: config,
+        bundle: None,
     };
     // Refused by their seal: dead-lettered by w2 without a word; the host records them.
     let unsigned = forger.command(w2.id, start(theirs), None).await;
     let for_w1 = forger.command(w2.id, start(theirs), Some(&w1_key)).await;
-    // Sealed for w2 (as a fooled host would): the host does not confirm them at config fetch,
-    // so w2 answers `failed` — results for commands the host never sent, dead-lettered.
+    // Sealed for w2 (as a fooled host would), carrying no config, so w2 asks the host for it:
+    // the host does not confirm them at config fetch, so w2 answers `failed` — results for
+    // commands the host never sent, dead-lettered. (A start sealed for w2 that carries its
+    // config is believed on its seal: docs/architecture.md, "Signed messages".)
     let not_its_own = forger.command(w2.id, start(theirs), Some(&w2_key)).await;
     let missing = forger
         .command(w2.id, start(InstanceId(999_999)), Some(&w2_key))

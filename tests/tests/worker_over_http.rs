@@ -1,5 +1,5 @@
 //! A worker that reaches its host over HTTP (`/api/v1/worker`): registration, heartbeats,
-//! config fetch, and "superseded" when another registration of its name takes over; a worker
+//! config fetch (a restart in place; a start carries its config), and "superseded" when another registration of its name takes over; a worker
 //! whose credentials are revoked is refused at its next heartbeat, keeps running, and is `lost`.
 
 use manman_core::bus::Bus;
@@ -110,11 +110,22 @@ async fn a_worker_over_http_runs_servers_and_stops_when_superseded() {
         .expect("start")
         .instance_id;
     eventually(
-        "the server to run (config fetched over HTTP)",
+        "the server to run (config carried by the start command)",
         WAIT,
         || async {
             (host.instances().get_instance(id).await.expect("get").status == Status::Running)
                 .then_some(())
+        },
+    )
+    .await;
+    // A restart in place fetches the config over HTTP: the host confirms the instance again.
+    host.instances().restart(id, "test").await.expect("restart");
+    eventually(
+        "the server to run again (config fetched over HTTP)",
+        WAIT,
+        || async {
+            let instance = host.instances().get_instance(id).await.expect("get");
+            (instance.status == Status::Running && instance.restart_count == 1).then_some(())
         },
     )
     .await;

@@ -547,6 +547,7 @@ async fn commands_it_cannot_carry_out_are_failed_results_and_the_worker_carries_
             Command::Start {
                 instance_id: duplicate,
                 config_id: config,
+                bundle: None,
             },
             false,
         ),
@@ -582,6 +583,7 @@ async fn commands_it_cannot_carry_out_are_failed_results_and_the_worker_carries_
         Command::Start {
             instance_id: InstanceId(999_998),
             config_id: ConfigId(999_998),
+            bundle: None,
         },
         false,
     );

@@ -166,6 +166,7 @@ mod tests {
             Command::Start {
                 instance_id: instance.id,
                 config_id: instance.config_id,
+                bundle: None,
             },
             "test",
             now - chrono::Duration::seconds(70),

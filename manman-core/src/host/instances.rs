@@ -7,7 +7,7 @@ use crate::host::placement::{Wanted, place};
 use crate::host::{CommandSender, HostError};
 use crate::id::{ConfigId, InstanceId, WorkerId};
 use crate::instance::{Instance, InstanceFilter, NewInstance};
-use crate::ports::{Clock, StatusChange};
+use crate::ports::{Clock, ConfigBundle, StatusChange};
 use crate::status::{Entity, StatusEvent};
 use crate::store::Store;
 use serde::{Deserialize, Serialize};
@@ -75,29 +75,39 @@ impl Instances {
         }
     }
 
-    /// Starts a config: places it, creates the instance, sends the start command.
+    /// Starts a config: places it, creates the instance, sends the start command — which
+    /// carries the game and config it placed, so the worker need not ask for them.
+    ///
+    /// The reads placement needs (the config and its game, the workers, the active instances
+    /// per worker and those of this config) go to the store together: a start waits for the
+    /// slowest of them (the config then its game: two round trips), not for the sum of five.
+    /// `NotFound` naming the config when there is none.
     pub async fn start(
         &self,
         request: &StartRequest,
         origin: impl Into<Origin>,
     ) -> Result<Started, HostError> {
-        let config = self.store.catalogue.get_config(request.config_id).await?;
-        let workers = self.store.workers.list_workers().await?;
+        let catalogue = &self.store.catalogue;
+        let bundle = async {
+            let config = catalogue.get_config(request.config_id).await?;
+            let game = catalogue.get_game(config.game_server_id).await?;
+            Ok::<_, crate::ports::StoreError>(ConfigBundle { game, config })
+        };
         // Counted by the store from its index of active instances: the cost does not grow with
         // the history.
-        let active: HashMap<WorkerId, u32> = self
-            .store
-            .instances
-            .count_active_by_worker()
-            .await?
+        let (bundle, workers, active, running) = tokio::try_join!(
+            bundle,
+            self.store.workers.list_workers(),
+            self.store.instances.count_active_by_worker(),
+            self.store
+                .instances
+                .active_instances_of_config(request.config_id),
+        )?;
+        let active: HashMap<WorkerId, u32> = active
             .into_iter()
             .map(|(worker, n)| (worker, u32::try_from(n).unwrap_or(u32::MAX)))
             .collect();
-        let running: HashMap<WorkerId, InstanceId> = self
-            .store
-            .instances
-            .active_instances_of_config(config.id)
-            .await?
+        let running: HashMap<WorkerId, InstanceId> = running
             .into_iter()
             .map(|instance| (instance.worker_id, instance.id))
             .collect();
@@ -111,7 +121,7 @@ impl Instances {
             .store
             .instances
             .create_instance(&NewInstance {
-                config_id: config.id,
+                config_id: bundle.config.id,
                 worker_id: worker.id,
                 worker_epoch: worker.epoch,
                 created_at: self.clock.now(),
@@ -119,7 +129,8 @@ impl Instances {
             .await?;
         let command = Command::Start {
             instance_id: instance.id,
-            config_id: config.id,
+            config_id: bundle.config.id,
+            bundle: Some(Box::new(bundle)),
         };
         let command_id = match self
             .sender
@@ -373,6 +384,66 @@ mod tests {
         assert!(
             matches!(&refused, HostError::NoWorker { detail } if detail.contains(&started.instance_id.to_string())),
             "names the instance that runs it there: {refused}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_start_command_carries_the_game_and_config_it_placed() {
+        let host = HostService::in_memory().await.expect("host");
+        let worker = register(&host, "w", 4).await;
+        let config = fixture::config(host.store()).await;
+        let mut commands = host
+            .bus()
+            .consume_commands(worker.worker_id, 1)
+            .await
+            .expect("the worker's queue");
+        let started = host
+            .instances()
+            .start(&StartRequest::new(config), "test")
+            .await
+            .expect("start");
+        let delivery = tokio::time::timeout(std::time::Duration::from_secs(5), commands.next())
+            .await
+            .expect("a command in time")
+            .expect("a command")
+            .expect("no bus error");
+        let published: crate::command::CommandEnvelope =
+            delivery.message.decode().expect("an envelope");
+        delivery.ack().await.expect("ack");
+        let placed = host
+            .catalogue()
+            .config_bundle(config)
+            .await
+            .expect("bundle");
+        assert_eq!(published.id, started.command_id);
+        assert_eq!(
+            published.command,
+            Command::Start {
+                instance_id: started.instance_id,
+                config_id: config,
+                bundle: Some(Box::new(placed)),
+            }
+        );
+        let record = host
+            .instances()
+            .get_command(started.command_id)
+            .await
+            .unwrap();
+        assert_eq!(record.envelope, published, "recorded as sent");
+    }
+
+    #[tokio::test]
+    async fn a_start_of_a_missing_config_is_not_found_and_names_it() {
+        let host = HostService::in_memory().await.expect("host");
+        register(&host, "w", 4).await;
+        let refused = host
+            .instances()
+            .start(&StartRequest::new(ConfigId(404)), "test")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, HostError::NotFound { .. }) && refused.to_string().contains("404"),
+            "{refused}"
         );
     }
 

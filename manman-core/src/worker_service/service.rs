@@ -640,14 +640,17 @@ impl CommandLoop {
             Command::Start {
                 instance_id,
                 config_id,
-            } => Dispatched::Now(match self.start(*instance_id, *config_id) {
-                Ok(detail) => Ok(detail),
-                Err(Refusal::AlreadyRunning(reason)) => Err(reason),
-                Err(Refusal::Refused(reason)) => {
-                    self.refuse_start(*instance_id, &reason).await;
-                    Err(reason)
-                }
-            }),
+                bundle,
+            } => Dispatched::Now(
+                match self.start(*instance_id, *config_id, bundle.as_deref()) {
+                    Ok(detail) => Ok(detail),
+                    Err(Refusal::AlreadyRunning(reason)) => Err(reason),
+                    Err(Refusal::Refused(reason)) => {
+                        self.refuse_start(*instance_id, &reason).await;
+                        Err(reason)
+                    }
+                },
+            ),
             Command::Stop { instance_id } => {
                 self.ask(*instance_id, |reply| Request::Stop { reply })
                     .await
@@ -691,10 +694,14 @@ impl CommandLoop {
         }
     }
 
+    /// Takes a start on: a supervisor of its own, which starts with the game and config the
+    /// command carries (`bundle`), or fetches them when it carries none (a command from an
+    /// older host).
     fn start(
         &mut self,
         instance_id: InstanceId,
         config_id: crate::id::ConfigId,
+        bundle: Option<&crate::ports::ConfigBundle>,
     ) -> Result<String, Refusal> {
         let mut supervisors = lock(&self.supervisors);
         if supervisors.contains_key(&instance_id) {
@@ -730,7 +737,8 @@ impl CommandLoop {
             self.context.clone(),
             receiver,
             Arc::clone(&state),
-        );
+        )
+        .with_carried_bundle(bundle.cloned());
         supervisors.insert(instance_id, Supervised { requests, state });
         self.tracker.spawn(supervisor.run());
         Ok(format!("starting {instance_id}"))

@@ -181,6 +181,9 @@ pub(crate) struct Supervisor {
     pending_stdin: VecDeque<String>,
     config: Option<GameServerConfig>,
     crashes: Option<CrashTracker>,
+    /// The game and config the start command carried, for the first attempt only (taken by
+    /// it); every later attempt fetches them.
+    carried: Option<ConfigBundle>,
 }
 
 impl Supervisor {
@@ -211,7 +214,19 @@ impl Supervisor {
             pending_stdin: VecDeque::new(),
             config: None,
             crashes: None,
+            carried: None,
         }
+    }
+
+    /// Starts with `bundle`, the game and config the start command carried, rather than
+    /// fetching them from the host (`None`: fetched, as for a command of an older host).
+    ///
+    /// Only the first attempt uses it. A restart in place (an operator's, or the crash
+    /// policy's) fetches them as before: the host then confirms again that the instance is
+    /// still this registration's and not ended, and the attempt runs the config as it is now.
+    pub(crate) fn with_carried_bundle(mut self, bundle: Option<ConfigBundle>) -> Self {
+        self.carried = bundle;
+        self
     }
 
     fn status(&self) -> Status {
@@ -435,7 +450,12 @@ impl Supervisor {
 
     /// One attempt: prepare, spawn, supervise.
     async fn attempt(&mut self) -> AttemptEnd {
-        let prepare = prepare(self.context.clone(), self.instance_id, self.config_id);
+        let prepare = prepare(
+            self.context.clone(),
+            self.instance_id,
+            self.config_id,
+            self.carried.take(),
+        );
         tokio::pin!(prepare);
         let prepared = loop {
             tokio::select! {
@@ -827,15 +847,24 @@ async fn fetch_config(
     }
 }
 
-/// Fetches the config, checks it again (the worker trusts nothing), installs the game, hands
-/// its directory to the servers' user and builds the process to spawn, confined to the game's
-/// directory.
+/// Takes the game and config the start command carried (`carried`) or else fetches them,
+/// checks them again (the worker trusts nothing), installs the game, hands its directory to
+/// the servers' user and builds the process to spawn, confined to the game's directory.
+///
+/// A carried bundle came in a command the host sealed for this worker's current registration
+/// (the command loop refuses any other), so the host vouched for it as it does for a fetched
+/// one; the checks below are the same for both.
 async fn prepare(
     context: SupervisorContext,
     instance_id: InstanceId,
     config_id: ConfigId,
+    carried: Option<ConfigBundle>,
 ) -> Result<(GameServerConfig, ProcessSpec), PrepareError> {
-    let bundle = match fetch_config(&context, instance_id, config_id).await {
+    let fetched = match carried {
+        Some(bundle) => Ok(bundle),
+        None => fetch_config(&context, instance_id, config_id).await,
+    };
+    let bundle = match fetched {
         Ok(bundle) => bundle,
         // The host says it is not this worker's to start: never retried.
         Err(
@@ -857,12 +886,11 @@ async fn prepare(
         }
     };
     if bundle.config.id != config_id {
-        return Err(PrepareError::refused(
-            Some(bundle.config),
-            &format!(
-                "the start command names {config_id}, but the host runs {instance_id} with another config"
-            ),
-        ));
+        let detail = format!(
+            "the start command names {config_id}, but the host sent {} for {instance_id}",
+            bundle.config.id
+        );
+        return Err(PrepareError::refused(Some(bundle.config), &detail));
     }
     let ConfigBundle { game, config } = bundle;
     let game_rules = NewGameServer {

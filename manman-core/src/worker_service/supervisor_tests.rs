@@ -21,6 +21,20 @@ use tokio::task::JoinHandle;
 /// How long (in tokio time) a test waits for a status report before it fails.
 const PATIENCE: Duration = Duration::from_secs(3_600);
 
+/// How the supervisor comes by its game and config, and which host it asks.
+enum Given {
+    /// It asks the host itself, in process ([`LocalHostApi`]), for every attempt: a start
+    /// command without them.
+    Fetched,
+    /// A host that counts the config fetches in `fetches` (answering each with the instance's
+    /// game and config, as the host would), and a start command that carries them (`carried`)
+    /// or not: the command the host published, read from the worker's queue.
+    Counted {
+        carried: bool,
+        fetches: Arc<std::sync::atomic::AtomicUsize>,
+    },
+}
+
 /// One supervised instance of the config `spec`, whose program runs `scripts` in turn.
 struct Harness {
     runner: MemoryProcessRunner,
@@ -41,6 +55,33 @@ impl Harness {
         spec: ConfigSpec,
         scripts: Vec<Script>,
         confirm: Duration,
+    ) -> Self {
+        Self::launch(spec, scripts, confirm, Given::Fetched).await
+    }
+
+    /// [`Self::start`] with a start command that carries its game and config (`carried`) or
+    /// not, and a host that counts the config fetches (the second value).
+    async fn start_counting_fetches(
+        spec: ConfigSpec,
+        scripts: Vec<Script>,
+        carried: bool,
+    ) -> (Self, Arc<std::sync::atomic::AtomicUsize>) {
+        let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let given = Given::Counted {
+            carried,
+            fetches: Arc::clone(&fetches),
+        };
+        (
+            Self::launch(spec, scripts, Duration::ZERO, given).await,
+            fetches,
+        )
+    }
+
+    async fn launch(
+        spec: ConfigSpec,
+        scripts: Vec<Script>,
+        confirm: Duration,
+        given: Given,
     ) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let game_dir = dir.path().join("install/games/fake");
@@ -85,6 +126,25 @@ impl Harness {
             .await
             .expect("start");
         let events = host.bus().watch_events().await.expect("watch events");
+        let (api, carried) = match given {
+            Given::Fetched => (
+                Arc::new(LocalHostApi::new(host.clone())) as Arc<dyn HostApi>,
+                None,
+            ),
+            Given::Counted { carried, fetches } => {
+                let bundle = published_bundle(&host, registered.worker_id).await;
+                let mut api = crate::ports::MockHostApi::new();
+                let answer = bundle.clone();
+                api.expect_fetch_instance_config()
+                    .returning(move |_, instance| {
+                        assert_eq!(instance, started.instance_id, "its own instance");
+                        fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        Ok(answer.clone())
+                    });
+                api.expect_keep_console_tail().returning(|_, _, _| Ok(()));
+                (Arc::new(api) as Arc<dyn HostApi>, carried.then_some(bundle))
+            }
+        };
 
         let runner = MemoryProcessRunner::new();
         let program = directories
@@ -96,7 +156,7 @@ impl Harness {
         }
         let context = SupervisorContext {
             worker_id: registered.worker_id,
-            host: Arc::new(LocalHostApi::new(host.clone())),
+            host: api,
             installer: Arc::new(LocalInstaller),
             runner: Arc::new(runner.clone()),
             reporter: Reporter::new(
@@ -132,7 +192,8 @@ impl Harness {
             restart_count: 0,
             console_dropped: Arc::default(),
         }));
-        let supervisor = Supervisor::new(started.instance_id, config.id, context, receiver, state);
+        let supervisor = Supervisor::new(started.instance_id, config.id, context, receiver, state)
+            .with_carried_bundle(carried);
         Self {
             runner,
             requests,
@@ -195,6 +256,29 @@ impl Harness {
             .expect("the supervisor ends")
             .expect("the supervisor did not panic");
         self.runner
+    }
+}
+
+/// The game and config the start command the host published for `worker` carries.
+async fn published_bundle(host: &HostService, worker: crate::id::WorkerId) -> ConfigBundle {
+    let mut commands = host
+        .bus()
+        .consume_commands(worker, 1)
+        .await
+        .expect("the worker's queue");
+    let delivery = tokio::time::timeout(PATIENCE, commands.next())
+        .await
+        .expect("a command in time")
+        .expect("the queue is open")
+        .expect("no bus error");
+    let envelope: crate::command::CommandEnvelope = delivery.message.decode().expect("an envelope");
+    delivery.ack().await.expect("ack");
+    match envelope.command {
+        crate::command::Command::Start {
+            bundle: Some(bundle),
+            ..
+        } => *bundle,
+        other => panic!("a start with its game and config, not {other:?}"),
     }
 }
 
@@ -487,4 +571,60 @@ async fn the_spawn_does_not_wait_for_the_initializing_report_to_be_confirmed() {
     // Reported in their order all the same.
     assert_eq!(h.next_status().await.status, Status::Initializing);
     assert_eq!(h.next_status().await.status, Status::Running);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_that_carries_its_config_spawns_without_asking_the_host() {
+    let (mut h, fetches) =
+        Harness::start_counting_fetches(spec(), vec![Script::new().stdout("up").hang()], true)
+            .await;
+    assert_eq!(h.until(Status::Running).await.cause, Cause::Ready);
+    h.runner.wait_for_spawn(1).await;
+    h.ask(|reply| Request::Stop { reply }).await.expect("stop");
+    h.until(Status::Complete).await;
+    h.finished().await;
+    assert_eq!(
+        fetches.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the config came with the command: the host was not asked"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_without_its_config_fetches_it_from_the_host() {
+    let (mut h, fetches) =
+        Harness::start_counting_fetches(spec(), vec![Script::new().stdout("up").hang()], false)
+            .await;
+    h.until(Status::Running).await;
+    assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
+    h.ask(|reply| Request::Stop { reply }).await.expect("stop");
+    h.until(Status::Complete).await;
+    h.finished().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_in_place_of_a_carried_start_fetches_its_config_again() {
+    let scripts = vec![
+        Script::new().stdout("up").read_until("quit").exit(0),
+        Script::new().stdout("up again").hang(),
+    ];
+    let mut s = spec();
+    s.stop.stdin_line = Some("quit".into());
+    let (mut h, fetches) = Harness::start_counting_fetches(s, scripts, true).await;
+    h.until(Status::Running).await;
+    assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(
+        h.ask(|reply| Request::Restart { reply }).await.as_deref(),
+        Ok("restarting")
+    );
+    h.until(Status::Initializing).await;
+    h.until(Status::Running).await;
+    assert_eq!(h.runner.spawn_count(), 2);
+    assert_eq!(
+        fetches.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the second attempt asks the host, which confirms the instance is still its own"
+    );
+    h.ask(|reply| Request::Kill { reply }).await.expect("kill");
+    h.until(Status::Complete).await;
 }

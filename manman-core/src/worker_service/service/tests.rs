@@ -8,7 +8,7 @@ use super::*;
 use crate::command::CommandResult;
 use crate::event::Event;
 use crate::id::ConfigId;
-use crate::ports::{Consumer, MockClock, MockHostApi, SystemClock};
+use crate::ports::{ConfigBundle, Consumer, MockClock, MockHostApi, SystemClock};
 use crate::process::TokioProcessRunner;
 use crate::signing::BusSecret;
 use crate::worker_service::LocalInstaller;
@@ -248,6 +248,7 @@ async fn a_start_is_taken_on_and_a_stop_of_an_unknown_instance_is_answered_faile
         .send(Command::Start {
             instance_id: instance,
             config_id: ConfigId(3),
+            bundle: None,
         })
         .await;
     let answer = running.result_of(start.id).await;
@@ -282,6 +283,50 @@ async fn a_start_is_taken_on_and_a_stop_of_an_unknown_instance_is_answered_faile
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_start_that_carries_its_config_goes_on_without_asking_the_host() {
+    use crate::config::{ConfigSpec, GameServerConfig};
+    use crate::game_server::{GameServer, ServerType};
+    use crate::id::GameServerId;
+    let mut running = Running::start().await;
+    let instance = InstanceId(15);
+    // A local game this worker does not have: the start goes as far as the install.
+    let bundle = ConfigBundle {
+        game: GameServer {
+            id: GameServerId(4),
+            name: "absent".into(),
+            server_type: ServerType::Local {
+                path: "games/absent".into(),
+            },
+            created_at: Utc::now(),
+        },
+        config: GameServerConfig {
+            id: ConfigId(3),
+            game_server_id: GameServerId(4),
+            created_at: Utc::now(),
+            spec: ConfigSpec::new("main", "server"),
+        },
+    };
+    let start = running
+        .send(Command::Start {
+            instance_id: instance,
+            config_id: ConfigId(3),
+            bundle: Some(Box::new(bundle)),
+        })
+        .await;
+    assert_eq!(
+        running.result_of(start.id).await.outcome,
+        CommandOutcome::Succeeded
+    );
+    // Not `refused` as the host's refusal to confirm it would make it: it was never asked.
+    assert_eq!(
+        running.end_of(instance).await,
+        (Status::Crashed, Cause::InstallFailed)
+    );
+    assert!(running.fetches().is_empty(), "{:?}", running.fetches());
+    running.stop(WorkerExit::Shutdown).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_expired_command_is_refused_and_its_instance_ends() {
     // The worker's clock is five minutes ahead of the host's: every command (time to live
     // 60 s) has expired by the time it arrives.
@@ -295,6 +340,7 @@ async fn an_expired_command_is_refused_and_its_instance_ends() {
         .send(Command::Start {
             instance_id: instance,
             config_id: ConfigId(3),
+            bundle: None,
         })
         .await;
     let answer = running.result_of(start.id).await;
@@ -325,6 +371,7 @@ async fn a_command_delivered_twice_is_acted_on_once() {
         Command::Start {
             instance_id: instance,
             config_id: ConfigId(3),
+            bundle: None,
         },
         "test",
         Utc::now(),
@@ -357,6 +404,7 @@ async fn a_command_seen_before_a_restart_is_not_acted_on_after_it() {
         Command::Start {
             instance_id: instance,
             config_id: ConfigId(3),
+            bundle: None,
         },
         "test",
         Utc::now(),
@@ -449,6 +497,7 @@ async fn a_stdin_line_is_answered_while_fifty_starts_wait_for_their_confirms() {
             .send(Command::Start {
                 instance_id: InstanceId(100 + n),
                 config_id: ConfigId(100 + n),
+                bundle: None,
             })
             .await;
     }
