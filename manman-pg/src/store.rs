@@ -15,6 +15,9 @@ pub struct PgStore {
     pool: PgPool,
 }
 
+/// A pooled connection idle at least this long is pinged before it is handed out.
+const PING_IF_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl PgStore {
     /// Opens a pool (checking one connection now, so a wrong URL fails at start). Does not
     /// migrate: call [`PgStore::migrate`].
@@ -31,6 +34,18 @@ impl PgStore {
                 format!("{}", settings.statement_timeout.as_millis()),
             )]);
         let pool = PgPoolOptions::new()
+            // sqlx pings a pooled connection each time it is handed out: a round trip more for
+            // every query. A connection in use is known to be alive; only one idle for a while
+            // (whose server may have restarted, or whose peer a firewall forgot) is pinged.
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IF_IDLE_FOR {
+                        sqlx::Connection::ping(connection).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .max_connections(settings.max_connections)
             .min_connections(settings.min_connections)
             .acquire_timeout(settings.acquire_timeout)

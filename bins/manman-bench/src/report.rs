@@ -190,7 +190,11 @@ pub(crate) fn write(
             out.push('\n');
         }
     }
-    for (_, text) in kept {
+    // Kept sections of scenarios that are no longer run, last.
+    for (name, text) in kept {
+        if order.contains(&name.as_str()) || sections.iter().any(|s| s.scenario == name) {
+            continue;
+        }
         out.push_str(&text);
         out.push_str("\n\n");
     }

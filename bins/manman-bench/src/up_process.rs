@@ -49,7 +49,7 @@ impl UpProcess {
             ])
             .arg("--data-dir")
             .arg(&data.0)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", crate::up_process::log_filter())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -141,6 +141,12 @@ impl Drop for UpProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `RUST_LOG` of the processes under test: `MANMAN_BENCH_RUST_LOG` (e.g. `debug`, to see
+/// where a run's time goes), else `warn`.
+pub(crate) fn log_filter() -> String {
+    std::env::var("MANMAN_BENCH_RUST_LOG").unwrap_or_else(|_| "warn".to_owned())
 }
 
 /// Pids whose parent is `parent`, from `/proc`.
