@@ -6,7 +6,7 @@
 use crate::event::Event;
 use crate::host::{BusKeys, DeadLetterReason};
 use crate::id::{InstanceId, WorkerId};
-use crate::ports::{Message, StoreError};
+use crate::ports::{CurrentStatus, Message, StoreError};
 use crate::signing::Purpose;
 use crate::status::Entity;
 use crate::store::Store;
@@ -303,10 +303,12 @@ impl SenderCheck {
 
     /// Reads the owners of the instances `events` are about that are not remembered yet, in one
     /// store call: a batch of events about many new instances costs one read, not one each.
+    /// Returns what that read found (their current statuses, by entity), so that the batch
+    /// need not read them again.
     pub(crate) async fn learn_owners<'e>(
         &self,
         events: impl IntoIterator<Item = &'e Event>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<HashMap<Entity, CurrentStatus>, StoreError> {
         let unknown: Vec<Entity> = {
             let owners = self.lock();
             let mut unknown: Vec<InstanceId> = events
@@ -326,19 +328,21 @@ impl SenderCheck {
             unknown.into_iter().map(Entity::Instance).collect()
         };
         if unknown.is_empty() {
-            return Ok(());
+            return Ok(HashMap::new());
         }
         let current = self.store.status.current_statuses(&unknown).await?;
         let mut owners = self.lock();
         if owners.len() + unknown.len() > OWNERS_REMEMBERED {
             owners.clear();
         }
-        for (entity, current) in unknown.iter().zip(current) {
+        let mut read = HashMap::with_capacity(unknown.len());
+        for (entity, current) in unknown.into_iter().zip(current) {
             if let (Entity::Instance(id), Some(current)) = (entity, current) {
-                owners.insert(*id, current.owner);
+                owners.insert(id, current.owner);
+                read.insert(entity, current);
             }
         }
-        Ok(())
+        Ok(read)
     }
 
     /// The worker an instance was placed on; `None` when it does not exist.
