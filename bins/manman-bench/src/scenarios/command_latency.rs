@@ -170,6 +170,14 @@ pub(crate) async fn run(settings: &Settings) -> anyhow::Result<Section> {
              recorded; the event hub's SSE write. A stdin line crosses two broker hops (command \
              in, console line out) beside its HTTP request."
                 .to_owned(),
+            "Where a distributed start's time went on 2026-11-28 (debug logs of one run, p50 \
+             about 13 ms): the worker received the command about 3 ms after the request was \
+             sent and spawned 2–5 ms later; the status processor then took its first batch of \
+             the instance (`initializing` and the start's result: about eight PostgreSQL round \
+             trips, 6 ms on the loaded 2 cores) while `running` waited behind it and took 2.5–3.5 \
+             ms more. The two all-in-one deployments differ only by PostgreSQL (about 8 ms): the \
+             round trips, not the broker, are what is left to cut."
+                .to_owned(),
             "This scenario found a 40 ms stall on the first console line after a quiet moment: \
              Nagle's algorithm held small SSE writes until the client's delayed ACK. The host now \
              sets TCP_NODELAY on every connection; stdin p99 went from 43 ms to about 3 ms."
