@@ -20,7 +20,7 @@
 use crate::bus::Bus;
 use crate::command::CommandResult;
 use crate::event::{Event, StatusReport};
-use crate::host::sender_check::SenderCheck;
+use crate::host::sender_check::{Epochs, SenderCheck};
 use crate::host::{BusKeys, Consumption, DeadLetterReason, DeadLetters, Metrics};
 use crate::ports::{
     ApplyOutcome, BusError, Clock, Consumer, CurrentStatus, Delivery, EntityUpdate, Message,
@@ -334,6 +334,12 @@ impl StatusProcessor {
         let mut results = Vec::new();
         for (i, (message, event)) in messages.iter().zip(events).enumerate() {
             let event = match event {
+                Ok(Event::CommandResult(result)) => {
+                    // Its sender is checked (a read of its command's record) with the results
+                    // below, while the reports are applied.
+                    results.push((i, *message, result));
+                    continue;
+                }
                 Ok(event) => event,
                 Err(e) => {
                     self.refuse(message, DeadLetterReason::Malformed, e.to_string());
@@ -341,37 +347,29 @@ impl StatusProcessor {
                     continue;
                 }
             };
-            match self.check.sender(message, &event, &epochs).await {
-                Ok(Ok(_sender)) => {}
-                Ok(Err(refusal)) => {
-                    self.refuse(message, refusal.reason, refusal.detail);
-                    handled[i] = Handled::Poison;
-                    continue;
-                }
-                Err(e) if e.is_transient() => {
-                    handled[i] = Handled::Unavailable;
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(message_id = %message.id, error = %e, "could not check the sender of an event; will retry");
-                    handled[i] = Handled::Retry;
-                    continue;
-                }
+            if let Err(outcome) = self.checked_sender(message, &event, &epochs).await {
+                handled[i] = outcome;
+                continue;
             }
             match event {
                 Event::Status(report) => reports.push((i, message.id, report)),
-                Event::CommandResult(result) => results.push((i, result)),
-                // Progress is for live watchers; the record is the status.
-                progress @ Event::InstallProgress(_) => recorded.push((i, progress)),
+                // Progress is for live watchers; the record is the status. (Command results
+                // were taken above.)
+                progress => recorded.push((i, progress)),
             }
         }
-        // Command records and statuses are apart: the results are recorded while the reports
-        // are applied.
+        // Command records and statuses are apart: the results are checked and recorded while
+        // the reports are applied.
         let results = async {
             let mut outcomes = Vec::with_capacity(results.len());
-            for (i, result) in results {
+            for (i, message, result) in results {
+                let event = Event::CommandResult(result.clone());
+                if let Err(outcome) = self.checked_sender(message, &event, &epochs).await {
+                    outcomes.push((i, outcome, None));
+                    continue;
+                }
                 let (outcome, newly) = self.apply_result(&result).await;
-                outcomes.push((i, outcome, newly.then_some(Event::CommandResult(result))));
+                outcomes.push((i, outcome, newly.then_some(event)));
             }
             outcomes
         };
@@ -395,6 +393,29 @@ impl StatusProcessor {
         }
         recorded.append(&mut reports_recorded);
         handled
+    }
+
+    /// Checks who sent `event` (its seal, its worker's registration, that the worker owns what
+    /// it reports on); a refused event is dead-lettered with the reason. The delivery's outcome
+    /// when it is not to be handled.
+    async fn checked_sender(
+        &self,
+        message: &Message,
+        event: &Event,
+        epochs: &Epochs,
+    ) -> Result<(), Handled> {
+        match self.check.sender(message, event, epochs).await {
+            Ok(Ok(_sender)) => Ok(()),
+            Ok(Err(refusal)) => {
+                self.refuse(message, refusal.reason, refusal.detail);
+                Err(Handled::Poison)
+            }
+            Err(e) if e.is_transient() => Err(Handled::Unavailable),
+            Err(e) => {
+                tracing::warn!(message_id = %message.id, error = %e, "could not check the sender of an event; will retry");
+                Err(Handled::Retry)
+            }
+        }
     }
 
     /// Puts each entity's numbered reports in sequence, checks them against the last applied
