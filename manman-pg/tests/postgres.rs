@@ -58,6 +58,21 @@ conformance!(
     active_counts_leave_ended_instances_out,
 );
 
+/// A batch reads the events recorded already on a second connection, beside its transaction's
+/// BEGIN; a pool of one connection has none to lend, and batches are applied all the same.
+#[tokio::test]
+async fn batches_apply_on_a_pool_of_one_connection() {
+    let Some(db) = TestDatabase::create("one_connection").await else {
+        return;
+    };
+    let settings = PgSettings::new(&db.url)
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(2));
+    let pg = PgStore::connect(&settings).await.expect("connect");
+    pg.migrate().await.expect("migrate");
+    suite::batches_apply_each_change_in_order(&Store::from_adapter(pg)).await;
+}
+
 #[tokio::test]
 async fn migrations_apply_to_an_empty_database_and_again_to_a_migrated_one() {
     let Some(db) = TestDatabase::create("migrations").await else {
