@@ -1,5 +1,6 @@
-//! Many status changes in one transaction, set-based: one UPDATE per entity table and one
-//! INSERT for the history, whatever the batch's size.
+//! Many status changes in one statement, set-based: the UPDATE of each entity table and the
+//! INSERT of the history rows of the entities updated, as data-modifying CTEs of one statement
+//! (atomic on its own: no transaction round trips), whatever the batch's size.
 
 use crate::error::store_error;
 use crate::status::{refusal, sequence_columns};
@@ -31,7 +32,7 @@ struct Merged {
     last_sequence: Option<Sequence>,
 }
 
-/// Applies `changes` in one transaction. See `StatusRepository::apply_statuses`.
+/// Applies `changes` in one statement. See `StatusRepository::apply_statuses`.
 pub(crate) async fn apply(
     store: &PgStore,
     changes: &[StatusChange],
@@ -39,29 +40,17 @@ pub(crate) async fn apply(
     let fail = |e| store_error(e, &"a batch of status changes");
     let mut outcomes: Vec<Option<Result<ApplyOutcome, StoreError>>> =
         (0..changes.len()).map(|_| None).collect();
-    // The events recorded already are read beside the transaction's BEGIN, on a connection of
-    // their own: under READ COMMITTED a statement inside the transaction would see no more
-    // than this one (each statement sees what was committed when it began), and a replica
-    // recording one of them meanwhile is caught by the INSERT's `ON CONFLICT`. One round trip
-    // less per batch. (A pool of one connection cannot lend a second: there, one after the
-    // other.)
+    // The events recorded already; one a replica records meanwhile is caught by the INSERT's
+    // `ON CONFLICT`.
     let ids: Vec<Uuid> = changes.iter().map(|c| c.event_id).collect();
-    let recorded = || async {
-        sqlx::query_scalar::<_, Uuid>(
-            "SELECT event_id FROM manman.status_events WHERE event_id = ANY($1)",
-        )
-        .bind(&ids)
-        .fetch_all(store.pool())
-        .await
-    };
-    let (tx, recorded) = if store.pool().options().get_max_connections() > 1 {
-        tokio::join!(store.pool().begin(), recorded())
-    } else {
-        let recorded = recorded().await;
-        (store.pool().begin().await, recorded)
-    };
-    let mut tx = tx.map_err(fail)?;
-    let seen: HashSet<Uuid> = recorded.map_err(fail)?.into_iter().collect();
+    let seen: HashSet<Uuid> =
+        sqlx::query_scalar("SELECT event_id FROM manman.status_events WHERE event_id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(store.pool())
+            .await
+            .map_err(fail)?
+            .into_iter()
+            .collect();
 
     // Merge each entity's changes; a change that does not chain on the one before is a conflict.
     let mut merged: HashMap<Entity, Merged> = HashMap::new();
@@ -137,10 +126,26 @@ pub(crate) async fn apply(
             Entity::Instance(_) => None,
         })
         .collect();
-    let mut updated: HashSet<Entity> = HashSet::new();
-    if !instances.is_empty() {
-        let rows: Vec<i64> = sqlx::query_scalar(
-            "UPDATE manman.instances i SET
+    // The history rows to write: each change not already settled above; the statement keeps
+    // those whose entity it updated.
+    let rows: Vec<(usize, &StatusChange)> = changes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| outcomes[*i].is_none())
+        .collect();
+    let (row_workers, row_instances): (Vec<Option<i64>>, Vec<Option<i64>>) = rows
+        .iter()
+        .map(|(_, c)| match c.entity {
+            Entity::Worker(id) => (Some(id.get()), None),
+            Entity::Instance(id) => (None, Some(id.get())),
+        })
+        .unzip();
+    // (kind, id, event id): `i`/`w` for an instance or worker updated, `e` for a history row
+    // inserted (its id).
+    type Written = (String, i64, Option<Uuid>);
+    let written: Vec<Written> = sqlx::query_as(
+        "WITH updated_instances AS (
+             UPDATE manman.instances i SET
                  status = u.to_status,
                  started_at = COALESCE(u.started_at, i.started_at),
                  ready_at = COALESCE(u.ready_at, i.ready_at),
@@ -159,116 +164,105 @@ pub(crate) async fn apply(
              WHERE i.id = u.id AND i.status = u.from_status
                AND (u.first_epoch IS NULL OR i.seq_epoch IS NULL
                     OR (i.seq_epoch, i.seq_counter) < (u.first_epoch, u.first_counter))
-             RETURNING i.id",
-        )
-        .bind(instances.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-        .bind(instances.iter().map(|(_, m)| m.from.as_str()).collect::<Vec<_>>())
-        .bind(instances.iter().map(|(_, m)| m.to.as_str()).collect::<Vec<_>>())
-        .bind(instances.iter().map(|(_, m)| m.started_at).collect::<Vec<_>>())
-        .bind(instances.iter().map(|(_, m)| m.ready_at).collect::<Vec<_>>())
-        .bind(instances.iter().map(|(_, m)| m.ended_at).collect::<Vec<_>>())
-        .bind(instances.iter().map(|(_, m)| m.set_exit).collect::<Vec<_>>())
-        .bind(instances.iter().map(|(_, m)| m.exit_code).collect::<Vec<_>>())
-        .bind(instances.iter().map(|(_, m)| m.exit_signal).collect::<Vec<_>>())
-        .bind(instances.iter().map(|(_, m)| m.restart_count).collect::<Vec<_>>())
-        .bind(instances.iter().map(|(_, m)| sequence_columns(m.first_sequence).0).collect::<Vec<_>>())
-        .bind(instances.iter().map(|(_, m)| sequence_columns(m.first_sequence).1).collect::<Vec<_>>())
-        .bind(instances.iter().map(|(_, m)| sequence_columns(m.last_sequence).0).collect::<Vec<_>>())
-        .bind(instances.iter().map(|(_, m)| sequence_columns(m.last_sequence).1).collect::<Vec<_>>())
-        .bind(instances.iter().map(|(_, m)| m.cause).collect::<Vec<_>>())
-        .bind(instances.iter().map(|(_, m)| m.detail.as_deref()).collect::<Vec<_>>())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(fail)?;
-        updated.extend(
-            rows.into_iter()
-                .map(|id| Entity::Instance(manman_core::id::InstanceId(id))),
-        );
-    }
-    if !workers.is_empty() {
-        let rows: Vec<i64> = sqlx::query_scalar(
-            "UPDATE manman.workers w SET status = u.to_status, ended_at = COALESCE(u.ended_at, w.ended_at),
+             RETURNING i.id
+         ),
+         updated_workers AS (
+             UPDATE manman.workers w SET status = u.to_status, ended_at = COALESCE(u.ended_at, w.ended_at),
                  seq_epoch = COALESCE(u.last_epoch, w.seq_epoch),
                  seq_counter = COALESCE(u.last_counter, w.seq_counter)
-             FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::timestamptz[],
-                         $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[])
+             FROM UNNEST($17::bigint[], $18::text[], $19::text[], $20::timestamptz[],
+                         $21::bigint[], $22::bigint[], $23::bigint[], $24::bigint[])
                   AS u(id, from_status, to_status, ended_at, first_epoch, first_counter, last_epoch, last_counter)
              WHERE w.id = u.id AND w.status = u.from_status
                AND (u.first_epoch IS NULL OR w.seq_epoch IS NULL
                     OR (w.seq_epoch, w.seq_counter) < (u.first_epoch, u.first_counter))
-             RETURNING w.id",
-        )
-        .bind(workers.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-        .bind(workers.iter().map(|(_, m)| m.from.as_str()).collect::<Vec<_>>())
-        .bind(workers.iter().map(|(_, m)| m.to.as_str()).collect::<Vec<_>>())
-        .bind(workers.iter().map(|(_, m)| m.ended_at).collect::<Vec<_>>())
-        .bind(workers.iter().map(|(_, m)| sequence_columns(m.first_sequence).0).collect::<Vec<_>>())
-        .bind(workers.iter().map(|(_, m)| sequence_columns(m.first_sequence).1).collect::<Vec<_>>())
-        .bind(workers.iter().map(|(_, m)| sequence_columns(m.last_sequence).0).collect::<Vec<_>>())
-        .bind(workers.iter().map(|(_, m)| sequence_columns(m.last_sequence).1).collect::<Vec<_>>())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(fail)?;
-        updated.extend(
-            rows.into_iter()
-                .map(|id| Entity::Worker(manman_core::id::WorkerId(id))),
-        );
-    }
-
-    // The history rows of the entities that were updated.
-    let rows: Vec<(usize, &StatusChange)> = changes
-        .iter()
-        .enumerate()
-        .filter(|(i, c)| outcomes[*i].is_none() && updated.contains(&c.entity))
-        .collect();
-    if !rows.is_empty() {
-        let (worker_ids, instance_ids): (Vec<Option<i64>>, Vec<Option<i64>>) = rows
-            .iter()
-            .map(|(_, c)| match c.entity {
-                Entity::Worker(id) => (Some(id.get()), None),
-                Entity::Instance(id) => (None, Some(id.get())),
-            })
-            .unzip();
-        let inserted: Vec<(i64, Uuid)> = sqlx::query_as(
-            "INSERT INTO manman.status_events (event_id, worker_id, instance_id, from_status, status, cause, detail, as_of, reported_at)
-             SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
-                                  $8::timestamptz[], $9::timestamptz[])
+             RETURNING w.id
+         ),
+         inserted AS (
+             INSERT INTO manman.status_events (event_id, worker_id, instance_id, from_status, status, cause, detail, as_of, reported_at)
+             SELECT r.* FROM UNNEST($25::uuid[], $26::bigint[], $27::bigint[], $28::text[], $29::text[], $30::text[], $31::text[],
+                                    $32::timestamptz[], $33::timestamptz[])
+                  AS r(event_id, worker_id, instance_id, from_status, status, cause, detail, as_of, reported_at)
+             WHERE r.instance_id IN (SELECT id FROM updated_instances)
+                OR r.worker_id IN (SELECT id FROM updated_workers)
              ON CONFLICT (event_id) DO NOTHING
-             RETURNING id, event_id",
-        )
-        .bind(rows.iter().map(|(_, c)| c.event_id).collect::<Vec<_>>())
-        .bind(worker_ids)
-        .bind(instance_ids)
-        .bind(rows.iter().map(|(_, c)| c.from.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|(_, c)| c.to.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|(_, c)| c.cause.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|(_, c)| c.detail.as_deref()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|(_, c)| c.as_of).collect::<Vec<_>>())
-        .bind(rows.iter().map(|(_, c)| c.reported_at).collect::<Vec<_>>())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(fail)?;
-        let positions: HashMap<Uuid, i64> = inserted
-            .into_iter()
-            .map(|(id, event_id)| (event_id, id))
-            .collect();
-        for (i, c) in rows {
-            outcomes[i] = Some(Ok(match positions.get(&c.event_id) {
-                Some(id) => ApplyOutcome::Applied(StatusEvent {
-                    id: *id,
-                    event_id: c.event_id,
-                    entity: c.entity,
-                    from: Some(c.from),
-                    status: c.to,
-                    cause: c.cause,
-                    detail: c.detail.clone(),
-                    as_of: c.as_of,
-                    reported_at: c.reported_at,
-                }),
-                // Inserted by another replica at the same moment.
-                None => ApplyOutcome::Duplicate,
-            }));
+             RETURNING id, event_id
+         )
+         SELECT 'i', id, NULL::uuid FROM updated_instances
+         UNION ALL SELECT 'w', id, NULL::uuid FROM updated_workers
+         UNION ALL SELECT 'e', id, event_id FROM inserted",
+    )
+    .bind(instances.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+    .bind(instances.iter().map(|(_, m)| m.from.as_str()).collect::<Vec<_>>())
+    .bind(instances.iter().map(|(_, m)| m.to.as_str()).collect::<Vec<_>>())
+    .bind(instances.iter().map(|(_, m)| m.started_at).collect::<Vec<_>>())
+    .bind(instances.iter().map(|(_, m)| m.ready_at).collect::<Vec<_>>())
+    .bind(instances.iter().map(|(_, m)| m.ended_at).collect::<Vec<_>>())
+    .bind(instances.iter().map(|(_, m)| m.set_exit).collect::<Vec<_>>())
+    .bind(instances.iter().map(|(_, m)| m.exit_code).collect::<Vec<_>>())
+    .bind(instances.iter().map(|(_, m)| m.exit_signal).collect::<Vec<_>>())
+    .bind(instances.iter().map(|(_, m)| m.restart_count).collect::<Vec<_>>())
+    .bind(instances.iter().map(|(_, m)| sequence_columns(m.first_sequence).0).collect::<Vec<_>>())
+    .bind(instances.iter().map(|(_, m)| sequence_columns(m.first_sequence).1).collect::<Vec<_>>())
+    .bind(instances.iter().map(|(_, m)| sequence_columns(m.last_sequence).0).collect::<Vec<_>>())
+    .bind(instances.iter().map(|(_, m)| sequence_columns(m.last_sequence).1).collect::<Vec<_>>())
+    .bind(instances.iter().map(|(_, m)| m.cause).collect::<Vec<_>>())
+    .bind(instances.iter().map(|(_, m)| m.detail.as_deref()).collect::<Vec<_>>())
+    .bind(workers.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+    .bind(workers.iter().map(|(_, m)| m.from.as_str()).collect::<Vec<_>>())
+    .bind(workers.iter().map(|(_, m)| m.to.as_str()).collect::<Vec<_>>())
+    .bind(workers.iter().map(|(_, m)| m.ended_at).collect::<Vec<_>>())
+    .bind(workers.iter().map(|(_, m)| sequence_columns(m.first_sequence).0).collect::<Vec<_>>())
+    .bind(workers.iter().map(|(_, m)| sequence_columns(m.first_sequence).1).collect::<Vec<_>>())
+    .bind(workers.iter().map(|(_, m)| sequence_columns(m.last_sequence).0).collect::<Vec<_>>())
+    .bind(workers.iter().map(|(_, m)| sequence_columns(m.last_sequence).1).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, c)| c.event_id).collect::<Vec<_>>())
+    .bind(row_workers)
+    .bind(row_instances)
+    .bind(rows.iter().map(|(_, c)| c.from.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, c)| c.to.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, c)| c.cause.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, c)| c.detail.as_deref()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, c)| c.as_of).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, c)| c.reported_at).collect::<Vec<_>>())
+    .fetch_all(store.pool())
+    .await
+    .map_err(fail)?;
+    let mut updated: HashSet<Entity> = HashSet::new();
+    let mut positions: HashMap<Uuid, i64> = HashMap::new();
+    for (kind, id, event_id) in written {
+        match (kind.as_str(), event_id) {
+            ("i", _) => {
+                updated.insert(Entity::Instance(manman_core::id::InstanceId(id)));
+            }
+            ("w", _) => {
+                updated.insert(Entity::Worker(manman_core::id::WorkerId(id)));
+            }
+            (_, Some(event_id)) => {
+                positions.insert(event_id, id);
+            }
+            (_, None) => {}
         }
+    }
+    for (i, c) in rows {
+        if !updated.contains(&c.entity) {
+            continue;
+        }
+        outcomes[i] = Some(Ok(match positions.get(&c.event_id) {
+            Some(id) => ApplyOutcome::Applied(StatusEvent {
+                id: *id,
+                event_id: c.event_id,
+                entity: c.entity,
+                from: Some(c.from),
+                status: c.to,
+                cause: c.cause,
+                detail: c.detail.clone(),
+                as_of: c.as_of,
+                reported_at: c.reported_at,
+            }),
+            // Inserted by another replica at the same moment.
+            None => ApplyOutcome::Duplicate,
+        }));
     }
 
     // Entities not updated: gone, or their status or sequence moved.
@@ -296,7 +290,7 @@ pub(crate) async fn apply(
         )
         .bind(&w)
         .bind(&i)
-        .fetch_all(&mut *tx)
+        .fetch_all(store.pool())
         .await
         .map_err(fail)?;
         current.extend(
@@ -312,7 +306,6 @@ pub(crate) async fn apply(
                 }),
         );
     }
-    tx.commit().await.map_err(fail)?;
     Ok(changes
         .iter()
         .zip(outcomes)

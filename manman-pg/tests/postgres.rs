@@ -58,8 +58,8 @@ conformance!(
     active_counts_leave_ended_instances_out,
 );
 
-/// A batch reads the events recorded already on a second connection, beside its transaction's
-/// BEGIN; a pool of one connection has none to lend, and batches are applied all the same.
+/// A batch's reads and its write take one connection at a time: a pool of one connection
+/// applies batches as well.
 #[tokio::test]
 async fn batches_apply_on_a_pool_of_one_connection() {
     let Some(db) = TestDatabase::create("one_connection").await else {
