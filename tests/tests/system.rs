@@ -685,6 +685,10 @@ async fn a_running_seen_on_events_is_already_what_the_store_answers() {
     );
 }
 
+/// How long after their start the 50 other servers of
+/// [`a_stdin_line_is_echoed_before_fifty_other_starts_are_all_running`] say they are ready.
+const OTHERS_READY_AFTER_MS: u64 = 3_000;
+
 /// A stdin line is not held behind other instances' starts, on the real deployment (host on
 /// PostgreSQL, one worker process, RabbitMQ): with 50 starts of other configs fired at once and
 /// all of them accepted — their commands are in the worker's queue ahead of the line — a line
@@ -694,7 +698,10 @@ async fn a_running_seen_on_events_is_already_what_the_store_answers() {
 ///
 /// What is compared is the order in which the test sees two things arrive — the echo on the
 /// console stream, the last `running` on `/events` — each stamped when it arrives by a task
-/// reading its stream, never a time limit.
+/// reading its stream, never a time limit. The 50 become `running` only once ready, which their
+/// servers say [`OTHERS_READY_AFTER_MS`] after they start: a start still in progress, as an
+/// install would be. (With starts ready at spawn, the order was a race on a loaded machine: the
+/// 50 were all `running` within about 330 ms, as long as an echo took under that load.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stdin_line_is_echoed_before_fifty_other_starts_are_all_running() {
     const OTHERS: usize = 50;
@@ -706,7 +713,16 @@ async fn a_stdin_line_is_echoed_before_fifty_other_starts_are_all_running() {
     let talker = system.config("talker", |_| {}).await;
     let mut others = Vec::with_capacity(OTHERS);
     for i in 0..OTHERS {
-        others.push(system.config(&format!("other{i}"), |_| {}).await);
+        let config = system
+            .config(&format!("other{i}"), |spec| {
+                spec.args = vec![
+                    "--ready-delay-ms".to_owned(),
+                    OTHERS_READY_AFTER_MS.to_string(),
+                ];
+                spec.ready_pattern = Some("^Server is ready$".to_owned());
+            })
+            .await;
+        others.push(config);
     }
 
     let a = system.start_on(talker, "w1").await;
