@@ -246,8 +246,20 @@ async fn requests_abandoned_during_a_broker_outage_end_expired_and_undelivered()
         &vhost,
         r#"{"max-connections": -1}"#,
     ]);
-    eventually("a line to be accepted again", WAIT, || async {
-        client.stdin(running, "back").await.ok()
+    // The host is back on the broker before the worker may be (each reconnects on its own
+    // backoff), and a command the worker does not take within the 3 s time to live expires:
+    // lines are sent until one is answered, so the worker consumes again.
+    eventually("a line to be answered again", WAIT, || async {
+        let accepted = client.stdin(running, "back").await.ok()?;
+        let deadline = Instant::now() + Duration::from_secs(4);
+        while Instant::now() < deadline {
+            let record = client.get_command(accepted.command_id).await.ok()?;
+            if record.state.is_final() {
+                return (record.state == CommandState::Succeeded).then_some(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
     })
     .await;
     client.stop(running).await.expect("stop");
