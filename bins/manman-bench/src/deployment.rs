@@ -103,6 +103,18 @@ impl Deployment {
     }
 }
 
+/// A config of the fake game server named `name`: `running` when spawned (no ready pattern),
+/// stopped with the line `quit`.
+pub(crate) fn fake_server_spec(name: impl Into<String>) -> ConfigSpec {
+    let mut spec = ConfigSpec::new(name, "fake-game-server");
+    spec.stop = StopPolicy {
+        stdin_line: Some("quit".to_owned()),
+        timeout_s: 10,
+        ..StopPolicy::default()
+    };
+    spec
+}
+
 fn database_url(settings: &Settings) -> anyhow::Result<&str> {
     settings.database_url.as_deref().context(
         "the deployments on PostgreSQL need it: pass --database-url or set MANMAN_TEST_DATABASE_URL",
@@ -123,16 +135,9 @@ pub(crate) struct Running {
 
 impl Running {
     async fn of_up(up: UpProcess, database: Option<ScratchDatabase>) -> anyhow::Result<Self> {
-        let client = up.client.clone();
-        let game = client
-            .list_games()
-            .await?
-            .into_iter()
-            .find(|g| g.name == "demo")
-            .context("manman up registered no demo game")?;
         Ok(Self {
-            client,
-            game: game.id,
+            client: up.client.clone(),
+            game: up.demo_game().await?,
             up: Some(up),
             distributed: None,
             database,
@@ -142,12 +147,7 @@ impl Running {
     /// A config named `name` of the fake game server: `running` when spawned (no ready
     /// pattern), stopped with the line `quit`.
     pub(crate) async fn config(&self, name: &str) -> anyhow::Result<ConfigId> {
-        let mut spec = ConfigSpec::new(name, "fake-game-server");
-        spec.stop = StopPolicy {
-            stdin_line: Some("quit".to_owned()),
-            timeout_s: 10,
-            ..StopPolicy::default()
-        };
+        let spec = fake_server_spec(name);
         Ok(self.client.create_config(self.game, &spec).await?.id)
     }
 

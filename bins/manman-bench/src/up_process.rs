@@ -81,6 +81,18 @@ impl UpProcess {
         })
     }
 
+    /// The `demo` game `manman up` registers: the fake game server.
+    pub(crate) async fn demo_game(&self) -> anyhow::Result<manman_core::id::GameServerId> {
+        Ok(self
+            .client
+            .list_games()
+            .await?
+            .into_iter()
+            .find(|g| g.name == "demo")
+            .context("manman up registered no demo game")?
+            .id)
+    }
+
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -2,12 +2,12 @@
 //! instance printing 1,000 lines a second, and whether every watcher either keeps up or is told
 //! it lagged.
 
+use crate::deployment::fake_server_spec;
 use crate::report::{Figure, Section, Target};
 use crate::scenarios::Settings;
 use crate::up_process::UpProcess;
-use anyhow::{Context, bail};
+use anyhow::bail;
 use manman_core::auth::Scope;
-use manman_core::config::{ConfigSpec, StopPolicy};
 use manman_core::host::StartRequest;
 use manman_core::status::Status;
 use manman_http::{NewToken, SseParser};
@@ -190,20 +190,10 @@ pub(crate) async fn run(settings: &Settings) -> anyhow::Result<Section> {
 async fn one_run(watchers: usize, window: Duration) -> anyhow::Result<Run> {
     let mut up = UpProcess::start(4, "sqlite").await?;
     let client = up.client.clone();
-    let game = client
-        .list_games()
-        .await?
-        .into_iter()
-        .find(|g| g.name == "demo")
-        .context("no demo game")?;
-    let mut spec = ConfigSpec::new("fanout", "fake-game-server");
+    let game = up.demo_game().await?;
+    let mut spec = fake_server_spec("fanout");
     spec.args = vec!["--lines-per-sec".to_owned(), LINES_PER_SEC.to_string()];
-    spec.stop = StopPolicy {
-        stdin_line: Some("quit".to_owned()),
-        timeout_s: 10,
-        ..StopPolicy::default()
-    };
-    let config = client.create_config(game.id, &spec).await?;
+    let config = client.create_config(game, &spec).await?;
     let id = client
         .start(&StartRequest::new(config.id))
         .await?

@@ -1,11 +1,11 @@
 //! `worker-1000`: one worker supervising 1,000 fake game servers.
 
+use crate::deployment::fake_server_spec;
 use crate::report::{Figure, Section, Target};
 use crate::scenarios::Settings;
 use crate::up_process::{UpProcess, alive};
-use anyhow::{Context, bail};
+use anyhow::bail;
 use futures::{StreamExt, TryStreamExt};
-use manman_core::config::{ConfigSpec, StopPolicy};
 use manman_core::host::StartRequest;
 use manman_core::instance::InstanceFilter;
 use manman_core::status::Status;
@@ -82,23 +82,13 @@ pub(crate) async fn run(settings: &Settings) -> anyhow::Result<Section> {
 async fn one_run(n: usize, idle: Duration) -> anyhow::Result<Run> {
     let mut up = UpProcess::start(n, "memory").await?;
     let client = up.client.clone();
-    let game = client
-        .list_games()
-        .await?
-        .into_iter()
-        .find(|g| g.name == "demo")
-        .context("no demo game")?;
+    let game = up.demo_game().await?;
     let configs: Vec<_> = futures::stream::iter(0..n)
         .map(|i| {
             let client = client.clone();
             async move {
-                let mut spec = ConfigSpec::new(format!("bench-{i}"), "fake-game-server");
-                spec.stop = StopPolicy {
-                    stdin_line: Some("quit".to_owned()),
-                    timeout_s: 10,
-                    ..StopPolicy::default()
-                };
-                client.create_config(game.id, &spec).await.map(|c| c.id)
+                let spec = fake_server_spec(format!("bench-{i}"));
+                client.create_config(game, &spec).await.map(|c| c.id)
             }
         })
         .buffer_unordered(CONCURRENCY)
