@@ -32,6 +32,8 @@ enum Given {
     Counted {
         carried: bool,
         fetches: Arc<std::sync::atomic::AtomicUsize>,
+        /// What a forger did to the carried bundle on its way (nothing for the host's own).
+        tamper: fn(&mut ConfigBundle),
     },
 }
 
@@ -66,10 +68,21 @@ impl Harness {
         scripts: Vec<Script>,
         carried: bool,
     ) -> (Self, Arc<std::sync::atomic::AtomicUsize>) {
+        Self::start_with_tampered_bundle(spec, scripts, carried, |_| {}).await
+    }
+
+    /// [`Self::start_counting_fetches`], the carried bundle changed by `tamper` first.
+    async fn start_with_tampered_bundle(
+        spec: ConfigSpec,
+        scripts: Vec<Script>,
+        carried: bool,
+        tamper: fn(&mut ConfigBundle),
+    ) -> (Self, Arc<std::sync::atomic::AtomicUsize>) {
         let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let given = Given::Counted {
             carried,
             fetches: Arc::clone(&fetches),
+            tamper,
         };
         (
             Self::launch(spec, scripts, Duration::ZERO, given).await,
@@ -131,7 +144,11 @@ impl Harness {
                 Arc::new(LocalHostApi::new(host.clone())) as Arc<dyn HostApi>,
                 None,
             ),
-            Given::Counted { carried, fetches } => {
+            Given::Counted {
+                carried,
+                fetches,
+                tamper,
+            } => {
                 let bundle = published_bundle(&host, registered.worker_id).await;
                 let mut api = crate::ports::MockHostApi::new();
                 let answer = bundle.clone();
@@ -142,7 +159,12 @@ impl Harness {
                         Ok(answer.clone())
                     });
                 api.expect_keep_console_tail().returning(|_, _, _| Ok(()));
-                (Arc::new(api) as Arc<dyn HostApi>, carried.then_some(bundle))
+                let mut carried_bundle = bundle;
+                tamper(&mut carried_bundle);
+                (
+                    Arc::new(api) as Arc<dyn HostApi>,
+                    carried.then_some(carried_bundle),
+                )
             }
         };
 
@@ -588,6 +610,40 @@ async fn a_start_that_carries_its_config_spawns_without_asking_the_host() {
         0,
         "the config came with the command: the host was not asked"
     );
+}
+
+/// A carried bundle is checked as a fetched one is: one naming another config than the
+/// command, or whose config breaks the host's rules (an executable out of the game's
+/// directory), is refused — nothing spawned, nothing asked of the host.
+#[tokio::test(start_paused = true)]
+async fn a_carried_bundle_that_is_not_the_commands_or_breaks_the_rules_is_refused() {
+    let tampers: [(&str, fn(&mut ConfigBundle)); 2] = [
+        ("another config", |bundle| {
+            bundle.config.id = crate::id::ConfigId(bundle.config.id.get() + 1_000);
+        }),
+        ("an executable out of the game's directory", |bundle| {
+            bundle.config.spec.executable = "../../../bin/sh".to_owned();
+        }),
+    ];
+    for (what, tamper) in tampers {
+        let (mut h, fetches) = Harness::start_with_tampered_bundle(
+            spec(),
+            vec![Script::new().stdout("up").hang()],
+            true,
+            tamper,
+        )
+        .await;
+        let ended = h.until(Status::Crashed).await;
+        assert_eq!(ended.cause, Cause::Refused, "{what}: {ended:?}");
+        let runner = h.runner.clone();
+        h.finished().await;
+        assert_eq!(runner.spawn_attempts(), 0, "{what}: nothing spawned");
+        assert_eq!(
+            fetches.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "{what}: the host was not asked"
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]
