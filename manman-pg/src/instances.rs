@@ -1,7 +1,7 @@
 //! Instances.
 
 use crate::error::{store_error, violated_foreign_key};
-use crate::status::{insert_event, parse_cause, parse_status};
+use crate::status::{parse_cause, parse_status};
 use crate::store::PgStore;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -9,7 +9,7 @@ use manman_core::id::{ConfigId, InstanceId, WorkerId};
 use manman_core::instance::{Instance, InstanceFilter, NewInstance};
 use manman_core::ports::{InstanceRepository, StoreError};
 use manman_core::sql_sets::ACTIVE_STATUSES;
-use manman_core::status::{Cause, Entity, Status};
+use manman_core::status::Status;
 use sqlx::FromRow;
 
 #[derive(FromRow)]
@@ -94,33 +94,28 @@ impl InstanceRepository for PgStore {
             Some("instances_worker_id_fkey") => StoreError::not_found(&new.worker_id),
             _ => store_error(e, &what),
         };
-        let mut tx = self.pool().begin().await.map_err(fail)?;
+        // The instance and its first history row in one statement (atomic on its own: no
+        // transaction round trips on the way to starting it).
         let row: InstanceRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO manman.instances (config_id, worker_id, worker_epoch, status, cause, detail, created_at)
-             VALUES ($1, $2, $3, 'created', 'placed', 'placed on worker ' || $2, $4) RETURNING {INSTANCE_COLUMNS}"
+            "WITH created AS (
+                 INSERT INTO manman.instances (config_id, worker_id, worker_epoch, status, cause, detail, created_at)
+                 VALUES ($1, $2, $3, 'created', 'placed', 'placed on worker ' || $2, $4) RETURNING {INSTANCE_COLUMNS}
+             ),
+             history AS (
+                 INSERT INTO manman.status_events (event_id, instance_id, status, cause, detail, as_of, reported_at)
+                 SELECT $5, id, 'created', 'placed', $6, $4, $4 FROM created
+             )
+             SELECT * FROM created"
         )))
         .bind(new.config_id.get())
         .bind(new.worker_id.get())
         .bind(new.worker_epoch)
         .bind(new.created_at)
-        .fetch_one(&mut *tx)
+        .bind(uuid::Uuid::new_v4())
+        .bind(format!("placed on {}", new.worker_id))
+        .fetch_one(self.pool())
         .await
         .map_err(fail)?;
-        let detail = format!("placed on {}", new.worker_id);
-        insert_event(
-            &mut tx,
-            uuid::Uuid::new_v4(),
-            Entity::Instance(InstanceId(row.id)),
-            None,
-            Status::Created,
-            Cause::Placed,
-            Some(&detail),
-            new.created_at,
-            new.created_at,
-        )
-        .await
-        .map_err(fail)?;
-        tx.commit().await.map_err(fail)?;
         row.try_into()
     }
 

@@ -32,32 +32,77 @@ struct Merged {
     last_sequence: Option<Sequence>,
 }
 
+/// What one statement did: an outcome for each change it settled (`None` for the changes of an
+/// entity it did not update), and the entities it did not update.
+struct Written {
+    outcomes: Vec<Option<Result<ApplyOutcome, StoreError>>>,
+    missing: Vec<Entity>,
+}
+
 /// Applies `changes` in one statement. See `StatusRepository::apply_statuses`.
+///
+/// An event recorded before (a redelivery) is looked for inside the statement: an entity with
+/// one among its changes is left as it is. Only then are the recorded events read, and that
+/// entity's other changes applied in a second statement — so a batch of new events costs one
+/// round trip.
 pub(crate) async fn apply(
     store: &PgStore,
     changes: &[StatusChange],
 ) -> Result<Vec<Result<ApplyOutcome, StoreError>>, StoreError> {
     let fail = |e| store_error(e, &"a batch of status changes");
-    let mut outcomes: Vec<Option<Result<ApplyOutcome, StoreError>>> =
-        (0..changes.len()).map(|_| None).collect();
-    // The events recorded already; one a replica records meanwhile is caught by the INSERT's
-    // `ON CONFLICT`.
-    let ids: Vec<Uuid> = changes.iter().map(|c| c.event_id).collect();
-    let seen: HashSet<Uuid> =
-        sqlx::query_scalar("SELECT event_id FROM manman.status_events WHERE event_id = ANY($1)")
-            .bind(&ids)
-            .fetch_all(store.pool())
-            .await
-            .map_err(fail)?
-            .into_iter()
+    let mut written = write(store, changes, (0..changes.len()).map(|_| None).collect()).await?;
+    if !written.missing.is_empty() {
+        let ids: Vec<Uuid> = changes
+            .iter()
+            .zip(&written.outcomes)
+            .filter(|(c, outcome)| outcome.is_none() && written.missing.contains(&c.entity))
+            .map(|(c, _)| c.event_id)
             .collect();
+        let seen: HashSet<Uuid> = sqlx::query_scalar(
+            "SELECT event_id FROM manman.status_events WHERE event_id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(store.pool())
+        .await
+        .map_err(fail)?
+        .into_iter()
+        .collect();
+        if !seen.is_empty() {
+            // The recorded ones are duplicates; the rest of their entities' changes may apply.
+            let settled = changes
+                .iter()
+                .zip(written.outcomes)
+                .map(|(c, outcome)| {
+                    outcome.or_else(|| {
+                        seen.contains(&c.event_id)
+                            .then_some(Ok(ApplyOutcome::Duplicate))
+                    })
+                })
+                .collect();
+            written = write(store, changes, settled).await?;
+        }
+    }
+    refuse_missing(store, changes, written).await
+}
 
+/// Writes the changes not settled yet in one statement: each entity's merged update, guarded
+/// by its status, its sequence and none of its events being recorded already, and the history
+/// rows of the entities updated.
+async fn write(
+    store: &PgStore,
+    changes: &[StatusChange],
+    mut outcomes: Vec<Option<Result<ApplyOutcome, StoreError>>>,
+) -> Result<Written, StoreError> {
+    let fail = |e| store_error(e, &"a batch of status changes");
     // Merge each entity's changes; a change that does not chain on the one before is a conflict.
     let mut merged: HashMap<Entity, Merged> = HashMap::new();
     let mut order: Vec<Entity> = Vec::new();
     let mut batch_seen = HashSet::new();
     for (i, change) in changes.iter().enumerate() {
-        if seen.contains(&change.event_id) || !batch_seen.insert(change.event_id) {
+        if outcomes[i].is_some() {
+            continue;
+        }
+        if !batch_seen.insert(change.event_id) {
             outcomes[i] = Some(Ok(ApplyOutcome::Duplicate));
             continue;
         }
@@ -142,9 +187,14 @@ pub(crate) async fn apply(
         .unzip();
     // (kind, id, event id): `i`/`w` for an instance or worker updated, `e` for a history row
     // inserted (its id).
-    type Written = (String, i64, Option<Uuid>);
-    let written: Vec<Written> = sqlx::query_as(
-        "WITH updated_instances AS (
+    type WrittenRow = (String, i64, Option<Uuid>);
+    let written: Vec<WrittenRow> = sqlx::query_as(
+        "WITH recorded AS (
+             SELECT r.worker_id, r.instance_id
+             FROM UNNEST($25::uuid[], $26::bigint[], $27::bigint[]) AS r(event_id, worker_id, instance_id)
+             JOIN manman.status_events s ON s.event_id = r.event_id
+         ),
+         updated_instances AS (
              UPDATE manman.instances i SET
                  status = u.to_status,
                  started_at = COALESCE(u.started_at, i.started_at),
@@ -162,6 +212,7 @@ pub(crate) async fn apply(
                   AS u(id, from_status, to_status, started_at, ready_at, ended_at, set_exit, exit_code, exit_signal, restart_count,
                        first_epoch, first_counter, last_epoch, last_counter, cause, detail)
              WHERE i.id = u.id AND i.status = u.from_status
+               AND i.id NOT IN (SELECT instance_id FROM recorded WHERE instance_id IS NOT NULL)
                AND (u.first_epoch IS NULL OR i.seq_epoch IS NULL
                     OR (i.seq_epoch, i.seq_counter) < (u.first_epoch, u.first_counter))
              RETURNING i.id
@@ -174,6 +225,7 @@ pub(crate) async fn apply(
                          $21::bigint[], $22::bigint[], $23::bigint[], $24::bigint[])
                   AS u(id, from_status, to_status, ended_at, first_epoch, first_counter, last_epoch, last_counter)
              WHERE w.id = u.id AND w.status = u.from_status
+               AND w.id NOT IN (SELECT worker_id FROM recorded WHERE worker_id IS NOT NULL)
                AND (u.first_epoch IS NULL OR w.seq_epoch IS NULL
                     OR (w.seq_epoch, w.seq_counter) < (u.first_epoch, u.first_counter))
              RETURNING w.id
@@ -265,12 +317,24 @@ pub(crate) async fn apply(
         }));
     }
 
-    // Entities not updated: gone, or their status or sequence moved.
-    let missing: Vec<Entity> = order
+    // Entities not updated: gone, their status or sequence moved, or one of their events
+    // recorded before.
+    let missing = order
         .iter()
         .filter(|e| !updated.contains(e))
         .copied()
         .collect();
+    Ok(Written { outcomes, missing })
+}
+
+/// Settles the changes of the entities not updated: each one's refusal, from what the entity
+/// is now.
+async fn refuse_missing(
+    store: &PgStore,
+    changes: &[StatusChange],
+    Written { outcomes, missing }: Written,
+) -> Result<Vec<Result<ApplyOutcome, StoreError>>, StoreError> {
+    let fail = |e| store_error(e, &"a batch of status changes");
     let mut current = HashMap::new();
     if !missing.is_empty() {
         let (w, i): (Vec<i64>, Vec<i64>) =

@@ -34,6 +34,7 @@ conformance!(
     instances_are_created_filtered_and_paged,
     status_changes_are_conditional_and_idempotent,
     batches_apply_each_change_in_order,
+    batches_recognise_events_recorded_before,
     sequences_are_compared_and_set_with_the_status,
     commands_move_forward_only,
     a_command_is_marked_delivered_only_while_pending,

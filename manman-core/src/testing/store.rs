@@ -400,6 +400,118 @@ pub async fn status_changes_are_conditional_and_idempotent(store: &Store) {
     assert!(matches!(r, Err(StoreError::NotFound { .. })), "{r:?}");
 }
 
+/// An event recorded before is a duplicate wherever it comes in a batch, even when the entity
+/// is back in the status it was changed from (a restart's `running → initializing` delivered
+/// again while the instance runs once more): nothing is written for it, and the entity's new
+/// changes in the same batch still apply.
+pub async fn batches_recognise_events_recorded_before(store: &Store) {
+    let (a, _) = instance(store).await;
+    let ea = Entity::Instance(a.id);
+    let first = change(ea, Status::Created, Status::Initializing);
+    let ready = change(ea, Status::Initializing, Status::Running);
+    let outcomes = store
+        .status
+        .apply_statuses(std::slice::from_ref(&first))
+        .await
+        .expect("batch");
+    assert!(
+        matches!(outcomes[0], Ok(ApplyOutcome::Applied(_))),
+        "{outcomes:?}"
+    );
+    let outcomes = store
+        .status
+        .apply_statuses(&[first.clone(), ready.clone()])
+        .await
+        .expect("batch");
+    assert!(
+        matches!(outcomes[0], Ok(ApplyOutcome::Duplicate)),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes[1], Ok(ApplyOutcome::Applied(_))),
+        "{outcomes:?}"
+    );
+    let restart = change(ea, Status::Running, Status::Initializing);
+    let ready_again = change(ea, Status::Initializing, Status::Running);
+    let outcomes = store
+        .status
+        .apply_statuses(&[restart.clone(), ready_again.clone()])
+        .await
+        .expect("batch");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Ok(ApplyOutcome::Applied(_)))),
+        "{outcomes:?}"
+    );
+    let outcomes = store
+        .status
+        .apply_statuses(std::slice::from_ref(&restart))
+        .await
+        .expect("batch");
+    assert!(
+        matches!(outcomes[0], Ok(ApplyOutcome::Duplicate)),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        store
+            .instances
+            .get_instance(a.id)
+            .await
+            .expect("get")
+            .status,
+        Status::Running,
+        "a restart delivered again does not take a running instance back"
+    );
+    let stop = change(ea, Status::Running, Status::Complete);
+    let outcomes = store
+        .status
+        .apply_statuses(&[restart, ready_again, stop])
+        .await
+        .expect("batch");
+    assert!(
+        matches!(outcomes[0], Ok(ApplyOutcome::Duplicate)),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes[1], Ok(ApplyOutcome::Duplicate)),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes[2], Ok(ApplyOutcome::Applied(_))),
+        "{outcomes:?}"
+    );
+    let history: Vec<Status> = store
+        .status
+        .status_history(ea, None, 10)
+        .await
+        .expect("history")
+        .iter()
+        .map(|e| e.status)
+        .collect();
+    assert_eq!(
+        history,
+        [
+            Status::Created,
+            Status::Initializing,
+            Status::Running,
+            Status::Initializing,
+            Status::Running,
+            Status::Complete
+        ],
+        "each event once"
+    );
+    assert_eq!(
+        store
+            .instances
+            .get_instance(a.id)
+            .await
+            .expect("get")
+            .status,
+        Status::Complete
+    );
+}
+
 /// A batch of changes is applied in order: one entity's changes chain, duplicates and stale
 /// changes are reported each, and the others are applied.
 pub async fn batches_apply_each_change_in_order(store: &Store) {
@@ -1798,6 +1910,7 @@ pub async fn run_all(store: &Store) {
     instances_are_created_filtered_and_paged(store).await;
     status_changes_are_conditional_and_idempotent(store).await;
     batches_apply_each_change_in_order(store).await;
+    batches_recognise_events_recorded_before(store).await;
     sequences_are_compared_and_set_with_the_status(store).await;
     commands_move_forward_only(store).await;
     a_command_is_marked_delivered_only_while_pending(store).await;
