@@ -301,46 +301,47 @@ impl SenderCheck {
         }
     }
 
-    /// Reads the owners of the instances `events` are about that are not remembered yet, in one
-    /// store call: a batch of events about many new instances costs one read, not one each.
-    /// Returns what that read found (their current statuses, by entity), so that the batch
-    /// need not read them again.
-    pub(crate) async fn learn_owners<'e>(
+    /// Reads the current status of every entity the status reports among `events` are about,
+    /// and of the instances of the other events whose owner is not remembered yet, in one store
+    /// call, and remembers the instances' owners: a batch costs one read, however many
+    /// entities it is about, and it need not read their statuses again.
+    pub(crate) async fn read_current<'e>(
         &self,
         events: impl IntoIterator<Item = &'e Event>,
     ) -> Result<HashMap<Entity, CurrentStatus>, StoreError> {
-        let unknown: Vec<Entity> = {
+        let mut wanted: Vec<Entity> = {
             let owners = self.lock();
-            let mut unknown: Vec<InstanceId> = events
+            events
                 .into_iter()
                 .filter_map(|event| match event {
-                    Event::Status(report) => match report.entity {
-                        Entity::Instance(id) => Some(id),
-                        Entity::Worker(_) => None,
-                    },
-                    Event::InstallProgress(progress) => Some(progress.instance_id),
+                    Event::Status(report) => Some(report.entity),
+                    Event::InstallProgress(progress) => (!owners
+                        .contains_key(&progress.instance_id))
+                    .then_some(Entity::Instance(progress.instance_id)),
                     Event::CommandResult(_) => None,
                 })
-                .filter(|id| !owners.contains_key(id))
-                .collect();
-            unknown.sort_unstable();
-            unknown.dedup();
-            unknown.into_iter().map(Entity::Instance).collect()
+                .collect()
         };
-        if unknown.is_empty() {
+        wanted.sort_unstable_by_key(|entity| match entity {
+            Entity::Worker(id) => (0, id.get()),
+            Entity::Instance(id) => (1, id.get()),
+        });
+        wanted.dedup();
+        if wanted.is_empty() {
             return Ok(HashMap::new());
         }
-        let current = self.store.status.current_statuses(&unknown).await?;
+        let current = self.store.status.current_statuses(&wanted).await?;
         let mut owners = self.lock();
-        if owners.len() + unknown.len() > OWNERS_REMEMBERED {
+        if owners.len() + wanted.len() > OWNERS_REMEMBERED {
             owners.clear();
         }
-        let mut read = HashMap::with_capacity(unknown.len());
-        for (entity, current) in unknown.into_iter().zip(current) {
-            if let (Entity::Instance(id), Some(current)) = (entity, current) {
+        let mut read = HashMap::with_capacity(wanted.len());
+        for (entity, current) in wanted.into_iter().zip(current) {
+            let Some(current) = current else { continue };
+            if let Entity::Instance(id) = entity {
                 owners.insert(id, current.owner);
-                read.insert(entity, current);
             }
+            read.insert(entity, current);
         }
         Ok(read)
     }

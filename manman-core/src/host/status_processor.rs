@@ -42,6 +42,8 @@ const BATCH: usize = 256;
 /// on their way while one is handled, so that a busy queue is taken in full batches (with a
 /// prefetch of one batch, each ack let only a few more in, and batches shrank to a few events).
 const PREFETCH: u16 = 4 * BATCH as u16;
+/// Recorded batches waiting to be passed on and settled while the next is recorded.
+const FINISHING: usize = 2;
 /// How many times a delivery is retried after a conflict or an unexpected store error before it
 /// is dead-lettered. (An unavailable store is waited for instead, however long it takes.)
 const MAX_DELIVERIES: u32 = 5;
@@ -86,6 +88,15 @@ pub struct StatusProcessor {
     held: Arc<Mutex<HeldBack>>,
     consumption: Consumption,
     keys: BusKeys,
+}
+
+/// A batch handled and not settled yet: its deliveries, what becomes of each, and the events it
+/// recorded (by position).
+#[derive(Debug)]
+struct Recorded {
+    batch: Vec<Delivery>,
+    handled: Vec<Handled>,
+    recorded: Vec<(usize, Event)>,
 }
 
 /// What became of one delivery.
@@ -151,6 +162,12 @@ impl StatusProcessor {
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), BusError> {
         let queue = self.bus.topology().status_processor_queue();
         let mut pause = RESUBSCRIBE_FIRST_PAUSE;
+        // Recorded batches are passed on and settled by a task of their own, in order, while
+        // the next batch is recorded: a report arriving meanwhile waits for one store write,
+        // not also for a publish confirm and the acks. It ends once this loop has dropped its
+        // sender and it has finished what it was given.
+        let (finish, to_finish) = tokio::sync::mpsc::channel(FINISHING);
+        let finisher = tokio::spawn(self.clone().finish_batches(to_finish, shutdown.clone()));
         let outcome = 'subscribe: loop {
             let subscribed = tokio::select! {
                 () = shutdown.cancelled() => break Ok(()),
@@ -202,9 +219,18 @@ impl StatusProcessor {
                     },
                 };
                 let batch = take_waiting(&mut consumer, first).await;
-                self.settle(batch, &shutdown).await;
+                let recorded = self.record(batch, &shutdown).await;
+                if finish.send(recorded).await.is_err() {
+                    tracing::error!(
+                        "status processor: its finishing task is gone; batches are no longer settled"
+                    );
+                }
             }
         };
+        drop(finish);
+        if let Err(e) = finisher.await {
+            tracing::error!(error = %e, "status processor: its finishing task failed");
+        }
         self.consumption.not_consuming(match &outcome {
             Ok(()) => "the status processor stopped (the host is shutting down)".to_owned(),
             Err(e) => format!("the status processor stopped: {e}"),
@@ -212,8 +238,21 @@ impl StatusProcessor {
         outcome
     }
 
-    /// Handles a batch (waiting out an unavailable store) and settles each delivery.
-    async fn settle(&self, batch: Vec<Delivery>, shutdown: &CancellationToken) {
+    /// Finishes each recorded batch in turn: passes on what it recorded, then settles its
+    /// deliveries.
+    async fn finish_batches(
+        self,
+        mut batches: tokio::sync::mpsc::Receiver<Recorded>,
+        shutdown: CancellationToken,
+    ) {
+        while let Some(batch) = batches.recv().await {
+            self.settle(batch, &shutdown).await;
+        }
+    }
+
+    /// Handles a batch, waiting out an unavailable store: what becomes of each delivery, and
+    /// what was recorded.
+    async fn record(&self, batch: Vec<Delivery>, shutdown: &CancellationToken) -> Recorded {
         let mut pause = UNAVAILABLE_FIRST_PAUSE;
         // What was recorded, over every attempt (an attempt's recorded events are duplicates in
         // the next one, never recorded twice).
@@ -231,6 +270,23 @@ impl StatusProcessor {
             }
             pause = (pause * 2).min(UNAVAILABLE_MAX_PAUSE);
         };
+        Recorded {
+            batch,
+            handled,
+            recorded,
+        }
+    }
+
+    /// Passes on what a batch recorded, then settles each of its deliveries.
+    async fn settle(
+        &self,
+        Recorded {
+            batch,
+            handled,
+            recorded,
+        }: Recorded,
+        shutdown: &CancellationToken,
+    ) {
         self.forward(recorded).await;
         if handled.contains(&Handled::Hold) {
             tokio::select! {
@@ -310,14 +366,12 @@ impl StatusProcessor {
         let messages: Vec<&Message> = batch.iter().map(|d| &d.message).collect();
         let events: Vec<Result<Event, BusError>> =
             messages.iter().map(|m| m.decode::<Event>()).collect();
-        let senders = async {
-            let epochs = self.check.epochs(&messages).await?;
-            let read = self
-                .check
-                .learn_owners(events.iter().filter_map(|e| e.as_ref().ok()))
-                .await?;
-            Ok::<_, StoreError>((epochs, read))
-        };
+        // The senders' registrations, and the entities' owners and statuses, read together.
+        let senders = futures::future::try_join(
+            self.check.epochs(&messages),
+            self.check
+                .read_current(events.iter().filter_map(|e| e.as_ref().ok())),
+        );
         let (epochs, read) = match senders.await {
             Ok(found) => found,
             Err(e) => {
@@ -430,8 +484,8 @@ impl StatusProcessor {
         let mut entities: Vec<Entity> = reports.iter().map(|(_, _, r)| r.entity).collect();
         entities.sort_unstable_by_key(entity_key);
         entities.dedup();
-        // Those whose status this batch has not read yet (the new instances' were read with
-        // their owners, moments ago) are read now.
+        // The batch's entities were read with their senders; one the read did not find (it
+        // does not exist, or was created since) is looked for once more.
         let unread: Vec<Entity> = entities
             .iter()
             .filter(|e| !read.contains_key(e))
