@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use manman_core::config::{ConfigSpec, GameServerConfig};
 use manman_core::game_server::{GameServer, NewGameServer, ServerType};
 use manman_core::id::{ConfigId, GameServerId, InstanceId};
-use manman_core::ports::{CatalogueRepository, StoreError};
+use manman_core::ports::{CatalogueRepository, ConfigBundle, StoreError};
 use manman_core::status::Status;
 use sqlx::FromRow;
 
@@ -54,6 +54,20 @@ struct ConfigRow {
     game_server_id: i64,
     spec: sqlx::types::Json<ConfigSpec>,
     created_at: DateTime<Utc>,
+}
+
+/// A config's row and its game's, read together.
+#[derive(FromRow)]
+struct BundleRow {
+    id: i64,
+    game_server_id: i64,
+    spec: sqlx::types::Json<ConfigSpec>,
+    created_at: DateTime<Utc>,
+    name: String,
+    server_type: String,
+    app_id: Option<i64>,
+    path: Option<String>,
+    game_created_at: DateTime<Utc>,
 }
 
 impl From<ConfigRow> for GameServerConfig {
@@ -160,6 +174,36 @@ impl CatalogueRepository for PgStore {
         .await
         .map_err(|e| store_error(e, &id))?;
         Ok(row.into())
+    }
+
+    async fn get_config_bundle(&self, id: ConfigId) -> Result<ConfigBundle, StoreError> {
+        let row: BundleRow = sqlx::query_as(
+            "SELECT c.id, c.game_server_id, c.spec, c.created_at,
+                    g.name, g.server_type, g.app_id, g.path, g.created_at AS game_created_at
+             FROM manman.game_server_configs c JOIN manman.game_servers g ON g.id = c.game_server_id
+             WHERE c.id = $1",
+        )
+        .bind(id.get())
+        .fetch_one(self.pool())
+        .await
+        .map_err(|e| store_error(e, &id))?;
+        let game = GameRow {
+            id: row.game_server_id,
+            name: row.name,
+            server_type: row.server_type,
+            app_id: row.app_id,
+            path: row.path,
+            created_at: row.game_created_at,
+        }
+        .try_into()?;
+        let config = ConfigRow {
+            id: row.id,
+            game_server_id: row.game_server_id,
+            spec: row.spec,
+            created_at: row.created_at,
+        }
+        .into();
+        Ok(ConfigBundle { game, config })
     }
 
     async fn list_configs(

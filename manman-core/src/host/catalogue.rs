@@ -104,9 +104,7 @@ impl Catalogue {
 
     /// A config with its game, as a worker needs it.
     pub async fn config_bundle(&self, id: ConfigId) -> Result<ConfigBundle, HostError> {
-        let config = self.store.catalogue.get_config(id).await?;
-        let game = self.store.catalogue.get_game(config.game_server_id).await?;
-        Ok(ConfigBundle { game, config })
+        Ok(self.store.catalogue.get_config_bundle(id).await?)
     }
 }
 

@@ -7,7 +7,7 @@ use crate::host::placement::{Wanted, place};
 use crate::host::{CommandSender, HostError};
 use crate::id::{ConfigId, InstanceId, WorkerId};
 use crate::instance::{Instance, InstanceFilter, NewInstance};
-use crate::ports::{Clock, ConfigBundle, StatusChange};
+use crate::ports::{Clock, StatusChange};
 use crate::status::{Entity, StatusEvent};
 use crate::store::Store;
 use serde::{Deserialize, Serialize};
@@ -88,11 +88,7 @@ impl Instances {
         origin: impl Into<Origin>,
     ) -> Result<Started, HostError> {
         let catalogue = &self.store.catalogue;
-        let bundle = async {
-            let config = catalogue.get_config(request.config_id).await?;
-            let game = catalogue.get_game(config.game_server_id).await?;
-            Ok::<_, crate::ports::StoreError>(ConfigBundle { game, config })
-        };
+        let bundle = catalogue.get_config_bundle(request.config_id);
         // Counted by the store from its index of active instances: the cost does not grow with
         // the history.
         let (bundle, workers, active, running) = tokio::try_join!(

@@ -123,6 +123,15 @@ pub trait CatalogueRepository: Send + Sync + Debug + 'static {
     ) -> Result<GameServerConfig, StoreError>;
     /// One config.
     async fn get_config(&self, id: ConfigId) -> Result<GameServerConfig, StoreError>;
+    /// One config with its game, as a start carries it; a store that can reads both at once.
+    async fn get_config_bundle(
+        &self,
+        id: ConfigId,
+    ) -> Result<crate::ports::ConfigBundle, StoreError> {
+        let config = self.get_config(id).await?;
+        let game = self.get_game(config.game_server_id).await?;
+        Ok(crate::ports::ConfigBundle { game, config })
+    }
     /// Configs of one game, or of all games, by id.
     async fn list_configs(
         &self,

@@ -124,6 +124,20 @@ pub async fn configs_follow_the_catalogue_rules(store: &Store) {
         store.catalogue.get_config(created.id).await.expect("get"),
         created
     );
+    let bundle = store
+        .catalogue
+        .get_config_bundle(created.id)
+        .await
+        .expect("bundle");
+    assert_eq!(
+        (bundle.config, bundle.game),
+        (created.clone(), game.clone())
+    );
+    let missing = store.catalogue.get_config_bundle(ConfigId(i64::MAX)).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
 
     let same_name = store
         .catalogue
