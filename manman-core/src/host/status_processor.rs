@@ -42,8 +42,8 @@ const BATCH: usize = 256;
 /// on their way while one is handled, so that a busy queue is taken in full batches (with a
 /// prefetch of one batch, each ack let only a few more in, and batches shrank to a few events).
 const PREFETCH: u16 = 4 * BATCH as u16;
-/// Recorded batches waiting to be passed on and settled while the next is recorded.
-const FINISHING: usize = 2;
+/// Recorded batches' events waiting to be passed on to the event streams.
+const FORWARDING: usize = 16;
 /// How many times a delivery is retried after a conflict or an unexpected store error before it
 /// is dead-lettered. (An unavailable store is waited for instead, however long it takes.)
 const MAX_DELIVERIES: u32 = 5;
@@ -162,12 +162,15 @@ impl StatusProcessor {
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), BusError> {
         let queue = self.bus.topology().status_processor_queue();
         let mut pause = RESUBSCRIBE_FIRST_PAUSE;
-        // Recorded batches are passed on and settled by a task of their own, in order, while
-        // the next batch is recorded: a report arriving meanwhile waits for one store write,
-        // not also for a publish confirm and the acks. It ends once this loop has dropped its
-        // sender and it has finished what it was given.
-        let (finish, to_finish) = tokio::sync::mpsc::channel(FINISHING);
-        let finisher = tokio::spawn(self.clone().finish_batches(to_finish, shutdown.clone()));
+        // What each batch recorded is passed on to the event streams by a task of its own, in
+        // the order the batches were recorded, while this loop acks the batch and takes the
+        // next: a report arriving meanwhile does not also wait for that publish's confirm. (A
+        // batch is still acked before the next is taken, so that a busy queue is taken in full
+        // batches: a loop that went on before its acks took smaller batches, and more store
+        // round trips per event.) The task ends once this loop has dropped its sender and it
+        // has passed on what it was given.
+        let (forward, to_forward) = tokio::sync::mpsc::channel(FORWARDING);
+        let forwarder = tokio::spawn(self.clone().forward_batches(to_forward));
         let outcome = 'subscribe: loop {
             let subscribed = tokio::select! {
                 () = shutdown.cancelled() => break Ok(()),
@@ -220,16 +223,12 @@ impl StatusProcessor {
                 };
                 let batch = take_waiting(&mut consumer, first).await;
                 let recorded = self.record(batch, &shutdown).await;
-                if finish.send(recorded).await.is_err() {
-                    tracing::error!(
-                        "status processor: its finishing task is gone; batches are no longer settled"
-                    );
-                }
+                self.settle(recorded, &forward, &shutdown).await;
             }
         };
-        drop(finish);
-        if let Err(e) = finisher.await {
-            tracing::error!(error = %e, "status processor: its finishing task failed");
+        drop(forward);
+        if let Err(e) = forwarder.await {
+            tracing::error!(error = %e, "status processor: its forwarding task failed");
         }
         self.consumption.not_consuming(match &outcome {
             Ok(()) => "the status processor stopped (the host is shutting down)".to_owned(),
@@ -238,15 +237,10 @@ impl StatusProcessor {
         outcome
     }
 
-    /// Finishes each recorded batch in turn: passes on what it recorded, then settles its
-    /// deliveries.
-    async fn finish_batches(
-        self,
-        mut batches: tokio::sync::mpsc::Receiver<Recorded>,
-        shutdown: CancellationToken,
-    ) {
-        while let Some(batch) = batches.recv().await {
-            self.settle(batch, &shutdown).await;
+    /// Passes on what each batch recorded, in turn.
+    async fn forward_batches(self, mut batches: tokio::sync::mpsc::Receiver<Vec<(usize, Event)>>) {
+        while let Some(recorded) = batches.recv().await {
+            self.forward(recorded).await;
         }
     }
 
@@ -277,7 +271,7 @@ impl StatusProcessor {
         }
     }
 
-    /// Passes on what a batch recorded, then settles each of its deliveries.
+    /// Hands what a batch recorded to `forward`, then settles each of its deliveries.
     async fn settle(
         &self,
         Recorded {
@@ -285,9 +279,14 @@ impl StatusProcessor {
             handled,
             recorded,
         }: Recorded,
+        forward: &tokio::sync::mpsc::Sender<Vec<(usize, Event)>>,
         shutdown: &CancellationToken,
     ) {
-        self.forward(recorded).await;
+        if !recorded.is_empty() && forward.send(recorded).await.is_err() {
+            tracing::error!(
+                "status processor: its forwarding task is gone; recorded events are not passed to the event streams"
+            );
+        }
         if handled.contains(&Handled::Hold) {
             tokio::select! {
                 () = shutdown.cancelled() => {}

@@ -163,20 +163,23 @@ pub(crate) async fn run(settings: &Settings) -> anyhow::Result<Section> {
              share the machine's 2 cores; the start includes spawning a process."
                 .to_owned(),
             "A distributed start crosses: HTTP to the host; its reads for placement (run \
-             concurrently) and one INSERT of the instance and one of the command record; a \
+             concurrently; the config and its game in one join); one statement creating the \
+             instance with its first history row, and one INSERT of the command record; a \
              confirmed publish of the command; the worker's spawn (the command carries the \
-             config, so the worker asks the host nothing); the worker's confirmed publish of \
-             `running`; the status processor's batch commit; a confirmed publish of what it \
+             config, so the worker asks the host nothing); the worker's confirmed publishes of \
+             `initializing` and `running`; the status processor's batches (each one read of the \
+             senders and the entities, and one write statement); a confirmed publish of what it \
              recorded; the event hub's SSE write. A stdin line crosses two broker hops (command \
              in, console line out) beside its HTTP request."
                 .to_owned(),
-            "Where a distributed start's time went on 2026-11-28 (debug logs of one run, p50 \
-             about 13 ms): the worker received the command about 3 ms after the request was \
-             sent and spawned 2–5 ms later; the status processor then took its first batch of \
-             the instance (`initializing` and the start's result: about eight PostgreSQL round \
-             trips, 6 ms on the loaded 2 cores) while `running` waited behind it and took 2.5–3.5 \
-             ms more. The two all-in-one deployments differ only by PostgreSQL (about 8 ms): the \
-             round trips, not the broker, are what is left to cut."
+            "Where a distributed start's time went on 2026-11-28 (PostgreSQL statement log of \
+             one run): the placement reads, the instance and the command record took about 1 ms \
+             on the host; the processor's first batch of the instance began about 2 ms after the \
+             command record was written and its write about 2 ms later; `running` came in a \
+             second batch, recorded 3–4 ms after the first. Until this run a start waited on \
+             15 PostgreSQL round trips one after another (7 on the host's way, 4 in each of the \
+             processor's two batches; p50 about 11.6 ms); now 7 (3, 2 and 2). What is left is mostly the two cores shared by seven \
+             busy processes, and `running` waiting behind the batch of `initializing`."
                 .to_owned(),
             "This scenario found a 40 ms stall on the first console line after a quiet moment: \
              Nagle's algorithm held small SSE writes until the client's delayed ACK. The host now \
