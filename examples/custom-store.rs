@@ -197,6 +197,23 @@ impl InstanceRepository for AuditedStore {
         self.inner.instances.create_instance(new).await
     }
 
+    async fn reserve_instance_id(&self) -> Result<InstanceId, StoreError> {
+        self.inner.instances.reserve_instance_id().await
+    }
+
+    async fn create_started_instance(
+        &self,
+        id: InstanceId,
+        new: &NewInstance,
+        start: &CommandRecord,
+    ) -> Result<Instance, StoreError> {
+        self.audit("create_started_instance");
+        self.inner
+            .instances
+            .create_started_instance(id, new, start)
+            .await
+    }
+
     async fn get_instance(&self, id: InstanceId) -> Result<Instance, StoreError> {
         self.inner.instances.get_instance(id).await
     }

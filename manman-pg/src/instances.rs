@@ -5,6 +5,7 @@ use crate::status::{parse_cause, parse_status};
 use crate::store::PgStore;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use manman_core::command::CommandRecord;
 use manman_core::id::{ConfigId, InstanceId, WorkerId};
 use manman_core::instance::{Instance, InstanceFilter, NewInstance};
 use manman_core::ports::{InstanceRepository, StoreError};
@@ -113,6 +114,69 @@ impl InstanceRepository for PgStore {
         .bind(new.created_at)
         .bind(uuid::Uuid::new_v4())
         .bind(format!("placed on {}", new.worker_id))
+        .fetch_one(self.pool())
+        .await
+        .map_err(fail)?;
+        row.try_into()
+    }
+
+    async fn reserve_instance_id(&self) -> Result<InstanceId, StoreError> {
+        let id: i64 =
+            sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('manman.instances', 'id'))")
+                .fetch_one(self.pool())
+                .await
+                .map_err(|e| store_error(e, &"a new instance id"))?;
+        Ok(InstanceId(id))
+    }
+
+    async fn create_started_instance(
+        &self,
+        id: InstanceId,
+        new: &NewInstance,
+        start: &CommandRecord,
+    ) -> Result<Instance, StoreError> {
+        let fail = |e: sqlx::Error| match violated_foreign_key(&e).as_deref() {
+            Some("instances_config_id_fkey") => StoreError::not_found(&new.config_id),
+            Some("instances_worker_id_fkey" | "command_records_worker_id_fkey") => {
+                StoreError::not_found(&new.worker_id)
+            }
+            _ => store_error(e, &id),
+        };
+        // The instance, its first history row and its start's record in one statement (atomic
+        // on its own).
+        let row: InstanceRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "WITH created AS (
+                 INSERT INTO manman.instances (id, config_id, worker_id, worker_epoch, status, cause, detail, created_at)
+                 OVERRIDING SYSTEM VALUE
+                 VALUES ($1, $2, $3, $4, 'created', 'placed', 'placed on worker ' || $3, $5) RETURNING {INSTANCE_COLUMNS}
+             ),
+             history AS (
+                 INSERT INTO manman.status_events (event_id, instance_id, status, cause, detail, as_of, reported_at)
+                 SELECT $6, id, 'created', 'placed', $7, $5, $5 FROM created
+             ),
+             command AS (
+                 INSERT INTO manman.command_records
+                     (id, worker_id, instance_id, kind, envelope, state, detail, issued_at, expires_at, updated_at)
+                 SELECT $8, $9, id, $10, $11, $12, $13, $14, $15, $16 FROM created
+             )
+             SELECT * FROM created"
+        )))
+        .bind(id.get())
+        .bind(new.config_id.get())
+        .bind(new.worker_id.get())
+        .bind(new.worker_epoch)
+        .bind(new.created_at)
+        .bind(uuid::Uuid::new_v4())
+        .bind(format!("placed on {}", new.worker_id))
+        .bind(start.id)
+        .bind(start.worker_id.get())
+        .bind(start.envelope.command.name())
+        .bind(sqlx::types::Json(&start.envelope))
+        .bind(start.state.as_str())
+        .bind(start.detail.as_deref())
+        .bind(start.envelope.issued_at)
+        .bind(start.envelope.expires_at)
+        .bind(start.updated_at)
         .fetch_one(self.pool())
         .await
         .map_err(fail)?;

@@ -53,6 +53,31 @@ fn what(id: Uuid) -> String {
 
 const COMMAND_COLUMNS: &str = "id, worker_id, envelope, state, detail, updated_at";
 
+/// Inserts a command record in `conn`'s transaction.
+pub(crate) async fn insert_record(
+    conn: &mut sqlx::SqliteConnection,
+    record: &CommandRecord,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO command_records
+             (id, worker_id, instance_id, kind, envelope, state, detail, issued_at, expires_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )
+    .bind(record.id.hyphenated())
+    .bind(record.worker_id.get())
+    .bind(record.envelope.command.instance_id().map(|i| i.get()))
+    .bind(record.envelope.command.name())
+    .bind(sqlx::types::Json(&record.envelope))
+    .bind(record.state.as_str())
+    .bind(record.detail.as_deref())
+    .bind(Timestamp(record.envelope.issued_at))
+    .bind(Timestamp(record.envelope.expires_at))
+    .bind(Timestamp(record.updated_at))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl CommandRepository for SqliteStore {
     async fn insert_command(&self, record: &CommandRecord) -> Result<(), StoreError> {
@@ -60,24 +85,7 @@ impl CommandRepository for SqliteStore {
         let fail = |e| store_error(e, &what);
         let instance = record.envelope.command.instance_id();
         let mut tx = self.begin_write().await.map_err(fail)?;
-        let inserted = sqlx::query(
-            "INSERT INTO command_records
-                 (id, worker_id, instance_id, kind, envelope, state, detail, issued_at, expires_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )
-        .bind(record.id.hyphenated())
-        .bind(record.worker_id.get())
-        .bind(instance.map(|i| i.get()))
-        .bind(record.envelope.command.name())
-        .bind(sqlx::types::Json(&record.envelope))
-        .bind(record.state.as_str())
-        .bind(record.detail.as_deref())
-        .bind(Timestamp(record.envelope.issued_at))
-        .bind(Timestamp(record.envelope.expires_at))
-        .bind(Timestamp(record.updated_at))
-        .execute(&mut *tx)
-        .await;
-        if let Err(e) = inserted {
+        if let Err(e) = insert_record(&mut tx, record).await {
             let mut references = vec![Reference::Worker(record.worker_id)];
             references.extend(instance.map(Reference::Instance));
             return Err(missing_or(e, &mut tx, &references, &what).await);

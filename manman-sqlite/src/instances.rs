@@ -1,11 +1,13 @@
 //! Instances.
 
+use crate::commands::insert_record;
 use crate::error::store_error;
 use crate::references::{Reference, missing_or};
 use crate::status::{HistoryRow, parse_cause, parse_status};
 use crate::store::SqliteStore;
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
+use manman_core::command::CommandRecord;
 use manman_core::id::{ConfigId, InstanceId, WorkerId};
 use manman_core::instance::{Instance, InstanceFilter, NewInstance};
 use manman_core::ports::{InstanceRepository, StoreError};
@@ -64,6 +66,50 @@ const INSTANCE_COLUMNS: &str = "id, config_id, worker_id, worker_epoch, status, 
          WHERE w.id = instances.worker_id AND w.epoch = instances.worker_epoch) \
      END AS last_heartbeat_at";
 
+/// Inserts a new instance (`created`, cause `placed`; `id`, or the next one) with its first
+/// history row, in `tx`.
+async fn insert_instance(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    id: Option<InstanceId>,
+    new: &NewInstance,
+    what: &str,
+) -> Result<InstanceRow, StoreError> {
+    let inserted: Result<InstanceRow, _> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO instances (id, config_id, worker_id, worker_epoch, status, cause, detail, created_at)
+         VALUES (?5, ?1, ?2, ?3, 'created', 'placed', 'placed on worker ' || ?2, ?4) RETURNING {INSTANCE_COLUMNS}"
+    )))
+    .bind(new.config_id.get())
+    .bind(new.worker_id.get())
+    .bind(new.worker_epoch)
+    .bind(Timestamp(new.created_at))
+    .bind(id.map(InstanceId::get))
+    .fetch_one(&mut **tx)
+    .await;
+    let row = match inserted {
+        Ok(row) => row,
+        Err(e) => {
+            let references = [
+                Reference::Config(new.config_id),
+                Reference::Worker(new.worker_id),
+            ];
+            return Err(missing_or(e, tx, &references, what).await);
+        }
+    };
+    let detail = format!("placed on {}", new.worker_id);
+    HistoryRow::by_host(
+        Entity::Instance(InstanceId(row.id)),
+        None,
+        Status::Created,
+        Cause::Placed,
+        Some(&detail),
+        new.created_at,
+    )
+    .insert(tx)
+    .await
+    .map_err(|e| store_error(e, &what))?;
+    Ok(row)
+}
+
 #[async_trait]
 impl InstanceRepository for SqliteStore {
     async fn count_by_status(&self) -> Result<Vec<(Status, u64)>, StoreError> {
@@ -92,38 +138,46 @@ impl InstanceRepository for SqliteStore {
         let what = format!("an instance of {}", new.config_id);
         let fail = |e| store_error(e, &what);
         let mut tx = self.begin_write().await.map_err(fail)?;
-        let inserted: Result<InstanceRow, _> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO instances (config_id, worker_id, worker_epoch, status, cause, detail, created_at)
-             VALUES (?1, ?2, ?3, 'created', 'placed', 'placed on worker ' || ?2, ?4) RETURNING {INSTANCE_COLUMNS}"
-        )))
-        .bind(new.config_id.get())
-        .bind(new.worker_id.get())
-        .bind(new.worker_epoch)
-        .bind(Timestamp(new.created_at))
-        .fetch_one(&mut *tx)
-        .await;
-        let row = match inserted {
-            Ok(row) => row,
-            Err(e) => {
-                let references = [
-                    Reference::Config(new.config_id),
-                    Reference::Worker(new.worker_id),
-                ];
-                return Err(missing_or(e, &mut tx, &references, &what).await);
-            }
-        };
-        let detail = format!("placed on {}", new.worker_id);
-        HistoryRow::by_host(
-            Entity::Instance(InstanceId(row.id)),
-            None,
-            Status::Created,
-            Cause::Placed,
-            Some(&detail),
-            new.created_at,
+        let row = insert_instance(&mut tx, None, new, &what).await?;
+        tx.commit().await.map_err(fail)?;
+        row.try_into()
+    }
+
+    async fn reserve_instance_id(&self) -> Result<InstanceId, StoreError> {
+        let fail = |e| store_error(e, &"a new instance id");
+        // AUTOINCREMENT keeps the highest id it gave in `sqlite_sequence`, and never gives an
+        // id below it: raising it reserves the next one.
+        let mut tx = self.begin_write().await.map_err(fail)?;
+        sqlx::query(
+            "INSERT INTO sqlite_sequence (name, seq) SELECT 'instances', 0
+             WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'instances')",
         )
-        .insert(&mut tx)
+        .execute(&mut *tx)
         .await
         .map_err(fail)?;
+        let id: i64 = sqlx::query_scalar(
+            "UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = 'instances' RETURNING seq",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        Ok(InstanceId(id))
+    }
+
+    async fn create_started_instance(
+        &self,
+        id: InstanceId,
+        new: &NewInstance,
+        start: &CommandRecord,
+    ) -> Result<Instance, StoreError> {
+        let what = id.to_string();
+        let fail = |e| store_error(e, &what);
+        let mut tx = self.begin_write().await.map_err(fail)?;
+        let row = insert_instance(&mut tx, Some(id), new, &what).await?;
+        if let Err(e) = insert_record(&mut tx, start).await {
+            return Err(missing_or(e, &mut tx, &[Reference::Worker(start.worker_id)], &what).await);
+        }
         tx.commit().await.map_err(fail)?;
         row.try_into()
     }

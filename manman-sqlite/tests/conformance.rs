@@ -36,6 +36,7 @@ conformance!(
     batches_apply_each_change_in_order,
     batches_recognise_events_recorded_before,
     sequences_are_compared_and_set_with_the_status,
+    instances_are_created_with_their_start_in_one_go,
     commands_move_forward_only,
     a_command_is_marked_delivered_only_while_pending,
     leases_expire_exactly_once,

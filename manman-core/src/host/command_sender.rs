@@ -62,24 +62,46 @@ impl CommandSender {
         command: Command,
         origin: Origin,
     ) -> Result<Uuid, HostError> {
-        let key = self.keys.worker_key(worker, epoch).await?;
+        let envelope = self.envelope(command, origin);
+        self.store
+            .commands
+            .insert_command(&self.pending(worker, &envelope))
+            .await?;
+        self.publish_recorded((worker, epoch), &envelope).await
+    }
+
+    /// A new command's envelope: issued now, expiring after the commands' time to live.
+    pub fn envelope(&self, command: Command, origin: Origin) -> CommandEnvelope {
         let now = self.clock.now();
         let mut envelope = CommandEnvelope::new(command, origin.issued_by, now);
         envelope.correlation_id = origin.correlation_id;
         envelope.expires_at = now + self.ttl;
+        envelope
+    }
+
+    /// The record of `envelope`, not sent yet, to `worker`.
+    pub fn pending(&self, worker: WorkerId, envelope: &CommandEnvelope) -> CommandRecord {
+        CommandRecord {
+            id: envelope.id,
+            worker_id: worker,
+            envelope: envelope.clone(),
+            state: CommandState::Pending,
+            detail: None,
+            updated_at: envelope.issued_at,
+        }
+    }
+
+    /// Publishes a command recorded [`Self::pending`] (by [`Self::send`], or with what it is
+    /// about) to registration `epoch` of `worker`, then marks it `delivered` if it is still
+    /// `pending`, or `failed` with the reason when the bus refused it.
+    pub async fn publish_recorded(
+        &self,
+        (worker, epoch): (WorkerId, i64),
+        envelope: &CommandEnvelope,
+    ) -> Result<Uuid, HostError> {
         let id = envelope.id;
-        self.store
-            .commands
-            .insert_command(&CommandRecord {
-                id,
-                worker_id: worker,
-                envelope: envelope.clone(),
-                state: CommandState::Pending,
-                detail: None,
-                updated_at: now,
-            })
-            .await?;
-        match self.bus.send_command(&key, &envelope).await {
+        let key = self.keys.worker_key(worker, epoch).await?;
+        match self.bus.send_command(&key, envelope).await {
             Ok(()) => {
                 // One statement, conditional on `pending`: when the worker has already answered
                 // (a stdin line's echo often beats this), its later state stays as it is. The

@@ -91,13 +91,16 @@ impl Instances {
         let bundle = catalogue.get_config_bundle(request.config_id);
         // Counted by the store from its index of active instances: the cost does not grow with
         // the history.
-        let (bundle, workers, active, running) = tokio::try_join!(
+        // The instance's id is reserved with the reads, so that its start command can name it
+        // and both be written in one go after placement.
+        let (bundle, workers, active, running, id) = tokio::try_join!(
             bundle,
             self.store.workers.list_workers(),
             self.store.instances.count_active_by_worker(),
             self.store
                 .instances
                 .active_instances_of_config(request.config_id),
+            self.store.instances.reserve_instance_id(),
         )?;
         let active: HashMap<WorkerId, u32> = active
             .into_iter()
@@ -113,24 +116,26 @@ impl Instances {
             running: &running,
         };
         let worker = place(&workers, &active, wanted)?;
-        let instance = self
-            .store
-            .instances
-            .create_instance(&NewInstance {
-                config_id: bundle.config.id,
-                worker_id: worker.id,
-                worker_epoch: worker.epoch,
-                created_at: self.clock.now(),
-            })
-            .await?;
+        let new = NewInstance {
+            config_id: bundle.config.id,
+            worker_id: worker.id,
+            worker_epoch: worker.epoch,
+            created_at: self.clock.now(),
+        };
         let command = Command::Start {
-            instance_id: instance.id,
+            instance_id: id,
             config_id: bundle.config.id,
             bundle: Some(Box::new(bundle)),
         };
+        let envelope = self.sender.envelope(command, origin.into());
+        let instance = self
+            .store
+            .instances
+            .create_started_instance(id, &new, &self.sender.pending(worker.id, &envelope))
+            .await?;
         let command_id = match self
             .sender
-            .send((worker.id, worker.epoch), command, origin.into())
+            .publish_recorded((worker.id, worker.epoch), &envelope)
             .await
         {
             Ok(id) => id,

@@ -52,6 +52,17 @@ struct Ids {
     event: i64,
 }
 
+/// `NotFound` when the config or the worker of a new instance is missing.
+fn check_placement(s: &State, new: &NewInstance) -> Result<(), StoreError> {
+    if !s.configs.contains_key(&new.config_id) {
+        return Err(StoreError::not_found(&new.config_id));
+    }
+    if !s.workers.contains_key(&new.worker_id) {
+        return Err(StoreError::not_found(&new.worker_id));
+    }
+    Ok(())
+}
+
 fn next(last: &mut i64) -> i64 {
     *last += 1;
     *last
@@ -107,6 +118,38 @@ impl State {
             ));
         }
         Ok(())
+    }
+
+    /// Creates instance `id` (`created`, cause `placed`) with its first history row.
+    fn create_instance(&mut self, id: InstanceId, new: &NewInstance) -> Instance {
+        let instance = Instance {
+            id,
+            config_id: new.config_id,
+            worker_id: new.worker_id,
+            worker_epoch: new.worker_epoch,
+            status: Status::Created,
+            cause: Cause::Placed,
+            detail: Some(format!("placed on {}", new.worker_id)),
+            created_at: new.created_at,
+            started_at: None,
+            ready_at: None,
+            ended_at: None,
+            exit_code: None,
+            exit_signal: None,
+            restart_count: 0,
+            last_heartbeat_at: None,
+        };
+        self.instances.insert(id, instance.clone());
+        let instance = self.read_instance(&instance);
+        self.push_history(
+            Entity::Instance(id),
+            None,
+            Status::Created,
+            Cause::Placed,
+            Some(format!("placed on {}", new.worker_id)),
+            new.created_at,
+        );
+        instance
     }
 
     fn push_history(
@@ -468,40 +511,34 @@ impl WorkerRepository for MemoryStore {
 impl InstanceRepository for MemoryStore {
     async fn create_instance(&self, new: &NewInstance) -> Result<Instance, StoreError> {
         let mut s = self.lock();
-        if !s.configs.contains_key(&new.config_id) {
-            return Err(StoreError::not_found(&new.config_id));
-        }
-        if !s.workers.contains_key(&new.worker_id) {
-            return Err(StoreError::not_found(&new.worker_id));
-        }
+        check_placement(&s, new)?;
         let id = InstanceId(next(&mut s.last_ids.instance));
-        let instance = Instance {
-            id,
-            config_id: new.config_id,
-            worker_id: new.worker_id,
-            worker_epoch: new.worker_epoch,
-            status: Status::Created,
-            cause: Cause::Placed,
-            detail: Some(format!("placed on {}", new.worker_id)),
-            created_at: new.created_at,
-            started_at: None,
-            ready_at: None,
-            ended_at: None,
-            exit_code: None,
-            exit_signal: None,
-            restart_count: 0,
-            last_heartbeat_at: None,
-        };
-        s.instances.insert(id, instance.clone());
-        let instance = s.read_instance(&instance);
-        s.push_history(
-            Entity::Instance(id),
-            None,
-            Status::Created,
-            Cause::Placed,
-            Some(format!("placed on {}", new.worker_id)),
-            new.created_at,
-        );
+        Ok(s.create_instance(id, new))
+    }
+
+    async fn reserve_instance_id(&self) -> Result<InstanceId, StoreError> {
+        Ok(InstanceId(next(&mut self.lock().last_ids.instance)))
+    }
+
+    async fn create_started_instance(
+        &self,
+        id: InstanceId,
+        new: &NewInstance,
+        start: &CommandRecord,
+    ) -> Result<Instance, StoreError> {
+        let mut s = self.lock();
+        check_placement(&s, new)?;
+        if s.instances.contains_key(&id) {
+            return Err(StoreError::conflict(&id, "the id exists"));
+        }
+        if s.commands.contains_key(&start.id) {
+            return Err(StoreError::conflict(
+                &format!("command {}", start.id),
+                "the id exists",
+            ));
+        }
+        let instance = s.create_instance(id, new);
+        s.commands.insert(start.id, start.clone());
         Ok(instance)
     }
 

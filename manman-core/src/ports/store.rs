@@ -199,6 +199,20 @@ pub trait InstanceRepository: Send + Sync + Debug + 'static {
     /// Creates an instance in status `created` (history cause `placed`). `NotFound` when the
     /// config or the worker is missing.
     async fn create_instance(&self, new: &NewInstance) -> Result<Instance, StoreError>;
+    /// A new instance id, for [`Self::create_started_instance`]: its start command names the
+    /// instance before both are written together. Each call gives an id no instance has had
+    /// or will be given otherwise; one never used leaves a gap.
+    async fn reserve_instance_id(&self) -> Result<InstanceId, StoreError>;
+    /// Creates instance `id` (reserved with [`Self::reserve_instance_id`]) as
+    /// [`Self::create_instance`] does, and records its start command `start` (`pending`, sent
+    /// to the instance's worker), in one transaction: both or neither. `NotFound` when the
+    /// config or the worker is missing; `Conflict` when the id or the command's id is taken.
+    async fn create_started_instance(
+        &self,
+        id: InstanceId,
+        new: &NewInstance,
+        start: &CommandRecord,
+    ) -> Result<Instance, StoreError>;
     /// One instance.
     async fn get_instance(&self, id: InstanceId) -> Result<Instance, StoreError>;
     /// A page of instances, by id.

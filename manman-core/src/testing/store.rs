@@ -802,6 +802,129 @@ pub async fn sequences_are_compared_and_set_with_the_status(store: &Store) {
     );
 }
 
+/// An instance and its start command are created together, under an id reserved first: both
+/// or neither. Reserved ids are never handed out twice, nor to an instance created otherwise.
+pub async fn instances_are_created_with_their_start_in_one_go(store: &Store) {
+    let worker = worker(store).await;
+    let config_id = crate::testing::fixture::config(store).await;
+    let new = NewInstance {
+        config_id,
+        worker_id: worker.id,
+        worker_epoch: worker.epoch,
+        created_at: now(),
+    };
+    let start = |id: InstanceId| {
+        let envelope = CommandEnvelope::new(
+            Command::Start {
+                instance_id: id,
+                config_id,
+                bundle: None,
+            },
+            "conformance",
+            now(),
+        );
+        CommandRecord {
+            id: envelope.id,
+            worker_id: worker.id,
+            envelope,
+            state: CommandState::Pending,
+            detail: None,
+            updated_at: now(),
+        }
+    };
+    let first = store
+        .instances
+        .reserve_instance_id()
+        .await
+        .expect("reserve");
+    let second = store
+        .instances
+        .reserve_instance_id()
+        .await
+        .expect("reserve");
+    let other = store.instances.create_instance(&new).await.expect("create");
+    assert!(
+        first != second && other.id != first && other.id != second,
+        "reserved {first} and {second}, then created {}",
+        other.id
+    );
+    let record = start(second);
+    let instance = store
+        .instances
+        .create_started_instance(second, &new, &record)
+        .await
+        .expect("create started");
+    assert_eq!(instance.id, second);
+    assert_eq!(instance.status, Status::Created);
+    assert_eq!(
+        store.instances.get_instance(second).await.expect("get"),
+        instance
+    );
+    assert_eq!(
+        store
+            .commands
+            .get_command(record.id)
+            .await
+            .expect("command"),
+        record,
+        "the start is recorded as it is sent"
+    );
+    let history = store
+        .status
+        .status_history(Entity::Instance(second), None, 10)
+        .await
+        .expect("history");
+    assert_eq!(
+        history.iter().map(|e| e.status).collect::<Vec<_>>(),
+        [Status::Created]
+    );
+
+    // The command's id is taken: nothing is created.
+    let mut taken = start(first);
+    taken.id = record.id;
+    taken.envelope.id = record.id;
+    let r = store
+        .instances
+        .create_started_instance(first, &new, &taken)
+        .await;
+    assert!(matches!(r, Err(StoreError::Conflict { .. })), "{r:?}");
+    let r = store.instances.get_instance(first).await;
+    assert!(
+        matches!(r, Err(StoreError::NotFound { .. })),
+        "an instance without its start: {r:?}"
+    );
+    // The instance's id is taken: nothing is recorded.
+    let again = start(second);
+    let r = store
+        .instances
+        .create_started_instance(second, &new, &again)
+        .await;
+    assert!(matches!(r, Err(StoreError::Conflict { .. })), "{r:?}");
+    let r = store.commands.get_command(again.id).await;
+    assert!(
+        matches!(r, Err(StoreError::NotFound { .. })),
+        "a start without its instance: {r:?}"
+    );
+    // A missing config.
+    let third = store
+        .instances
+        .reserve_instance_id()
+        .await
+        .expect("reserve");
+    let r = store
+        .instances
+        .create_started_instance(
+            third,
+            &NewInstance {
+                config_id: ConfigId(i64::MAX),
+                ..new
+            },
+            &start(third),
+        )
+        .await;
+    assert!(matches!(r, Err(StoreError::NotFound { .. })), "{r:?}");
+}
+
 /// Command records move forward only; the id is unique.
 pub async fn commands_move_forward_only(store: &Store) {
     let (target, w) = instance(store).await;
@@ -1926,6 +2049,7 @@ pub async fn run_all(store: &Store) {
     batches_apply_each_change_in_order(store).await;
     batches_recognise_events_recorded_before(store).await;
     sequences_are_compared_and_set_with_the_status(store).await;
+    instances_are_created_with_their_start_in_one_go(store).await;
     commands_move_forward_only(store).await;
     a_command_is_marked_delivered_only_while_pending(store).await;
     leases_expire_exactly_once(store).await;
