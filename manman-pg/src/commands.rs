@@ -126,6 +126,36 @@ impl CommandRepository for PgStore {
         }
     }
 
+    async fn answer_command(
+        &self,
+        id: Uuid,
+        worker: WorkerId,
+        to: CommandState,
+        detail: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<Option<CommandRecord>, StoreError> {
+        let allowed: Vec<&str> = CommandState::ALL
+            .into_iter()
+            .filter(|s| s.can_become(to))
+            .map(CommandState::as_str)
+            .collect();
+        let row: Option<CommandRow> = sqlx::query_as(
+            "UPDATE manman.command_records SET state = $2, detail = COALESCE($3, detail), updated_at = $4
+             WHERE id = $1 AND worker_id = $6 AND state = ANY($5)
+             RETURNING id, worker_id, envelope, state, detail, updated_at",
+        )
+        .bind(id)
+        .bind(to.as_str())
+        .bind(detail)
+        .bind(at)
+        .bind(&allowed)
+        .bind(worker.get())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(|e| store_error(e, &what(id)))?;
+        row.map(TryInto::try_into).transpose()
+    }
+
     async fn mark_delivered(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
         let moved = sqlx::query(
             "UPDATE manman.command_records SET state = $2, updated_at = $3

@@ -37,6 +37,7 @@ conformance!(
     batches_recognise_events_recorded_before,
     sequences_are_compared_and_set_with_the_status,
     instances_are_created_with_their_start_in_one_go,
+    commands_are_answered_only_by_their_worker,
     commands_move_forward_only,
     a_command_is_marked_delivered_only_while_pending,
     leases_expire_exactly_once,

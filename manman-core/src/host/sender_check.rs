@@ -3,6 +3,7 @@
 //! that worker owns: its own status, its instances, its commands. Anything else is refused
 //! with a [`DeadLetterReason`]: a broker user that may publish events cannot write the truth.
 
+use crate::command::{CommandRecord, CommandResult};
 use crate::event::Event;
 use crate::host::{BusKeys, DeadLetterReason};
 use crate::id::{InstanceId, WorkerId};
@@ -161,6 +162,24 @@ impl SenderCheck {
         Ok(self.owns_instance(worker, instance).await?.map(|()| worker))
     }
 
+    /// The worker that sent the command result `message`, checked without reading its
+    /// command: the seal, and that the worker answers in its own name. That the command was
+    /// sent to it is the condition of recording the answer
+    /// ([`crate::ports::CommandRepository::answer_command`]); [`answer_refusal`] says why an
+    /// answer was not recorded.
+    pub(crate) async fn result_sender(
+        &self,
+        message: &Message,
+        result: &CommandResult,
+        epochs: &Epochs,
+    ) -> Result<Result<WorkerId, Refusal>, StoreError> {
+        let worker = match self.sealed_by(message, Purpose::Event, epochs).await? {
+            Ok(worker) => worker,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        Ok(answers_as_itself(worker, result).map(|()| worker))
+    }
+
     /// Whether a live view (the SSE hubs) takes `event`: a store that fails makes it passed
     /// over (the status processor holds events until the store is back, and records them).
     pub(crate) async fn believes_event(&self, message: &Message, event: &Event) -> bool {
@@ -247,33 +266,14 @@ impl SenderCheck {
             },
             Event::InstallProgress(progress) => progress.instance_id,
             Event::CommandResult(result) => {
-                if result.worker_id != worker {
-                    return Ok(Err(Refusal::new(
-                        DeadLetterReason::NotOwner,
-                        format!(
-                            "{worker} answered command {} in the name of {}",
-                            result.command_id, result.worker_id
-                        ),
-                    )));
+                if let Err(refusal) = answers_as_itself(worker, result) {
+                    return Ok(Err(refusal));
                 }
-                return match self.store.commands.get_command(result.command_id).await {
-                    Ok(record) if record.worker_id == worker => Ok(Ok(())),
-                    Ok(record) => Ok(Err(Refusal::new(
-                        DeadLetterReason::NotOwner,
-                        format!(
-                            "{worker} answered command {}, which was sent to {}",
-                            result.command_id, record.worker_id
-                        ),
-                    ))),
-                    Err(StoreError::NotFound { .. }) => Ok(Err(Refusal::new(
-                        DeadLetterReason::UnknownEntity,
-                        format!(
-                            "{worker} answered command {}, which the host never sent",
-                            result.command_id
-                        ),
-                    ))),
-                    Err(e) => Err(e),
-                };
+                let record = self.store.commands.get_command(result.command_id).await;
+                return Ok(match answer_refusal(worker, result.command_id, record)? {
+                    Some(refusal) => Err(refusal),
+                    None => Ok(()),
+                });
             }
         };
         self.owns_instance(worker, instance).await
@@ -366,5 +366,43 @@ impl SenderCheck {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<InstanceId, WorkerId>> {
         self.owners.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Whether `worker`'s result answers in its own name.
+fn answers_as_itself(worker: WorkerId, result: &CommandResult) -> Result<(), Refusal> {
+    if result.worker_id == worker {
+        return Ok(());
+    }
+    Err(Refusal::new(
+        DeadLetterReason::NotOwner,
+        format!(
+            "{worker} answered command {} in the name of {}",
+            result.command_id, result.worker_id
+        ),
+    ))
+}
+
+/// Why `worker` may not answer command `command_id`, whose record is `record`: `None` when it
+/// was sent to `worker`.
+pub(crate) fn answer_refusal(
+    worker: WorkerId,
+    command_id: uuid::Uuid,
+    record: Result<CommandRecord, StoreError>,
+) -> Result<Option<Refusal>, StoreError> {
+    match record {
+        Ok(record) if record.worker_id == worker => Ok(None),
+        Ok(record) => Ok(Some(Refusal::new(
+            DeadLetterReason::NotOwner,
+            format!(
+                "{worker} answered command {command_id}, which was sent to {}",
+                record.worker_id
+            ),
+        ))),
+        Err(StoreError::NotFound { .. }) => Ok(Some(Refusal::new(
+            DeadLetterReason::UnknownEntity,
+            format!("{worker} answered command {command_id}, which the host never sent"),
+        ))),
+        Err(e) => Err(e),
     }
 }

@@ -20,8 +20,9 @@
 use crate::bus::Bus;
 use crate::command::CommandResult;
 use crate::event::{Event, StatusReport};
-use crate::host::sender_check::{Epochs, SenderCheck};
+use crate::host::sender_check::{Epochs, SenderCheck, answer_refusal};
 use crate::host::{BusKeys, Consumption, DeadLetterReason, DeadLetters, Metrics};
+use crate::id::WorkerId;
 use crate::ports::{
     ApplyOutcome, BusError, Clock, Consumer, CurrentStatus, Delivery, EntityUpdate, Message,
     StatusChange, StoreError,
@@ -416,13 +417,20 @@ impl StatusProcessor {
         let results = async {
             let mut outcomes = Vec::with_capacity(results.len());
             for (i, message, result) in results {
-                let event = Event::CommandResult(result.clone());
-                if let Err(outcome) = self.checked_sender(message, &event, &epochs).await {
-                    outcomes.push((i, outcome, None));
-                    continue;
-                }
-                let (outcome, newly) = self.apply_result(&result).await;
-                outcomes.push((i, outcome, newly.then_some(event)));
+                let sender = match self.check.result_sender(message, &result, &epochs).await {
+                    Ok(Ok(sender)) => sender,
+                    Ok(Err(refusal)) => {
+                        self.refuse(message, refusal.reason, refusal.detail);
+                        outcomes.push((i, Handled::Poison, None));
+                        continue;
+                    }
+                    Err(e) => {
+                        outcomes.push((i, self.check_failed(message, &e), None));
+                        continue;
+                    }
+                };
+                let (outcome, newly) = self.apply_result(message, sender, &result).await;
+                outcomes.push((i, outcome, newly.then(|| Event::CommandResult(result))));
             }
             outcomes
         };
@@ -463,12 +471,17 @@ impl StatusProcessor {
                 self.refuse(message, refusal.reason, refusal.detail);
                 Err(Handled::Poison)
             }
-            Err(e) if e.is_transient() => Err(Handled::Unavailable),
-            Err(e) => {
-                tracing::warn!(message_id = %message.id, error = %e, "could not check the sender of an event; will retry");
-                Err(Handled::Retry)
-            }
+            Err(e) => Err(self.check_failed(message, &e)),
         }
+    }
+
+    /// What to do with a delivery whose sender could not be checked.
+    fn check_failed(&self, message: &Message, error: &StoreError) -> Handled {
+        if error.is_transient() {
+            return Handled::Unavailable;
+        }
+        tracing::warn!(message_id = %message.id, error = %error, "could not check the sender of an event; will retry");
+        Handled::Retry
     }
 
     /// Puts each entity's numbered reports in sequence, checks them against the last applied
@@ -649,38 +662,54 @@ impl StatusProcessor {
             .release(event_id);
     }
 
-    /// Records a command result; `true` when it moved the command on (not a duplicate).
-    async fn apply_result(&self, result: &CommandResult) -> (Handled, bool) {
-        let handled = match self
-            .store
-            .commands
-            .transition_command(
+    /// Records `sender`'s command result, in one statement conditional on the command having
+    /// been sent to `sender`; `true` when it moved the command on. When it did not, the command
+    /// is read to tell a duplicate (answered before: acked) from a result about a command the
+    /// host never sent, or sent to another worker (dead-lettered with the reason).
+    async fn apply_result(
+        &self,
+        message: &Message,
+        sender: WorkerId,
+        result: &CommandResult,
+    ) -> (Handled, bool) {
+        let commands = &self.store.commands;
+        let failed = |e: StoreError| {
+            if e.is_transient() {
+                return Handled::Unavailable;
+            }
+            tracing::error!(command_id = %result.command_id, error = %e, "could not record a command result");
+            Handled::Retry
+        };
+        let answered = commands
+            .answer_command(
                 result.command_id,
+                sender,
                 result.outcome.into(),
                 result.detail.as_deref(),
                 self.clock.now(),
             )
-            .await
-        {
-            Ok(record) => {
+            .await;
+        match answered {
+            Ok(Some(record)) => {
                 let latency = record.updated_at - record.envelope.issued_at;
                 self.metrics
                     .command_finished(record.state, latency.to_std().unwrap_or_default());
-                return (Handled::Done, true);
+                (Handled::Done, true)
             }
-            // Already final (a duplicate result): nothing to do.
-            Err(StoreError::Conflict { .. }) => Handled::Done,
-            Err(StoreError::NotFound { what }) => {
-                tracing::warn!(command_id = %result.command_id, "a result for an unknown command: {what}");
-                Handled::Done
+            Ok(None) => {
+                let record = commands.get_command(result.command_id).await;
+                match answer_refusal(sender, result.command_id, record) {
+                    // Its own command, final already: a duplicate result.
+                    Ok(None) => (Handled::Done, false),
+                    Ok(Some(refusal)) => {
+                        self.refuse(message, refusal.reason, refusal.detail);
+                        (Handled::Poison, false)
+                    }
+                    Err(e) => (failed(e), false),
+                }
             }
-            Err(e) if e.is_transient() => Handled::Unavailable,
-            Err(e) => {
-                tracing::error!(command_id = %result.command_id, error = %e, "could not record a command result");
-                Handled::Retry
-            }
-        };
-        (handled, false)
+            Err(e) => (failed(e), false),
+        }
     }
 }
 

@@ -389,6 +389,30 @@ pub trait CommandRepository: Send + Sync + Debug + 'static {
         detail: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<CommandRecord, StoreError>;
+    /// Records `worker`'s answer to command `id`: moves it to `to` as
+    /// [`Self::transition_command`] does, only if it was sent to `worker` — in one statement
+    /// where the store can. `None` when nothing moved: there is no such command, it was sent to
+    /// another worker, or its state does not allow `to` (the caller reads it to tell which).
+    async fn answer_command(
+        &self,
+        id: Uuid,
+        worker: WorkerId,
+        to: CommandState,
+        detail: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<Option<CommandRecord>, StoreError> {
+        match self.get_command(id).await {
+            Ok(record) if record.worker_id == worker => {
+                match self.transition_command(id, to, detail, at).await {
+                    Ok(record) => Ok(Some(record)),
+                    Err(StoreError::Conflict { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+            Ok(_) | Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
     /// Records that the bus accepted command `id`: moves it from `pending` to `delivered`,
     /// changed at `at`, in one statement. `true` when it moved; `false` when it was not
     /// `pending` any more (the worker answered first, the sweep expired it) — then nothing

@@ -925,6 +925,65 @@ pub async fn instances_are_created_with_their_start_in_one_go(store: &Store) {
     assert!(matches!(r, Err(StoreError::NotFound { .. })), "{r:?}");
 }
 
+/// A worker's answer moves its own command on, in one step; another worker's answer, one to
+/// a command that does not exist and one to a final command move nothing.
+pub async fn commands_are_answered_only_by_their_worker(store: &Store) {
+    let (target, w) = instance(store).await;
+    let other = worker(store).await;
+    let envelope = CommandEnvelope::new(
+        Command::Stop {
+            instance_id: target.id,
+        },
+        "conformance",
+        now(),
+    );
+    let record = CommandRecord {
+        id: envelope.id,
+        worker_id: w.id,
+        envelope,
+        state: CommandState::Pending,
+        detail: None,
+        updated_at: now(),
+    };
+    store
+        .commands
+        .insert_command(&record)
+        .await
+        .expect("insert");
+    let answer = |worker: WorkerId, id: Uuid| {
+        store
+            .commands
+            .answer_command(id, worker, CommandState::Succeeded, Some("done"), now())
+    };
+    assert_eq!(answer(other.id, record.id).await.expect("answer"), None);
+    assert_eq!(
+        store
+            .commands
+            .get_command(record.id)
+            .await
+            .expect("get")
+            .state,
+        CommandState::Pending,
+        "another worker's answer moved nothing"
+    );
+    assert_eq!(answer(w.id, Uuid::new_v4()).await.expect("answer"), None);
+    let answered = answer(w.id, record.id)
+        .await
+        .expect("answer")
+        .expect("its own command moves on");
+    assert_eq!(answered.state, CommandState::Succeeded);
+    assert_eq!(answered.detail.as_deref(), Some("done"));
+    assert_eq!(
+        store.commands.get_command(record.id).await.expect("get"),
+        answered
+    );
+    assert_eq!(
+        answer(w.id, record.id).await.expect("answer"),
+        None,
+        "a final command is not answered again"
+    );
+}
+
 /// Command records move forward only; the id is unique.
 pub async fn commands_move_forward_only(store: &Store) {
     let (target, w) = instance(store).await;
@@ -2050,6 +2109,7 @@ pub async fn run_all(store: &Store) {
     batches_recognise_events_recorded_before(store).await;
     sequences_are_compared_and_set_with_the_status(store).await;
     instances_are_created_with_their_start_in_one_go(store).await;
+    commands_are_answered_only_by_their_worker(store).await;
     commands_move_forward_only(store).await;
     a_command_is_marked_delivered_only_while_pending(store).await;
     leases_expire_exactly_once(store).await;
