@@ -162,10 +162,10 @@ pub(crate) async fn run(settings: &Settings) -> anyhow::Result<Section> {
             "The bench client, the host, the worker, PostgreSQL, RabbitMQ and the game server \
              share the machine's 2 cores; the start includes spawning a process."
                 .to_owned(),
-            "A distributed start crosses: HTTP to the host; its reads for placement (run \
-             concurrently; the config and its game in one join); one statement creating the \
-             instance with its first history row, and one INSERT of the command record; a \
-             confirmed publish of the command; the worker's spawn (the command carries the \
+            "A distributed start crosses: HTTP to the host; its reads for placement and the \
+             reservation of the instance's id (run concurrently; the config and its game in one \
+             join); one statement creating the instance with its first history row and the \
+             start's record; a confirmed publish of the command; the worker's spawn (the command carries the \
              config, so the worker asks the host nothing); the worker's confirmed publishes of \
              `initializing` and `running`; the status processor's batches (each one read of the \
              senders and the entities, and one write statement); a confirmed publish of what it \
@@ -178,8 +178,8 @@ pub(crate) async fn run(settings: &Settings) -> anyhow::Result<Section> {
              command record was written and its write about 2 ms later; `running` came in a \
              second batch, recorded 3–4 ms after the first. Until this run a start waited on \
              15 PostgreSQL round trips one after another (7 on the host's way, 4 in each of the \
-             processor's two batches; p50 about 11.6 ms); now 7 (3, 2 and 2). What is left is mostly the two cores shared by seven \
-             busy processes, and `running` waiting behind the batch of `initializing`."
+             processor's two batches; p50 about 11.6 ms); now 6 (2 on the host's way, 2 in each \
+             batch). What is left is mostly the two cores shared by seven busy processes, and `running` waiting behind the batch of `initializing`."
                 .to_owned(),
             "This scenario found a 40 ms stall on the first console line after a quiet moment: \
              Nagle's algorithm held small SSE writes until the client's delayed ACK. The host now \
