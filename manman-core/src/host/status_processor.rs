@@ -425,12 +425,12 @@ impl StatusProcessor {
                         continue;
                     }
                     Err(e) => {
-                        outcomes.push((i, self.check_failed(message, &e), None));
+                        outcomes.push((i, check_failed(message, &e), None));
                         continue;
                     }
                 };
                 let (outcome, newly) = self.apply_result(message, sender, &result).await;
-                outcomes.push((i, outcome, newly.then(|| Event::CommandResult(result))));
+                outcomes.push((i, outcome, newly.then_some(Event::CommandResult(result))));
             }
             outcomes
         };
@@ -471,17 +471,8 @@ impl StatusProcessor {
                 self.refuse(message, refusal.reason, refusal.detail);
                 Err(Handled::Poison)
             }
-            Err(e) => Err(self.check_failed(message, &e)),
+            Err(e) => Err(check_failed(message, &e)),
         }
-    }
-
-    /// What to do with a delivery whose sender could not be checked.
-    fn check_failed(&self, message: &Message, error: &StoreError) -> Handled {
-        if error.is_transient() {
-            return Handled::Unavailable;
-        }
-        tracing::warn!(message_id = %message.id, error = %error, "could not check the sender of an event; will retry");
-        Handled::Retry
     }
 
     /// Puts each entity's numbered reports in sequence, checks them against the last applied
@@ -759,6 +750,15 @@ impl HeldBack {
     fn release(&mut self, id: Uuid) {
         self.since.remove(&id);
     }
+}
+
+/// What to do with a delivery whose sender could not be checked.
+fn check_failed(message: &Message, error: &StoreError) -> Handled {
+    if error.is_transient() {
+        return Handled::Unavailable;
+    }
+    tracing::warn!(message_id = %message.id, error = %error, "could not check the sender of an event; will retry");
+    Handled::Retry
 }
 
 fn entity_key(entity: &Entity) -> (u8, i64) {
