@@ -1,9 +1,11 @@
 //! [`RabbitAcker`]: settles one delivery: ack, requeue (`basic.nack` with requeue) or
-//! dead-letter (`basic.reject` without requeue).
+//! dead-letter (`basic.reject` without requeue). Acks asked for together go out as one
+//! `multiple` ack where that is safe ([`Unsettled`]).
 
 use crate::declarations::queue_what;
 use crate::error::bus_error;
 use crate::redeliveries::Redeliveries;
+use crate::unsettled::{AckPlan, Unsettled};
 use async_trait::async_trait;
 use futures::FutureExt;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
@@ -17,6 +19,8 @@ use uuid::Uuid;
 #[derive(Debug)]
 pub(crate) struct RabbitAcker {
     acker: lapin::Acker,
+    tag: u64,
+    unsettled: Arc<Unsettled>,
     message_id: Uuid,
     queue: String,
     settled: AtomicBool,
@@ -31,14 +35,20 @@ enum Settle {
 }
 
 impl RabbitAcker {
+    /// Settles the delivery `tag` of a channel whose unsettled deliveries are `unsettled`
+    /// (where it is entered).
     pub(crate) fn new(
-        acker: lapin::Acker,
+        (acker, tag): (lapin::Acker, u64),
+        unsettled: Arc<Unsettled>,
         message_id: Uuid,
         queue: &str,
         redeliveries: Arc<Redeliveries>,
     ) -> Self {
+        unsettled.open(tag, acker.clone());
         Self {
             acker,
+            tag,
+            unsettled,
             message_id,
             queue: queue.to_owned(),
             settled: AtomicBool::new(false),
@@ -51,19 +61,44 @@ impl RabbitAcker {
             return Ok(());
         }
         let result = match how {
-            Settle::Ack => self.acker.ack(BasicAckOptions::default()).await,
+            Settle::Ack => {
+                self.unsettled.want_ack(self.tag);
+                // The other acks asked for at the same moment (a batch acked together) are
+                // asked for before this one is planned, and go out with it.
+                tokio::task::yield_now().await;
+                match self.unsettled.plan_ack(self.tag, &self.acker) {
+                    AckPlan::Covered => Ok(true),
+                    AckPlan::Send {
+                        acker,
+                        multiple,
+                        tags,
+                    } => {
+                        let sent = acker.ack(BasicAckOptions { multiple }).await;
+                        self.unsettled.sent(&tags);
+                        sent
+                    }
+                }
+            }
             Settle::Requeue => {
-                self.acker
+                self.unsettled.sending(self.tag);
+                let sent = self
+                    .acker
                     .nack(BasicNackOptions {
                         requeue: true,
                         ..BasicNackOptions::default()
                     })
-                    .await
+                    .await;
+                self.unsettled.sent(&[self.tag]);
+                sent
             }
             Settle::DeadLetter => {
-                self.acker
+                self.unsettled.sending(self.tag);
+                let sent = self
+                    .acker
                     .reject(BasicRejectOptions { requeue: false })
-                    .await
+                    .await;
+                self.unsettled.sent(&[self.tag]);
+                sent
             }
         };
         let what = || {
@@ -122,5 +157,6 @@ impl Drop for RabbitAcker {
                 })
                 .now_or_never();
         }
+        self.unsettled.sent(&[self.tag]);
     }
 }

@@ -14,6 +14,7 @@ use crate::declarations::{self, queue_what};
 use crate::error::{is_not_found, is_transient};
 use crate::properties;
 use crate::redeliveries::Redeliveries;
+use crate::unsettled::Unsettled;
 use async_trait::async_trait;
 use chrono::Utc;
 use futures::{FutureExt, StreamExt};
@@ -45,6 +46,8 @@ pub(crate) struct RabbitConsumer {
 struct Open {
     channel: Channel,
     consumer: lapin::Consumer,
+    /// Its deliveries not settled yet.
+    unsettled: Arc<Unsettled>,
 }
 
 /// Why consuming could not (re)start.
@@ -168,11 +171,15 @@ impl RabbitConsumer {
             )
             .await
             .map_err(lapin_failure)?;
-        Ok(Open { channel, consumer })
+        Ok(Open {
+            channel,
+            consumer,
+            unsettled: Arc::default(),
+        })
     }
 
     /// Maps a lapin delivery; never fails.
-    fn delivery(&self, delivery: lapin::message::Delivery) -> Delivery {
+    fn delivery(&self, delivery: lapin::message::Delivery, unsettled: &Arc<Unsettled>) -> Delivery {
         let decoded = properties::decode(
             &delivery.properties,
             delivery.data,
@@ -190,7 +197,8 @@ impl RabbitConsumer {
             message: decoded.message,
             delivery_count,
             acker: Box::new(RabbitAcker::new(
-                delivery.acker,
+                (delivery.acker, delivery.delivery_tag),
+                Arc::clone(unsettled),
                 message_id,
                 &self.queue,
                 Arc::clone(&self.redeliveries),
@@ -213,7 +221,10 @@ impl RabbitConsumer {
             () = self.shared.closed.cancelled() => return Some(Err(Ended::BusClosed)),
         };
         match item {
-            Some(Ok(delivery)) => Some(Ok(self.delivery(delivery))),
+            Some(Ok(delivery)) => {
+                let unsettled = Arc::clone(&open.unsettled);
+                Some(Ok(self.delivery(delivery, &unsettled)))
+            }
             Some(Err(error)) => {
                 let channel = open.channel.clone();
                 if channel.status().reconnecting() && is_transient(&error) {

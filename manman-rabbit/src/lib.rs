@@ -12,6 +12,7 @@ mod publisher;
 mod redeliveries;
 mod settings;
 mod topology_record;
+mod unsettled;
 
 pub use bus::RabbitBus;
 pub use declarations::Binding;

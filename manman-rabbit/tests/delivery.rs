@@ -327,3 +327,59 @@ async fn each_requeue_counts_one_more_delivery_so_a_retry_bound_ends() {
     drop(consumer);
     finish(&broker, &[&bus]).await;
 }
+
+/// Acks given together are sent together, but never over a delivery still held: with the
+/// tenth of fifty held, the other 49 acked at once, and the fortieth requeued meanwhile, the
+/// channel stays open (a `multiple` ack over either would make its later settle an unknown
+/// delivery tag, which closes the channel), the 48 are gone, and the two come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_together_settle_only_what_they_ack() {
+    let Some(broker) = TestBroker::connect("acks-together").await else {
+        return;
+    };
+    let bus = rabbit(&broker, "host").await;
+    let exchange = broker.name("ex");
+    bus.declare_exchange(&exchange, ExchangeKind::Direct)
+        .await
+        .expect("declare");
+    let queue = bus
+        .declare_queue(&QueueSpec::durable(broker.name("q")))
+        .await
+        .expect("declare");
+    bus.bind_queue(&queue, &exchange, "k").await.expect("bind");
+    let mut sent = Vec::new();
+    for n in 0..50 {
+        let message = Message::json("test", &n, Utc::now()).expect("encodes");
+        sent.push(message.id);
+        bus.publish(&exchange, "k", message).await.expect("publish");
+    }
+    let mut consumer = bus.consume(&queue, 64).await.expect("consume");
+    let mut deliveries = Vec::new();
+    for _ in 0..50 {
+        deliveries.push(receive(&mut consumer).await);
+    }
+    let held = deliveries.remove(9);
+    let requeued = deliveries.remove(38);
+    let back = [held.message.id, requeued.message.id];
+    let acks = deliveries.into_iter().map(Delivery::ack);
+    let (acked, requeue) = tokio::join!(futures::future::join_all(acks), requeued.requeue());
+    assert!(acked.iter().all(Result::is_ok), "{acked:?}");
+    requeue.expect("the requeue finds its delivery");
+    held.requeue()
+        .await
+        .expect("the held one is still the consumer's to settle");
+    let mut again = Vec::new();
+    for _ in 0..2 {
+        let delivery = receive(&mut consumer).await;
+        again.push(delivery.message.id);
+        delivery.ack().await.expect("ack");
+    }
+    again.sort();
+    let mut expected = back.to_vec();
+    expected.sort();
+    assert_eq!(again, expected, "only the two not acked come back");
+    let more = tokio::time::timeout(Duration::from_millis(500), consumer.next()).await;
+    assert!(more.is_err(), "the 48 acked are gone: {more:?}");
+    drop(consumer);
+    finish(&broker, &[&bus]).await;
+}
