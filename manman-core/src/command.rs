@@ -275,6 +275,20 @@ pub struct CommandRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+impl CommandRecord {
+    /// The record of `envelope`, to `worker`, not sent yet (`pending` since it was issued).
+    pub fn pending(worker: WorkerId, envelope: CommandEnvelope) -> Self {
+        Self {
+            id: envelope.id,
+            worker_id: worker,
+            updated_at: envelope.issued_at,
+            envelope,
+            state: CommandState::Pending,
+            detail: None,
+        }
+    }
+}
+
 /// A worker's answer to a command, published on `manman.events`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

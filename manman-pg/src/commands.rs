@@ -48,6 +48,40 @@ fn what(id: Uuid) -> String {
     format!("command {id}")
 }
 
+impl PgStore {
+    /// Moves command `id` (sent to `worker`, when given) to `to` if its state allows, in one
+    /// statement; `None` when nothing moved.
+    async fn move_command(
+        &self,
+        id: Uuid,
+        worker: Option<WorkerId>,
+        to: CommandState,
+        detail: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<Option<CommandRecord>, StoreError> {
+        let allowed: Vec<&str> = CommandState::ALL
+            .into_iter()
+            .filter(|s| s.can_become(to))
+            .map(CommandState::as_str)
+            .collect();
+        let row: Option<CommandRow> = sqlx::query_as(
+            "UPDATE manman.command_records SET state = $2, detail = COALESCE($3, detail), updated_at = $4
+             WHERE id = $1 AND state = ANY($5) AND ($6::bigint IS NULL OR worker_id = $6)
+             RETURNING id, worker_id, envelope, state, detail, updated_at",
+        )
+        .bind(id)
+        .bind(to.as_str())
+        .bind(detail)
+        .bind(at)
+        .bind(&allowed)
+        .bind(worker.map(WorkerId::get))
+        .fetch_optional(self.pool())
+        .await
+        .map_err(|e| store_error(e, &what(id)))?;
+        row.map(TryInto::try_into).transpose()
+    }
+}
+
 #[async_trait]
 impl CommandRepository for PgStore {
     async fn insert_command(&self, record: &CommandRecord) -> Result<(), StoreError> {
@@ -96,26 +130,8 @@ impl CommandRepository for PgStore {
         detail: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<CommandRecord, StoreError> {
-        let allowed: Vec<&str> = CommandState::ALL
-            .into_iter()
-            .filter(|s| s.can_become(to))
-            .map(CommandState::as_str)
-            .collect();
-        let row: Option<CommandRow> = sqlx::query_as(
-            "UPDATE manman.command_records SET state = $2, detail = COALESCE($3, detail), updated_at = $4
-             WHERE id = $1 AND state = ANY($5)
-             RETURNING id, worker_id, envelope, state, detail, updated_at",
-        )
-        .bind(id)
-        .bind(to.as_str())
-        .bind(detail)
-        .bind(at)
-        .bind(&allowed)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(|e| store_error(e, &what(id)))?;
-        match row {
-            Some(row) => row.try_into(),
+        match self.move_command(id, None, to, detail, at).await? {
+            Some(record) => Ok(record),
             None => {
                 let current = self.get_command(id).await?;
                 Err(StoreError::conflict(
@@ -134,26 +150,7 @@ impl CommandRepository for PgStore {
         detail: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<Option<CommandRecord>, StoreError> {
-        let allowed: Vec<&str> = CommandState::ALL
-            .into_iter()
-            .filter(|s| s.can_become(to))
-            .map(CommandState::as_str)
-            .collect();
-        let row: Option<CommandRow> = sqlx::query_as(
-            "UPDATE manman.command_records SET state = $2, detail = COALESCE($3, detail), updated_at = $4
-             WHERE id = $1 AND worker_id = $6 AND state = ANY($5)
-             RETURNING id, worker_id, envelope, state, detail, updated_at",
-        )
-        .bind(id)
-        .bind(to.as_str())
-        .bind(detail)
-        .bind(at)
-        .bind(&allowed)
-        .bind(worker.get())
-        .fetch_optional(self.pool())
-        .await
-        .map_err(|e| store_error(e, &what(id)))?;
-        row.map(TryInto::try_into).transpose()
+        self.move_command(id, Some(worker), to, detail, at).await
     }
 
     async fn mark_delivered(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {

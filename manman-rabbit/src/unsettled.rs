@@ -34,7 +34,8 @@ enum State {
 /// How to send an ack that was asked for.
 #[derive(Debug)]
 pub(crate) enum AckPlan {
-    /// Another ack covers it (sent, or being sent): nothing to send.
+    /// Another ack covers it (sent, or being sent): nothing to send. Its outcome is that
+    /// ack's: if the channel fails under it, the broker delivers them all again.
     Covered,
     /// Send with this acker (`multiple` when it covers lower tags too), then call
     /// [`Unsettled::sent`] with `tags`.

@@ -50,6 +50,20 @@ async fn receive(consumer: &mut Box<dyn Consumer>) -> Delivery {
         .expect("no receive error")
 }
 
+/// A direct exchange of the test and a durable queue bound to it with key `k`.
+async fn bound_queue(broker: &TestBroker, bus: &RabbitBus) -> (String, String) {
+    let exchange = broker.name("ex");
+    bus.declare_exchange(&exchange, ExchangeKind::Direct)
+        .await
+        .expect("declare");
+    let queue = bus
+        .declare_queue(&QueueSpec::durable(broker.name("q")))
+        .await
+        .expect("declare");
+    bus.bind_queue(&queue, &exchange, "k").await.expect("bind");
+    (exchange, queue)
+}
+
 fn stop(instance: i64) -> CommandEnvelope {
     CommandEnvelope::new(
         Command::Stop {
@@ -268,15 +282,7 @@ async fn a_delivery_dropped_unsettled_is_delivered_again() {
         return;
     };
     let bus = rabbit(&broker, "host").await;
-    let exchange = broker.name("ex");
-    bus.declare_exchange(&exchange, ExchangeKind::Direct)
-        .await
-        .expect("declare");
-    let queue = bus
-        .declare_queue(&QueueSpec::durable(broker.name("q")))
-        .await
-        .expect("declare");
-    bus.bind_queue(&queue, &exchange, "k").await.expect("bind");
+    let (exchange, queue) = bound_queue(&broker, &bus).await;
     let mut consumer = bus.consume(&queue, 1).await.expect("consume");
     let message = Message::json("test", &"again", Utc::now()).expect("encodes");
     bus.publish(&exchange, "k", message.clone())
@@ -299,15 +305,7 @@ async fn each_requeue_counts_one_more_delivery_so_a_retry_bound_ends() {
         return;
     };
     let bus = rabbit(&broker, "host").await;
-    let exchange = broker.name("ex");
-    bus.declare_exchange(&exchange, ExchangeKind::Direct)
-        .await
-        .expect("declare");
-    let queue = bus
-        .declare_queue(&QueueSpec::durable(broker.name("q")))
-        .await
-        .expect("declare");
-    bus.bind_queue(&queue, &exchange, "k").await.expect("bind");
+    let (exchange, queue) = bound_queue(&broker, &bus).await;
     let mut consumer = bus.consume(&queue, 1).await.expect("consume");
     let message = Message::json("test", &"retry me", Utc::now()).expect("encodes");
     bus.publish(&exchange, "k", message.clone())
@@ -338,15 +336,7 @@ async fn acks_together_settle_only_what_they_ack() {
         return;
     };
     let bus = rabbit(&broker, "host").await;
-    let exchange = broker.name("ex");
-    bus.declare_exchange(&exchange, ExchangeKind::Direct)
-        .await
-        .expect("declare");
-    let queue = bus
-        .declare_queue(&QueueSpec::durable(broker.name("q")))
-        .await
-        .expect("declare");
-    bus.bind_queue(&queue, &exchange, "k").await.expect("bind");
+    let (exchange, queue) = bound_queue(&broker, &bus).await;
     let mut sent = Vec::new();
     for n in 0..50 {
         let message = Message::json("test", &n, Utc::now()).expect("encodes");

@@ -65,7 +65,7 @@ impl CommandSender {
         let envelope = self.envelope(command, origin);
         self.store
             .commands
-            .insert_command(&self.pending(worker, &envelope))
+            .insert_command(&CommandRecord::pending(worker, envelope.clone()))
             .await?;
         self.publish_recorded((worker, epoch), &envelope).await
     }
@@ -79,20 +79,8 @@ impl CommandSender {
         envelope
     }
 
-    /// The record of `envelope`, not sent yet, to `worker`.
-    pub fn pending(&self, worker: WorkerId, envelope: &CommandEnvelope) -> CommandRecord {
-        CommandRecord {
-            id: envelope.id,
-            worker_id: worker,
-            envelope: envelope.clone(),
-            state: CommandState::Pending,
-            detail: None,
-            updated_at: envelope.issued_at,
-        }
-    }
-
-    /// Publishes a command recorded [`Self::pending`] (by [`Self::send`], or with what it is
-    /// about) to registration `epoch` of `worker`, then marks it `delivered` if it is still
+    /// Publishes a command recorded [`CommandRecord::pending`] (by [`Self::send`], or with what
+    /// it is about) to registration `epoch` of `worker`, then marks it `delivered` if it is still
     /// `pending`, or `failed` with the reason when the bus refused it.
     pub async fn publish_recorded(
         &self,

@@ -173,14 +173,7 @@ mod tests {
         );
         store
             .commands
-            .insert_command(&CommandRecord {
-                id: envelope.id,
-                worker_id: worker.id,
-                envelope: envelope.clone(),
-                state: CommandState::Pending,
-                detail: None,
-                updated_at: envelope.issued_at,
-            })
+            .insert_command(&CommandRecord::pending(worker.id, envelope.clone()))
             .await
             .expect("command");
         let metrics = Metrics::new();

@@ -131,7 +131,11 @@ impl Instances {
         let instance = self
             .store
             .instances
-            .create_started_instance(id, &new, &self.sender.pending(worker.id, &envelope))
+            .create_started_instance(
+                id,
+                &new,
+                &CommandRecord::pending(worker.id, envelope.clone()),
+            )
             .await?;
         let command_id = match self
             .sender

@@ -322,10 +322,7 @@ impl SenderCheck {
                 })
                 .collect()
         };
-        wanted.sort_unstable_by_key(|entity| match entity {
-            Entity::Worker(id) => (0, id.get()),
-            Entity::Instance(id) => (1, id.get()),
-        });
+        wanted.sort_unstable();
         wanted.dedup();
         if wanted.is_empty() {
             return Ok(HashMap::new());

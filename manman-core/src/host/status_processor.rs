@@ -485,7 +485,7 @@ impl StatusProcessor {
         recorded: &mut Vec<(usize, Event)>,
     ) -> Vec<(usize, Handled)> {
         let mut entities: Vec<Entity> = reports.iter().map(|(_, _, r)| r.entity).collect();
-        entities.sort_unstable_by_key(entity_key);
+        entities.sort_unstable();
         entities.dedup();
         // The batch's entities were read with their senders; one the read did not find (it
         // does not exist, or was created since) is looked for once more.
@@ -520,7 +520,7 @@ impl StatusProcessor {
         // One entity's reports together, numbered ones in sequence (unnumbered ones first, in
         // the order they came).
         let mut order: Vec<&(usize, Uuid, StatusReport)> = reports.iter().collect();
-        order.sort_by_key(|(_, _, r)| (entity_key(&r.entity), r.sequence));
+        order.sort_by_key(|(_, _, r)| (r.entity, r.sequence));
         let as_of = self.clock.now();
         let now = Instant::now();
         let mut outcomes = Vec::with_capacity(reports.len());
@@ -759,13 +759,6 @@ fn check_failed(message: &Message, error: &StoreError) -> Handled {
     }
     tracing::warn!(message_id = %message.id, error = %error, "could not check the sender of an event; will retry");
     Handled::Retry
-}
-
-fn entity_key(entity: &Entity) -> (u8, i64) {
-    match entity {
-        Entity::Worker(id) => (0, id.get()),
-        Entity::Instance(id) => (1, id.get()),
-    }
 }
 
 /// `first` and whatever else is waiting right now, up to [`BATCH`].
@@ -1302,7 +1295,7 @@ mod tests {
         // again to apply the report.
         let reads = faulty.reads();
         let mut read: Vec<Entity> = reads.iter().flatten().copied().collect();
-        read.sort_unstable_by_key(entity_key);
+        read.sort_unstable();
         read.dedup();
         assert_eq!(read.len(), count, "every instance read: {reads:?}");
         assert_eq!(

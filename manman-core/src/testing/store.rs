@@ -823,14 +823,7 @@ pub async fn instances_are_created_with_their_start_in_one_go(store: &Store) {
             "conformance",
             now(),
         );
-        CommandRecord {
-            id: envelope.id,
-            worker_id: worker.id,
-            envelope,
-            state: CommandState::Pending,
-            detail: None,
-            updated_at: now(),
-        }
+        CommandRecord::pending(worker.id, envelope)
     };
     let first = store
         .instances
@@ -937,14 +930,7 @@ pub async fn commands_are_answered_only_by_their_worker(store: &Store) {
         "conformance",
         now(),
     );
-    let record = CommandRecord {
-        id: envelope.id,
-        worker_id: w.id,
-        envelope,
-        state: CommandState::Pending,
-        detail: None,
-        updated_at: now(),
-    };
+    let record = CommandRecord::pending(w.id, envelope);
     store
         .commands
         .insert_command(&record)
@@ -994,14 +980,7 @@ pub async fn commands_move_forward_only(store: &Store) {
         "conformance",
         now(),
     );
-    let record = CommandRecord {
-        id: envelope.id,
-        worker_id: w.id,
-        envelope,
-        state: CommandState::Pending,
-        detail: None,
-        updated_at: now(),
-    };
+    let record = CommandRecord::pending(w.id, envelope);
     store
         .commands
         .insert_command(&record)
@@ -1067,14 +1046,7 @@ pub async fn commands_move_forward_only(store: &Store) {
         "conformance",
         now(),
     );
-    let for_missing_instance = CommandRecord {
-        id: stray.id,
-        worker_id: w.id,
-        envelope: stray,
-        state: CommandState::Pending,
-        detail: None,
-        updated_at: now(),
-    };
+    let for_missing_instance = CommandRecord::pending(w.id, stray);
     let r = store.commands.insert_command(&for_missing_instance).await;
     assert!(
         matches!(r, Err(StoreError::NotFound { .. })),
@@ -1097,14 +1069,7 @@ pub async fn a_command_is_marked_delivered_only_while_pending(store: &Store) {
             "conformance",
             inserted_at,
         );
-        CommandRecord {
-            id: envelope.id,
-            worker_id: w.id,
-            envelope,
-            state: CommandState::Pending,
-            detail: None,
-            updated_at: inserted_at,
-        }
+        CommandRecord::pending(w.id, envelope)
     };
 
     let record = pending();
