@@ -79,11 +79,26 @@ pub async fn wait_instance_status(
     id: manman_core::id::InstanceId,
     status: manman_core::status::Status,
 ) -> manman_core::instance::Instance {
-    eventually(&format!("{id} to be {status}"), harness::WAIT, || async {
-        let instance = client.get_instance(id).await.ok()?;
-        (instance.status == status).then_some(instance)
-    })
-    .await
+    let deadline = tokio::time::Instant::now() + harness::WAIT;
+    loop {
+        // What it was at this look, for the message when it never gets there.
+        let last = match client.get_instance(id).await {
+            Ok(instance) if instance.status == status => return instance,
+            Ok(instance) => {
+                format!(
+                    "{} (cause {}, detail {:?}) on {}",
+                    instance.status, instance.cause, instance.detail, instance.worker_id
+                )
+            }
+            Err(e) => format!("not read: {e}"),
+        };
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {:?} waiting for {id} to be {status}; it was {last}",
+            harness::WAIT
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// `manman up` for a test: on a free port, its data (SQLite) in `data`, the `demo` game running

@@ -289,6 +289,33 @@ impl System {
     }
 }
 
+/// Lines of each daemon's log shown when a test fails.
+const LOG_TAIL: usize = 60;
+
+impl Drop for System {
+    /// When the test failed, prints the end of the host's and each worker's log (warnings and
+    /// errors), so that a failure in CI says what the daemons saw.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let names = std::iter::once("host".to_owned())
+            .chain((1..=self.workers.len()).map(|i| format!("w{i}")));
+        for name in names {
+            let log = std::fs::read_to_string(self.dir.path().join(format!("{name}.log")))
+                .unwrap_or_else(|e| format!("(no log: {e})"));
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL)..];
+            eprintln!(
+                "--- {name}.log: last {} of {} lines ---\n{}",
+                tail.len(),
+                lines.len(),
+                tail.join("\n")
+            );
+        }
+    }
+}
+
 /// The command of a worker process `name` of the host at `url`, with new credentials, on the
 /// broker at `amqp_url`, its install directory `<dir>/<name>` holding the fake game server.
 async fn worker_command(

@@ -43,8 +43,14 @@ impl ScratchDatabase {
         })
     }
 
-    /// Drops it (and whatever is connected to it).
+    /// Drops it (and whatever is connected to it) — unless `MANMAN_BENCH_KEEP_DATABASES` is
+    /// set, for reading what a run recorded (its instances' and status events' timestamps say
+    /// where a start's time went); the database is named on stderr then.
     pub(crate) async fn drop_it(&self) {
+        if std::env::var_os("MANMAN_BENCH_KEEP_DATABASES").is_some() {
+            eprintln!("kept benchmark database {}", self.name);
+            return;
+        }
         if let Ok(mut admin) = PgConnection::connect(&self.admin_url).await {
             let _ = admin
                 .execute(sqlx::AssertSqlSafe(format!(

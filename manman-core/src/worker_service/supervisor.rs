@@ -450,6 +450,7 @@ impl Supervisor {
 
     /// One attempt: prepare, spawn, supervise.
     async fn attempt(&mut self) -> AttemptEnd {
+        let began = Instant::now();
         let prepare = prepare(
             self.context.clone(),
             self.instance_id,
@@ -513,6 +514,7 @@ impl Supervisor {
                 );
             }
         };
+        let prepared_in = began.elapsed();
         let spawned = match self.context.runner.spawn(&spec).await {
             Ok(spawned) => spawned,
             Err(e) => return failed(Cause::SpawnFailed, e.to_string(), false, None),
@@ -522,7 +524,10 @@ impl Supervisor {
         if let Err(e) = self.context.records.record(self.instance_id, pid) {
             tracing::error!(instance_id = self.instance_id.get(), pid, error = %e, "could not record the process group; a worker restart could not end it");
         }
-        tracing::info!(instance_id = self.instance_id.get(), pid, "spawned");
+        // How long preparing (config, install) and the spawn itself took: a spawn costs more
+        // the more memory the worker has touched (fork copies its page tables), and waits for
+        // a core when the machine is busy.
+        tracing::info!(instance_id = self.instance_id.get(), pid, ?prepared_in, spawned_in = ?(began.elapsed() - prepared_in), "spawned");
         let config = self.config.clone().expect("set above");
         let end = self
             .supervise(&config, &spawned.handle, spawned.output)

@@ -181,6 +181,19 @@ pub(crate) async fn run(settings: &Settings) -> anyhow::Result<Section> {
              processor's two batches; p50 about 11.6 ms); now 6 (2 on the host's way, 2 in each \
              batch). What is left is mostly the two cores shared by seven busy processes, and `running` waiting behind the batch of `initializing`."
                 .to_owned(),
+            "The worker's spawn is a large share of a start: its log (`spawned … spawned_in`) \
+             shows 2–5 ms under this scenario's load, for a spawn that takes 0.35 ms when the \
+             standard library can use `posix_spawn`. The worker needs a hook between fork and \
+             exec (its own session, the parent-death signal, descriptors closed), so it forks, \
+             and a fork here costs about 0.85 ms plus 0.12 ms for each MiB the worker has \
+             touched (measured 2026-11-28: 1.3 ms at 5 MiB, 2.6 ms at 20 MiB, 6.8 ms at 50 MiB) \
+             — so more in a worker running many servers. Spawning without a fork needs those \
+             steps done by something small that the worker spawns: the per-server shim of \
+             issue 24. Tried and not kept: holding `initializing` back until the spawn and \
+             sending it with `running` (one processor batch instead of two) changed the \
+             distributed start by less than this machine's noise, and the all-in-one memory \
+             start lost its overlap of recording with spawning (about 0.8 ms slower)."
+                .to_owned(),
             "This scenario found a 40 ms stall on the first console line after a quiet moment: \
              Nagle's algorithm held small SSE writes until the client's delayed ACK. The host now \
              sets TCP_NODELAY on every connection; stdin p99 went from 43 ms to about 3 ms."
