@@ -5,7 +5,7 @@
 use crate::declarations::queue_what;
 use crate::error::bus_error;
 use crate::redeliveries::Redeliveries;
-use crate::unsettled::{AckPlan, Unsettled};
+use crate::unsettled::{AckPlan, Slot, Unsettled};
 use async_trait::async_trait;
 use futures::FutureExt;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
@@ -19,7 +19,7 @@ use uuid::Uuid;
 #[derive(Debug)]
 pub(crate) struct RabbitAcker {
     acker: lapin::Acker,
-    tag: u64,
+    slot: Slot,
     unsettled: Arc<Unsettled>,
     message_id: Uuid,
     queue: String,
@@ -44,10 +44,10 @@ impl RabbitAcker {
         queue: &str,
         redeliveries: Arc<Redeliveries>,
     ) -> Self {
-        unsettled.open(tag, acker.clone());
+        let slot = unsettled.open(tag, acker.clone());
         Self {
             acker,
-            tag,
+            slot,
             unsettled,
             message_id,
             queue: queue.to_owned(),
@@ -62,25 +62,25 @@ impl RabbitAcker {
         }
         let result = match how {
             Settle::Ack => {
-                self.unsettled.want_ack(self.tag);
+                self.unsettled.want_ack(self.slot);
                 // The other acks asked for at the same moment (a batch acked together) are
                 // asked for before this one is planned, and go out with it.
                 tokio::task::yield_now().await;
-                match self.unsettled.plan_ack(self.tag, &self.acker) {
+                match self.unsettled.plan_ack(self.slot, &self.acker) {
                     AckPlan::Covered => Ok(true),
                     AckPlan::Send {
                         acker,
                         multiple,
-                        tags,
+                        slots,
                     } => {
                         let sent = acker.ack(BasicAckOptions { multiple }).await;
-                        self.unsettled.sent(&tags);
+                        self.unsettled.sent(&slots);
                         sent
                     }
                 }
             }
             Settle::Requeue => {
-                self.unsettled.sending(self.tag);
+                self.unsettled.sending(self.slot);
                 let sent = self
                     .acker
                     .nack(BasicNackOptions {
@@ -88,16 +88,16 @@ impl RabbitAcker {
                         ..BasicNackOptions::default()
                     })
                     .await;
-                self.unsettled.sent(&[self.tag]);
+                self.unsettled.sent(&[self.slot]);
                 sent
             }
             Settle::DeadLetter => {
-                self.unsettled.sending(self.tag);
+                self.unsettled.sending(self.slot);
                 let sent = self
                     .acker
                     .reject(BasicRejectOptions { requeue: false })
                     .await;
-                self.unsettled.sent(&[self.tag]);
+                self.unsettled.sent(&[self.slot]);
                 sent
             }
         };
@@ -157,6 +157,6 @@ impl Drop for RabbitAcker {
                 })
                 .now_or_never();
         }
-        self.unsettled.sent(&[self.tag]);
+        self.unsettled.sent(&[self.slot]);
     }
 }

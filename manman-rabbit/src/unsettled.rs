@@ -7,18 +7,47 @@
 //! delivery of the channel up to that tag is one being acked: the broker would settle any other
 //! with it (a delivery still being handled, or one being requeued), and a later settle of that
 //! one would then close the channel for an unknown delivery tag.
+//!
+//! A channel that lapin recovers numbers its deliveries from 1 again, so a tag alone does not
+//! name a delivery: each is entered as a [`Slot`], its tag and a serial number, and only the
+//! delivery entered in a slot can change it. A delivery of before the recovery, settled or
+//! dropped after it, never touches the new delivery of the same tag.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
 /// The unsettled deliveries of one channel (tags are per channel).
 #[derive(Debug, Default)]
-pub(crate) struct Unsettled(Mutex<BTreeMap<u64, Entry>>);
+pub(crate) struct Unsettled(Mutex<Entries>);
+
+#[derive(Debug, Default)]
+struct Entries {
+    by_tag: BTreeMap<u64, Entry>,
+    /// The serial of the next delivery entered.
+    next_serial: u64,
+}
+
+/// Where one delivery is entered: its tag, and which delivery of that tag it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Slot {
+    tag: u64,
+    serial: u64,
+}
 
 #[derive(Debug)]
 struct Entry {
+    serial: u64,
     acker: lapin::Acker,
     state: State,
+}
+
+impl Entries {
+    /// The entry of `slot`, if that delivery is still the one entered at its tag.
+    fn get_mut(&mut self, slot: Slot) -> Option<&mut Entry> {
+        self.by_tag
+            .get_mut(&slot.tag)
+            .filter(|e| e.serial == slot.serial)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,95 +67,111 @@ pub(crate) enum AckPlan {
     /// ack's: if the channel fails under it, the broker delivers them all again.
     Covered,
     /// Send with this acker (`multiple` when it covers lower tags too), then call
-    /// [`Unsettled::sent`] with `tags`.
+    /// [`Unsettled::sent`] with `slots`.
     Send {
         acker: lapin::Acker,
         multiple: bool,
-        tags: Vec<u64>,
+        slots: Vec<Slot>,
     },
 }
 
 impl Unsettled {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A delivery handed to the application.
-    pub(crate) fn open(&self, tag: u64, acker: lapin::Acker) {
-        self.lock().insert(
+    /// A delivery handed to the application: where it is entered.
+    pub(crate) fn open(&self, tag: u64, acker: lapin::Acker) -> Slot {
+        let mut entries = self.lock();
+        let serial = entries.next_serial;
+        entries.next_serial += 1;
+        entries.by_tag.insert(
             tag,
             Entry {
+                serial,
                 acker,
                 state: State::Open,
             },
         );
+        Slot { tag, serial }
     }
 
     /// Its ack is asked for: it may go out with others' (see [`Self::plan_ack`]).
-    pub(crate) fn want_ack(&self, tag: u64) {
-        if let Some(entry) = self.lock().get_mut(&tag) {
+    pub(crate) fn want_ack(&self, slot: Slot) {
+        if let Some(entry) = self.lock().get_mut(slot) {
             entry.state = State::AckWanted;
         }
     }
 
-    /// What to send for the ack of `tag`, asked for with [`Self::want_ack`]: one `multiple` ack
-    /// of the highest tag up to which every unsettled delivery of the channel wants its ack
-    /// (when `tag` is among them), or its own ack alone.
-    pub(crate) fn plan_ack(&self, tag: u64, own: &lapin::Acker) -> AckPlan {
-        let mut map = self.lock();
-        match map.get(&tag).map(|e| e.state) {
-            Some(State::AckWanted) => {}
-            // Being sent by another's ack, or settled already.
-            Some(State::Sending) | None => return AckPlan::Covered,
-            Some(State::Open) => {
-                return AckPlan::Send {
-                    acker: own.clone(),
-                    multiple: false,
-                    tags: vec![tag],
-                };
-            }
+    /// What to send for the ack of `slot`, asked for with [`Self::want_ack`]: one `multiple`
+    /// ack of the highest tag up to which every unsettled delivery of the channel wants its ack
+    /// (when `slot` is among them), or its own ack alone.
+    pub(crate) fn plan_ack(&self, slot: Slot, own: &lapin::Acker) -> AckPlan {
+        let mut entries = self.lock();
+        let alone = || AckPlan::Send {
+            acker: own.clone(),
+            multiple: false,
+            slots: vec![slot],
+        };
+        match entries.by_tag.get(&slot.tag).map(|e| (e.serial, e.state)) {
+            Some((serial, State::AckWanted)) if serial == slot.serial => {}
+            // Being sent by another's ack.
+            Some((serial, State::Sending)) if serial == slot.serial => return AckPlan::Covered,
+            Some((serial, State::Open)) if serial == slot.serial => return alone(),
+            // Another delivery holds its tag now (the channel was recovered: its own acker
+            // tells the truth, that its channel closed), or it is settled already.
+            Some(_) => return alone(),
+            None => return AckPlan::Covered,
         }
         // Deliveries of a channel that closed (their ackers poisoned) are settled by the broker
         // already; they hold nothing up.
-        map.retain(|t, e| *t == tag || e.acker.usable());
-        let covered: Vec<u64> = map
+        entries
+            .by_tag
+            .retain(|t, e| *t == slot.tag || e.acker.usable());
+        let covered: Vec<Slot> = entries
+            .by_tag
             .iter()
             .take_while(|(_, e)| e.state == State::AckWanted)
-            .map(|(t, _)| *t)
+            .map(|(t, e)| Slot {
+                tag: *t,
+                serial: e.serial,
+            })
             .collect();
-        let tags = if covered.contains(&tag) {
+        let slots = if covered.contains(&slot) {
             covered
         } else {
-            vec![tag]
+            vec![slot]
         };
-        let highest = *tags.last().unwrap_or(&tag);
-        for t in &tags {
-            if let Some(entry) = map.get_mut(t) {
+        for s in &slots {
+            if let Some(entry) = entries.get_mut(*s) {
                 entry.state = State::Sending;
             }
         }
-        let acker = map
-            .get(&highest)
+        let highest = *slots.last().unwrap_or(&slot);
+        let acker = entries
+            .get_mut(highest)
             .map_or_else(|| own.clone(), |e| e.acker.clone());
         AckPlan::Send {
             acker,
-            multiple: tags.len() > 1,
-            tags,
+            multiple: slots.len() > 1,
+            slots,
         }
     }
 
-    /// A requeue or dead-letter of `tag` is being sent: no `multiple` ack covers it meanwhile.
-    pub(crate) fn sending(&self, tag: u64) {
-        if let Some(entry) = self.lock().get_mut(&tag) {
+    /// A requeue or dead-letter of `slot` is being sent: no `multiple` ack covers it meanwhile.
+    pub(crate) fn sending(&self, slot: Slot) {
+        if let Some(entry) = self.lock().get_mut(slot) {
             entry.state = State::Sending;
         }
     }
 
-    /// The settles of `tags` were sent (or failed with their channel): they are gone.
-    pub(crate) fn sent(&self, tags: &[u64]) {
-        let mut map = self.lock();
-        for tag in tags {
-            map.remove(tag);
+    /// The settles of `slots` were sent (or failed with their channel): they are gone.
+    pub(crate) fn sent(&self, slots: &[Slot]) {
+        let mut entries = self.lock();
+        for slot in slots {
+            if entries.get_mut(*slot).is_some() {
+                entries.by_tag.remove(&slot.tag);
+            }
         }
     }
 }

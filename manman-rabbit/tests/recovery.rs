@@ -233,3 +233,86 @@ async fn a_live_watcher_keeps_receiving_events_after_the_broker_closes_its_conne
     drop(watcher);
     finish(&broker, &[&host]).await;
 }
+
+/// The next delivery, within 10 s.
+async fn receive(
+    consumer: &mut Box<dyn manman_core::ports::Consumer>,
+) -> manman_core::ports::Delivery {
+    tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .expect("a delivery in time")
+        .expect("the consumer is open")
+        .expect("no receive error")
+}
+
+/// Delivery tags start again from 1 on a recovered channel. Deliveries of before the recovery,
+/// settled or dropped after it, must not touch those of after it that have the same tags: here
+/// three are received, the broker closes the connection (they come back, tags 1 to 3 again),
+/// the old three are dropped, and of the new three the first is held while the other two are
+/// acked together, then requeued. Only that one comes back to a new consumer: the two acked
+/// were settled on the broker, and the held one was not settled with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_from_before_a_recovery_never_settle_those_after_it() {
+    use manman_core::ports::{
+        ExchangeKind, Message, MessagePublisher, MessageSubscriber, QueueSpec,
+    };
+    let _serial = SERIAL.lock().await;
+    let Some(broker) = TestBroker::connect("tags-again").await else {
+        return;
+    };
+    let bus = rabbit(&broker, "host").await;
+    let exchange = broker.name("ex");
+    bus.declare_exchange(&exchange, ExchangeKind::Direct)
+        .await
+        .expect("declare");
+    let queue = bus
+        .declare_queue(&QueueSpec::durable(broker.name("q")))
+        .await
+        .expect("declare");
+    bus.bind_queue(&queue, &exchange, "k").await.expect("bind");
+    for n in 0..3 {
+        let message = Message::json("test", &n, Utc::now()).expect("encodes");
+        bus.publish(&exchange, "k", message).await.expect("publish");
+    }
+    let mut consumer = bus.consume(&queue, 16).await.expect("consume");
+    let mut before = Vec::new();
+    for _ in 0..3 {
+        before.push(receive(&mut consumer).await);
+    }
+    if !close_all(&broker).await {
+        return;
+    }
+    let mut after = Vec::new();
+    for _ in 0..3 {
+        after.push(receive(&mut consumer).await);
+    }
+    drop(before);
+    let held = after.remove(0);
+    let held_id = held.message.id;
+    let acks = after.into_iter().map(manman_core::ports::Delivery::ack);
+    for acked in futures::future::join_all(acks).await {
+        acked.expect("ack");
+    }
+    held.requeue()
+        .await
+        .expect("the held one is the consumer's to settle");
+    let back = receive(&mut consumer).await;
+    assert_eq!(back.message.id, held_id, "the requeued one comes back");
+    drop(back);
+    drop(consumer);
+    let mut again = bus.consume(&queue, 16).await.expect("consume");
+    let mut ids = Vec::new();
+    while let Ok(Some(Ok(delivery))) =
+        tokio::time::timeout(Duration::from_millis(1_000), again.next()).await
+    {
+        ids.push(delivery.message.id);
+        delivery.ack().await.expect("ack");
+    }
+    assert_eq!(
+        ids,
+        [held_id],
+        "only the one never acked is left: the two acked after the recovery were settled"
+    );
+    drop(again);
+    finish(&broker, &[&bus]).await;
+}
