@@ -124,10 +124,13 @@ impl Unsettled {
             None => return AckPlan::Covered,
         }
         // Deliveries of a channel that closed (their ackers poisoned) are settled by the broker
-        // already; they hold nothing up.
+        // already; they hold nothing up. One whose acker is merely used stays until its settle
+        // is sent: lapin marks an acker used a moment before it queues the frame, and a
+        // `multiple` ack queued in that moment would settle it first, making its own frame an
+        // unknown delivery tag that closes the channel.
         entries
             .by_tag
-            .retain(|t, e| *t == slot.tag || e.acker.usable());
+            .retain(|t, e| *t == slot.tag || !e.acker.poisoned());
         let covered: Vec<Slot> = entries
             .by_tag
             .iter()

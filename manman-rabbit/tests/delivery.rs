@@ -373,3 +373,46 @@ async fn acks_together_settle_only_what_they_ack() {
     drop(consumer);
     finish(&broker, &[&bus]).await;
 }
+
+/// Acks from many tasks at once, as the worker's settle tasks give them: whatever the
+/// interleaving (one ack planned while another's frame is being queued), every delivery is
+/// settled exactly once — the channel is never closed for an unknown delivery tag, so nothing
+/// comes back, and nothing is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_from_many_tasks_settle_each_delivery_once() {
+    const MESSAGES: usize = 3_000;
+    let Some(broker) = TestBroker::connect("acks-racing").await else {
+        return;
+    };
+    let bus = rabbit(&broker, "host").await;
+    let (exchange, queue) = bound_queue(&broker, &bus).await;
+    for n in 0..MESSAGES {
+        let message = Message::json("test", &n, Utc::now()).expect("encodes");
+        bus.publish(&exchange, "k", message).await.expect("publish");
+    }
+    let mut consumer = bus.consume(&queue, 256).await.expect("consume");
+    let mut seen = std::collections::HashSet::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    while seen.len() < MESSAGES {
+        let delivery = receive(&mut consumer).await;
+        assert!(
+            seen.insert(delivery.message.id),
+            "{} came again: the channel was closed under an ack",
+            delivery.message.id
+        );
+        let wait = seen.len() % 3;
+        tasks.spawn(async move {
+            for _ in 0..wait {
+                tokio::task::yield_now().await;
+            }
+            delivery.ack().await
+        });
+    }
+    while let Some(acked) = tasks.join_next().await {
+        acked.expect("task").expect("ack");
+    }
+    let more = tokio::time::timeout(Duration::from_millis(500), consumer.next()).await;
+    assert!(more.is_err(), "every delivery was acked once: {more:?}");
+    drop(consumer);
+    finish(&broker, &[&bus]).await;
+}
