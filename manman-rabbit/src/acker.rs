@@ -148,14 +148,28 @@ impl Drop for RabbitAcker {
     fn drop(&mut self) {
         if !self.settled.swap(true, Ordering::SeqCst) && self.acker.usable() {
             tracing::debug!(message_id = %self.message_id, queue = %self.queue, "delivery dropped unsettled: requeueing it");
-            // The nack is sent on the first poll; nobody needs its answer.
-            let _ = self
-                .acker
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..BasicNackOptions::default()
-                })
-                .now_or_never();
+            // Its entry stays, being sent, until the nack frame is written: a `multiple` ack
+            // written before it would settle it, and the nack would then close the channel.
+            self.unsettled.sending(self.slot);
+            let requeue = BasicNackOptions {
+                requeue: true,
+                ..BasicNackOptions::default()
+            };
+            let (acker, unsettled, slot) =
+                (self.acker.clone(), Arc::clone(&self.unsettled), self.slot);
+            match tokio::runtime::Handle::try_current() {
+                // Owned by nobody, and short: it ends once the frame is written or the
+                // channel is gone.
+                Ok(runtime) => drop(runtime.spawn(async move {
+                    let _ = acker.nack(requeue).await;
+                    unsettled.sent(&[slot]);
+                })),
+                Err(_) => {
+                    let _ = acker.nack(requeue).now_or_never();
+                    unsettled.sent(&[slot]);
+                }
+            }
+            return;
         }
         self.unsettled.sent(&[self.slot]);
     }

@@ -113,6 +113,11 @@ impl Unsettled {
             multiple: false,
             slots: vec![slot],
         };
+        if own.poisoned() {
+            // Its channel closed (or was recovered, with tags from 1 again): the broker has
+            // put it back. It covers nothing, and its own ack says so.
+            return alone();
+        }
         match entries.by_tag.get(&slot.tag).map(|e| (e.serial, e.state)) {
             Some((serial, State::AckWanted)) if serial == slot.serial => {}
             // Being sent by another's ack.

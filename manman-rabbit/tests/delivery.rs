@@ -374,10 +374,11 @@ async fn acks_together_settle_only_what_they_ack() {
     finish(&broker, &[&bus]).await;
 }
 
-/// Acks from many tasks at once, as the worker's settle tasks give them: whatever the
-/// interleaving (one ack planned while another's frame is being queued), every delivery is
-/// settled exactly once — the channel is never closed for an unknown delivery tag, so nothing
-/// comes back, and nothing is left.
+/// Acks from many tasks at once, as the worker's settle tasks give them, with some deliveries
+/// dropped unsettled among them: whatever the interleaving (one ack planned while another's
+/// frame, or a dropped one's requeue, is being written), every delivery is settled exactly
+/// once — the channel is never closed for an unknown delivery tag, so no acked one comes back,
+/// each dropped one comes back once, and nothing is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_from_many_tasks_settle_each_delivery_once() {
     const MESSAGES: usize = 3_000;
@@ -391,16 +392,24 @@ async fn acks_from_many_tasks_settle_each_delivery_once() {
         bus.publish(&exchange, "k", message).await.expect("publish");
     }
     let mut consumer = bus.consume(&queue, 256).await.expect("consume");
-    let mut seen = std::collections::HashSet::new();
+    let mut acked = std::collections::HashSet::new();
+    let mut dropped = std::collections::HashSet::new();
     let mut tasks = tokio::task::JoinSet::new();
-    while seen.len() < MESSAGES {
+    let mut received = 0;
+    while acked.len() < MESSAGES {
         let delivery = receive(&mut consumer).await;
+        let id = delivery.message.id;
+        received += 1;
         assert!(
-            seen.insert(delivery.message.id),
-            "{} came again: the channel was closed under an ack",
-            delivery.message.id
+            !acked.contains(&id),
+            "{id} came again after its ack: the channel was closed under an ack"
         );
-        let wait = seen.len() % 3;
+        if received % 7 == 0 && dropped.insert(id) {
+            drop(delivery);
+            continue;
+        }
+        acked.insert(id);
+        let wait = received % 3;
         tasks.spawn(async move {
             for _ in 0..wait {
                 tokio::task::yield_now().await;
@@ -408,9 +417,14 @@ async fn acks_from_many_tasks_settle_each_delivery_once() {
             delivery.ack().await
         });
     }
-    while let Some(acked) = tasks.join_next().await {
-        acked.expect("task").expect("ack");
+    while let Some(outcome) = tasks.join_next().await {
+        outcome.expect("task").expect("ack");
     }
+    assert_eq!(
+        received,
+        MESSAGES + dropped.len(),
+        "each dropped delivery came back once, and no other"
+    );
     let more = tokio::time::timeout(Duration::from_millis(500), consumer.next()).await;
     assert!(more.is_err(), "every delivery was acked once: {more:?}");
     drop(consumer);

@@ -249,8 +249,8 @@ async fn receive(
 /// settled or dropped after it, must not touch those of after it that have the same tags: here
 /// three are received, the broker closes the connection (they come back, tags 1 to 3 again),
 /// the old three are dropped, and of the new three the first is held while the other two are
-/// acked together, then requeued. Only that one comes back to a new consumer: the two acked
-/// were settled on the broker, and the held one was not settled with them.
+/// acked, then requeued. Only that one comes back to a new consumer: the two acked were
+/// settled on the broker (their records were not removed by the old ones' drops).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_from_before_a_recovery_never_settle_those_after_it() {
     use manman_core::ports::{
@@ -312,6 +312,74 @@ async fn deliveries_from_before_a_recovery_never_settle_those_after_it() {
         ids,
         [held_id],
         "only the one never acked is left: the two acked after the recovery were settled"
+    );
+    drop(again);
+    finish(&broker, &[&bus]).await;
+}
+
+/// An ack of a delivery from before a recovery, asked for together with acks of deliveries
+/// after it, covers none of them: here five are received, two acked, the broker closes the
+/// connection (the three others come back, tags 1 to 3), and an old one of tag 5 is acked
+/// together with the three new ones. Its ack fails (its channel closed); the three new ones
+/// are settled on the broker: none is left for a new consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_from_before_a_recovery_covers_no_delivery_after_it() {
+    use manman_core::ports::{
+        ExchangeKind, Message, MessagePublisher, MessageSubscriber, QueueSpec,
+    };
+    let _serial = SERIAL.lock().await;
+    let Some(broker) = TestBroker::connect("old-ack").await else {
+        return;
+    };
+    let bus = rabbit(&broker, "host").await;
+    let exchange = broker.name("ex");
+    bus.declare_exchange(&exchange, ExchangeKind::Direct)
+        .await
+        .expect("declare");
+    let queue = bus
+        .declare_queue(&QueueSpec::durable(broker.name("q")))
+        .await
+        .expect("declare");
+    bus.bind_queue(&queue, &exchange, "k").await.expect("bind");
+    for n in 0..5 {
+        let message = Message::json("test", &n, Utc::now()).expect("encodes");
+        bus.publish(&exchange, "k", message).await.expect("publish");
+    }
+    let mut consumer = bus.consume(&queue, 16).await.expect("consume");
+    let mut before = Vec::new();
+    for _ in 0..5 {
+        before.push(receive(&mut consumer).await);
+    }
+    for delivery in before.drain(..2) {
+        delivery.ack().await.expect("ack");
+    }
+    if !close_all(&broker).await {
+        return;
+    }
+    let mut after = Vec::new();
+    for _ in 0..3 {
+        after.push(receive(&mut consumer).await);
+    }
+    let old = before.pop().expect("the old delivery of tag 5");
+    let acks = after
+        .into_iter()
+        .map(manman_core::ports::Delivery::ack)
+        .collect::<Vec<_>>();
+    let (old_ack, new_acks) = tokio::join!(old.ack(), futures::future::join_all(acks));
+    assert!(
+        old_ack.is_err(),
+        "the old delivery's ack says its channel closed"
+    );
+    for acked in new_acks {
+        acked.expect("ack");
+    }
+    drop(before);
+    drop(consumer);
+    let mut again = bus.consume(&queue, 16).await.expect("consume");
+    let left = tokio::time::timeout(Duration::from_millis(1_000), again.next()).await;
+    assert!(
+        left.is_err(),
+        "the three acked after the recovery were settled: {left:?}"
     );
     drop(again);
     finish(&broker, &[&bus]).await;
