@@ -118,14 +118,15 @@ impl Unsettled {
             // put it back. It covers nothing, and its own ack says so.
             return alone();
         }
-        match entries.by_tag.get(&slot.tag).map(|e| (e.serial, e.state)) {
-            Some((serial, State::AckWanted)) if serial == slot.serial => {}
+        match entries.get_mut(slot).map(|e| e.state) {
+            Some(State::AckWanted) => {}
             // Being sent by another's ack.
-            Some((serial, State::Sending)) if serial == slot.serial => return AckPlan::Covered,
-            Some((serial, State::Open)) if serial == slot.serial => return alone(),
+            Some(State::Sending) => return AckPlan::Covered,
+            Some(State::Open) => return alone(),
             // Another delivery holds its tag now (the channel was recovered: its own acker
-            // tells the truth, that its channel closed), or it is settled already.
-            Some(_) => return alone(),
+            // tells the truth, that its channel closed).
+            None if entries.by_tag.contains_key(&slot.tag) => return alone(),
+            // Settled already.
             None => return AckPlan::Covered,
         }
         // Deliveries of a channel that closed (their ackers poisoned) are settled by the broker

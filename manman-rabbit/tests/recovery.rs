@@ -8,6 +8,9 @@ use manman_core::bus::Bus;
 use manman_core::command::{Command, CommandEnvelope};
 use manman_core::event::Event;
 use manman_core::id::{InstanceId, WorkerId};
+use manman_core::ports::{
+    Consumer, ExchangeKind, Message, MessagePublisher, MessageSubscriber, QueueSpec,
+};
 use manman_core::signing::BusSecret;
 use manman_core::status::{Cause, Entity, Status};
 use manman_core::topology::Topology;
@@ -235,14 +238,36 @@ async fn a_live_watcher_keeps_receiving_events_after_the_broker_closes_its_conne
 }
 
 /// The next delivery, within 10 s.
-async fn receive(
-    consumer: &mut Box<dyn manman_core::ports::Consumer>,
-) -> manman_core::ports::Delivery {
+async fn receive(consumer: &mut Box<dyn Consumer>) -> manman_core::ports::Delivery {
     tokio::time::timeout(Duration::from_secs(10), consumer.next())
         .await
         .expect("a delivery in time")
         .expect("the consumer is open")
         .expect("no receive error")
+}
+
+/// A durable queue of the test bound to an exchange of its own, holding `messages` messages,
+/// and a consumer of it (prefetch 16).
+async fn queue_of(
+    broker: &TestBroker,
+    bus: &RabbitBus,
+    messages: usize,
+) -> (String, Box<dyn Consumer>) {
+    let exchange = broker.name("ex");
+    bus.declare_exchange(&exchange, ExchangeKind::Direct)
+        .await
+        .expect("declare");
+    let queue = bus
+        .declare_queue(&QueueSpec::durable(broker.name("q")))
+        .await
+        .expect("declare");
+    bus.bind_queue(&queue, &exchange, "k").await.expect("bind");
+    for n in 0..messages {
+        let message = Message::json("test", &n, Utc::now()).expect("encodes");
+        bus.publish(&exchange, "k", message).await.expect("publish");
+    }
+    let consumer = bus.consume(&queue, 16).await.expect("consume");
+    (queue, consumer)
 }
 
 /// Delivery tags start again from 1 on a recovered channel. Deliveries of before the recovery,
@@ -253,28 +278,12 @@ async fn receive(
 /// settled on the broker (their records were not removed by the old ones' drops).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_from_before_a_recovery_never_settle_those_after_it() {
-    use manman_core::ports::{
-        ExchangeKind, Message, MessagePublisher, MessageSubscriber, QueueSpec,
-    };
     let _serial = SERIAL.lock().await;
     let Some(broker) = TestBroker::connect("tags-again").await else {
         return;
     };
     let bus = rabbit(&broker, "host").await;
-    let exchange = broker.name("ex");
-    bus.declare_exchange(&exchange, ExchangeKind::Direct)
-        .await
-        .expect("declare");
-    let queue = bus
-        .declare_queue(&QueueSpec::durable(broker.name("q")))
-        .await
-        .expect("declare");
-    bus.bind_queue(&queue, &exchange, "k").await.expect("bind");
-    for n in 0..3 {
-        let message = Message::json("test", &n, Utc::now()).expect("encodes");
-        bus.publish(&exchange, "k", message).await.expect("publish");
-    }
-    let mut consumer = bus.consume(&queue, 16).await.expect("consume");
+    let (queue, mut consumer) = queue_of(&broker, &bus, 3).await;
     let mut before = Vec::new();
     for _ in 0..3 {
         before.push(receive(&mut consumer).await);
@@ -324,28 +333,12 @@ async fn deliveries_from_before_a_recovery_never_settle_those_after_it() {
 /// are settled on the broker: none is left for a new consumer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ack_from_before_a_recovery_covers_no_delivery_after_it() {
-    use manman_core::ports::{
-        ExchangeKind, Message, MessagePublisher, MessageSubscriber, QueueSpec,
-    };
     let _serial = SERIAL.lock().await;
     let Some(broker) = TestBroker::connect("old-ack").await else {
         return;
     };
     let bus = rabbit(&broker, "host").await;
-    let exchange = broker.name("ex");
-    bus.declare_exchange(&exchange, ExchangeKind::Direct)
-        .await
-        .expect("declare");
-    let queue = bus
-        .declare_queue(&QueueSpec::durable(broker.name("q")))
-        .await
-        .expect("declare");
-    bus.bind_queue(&queue, &exchange, "k").await.expect("bind");
-    for n in 0..5 {
-        let message = Message::json("test", &n, Utc::now()).expect("encodes");
-        bus.publish(&exchange, "k", message).await.expect("publish");
-    }
-    let mut consumer = bus.consume(&queue, 16).await.expect("consume");
+    let (queue, mut consumer) = queue_of(&broker, &bus, 5).await;
     let mut before = Vec::new();
     for _ in 0..5 {
         before.push(receive(&mut consumer).await);
