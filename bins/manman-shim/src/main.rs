@@ -1,0 +1,5 @@
+//! `manman-shim`: see the library docs.
+
+fn main() -> std::process::ExitCode {
+    manman_shim::main()
+}
