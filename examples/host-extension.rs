@@ -73,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
             version: "1".to_owned(),
             capacity: 1,
             labels: BTreeMap::new(),
+            taken_up: Vec::new(),
         })
         .await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -143,11 +143,14 @@ pub enum Cause {
     /// The worker refused its start (at capacity, the config already runs there, or the
     /// command expired before the worker took it).
     Refused,
+    /// The shim that held the server died (it was killed): the server was ended with it and its
+    /// exit is unknown.
+    ShimLost,
 }
 
 impl Cause {
     /// Every cause.
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 19] = [
         Self::User,
         Self::Placed,
         Self::Registered,
@@ -166,6 +169,7 @@ impl Cause {
         Self::WorkerRestart,
         Self::Undelivered,
         Self::Refused,
+        Self::ShimLost,
     ];
 
     /// The kebab-case name used in JSON and SQL.
@@ -189,6 +193,7 @@ impl Cause {
             Self::WorkerRestart => "worker-restart",
             Self::Undelivered => "undelivered",
             Self::Refused => "refused",
+            Self::ShimLost => "shim-lost",
         }
     }
 }

@@ -36,6 +36,9 @@ pub struct Worker {
     pub ended_at: Option<DateTime<Utc>>,
 }
 
+/// Most instances a registration may take up.
+pub const MAX_TAKEN_UP: usize = 100_000;
+
 /// What a worker says about itself when it registers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -50,6 +53,11 @@ pub struct WorkerRegistration {
     /// Labels for placement.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Instances a previous run of this worker left running (held by their shims) that this
+    /// registration takes up: the host makes them this registration's. Only the worker's own
+    /// instances that have not ended are taken; the others are ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taken_up: Vec<InstanceId>,
 }
 
 impl WorkerRegistration {
@@ -59,6 +67,12 @@ impl WorkerRegistration {
         check_name(&mut errors, "name", &self.name);
         if self.capacity == 0 {
             errors.push("capacity", "must be at least 1");
+        }
+        if self.taken_up.len() > MAX_TAKEN_UP {
+            errors.push(
+                "taken_up",
+                format!("names more than {MAX_TAKEN_UP} instances"),
+            );
         }
         errors.into_result()
     }

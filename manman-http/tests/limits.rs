@@ -451,6 +451,7 @@ async fn an_event_stream_outlives_every_timeout_and_ends_at_shutdown() {
             version: "1".to_owned(),
             capacity: 1,
             labels: Default::default(),
+            taken_up: Vec::new(),
         })
         .await
         .expect("register");

@@ -77,6 +77,7 @@ async fn store_with_instance() -> (Store, InstanceId) {
                 version: "1".into(),
                 capacity: 1,
                 labels: Default::default(),
+                taken_up: Vec::new(),
             },
             now,
         )

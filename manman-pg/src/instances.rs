@@ -253,6 +253,29 @@ impl InstanceRepository for PgStore {
             .collect())
     }
 
+    async fn take_over_instances(
+        &self,
+        worker: WorkerId,
+        epoch: i64,
+        instances: &[InstanceId],
+    ) -> Result<Vec<InstanceId>, StoreError> {
+        let active = &*ACTIVE_STATUSES;
+        let ids: Vec<i64> = instances.iter().map(|i| i.get()).collect();
+        let mut taken: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "UPDATE manman.instances SET worker_epoch = $2
+             WHERE id = ANY($3) AND worker_id = $1 AND worker_epoch < $2 AND status IN {active}
+             RETURNING id"
+        )))
+        .bind(worker.get())
+        .bind(epoch)
+        .bind(&ids)
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| store_error(e, &worker))?;
+        taken.sort_unstable();
+        Ok(taken.into_iter().map(InstanceId).collect())
+    }
+
     async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>, StoreError> {
         let rows: Vec<InstanceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {INSTANCE_COLUMNS} FROM manman.instances

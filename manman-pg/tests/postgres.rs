@@ -172,6 +172,7 @@ async fn a_failure_mid_transaction_leaves_status_and_history_in_agreement() {
                 version: "1".into(),
                 capacity: 1,
                 labels: Default::default(),
+                taken_up: Vec::new(),
             },
             now,
         )

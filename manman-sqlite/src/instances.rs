@@ -251,6 +251,35 @@ impl InstanceRepository for SqliteStore {
             .collect())
     }
 
+    async fn take_over_instances(
+        &self,
+        worker: WorkerId,
+        epoch: i64,
+        instances: &[InstanceId],
+    ) -> Result<Vec<InstanceId>, StoreError> {
+        let active = &*ACTIVE_STATUSES;
+        let mut taken = Vec::new();
+        // A handful of ids at a worker's start: one statement each.
+        for id in instances {
+            let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE instances SET worker_epoch = ?2
+                 WHERE id = ?3 AND worker_id = ?1 AND worker_epoch < ?2 AND status IN {active}"
+            )))
+            .bind(worker.get())
+            .bind(epoch)
+            .bind(id.get())
+            .execute(self.writer())
+            .await
+            .map_err(|e| store_error(e, id))?;
+            if done.rows_affected() == 1 {
+                taken.push(*id);
+            }
+        }
+        taken.sort();
+        taken.dedup();
+        Ok(taken)
+    }
+
     async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>, StoreError> {
         let rows: Vec<InstanceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {INSTANCE_COLUMNS} FROM instances

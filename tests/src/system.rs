@@ -34,6 +34,18 @@ pub struct Programs<'a> {
     pub fake: &'a str,
     /// A fake `steamcmd` to give every worker (its scenario file is written beside each copy).
     pub steamcmd: Option<&'a str>,
+    /// Workers run their servers through shims (`MANMAN_WORKER_SHIM`) and leave them running
+    /// when they shut down.
+    pub shim: Option<Shim<'a>>,
+}
+
+/// How the workers of a system use shims.
+#[derive(Debug, Clone, Copy)]
+pub struct Shim<'a> {
+    /// `manman-shim`.
+    pub program: &'a str,
+    /// How long a shim keeps its server with no worker attached (`MANMAN_WORKER_SHIM_GRACE_S`).
+    pub grace_s: u32,
 }
 
 /// A host and its workers as processes. Everything stops when it is dropped.
@@ -268,6 +280,48 @@ impl System {
         .await;
     }
 
+    /// Ends worker process `index` (0 for `w1`) — SIGKILL, or SIGTERM waiting for it to exit
+    /// — without starting it again.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot be signalled or waited for.
+    pub fn end_worker(&mut self, index: usize, kill: bool) {
+        let child = &mut self.workers[index].0;
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        let signal = if kill {
+            nix::sys::signal::Signal::SIGKILL
+        } else {
+            nix::sys::signal::Signal::SIGTERM
+        };
+        nix::sys::signal::kill(pid, signal).expect("signal the worker");
+        child.wait().expect("wait for the worker");
+    }
+
+    /// Starts worker process `index` again (same name, credentials, directories, settings) and
+    /// waits until the host shows a registration newer than `after_epoch` running.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot start or does not come up.
+    pub async fn start_worker_again(&mut self, index: usize, after_epoch: i64) {
+        let name = format!("w{}", index + 1);
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.log(&name))
+            .expect("log file");
+        self.worker_commands[index].stderr(log);
+        self.workers[index] = Daemon(self.worker_commands[index].spawn().expect("worker"));
+        eventually(&format!("worker {name} to run again"), WAIT, || async {
+            let workers = self.client.list_workers().await.ok()?;
+            workers
+                .iter()
+                .any(|w| w.name == name && w.epoch > after_epoch && w.status == Status::Running)
+                .then_some(())
+        })
+        .await;
+    }
+
     /// The install directory of the worker `worker` (`w1`, …).
     pub fn install_dir(&self, worker: &str) -> PathBuf {
         self.dir.path().join(worker)
@@ -350,6 +404,12 @@ async fn worker_command(
         .expect("chmod");
         std::fs::write(steam.join("scenario"), "BUILD_ID=4242\nSLEEP=0\n").expect("scenario");
         command.env("MANMAN_WORKER_STEAMCMD", &steamcmd);
+    }
+    if let Some(shim) = programs.shim {
+        command
+            .env("MANMAN_WORKER_SHIM", shim.program)
+            .env("MANMAN_WORKER_SHIM_GRACE_S", shim.grace_s.to_string())
+            .env("MANMAN_WORKER_ON_SHUTDOWN", "leave-running");
     }
     command
         .env("MANMAN_HOST_URL", url)

@@ -21,6 +21,7 @@ const PROGRAMS: Programs<'static> = Programs {
     worker: env!("CARGO_BIN_EXE_e2e-worker"),
     fake: env!("CARGO_BIN_EXE_e2e-fake-game-server"),
     steamcmd: None,
+    shim: None,
 };
 
 /// The permissions of docs/security.md for the worker `id`: configure and write its own queue
@@ -64,6 +65,7 @@ async fn a_worker_with_a_broker_user_of_its_own_runs_servers_and_can_do_nothing_
                 version: "1".to_owned(),
                 capacity: 4,
                 labels: Default::default(),
+                taken_up: Vec::new(),
             },
             Utc::now(),
         )

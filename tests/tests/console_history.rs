@@ -16,6 +16,7 @@ const PROGRAMS: Programs<'static> = Programs {
     worker: env!("CARGO_BIN_EXE_e2e-worker"),
     fake: env!("CARGO_BIN_EXE_e2e-fake-game-server"),
     steamcmd: None,
+    shim: None,
 };
 
 /// A console stream, read as it comes.

@@ -40,6 +40,7 @@ async fn expire_a_start(bus: Bus) {
             version: "1".into(),
             capacity: 1,
             labels: Default::default(),
+            taken_up: Vec::new(),
         })
         .await
         .expect("register");

@@ -17,6 +17,7 @@ const PROGRAMS: Programs<'static> = Programs {
     worker: env!("CARGO_BIN_EXE_e2e-worker"),
     fake: env!("CARGO_BIN_EXE_e2e-fake-game-server"),
     steamcmd: None,
+    shim: None,
 };
 
 async fn start_on(client: &Client, config: ConfigId, worker: &str) -> InstanceId {

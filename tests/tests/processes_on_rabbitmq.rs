@@ -17,6 +17,7 @@ const PROGRAMS: Programs<'static> = Programs {
     worker: env!("CARGO_BIN_EXE_e2e-worker"),
     fake: env!("CARGO_BIN_EXE_e2e-fake-game-server"),
     steamcmd: None,
+    shim: None,
 };
 
 fn signal(child: &Child, signal: nix::sys::signal::Signal) {

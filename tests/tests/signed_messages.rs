@@ -26,6 +26,7 @@ const PROGRAMS: Programs<'static> = Programs {
     worker: env!("CARGO_BIN_EXE_e2e-worker"),
     fake: env!("CARGO_BIN_EXE_e2e-fake-game-server"),
     steamcmd: None,
+    shim: None,
 };
 
 /// What the test forges with: the broker, as any client of it, and the host's keys, as only an

@@ -24,6 +24,7 @@ const PROGRAMS: Programs<'static> = Programs {
         env!("CARGO_MANIFEST_DIR"),
         "/../manman-steam/tests/fixtures/fake-steamcmd"
     )),
+    shim: None,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

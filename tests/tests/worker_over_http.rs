@@ -137,6 +137,7 @@ async fn a_worker_over_http_runs_servers_and_stops_when_superseded() {
             version: "2".into(),
             capacity: 1,
             labels: Default::default(),
+            taken_up: Vec::new(),
         })
         .await
         .expect("register again");

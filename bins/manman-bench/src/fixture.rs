@@ -40,6 +40,7 @@ pub(crate) async fn instances(
                 version: "1".into(),
                 capacity: 1,
                 labels: Default::default(),
+                taken_up: Vec::new(),
             },
             now,
         )

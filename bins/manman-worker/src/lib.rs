@@ -3,7 +3,9 @@
 //! It reaches its host over HTTP (`MANMAN_HOST_URL`: registration, heartbeats, configs) and
 //! RabbitMQ (`MANMAN_RABBITMQ_URL`: commands in, events and console lines out), installs games
 //! (local ones as they are, Steam ones with SteamCMD) and supervises each as a child process.
-//! SIGTERM or SIGINT stops every server gracefully and exits 0; a second signal kills them.
+//! SIGTERM or SIGINT stops every server gracefully and exits 0 (or, with
+//! `MANMAN_WORKER_ON_SHUTDOWN=leave-running`, leaves them running in their shims for the next run
+//! to take up); a second signal kills them.
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -11,10 +13,11 @@ use manman_client::{HttpHostApi, WorkerCredentials};
 use manman_core::backend_url::BusUrl;
 use manman_core::bus::Bus;
 use manman_core::ports::SystemClock;
-use manman_core::process::TokioProcessRunner;
+use manman_core::ports::ProcessRunner;
+use manman_core::process::{ShimProcessRunner, TokioProcessRunner};
 use manman_core::worker_service::{
-    InstallerByType, ServerEnvironment, WorkerExit, WorkerService, WorkerSettings, keep_private,
-    server_user,
+    InstallerByType, OnShutdown, ServerEnvironment, WorkerExit, WorkerService, WorkerSettings,
+    keep_private, server_user,
 };
 use manman_logging::LogFormat;
 use manman_rabbit::{RabbitBus, RabbitSettings};
@@ -121,6 +124,21 @@ struct Options {
     /// the worker deletes them (it looks every hour; 0 deletes them at the next look).
     #[arg(long, env = "MANMAN_WORKER_LOG_RETENTION_DAYS", default_value_t = 14)]
     log_retention_days: u64,
+    /// The `manman-shim` executable: each game server is started through a shim of its own,
+    /// which holds it while the worker restarts. Unset: servers are the worker's children and
+    /// end with it.
+    #[arg(long, env = "MANMAN_WORKER_SHIM")]
+    shim: Option<PathBuf>,
+    /// What a shutdown (SIGTERM, SIGINT) does to the game servers: `stop-servers` (each stopped
+    /// by its stop policy: for a machine that goes away) or `leave-running` (they run on in
+    /// their shims for the next run of the worker to take up: for an upgrade or a restart;
+    /// needs MANMAN_WORKER_SHIM).
+    #[arg(long, env = "MANMAN_WORKER_ON_SHUTDOWN", default_value = "stop-servers")]
+    on_shutdown: String,
+    /// Seconds a shim keeps its server running with no worker attached; then it stops it by
+    /// its stop policy (no server runs unsupervised for ever).
+    #[arg(long, env = "MANMAN_WORKER_SHIM_GRACE_S", default_value_t = 300)]
+    shim_grace_s: u64,
 }
 
 fn settings(options: &Options) -> anyhow::Result<WorkerSettings> {
@@ -164,7 +182,45 @@ fn settings(options: &Options) -> anyhow::Result<WorkerSettings> {
     ServerEnvironment::of_this_process(&settings.pass_env).map_err(anyhow::Error::msg)?;
     settings.log_retention.keep =
         Duration::from_secs(options.log_retention_days.saturating_mul(24 * 3600));
+    settings.on_shutdown = match options.on_shutdown.as_str() {
+        "stop-servers" => OnShutdown::StopServers,
+        "leave-running" => OnShutdown::LeaveRunning,
+        other => bail!(
+            "MANMAN_WORKER_ON_SHUTDOWN: {other:?} is neither stop-servers nor leave-running"
+        ),
+    };
+    if settings.on_shutdown == OnShutdown::LeaveRunning && options.shim.is_none() {
+        bail!(
+            "MANMAN_WORKER_ON_SHUTDOWN=leave-running needs MANMAN_WORKER_SHIM (the manman-shim \
+             executable that holds each server while the worker restarts)"
+        );
+    }
     Ok(settings)
+}
+
+/// The runner game servers are started with: through shims when MANMAN_WORKER_SHIM names one.
+fn server_runner(
+    options: &Options,
+    settings: &WorkerSettings,
+    direct: &TokioProcessRunner,
+) -> anyhow::Result<Arc<dyn ProcessRunner>> {
+    let Some(shim) = &options.shim else {
+        return Ok(Arc::new(direct.clone()));
+    };
+    let executable = std::fs::metadata(shim)
+        .map(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0);
+    match executable {
+        Ok(true) => {}
+        Ok(false) => bail!("MANMAN_WORKER_SHIM: {} is not an executable file", shim.display()),
+        Err(e) => bail!("MANMAN_WORKER_SHIM: {}: {e}", shim.display()),
+    }
+    if options.shim_grace_s == 0 {
+        bail!("MANMAN_WORKER_SHIM_GRACE_S must be at least 1");
+    }
+    Ok(Arc::new(
+        ShimProcessRunner::new(shim, settings.state_dir.join("shims"))
+            .unattended_grace(Duration::from_secs(options.shim_grace_s)),
+    ))
 }
 
 /// `NAME=PATH` pairs of a setting.
@@ -232,6 +288,7 @@ async fn run(options: Options) -> anyhow::Result<WorkerExit> {
     .context("MANMAN_RABBITMQ_URL")?;
     let bus = Bus::new(Arc::new(rabbit.clone()), Arc::new(rabbit.clone()));
     let runner = TokioProcessRunner::new();
+    let servers = server_runner(&options, &settings, &runner)?;
     let steam = SteamInstaller::new(steam, Arc::new(runner.clone()));
     let worker = WorkerService::new(
         settings,
@@ -244,7 +301,7 @@ async fn run(options: Options) -> anyhow::Result<WorkerExit> {
         )),
         bus,
         Arc::new(InstallerByType::with_steam(Arc::new(steam))),
-        Arc::new(runner),
+        servers,
         Arc::new(SystemClock),
     );
     let shutdown = CancellationToken::new();
@@ -253,7 +310,7 @@ async fn run(options: Options) -> anyhow::Result<WorkerExit> {
         let shutdown = shutdown.clone();
         async move {
             manman_core::shutdown::shutdown_signal().await;
-            tracing::info!("stopping every game server (a second signal kills them)");
+            tracing::info!("shutting down (a second signal kills every game server)");
             shutdown.cancel();
             manman_core::shutdown::shutdown_signal().await;
             tracing::warn!("killing every game server");

@@ -325,6 +325,7 @@ mod tests {
                 version: "1".to_owned(),
                 capacity,
                 labels: BTreeMap::new(),
+                taken_up: Vec::new(),
             })
             .await
             .expect("register")

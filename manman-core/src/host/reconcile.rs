@@ -423,6 +423,7 @@ mod in_process {
                 version: "1".into(),
                 capacity: 4,
                 labels: Default::default(),
+                taken_up: Vec::new(),
             })
             .await
             .expect("register");

@@ -138,6 +138,7 @@ mod tests {
             version: "1".into(),
             capacity: 1,
             labels: Default::default(),
+            taken_up: Vec::new(),
         };
         let long_ago = chrono::Utc::now() - chrono::Duration::days(40);
         for n in 0..5 {

@@ -960,6 +960,7 @@ mod tests {
                         version: "1".into(),
                         capacity: 4,
                         labels: Default::default(),
+                        taken_up: Vec::new(),
                     },
                     Utc::now(),
                 )

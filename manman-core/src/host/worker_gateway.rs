@@ -47,6 +47,14 @@ impl WorkerGateway {
             .workers
             .register_worker(registration, self.clock.now())
             .await?;
+        if !registration.taken_up.is_empty() {
+            let taken = self
+                .store
+                .instances
+                .take_over_instances(worker.id, worker.epoch, &registration.taken_up)
+                .await?;
+            tracing::info!(worker_id = worker.id.get(), epoch = worker.epoch, taken_up = ?taken, asked = registration.taken_up.len(), "a restarted worker took up the servers its last run left running");
+        }
         self.sender.bus().declare_worker_queue(worker.id).await?;
         let key = self
             .sender
@@ -207,6 +215,7 @@ mod tests {
             version: "1".to_owned(),
             capacity: 4,
             labels: BTreeMap::new(),
+            taken_up: Vec::new(),
         }
     }
 

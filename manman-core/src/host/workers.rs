@@ -88,6 +88,7 @@ mod tests {
             version: "1".to_owned(),
             capacity: 1,
             labels: BTreeMap::new(),
+            taken_up: Vec::new(),
         };
         let inside = host
             .gateway()

@@ -516,7 +516,7 @@ async fn run_steps(
     stdin: &mut mpsc::UnboundedReceiver<String>,
     output: &mpsc::Sender<OutputLine>,
 ) -> i32 {
-    let print = |stream, text: String| output.send(OutputLine { stream, text });
+    let print = |stream, text: String| output.send(OutputLine::new(stream, text));
     for step in steps {
         match step {
             Step::Print(stream, text) => {

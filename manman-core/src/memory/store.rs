@@ -595,6 +595,29 @@ impl InstanceRepository for MemoryStore {
         Ok(counts.into_iter().collect())
     }
 
+    async fn take_over_instances(
+        &self,
+        worker: WorkerId,
+        epoch: i64,
+        instances: &[InstanceId],
+    ) -> Result<Vec<InstanceId>, StoreError> {
+        let mut s = self.lock();
+        let mut taken = Vec::new();
+        for id in instances {
+            if let Some(instance) = s.instances.get_mut(id)
+                && instance.worker_id == worker
+                && instance.worker_epoch < epoch
+                && instance.status.is_active()
+            {
+                instance.worker_epoch = epoch;
+                taken.push(*id);
+            }
+        }
+        taken.sort();
+        taken.dedup();
+        Ok(taken)
+    }
+
     async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>, StoreError> {
         let s = self.lock();
         Ok(s.instances

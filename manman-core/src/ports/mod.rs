@@ -34,7 +34,8 @@ pub use installer::{
 };
 pub use process::{
     ExitStatus, OutputLine, OutputStream, ProcessControl, ProcessError, ProcessHandle,
-    ProcessRunner, ProcessSignal, ProcessSpec, ProcessUser, SpawnedProcess,
+    ProcessRunner, ProcessSignal, ProcessSpec, ProcessUser, Reattached, ServerLaunch,
+    SpawnedProcess,
 };
 pub use store::{
     ApplyOutcome, CatalogueRepository, CommandRepository, ConsoleTailRepository,

@@ -6,8 +6,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::{self, Debug};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, watch};
+
+use crate::config::StopPolicy;
+use crate::id::InstanceId;
+use chrono::{DateTime, Utc};
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,12 +47,66 @@ impl fmt::Display for ProcessUser {
     }
 }
 
+/// What a runner that keeps game servers across worker restarts (a shim per server) needs to
+/// know of one, besides its [`ProcessSpec`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLaunch {
+    /// The instance it is.
+    pub instance_id: InstanceId,
+    /// The number its first console line gets (the console's numbering goes on across the
+    /// instance's restarts).
+    pub first_seq: u64,
+    /// How it is stopped when no worker is there to supervise it.
+    pub stop: StopPolicy,
+}
+
+/// What became of a server a previous run of the worker left to a runner that keeps servers.
+#[derive(Debug)]
+pub enum Reattached {
+    /// It is still held: supervised again from here, its console lines from the number asked
+    /// for on (those still held), then its exit.
+    Running(SpawnedProcess),
+    /// It ended while no worker was attached, and nobody heard it.
+    Ended {
+        /// How.
+        exit: ExitStatus,
+        /// Its runner stopped it by its stop policy, as no worker came back in time.
+        stopped_unattended: bool,
+    },
+    /// Nothing holds it any more: why.
+    Gone(String),
+}
+
 /// Spawns processes.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait ProcessRunner: Send + Sync + Debug + 'static {
     /// Starts `spec` in its own process group with piped stdin, stdout and stderr.
     async fn spawn(&self, spec: &ProcessSpec) -> Result<SpawnedProcess, ProcessError>;
+
+    /// Starts a game server: as [`Self::spawn`], unless the runner keeps servers across
+    /// worker restarts ([`Self::keeps_servers`]), which needs to know which instance it is.
+    async fn spawn_server(
+        &self,
+        spec: &ProcessSpec,
+        server: &ServerLaunch,
+    ) -> Result<SpawnedProcess, ProcessError> {
+        let _ = server;
+        self.spawn(spec).await
+    }
+
+    /// Whether the servers it starts with [`Self::spawn_server`] outlive the worker, for a
+    /// restarted worker to [`Self::reattach`] to (default: no).
+    fn keeps_servers(&self) -> bool {
+        false
+    }
+
+    /// Takes up again `instance`'s server, left by a previous run of the worker, asking for its
+    /// console lines from number `from` on.
+    async fn reattach(&self, instance: InstanceId, from: u64) -> Reattached {
+        let _ = (instance, from);
+        Reattached::Gone("this runner keeps no server across worker restarts".to_owned())
+    }
 }
 
 /// A just-spawned process: its handle and its output lines.
@@ -67,15 +125,32 @@ pub struct OutputLine {
     pub stream: OutputStream,
     /// The text without its line ending (invalid UTF-8 replaced).
     pub text: String,
+    /// Its number and time in the instance's console, from a runner that numbers the console
+    /// itself (see [`ProcessHandle::numbers_console`]); `None`: the supervisor numbers it.
+    pub numbered: Option<(u64, DateTime<Utc>)>,
 }
 
-/// stdout or stderr.
+impl OutputLine {
+    /// A line the supervisor numbers.
+    pub fn new(stream: OutputStream, text: impl Into<String>) -> Self {
+        Self {
+            stream,
+            text: text.into(),
+            numbered: None,
+        }
+    }
+}
+
+/// Which stream a console line is from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputStream {
     /// Standard output.
     Stdout,
     /// Standard error.
     Stderr,
+    /// A line written to its standard input, from a runner that numbers the console (the
+    /// supervisor numbers the lines it writes itself otherwise).
+    Stdin,
 }
 
 /// Signals ManMan sends to a process group.
@@ -140,6 +215,9 @@ pub struct ProcessHandle {
     stdin_closed: Arc<watch::Sender<bool>>,
     exit: watch::Receiver<Option<ExitStatus>>,
     control: Arc<dyn ProcessControl>,
+    numbers_console: bool,
+    /// Why the process's supervision was lost (a shim that died), once it was.
+    lost: Arc<OnceLock<String>>,
 }
 
 impl ProcessHandle {
@@ -159,7 +237,32 @@ impl ProcessHandle {
             stdin_closed: Arc::new(watch::channel(false).0),
             exit,
             control,
+            numbers_console: false,
+            lost: Arc::default(),
         }
+    }
+
+    /// Marks a handle whose runner numbers the console: its output lines carry their numbers,
+    /// and it echoes what is written to stdin as [`OutputStream::Stdin`] lines.
+    pub fn numbering_console(mut self) -> Self {
+        self.numbers_console = true;
+        self
+    }
+
+    /// Whether its runner numbers the console (see [`Self::numbering_console`]).
+    pub fn numbers_console(&self) -> bool {
+        self.numbers_console
+    }
+
+    /// Records, for a runner, that the process can no longer be supervised, and why (set before
+    /// its exit is).
+    pub fn mark_lost(&self, why: String) {
+        let _ = self.lost.set(why);
+    }
+
+    /// Why its supervision was lost, if it was: its exit status is then unknown.
+    pub fn lost(&self) -> Option<&str> {
+        self.lost.get().map(String::as_str)
     }
 
     /// Closes its stdin once the lines queued so far are written: the process reads

@@ -233,6 +233,16 @@ pub trait InstanceRepository: Send + Sync + Debug + 'static {
     /// How many active instances each worker has (workers without any are left out): what
     /// placement balances on. Counted from the index of active instances, never the history.
     async fn count_active_by_worker(&self) -> Result<Vec<(WorkerId, u64)>, StoreError>;
+    /// Makes registration `epoch` of `worker` the one that runs `instances`: those of them
+    /// placed on an older registration of the same worker and not ended (a restarted worker
+    /// took their servers up again). Returns the ones it took over; the others are left as
+    /// they are.
+    async fn take_over_instances(
+        &self,
+        worker: WorkerId,
+        epoch: i64,
+        instances: &[InstanceId],
+    ) -> Result<Vec<InstanceId>, StoreError>;
 }
 
 /// A status change to apply: history row and current status together.

@@ -5,12 +5,17 @@
 mod os;
 #[cfg(feature = "process")]
 #[forbid(unsafe_code)]
+mod shim_runner;
+#[cfg(feature = "process")]
+#[forbid(unsafe_code)]
 mod tokio_runner;
 
 #[forbid(unsafe_code)]
 mod stop;
 
 pub use stop::{StopStep, Stopped, kill, stop};
+#[cfg(feature = "process")]
+pub use shim_runner::ShimProcessRunner;
 #[cfg(feature = "process")]
 pub use tokio_runner::{MAX_LINE_BYTES, TokioProcessRunner};
 

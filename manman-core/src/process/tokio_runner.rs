@@ -212,16 +212,13 @@ async fn read_lines(
 
 fn output_line(stream: OutputStream, bytes: &[u8]) -> OutputLine {
     let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-    OutputLine {
-        stream,
-        text: String::from_utf8_lossy(bytes).into_owned(),
-    }
+    OutputLine::new(stream, String::from_utf8_lossy(bytes))
 }
 
 /// Signals a process group by its id.
 #[derive(Debug)]
-struct GroupControl {
-    pgid: u32,
+pub(super) struct GroupControl {
+    pub(super) pgid: u32,
 }
 
 impl ProcessControl for GroupControl {

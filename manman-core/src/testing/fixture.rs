@@ -38,6 +38,7 @@ pub async fn worker(store: &Store) -> Worker {
         version: "1.0".to_owned(),
         capacity: 4,
         labels: BTreeMap::from([("region".to_owned(), "eu".to_owned())]),
+        taken_up: Vec::new(),
     };
     store
         .workers

@@ -99,6 +99,7 @@ fn registration(name: &str) -> WorkerRegistration {
         version: "1.0".to_owned(),
         capacity: 4,
         labels: BTreeMap::new(),
+        taken_up: Vec::new(),
     }
 }
 

@@ -193,6 +193,7 @@ pub async fn workers_register_with_growing_epochs(store: &Store) {
         version: "2.0".to_owned(),
         capacity: 8,
         labels: BTreeMap::new(),
+        taken_up: Vec::new(),
     };
     let second = store
         .workers
@@ -1922,6 +1923,58 @@ pub async fn active_instances_are_those_not_ended(store: &Store) {
     assert!(all.windows(2).all(|w| w[0] < w[1]), "by id");
 }
 
+/// A restarted worker's registration takes over its own active instances of older
+/// registrations, and nothing else: not an ended one, not another worker's, not one of its
+/// current registration, not an unknown id.
+pub async fn a_new_registration_takes_over_only_its_own_live_instances(store: &Store) {
+    let (first, worker) = instance(store).await;
+    let more = instances_on(store, &worker, 2).await;
+    let (elsewhere, _) = instance(store).await;
+    let ended = &more[0];
+    let mut crashed = change(Entity::Instance(ended.id), Status::Created, Status::Crashed);
+    crashed.update.ended_at = Some(now());
+    store.status.apply_status(&crashed).await.expect("end");
+    let registration = WorkerRegistration {
+        name: worker.name.clone(),
+        version: worker.version.clone(),
+        capacity: worker.capacity,
+        labels: worker.labels.clone(),
+        taken_up: Vec::new(),
+    };
+    let again = store
+        .workers
+        .register_worker(&registration, now())
+        .await
+        .expect("register again");
+    assert_eq!(again.epoch, worker.epoch + 1);
+    let unknown = InstanceId(1 << 40);
+    let asked = [more[1].id, first.id, ended.id, elsewhere.id, unknown, first.id];
+    let taken = store
+        .instances
+        .take_over_instances(worker.id, again.epoch, &asked)
+        .await
+        .expect("take over");
+    assert_eq!(taken, [first.id, more[1].id], "its own live ones, by id, once");
+    for id in [first.id, more[1].id] {
+        let instance = store.instances.get_instance(id).await.expect("instance");
+        assert_eq!(instance.worker_epoch, again.epoch, "{id} is the new registration's");
+        assert_eq!(instance.status, Status::Created, "{id}: status untouched");
+    }
+    let kept = |id| async move { store.instances.get_instance(id).await.expect("instance") };
+    assert_eq!(kept(ended.id).await.worker_epoch, worker.epoch, "an ended one stays");
+    assert_eq!(
+        kept(elsewhere.id).await.worker_id,
+        elsewhere.worker_id,
+        "another worker's stays"
+    );
+    let again_taken = store
+        .instances
+        .take_over_instances(worker.id, again.epoch, &asked)
+        .await
+        .expect("take over again");
+    assert!(again_taken.is_empty(), "already this registration's: {again_taken:?}");
+}
+
 /// Active instances of a config, and the count of active instances per worker: ended ones
 /// never count.
 pub async fn active_counts_leave_ended_instances_out(store: &Store) {
@@ -2085,4 +2138,5 @@ pub async fn run_all(store: &Store) {
     console_tails_are_kept_replaced_and_pruned(store).await;
     active_instances_are_those_not_ended(store).await;
     active_counts_leave_ended_instances_out(store).await;
+    a_new_registration_takes_over_only_its_own_live_instances(store).await;
 }

@@ -103,9 +103,7 @@ impl ConsoleLog {
     }
 
     fn rotated(&self, n: u32) -> PathBuf {
-        let mut name = self.path.clone().into_os_string();
-        name.push(format!(".{n}"));
-        PathBuf::from(name)
+        rotated(&self.path, n)
     }
 
     fn rotate(&mut self) -> io::Result<()> {
@@ -129,6 +127,39 @@ impl ConsoleLog {
         self.size = 0;
         Ok(())
     }
+}
+
+/// Rotated file `n` of the log at `path`.
+fn rotated(path: &Path, n: u32) -> PathBuf {
+    let mut name = path.to_path_buf().into_os_string();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+/// The number of the last whole line of the log `dir/name` (or of its newest rotated file when
+/// it was just rotated): where a worker that takes up a console again goes on.
+pub(crate) fn last_seq(dir: &Path, name: &str) -> Option<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let path = dir.join(name);
+    [path.clone(), rotated(&path, 1)].iter().find_map(|path| {
+        let mut file = File::open(path).ok()?;
+        let size = file.metadata().ok()?.len();
+        // A line is at most the longest console line plus its prefix.
+        let tail = size.min(2 * 64 * 1024 + 256);
+        file.seek(SeekFrom::Start(size - tail)).ok()?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).ok()?;
+        let whole = &bytes[..=bytes.iter().rposition(|b| *b == b'\n')?];
+        let last = whole[..whole.len() - 1]
+            .rsplit(|b| *b == b'\n')
+            .next()?;
+        std::str::from_utf8(last)
+            .ok()?
+            .split(' ')
+            .nth(1)?
+            .parse()
+            .ok()
+    })
 }
 
 #[cfg(test)]
@@ -177,5 +208,27 @@ mod tests {
             "contiguous, newest last"
         );
         assert!(current.ends_with("12 out 0123456789\n"));
+        assert_eq!(last_seq(dir.path(), "instance-7.log"), Some(12));
+    }
+
+    #[test]
+    fn the_last_number_is_that_of_the_last_whole_line() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(last_seq(dir.path(), "instance-7.log"), None, "no log yet");
+        let mut log =
+            ConsoleLog::open(dir.path(), "instance-7.log", LogRotation::default()).unwrap();
+        for seq in 40..=44 {
+            log.write(&line(seq, "a line with spaces")).unwrap();
+        }
+        log.flush().unwrap();
+        assert_eq!(last_seq(dir.path(), "instance-7.log"), Some(44));
+        // A worker killed while writing leaves half a line: it does not count.
+        let mut file = OpenOptions::new().append(true).open(log.path()).unwrap();
+        file.write_all(b"2026-01-01T00:00:00.000Z 45 out half").unwrap();
+        assert_eq!(last_seq(dir.path(), "instance-7.log"), Some(44));
+        // Just rotated: the newest rotated file has it.
+        std::fs::rename(log.path(), rotated(log.path(), 1)).unwrap();
+        File::create(log.path()).unwrap();
+        assert_eq!(last_seq(dir.path(), "instance-7.log"), Some(44));
     }
 }

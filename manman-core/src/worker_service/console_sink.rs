@@ -66,13 +66,35 @@ impl ConsoleSink {
 
     /// Numbers a line, logs it and offers it to the live stream.
     pub(crate) fn line(&mut self, stream: ConsoleStream, text: String) {
-        self.seq += 1;
+        let at = self.reporter.now();
+        self.numbered(self.seq + 1, at, stream, text);
+    }
+
+    /// The number the next line gets.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.seq + 1
+    }
+
+    /// Goes on after line `seq` (a console a previous run of the worker began).
+    pub(crate) fn continue_after(&mut self, seq: u64) {
+        self.seq = seq;
+    }
+
+    /// Writes and streams a line numbered by the runner (a shim); later lines follow it.
+    pub(crate) fn numbered(
+        &mut self,
+        seq: u64,
+        at: chrono::DateTime<chrono::Utc>,
+        stream: ConsoleStream,
+        text: String,
+    ) {
+        self.seq = seq;
         let line = ConsoleLine {
             instance_id: self.instance_id,
-            seq: self.seq,
+            seq,
             stream,
             text,
-            at: self.reporter.now(),
+            at,
         };
         if let Some(log) = &mut self.log
             && let Err(e) = log.write(&line)

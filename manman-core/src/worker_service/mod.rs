@@ -9,6 +9,7 @@ mod directories;
 mod install_progress;
 mod installer_by_type;
 mod launch;
+mod leftovers;
 mod local_installer;
 mod log_retention;
 mod process_records;
@@ -30,4 +31,4 @@ pub use server_user::{
     DEFAULT_SERVER_USER, check_reachable, hand_over, keep_private, lookup as lookup_server_user,
     running_as_root, server_user,
 };
-pub use service::{WorkerError, WorkerExit, WorkerService, WorkerSettings};
+pub use service::{OnShutdown, WorkerError, WorkerExit, WorkerService, WorkerSettings};

@@ -1,7 +1,7 @@
 //! [`ProcessRecords`]: which process group each instance runs in, kept in the worker's state
 //! dir so that a worker that died without stopping its servers can end them when it restarts.
 
-use crate::id::InstanceId;
+use crate::id::{ConfigId, InstanceId};
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,19 @@ pub(crate) struct ProcessRecord {
     /// The leader's start time (clock ticks after boot, `/proc/<pid>/stat` field 22), so that a
     /// reused pid is never mistaken for the server.
     pub(crate) start_ticks: Option<u64>,
+    /// What a restarted worker needs to take the server up again, when the runner keeps
+    /// servers across worker restarts (a shim holds it); `None`: it dies with the worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) kept: Option<KeptServer>,
+}
+
+/// A server that outlives the worker, as a restarted worker takes it up again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct KeptServer {
+    pub(crate) config_id: ConfigId,
+    pub(crate) restart_count: u32,
+    /// It was `running` (ready), not still `initializing`.
+    pub(crate) ready: bool,
 }
 
 /// The records of one worker, one JSON file per instance under `<state dir>/processes/`.
@@ -34,13 +47,20 @@ impl ProcessRecords {
         self.dir.join(format!("instance-{}.json", instance.get()))
     }
 
-    /// Records a spawned server (written to a temporary file, then renamed into place).
-    pub(crate) fn record(&self, instance_id: InstanceId, pgid: u32) -> io::Result<()> {
+    /// Records a spawned server (written to a temporary file, then renamed into place), again
+    /// when what is kept of it changes.
+    pub(crate) fn record(
+        &self,
+        instance_id: InstanceId,
+        pgid: u32,
+        kept: Option<KeptServer>,
+    ) -> io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let record = ProcessRecord {
             instance_id,
             pgid,
             start_ticks: start_ticks(pgid),
+            kept,
         };
         let path = self.path(instance_id);
         let tmp = path.with_extension("json.tmp");
@@ -136,8 +156,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let records = ProcessRecords::new(dir.path());
         let me = std::process::id();
-        records.record(InstanceId(3), me).unwrap();
-        records.record(InstanceId(1), me).unwrap();
+        records.record(InstanceId(3), me, None).unwrap();
+        let kept = KeptServer {
+            config_id: ConfigId(9),
+            restart_count: 2,
+            ready: true,
+        };
+        records.record(InstanceId(1), me, Some(kept.clone())).unwrap();
         std::fs::write(dir.path().join("processes/garbage.json"), b"{").unwrap();
         let left = records.leftovers();
         assert_eq!(
@@ -146,6 +171,8 @@ mod tests {
         );
         assert_eq!(left[0].start_ticks, start_ticks(me));
         assert!(left[0].start_ticks.is_some());
+        assert_eq!(left[0].kept, Some(kept));
+        assert_eq!(left[1].kept, None);
         records.remove(InstanceId(1));
         assert_eq!(records.leftovers().len(), 1);
     }
@@ -156,6 +183,7 @@ mod tests {
             instance_id: InstanceId(1),
             pgid: std::process::id(),
             start_ticks: Some(1),
+            kept: None,
         };
         assert_eq!(end_leftover(&record), Leftover::PidReused);
     }

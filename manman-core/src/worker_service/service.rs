@@ -16,7 +16,8 @@ use crate::worker_service::dedup::RecentIds;
 use crate::worker_service::directories;
 use crate::worker_service::launch::ServerEnvironment;
 use crate::worker_service::log_retention::{LogRetention, run_log_retention};
-use crate::worker_service::process_records::{Leftover, ProcessRecords, end_leftover};
+use crate::worker_service::leftovers::{TakenUp, take_up_or_end};
+use crate::worker_service::process_records::ProcessRecords;
 use crate::worker_service::recent_ends::RecentEnds;
 use crate::worker_service::reporter::Reporter;
 use crate::worker_service::server_user::{running_as_root, server_user};
@@ -67,6 +68,19 @@ pub struct WorkerSettings {
     /// How long the console logs of ended instances are kept (after they were last written)
     /// before the worker deletes them, and how often it looks.
     pub log_retention: LogRetention,
+    /// What becomes of the game servers when the worker shuts down.
+    pub on_shutdown: OnShutdown,
+}
+
+/// What becomes of the game servers when the worker shuts down (`MANMAN_WORKER_ON_SHUTDOWN`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnShutdown {
+    /// Each is stopped by its stop policy and reported ended: for a machine that goes away.
+    #[default]
+    StopServers,
+    /// They run on, held by their shims, for the worker's next run to take up: for an upgrade
+    /// or a restart of the worker. Needs a runner that keeps servers across worker restarts.
+    LeaveRunning,
 }
 
 impl WorkerSettings {
@@ -92,6 +106,7 @@ impl WorkerSettings {
             run_as: server_user(None).ok().flatten(),
             pass_env: Vec::new(),
             log_retention: LogRetention::default(),
+            on_shutdown: OnShutdown::default(),
         }
     }
 }
@@ -227,14 +242,24 @@ impl WorkerService {
         if let Some(user) = &self.settings.run_as {
             tracing::info!(user = %user, "game servers run as an unprivileged user");
         }
+        let leave_running = self.settings.on_shutdown == OnShutdown::LeaveRunning;
+        if leave_running && !self.runner.keeps_servers() {
+            return Err(setup(
+                "MANMAN_WORKER_ON_SHUTDOWN=leave-running needs game servers that outlive the \
+                 worker: run them through shims (MANMAN_WORKER_SHIM), or stop them on shutdown"
+                    .to_owned(),
+            ));
+        }
         let records = ProcessRecords::new(&self.settings.state_dir);
         let seen = RecentIds::persisted(
             &self.settings.state_dir.join(HANDLED_COMMANDS_FILE),
             HANDLED_COMMANDS_REMEMBERED,
         )
         .map_err(setup)?;
-        let leftovers = end_leftovers(&records);
-        let Some(registered) = self.register(&shutdown).await? else {
+        let log_dir = self.settings.state_dir.join("logs");
+        let (taken_up, ended) = take_up_or_end(&records, self.runner.as_ref(), &log_dir).await;
+        let kept: Vec<InstanceId> = taken_up.iter().map(|t| t.instance_id).collect();
+        let Some(registered) = self.register(&shutdown, kept).await? else {
             return Ok(WorkerExit::Shutdown);
         };
         let worker_id = registered.worker_id;
@@ -252,16 +277,9 @@ impl WorkerService {
             Arc::clone(&self.clock),
             registered.worker_key(),
         );
-        let left_over: Vec<InstanceId> = leftovers.iter().map(|(id, _)| *id).collect();
-        for (instance_id, detail) in leftovers {
-            let report = StatusReport::new(
-                Entity::Instance(instance_id),
-                Status::Crashed,
-                Cause::WorkerRestart,
-                self.clock.now(),
-            )
-            .with_detail(detail);
-            reporter.status(report).await;
+        let left_over: Vec<InstanceId> = ended.iter().map(|e| e.instance_id).collect();
+        for end in ended {
+            reporter.status(end.report(self.clock.now())).await;
         }
         reporter
             .status(StatusReport::new(
@@ -335,7 +353,11 @@ impl WorkerService {
             directories,
             ends,
             stopping: stop.clone(),
+            leave_running,
         };
+        for server in taken_up {
+            take_up(server, &context, &supervisors, &tracker);
+        }
         let mut loop_state = CommandLoop {
             worker_id,
             key: registered.worker_key(),
@@ -435,15 +457,20 @@ impl WorkerService {
     }
 
     /// Registers, retrying while the host is unavailable. `None` when shut down first.
+    ///
+    /// `taken_up`: the instances the last run left running that this one takes up (the host
+    /// makes them this registration's).
     async fn register(
         &self,
         shutdown: &CancellationToken,
+        taken_up: Vec<InstanceId>,
     ) -> Result<Option<Registered>, WorkerError> {
         let registration = WorkerRegistration {
             name: self.settings.name.clone(),
             version: self.settings.version.clone(),
             capacity: self.settings.capacity,
             labels: self.settings.labels.clone(),
+            taken_up,
         };
         let mut pause = Duration::from_millis(200);
         loop {
@@ -506,8 +533,9 @@ impl WorkerService {
             }
         }
         // A superseded worker says nothing about the worker: the status is the newer
-        // registration's now.
-        if exit == WorkerExit::Shutdown {
+        // registration's now. One that leaves its servers running will be back: meanwhile the
+        // host sees its lease run out, as for a worker it cannot reach.
+        if exit == WorkerExit::Shutdown && self.settings.on_shutdown == OnShutdown::StopServers {
             reporter
                 .status(StatusReport::new(
                     Entity::Worker(worker_id),
@@ -861,24 +889,31 @@ const HANDLED_COMMANDS_REMEMBERED: usize = 10_000;
 /// How long the worker waits for its servers after SIGKILLing them at shutdown.
 const KILL_WAIT: Duration = Duration::from_secs(10);
 
-/// Ends the process groups a previous run of this worker left behind (it crashed or was
-/// killed), and returns the instances to report `crashed` with a detail for each.
-fn end_leftovers(records: &ProcessRecords) -> Vec<(InstanceId, String)> {
-    records
-        .leftovers()
-        .into_iter()
-        .map(|record| {
-            let outcome = end_leftover(&record);
-            records.remove(record.instance_id);
-            let detail = match outcome {
-                Leftover::Ended => format!("a previous run of this worker left process group {} running; it was ended", record.pgid),
-                Leftover::Gone => format!("a previous run of this worker ended without stopping it; process group {} was gone", record.pgid),
-                Leftover::PidReused => format!("a previous run of this worker ended without stopping it; pid {} now belongs to another process, left alone", record.pgid),
-            };
-            tracing::warn!(instance_id = record.instance_id.get(), pgid = record.pgid, ?outcome, "leftover from a previous run");
-            (record.instance_id, detail)
-        })
-        .collect()
+/// Supervises a server the last run of the worker left running, as a start would.
+fn take_up(
+    server: TakenUp,
+    context: &SupervisorContext,
+    supervisors: &Supervisors,
+    tracker: &TaskTracker,
+) {
+    let (requests, receiver) = mpsc::channel(SUPERVISOR_QUEUE);
+    let state = Arc::new(Mutex::new(InstanceState {
+        config_id: server.kept.config_id,
+        status: Status::Created,
+        pid: None,
+        restart_count: 0,
+        console_dropped: Arc::default(),
+    }));
+    let supervisor = Supervisor::new(
+        server.instance_id,
+        server.kept.config_id,
+        context.clone(),
+        receiver,
+        Arc::clone(&state),
+    )
+    .taking_up(server.server, &server.kept, server.last_seq);
+    lock(supervisors).insert(server.instance_id, Supervised { requests, state });
+    tracker.spawn(supervisor.run());
 }
 
 fn lock_state(state: &Mutex<InstanceState>) -> MutexGuard<'_, InstanceState> {

@@ -19,6 +19,7 @@ use crate::id::{ConfigId, InstanceId, WorkerId};
 use crate::ports::{
     ConfigBundle, ExitStatus, GameInstaller, HostApi, HostApiError, InstallError, InstallRequest,
     OutputLine, OutputStream, ProcessHandle, ProcessRunner, ProcessSpec, ProcessUser,
+    ServerLaunch, SpawnedProcess,
 };
 use crate::process::{self, StopStep, Stopped};
 use crate::status::{Cause, Entity, Status, can_transition};
@@ -28,7 +29,7 @@ use crate::worker_service::console_tail::send_tail;
 use crate::worker_service::directories::WorkerDirectories;
 use crate::worker_service::install_progress::ProgressPublisher;
 use crate::worker_service::launch::{ServerEnvironment, process_spec};
-use crate::worker_service::process_records::ProcessRecords;
+use crate::worker_service::process_records::{KeptServer, ProcessRecords};
 use crate::worker_service::reporter::Reporter;
 use crate::worker_service::restart_policy::{CrashTracker, Decision};
 use crate::worker_service::server_user::hand_over;
@@ -101,6 +102,9 @@ pub(crate) struct SupervisorContext {
     pub(crate) ends: super::recent_ends::RecentEnds,
     /// Cancelled when the worker begins to shut down.
     pub(crate) stopping: CancellationToken,
+    /// At the worker's shutdown, servers the runner keeps across worker restarts are left
+    /// running (for the next run to take up) instead of stopped.
+    pub(crate) leave_running: bool,
 }
 
 /// The status an instance ends in.
@@ -152,6 +156,8 @@ enum AttemptEnd {
         detail: String,
         exit: Option<ExitStatus>,
     },
+    /// Left running at the worker's shutdown, for its next run to take up.
+    LeftRunning,
 }
 
 /// Why the supervisor is ending the process.
@@ -184,6 +190,9 @@ pub(crate) struct Supervisor {
     /// The game and config the start command carried, for the first attempt only (taken by
     /// it); every later attempt fetches them.
     carried: Option<ConfigBundle>,
+    /// A server a previous run of the worker left, taken up again: the first attempt
+    /// supervises it instead of starting one.
+    taken_up: Option<SpawnedProcess>,
 }
 
 impl Supervisor {
@@ -215,7 +224,32 @@ impl Supervisor {
             config: None,
             crashes: None,
             carried: None,
+            taken_up: None,
         }
+    }
+
+    /// Supervises `server`, which a previous run of the worker left running (`kept` as it
+    /// recorded it), instead of starting one: the instance goes on in the status it had,
+    /// its console after line `last_seq`.
+    pub(crate) fn taking_up(
+        mut self,
+        server: SpawnedProcess,
+        kept: &KeptServer,
+        last_seq: u64,
+    ) -> Self {
+        {
+            let mut state = lock(&self.state);
+            state.status = if kept.ready {
+                Status::Running
+            } else {
+                Status::Initializing
+            };
+            state.restart_count = kept.restart_count;
+            state.pid = Some(server.handle.pid());
+        }
+        self.console.continue_after(last_seq);
+        self.taken_up = Some(server);
+        self
     }
 
     /// Starts with `bundle`, the game and config the start command carried, rather than
@@ -287,7 +321,11 @@ impl Supervisor {
         // `initializing` is numbered first and published while the config is fetched and the
         // game installed: the spawn does not wait for the broker to confirm it (the host puts
         // the instance's reports in the order of their numbers).
-        let initializing = self.enter(Status::Initializing, Cause::User, None, None);
+        let initializing = if self.taken_up.is_some() {
+            None
+        } else {
+            self.enter(Status::Initializing, Cause::User, None, None)
+        };
         let reporter = self.context.reporter.clone();
         let announce = async move {
             if let Some(report) = initializing {
@@ -295,6 +333,15 @@ impl Supervisor {
             }
         };
         let ((), end) = tokio::join!(announce, self.lifecycle());
+        let Some(end) = end else {
+            // Left running for the worker's next run: no end to report, and its record stays.
+            self.console.close(LIVE_CONSOLE_GRACE).await;
+            tracing::info!(
+                instance_id = self.instance_id.get(),
+                "left running for the next run of the worker"
+            );
+            return;
+        };
         // Listed as ended (with how) before it leaves the live inventory, so that a heartbeat
         // never leaves it out while its final report may not have been recorded.
         self.context.ends.record(
@@ -326,11 +373,13 @@ impl Supervisor {
         .await;
     }
 
-    /// Attempts until one ends for good; restarts per the crash policy.
-    async fn lifecycle(&mut self) -> Final {
+    /// Attempts until one ends for good (`None`: its server was left running at the worker's
+    /// shutdown); restarts per the crash policy.
+    async fn lifecycle(&mut self) -> Option<Final> {
         loop {
             let failure = match self.attempt().await {
-                AttemptEnd::Ended(end) => return end,
+                AttemptEnd::Ended(end) => return Some(end),
+                AttemptEnd::LeftRunning => return None,
                 AttemptEnd::Failed(failure) => failure,
                 AttemptEnd::Restart { detail, exit } => {
                     let restart = {
@@ -363,7 +412,7 @@ impl Supervisor {
                 unrecoverable,
             } = failure;
             if let Some(class) = unrecoverable {
-                return Final {
+                return Some(Final {
                     status: Status::Crashed,
                     cause,
                     detail: Some(format!(
@@ -372,38 +421,38 @@ impl Supervisor {
                          then start the server again"
                     )),
                     exit,
-                };
+                });
             }
             if refused {
-                return Final {
+                return Some(Final {
                     status: Status::Crashed,
                     cause,
                     detail: Some(format!(
                         "{detail}; not restarted: an admin must fix the config or the game's files"
                     )),
                     exit,
-                };
+                });
             }
             match tracker.on_exit(Instant::now(), clean, uptime) {
-                Decision::Complete => return Final::complete(Cause::Exited, detail, exit),
+                Decision::Complete => return Some(Final::complete(Cause::Exited, detail, exit)),
                 Decision::Crashed => {
-                    return Final {
+                    return Some(Final {
                         status: Status::Crashed,
                         cause,
                         detail: Some(detail),
                         exit,
-                    };
+                    });
                 }
                 Decision::CrashLoop => {
                     let window = self.config.as_ref().map_or(0, |c| c.spec.restart.window_s);
-                    return Final {
+                    return Some(Final {
                         status: Status::Crashed,
                         cause: Cause::CrashLoop,
                         detail: Some(format!(
                             "{detail}; too many restarts within {window} s: giving up"
                         )),
                         exit,
-                    };
+                    });
                 }
                 Decision::Restart { after, restart } => {
                     lock(&self.state).restart_count = restart;
@@ -411,7 +460,7 @@ impl Supervisor {
                     self.transition(Status::Initializing, Cause::CrashPolicy, Some(detail), exit)
                         .await;
                     if let Some(end) = self.wait_before_restart(after).await {
-                        return end;
+                        return Some(end);
                     }
                 }
             }
@@ -448,8 +497,11 @@ impl Supervisor {
         }
     }
 
-    /// One attempt: prepare, spawn, supervise.
+    /// One attempt: prepare, spawn, supervise (or supervise the server taken up).
     async fn attempt(&mut self) -> AttemptEnd {
+        if let Some(server) = self.taken_up.take() {
+            return self.take_up(server).await;
+        }
         let began = Instant::now();
         let prepare = prepare(
             self.context.clone(),
@@ -515,24 +567,79 @@ impl Supervisor {
             }
         };
         let prepared_in = began.elapsed();
-        let spawned = match self.context.runner.spawn(&spec).await {
+        let config = self.config.clone().expect("set above");
+        let launch = ServerLaunch {
+            instance_id: self.instance_id,
+            first_seq: self.console.next_seq(),
+            stop: config.spec.stop.clone(),
+        };
+        let spawned = match self.context.runner.spawn_server(&spec, &launch).await {
             Ok(spawned) => spawned,
             Err(e) => return failed(Cause::SpawnFailed, e.to_string(), false, None),
         };
         let pid = spawned.handle.pid();
         lock(&self.state).pid = Some(pid);
-        if let Err(e) = self.context.records.record(self.instance_id, pid) {
-            tracing::error!(instance_id = self.instance_id.get(), pid, error = %e, "could not record the process group; a worker restart could not end it");
-        }
+        self.record(pid, false);
         // How long preparing (config, install) and the spawn itself took: a spawn costs more
         // the more memory the worker has touched (fork copies its page tables), and waits for
         // a core when the machine is busy.
         tracing::info!(instance_id = self.instance_id.get(), pid, ?prepared_in, spawned_in = ?(began.elapsed() - prepared_in), "spawned");
-        let config = self.config.clone().expect("set above");
+        self.supervised(&config, spawned, false).await
+    }
+
+    /// Supervises a server a previous run of the worker left running, with its config as the
+    /// host has it now (the host took the instance over for this registration when the worker
+    /// registered). A host that does not confirm the instance is this worker's gets it killed.
+    async fn take_up(&mut self, server: SpawnedProcess) -> AttemptEnd {
+        let ready = self.status() == Status::Running;
+        match fetch_config(&self.context, self.instance_id, self.config_id).await {
+            Ok(bundle) => {
+                self.config = Some(bundle.config.clone());
+                tracing::info!(instance_id = self.instance_id.get(), pid = server.handle.pid(), "took up a server the last run of the worker left running");
+                self.supervised(&bundle.config, server, ready).await
+            }
+            Err(e) => {
+                let exit = process::kill(&server.handle).await;
+                self.context.records.remove(self.instance_id);
+                AttemptEnd::Ended(Final {
+                    status: Status::Crashed,
+                    cause: Cause::WorkerRestart,
+                    detail: Some(format!(
+                        "its server outlived a restart of the worker, but the host does not                          confirm it is this worker's: {e}; it was killed"
+                    )),
+                    exit: Some(exit.status),
+                })
+            }
+        }
+    }
+
+    /// Records the server's process group (and, when the runner keeps servers across worker
+    /// restarts, what the next run needs to take it up).
+    fn record(&self, pid: u32, ready: bool) {
+        let kept = self.context.runner.keeps_servers().then(|| KeptServer {
+            config_id: self.config_id,
+            restart_count: lock(&self.state).restart_count,
+            ready,
+        });
+        if let Err(e) = self.context.records.record(self.instance_id, pid, kept) {
+            tracing::error!(instance_id = self.instance_id.get(), pid, error = %e, "could not record the process group; a worker restart could not end it or take it up");
+        }
+    }
+
+    /// Supervises a spawned server to its exit (`ready`: it is already `running`), then
+    /// forgets its record, unless it was left running.
+    async fn supervised(
+        &mut self,
+        config: &GameServerConfig,
+        server: SpawnedProcess,
+        ready: bool,
+    ) -> AttemptEnd {
         let end = self
-            .supervise(&config, &spawned.handle, spawned.output)
+            .supervise(config, &server.handle, server.output, ready)
             .await;
-        self.context.records.remove(self.instance_id);
+        if !matches!(end, AttemptEnd::LeftRunning) {
+            self.context.records.remove(self.instance_id);
+        }
         end
     }
 
@@ -548,22 +655,30 @@ impl Supervisor {
     }
 
     /// Numbers the stop line the stop sequence is about to write in the console, as an `in`
-    /// line, like any line written to the server.
-    fn echo_stop_line(&mut self, policy: &StopPolicy) {
-        if let Some(line) = &policy.stdin_line {
+    /// line, like any line written to the server (a runner that numbers the console echoes it
+    /// itself).
+    fn echo_stop_line(&mut self, handle: &ProcessHandle, policy: &StopPolicy) {
+        if let Some(line) = &policy.stdin_line
+            && !handle.numbers_console()
+        {
             self.console.line(ConsoleStream::Stdin, line.clone());
         }
     }
 
     fn write_stdin(&mut self, handle: &ProcessHandle, line: String) -> Result<String, String> {
         handle.write_line(&line).map_err(|e| e.to_string())?;
-        self.console.line(ConsoleStream::Stdin, line);
+        if !handle.numbers_console() {
+            self.console.line(ConsoleStream::Stdin, line);
+        }
         Ok("written".to_owned())
     }
 
     async fn became_ready(&mut self, handle: &ProcessHandle) {
         self.transition(Status::Running, Cause::Ready, None, None)
             .await;
+        if self.context.runner.keeps_servers() {
+            self.record(handle.pid(), true);
+        }
         while let Some(line) = self.pending_stdin.pop_front() {
             if let Err(e) = self.write_stdin(handle, line) {
                 tracing::warn!(instance_id = self.instance_id.get(), error = %e, "a queued console line was not delivered");
@@ -575,16 +690,22 @@ impl Supervisor {
         let stream = match line.stream {
             OutputStream::Stdout => ConsoleStream::Stdout,
             OutputStream::Stderr => ConsoleStream::Stderr,
+            OutputStream::Stdin => ConsoleStream::Stdin,
         };
-        self.console.line(stream, line.text);
+        match line.numbered {
+            Some((seq, at)) => self.console.numbered(seq, at, stream, line.text),
+            None => self.console.line(stream, line.text),
+        }
     }
 
-    /// From spawn to exit: output, readiness, requests, and the stop sequence.
+    /// From spawn to exit: output, readiness, requests, and the stop sequence. `already_ready`:
+    /// a server taken up again that was `running`.
     async fn supervise(
         &mut self,
         config: &GameServerConfig,
         handle: &ProcessHandle,
         mut output: mpsc::Receiver<OutputLine>,
+        already_ready: bool,
     ) -> AttemptEnd {
         let spawned_at = Instant::now();
         let ready_pattern = config
@@ -592,8 +713,8 @@ impl Supervisor {
             .ready_pattern
             .as_deref()
             .and_then(|p| regex::Regex::new(p).ok());
-        let mut ready = ready_pattern.is_none();
-        if ready {
+        let mut ready = already_ready || ready_pattern.is_none();
+        if ready && !already_ready {
             self.became_ready(handle).await;
         }
         let ready_timeout = (config.spec.ready_timeout_s > 0 && !ready)
@@ -642,7 +763,7 @@ impl Supervisor {
                     Some(Request::Stop { reply }) => {
                         if reason.is_none() {
                             reason = Some(Ending::Stop);
-                            self.echo_stop_line(&config.spec.stop);
+                            self.echo_stop_line(handle, &config.spec.stop);
                             ending = Some(Box::pin(stop_future(handle.clone(), config.spec.stop.clone())));
                         }
                         let _ = reply.send(Ok("stopping".to_owned()));
@@ -658,7 +779,7 @@ impl Supervisor {
                     Some(Request::Restart { reply }) => {
                         let answer = if reason.is_none() {
                             reason = Some(Ending::Restart);
-                            self.echo_stop_line(&config.spec.stop);
+                            self.echo_stop_line(handle, &config.spec.stop);
                             ending = Some(Box::pin(stop_future(handle.clone(), config.spec.stop.clone())));
                             Ok("restarting".to_owned())
                         } else {
@@ -666,12 +787,17 @@ impl Supervisor {
                         };
                         let _ = reply.send(answer);
                     }
+                    None if self.context.leave_running && self.context.runner.keeps_servers() && reason.is_none() => {
+                        // The worker is shutting down and leaves its servers to its next run.
+                        self.console.flush();
+                        return AttemptEnd::LeftRunning;
+                    }
                     None => {
                         // The worker is shutting down: stop gracefully, within the stop policy.
                         self.requests_open = false;
                         if reason.is_none() {
                             reason = Some(Ending::Shutdown);
-                            self.echo_stop_line(&config.spec.stop);
+                            self.echo_stop_line(handle, &config.spec.stop);
                             ending = Some(Box::pin(stop_future(handle.clone(), config.spec.stop.clone())));
                         }
                     }
@@ -692,6 +818,19 @@ impl Supervisor {
         }
         self.drain(&mut output).await;
         self.console.flush();
+        if reason.is_none()
+            && let Some(lost) = handle.lost()
+        {
+            return AttemptEnd::Failed(Failure {
+                cause: Cause::ShimLost,
+                detail: lost.to_owned(),
+                exit: None,
+                clean: false,
+                uptime: spawned_at.elapsed(),
+                refused: false,
+                unrecoverable: None,
+            });
+        }
         let detail = match reason {
             Some(Ending::Stop | Ending::Shutdown | Ending::Restart) => {
                 stop_detail(&config.spec.stop, stopped.map(|s| s.step), status)

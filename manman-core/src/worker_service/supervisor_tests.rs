@@ -130,6 +130,7 @@ impl Harness {
                 version: "1".into(),
                 capacity: 4,
                 labels: BTreeMap::default(),
+                taken_up: Vec::new(),
             })
             .await
             .expect("register");
@@ -205,6 +206,7 @@ impl Harness {
             directories,
             ends: RecentEnds::default(),
             stopping: CancellationToken::new(),
+            leave_running: false,
         };
         let (requests, receiver) = mpsc::channel(64);
         let state = Arc::new(Mutex::new(InstanceState {

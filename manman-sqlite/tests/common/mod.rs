@@ -56,6 +56,7 @@ pub(crate) fn registration(name: &str) -> WorkerRegistration {
         version: "1.0".to_owned(),
         capacity: 2,
         labels: Default::default(),
+        taken_up: Vec::new(),
     }
 }
 

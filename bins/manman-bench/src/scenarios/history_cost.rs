@@ -176,6 +176,7 @@ async fn subject(url: &str) -> anyhow::Result<Subject> {
             version: "1".into(),
             capacity: 4,
             labels: Default::default(),
+            taken_up: Vec::new(),
         })
         .await
         .context("register the worker")?;
