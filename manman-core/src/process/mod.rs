@@ -27,7 +27,6 @@ mod conformance {
     use super::TokioProcessRunner;
     use crate::ports::{ProcessRunner, ProcessSpec};
     use crate::testing::process::{self, ProcessFixture, Program};
-    use std::collections::BTreeMap;
 
     /// Each program as a `/bin/sh` script.
     struct ShellScripts {
@@ -40,33 +39,7 @@ mod conformance {
         }
 
         fn spec(&self, program: Program) -> ProcessSpec {
-            let script = match program {
-                Program::Echo => {
-                    "echo ready; while IFS= read -r line; do printf '%s\\n' \"$line\"; done"
-                }
-                Program::PrintAndExit => "echo 'out 1'; echo 'err 1' >&2; echo 'out 2'; exit 3",
-                Program::WaitForSignal => "echo ready; exec sleep 600",
-                // An ignored signal stays ignored across exec.
-                Program::IgnoreTerm => "trap '' TERM; echo ready; exec sleep 600",
-                Program::QuitOnLine => {
-                    "echo ready; while IFS= read -r line; do [ \"$line\" = quit ] && exit 0; done; exit 0"
-                }
-                Program::Crash => "exit 1",
-                Program::Missing => {
-                    return spec("/nonexistent/manman-conformance/missing", Vec::new());
-                }
-            };
-            spec("/bin/sh", vec!["-c".to_owned(), script.to_owned()])
-        }
-    }
-
-    fn spec(program: &str, args: Vec<String>) -> ProcessSpec {
-        ProcessSpec {
-            program: program.into(),
-            args,
-            env: BTreeMap::from([("PATH".to_owned(), "/usr/bin:/bin".to_owned())]),
-            cwd: std::env::temp_dir(),
-            user: None,
+            process::shell_script(program)
         }
     }
 

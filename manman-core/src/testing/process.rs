@@ -49,6 +49,38 @@ pub enum Program {
     Missing,
 }
 
+/// Each [`Program`] as a `/bin/sh` script: the fixture of runners that start real processes.
+pub fn shell_script(program: Program) -> ProcessSpec {
+    let script = match program {
+        Program::Echo => "echo ready; while IFS= read -r line; do printf '%s\\n' \"$line\"; done",
+        Program::PrintAndExit => "echo 'out 1'; echo 'err 1' >&2; echo 'out 2'; exit 3",
+        Program::WaitForSignal => "echo ready; exec sleep 600",
+        // An ignored signal stays ignored across exec.
+        Program::IgnoreTerm => "trap '' TERM; echo ready; exec sleep 600",
+        Program::QuitOnLine => {
+            "echo ready; while IFS= read -r line; do [ \"$line\" = quit ] && exit 0; done; exit 0"
+        }
+        Program::Crash => "exit 1",
+        Program::Missing => {
+            return script_spec("/nonexistent/manman-conformance/missing", Vec::new());
+        }
+    };
+    script_spec("/bin/sh", vec!["-c".to_owned(), script.to_owned()])
+}
+
+fn script_spec(program: &str, args: Vec<String>) -> ProcessSpec {
+    ProcessSpec {
+        program: program.into(),
+        args,
+        env: std::collections::BTreeMap::from([(
+            "PATH".to_owned(),
+            "/usr/bin:/bin".to_owned(),
+        )]),
+        cwd: std::env::temp_dir(),
+        user: None,
+    }
+}
+
 /// How an adapter runs the suite's programs.
 pub trait ProcessFixture: Send + Sync {
     /// The runner under test.
@@ -152,6 +184,7 @@ pub async fn stdin_lines_arrive_in_order_and_closing_stdin_ends_input(
     let echoed: Vec<String> = all_lines(&mut output)
         .await
         .into_iter()
+        .filter(|l| l.stream == OutputStream::Stdout)
         .map(|l| l.text)
         .collect();
     assert_eq!(echoed, ["one", "two", "three"], "queued lines come first");
