@@ -163,3 +163,43 @@ async fn a_server_that_ends_unheard_is_reported_from_its_exit_file() {
         "reported once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shim_told_to_terminate_stops_its_server_by_its_stop_policy_at_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    // A grace far beyond the test: only the SIGTERM can end the server in time.
+    let runner =
+        ShimProcessRunner::new(SHIM, dir.path()).unattended_grace(Duration::from_secs(3600));
+    let spec = shell_script(Program::QuitOnLine);
+    let SpawnedProcess { handle, mut output } =
+        runner.spawn_server(&spec, &launch(9, 1)).await.expect("spawned");
+    assert_eq!(next(&mut output).await.text, "ready");
+    let pid = handle.pid();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let shim: i32 = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .expect("the server's parent, its shim");
+    // The machine shuts down: systemd sends SIGTERM to what is left of the worker's unit.
+    drop((handle, output));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM the shim");
+    eventually("the shim to stop its server and go", WAIT, || async {
+        (!pid_alive(pid) && !dir.path().join("instance-9.sock").exists()).then_some(())
+    })
+    .await;
+    match runner.reattach(InstanceId(9), 1).await {
+        Reattached::Ended {
+            exit,
+            stopped_unattended,
+        } => {
+            assert_eq!(exit.code, Some(0), "by its stop line `quit`");
+            assert!(stopped_unattended);
+        }
+        other => panic!("ended, not {other:?}"),
+    }
+}

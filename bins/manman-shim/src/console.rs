@@ -39,8 +39,10 @@ pub struct State {
     pub(crate) outputs_open: u8,
     /// The worker recorded the exit.
     pub(crate) done: bool,
-    /// The shim stopped the server itself, no worker being attached.
-    pub(crate) stopped_unattended: bool,
+    /// The shim stopped the server itself (no worker attached in time, or a SIGTERM).
+    pub(crate) stopped_by_shim: bool,
+    /// The shim got SIGTERM (the machine shuts down): stop the server now.
+    pub(crate) stop_requested: bool,
 }
 
 fn now_ms() -> i64 {
@@ -63,7 +65,8 @@ impl Console {
                 exit: None,
                 outputs_open: 2,
                 done: false,
-                stopped_unattended: false,
+                stopped_by_shim: false,
+                stop_requested: false,
             }),
             changed: Condvar::new(),
             pid,
@@ -190,5 +193,10 @@ impl State {
     pub(crate) fn unattended_for(&self, grace: Duration) -> bool {
         self.unattended_since
             .is_some_and(|since| since.elapsed() >= grace)
+    }
+
+    /// Whether the server is to be stopped now: no worker attached for `grace`, or a SIGTERM.
+    pub(crate) fn must_stop(&self, grace: Duration) -> bool {
+        self.stop_requested || self.unattended_for(grace)
     }
 }

@@ -6,7 +6,7 @@ pub mod protocol;
 pub mod server;
 
 use console::Console;
-use nix::sys::signal::Signal;
+use nix::sys::signal::{SigSet, Signal};
 use options::{Options, StopPolicy};
 use protocol::{Exit, Stream, ToShim, ToWorker};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -36,6 +36,16 @@ pub fn main() -> ExitCode {
     };
     // Out of the worker's session: a Ctrl-C or a signal to the worker's group is not ours.
     let _ = nix::unistd::setsid();
+    // SIGTERM (the machine shuts down) is taken by a thread of its own, which has the server
+    // stopped by its stop policy; blocked here, before any thread starts, so every thread
+    // inherits the mask. (The server does not: a spawned process starts with no signal
+    // blocked.)
+    let mut terms = SigSet::empty();
+    terms.add(Signal::SIGTERM);
+    if let Err(e) = terms.thread_block() {
+        eprintln!("manman-shim: cannot block SIGTERM: {e}");
+        return ExitCode::FAILURE;
+    }
     // The worker's end of the first connection is our stdin; it is taken over as a socket and
     // stdin becomes /dev/null, so that closing the connection really closes it.
     let first = match take_first_connection() {
@@ -45,7 +55,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    run(&options, first)
+    run(&options, first, terms)
 }
 
 fn take_first_connection() -> std::io::Result<UnixStream> {
@@ -55,7 +65,7 @@ fn take_first_connection() -> std::io::Result<UnixStream> {
     Ok(UnixStream::from(fd))
 }
 
-fn run(options: &Options, mut first: UnixStream) -> ExitCode {
+fn run(options: &Options, mut first: UnixStream, terms: SigSet) -> ExitCode {
     let _ = std::fs::remove_file(&options.socket);
     let listener = match UnixListener::bind(&options.socket) {
         Ok(listener) => listener,
@@ -90,6 +100,15 @@ fn run(options: &Options, mut first: UnixStream) -> ExitCode {
     });
     std::thread::spawn({
         let console = Arc::clone(&console);
+        move || {
+            while terms.wait().is_ok() {
+                console.lock().stop_requested = true;
+                console.notify();
+            }
+        }
+    });
+    std::thread::spawn({
+        let console = Arc::clone(&console);
         let stdin = Arc::clone(&stdin);
         let (grace, stop) = (options.unattended_grace, options.stop.clone());
         move || stop_when_unattended(&console, &stdin, grace, &stop)
@@ -115,13 +134,14 @@ fn run(options: &Options, mut first: UnixStream) -> ExitCode {
     }
     state.exit = Some(exit);
     state.send(&ToWorker::Exit(exit));
-    // Kept until a worker recorded it, or written down for the next one.
+    // Kept until a worker recorded it, or written down for the next one once none is attached
+    // (at once after a SIGTERM: the machine is going down).
     loop {
         if state.done {
             break;
         }
-        if state.unattended_for(options.unattended_grace) {
-            let why = if state.stopped_unattended {
+        if state.must_stop(options.unattended_grace) && state.unattended_for(Duration::ZERO) {
+            let why = if state.stopped_by_shim {
                 "stopped"
             } else {
                 "exited"
@@ -250,10 +270,10 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Stops the server by its stop policy once no worker has been attached for `grace`: no server
-/// runs without a supervisor for ever.
+/// Stops the server by its stop policy once no worker has been attached for `grace` (no server
+/// runs without a supervisor for ever), or once the shim got SIGTERM.
 fn stop_when_unattended(
-    console: &Console,
+    console: &Arc<Console>,
     stdin: &Arc<Mutex<Option<ChildStdin>>>,
     grace: Duration,
     stop: &StopPolicy,
@@ -263,12 +283,12 @@ fn stop_when_unattended(
         if state.exit.is_some() {
             return;
         }
-        if state.unattended_for(grace) {
+        if state.must_stop(grace) {
             break;
         }
         state = console.wait(state, Duration::from_millis(500));
     }
-    state.stopped_unattended = true;
+    state.stopped_by_shim = true;
     drop(state);
     let ended = |within: Duration| {
         let until = Instant::now() + within;
@@ -281,10 +301,14 @@ fn stop_when_unattended(
     if let Some(line) = &stop.line {
         // Written from a thread of its own: a server that does not read its input must not
         // hold up the signals.
-        let (stdin, line) = (Arc::clone(stdin), line.clone());
+        let (stdin, line, console) = (Arc::clone(stdin), line.clone(), Arc::clone(console));
         std::thread::spawn(move || {
-            if let Some(pipe) = &mut *lock(&stdin) {
-                let _ = writeln!(pipe, "{line}").and_then(|()| pipe.flush());
+            let written = match &mut *lock(&stdin) {
+                Some(pipe) => writeln!(pipe, "{line}").and_then(|()| pipe.flush()).is_ok(),
+                None => false,
+            };
+            if written {
+                console.push(Stream::Stdin, line);
             }
         });
         if ended(stop.timeout) {

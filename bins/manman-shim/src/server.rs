@@ -39,6 +39,12 @@ pub fn spawn(launch: &Launch) -> std::io::Result<Child> {
     }
     let shim = nix::unistd::getpid();
     let hook = move || -> std::io::Result<()> {
+        // The shim blocks SIGTERM for its own threads; the server starts with none blocked.
+        nix::sys::signal::sigprocmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&nix::sys::signal::SigSet::empty()),
+            None,
+        )?;
         nix::unistd::setsid()?;
         mark_inherited_fds_cloexec();
         #[cfg(target_os = "linux")]
@@ -53,7 +59,8 @@ pub fn spawn(launch: &Launch) -> std::io::Result<Child> {
         Ok(())
     };
     // SAFETY: the hook runs in the forked child, where only async-signal-safe calls are
-    // allowed: it makes only system calls (setsid, close_range or fcntl, prctl, getppid),
+    // allowed: it makes only system calls (sigprocmask, setsid, close_range or fcntl, prctl,
+    // getppid),
     // allocates nothing and takes no lock.
     unsafe {
         command.pre_exec(hook);
