@@ -1,4 +1,5 @@
-# The three ManMan binaries in a small image that runs as a non-root user.
+# The ManMan binaries (and the worker's per-server shim) in a small image that runs as a non-root
+# user.
 #   docker build -t manman .
 #   docker run --rm -p 8000:8000 -e MANMAN_POSTGRES_URL=… -e MANMAN_RABBITMQ_URL=… manman
 # The default command is the host; run `manman-worker` or `manman` by naming them.
@@ -6,8 +7,9 @@
 FROM rust:1.94-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p manman-host -p manman-worker -p manman \
- && strip target/release/manman-host target/release/manman-worker target/release/manman
+RUN cargo build --release --locked -p manman-host -p manman-worker -p manman -p manman-shim \
+ && strip target/release/manman-host target/release/manman-worker target/release/manman \
+          target/release/manman-shim
 
 FROM debian:bookworm-slim
 RUN apt-get update \
@@ -15,7 +17,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 manman \
  && useradd --system --uid 10001 --gid manman --home-dir /var/lib/manman --create-home manman
-COPY --from=build /src/target/release/manman-host /src/target/release/manman-worker /src/target/release/manman /usr/local/bin/
+COPY --from=build /src/target/release/manman-host /src/target/release/manman-worker /src/target/release/manman \
+     /src/target/release/manman-shim /usr/local/bin/
 USER 10001:10001
 WORKDIR /var/lib/manman
 ENV MANMAN_BIND=0.0.0.0:8000 \

@@ -246,6 +246,18 @@ impl InstanceRepository for AuditedStore {
     async fn count_active_by_worker(&self) -> Result<Vec<(WorkerId, u64)>, StoreError> {
         self.inner.instances.count_active_by_worker().await
     }
+
+    async fn take_over_instances(
+        &self,
+        worker: WorkerId,
+        epoch: i64,
+        instances: &[InstanceId],
+    ) -> Result<Vec<InstanceId>, StoreError> {
+        self.inner
+            .instances
+            .take_over_instances(worker, epoch, instances)
+            .await
+    }
 }
 
 #[async_trait]

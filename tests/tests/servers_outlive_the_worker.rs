@@ -74,7 +74,12 @@ fn console_numbers(system: &System, id: InstanceId) -> Vec<u64> {
     std::fs::read_to_string(system.console_log("w1", id))
         .expect("the console log")
         .lines()
-        .map(|l| l.split(' ').nth(1).and_then(|n| n.parse().ok()).expect("a number"))
+        .map(|l| {
+            l.split(' ')
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .expect("a number")
+        })
         .collect()
 }
 
@@ -142,8 +147,10 @@ async fn servers_run_on_through_a_worker_restart_and_a_worker_crash() {
         return;
     };
     let ids = start_chatty(&system, 3).await;
-    let pids: BTreeMap<InstanceId, u32> =
-        ids.iter().map(|id| (*id, server_pid(&system, *id))).collect();
+    let pids: BTreeMap<InstanceId, u32> = ids
+        .iter()
+        .map(|id| (*id, server_pid(&system, *id)))
+        .collect();
     for id in &ids {
         echoed(&system, *id, &format!("before {id}")).await;
     }
@@ -158,7 +165,10 @@ async fn servers_run_on_through_a_worker_restart_and_a_worker_crash() {
         // The servers go on printing while no worker is there.
         tokio::time::sleep(Duration::from_millis(700)).await;
         for (id, pid) in &pids {
-            assert!(pid_alive(*pid), "round {round}: {id}'s server {pid} outlived the worker");
+            assert!(
+                pid_alive(*pid),
+                "round {round}: {id}'s server {pid} outlived the worker"
+            );
         }
         system.start_worker_again(0, epoch).await;
         let new_epoch = epoch_of_w1(&system).await;
@@ -168,7 +178,11 @@ async fn servers_run_on_through_a_worker_restart_and_a_worker_crash() {
                 instance.worker_epoch, new_epoch,
                 "round {round}: {id} is the new registration's"
             );
-            assert_eq!(server_pid(&system, *id), pids[id], "round {round}: same process");
+            assert_eq!(
+                server_pid(&system, *id),
+                pids[id],
+                "round {round}: same process"
+            );
             let line = format!("after round {round} {id}");
             echoed(&system, *id, &line).await;
             let count = assert_gapless(&system, *id);
@@ -216,7 +230,12 @@ async fn servers_left_without_a_worker_beyond_the_grace_time_are_stopped_by_thei
     system.start_worker_again(0, epoch).await;
     for id in &ids {
         let ended = wait_instance_status(&system.client, *id, Status::Complete).await;
-        assert_eq!(ended.cause, Cause::WorkerRestart, "{id}: {:?}", ended.detail);
+        assert_eq!(
+            ended.cause,
+            Cause::WorkerRestart,
+            "{id}: {:?}",
+            ended.detail
+        );
         let detail = ended.detail.unwrap_or_default();
         assert!(
             detail.contains("stopped by its stop policy") && detail.contains("exit code 0"),
@@ -244,7 +263,10 @@ async fn a_shim_killed_on_its_own_ends_its_instance_and_leaves_no_server() {
     let ended = wait_instance_status(&system.client, victim, Status::Crashed).await;
     assert_eq!(ended.cause, Cause::ShimLost, "{:?}", ended.detail);
     let detail = ended.detail.unwrap_or_default();
-    assert!(detail.contains("shim") && detail.contains(&pid.to_string()), "{detail}");
+    assert!(
+        detail.contains("shim") && detail.contains(&pid.to_string()),
+        "{detail}"
+    );
     eventually("the server to be gone with its shim", WAIT, || async {
         (!pid_alive(pid)).then_some(())
     })
@@ -252,7 +274,12 @@ async fn a_shim_killed_on_its_own_ends_its_instance_and_leaves_no_server() {
     // The other server is untouched.
     echoed(&system, other, "still here").await;
     assert_eq!(
-        system.client.get_instance(other).await.expect("other").status,
+        system
+            .client
+            .get_instance(other)
+            .await
+            .expect("other")
+            .status,
         Status::Running
     );
 }

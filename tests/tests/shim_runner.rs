@@ -84,12 +84,17 @@ async fn a_server_let_go_by_one_runner_is_taken_up_by_the_next() {
     let dir = tempfile::tempdir().expect("dir");
     let first = ShimProcessRunner::new(SHIM, dir.path());
     let spec = shell_script(Program::Echo);
-    let SpawnedProcess { handle, mut output } =
-        first.spawn_server(&spec, &launch(7, 41)).await.expect("spawned");
+    let SpawnedProcess { handle, mut output } = first
+        .spawn_server(&spec, &launch(7, 41))
+        .await
+        .expect("spawned");
     let pid = handle.pid();
     assert!(handle.numbers_console());
     let ready = next(&mut output).await;
-    assert_eq!((ready.text.as_str(), ready.numbered.map(|n| n.0)), ("ready", Some(41)));
+    assert_eq!(
+        (ready.text.as_str(), ready.numbered.map(|n| n.0)),
+        ("ready", Some(41))
+    );
     handle.write_line("one").expect("write");
     let sent = next(&mut output).await;
     assert_eq!(
@@ -98,7 +103,10 @@ async fn a_server_let_go_by_one_runner_is_taken_up_by_the_next() {
         "the shim numbers what it writes"
     );
     let echo = next(&mut output).await;
-    assert_eq!((echo.text.as_str(), echo.numbered.map(|n| n.0)), ("one", Some(43)));
+    assert_eq!(
+        (echo.text.as_str(), echo.numbered.map(|n| n.0)),
+        ("one", Some(43))
+    );
 
     // The worker lets go (it leaves the server running), and the lines it had not logged yet
     // are asked for again by the next one.
@@ -121,7 +129,9 @@ async fn a_server_let_go_by_one_runner_is_taken_up_by_the_next() {
     assert_eq!(next(&mut output).await.numbered.map(|n| n.0), Some(44));
     assert_eq!(next(&mut output).await.text, "two");
     handle.close_stdin();
-    let exit = tokio::time::timeout(WAIT, handle.wait()).await.expect("exit");
+    let exit = tokio::time::timeout(WAIT, handle.wait())
+        .await
+        .expect("exit");
     assert_eq!(exit.code, Some(0));
     assert!(handle.lost().is_none());
     eventually("the shim to go once its exit was heard", WAIT, || async {
@@ -135,8 +145,10 @@ async fn a_server_that_ends_unheard_is_reported_from_its_exit_file() {
     let dir = tempfile::tempdir().expect("dir");
     let runner = ShimProcessRunner::new(SHIM, dir.path()).unattended_grace(Duration::from_secs(1));
     let spec = shell_script(Program::QuitOnLine);
-    let SpawnedProcess { handle, output } =
-        runner.spawn_server(&spec, &launch(8, 1)).await.expect("spawned");
+    let SpawnedProcess { handle, output } = runner
+        .spawn_server(&spec, &launch(8, 1))
+        .await
+        .expect("spawned");
     let pid = handle.pid();
     drop((handle, output));
     // After the grace time the shim writes `quit`: the server exits 0, and the shim with it.
@@ -171,8 +183,10 @@ async fn a_shim_told_to_terminate_stops_its_server_by_its_stop_policy_at_once() 
     let runner =
         ShimProcessRunner::new(SHIM, dir.path()).unattended_grace(Duration::from_secs(3600));
     let spec = shell_script(Program::QuitOnLine);
-    let SpawnedProcess { handle, mut output } =
-        runner.spawn_server(&spec, &launch(9, 1)).await.expect("spawned");
+    let SpawnedProcess { handle, mut output } = runner
+        .spawn_server(&spec, &launch(9, 1))
+        .await
+        .expect("spawned");
     assert_eq!(next(&mut output).await.text, "ready");
     let pid = handle.pid();
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");

@@ -12,8 +12,8 @@ use clap::Parser;
 use manman_client::{HttpHostApi, WorkerCredentials};
 use manman_core::backend_url::BusUrl;
 use manman_core::bus::Bus;
-use manman_core::ports::SystemClock;
 use manman_core::ports::ProcessRunner;
+use manman_core::ports::SystemClock;
 use manman_core::process::{ShimProcessRunner, TokioProcessRunner};
 use manman_core::worker_service::{
     InstallerByType, OnShutdown, ServerEnvironment, WorkerExit, WorkerService, WorkerSettings,
@@ -133,7 +133,11 @@ struct Options {
     /// by its stop policy: for a machine that goes away) or `leave-running` (they run on in
     /// their shims for the next run of the worker to take up: for an upgrade or a restart;
     /// needs MANMAN_WORKER_SHIM).
-    #[arg(long, env = "MANMAN_WORKER_ON_SHUTDOWN", default_value = "stop-servers")]
+    #[arg(
+        long,
+        env = "MANMAN_WORKER_ON_SHUTDOWN",
+        default_value = "stop-servers"
+    )]
     on_shutdown: String,
     /// Seconds a shim keeps its server running with no worker attached; then it stops it by
     /// its stop policy (no server runs unsupervised for ever).
@@ -185,9 +189,9 @@ fn settings(options: &Options) -> anyhow::Result<WorkerSettings> {
     settings.on_shutdown = match options.on_shutdown.as_str() {
         "stop-servers" => OnShutdown::StopServers,
         "leave-running" => OnShutdown::LeaveRunning,
-        other => bail!(
-            "MANMAN_WORKER_ON_SHUTDOWN: {other:?} is neither stop-servers nor leave-running"
-        ),
+        other => {
+            bail!("MANMAN_WORKER_ON_SHUTDOWN: {other:?} is neither stop-servers nor leave-running")
+        }
     };
     if settings.on_shutdown == OnShutdown::LeaveRunning && options.shim.is_none() {
         bail!(
@@ -207,11 +211,15 @@ fn server_runner(
     let Some(shim) = &options.shim else {
         return Ok(Arc::new(direct.clone()));
     };
-    let executable = std::fs::metadata(shim)
-        .map(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0);
+    let executable = std::fs::metadata(shim).map(|m| {
+        m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+    });
     match executable {
         Ok(true) => {}
-        Ok(false) => bail!("MANMAN_WORKER_SHIM: {} is not an executable file", shim.display()),
+        Ok(false) => bail!(
+            "MANMAN_WORKER_SHIM: {} is not an executable file",
+            shim.display()
+        ),
         Err(e) => bail!("MANMAN_WORKER_SHIM: {}: {e}", shim.display()),
     }
     if options.shim_grace_s == 0 {

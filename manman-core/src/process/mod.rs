@@ -13,9 +13,9 @@ mod tokio_runner;
 #[forbid(unsafe_code)]
 mod stop;
 
-pub use stop::{StopStep, Stopped, kill, stop};
 #[cfg(feature = "process")]
 pub use shim_runner::ShimProcessRunner;
+pub use stop::{StopStep, Stopped, kill, stop};
 #[cfg(feature = "process")]
 pub use tokio_runner::{MAX_LINE_BYTES, TokioProcessRunner};
 

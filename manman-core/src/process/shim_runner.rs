@@ -279,10 +279,9 @@ impl ProcessRunner for ShimProcessRunner {
                         exit,
                         stopped_unattended,
                     },
-                    None => Reattached::Gone(format!(
-                        "no shim answers on {}: {e}",
-                        socket.display()
-                    )),
+                    None => {
+                        Reattached::Gone(format!("no shim answers on {}: {e}", socket.display()))
+                    }
                 };
             }
         };

@@ -72,10 +72,7 @@ fn script_spec(program: &str, args: Vec<String>) -> ProcessSpec {
     ProcessSpec {
         program: program.into(),
         args,
-        env: std::collections::BTreeMap::from([(
-            "PATH".to_owned(),
-            "/usr/bin:/bin".to_owned(),
-        )]),
+        env: std::collections::BTreeMap::from([("PATH".to_owned(), "/usr/bin:/bin".to_owned())]),
         cwd: std::env::temp_dir(),
         user: None,
     }

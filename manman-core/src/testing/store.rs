@@ -1948,20 +1948,38 @@ pub async fn a_new_registration_takes_over_only_its_own_live_instances(store: &S
         .expect("register again");
     assert_eq!(again.epoch, worker.epoch + 1);
     let unknown = InstanceId(1 << 40);
-    let asked = [more[1].id, first.id, ended.id, elsewhere.id, unknown, first.id];
+    let asked = [
+        more[1].id,
+        first.id,
+        ended.id,
+        elsewhere.id,
+        unknown,
+        first.id,
+    ];
     let taken = store
         .instances
         .take_over_instances(worker.id, again.epoch, &asked)
         .await
         .expect("take over");
-    assert_eq!(taken, [first.id, more[1].id], "its own live ones, by id, once");
+    assert_eq!(
+        taken,
+        [first.id, more[1].id],
+        "its own live ones, by id, once"
+    );
     for id in [first.id, more[1].id] {
         let instance = store.instances.get_instance(id).await.expect("instance");
-        assert_eq!(instance.worker_epoch, again.epoch, "{id} is the new registration's");
+        assert_eq!(
+            instance.worker_epoch, again.epoch,
+            "{id} is the new registration's"
+        );
         assert_eq!(instance.status, Status::Created, "{id}: status untouched");
     }
     let kept = |id| async move { store.instances.get_instance(id).await.expect("instance") };
-    assert_eq!(kept(ended.id).await.worker_epoch, worker.epoch, "an ended one stays");
+    assert_eq!(
+        kept(ended.id).await.worker_epoch,
+        worker.epoch,
+        "an ended one stays"
+    );
     assert_eq!(
         kept(elsewhere.id).await.worker_id,
         elsewhere.worker_id,
@@ -1972,7 +1990,10 @@ pub async fn a_new_registration_takes_over_only_its_own_live_instances(store: &S
         .take_over_instances(worker.id, again.epoch, &asked)
         .await
         .expect("take over again");
-    assert!(again_taken.is_empty(), "already this registration's: {again_taken:?}");
+    assert!(
+        again_taken.is_empty(),
+        "already this registration's: {again_taken:?}"
+    );
 }
 
 /// Active instances of a config, and the count of active instances per worker: ended ones

@@ -147,12 +147,10 @@ pub(crate) fn last_seq(dir: &Path, name: &str) -> Option<u64> {
         // A line is at most the longest console line plus its prefix.
         let tail = size.min(2 * 64 * 1024 + 256);
         file.seek(SeekFrom::Start(size - tail)).ok()?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).ok()?;
+        let mut bytes = vec![0; usize::try_from(tail).ok()?];
+        file.read_exact(&mut bytes).ok()?;
         let whole = &bytes[..=bytes.iter().rposition(|b| *b == b'\n')?];
-        let last = whole[..whole.len() - 1]
-            .rsplit(|b| *b == b'\n')
-            .next()?;
+        let last = whole[..whole.len() - 1].rsplit(|b| *b == b'\n').next()?;
         std::str::from_utf8(last)
             .ok()?
             .split(' ')
@@ -224,7 +222,8 @@ mod tests {
         assert_eq!(last_seq(dir.path(), "instance-7.log"), Some(44));
         // A worker killed while writing leaves half a line: it does not count.
         let mut file = OpenOptions::new().append(true).open(log.path()).unwrap();
-        file.write_all(b"2026-01-01T00:00:00.000Z 45 out half").unwrap();
+        file.write_all(b"2026-01-01T00:00:00.000Z 45 out half")
+            .unwrap();
         assert_eq!(last_seq(dir.path(), "instance-7.log"), Some(44));
         // Just rotated: the newest rotated file has it.
         std::fs::rename(log.path(), rotated(log.path(), 1)).unwrap();

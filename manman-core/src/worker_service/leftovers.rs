@@ -36,9 +36,13 @@ pub(crate) struct Ended {
 impl Ended {
     /// Its final status report.
     pub(crate) fn report(&self, now: DateTime<Utc>) -> StatusReport {
-        let mut report =
-            StatusReport::new(Entity::Instance(self.instance_id), self.status, self.cause, now)
-                .with_detail(self.detail.clone());
+        let mut report = StatusReport::new(
+            Entity::Instance(self.instance_id),
+            self.status,
+            self.cause,
+            now,
+        )
+        .with_detail(self.detail.clone());
         report.exit_code = self.exit.and_then(|e| e.code);
         report.exit_signal = self.exit.and_then(|e| e.signal);
         report
@@ -123,14 +127,28 @@ fn end(records: &ProcessRecords, record: &ProcessRecord, why: Option<&str>) -> E
     let outcome = end_leftover(record);
     records.remove(record.instance_id);
     let mut detail = match outcome {
-        Leftover::Ended => format!("a previous run of this worker left process group {} running; it was ended", record.pgid),
-        Leftover::Gone => format!("a previous run of this worker ended without stopping it; process group {} was gone", record.pgid),
-        Leftover::PidReused => format!("a previous run of this worker ended without stopping it; pid {} now belongs to another process, left alone", record.pgid),
+        Leftover::Ended => format!(
+            "a previous run of this worker left process group {} running; it was ended",
+            record.pgid
+        ),
+        Leftover::Gone => format!(
+            "a previous run of this worker ended without stopping it; process group {} was gone",
+            record.pgid
+        ),
+        Leftover::PidReused => format!(
+            "a previous run of this worker ended without stopping it; pid {} now belongs to another process, left alone",
+            record.pgid
+        ),
     };
     if let Some(why) = why {
         detail = format!("{detail} ({why})");
     }
-    tracing::warn!(instance_id = record.instance_id.get(), pgid = record.pgid, ?outcome, "leftover from a previous run");
+    tracing::warn!(
+        instance_id = record.instance_id.get(),
+        pgid = record.pgid,
+        ?outcome,
+        "leftover from a previous run"
+    );
     Ended {
         instance_id: record.instance_id,
         status: Status::Crashed,

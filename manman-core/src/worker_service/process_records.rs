@@ -162,7 +162,9 @@ mod tests {
             restart_count: 2,
             ready: true,
         };
-        records.record(InstanceId(1), me, Some(kept.clone())).unwrap();
+        records
+            .record(InstanceId(1), me, Some(kept.clone()))
+            .unwrap();
         std::fs::write(dir.path().join("processes/garbage.json"), b"{").unwrap();
         let left = records.leftovers();
         assert_eq!(

@@ -18,8 +18,8 @@ use crate::game_server::NewGameServer;
 use crate::id::{ConfigId, InstanceId, WorkerId};
 use crate::ports::{
     ConfigBundle, ExitStatus, GameInstaller, HostApi, HostApiError, InstallError, InstallRequest,
-    OutputLine, OutputStream, ProcessHandle, ProcessRunner, ProcessSpec, ProcessUser,
-    ServerLaunch, SpawnedProcess,
+    OutputLine, OutputStream, ProcessHandle, ProcessRunner, ProcessSpec, ProcessUser, ServerLaunch,
+    SpawnedProcess,
 };
 use crate::process::{self, StopStep, Stopped};
 use crate::status::{Cause, Entity, Status, can_transition};
@@ -595,7 +595,11 @@ impl Supervisor {
         match fetch_config(&self.context, self.instance_id, self.config_id).await {
             Ok(bundle) => {
                 self.config = Some(bundle.config.clone());
-                tracing::info!(instance_id = self.instance_id.get(), pid = server.handle.pid(), "took up a server the last run of the worker left running");
+                tracing::info!(
+                    instance_id = self.instance_id.get(),
+                    pid = server.handle.pid(),
+                    "took up a server the last run of the worker left running"
+                );
                 self.supervised(&bundle.config, server, ready).await
             }
             Err(e) => {

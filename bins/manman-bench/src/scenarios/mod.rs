@@ -6,6 +6,7 @@ mod bus_round_trip;
 mod command_latency;
 mod console_fanout;
 mod history_cost;
+mod shim;
 mod status_ingest;
 mod worker_scale;
 
@@ -40,6 +41,9 @@ pub(crate) enum Scenario {
     /// Start and heartbeat with 100,000 ended instances in the store beside an empty one.
     #[value(name = "history-cost")]
     HistoryCost,
+    /// The memory and stdin latency a `manman-shim` adds per server, beside a direct child.
+    #[value(name = "shim")]
+    Shim,
 }
 
 /// Settings shared by the scenarios.
@@ -71,6 +75,7 @@ impl Scenario {
             Self::ApiReads,
             Self::ConsoleFanout,
             Self::HistoryCost,
+            Self::Shim,
         ]
     }
 
@@ -84,6 +89,7 @@ impl Scenario {
             Self::ApiReads => "api-reads",
             Self::ConsoleFanout => "console-fanout",
             Self::HistoryCost => "history-cost",
+            Self::Shim => "shim",
         }
     }
 
@@ -97,6 +103,7 @@ impl Scenario {
             Self::ApiReads => api_reads::run(settings).await,
             Self::ConsoleFanout => console_fanout::run(settings).await,
             Self::HistoryCost => history_cost::run(settings).await,
+            Self::Shim => shim::run(settings).await,
         }
     }
 }
