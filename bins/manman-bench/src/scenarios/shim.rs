@@ -79,7 +79,9 @@ pub(crate) async fn run(settings: &Settings) -> anyhow::Result<Section> {
              so both see the same machine. The shim is the release `manman-shim` beside the \
              bench."
         ),
-        figures: vec![rss, private, direct_p50, shim_p50, added, direct_p99, shim_p99],
+        figures: vec![
+            rss, private, direct_p50, shim_p50, added, direct_p99, shim_p99,
+        ],
         notes: vec![format!(
             "RSS counts the pages a shim shares with other processes: of the last run's first \
              shim, {:.2} MiB are shared libraries (the C library and the loader, resident for \
@@ -167,7 +169,11 @@ fn rss_by_mapping(pid: u32, program: &Path) -> anyhow::Result<(f64, f64, f64)> {
     for line in smaps.lines() {
         let first = line.split_whitespace().next().unwrap_or_default();
         if first.contains('-') && !first.ends_with(':') {
-            mapping = line.split_whitespace().nth(5).unwrap_or_default().to_owned();
+            mapping = line
+                .split_whitespace()
+                .nth(5)
+                .unwrap_or_default()
+                .to_owned();
         } else if let Some(kib) = line.strip_prefix("Rss:") {
             let kib: f64 = kib.trim().trim_end_matches(" kB").parse().unwrap_or(0.0);
             if mapping.contains(".so") {
