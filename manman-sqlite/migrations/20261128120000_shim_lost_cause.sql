@@ -26,6 +26,15 @@ INSERT INTO status_events_new (id, event_id, worker_id, instance_id, from_status
     SELECT id, event_id, worker_id, instance_id, from_status, status, cause, detail, as_of,
            reported_at
       FROM status_events;
+-- The ids go on where they were (not after the highest left, which retention may have pruned).
+UPDATE sqlite_sequence
+   SET seq = (SELECT MAX(seq) FROM sqlite_sequence
+               WHERE name IN ('status_events', 'status_events_new'))
+ WHERE name = 'status_events_new';
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'status_events_new', seq FROM sqlite_sequence
+     WHERE name = 'status_events'
+       AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'status_events_new');
 DROP TABLE status_events;
 ALTER TABLE status_events_new RENAME TO status_events;
 -- History of one entity, in order (and its latest status).

@@ -30,8 +30,10 @@ struct ThroughShims {
 #[async_trait]
 impl ProcessRunner for ThroughShims {
     async fn spawn(&self, spec: &ProcessSpec) -> Result<SpawnedProcess, ProcessError> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
         let launch = ServerLaunch {
-            instance_id: InstanceId(self.next.fetch_add(1, Ordering::Relaxed)),
+            instance_id: InstanceId(id),
+            spawn: id.unsigned_abs(),
             first_seq: 1,
             stop: StopPolicy::default(),
         };
@@ -55,7 +57,8 @@ impl ProcessFixture for Scripts {
 async fn servers_through_shims_pass_the_process_suite() {
     let dir = tempfile::tempdir().expect("dir");
     process::run_all(&Scripts(ThroughShims {
-        runner: ShimProcessRunner::new(SHIM, dir.path()),
+        // Nothing releases the suite's servers: their shims go a second after it let go.
+        runner: ShimProcessRunner::new(SHIM, dir.path()).unattended_grace(Duration::from_secs(1)),
         next: AtomicI64::new(1),
     }))
     .await;
@@ -64,12 +67,23 @@ async fn servers_through_shims_pass_the_process_suite() {
 fn launch(id: i64, first_seq: u64) -> ServerLaunch {
     ServerLaunch {
         instance_id: InstanceId(id),
+        spawn: spawn_of(id),
         first_seq,
         stop: StopPolicy {
             stdin_line: Some("quit".into()),
             ..StopPolicy::default()
         },
     }
+}
+
+/// The start number the tests give instance `id`.
+fn spawn_of(id: i64) -> u64 {
+    0xabc0 + id.unsigned_abs()
+}
+
+/// A file the shim runner keeps for instance `id`'s server.
+fn shim_file(dir: &std::path::Path, id: i64, extension: &str) -> std::path::PathBuf {
+    dir.join(format!("instance-{id}-{:016x}.{extension}", spawn_of(id)))
 }
 
 async fn next(output: &mut mpsc::Receiver<OutputLine>) -> OutputLine {
@@ -115,7 +129,7 @@ async fn a_server_let_go_by_one_runner_is_taken_up_by_the_next() {
     assert!(pid_alive(pid), "the server outlives the runner that let go");
     let second = ShimProcessRunner::new(SHIM, dir.path());
     let Reattached::Running(SpawnedProcess { handle, mut output }) =
-        second.reattach(InstanceId(7), 42).await
+        second.reattach(InstanceId(7), spawn_of(7), 42).await
     else {
         panic!("the server is taken up");
     };
@@ -134,9 +148,18 @@ async fn a_server_let_go_by_one_runner_is_taken_up_by_the_next() {
         .expect("exit");
     assert_eq!(exit.code, Some(0));
     assert!(handle.lost().is_none());
-    eventually("the shim to go once its exit was heard", WAIT, || async {
-        (!dir.path().join("instance-7.sock").exists()).then_some(())
-    })
+    // The shim keeps the exit until the worker has recorded it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        shim_file(dir.path(), 7, "sock").exists(),
+        "kept until released"
+    );
+    handle.release();
+    eventually(
+        "the shim to go once its exit was recorded",
+        WAIT,
+        || async { (!shim_file(dir.path(), 7, "sock").exists()).then_some(()) },
+    )
     .await;
 }
 
@@ -153,14 +176,14 @@ async fn a_server_that_ends_unheard_is_reported_from_its_exit_file() {
     drop((handle, output));
     // After the grace time the shim writes `quit`: the server exits 0, and the shim with it.
     eventually("the shim to stop its server", WAIT, || async {
-        (!pid_alive(pid) && dir.path().join("instance-8.exit").exists()).then_some(())
+        (!pid_alive(pid) && shim_file(dir.path(), 8, "exit").exists()).then_some(())
     })
     .await;
     eventually("the shim to go", WAIT, || async {
-        (!dir.path().join("instance-8.sock").exists()).then_some(())
+        (!shim_file(dir.path(), 8, "sock").exists()).then_some(())
     })
     .await;
-    match runner.reattach(InstanceId(8), 1).await {
+    match runner.reattach(InstanceId(8), spawn_of(8), 1).await {
         Reattached::Ended {
             exit,
             stopped_unattended,
@@ -171,8 +194,19 @@ async fn a_server_that_ends_unheard_is_reported_from_its_exit_file() {
         other => panic!("ended, not {other:?}"),
     }
     assert!(
-        matches!(runner.reattach(InstanceId(8), 1).await, Reattached::Gone(_)),
-        "reported once"
+        matches!(
+            runner.reattach(InstanceId(8), spawn_of(8), 1).await,
+            Reattached::Ended { .. }
+        ),
+        "kept until forgotten (a worker dying before it reported finds it again)"
+    );
+    runner.forget(InstanceId(8), spawn_of(8)).await;
+    assert!(
+        matches!(
+            runner.reattach(InstanceId(8), spawn_of(8), 1).await,
+            Reattached::Gone(_)
+        ),
+        "forgotten once reported"
     );
 }
 
@@ -203,10 +237,10 @@ async fn a_shim_told_to_terminate_stops_its_server_by_its_stop_policy_at_once() 
     )
     .expect("SIGTERM the shim");
     eventually("the shim to stop its server and go", WAIT, || async {
-        (!pid_alive(pid) && !dir.path().join("instance-9.sock").exists()).then_some(())
+        (!pid_alive(pid) && !shim_file(dir.path(), 9, "sock").exists()).then_some(())
     })
     .await;
-    match runner.reattach(InstanceId(9), 1).await {
+    match runner.reattach(InstanceId(9), spawn_of(9), 1).await {
         Reattached::Ended {
             exit,
             stopped_unattended,
@@ -216,4 +250,57 @@ async fn a_shim_told_to_terminate_stops_its_server_by_its_stop_policy_at_once() 
         }
         other => panic!("ended, not {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_environment_reaches_the_server_and_never_the_shim() {
+    let dir = tempfile::tempdir().expect("dir");
+    let runner = ShimProcessRunner::new(SHIM, dir.path()).unattended_grace(Duration::from_secs(1));
+    let mut spec = shell_script(Program::WaitForSignal);
+    // What a Steam config sets: a directory the game's user writes. The shim, which runs as
+    // the worker's user, must never load a library from it.
+    spec.env
+        .insert("LD_LIBRARY_PATH".into(), dir.path().display().to_string());
+    spec.env
+        .insert("MOTD".into(), "two words = and ünïcode".into());
+    let SpawnedProcess { handle, mut output } = runner
+        .spawn_server(&spec, &launch(10, 1))
+        .await
+        .expect("spawned");
+    assert_eq!(next(&mut output).await.text, "ready");
+    let environ = |pid: u32| -> Vec<String> {
+        std::fs::read(format!("/proc/{pid}/environ"))
+            .expect("environ")
+            .split(|b| *b == 0)
+            .filter(|v| !v.is_empty())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect()
+    };
+    let server = environ(handle.pid());
+    assert!(
+        server.contains(&"MOTD=two words = and ünïcode".to_owned()),
+        "{server:?}"
+    );
+    assert!(
+        server.iter().any(|v| v.starts_with("LD_LIBRARY_PATH=")),
+        "{server:?}"
+    );
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", handle.pid())).expect("stat");
+    let shim: u32 = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .expect("the server's parent, its shim");
+    assert_eq!(
+        environ(shim),
+        Vec::<String>::new(),
+        "the shim has no environment at all"
+    );
+    handle
+        .signal(manman_core::ports::ProcessSignal::Kill)
+        .expect("kill");
+    tokio::time::timeout(WAIT, handle.wait())
+        .await
+        .expect("exit");
+    handle.release();
 }

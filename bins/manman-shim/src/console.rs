@@ -1,5 +1,9 @@
 //! [`Console`]: the numbered lines of one server, the recent ones held for a worker that
-//! (re)attaches, and the attached worker they stream to.
+//! (re)attaches, and the queue of messages to the attached worker.
+//!
+//! Nothing is written to a socket under the lock: each connection has a writer thread that
+//! takes its messages from the queue here. A full queue (a worker that reads slowly) holds the
+//! server's output back, as a pipe would; with no worker attached, lines are only held.
 
 use crate::protocol::{Exit, Hello, Line, Stream, ToWorker, VERSION};
 use std::collections::VecDeque;
@@ -8,9 +12,18 @@ use std::os::unix::net::UnixStream;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Bytes of console text held for a replay: what a worker that is away for a while gets back
-/// when it returns. Older lines are dropped (the worker sees the gap in the numbers).
+/// Bytes of console lines held for a replay (each line counted with [`LINE_OVERHEAD`]): what a
+/// worker that is away for a while gets back when it returns. Older lines are dropped (the
+/// worker sees the gap in the numbers).
 pub const REPLAY_BYTES: usize = 256 * 1024;
+/// What a held line costs besides its text (its number, time, stream and allocation), so that
+/// a server printing empty lines cannot grow the shim without bound.
+const LINE_OVERHEAD: usize = 64;
+/// Messages queued for the attached worker before the server's output is held back.
+const QUEUE_LIMIT: usize = 4096;
+/// How long a worker asking to attach waits for the attached one to go (a restarted worker
+/// may connect before the shim has seen its predecessor's connection close).
+const TAKEOVER_WAIT: Duration = Duration::from_secs(3);
 
 /// What the shim's threads share.
 #[derive(Debug)]
@@ -20,17 +33,25 @@ pub struct Console {
     pid: u32,
 }
 
+/// The attached worker: the messages its writer thread is to send.
+#[derive(Debug)]
+struct Attached {
+    connection: u64,
+    queue: VecDeque<String>,
+    stream: UnixStream,
+}
+
 /// The console and the shim's facts, under one lock so that a line, a replay and the exit are
-/// always sent in order.
+/// always queued in order.
 #[derive(Debug)]
 pub struct State {
     next_seq: u64,
     held: VecDeque<Line>,
     held_bytes: usize,
-    /// The attached worker's connection, once it asked for its replay.
-    worker: Option<UnixStream>,
-    /// Which connection is the current one (a newer one replaces it).
-    pub(crate) connection: u64,
+    /// The attached worker, once it asked for its replay.
+    attached: Option<Attached>,
+    /// The number the next connection gets.
+    next_connection: u64,
     /// Since when no worker is attached (`None`: one is).
     pub(crate) unattended_since: Option<Instant>,
     /// How the server ended, once its output was read to the end.
@@ -51,6 +72,10 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+fn held_cost(line: &Line) -> usize {
+    line.text.len() + LINE_OVERHEAD
+}
+
 impl Console {
     /// The console of server `pid`, numbering from `first_seq`.
     pub fn new(pid: u32, first_seq: u64) -> Self {
@@ -59,8 +84,8 @@ impl Console {
                 next_seq: first_seq,
                 held: VecDeque::new(),
                 held_bytes: 0,
-                worker: None,
-                connection: 0,
+                attached: None,
+                next_connection: 1,
                 unattended_since: Some(Instant::now()),
                 exit: None,
                 outputs_open: 2,
@@ -102,9 +127,17 @@ impl Console {
             .0
     }
 
-    /// Numbers a line, holds it and sends it to the attached worker.
+    /// Numbers a line, holds it and queues it for the attached worker (waiting while its queue
+    /// is full).
     pub fn push(&self, stream: Stream, text: String) {
         let mut state = self.lock();
+        while state
+            .attached
+            .as_ref()
+            .is_some_and(|a| a.queue.len() >= QUEUE_LIMIT)
+        {
+            state = self.wait(state, Duration::from_millis(100));
+        }
         let line = Line {
             seq: state.next_seq,
             stream,
@@ -112,21 +145,24 @@ impl Console {
             text,
         };
         state.next_seq += 1;
-        state.send(&ToWorker::Line(line.clone()));
-        state.held_bytes += line.text.len();
+        state.queue(&ToWorker::Line(line.clone()));
+        state.held_bytes += held_cost(&line);
         state.held.push_back(line);
         while state.held_bytes > REPLAY_BYTES && state.held.len() > 1 {
             if let Some(old) = state.held.pop_front() {
-                state.held_bytes -= old.text.len();
+                state.held_bytes -= held_cost(&old);
             }
         }
+        drop(state);
+        self.notify();
     }
 
-    /// The hello for a new connection, which becomes the current one (its number returned).
+    /// A new connection: its number, and the hello to send it. It is not attached (and the
+    /// attached worker, if any, is not disturbed) until it asks for its replay.
     pub fn hello(&self) -> (Hello, u64) {
         let mut state = self.lock();
-        state.detach();
-        state.connection += 1;
+        let connection = state.next_connection;
+        state.next_connection += 1;
         let oldest = state.held.front().map_or(state.next_seq, |l| l.seq);
         let hello = Hello {
             version: VERSION,
@@ -134,55 +170,103 @@ impl Console {
             oldest,
             next: state.next_seq,
         };
-        (hello, state.connection)
+        (hello, connection)
     }
 
-    /// Attaches `worker` (connection `connection`, if still the current one): the held lines
-    /// from `from` on, the exit if known, then every new line.
-    pub fn attach(&self, connection: u64, mut worker: UnixStream, from: u64) {
+    /// Attaches connection `connection` (`stream`, for shutting it down) at its request: the
+    /// held lines from `from` on, the exit if known, then every new line. A worker already
+    /// attached is given [`TAKEOVER_WAIT`] to go; if it stays, the newcomer is refused (only one
+    /// worker supervises a server). Returns whether it was attached.
+    pub fn attach(&self, connection: u64, stream: &UnixStream, from: u64) -> bool {
         let mut state = self.lock();
-        if state.connection != connection {
-            return;
+        let deadline = Instant::now() + TAKEOVER_WAIT;
+        while state.attached.is_some() && Instant::now() < deadline {
+            state = self.wait(state, Duration::from_millis(50));
         }
-        let mut replay = Vec::new();
-        for line in state.held.iter().filter(|l| l.seq >= from) {
-            replay.extend_from_slice(ToWorker::Line(line.clone()).to_string().as_bytes());
+        if state.attached.is_some() {
+            return false;
         }
+        let Ok(stream) = stream.try_clone() else {
+            return false;
+        };
+        let mut queue: VecDeque<String> = state
+            .held
+            .iter()
+            .filter(|l| l.seq >= from)
+            .map(|l| ToWorker::Line(l.clone()).to_string())
+            .collect();
         if let Some(exit) = state.exit {
-            replay.extend_from_slice(ToWorker::Exit(exit).to_string().as_bytes());
+            queue.push_back(ToWorker::Exit(exit).to_string());
         }
-        if worker.write_all(&replay).is_ok() {
-            state.worker = Some(worker);
-            state.unattended_since = None;
-        }
+        state.attached = Some(Attached {
+            connection,
+            queue,
+            stream,
+        });
+        state.unattended_since = None;
         drop(state);
         self.notify();
+        true
     }
 
-    /// Connection `connection` ended.
+    /// Whether `connection` is the attached one.
+    pub fn is_attached(&self, connection: u64) -> bool {
+        self.lock().is_attached(connection)
+    }
+
+    /// Connection `connection` ended (or failed): detached if it was attached.
     pub fn detach(&self, connection: u64) {
         let mut state = self.lock();
-        if state.connection == connection {
+        if state.is_attached(connection) {
             state.detach();
         }
         drop(state);
         self.notify();
     }
+
+    /// Writes connection `connection`'s queued messages to `stream` until it is detached or a
+    /// write fails; for its writer thread.
+    pub fn write_queued(&self, connection: u64, mut stream: UnixStream) {
+        loop {
+            let mut state = self.lock();
+            let batch: Vec<String> = loop {
+                match &mut state.attached {
+                    Some(a) if a.connection == connection && !a.queue.is_empty() => {
+                        break a.queue.drain(..).collect();
+                    }
+                    Some(a) if a.connection == connection => {}
+                    _ => return,
+                }
+                state = self.wait(state, Duration::from_millis(500));
+            };
+            drop(state);
+            // Room in the queue again: output held back goes on.
+            self.notify();
+            if stream.write_all(batch.concat().as_bytes()).is_err() {
+                self.detach(connection);
+                return;
+            }
+        }
+    }
 }
 
 impl State {
-    /// Sends a message to the attached worker; a worker that cannot take it is detached.
-    pub(crate) fn send(&mut self, message: &ToWorker) {
-        if let Some(worker) = &mut self.worker
-            && worker.write_all(message.to_string().as_bytes()).is_err()
-        {
-            self.detach();
+    /// Queues a message for the attached worker, if any.
+    pub(crate) fn queue(&mut self, message: &ToWorker) {
+        if let Some(attached) = &mut self.attached {
+            attached.queue.push_back(message.to_string());
         }
     }
 
+    fn is_attached(&self, connection: u64) -> bool {
+        self.attached
+            .as_ref()
+            .is_some_and(|a| a.connection == connection)
+    }
+
     fn detach(&mut self) {
-        if let Some(worker) = self.worker.take() {
-            let _ = worker.shutdown(std::net::Shutdown::Both);
+        if let Some(attached) = self.attached.take() {
+            let _ = attached.stream.shutdown(std::net::Shutdown::Both);
         }
         if self.unattended_since.is_none() {
             self.unattended_since = Some(Instant::now());
@@ -198,5 +282,68 @@ impl State {
     /// Whether the server is to be stopped now: no worker attached for `grace`, or a SIGTERM.
     pub(crate) fn must_stop(&self, grace: Duration) -> bool {
         self.stop_requested || self.unattended_for(grace)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_lines_are_bounded_even_when_empty() {
+        let console = Console::new(1, 1);
+        for _ in 0..100_000 {
+            console.push(Stream::Stdout, String::new());
+        }
+        let state = console.lock();
+        assert!(
+            state.held.len() <= REPLAY_BYTES / LINE_OVERHEAD,
+            "{}",
+            state.held.len()
+        );
+        assert_eq!(state.next_seq, 100_001);
+        assert_eq!(state.held.back().map(|l| l.seq), Some(100_000));
+    }
+
+    #[test]
+    fn a_second_worker_is_refused_while_the_first_stays_attached() {
+        let console = Console::new(1, 1);
+        let (first, _peer) = UnixStream::pair().unwrap();
+        let (second, _peer2) = UnixStream::pair().unwrap();
+        let (_, a) = console.hello();
+        let (_, b) = console.hello();
+        assert!(console.attach(a, &first, 1));
+        let began = Instant::now();
+        assert!(!console.attach(b, &second, 1), "refused");
+        assert!(
+            began.elapsed() >= TAKEOVER_WAIT,
+            "after waiting for the first to go"
+        );
+        assert!(console.is_attached(a), "the first is undisturbed");
+        console.detach(a);
+        assert!(
+            console.attach(b, &second, 1),
+            "taken once the first has gone"
+        );
+    }
+
+    #[test]
+    fn a_replay_starts_where_asked_and_ends_with_the_exit() {
+        let console = Console::new(1, 10);
+        for n in 0..5 {
+            console.push(Stream::Stdout, format!("line {n}"));
+        }
+        console.lock().exit = Some(Exit {
+            code: Some(0),
+            signal: None,
+        });
+        let (stream, _peer) = UnixStream::pair().unwrap();
+        let (_, connection) = console.hello();
+        assert!(console.attach(connection, &stream, 12));
+        let state = console.lock();
+        let queue = &state.attached.as_ref().unwrap().queue;
+        assert_eq!(queue.len(), 4, "lines 12, 13, 14 and the exit: {queue:?}");
+        assert!(queue[0].starts_with("L 12 o"));
+        assert_eq!(queue[3], "X 0 -\n");
     }
 }

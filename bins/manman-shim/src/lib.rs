@@ -9,12 +9,14 @@ use console::Console;
 use nix::sys::signal::{SigSet, Signal};
 use options::{Options, StopPolicy};
 use protocol::{Exit, Stream, ToShim, ToWorker};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ChildStdin, ExitCode};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
 /// Longest console line kept whole; longer output is split into lines of this size (as the
@@ -22,6 +24,10 @@ use std::time::{Duration, Instant};
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 /// How long output is still read after the server exited.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
+/// Stdin lines queued for a server that does not read them before more are dropped.
+const STDIN_QUEUE: usize = 1024;
+/// How long the worker may take to send the server's environment.
+const ENV_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The shim: reads its options, starts the server and keeps it until its exit was recorded by
 /// a worker (or, with no worker attached for the grace time, written to the exit file).
@@ -65,37 +71,86 @@ fn take_first_connection() -> std::io::Result<UnixStream> {
     Ok(UnixStream::from(fd))
 }
 
+/// The server's environment, as the worker sends it on the first connection (`V` lines, then
+/// `G`).
+fn read_environment(first: &UnixStream) -> Result<BTreeMap<String, String>, String> {
+    first
+        .set_read_timeout(Some(ENV_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    // Byte by byte: nothing after `G` may be read ahead (the connection goes on elsewhere).
+    let mut reader = BufReader::with_capacity(1, first);
+    let mut environment = BTreeMap::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) => return Err("the worker left before it sent the environment".to_owned()),
+            Ok(_) => {}
+            Err(e) => return Err(format!("reading the environment failed: {e}")),
+        }
+        match line.parse::<ToShim>() {
+            Ok(ToShim::Env(variable)) => {
+                let (name, value) = variable
+                    .split_once('=')
+                    .ok_or_else(|| format!("{variable:?} is not NAME=VALUE"))?;
+                environment.insert(name.to_owned(), value.to_owned());
+            }
+            Ok(ToShim::Go) => break,
+            other => return Err(format!("expected the environment, got {other:?}")),
+        }
+    }
+    first.set_read_timeout(None).map_err(|e| e.to_string())?;
+    Ok(environment)
+}
+
+/// What the stdin thread is asked.
+enum StdinRequest {
+    Line(String),
+    Close,
+}
+
 fn run(options: &Options, mut first: UnixStream, terms: SigSet) -> ExitCode {
+    let refuse = |first: &mut UnixStream, why: String| {
+        let _ = first.write_all(ToWorker::SpawnFailed(why).to_string().as_bytes());
+        ExitCode::FAILURE
+    };
+    let environment = match read_environment(&first) {
+        Ok(environment) => environment,
+        Err(why) => return refuse(&mut first, why),
+    };
     let _ = std::fs::remove_file(&options.socket);
     let listener = match UnixListener::bind(&options.socket) {
         Ok(listener) => listener,
         Err(e) => {
             let why = format!("cannot listen on {}: {e}", options.socket.display());
-            let _ = first.write_all(ToWorker::SpawnFailed(why).to_string().as_bytes());
-            return ExitCode::FAILURE;
+            return refuse(&mut first, why);
         }
     };
-    let mut child = match server::spawn(&options.launch) {
+    let mut child = match server::spawn(&options.launch, &environment) {
         Ok(child) => child,
         Err(e) => {
             let _ = std::fs::remove_file(&options.socket);
             let why = format!("could not start {}: {e}", options.launch.program.display());
-            let _ = first.write_all(ToWorker::SpawnFailed(why).to_string().as_bytes());
-            return ExitCode::FAILURE;
+            return refuse(&mut first, why);
         }
     };
+    drop(environment);
     let console = Arc::new(Console::new(child.id(), options.first_seq));
-    let stdin = Arc::new(Mutex::new(child.stdin.take()));
+    let (stdin, requests) = sync_channel(STDIN_QUEUE);
+    if let Some(pipe) = child.stdin.take() {
+        let console = Arc::clone(&console);
+        std::thread::spawn(move || write_stdin(&console, pipe, &requests));
+    }
     if let Some(out) = child.stdout.take() {
         read_output(Arc::clone(&console), out, Stream::Stdout);
     }
     if let Some(err) = child.stderr.take() {
         read_output(Arc::clone(&console), err, Stream::Stderr);
     }
-    serve(Arc::clone(&console), Arc::clone(&stdin), first);
+    serve(Arc::clone(&console), stdin.clone(), first);
     std::thread::spawn({
         let console = Arc::clone(&console);
-        let stdin = Arc::clone(&stdin);
+        let stdin = stdin.clone();
         move || accept(&listener, &console, &stdin)
     });
     std::thread::spawn({
@@ -109,7 +164,6 @@ fn run(options: &Options, mut first: UnixStream, terms: SigSet) -> ExitCode {
     });
     std::thread::spawn({
         let console = Arc::clone(&console);
-        let stdin = Arc::clone(&stdin);
         let (grace, stop) = (options.unattended_grace, options.stop.clone());
         move || stop_when_unattended(&console, &stdin, grace, &stop)
     });
@@ -133,9 +187,12 @@ fn run(options: &Options, mut first: UnixStream, terms: SigSet) -> ExitCode {
         state = console.wait(state, Duration::from_millis(50));
     }
     state.exit = Some(exit);
-    state.send(&ToWorker::Exit(exit));
+    state.queue(&ToWorker::Exit(exit));
+    drop(state);
+    console.notify();
     // Kept until a worker recorded it, or written down for the next one once none is attached
     // (at once after a SIGTERM: the machine is going down).
+    let mut state = console.lock();
     loop {
         if state.done {
             break;
@@ -164,6 +221,41 @@ fn write_exit_file(options: &Options, exit: Exit, why: &str) -> std::io::Result<
     let tmp = options.exit_file.with_extension("exit.tmp");
     std::fs::write(&tmp, format!("{fields} {why}\n"))?;
     std::fs::rename(&tmp, &options.exit_file)
+}
+
+/// Writes the lines it is asked to the server's stdin (numbering each in the console once
+/// written), on a thread of its own: a server that does not read its input holds up only this.
+fn write_stdin(console: &Console, mut pipe: ChildStdin, requests: &Receiver<StdinRequest>) {
+    while let Ok(request) = requests.recv() {
+        match request {
+            StdinRequest::Line(text) => {
+                if writeln!(pipe, "{text}")
+                    .and_then(|()| pipe.flush())
+                    .is_err()
+                {
+                    return;
+                }
+                console.push(Stream::Stdin, text);
+            }
+            StdinRequest::Close => return,
+        }
+    }
+}
+
+/// Queues a line for the server's stdin; one it cannot take now (it does not read its input)
+/// is dropped, and the console says so.
+fn send_stdin(console: &Console, stdin: &SyncSender<StdinRequest>, text: String) {
+    match stdin.try_send(StdinRequest::Line(text)) {
+        Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+        Err(TrySendError::Full(StdinRequest::Line(text))) => console.push(
+            Stream::Stderr,
+            format!(
+                "manman-shim: the server does not read its input ({STDIN_QUEUE} lines wait): \
+                 dropped {text:?}"
+            ),
+        ),
+        Err(TrySendError::Full(StdinRequest::Close)) => {}
+    }
 }
 
 /// Reads one output stream into the console, line by line.
@@ -212,69 +304,67 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// Takes the connections of restarted workers: only from the shim's own user (the worker's).
-fn accept(listener: &UnixListener, console: &Arc<Console>, stdin: &Arc<Mutex<Option<ChildStdin>>>) {
+fn accept(listener: &UnixListener, console: &Arc<Console>, stdin: &SyncSender<StdinRequest>) {
     let own = nix::unistd::geteuid().as_raw();
     for connection in listener.incoming() {
         let Ok(connection) = connection else { continue };
         let peer =
             nix::sys::socket::getsockopt(&connection, nix::sys::socket::sockopt::PeerCredentials);
         if peer.is_ok_and(|peer| peer.uid() == own) {
-            serve(Arc::clone(console), Arc::clone(stdin), connection);
+            serve(Arc::clone(console), stdin.clone(), connection);
         }
     }
 }
 
 /// Serves one worker connection on a thread of its own: the hello, then what the worker asks.
-fn serve(console: Arc<Console>, stdin: Arc<Mutex<Option<ChildStdin>>>, mut connection: UnixStream) {
+/// Only the attached connection's requests are carried out.
+fn serve(console: Arc<Console>, stdin: SyncSender<StdinRequest>, mut connection: UnixStream) {
     std::thread::spawn(move || {
         let (hello, number) = console.hello();
         let reader = connection.try_clone();
         let greeted = connection.write_all(ToWorker::Hello(hello).to_string().as_bytes());
         let (Ok(reader), Ok(())) = (reader, greeted) else {
-            console.detach(number);
             return;
         };
         for line in BufReader::new(reader).lines() {
             let Ok(line) = line else { break };
-            match line.parse::<ToShim>() {
-                Ok(ToShim::Replay(from)) => match connection.try_clone() {
-                    Ok(writer) => console.attach(number, writer, from),
-                    Err(_) => break,
-                },
-                Ok(ToShim::Stdin(text)) => {
-                    let written = match &mut *lock(&stdin) {
-                        Some(pipe) => writeln!(pipe, "{text}").and_then(|()| pipe.flush()).is_ok(),
-                        None => false,
-                    };
-                    if written {
-                        console.push(Stream::Stdin, text);
-                    }
+            let request = line.parse::<ToShim>();
+            if let Ok(ToShim::Replay(from)) = request {
+                if !console.attach(number, &connection, from) {
+                    break;
                 }
+                let Ok(writer) = connection.try_clone() else {
+                    break;
+                };
+                let console = Arc::clone(&console);
+                std::thread::spawn(move || console.write_queued(number, writer));
+                continue;
+            }
+            if !console.is_attached(number) {
+                break;
+            }
+            match request {
+                Ok(ToShim::Stdin(text)) => send_stdin(&console, &stdin, text),
                 Ok(ToShim::CloseStdin) => {
-                    lock(&stdin).take();
+                    let _ = stdin.try_send(StdinRequest::Close);
                 }
                 Ok(ToShim::Done) => {
                     console.lock().done = true;
                     console.notify();
                 }
-                Err(_) => break,
+                _ => break,
             }
         }
         console.detach(number);
+        let _ = connection.shutdown(std::net::Shutdown::Both);
     });
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Stops the server by its stop policy once no worker has been attached for `grace` (no server
 /// runs without a supervisor for ever), or once the shim got SIGTERM.
 fn stop_when_unattended(
     console: &Arc<Console>,
-    stdin: &Arc<Mutex<Option<ChildStdin>>>,
+    stdin: &SyncSender<StdinRequest>,
     grace: Duration,
     stop: &StopPolicy,
 ) {
@@ -299,18 +389,7 @@ fn stop_when_unattended(
         state.exit.is_some()
     };
     if let Some(line) = &stop.line {
-        // Written from a thread of its own: a server that does not read its input must not
-        // hold up the signals.
-        let (stdin, line, console) = (Arc::clone(stdin), line.clone(), Arc::clone(console));
-        std::thread::spawn(move || {
-            let written = match &mut *lock(&stdin) {
-                Some(pipe) => writeln!(pipe, "{line}").and_then(|()| pipe.flush()).is_ok(),
-                None => false,
-            };
-            if written {
-                console.push(Stream::Stdin, line);
-            }
-        });
+        send_stdin(console, stdin, line.clone());
         if ended(stop.timeout) {
             return;
         }

@@ -3,8 +3,14 @@
 //!
 //! Shim → worker: [`ToWorker`]: `H` (hello, first on every connection), `E` (the server could
 //! not be started), `L` (a console line), `X` (the server exited; every line came before it).
-//! Worker → shim: [`ToShim`]: `R` (replay from a line number, then stream), `I` (a stdin line),
-//! `C` (close stdin), `D` (done: the exit was recorded, the shim may go).
+//! Worker → shim: [`ToShim`]: first, on the connection the shim is started with, `V` (one
+//! variable of the server's environment, hex-encoded) and `G` (go: start the server); then `R`
+//! (replay from a line number, then stream), `I` (a stdin line), `C` (close stdin), `D` (done:
+//! the exit was recorded, the shim may go).
+//!
+//! The server's environment comes over the connection, not as the shim's own: the shim runs as
+//! the worker's user (root), and a variable such as `LD_LIBRARY_PATH` naming the game's
+//! directory must never reach its dynamic loader.
 //!
 //! Console text never holds a newline (output is split at newlines, stdin lines are single
 //! lines), so a line of the protocol is one message.
@@ -96,6 +102,10 @@ pub enum ToWorker {
 /// A message from the worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToShim {
+    /// One variable of the server's environment, `NAME=VALUE`.
+    Env(String),
+    /// The environment is complete: start the server.
+    Go,
     /// Send the lines from this number on that are still held, then every new one.
     Replay(u64),
     /// Write this line to the server's stdin (and number it in the console).
@@ -154,12 +164,28 @@ impl fmt::Display for ToShim {
     /// The protocol line, with its newline.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Env(variable) => writeln!(f, "V {}", hex(variable.as_bytes())),
+            Self::Go => f.write_str("G\n"),
             Self::Replay(from) => writeln!(f, "R {from}"),
             Self::Stdin(text) => writeln!(f, "I {}", one_line(text)),
             Self::CloseStdin => f.write_str("C\n"),
             Self::Done => f.write_str("D\n"),
         }
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// Text as one protocol field: a line break would end the message, so it becomes a space.
@@ -229,6 +255,11 @@ impl std::str::FromStr for ToShim {
     fn from_str(line: &str) -> Result<Self, Self::Err> {
         let bad = || ProtocolError(line.to_owned());
         match split(line) {
+            ("V", encoded) => {
+                let bytes = unhex(encoded).ok_or_else(bad)?;
+                Ok(Self::Env(String::from_utf8(bytes).map_err(|_| bad())?))
+            }
+            ("G", "") => Ok(Self::Go),
             ("R", from) => Ok(Self::Replay(from.parse().map_err(|_| bad())?)),
             ("I", text) => Ok(Self::Stdin(text.to_owned())),
             ("C", "") => Ok(Self::CloseStdin),
@@ -279,6 +310,9 @@ mod tests {
             assert_eq!(line.parse::<ToWorker>(), Ok(message));
         }
         let to_shim = [
+            ToShim::Env("PATH=/usr/bin:/bin".to_owned()),
+            ToShim::Env("MOTD=two\nlines and ünïcode=ok".to_owned()),
+            ToShim::Go,
             ToShim::Replay(12),
             ToShim::Stdin("say hello world".to_owned()),
             ToShim::CloseStdin,
@@ -300,7 +334,7 @@ mod tests {
         for line in ["", "Z 1", "H 1 2", "L x o 1 t", "L 1 q 1 t", "X 1", "X a b"] {
             assert!(line.parse::<ToWorker>().is_err(), "{line:?}");
         }
-        for line in ["R", "R x", "C now", "Q"] {
+        for line in ["R", "R x", "C now", "Q", "V 4", "V zz", "V ff", "G now"] {
             assert!(line.parse::<ToShim>().is_err(), "{line:?}");
         }
     }

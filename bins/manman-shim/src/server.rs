@@ -4,6 +4,7 @@
 
 #![allow(unsafe_code)]
 
+use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -21,13 +22,15 @@ pub struct Launch {
     pub ids: Option<(u32, u32)>,
 }
 
-/// Starts the server with the shim's environment (the worker gave the shim exactly the
-/// server's), in a session of its own, with piped stdio, inheriting no other descriptor, and
-/// SIGKILLed by the kernel if the shim dies.
-pub fn spawn(launch: &Launch) -> std::io::Result<Child> {
+/// Starts the server with `environment` (and nothing of the shim's), in a session of its own,
+/// with piped stdio, inheriting no other descriptor, and SIGKILLed by the kernel if the shim
+/// dies.
+pub fn spawn(launch: &Launch, environment: &BTreeMap<String, String>) -> std::io::Result<Child> {
     let mut command = Command::new(&launch.program);
     command
         .args(&launch.args)
+        .env_clear()
+        .envs(environment)
         .current_dir(&launch.cwd)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

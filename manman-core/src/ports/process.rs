@@ -53,6 +53,10 @@ impl fmt::Display for ProcessUser {
 pub struct ServerLaunch {
     /// The instance it is.
     pub instance_id: InstanceId,
+    /// Which start of the instance (a number the supervisor draws at random): what a runner
+    /// names the server's files by, so that a start never mistakes an earlier one's for its
+    /// own. Kept with the process record, for [`ProcessRunner::reattach`].
+    pub spawn: u64,
     /// The number its first console line gets (the console's numbering goes on across the
     /// instance's restarts).
     pub first_seq: u64,
@@ -101,11 +105,17 @@ pub trait ProcessRunner: Send + Sync + Debug + 'static {
         false
     }
 
-    /// Takes up again `instance`'s server, left by a previous run of the worker, asking for its
-    /// console lines from number `from` on.
-    async fn reattach(&self, instance: InstanceId, from: u64) -> Reattached {
-        let _ = (instance, from);
+    /// Takes up again `instance`'s server (start `spawn`), left by a previous run of the
+    /// worker, asking for its console lines from number `from` on.
+    async fn reattach(&self, instance: InstanceId, spawn: u64, from: u64) -> Reattached {
+        let _ = (instance, spawn, from);
         Reattached::Gone("this runner keeps no server across worker restarts".to_owned())
+    }
+
+    /// Forgets what is left of `instance`'s server (start `spawn`) once its end, found by
+    /// [`Self::reattach`], was reported.
+    async fn forget(&self, instance: InstanceId, spawn: u64) {
+        let _ = (instance, spawn);
     }
 }
 
@@ -215,6 +225,8 @@ pub struct ProcessHandle {
     stdin_closed: Arc<watch::Sender<bool>>,
     exit: watch::Receiver<Option<ExitStatus>>,
     control: Arc<dyn ProcessControl>,
+    /// Set once its end has been recorded (shared by the clones of the handle).
+    released: Arc<watch::Sender<bool>>,
     numbers_console: bool,
     /// Why the process's supervision was lost (a shim that died), once it was.
     lost: Arc<OnceLock<String>>,
@@ -237,6 +249,7 @@ impl ProcessHandle {
             stdin_closed: Arc::new(watch::channel(false).0),
             exit,
             control,
+            released: Arc::new(watch::channel(false).0),
             numbers_console: false,
             lost: Arc::default(),
         }
@@ -247,6 +260,19 @@ impl ProcessHandle {
     pub fn numbering_console(mut self) -> Self {
         self.numbers_console = true;
         self
+    }
+
+    /// Says that its end (its exit, and the status that follows) has been recorded: a runner
+    /// that keeps servers across worker restarts may then let go of what it kept of it. Until
+    /// then, a worker that dies finds the exit again when it restarts.
+    pub fn release(&self) {
+        self.released.send_replace(true);
+    }
+
+    /// Becomes `true` when [`ProcessHandle::release`] was called; for [`ProcessRunner`]
+    /// implementations.
+    pub fn released(&self) -> watch::Receiver<bool> {
+        self.released.subscribe()
     }
 
     /// Whether its runner numbers the console (see [`Self::numbering_console`]).

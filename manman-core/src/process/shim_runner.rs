@@ -63,12 +63,21 @@ impl ShimProcessRunner {
         self
     }
 
-    fn socket(&self, instance: InstanceId) -> PathBuf {
-        self.dir.join(format!("instance-{}.sock", instance.get()))
+    /// The files of start `spawn` of `instance`: named by both, so that a shim of an earlier
+    /// start (still waiting for a worker) never takes a later start's for its own.
+    fn file(&self, instance: InstanceId, spawn: u64, extension: &str) -> PathBuf {
+        self.dir.join(format!(
+            "instance-{}-{spawn:016x}.{extension}",
+            instance.get()
+        ))
     }
 
-    fn exit_file(&self, instance: InstanceId) -> PathBuf {
-        self.dir.join(format!("instance-{}.exit", instance.get()))
+    fn socket(&self, instance: InstanceId, spawn: u64) -> PathBuf {
+        self.file(instance, spawn, "sock")
+    }
+
+    fn exit_file(&self, instance: InstanceId, spawn: u64) -> PathBuf {
+        self.file(instance, spawn, "exit")
     }
 
     fn shim_error(&self, detail: impl Into<String>) -> ProcessError {
@@ -84,9 +93,9 @@ impl ShimProcessRunner {
         let mut command = tokio::process::Command::new(&self.shim);
         command
             .arg("--socket")
-            .arg(self.socket(launch.instance_id))
+            .arg(self.socket(launch.instance_id, launch.spawn))
             .arg("--exit-file")
-            .arg(self.exit_file(launch.instance_id))
+            .arg(self.exit_file(launch.instance_id, launch.spawn))
             .args(["--first-seq", &launch.first_seq.to_string()])
             .args([
                 "--unattended-grace-s",
@@ -113,9 +122,11 @@ impl ShimProcessRunner {
             .arg("--")
             .arg(&spec.program)
             .args(&spec.args)
-            // The shim passes its environment on to the server: exactly the server's.
+            // Nothing of the worker's environment, nor of the server's: the shim runs as the
+            // worker's user, and the server's variables (`LD_LIBRARY_PATH` naming the game's
+            // directory, which its user writes) must never reach the shim's dynamic loader.
+            // The server's environment is sent over the connection.
             .env_clear()
-            .envs(&spec.env)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(false);
@@ -144,7 +155,7 @@ impl ShimProcessRunner {
             writer,
             stdin_rx,
             handle.stdin_closed(),
-            exit_rx,
+            (exit_rx, handle.released()),
         ));
         let reader = handle.clone();
         tokio::spawn(async move {
@@ -174,11 +185,9 @@ impl ShimProcessRunner {
     }
 
     /// What the exit file of a shim that ended unheard says: how, and whether it stopped the
-    /// server itself.
-    fn read_exit_file(&self, instance: InstanceId) -> Option<(ExitStatus, bool)> {
-        let path = self.exit_file(instance);
-        let text = std::fs::read_to_string(&path).ok()?;
-        let _ = std::fs::remove_file(&path);
+    /// server itself. (Removed by [`ProcessRunner::forget`], once reported.)
+    fn read_exit_file(&self, instance: InstanceId, spawn: u64) -> Option<(ExitStatus, bool)> {
+        let text = std::fs::read_to_string(self.exit_file(instance, spawn)).ok()?;
         let (fields, why) = text.trim_end().rsplit_once(' ')?;
         let ToWorker::Exit(exit) = format!("X {fields}").parse().ok()? else {
             return None;
@@ -227,7 +236,7 @@ impl ProcessRunner for ShimProcessRunner {
         spec: &ProcessSpec,
         launch: &ServerLaunch,
     ) -> Result<SpawnedProcess, ProcessError> {
-        let socket = self.socket(launch.instance_id);
+        let socket = self.socket(launch.instance_id, launch.spawn);
         if socket.as_os_str().len() > MAX_SOCKET_PATH {
             return Err(self.shim_error(format!(
                 "the shim's socket path {} is longer than {MAX_SOCKET_PATH} bytes: use a \
@@ -240,24 +249,43 @@ impl ProcessRunner for ShimProcessRunner {
             source,
         };
         std::fs::create_dir_all(&self.dir).map_err(io)?;
-        let _ = std::fs::remove_file(self.exit_file(launch.instance_id));
         let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(io)?;
         let mut command = self.command(spec, launch);
         command.stdin(Stdio::from(OwnedFd::from(theirs)));
         let mut shim = command.spawn().map_err(io)?;
+        let greeted = async {
+            ours.set_nonblocking(true)?;
+            let (read, mut writer) = tokio::net::UnixStream::from_std(ours)?.into_split();
+            let mut environment = String::new();
+            for (name, value) in &spec.env {
+                environment.push_str(&ToShim::Env(format!("{name}={value}")).to_string());
+            }
+            environment.push_str(&ToShim::Go.to_string());
+            writer.write_all(environment.as_bytes()).await?;
+            let mut lines = BufReader::new(read).lines();
+            let hello = hello(&mut lines).await.map_err(std::io::Error::other)?;
+            Ok::<_, std::io::Error>((lines, writer, hello))
+        };
+        let (lines, writer, hello) = match greeted.await {
+            Ok(greeted) => greeted,
+            Err(why) => {
+                // A shim that did not start its server as it should goes now, not after the
+                // grace time: the next attempt must not meet its server.
+                let _ = shim.start_kill();
+                let _ = shim.wait().await;
+                return Err(ProcessError::Spawn {
+                    program: spec.program.clone(),
+                    source: std::io::Error::other(format!(
+                        "through {}: {why}",
+                        self.shim.display()
+                    )),
+                });
+            }
+        };
         // The shim is this process's child until the worker exits: reaped here.
         tokio::spawn(async move {
             let _ = shim.wait().await;
         });
-        ours.set_nonblocking(true).map_err(io)?;
-        let (read, writer) = tokio::net::UnixStream::from_std(ours)
-            .map_err(io)?
-            .into_split();
-        let mut lines = BufReader::new(read).lines();
-        let hello = hello(&mut lines).await.map_err(|why| ProcessError::Spawn {
-            program: spec.program.clone(),
-            source: std::io::Error::other(format!("through {}: {why}", self.shim.display())),
-        })?;
         self.attach(lines, writer, &hello, launch.first_seq)
             .await
             .map_err(io)
@@ -267,14 +295,13 @@ impl ProcessRunner for ShimProcessRunner {
         true
     }
 
-    async fn reattach(&self, instance: InstanceId, from: u64) -> Reattached {
-        let socket = self.socket(instance);
+    async fn reattach(&self, instance: InstanceId, spawn: u64, from: u64) -> Reattached {
+        let socket = self.socket(instance, spawn);
         let connected = tokio::net::UnixStream::connect(&socket).await;
         let stream = match connected {
             Ok(stream) => stream,
             Err(e) => {
-                let _ = std::fs::remove_file(&socket);
-                return match self.read_exit_file(instance) {
+                return match self.read_exit_file(instance, spawn) {
                     Some((exit, stopped_unattended)) => Reattached::Ended {
                         exit,
                         stopped_unattended,
@@ -304,15 +331,21 @@ impl ProcessRunner for ShimProcessRunner {
             Err(e) => Reattached::Gone(format!("its shim: {e}")),
         }
     }
+
+    async fn forget(&self, instance: InstanceId, spawn: u64) {
+        let _ = std::fs::remove_file(self.exit_file(instance, spawn));
+        let _ = std::fs::remove_file(self.socket(instance, spawn));
+    }
 }
 
 /// Writes stdin lines to the shim; closes the server's stdin when asked; says `done` once the
-/// exit was heard (the shim may then end).
+/// exit was heard and the supervisor recorded it ([`ProcessHandle::release`]): the shim may
+/// then end.
 async fn write_to_shim(
     mut writer: OwnedWriteHalf,
     mut lines: mpsc::Receiver<String>,
     mut closed: watch::Receiver<bool>,
-    mut exit: watch::Receiver<Option<ExitStatus>>,
+    (mut exit, mut released): (watch::Receiver<Option<ExitStatus>>, watch::Receiver<bool>),
 ) {
     let mut open = true;
     loop {
@@ -320,8 +353,14 @@ async fn write_to_shim(
             biased;
             line = lines.recv(), if open => match line {
                 Some(line) => ToShim::Stdin(line),
-                // Every handle is gone (the server was left running): let go of the shim.
-                None => return,
+                // Every handle is gone: the server was left running (let go of the shim), or
+                // its end was recorded just before (the shim may go).
+                None => {
+                    if exit.borrow().is_some() && *released.borrow() {
+                        let _ = writer.write_all(ToShim::Done.to_string().as_bytes()).await;
+                    }
+                    return;
+                }
             },
             _ = async { closed.wait_for(|closed| *closed).await.is_ok() }, if open => {
                 open = false;
@@ -334,8 +373,11 @@ async fn write_to_shim(
                 }
                 ToShim::CloseStdin
             }
-            heard = async { exit.wait_for(Option::is_some).await.is_ok() } => {
-                if heard {
+            recorded = async {
+                exit.wait_for(Option::is_some).await.is_ok()
+                    && released.wait_for(|released| *released).await.is_ok()
+            } => {
+                if recorded {
                     let _ = writer.write_all(ToShim::Done.to_string().as_bytes()).await;
                 }
                 return;

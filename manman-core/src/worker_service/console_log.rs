@@ -47,7 +47,12 @@ impl ConsoleLog {
     pub(crate) fn open(dir: &Path, name: &str, rotation: LogRotation) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(name);
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&path)?;
+        cut_partial_line(&file)?;
         let size = file.metadata()?.len();
         Ok(Self {
             path,
@@ -129,6 +134,34 @@ impl ConsoleLog {
     }
 }
 
+/// Longest tail read to find the last whole line: a console line is at most 64 KiB of output,
+/// which the replacement of invalid UTF-8 can make three times longer, plus its prefix.
+const TAIL_BYTES: u64 = 4 * 64 * 1024;
+
+/// Cuts off a last line a worker that died while writing left half-written, so that what is
+/// appended starts on a line of its own (and the line is written again whole, when its server
+/// is taken up and its console replayed from the last whole line).
+fn cut_partial_line(file: &File) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let size = file.metadata()?.len();
+    if size == 0 {
+        return Ok(());
+    }
+    let tail = size.min(TAIL_BYTES);
+    let mut bytes = vec![0; usize::try_from(tail).map_err(io::Error::other)?];
+    file.read_exact_at(&mut bytes, size - tail)?;
+    if bytes.last() == Some(&b'\n') {
+        return Ok(());
+    }
+    let keep = match bytes.iter().rposition(|b| *b == b'\n') {
+        Some(newline) => size - tail + newline as u64 + 1,
+        // No whole line within reach: the file is one broken line.
+        None if tail == size => 0,
+        None => return Ok(()),
+    };
+    file.set_len(keep)
+}
+
 /// Rotated file `n` of the log at `path`.
 fn rotated(path: &Path, n: u32) -> PathBuf {
     let mut name = path.to_path_buf().into_os_string();
@@ -144,8 +177,7 @@ pub(crate) fn last_seq(dir: &Path, name: &str) -> Option<u64> {
     [path.clone(), rotated(&path, 1)].iter().find_map(|path| {
         let mut file = File::open(path).ok()?;
         let size = file.metadata().ok()?.len();
-        // A line is at most the longest console line plus its prefix.
-        let tail = size.min(2 * 64 * 1024 + 256);
+        let tail = size.min(TAIL_BYTES);
         file.seek(SeekFrom::Start(size - tail)).ok()?;
         let mut bytes = vec![0; usize::try_from(tail).ok()?];
         file.read_exact(&mut bytes).ok()?;
@@ -225,9 +257,22 @@ mod tests {
         file.write_all(b"2026-01-01T00:00:00.000Z 45 out half")
             .unwrap();
         assert_eq!(last_seq(dir.path(), "instance-7.log"), Some(44));
+        // The next run cuts it off before it appends: line 45 comes again, whole.
+        drop(log);
+        let mut log =
+            ConsoleLog::open(dir.path(), "instance-7.log", LogRotation::default()).unwrap();
+        log.write(&line(45, "whole")).unwrap();
+        log.flush().unwrap();
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        let seqs: Vec<&str> = text.lines().map(|l| l.split(' ').nth(1).unwrap()).collect();
+        assert_eq!(seqs, ["40", "41", "42", "43", "44", "45"]);
+        assert!(
+            !text.contains("half") && text.ends_with(" 45 out whole\n"),
+            "{text}"
+        );
         // Just rotated: the newest rotated file has it.
         std::fs::rename(log.path(), rotated(log.path(), 1)).unwrap();
         File::create(log.path()).unwrap();
-        assert_eq!(last_seq(dir.path(), "instance-7.log"), Some(44));
+        assert_eq!(last_seq(dir.path(), "instance-7.log"), Some(45));
     }
 }

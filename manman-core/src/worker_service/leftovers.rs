@@ -31,6 +31,22 @@ pub(crate) struct Ended {
     pub(crate) cause: Cause,
     pub(crate) detail: String,
     pub(crate) exit: Option<ExitStatus>,
+    /// The start whose end its runner kept (its record stays until the end is reported).
+    pub(crate) kept_spawn: Option<u64>,
+}
+
+/// The instances whose servers the last run left to a runner that keeps servers: what a
+/// restarted worker names when it registers, to take them up.
+pub(crate) fn kept(records: &ProcessRecords, runner: &dyn ProcessRunner) -> Vec<InstanceId> {
+    if !runner.keeps_servers() {
+        return Vec::new();
+    }
+    records
+        .leftovers()
+        .into_iter()
+        .filter(|r| r.kept.is_some())
+        .map(|r| r.instance_id)
+        .collect()
 }
 
 impl Ended {
@@ -65,7 +81,7 @@ pub(crate) async fn take_up_or_end(
         };
         let log = format!("instance-{}.log", instance_id.get());
         let last_seq = console_log::last_seq(log_dir, &log).unwrap_or(0);
-        match runner.reattach(instance_id, last_seq + 1).await {
+        match runner.reattach(instance_id, kept.spawn, last_seq + 1).await {
             Reattached::Running(server) => {
                 tracing::info!(
                     instance_id = instance_id.get(),
@@ -84,7 +100,6 @@ pub(crate) async fn take_up_or_end(
                 exit,
                 stopped_unattended,
             } => {
-                records.remove(instance_id);
                 let (status, cause, detail) = if stopped_unattended {
                     (
                         Status::Complete,
@@ -114,6 +129,7 @@ pub(crate) async fn take_up_or_end(
                     cause,
                     detail,
                     exit: Some(exit),
+                    kept_spawn: Some(kept.spawn),
                 });
             }
             Reattached::Gone(why) => ended.push(end(records, &record, Some(&why))),
@@ -155,5 +171,6 @@ fn end(records: &ProcessRecords, record: &ProcessRecord, why: Option<&str>) -> E
         cause: Cause::WorkerRestart,
         detail,
         exit: None,
+        kept_spawn: None,
     }
 }

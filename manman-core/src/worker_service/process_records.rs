@@ -25,6 +25,10 @@ pub(crate) struct ProcessRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct KeptServer {
     pub(crate) config_id: ConfigId,
+    /// Which start of the instance it is (what the runner names its files by).
+    pub(crate) spawn: u64,
+    /// The config it was started with: how to stop it while the host cannot confirm it.
+    pub(crate) config: Box<crate::config::GameServerConfig>,
     pub(crate) restart_count: u32,
     /// It was `running` (ready), not still `initializing`.
     pub(crate) ready: bool,
@@ -159,6 +163,13 @@ mod tests {
         records.record(InstanceId(3), me, None).unwrap();
         let kept = KeptServer {
             config_id: ConfigId(9),
+            spawn: 0xfeed,
+            config: Box::new(crate::config::GameServerConfig {
+                id: ConfigId(9),
+                game_server_id: crate::id::GameServerId(1),
+                created_at: chrono::Utc::now(),
+                spec: crate::config::ConfigSpec::new("default", "srv"),
+            }),
             restart_count: 2,
             ready: true,
         };

@@ -15,7 +15,7 @@ use crate::worker_service::console_tail::send_tail;
 use crate::worker_service::dedup::RecentIds;
 use crate::worker_service::directories;
 use crate::worker_service::launch::ServerEnvironment;
-use crate::worker_service::leftovers::{TakenUp, take_up_or_end};
+use crate::worker_service::leftovers::{self, TakenUp, take_up_or_end};
 use crate::worker_service::log_retention::{LogRetention, run_log_retention};
 use crate::worker_service::process_records::ProcessRecords;
 use crate::worker_service::recent_ends::RecentEnds;
@@ -256,12 +256,14 @@ impl WorkerService {
             HANDLED_COMMANDS_REMEMBERED,
         )
         .map_err(setup)?;
-        let log_dir = self.settings.state_dir.join("logs");
-        let (taken_up, ended) = take_up_or_end(&records, self.runner.as_ref(), &log_dir).await;
-        let kept: Vec<InstanceId> = taken_up.iter().map(|t| t.instance_id).collect();
+        // The servers the last run left are named when registering (the host makes them this
+        // registration's), and taken up only then: a shim streams to a worker that reads.
+        let kept = leftovers::kept(&records, self.runner.as_ref());
         let Some(registered) = self.register(&shutdown, kept).await? else {
             return Ok(WorkerExit::Shutdown);
         };
+        let log_dir = self.settings.state_dir.join("logs");
+        let (taken_up, ended) = take_up_or_end(&records, self.runner.as_ref(), &log_dir).await;
         let worker_id = registered.worker_id;
         let bus_error = |source| WorkerError::Bus { worker_id, source };
         // The host declared the shared topology before it answered the registration; the
@@ -280,6 +282,11 @@ impl WorkerService {
         let left_over: Vec<InstanceId> = ended.iter().map(|e| e.instance_id).collect();
         for end in ended {
             reporter.status(end.report(self.clock.now())).await;
+            // Reported: what was kept of it can go.
+            if let Some(spawn) = end.kept_spawn {
+                records.remove(end.instance_id);
+                self.runner.forget(end.instance_id, spawn).await;
+            }
         }
         reporter
             .status(StatusReport::new(
@@ -353,8 +360,9 @@ impl WorkerService {
             directories,
             ends,
             stopping: stop.clone(),
-            leave_running,
+            leave_running: Arc::new(std::sync::atomic::AtomicBool::new(leave_running)),
         };
+        let leaving_running = Arc::clone(&context.leave_running);
         for server in taken_up {
             take_up(server, &context, &supervisors, &tracker);
         }
@@ -394,6 +402,7 @@ impl WorkerService {
                     }
                     Resubscribed::Ended(exit) => break exit,
                     Resubscribed::Closed => {
+                        leaving_running.store(false, std::sync::atomic::Ordering::Relaxed);
                         stop.cancel();
                         self.shut_down(
                             worker_id,
@@ -413,6 +422,10 @@ impl WorkerService {
             }
         };
         drop(commands);
+        if exit == WorkerExit::Superseded {
+            // A newer registration of this name runs elsewhere: nobody will take these up.
+            leaving_running.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
         stop.cancel();
         self.shut_down(worker_id, &supervisors, &tracker, &reporter, exit)
             .await;

@@ -103,8 +103,10 @@ pub(crate) struct SupervisorContext {
     /// Cancelled when the worker begins to shut down.
     pub(crate) stopping: CancellationToken,
     /// At the worker's shutdown, servers the runner keeps across worker restarts are left
-    /// running (for the next run to take up) instead of stopped.
-    pub(crate) leave_running: bool,
+    /// running (for the next run to take up) instead of stopped. Cleared when the worker ends
+    /// for another reason (superseded by a newer registration, its bus closed): no run of it
+    /// will take them up.
+    pub(crate) leave_running: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The status an instance ends in.
@@ -193,6 +195,12 @@ pub(crate) struct Supervisor {
     /// A server a previous run of the worker left, taken up again: the first attempt
     /// supervises it instead of starting one.
     taken_up: Option<SpawnedProcess>,
+    /// Which start of the instance the current server is (see [`ServerLaunch::spawn`]).
+    spawn: u64,
+    /// The server of the last attempt, ended but not yet released: its record and what its
+    /// runner keeps of it stay until the status that follows its end has been reported, so
+    /// that a worker dying in between finds the end again.
+    unsettled: Option<ProcessHandle>,
 }
 
 impl Supervisor {
@@ -225,6 +233,8 @@ impl Supervisor {
             crashes: None,
             carried: None,
             taken_up: None,
+            spawn: 0,
+            unsettled: None,
         }
     }
 
@@ -249,7 +259,17 @@ impl Supervisor {
         }
         self.console.continue_after(last_seq);
         self.taken_up = Some(server);
+        self.spawn = kept.spawn;
+        self.config = Some((*kept.config).clone());
         self
+    }
+
+    /// Lets go of the last attempt's ended server, once what followed its end was reported.
+    fn settle(&mut self) {
+        if let Some(server) = self.unsettled.take() {
+            server.release();
+            self.context.records.remove(self.instance_id);
+        }
     }
 
     /// Starts with `bundle`, the game and config the start command carried, rather than
@@ -362,6 +382,7 @@ impl Supervisor {
         self.console.close(LIVE_CONSOLE_GRACE).await;
         self.transition(end.status, end.cause, end.detail, end.exit)
             .await;
+        self.settle();
         // The log is flushed: its last lines outlive the live console, on the host.
         send_tail(
             Arc::clone(&self.context.host),
@@ -390,6 +411,7 @@ impl Supervisor {
                     let detail = format!("{detail}; restart {restart}, as asked");
                     self.transition(Status::Initializing, Cause::User, Some(detail), exit)
                         .await;
+                    self.settle();
                     continue;
                 }
             };
@@ -459,6 +481,7 @@ impl Supervisor {
                     let detail = format!("{detail}; restart {restart} in {} ms", after.as_millis());
                     self.transition(Status::Initializing, Cause::CrashPolicy, Some(detail), exit)
                         .await;
+                    self.settle();
                     if let Some(end) = self.wait_before_restart(after).await {
                         return Some(end);
                     }
@@ -568,8 +591,10 @@ impl Supervisor {
         };
         let prepared_in = began.elapsed();
         let config = self.config.clone().expect("set above");
+        self.spawn = fastrand::u64(..);
         let launch = ServerLaunch {
             instance_id: self.instance_id,
+            spawn: self.spawn,
             first_seq: self.console.next_seq(),
             stop: config.spec.stop.clone(),
         };
@@ -592,6 +617,7 @@ impl Supervisor {
     /// registered). A host that does not confirm the instance is this worker's gets it killed.
     async fn take_up(&mut self, server: SpawnedProcess) -> AttemptEnd {
         let ready = self.status() == Status::Running;
+        let recorded = self.config.clone().expect("taken up with its config");
         match fetch_config(&self.context, self.instance_id, self.config_id).await {
             Ok(bundle) => {
                 self.config = Some(bundle.config.clone());
@@ -602,14 +628,20 @@ impl Supervisor {
                 );
                 self.supervised(&bundle.config, server, ready).await
             }
+            Err(e) if e.is_transient() => {
+                // The host is away: the server goes on under the config it was started with.
+                tracing::warn!(instance_id = self.instance_id.get(), pid = server.handle.pid(), error = %e, "took up a server the last run of the worker left running; the host could not confirm it yet, so it runs on under the config it was started with");
+                self.supervised(&recorded, server, ready).await
+            }
             Err(e) => {
                 let exit = process::kill(&server.handle).await;
-                self.context.records.remove(self.instance_id);
+                self.unsettled = Some(server.handle);
                 AttemptEnd::Ended(Final {
                     status: Status::Crashed,
                     cause: Cause::WorkerRestart,
                     detail: Some(format!(
-                        "its server outlived a restart of the worker, but the host does not                          confirm it is this worker's: {e}; it was killed"
+                        "its server outlived a restart of the worker, but the host does not \
+                         confirm it is this worker's: {e}; it was killed"
                     )),
                     exit: Some(exit.status),
                 })
@@ -620,18 +652,26 @@ impl Supervisor {
     /// Records the server's process group (and, when the runner keeps servers across worker
     /// restarts, what the next run needs to take it up).
     fn record(&self, pid: u32, ready: bool) {
-        let kept = self.context.runner.keeps_servers().then(|| KeptServer {
-            config_id: self.config_id,
-            restart_count: lock(&self.state).restart_count,
-            ready,
-        });
+        let kept = self
+            .context
+            .runner
+            .keeps_servers()
+            .then(|| self.config.clone())
+            .flatten()
+            .map(|config| KeptServer {
+                config_id: self.config_id,
+                spawn: self.spawn,
+                config: Box::new(config),
+                restart_count: lock(&self.state).restart_count,
+                ready,
+            });
         if let Err(e) = self.context.records.record(self.instance_id, pid, kept) {
             tracing::error!(instance_id = self.instance_id.get(), pid, error = %e, "could not record the process group; a worker restart could not end it or take it up");
         }
     }
 
-    /// Supervises a spawned server to its exit (`ready`: it is already `running`), then
-    /// forgets its record, unless it was left running.
+    /// Supervises a spawned server to its exit (`ready`: it is already `running`); an ended one
+    /// is settled once what follows is reported ([`Self::settle`]).
     async fn supervised(
         &mut self,
         config: &GameServerConfig,
@@ -642,7 +682,7 @@ impl Supervisor {
             .supervise(config, &server.handle, server.output, ready)
             .await;
         if !matches!(end, AttemptEnd::LeftRunning) {
-            self.context.records.remove(self.instance_id);
+            self.unsettled = Some(server.handle);
         }
         end
     }
@@ -791,7 +831,7 @@ impl Supervisor {
                         };
                         let _ = reply.send(answer);
                     }
-                    None if self.context.leave_running && self.context.runner.keeps_servers() && reason.is_none() => {
+                    None if self.context.leave_running.load(std::sync::atomic::Ordering::Relaxed) && self.context.runner.keeps_servers() && reason.is_none() => {
                         // The worker is shutting down and leaves its servers to its next run.
                         self.console.flush();
                         return AttemptEnd::LeftRunning;

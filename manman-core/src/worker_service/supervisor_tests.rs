@@ -206,7 +206,7 @@ impl Harness {
             directories,
             ends: RecentEnds::default(),
             stopping: CancellationToken::new(),
-            leave_running: false,
+            leave_running: Arc::default(),
         };
         let (requests, receiver) = mpsc::channel(64);
         let state = Arc::new(Mutex::new(InstanceState {

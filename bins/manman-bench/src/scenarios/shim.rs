@@ -125,6 +125,7 @@ fn fake_server_spec(dir: &Path) -> anyhow::Result<ProcessSpec> {
 fn launch(id: i64) -> ServerLaunch {
     ServerLaunch {
         instance_id: InstanceId(id),
+        spawn: id.unsigned_abs(),
         first_seq: 1,
         stop: StopPolicy::default(),
     }
@@ -244,6 +245,8 @@ async fn one_run(shim: &Path) -> anyhow::Result<Run> {
         tokio::time::timeout(ECHO_TIMEOUT, server.handle.wait())
             .await
             .context("a fake server did not quit")?;
+        // Its exit is taken note of: its shim may go.
+        server.handle.release();
     }
     direct_ms.sort_by(f64::total_cmp);
     shim_ms.sort_by(f64::total_cmp);
