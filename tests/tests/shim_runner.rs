@@ -128,11 +128,16 @@ async fn a_server_let_go_by_one_runner_is_taken_up_by_the_next() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(pid_alive(pid), "the server outlives the runner that let go");
     let second = ShimProcessRunner::new(SHIM, dir.path());
-    let Reattached::Running(SpawnedProcess { handle, mut output }) =
-        second.reattach(InstanceId(7), spawn_of(7), 42).await
-    else {
+    let Reattached::Running(held) = second.reattach(InstanceId(7), spawn_of(7)).await else {
         panic!("the server is taken up");
     };
+    assert_eq!(held.pid(), pid);
+    // A second worker process on the same state directory is refused, not given the server.
+    match first.reattach(InstanceId(7), spawn_of(7)).await {
+        Reattached::Busy(why) => assert!(why.contains("another worker"), "{why}"),
+        other => panic!("busy, not {other:?}"),
+    }
+    let SpawnedProcess { handle, mut output } = held.resume(42).await.expect("resumed");
     assert_eq!(handle.pid(), pid, "the same server");
     let replayed: Vec<(u64, String)> = [next(&mut output).await, next(&mut output).await]
         .into_iter()
@@ -183,7 +188,7 @@ async fn a_server_that_ends_unheard_is_reported_from_its_exit_file() {
         (!shim_file(dir.path(), 8, "sock").exists()).then_some(())
     })
     .await;
-    match runner.reattach(InstanceId(8), spawn_of(8), 1).await {
+    match runner.reattach(InstanceId(8), spawn_of(8)).await {
         Reattached::Ended {
             exit,
             stopped_unattended,
@@ -195,7 +200,7 @@ async fn a_server_that_ends_unheard_is_reported_from_its_exit_file() {
     }
     assert!(
         matches!(
-            runner.reattach(InstanceId(8), spawn_of(8), 1).await,
+            runner.reattach(InstanceId(8), spawn_of(8)).await,
             Reattached::Ended { .. }
         ),
         "kept until forgotten (a worker dying before it reported finds it again)"
@@ -203,7 +208,7 @@ async fn a_server_that_ends_unheard_is_reported_from_its_exit_file() {
     runner.forget(InstanceId(8), spawn_of(8)).await;
     assert!(
         matches!(
-            runner.reattach(InstanceId(8), spawn_of(8), 1).await,
+            runner.reattach(InstanceId(8), spawn_of(8)).await,
             Reattached::Gone(_)
         ),
         "forgotten once reported"
@@ -240,7 +245,7 @@ async fn a_shim_told_to_terminate_stops_its_server_by_its_stop_policy_at_once() 
         (!pid_alive(pid) && !shim_file(dir.path(), 9, "sock").exists()).then_some(())
     })
     .await;
-    match runner.reattach(InstanceId(9), spawn_of(9), 1).await {
+    match runner.reattach(InstanceId(9), spawn_of(9)).await {
         Reattached::Ended {
             exit,
             stopped_unattended,

@@ -18,12 +18,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub const REPLAY_BYTES: usize = 256 * 1024;
 /// What a held line costs besides its text (its number, time, stream and allocation), so that
 /// a server printing empty lines cannot grow the shim without bound.
-const LINE_OVERHEAD: usize = 64;
-/// Messages queued for the attached worker before the server's output is held back.
-const QUEUE_LIMIT: usize = 4096;
+pub const LINE_OVERHEAD: usize = 64;
+/// Messages queued for the attached worker before the server's output is held back…
+pub const QUEUE_LIMIT: usize = 4096;
+/// …or bytes of them.
+pub const QUEUE_BYTES: usize = 1024 * 1024;
 /// How long a worker asking to attach waits for the attached one to go (a restarted worker
 /// may connect before the shim has seen its predecessor's connection close).
-const TAKEOVER_WAIT: Duration = Duration::from_secs(3);
+pub const TAKEOVER_WAIT: Duration = Duration::from_secs(3);
 
 /// What the shim's threads share.
 #[derive(Debug)]
@@ -38,7 +40,23 @@ pub struct Console {
 struct Attached {
     connection: u64,
     queue: VecDeque<String>,
+    queue_bytes: usize,
     stream: UnixStream,
+    /// It asked for the lines (`R`); until then it only attends (`A`): lines are held, not
+    /// queued.
+    streaming: bool,
+}
+
+impl Attached {
+    fn full(&self) -> bool {
+        self.streaming && (self.queue.len() >= QUEUE_LIMIT || self.queue_bytes >= QUEUE_BYTES)
+    }
+
+    fn send(&mut self, message: &ToWorker) {
+        let text = message.to_string();
+        self.queue_bytes += text.len();
+        self.queue.push_back(text);
+    }
 }
 
 /// The console and the shim's facts, under one lock so that a line, a replay and the exit are
@@ -128,14 +146,10 @@ impl Console {
     }
 
     /// Numbers a line, holds it and queues it for the attached worker (waiting while its queue
-    /// is full).
+    /// is full). Once the exit is known, lines are only held: the exit is the last message.
     pub fn push(&self, stream: Stream, text: String) {
         let mut state = self.lock();
-        while state
-            .attached
-            .as_ref()
-            .is_some_and(|a| a.queue.len() >= QUEUE_LIMIT)
-        {
+        while state.attached.as_ref().is_some_and(Attached::full) && state.exit.is_none() {
             state = self.wait(state, Duration::from_millis(100));
         }
         let line = Line {
@@ -145,7 +159,9 @@ impl Console {
             text,
         };
         state.next_seq += 1;
-        state.queue(&ToWorker::Line(line.clone()));
+        if state.exit.is_none() {
+            state.queue(&ToWorker::Line(line.clone()));
+        }
         state.held_bytes += held_cost(&line);
         state.held.push_back(line);
         while state.held_bytes > REPLAY_BYTES && state.held.len() > 1 {
@@ -173,37 +189,52 @@ impl Console {
         (hello, connection)
     }
 
-    /// Attaches connection `connection` (`stream`, for shutting it down) at its request: the
-    /// held lines from `from` on, the exit if known, then every new line. A worker already
-    /// attached is given [`TAKEOVER_WAIT`] to go; if it stays, the newcomer is refused (only one
-    /// worker supervises a server). Returns whether it was attached.
-    pub fn attach(&self, connection: u64, stream: &UnixStream, from: u64) -> bool {
+    /// Attaches connection `connection` (`stream`, for shutting it down) at its request, and
+    /// queues [`ToWorker::Kept`]: with `from`, it streams at once (the held lines from `from`
+    /// on, the exit if known, then every new line); without, it only attends until
+    /// [`Self::stream`]. A worker already attached is given [`TAKEOVER_WAIT`] to go; if it
+    /// stays, the newcomer is refused (only one worker supervises a server): why.
+    pub fn attach(
+        &self,
+        connection: u64,
+        stream: &UnixStream,
+        from: Option<u64>,
+    ) -> Result<(), String> {
         let mut state = self.lock();
         let deadline = Instant::now() + TAKEOVER_WAIT;
         while state.attached.is_some() && Instant::now() < deadline {
             state = self.wait(state, Duration::from_millis(50));
         }
         if state.attached.is_some() {
-            return false;
+            return Err("another worker is attached to this server".to_owned());
         }
-        let Ok(stream) = stream.try_clone() else {
-            return false;
-        };
-        let mut queue: VecDeque<String> = state
-            .held
-            .iter()
-            .filter(|l| l.seq >= from)
-            .map(|l| ToWorker::Line(l.clone()).to_string())
-            .collect();
-        if let Some(exit) = state.exit {
-            queue.push_back(ToWorker::Exit(exit).to_string());
-        }
-        state.attached = Some(Attached {
+        let stream = stream.try_clone().map_err(|e| e.to_string())?;
+        let mut attached = Attached {
             connection,
-            queue,
+            queue: VecDeque::new(),
+            queue_bytes: 0,
             stream,
-        });
+            streaming: false,
+        };
+        attached.send(&ToWorker::Kept);
+        state.attached = Some(attached);
         state.unattended_since = None;
+        if let Some(from) = from {
+            state.stream(from);
+        }
+        drop(state);
+        self.notify();
+        Ok(())
+    }
+
+    /// The attending connection `connection` asks for the lines from `from` on: the held ones,
+    /// the exit if known, then every new line. Returns whether it is the attached one.
+    pub fn stream(&self, connection: u64, from: u64) -> bool {
+        let mut state = self.lock();
+        if !state.is_attached(connection) {
+            return false;
+        }
+        state.stream(from);
         drop(state);
         self.notify();
         true
@@ -232,6 +263,7 @@ impl Console {
             let batch: Vec<String> = loop {
                 match &mut state.attached {
                     Some(a) if a.connection == connection && !a.queue.is_empty() => {
+                        a.queue_bytes = 0;
                         break a.queue.drain(..).collect();
                     }
                     Some(a) if a.connection == connection => {}
@@ -251,10 +283,37 @@ impl Console {
 }
 
 impl State {
-    /// Queues a message for the attached worker, if any.
+    /// Queues a message for the attached worker, if it streams.
     pub(crate) fn queue(&mut self, message: &ToWorker) {
-        if let Some(attached) = &mut self.attached {
-            attached.queue.push_back(message.to_string());
+        if let Some(attached) = &mut self.attached
+            && attached.streaming
+        {
+            attached.send(message);
+        }
+    }
+
+    /// Whether the attached worker's queue is full (it reads slowly, or not yet).
+    pub(crate) fn queue_full(&self) -> bool {
+        self.attached.as_ref().is_some_and(Attached::full)
+    }
+
+    /// Starts streaming to the attached worker: the held lines from `from` on, the exit if
+    /// known.
+    fn stream(&mut self, from: u64) {
+        let replay: Vec<ToWorker> = self
+            .held
+            .iter()
+            .filter(|l| l.seq >= from)
+            .map(|l| ToWorker::Line(l.clone()))
+            .chain(self.exit.map(ToWorker::Exit))
+            .collect();
+        if let Some(attached) = &mut self.attached
+            && !attached.streaming
+        {
+            attached.streaming = true;
+            for message in &replay {
+                attached.send(message);
+            }
         }
     }
 
@@ -312,9 +371,9 @@ mod tests {
         let (second, _peer2) = UnixStream::pair().unwrap();
         let (_, a) = console.hello();
         let (_, b) = console.hello();
-        assert!(console.attach(a, &first, 1));
+        assert!(console.attach(a, &first, Some(1)).is_ok());
         let began = Instant::now();
-        assert!(!console.attach(b, &second, 1), "refused");
+        assert!(console.attach(b, &second, Some(1)).is_err(), "refused");
         assert!(
             began.elapsed() >= TAKEOVER_WAIT,
             "after waiting for the first to go"
@@ -322,28 +381,40 @@ mod tests {
         assert!(console.is_attached(a), "the first is undisturbed");
         console.detach(a);
         assert!(
-            console.attach(b, &second, 1),
+            console.attach(b, &second, Some(1)).is_ok(),
             "taken once the first has gone"
         );
     }
 
     #[test]
-    fn a_replay_starts_where_asked_and_ends_with_the_exit() {
+    fn an_attending_worker_gets_the_lines_it_asks_for_and_the_exit_last() {
         let console = Console::new(1, 10);
         for n in 0..5 {
             console.push(Stream::Stdout, format!("line {n}"));
+        }
+        let (stream, _peer) = UnixStream::pair().unwrap();
+        let (_, connection) = console.hello();
+        assert!(console.attach(connection, &stream, None).is_ok());
+        console.push(Stream::Stdout, "held while it attends".into());
+        {
+            let state = console.lock();
+            let queue = &state.attached.as_ref().unwrap().queue;
+            assert_eq!(queue.iter().collect::<Vec<_>>(), ["K\n"], "only the answer");
+            assert_eq!(state.unattended_since, None, "attended: not stopped");
         }
         console.lock().exit = Some(Exit {
             code: Some(0),
             signal: None,
         });
-        let (stream, _peer) = UnixStream::pair().unwrap();
-        let (_, connection) = console.hello();
-        assert!(console.attach(connection, &stream, 12));
+        // An echo written just before the exit is held, never sent after it.
+        console.push(Stream::Stdin, "late".into());
+        assert!(console.stream(connection, 12));
         let state = console.lock();
         let queue = &state.attached.as_ref().unwrap().queue;
-        assert_eq!(queue.len(), 4, "lines 12, 13, 14 and the exit: {queue:?}");
-        assert!(queue[0].starts_with("L 12 o"));
-        assert_eq!(queue[3], "X 0 -\n");
+        assert_eq!(queue.len(), 7, "K, lines 12 to 16 and the exit: {queue:?}");
+        assert!(queue[1].starts_with("L 12 o"));
+        assert!(queue[4].ends_with("held while it attends\n"));
+        assert!(queue[5].ends_with(" late\n"));
+        assert_eq!(queue[6], "X 0 -\n", "the exit last");
     }
 }

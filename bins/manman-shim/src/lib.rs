@@ -181,9 +181,14 @@ fn run(options: &Options, mut first: UnixStream, terms: SigSet) -> ExitCode {
             signal: None,
         },
     };
-    let drained = Instant::now() + OUTPUT_DRAIN;
+    // The output is read to its end (bounded: a process outside the group may hold the pipe
+    // open), however long a worker that reads slowly takes to make room for it.
+    let mut drained = Instant::now() + OUTPUT_DRAIN;
     let mut state = console.lock();
     while state.outputs_open > 0 && Instant::now() < drained {
+        if state.queue_full() {
+            drained = Instant::now() + OUTPUT_DRAIN;
+        }
         state = console.wait(state, Duration::from_millis(50));
     }
     state.exit = Some(exit);
@@ -329,8 +334,15 @@ fn serve(console: Arc<Console>, stdin: SyncSender<StdinRequest>, mut connection:
         for line in BufReader::new(reader).lines() {
             let Ok(line) = line else { break };
             let request = line.parse::<ToShim>();
-            if let Ok(ToShim::Replay(from)) = request {
-                if !console.attach(number, &connection, from) {
+            let attach = match request {
+                Ok(ToShim::Attend) => Some(None),
+                Ok(ToShim::Replay(from)) if !console.stream(number, from) => Some(Some(from)),
+                Ok(ToShim::Replay(_)) => continue,
+                _ => None,
+            };
+            if let Some(from) = attach {
+                if let Err(why) = console.attach(number, &connection, from) {
+                    let _ = connection.write_all(ToWorker::Refused(why).to_string().as_bytes());
                     break;
                 }
                 let Ok(writer) = connection.try_clone() else {

@@ -2,11 +2,14 @@
 //! line, a letter and fields separated by single spaces, free text (a console line) last.
 //!
 //! Shim → worker: [`ToWorker`]: `H` (hello, first on every connection), `E` (the server could
-//! not be started), `L` (a console line), `X` (the server exited; every line came before it).
+//! not be started), `K` (this connection is the attached worker's now), `N` (refused: another
+//! worker is attached), `L` (a console line), `X` (the server exited; every line came before
+//! it).
 //! Worker → shim: [`ToShim`]: first, on the connection the shim is started with, `V` (one
-//! variable of the server's environment, hex-encoded) and `G` (go: start the server); then `R`
-//! (replay from a line number, then stream), `I` (a stdin line), `C` (close stdin), `D` (done:
-//! the exit was recorded, the shim may go).
+//! variable of the server's environment, hex-encoded) and `G` (go: start the server); then `A`
+//! (attend: the worker is here, hold the lines until it asks for them), `R` (replay from a line
+//! number, then stream; attends too), `I` (a stdin line), `C` (close stdin), `D` (done: the
+//! exit was recorded, the shim may go).
 //!
 //! The server's environment comes over the connection, not as the shim's own: the shim runs as
 //! the worker's user (root), and a variable such as `LD_LIBRARY_PATH` naming the game's
@@ -93,6 +96,10 @@ pub enum ToWorker {
     Hello(Hello),
     /// The server could not be started; the shim exits.
     SpawnFailed(String),
+    /// The connection is the attached worker's now (the answer to `A` or `R`).
+    Kept,
+    /// The connection is refused: why (another worker is attached).
+    Refused(String),
     /// A console line.
     Line(Line),
     /// The server exited and its output was read to the end.
@@ -106,6 +113,9 @@ pub enum ToShim {
     Env(String),
     /// The environment is complete: start the server.
     Go,
+    /// The worker is here: hold the console lines (and do not stop the server) until it asks
+    /// for them.
+    Attend,
     /// Send the lines from this number on that are still held, then every new one.
     Replay(u64),
     /// Write this line to the server's stdin (and number it in the console).
@@ -147,6 +157,8 @@ impl fmt::Display for ToWorker {
         match self {
             Self::Hello(h) => writeln!(f, "H {} {} {} {}", h.version, h.pid, h.oldest, h.next),
             Self::SpawnFailed(why) => writeln!(f, "E {}", one_line(why)),
+            Self::Kept => f.write_str("K\n"),
+            Self::Refused(why) => writeln!(f, "N {}", one_line(why)),
             Self::Line(l) => writeln!(
                 f,
                 "L {} {} {} {}",
@@ -166,6 +178,7 @@ impl fmt::Display for ToShim {
         match self {
             Self::Env(variable) => writeln!(f, "V {}", hex(variable.as_bytes())),
             Self::Go => f.write_str("G\n"),
+            Self::Attend => f.write_str("A\n"),
             Self::Replay(from) => writeln!(f, "R {from}"),
             Self::Stdin(text) => writeln!(f, "I {}", one_line(text)),
             Self::CloseStdin => f.write_str("C\n"),
@@ -223,6 +236,8 @@ impl std::str::FromStr for ToWorker {
                 }))
             }
             "E" => Ok(Self::SpawnFailed(rest.to_owned())),
+            "K" if rest.is_empty() => Ok(Self::Kept),
+            "N" => Ok(Self::Refused(rest.to_owned())),
             "L" => {
                 let mut fields = rest.splitn(4, ' ');
                 let mut next = || fields.next().ok_or_else(bad);
@@ -260,6 +275,7 @@ impl std::str::FromStr for ToShim {
                 Ok(Self::Env(String::from_utf8(bytes).map_err(|_| bad())?))
             }
             ("G", "") => Ok(Self::Go),
+            ("A", "") => Ok(Self::Attend),
             ("R", from) => Ok(Self::Replay(from.parse().map_err(|_| bad())?)),
             ("I", text) => Ok(Self::Stdin(text.to_owned())),
             ("C", "") => Ok(Self::CloseStdin),
@@ -283,6 +299,8 @@ mod tests {
                 next: 90,
             }),
             ToWorker::SpawnFailed("could not start ./srv: No such file".to_owned()),
+            ToWorker::Kept,
+            ToWorker::Refused("another worker is attached".to_owned()),
             ToWorker::Line(Line {
                 seq: 7,
                 stream: Stream::Stderr,
@@ -313,6 +331,7 @@ mod tests {
             ToShim::Env("PATH=/usr/bin:/bin".to_owned()),
             ToShim::Env("MOTD=two\nlines and ünïcode=ok".to_owned()),
             ToShim::Go,
+            ToShim::Attend,
             ToShim::Replay(12),
             ToShim::Stdin("say hello world".to_owned()),
             ToShim::CloseStdin,

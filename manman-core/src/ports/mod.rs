@@ -33,7 +33,7 @@ pub use installer::{
     ProgressSink,
 };
 pub use process::{
-    ExitStatus, OutputLine, OutputStream, ProcessControl, ProcessError, ProcessHandle,
+    ExitStatus, HeldServer, OutputLine, OutputStream, ProcessControl, ProcessError, ProcessHandle,
     ProcessRunner, ProcessSignal, ProcessSpec, ProcessUser, Reattached, ServerLaunch,
     SpawnedProcess,
 };

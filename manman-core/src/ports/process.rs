@@ -64,12 +64,25 @@ pub struct ServerLaunch {
     pub stop: StopPolicy,
 }
 
+/// A server a runner still holds for a restarted worker: attended from now on (its runner does
+/// not stop it for want of a worker), its console held until [`HeldServer::resume`].
+#[async_trait]
+pub trait HeldServer: Send + Sync + Debug {
+    /// The server's pid (its process group).
+    fn pid(&self) -> u32;
+
+    /// Supervises it again: its console lines from number `from` on (those still held), then
+    /// the new ones, then its exit.
+    async fn resume(self: Box<Self>, from: u64) -> Result<SpawnedProcess, ProcessError>;
+}
+
 /// What became of a server a previous run of the worker left to a runner that keeps servers.
 #[derive(Debug)]
 pub enum Reattached {
-    /// It is still held: supervised again from here, its console lines from the number asked
-    /// for on (those still held), then its exit.
-    Running(SpawnedProcess),
+    /// It is still held, and now attended by this worker.
+    Running(Box<dyn HeldServer>),
+    /// Another worker process supervises it (two on one state directory): left alone.
+    Busy(String),
     /// It ended while no worker was attached, and nobody heard it.
     Ended {
         /// How.
@@ -106,9 +119,9 @@ pub trait ProcessRunner: Send + Sync + Debug + 'static {
     }
 
     /// Takes up again `instance`'s server (start `spawn`), left by a previous run of the
-    /// worker, asking for its console lines from number `from` on.
-    async fn reattach(&self, instance: InstanceId, spawn: u64, from: u64) -> Reattached {
-        let _ = (instance, spawn, from);
+    /// worker.
+    async fn reattach(&self, instance: InstanceId, spawn: u64) -> Reattached {
+        let _ = (instance, spawn);
         Reattached::Gone("this runner keeps no server across worker restarts".to_owned())
     }
 

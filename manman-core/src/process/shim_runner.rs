@@ -4,7 +4,7 @@
 use super::tokio_runner::GroupControl;
 use crate::id::InstanceId;
 use crate::ports::{
-    ExitStatus, OutputLine, OutputStream, ProcessControl, ProcessError, ProcessHandle,
+    ExitStatus, HeldServer, OutputLine, OutputStream, ProcessControl, ProcessError, ProcessHandle,
     ProcessRunner, ProcessSignal, ProcessSpec, Reattached, ServerLaunch, SpawnedProcess,
 };
 use crate::process::TokioProcessRunner;
@@ -133,55 +133,21 @@ impl ShimProcessRunner {
         command
     }
 
-    /// Supervises the shim that said `hello` on this connection: console lines from `from` on.
-    async fn attach(
+    /// A connection to the shim that said `hello` on it.
+    fn connection(
         &self,
-        mut lines: Lines<BufReader<OwnedReadHalf>>,
-        mut writer: OwnedWriteHalf,
+        lines: Lines<BufReader<OwnedReadHalf>>,
+        writer: OwnedWriteHalf,
         hello: &Hello,
-        from: u64,
-    ) -> std::io::Result<SpawnedProcess> {
-        writer
-            .write_all(ToShim::Replay(from).to_string().as_bytes())
-            .await?;
-        let pid = hello.pid;
-        let control: Arc<dyn ProcessControl> = Arc::new(GroupControl { pgid: pid });
-        let (exit_tx, exit_rx) = watch::channel(None);
-        let (stdin_tx, stdin_rx) = mpsc::channel(self.stdin_buffer);
-        let (output_tx, output_rx) = mpsc::channel(self.output_buffer);
-        let handle =
-            ProcessHandle::new(pid, stdin_tx, exit_rx.clone(), control).numbering_console();
-        tokio::spawn(write_to_shim(
+    ) -> ShimConnection {
+        ShimConnection {
+            lines,
             writer,
-            stdin_rx,
-            handle.stdin_closed(),
-            (exit_rx, handle.released()),
-        ));
-        let reader = handle.clone();
-        tokio::spawn(async move {
-            let ended = read_from_shim(&mut lines, &output_tx).await;
-            match ended {
-                ShimEnded::Exited(status) => {
-                    let _ = exit_tx.send(Some(status));
-                }
-                ShimEnded::LetGo => {}
-                ShimEnded::Lost(why) => {
-                    reader.mark_lost(format!(
-                        "its shim {why}; the server (process group {pid}) was ended with it"
-                    ));
-                    // The kernel killed the server with its shim; what it started goes too.
-                    let _ = reader.signal(ProcessSignal::Kill);
-                    let _ = exit_tx.send(Some(ExitStatus {
-                        code: None,
-                        signal: None,
-                    }));
-                }
-            }
-        });
-        Ok(SpawnedProcess {
-            handle,
-            output: output_rx,
-        })
+            pid: hello.pid,
+            oldest: hello.oldest,
+            stdin_buffer: self.stdin_buffer,
+            output_buffer: self.output_buffer,
+        }
     }
 
     /// What the exit file of a shim that ended unheard says: how, and whether it stopped the
@@ -225,6 +191,143 @@ async fn hello(lines: &mut Lines<BufReader<OwnedReadHalf>>) -> Result<Hello, Str
     }
 }
 
+/// Why a shim did not take a connection.
+#[derive(Debug)]
+enum Answer {
+    /// Another worker is attached.
+    Refused(String),
+    /// The connection broke or the shim said something else.
+    Broken(String),
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refused(why) => write!(f, "it refused this worker: {why}"),
+            Self::Broken(why) => f.write_str(why),
+        }
+    }
+}
+
+/// A connection to a shim, attached (it answered `K`) or about to be.
+struct ShimConnection {
+    lines: Lines<BufReader<OwnedReadHalf>>,
+    writer: OwnedWriteHalf,
+    pid: u32,
+    oldest: u64,
+    stdin_buffer: usize,
+    output_buffer: usize,
+}
+
+impl std::fmt::Debug for ShimConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShimConnection")
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShimConnection {
+    /// Asks to be attached (`A`, or `R` on a fresh connection): `Ok` once the shim answered
+    /// `K`.
+    async fn ask(&mut self, request: ToShim) -> Result<(), Answer> {
+        let broken = |e: std::io::Error| Answer::Broken(e.to_string());
+        self.writer
+            .write_all(request.to_string().as_bytes())
+            .await
+            .map_err(broken)?;
+        match tokio::time::timeout(HELLO_TIMEOUT, self.lines.next_line()).await {
+            Err(_) => Err(Answer::Broken(format!(
+                "it did not answer within {} s",
+                HELLO_TIMEOUT.as_secs()
+            ))),
+            Ok(Err(e)) => Err(broken(e)),
+            Ok(Ok(None)) => Err(Answer::Broken("it ended without an answer".to_owned())),
+            Ok(Ok(Some(line))) => match line.parse::<ToWorker>() {
+                Ok(ToWorker::Kept) => Ok(()),
+                Ok(ToWorker::Refused(why)) => Err(Answer::Refused(why)),
+                Ok(ToWorker::SpawnFailed(why)) => Err(Answer::Broken(why)),
+                _ => Err(Answer::Broken(format!("it answered {line:?}"))),
+            },
+        }
+    }
+
+    /// Supervises the attached, streaming shim: its console lines, its exit, stdin.
+    fn supervise(self) -> SpawnedProcess {
+        let Self {
+            mut lines,
+            writer,
+            pid,
+            oldest: _,
+            stdin_buffer,
+            output_buffer,
+        } = self;
+        let control: Arc<dyn ProcessControl> = Arc::new(GroupControl { pgid: pid });
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let (stdin_tx, stdin_rx) = mpsc::channel(stdin_buffer);
+        let (output_tx, output_rx) = mpsc::channel(output_buffer);
+        let handle =
+            ProcessHandle::new(pid, stdin_tx, exit_rx.clone(), control).numbering_console();
+        tokio::spawn(write_to_shim(
+            writer,
+            stdin_rx,
+            handle.stdin_closed(),
+            (exit_rx, handle.released()),
+        ));
+        let reader = handle.clone();
+        tokio::spawn(async move {
+            let ended = read_from_shim(&mut lines, &output_tx).await;
+            match ended {
+                ShimEnded::Exited(status) => {
+                    let _ = exit_tx.send(Some(status));
+                }
+                ShimEnded::LetGo => {}
+                ShimEnded::Lost(why) => {
+                    reader.mark_lost(format!(
+                        "its shim {why}; the server (process group {pid}) was ended with it"
+                    ));
+                    // The kernel killed the server with its shim; what it started goes too.
+                    let _ = reader.signal(ProcessSignal::Kill);
+                    let _ = exit_tx.send(Some(ExitStatus {
+                        code: None,
+                        signal: None,
+                    }));
+                }
+            }
+        });
+        SpawnedProcess {
+            handle,
+            output: output_rx,
+        }
+    }
+}
+
+#[async_trait]
+impl HeldServer for ShimConnection {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    async fn resume(mut self: Box<Self>, from: u64) -> Result<SpawnedProcess, ProcessError> {
+        if self.oldest > from {
+            tracing::warn!(
+                pid = self.pid,
+                from,
+                oldest = self.oldest,
+                "console lines were lost while no worker was attached: the shim holds only the most recent"
+            );
+        }
+        self.writer
+            .write_all(ToShim::Replay(from).to_string().as_bytes())
+            .await
+            .map_err(|source| ProcessError::Spawn {
+                program: PathBuf::from("manman-shim"),
+                source,
+            })?;
+        Ok(self.supervise())
+    }
+}
+
 #[async_trait]
 impl ProcessRunner for ShimProcessRunner {
     async fn spawn(&self, spec: &ProcessSpec) -> Result<SpawnedProcess, ProcessError> {
@@ -253,6 +356,8 @@ impl ProcessRunner for ShimProcessRunner {
         let mut command = self.command(spec, launch);
         command.stdin(Stdio::from(OwnedFd::from(theirs)));
         let mut shim = command.spawn().map_err(io)?;
+        // Its end of the connection is the shim's alone: a shim that dies is an end of file.
+        drop(command);
         let greeted = async {
             ours.set_nonblocking(true)?;
             let (read, mut writer) = tokio::net::UnixStream::from_std(ours)?.into_split();
@@ -264,11 +369,20 @@ impl ProcessRunner for ShimProcessRunner {
             writer.write_all(environment.as_bytes()).await?;
             let mut lines = BufReader::new(read).lines();
             let hello = hello(&mut lines).await.map_err(std::io::Error::other)?;
-            Ok::<_, std::io::Error>((lines, writer, hello))
+            let mut connection = self.connection(lines, writer, &hello);
+            connection
+                .ask(ToShim::Replay(launch.first_seq))
+                .await
+                .map_err(|answer| std::io::Error::other(answer.to_string()))?;
+            Ok::<_, std::io::Error>(connection)
         };
-        let (lines, writer, hello) = match greeted.await {
-            Ok(greeted) => greeted,
-            Err(why) => {
+        let connection = match tokio::time::timeout(HELLO_TIMEOUT, greeted).await {
+            Ok(Ok(connection)) => connection,
+            outcome => {
+                let why = match outcome {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("it did not answer within {} s", HELLO_TIMEOUT.as_secs()),
+                };
                 // A shim that did not start its server as it should goes now, not after the
                 // grace time: the next attempt must not meet its server.
                 let _ = shim.start_kill();
@@ -286,16 +400,14 @@ impl ProcessRunner for ShimProcessRunner {
         tokio::spawn(async move {
             let _ = shim.wait().await;
         });
-        self.attach(lines, writer, &hello, launch.first_seq)
-            .await
-            .map_err(io)
+        Ok(connection.supervise())
     }
 
     fn keeps_servers(&self) -> bool {
         true
     }
 
-    async fn reattach(&self, instance: InstanceId, spawn: u64, from: u64) -> Reattached {
+    async fn reattach(&self, instance: InstanceId, spawn: u64) -> Reattached {
         let socket = self.socket(instance, spawn);
         let connected = tokio::net::UnixStream::connect(&socket).await;
         let stream = match connected {
@@ -318,17 +430,11 @@ impl ProcessRunner for ShimProcessRunner {
             Ok(hello) => hello,
             Err(why) => return Reattached::Gone(format!("its shim: {why}")),
         };
-        if hello.oldest > from {
-            tracing::warn!(
-                instance_id = instance.get(),
-                from,
-                oldest = hello.oldest,
-                "console lines were lost while no worker was attached: the shim holds only the most recent"
-            );
-        }
-        match self.attach(lines, writer, &hello, from).await {
-            Ok(server) => Reattached::Running(server),
-            Err(e) => Reattached::Gone(format!("its shim: {e}")),
+        let mut connection = self.connection(lines, writer, &hello);
+        match connection.ask(ToShim::Attend).await {
+            Ok(()) => Reattached::Running(Box::new(connection)),
+            Err(Answer::Refused(why)) => Reattached::Busy(why),
+            Err(Answer::Broken(why)) => Reattached::Gone(format!("its shim: {why}")),
         }
     }
 
@@ -348,21 +454,17 @@ async fn write_to_shim(
     (mut exit, mut released): (watch::Receiver<Option<ExitStatus>>, watch::Receiver<bool>),
 ) {
     let mut open = true;
+    let mut exited = false;
     loop {
         let message = tokio::select! {
             biased;
-            line = lines.recv(), if open => match line {
+            line = lines.recv(), if open && !exited => match line {
                 Some(line) => ToShim::Stdin(line),
-                // Every handle is gone: the server was left running (let go of the shim), or
-                // its end was recorded just before (the shim may go).
-                None => {
-                    if exit.borrow().is_some() && *released.borrow() {
-                        let _ = writer.write_all(ToShim::Done.to_string().as_bytes()).await;
-                    }
-                    return;
-                }
+                // Every handle is gone while the server runs: it was left running; let go of
+                // the shim.
+                None => return,
             },
-            _ = async { closed.wait_for(|closed| *closed).await.is_ok() }, if open => {
+            _ = async { closed.wait_for(|closed| *closed).await.is_ok() }, if open && !exited => {
                 open = false;
                 let mut queued = String::new();
                 while let Ok(line) = lines.try_recv() {
@@ -373,10 +475,16 @@ async fn write_to_shim(
                 }
                 ToShim::CloseStdin
             }
-            recorded = async {
-                exit.wait_for(Option::is_some).await.is_ok()
-                    && released.wait_for(|released| *released).await.is_ok()
-            } => {
+            heard = async { exit.wait_for(Option::is_some).await.is_ok() }, if !exited => {
+                if !heard {
+                    return;
+                }
+                // An ended server takes no more input: writes fail from now on.
+                exited = true;
+                lines.close();
+                continue;
+            }
+            recorded = async { released.wait_for(|released| *released).await.is_ok() }, if exited => {
                 if recorded {
                     let _ = writer.write_all(ToShim::Done.to_string().as_bytes()).await;
                 }

@@ -4,7 +4,7 @@
 
 use crate::event::StatusReport;
 use crate::id::InstanceId;
-use crate::ports::{ExitStatus, ProcessRunner, Reattached, SpawnedProcess};
+use crate::ports::{ExitStatus, HeldServer, ProcessRunner, Reattached};
 use crate::status::{Cause, Entity, Status};
 use crate::worker_service::console_log;
 use crate::worker_service::process_records::{
@@ -13,12 +13,12 @@ use crate::worker_service::process_records::{
 use chrono::{DateTime, Utc};
 use std::path::Path;
 
-/// A server taken up again.
+/// A server taken up again (attended: its runner holds its console until it is supervised).
 #[derive(Debug)]
 pub(crate) struct TakenUp {
     pub(crate) instance_id: InstanceId,
     pub(crate) kept: KeptServer,
-    pub(crate) server: SpawnedProcess,
+    pub(crate) server: Box<dyn HeldServer>,
     /// The last console line the log has: the server's lines go on after it.
     pub(crate) last_seq: u64,
 }
@@ -33,20 +33,6 @@ pub(crate) struct Ended {
     pub(crate) exit: Option<ExitStatus>,
     /// The start whose end its runner kept (its record stays until the end is reported).
     pub(crate) kept_spawn: Option<u64>,
-}
-
-/// The instances whose servers the last run left to a runner that keeps servers: what a
-/// restarted worker names when it registers, to take them up.
-pub(crate) fn kept(records: &ProcessRecords, runner: &dyn ProcessRunner) -> Vec<InstanceId> {
-    if !runner.keeps_servers() {
-        return Vec::new();
-    }
-    records
-        .leftovers()
-        .into_iter()
-        .filter(|r| r.kept.is_some())
-        .map(|r| r.instance_id)
-        .collect()
 }
 
 impl Ended {
@@ -81,11 +67,14 @@ pub(crate) async fn take_up_or_end(
         };
         let log = format!("instance-{}.log", instance_id.get());
         let last_seq = console_log::last_seq(log_dir, &log).unwrap_or(0);
-        match runner.reattach(instance_id, kept.spawn, last_seq + 1).await {
+        match runner.reattach(instance_id, kept.spawn).await {
+            Reattached::Busy(why) => {
+                tracing::warn!(instance_id = instance_id.get(), %why, "a server the last run of the worker left is supervised by another worker process on this state directory: left alone");
+            }
             Reattached::Running(server) => {
                 tracing::info!(
                     instance_id = instance_id.get(),
-                    pid = server.handle.pid(),
+                    pid = server.pid(),
                     last_seq,
                     "taking up a server the last run of the worker left running"
                 );

@@ -15,7 +15,7 @@ use crate::worker_service::console_tail::send_tail;
 use crate::worker_service::dedup::RecentIds;
 use crate::worker_service::directories;
 use crate::worker_service::launch::ServerEnvironment;
-use crate::worker_service::leftovers::{self, TakenUp, take_up_or_end};
+use crate::worker_service::leftovers::{TakenUp, take_up_or_end};
 use crate::worker_service::log_retention::{LogRetention, run_log_retention};
 use crate::worker_service::process_records::ProcessRecords;
 use crate::worker_service::recent_ends::RecentEnds;
@@ -256,14 +256,16 @@ impl WorkerService {
             HANDLED_COMMANDS_REMEMBERED,
         )
         .map_err(setup)?;
-        // The servers the last run left are named when registering (the host makes them this
-        // registration's), and taken up only then: a shim streams to a worker that reads.
-        let kept = leftovers::kept(&records, self.runner.as_ref());
+        // The servers the last run left are attended at once (their shims hold their consoles
+        // and no longer count the grace time, however long the host takes to register this
+        // run), named when registering (the host makes them this registration's), and
+        // supervised once it has.
+        let log_dir = self.settings.state_dir.join("logs");
+        let (taken_up, ended) = take_up_or_end(&records, self.runner.as_ref(), &log_dir).await;
+        let kept: Vec<InstanceId> = taken_up.iter().map(|t| t.instance_id).collect();
         let Some(registered) = self.register(&shutdown, kept).await? else {
             return Ok(WorkerExit::Shutdown);
         };
-        let log_dir = self.settings.state_dir.join("logs");
-        let (taken_up, ended) = take_up_or_end(&records, self.runner.as_ref(), &log_dir).await;
         let worker_id = registered.worker_id;
         let bus_error = |source| WorkerError::Bus { worker_id, source };
         // The host declared the shared topology before it answered the registration; the

@@ -17,9 +17,9 @@ use crate::event::StatusReport;
 use crate::game_server::NewGameServer;
 use crate::id::{ConfigId, InstanceId, WorkerId};
 use crate::ports::{
-    ConfigBundle, ExitStatus, GameInstaller, HostApi, HostApiError, InstallError, InstallRequest,
-    OutputLine, OutputStream, ProcessHandle, ProcessRunner, ProcessSpec, ProcessUser, ServerLaunch,
-    SpawnedProcess,
+    ConfigBundle, ExitStatus, GameInstaller, HeldServer, HostApi, HostApiError, InstallError,
+    InstallRequest, OutputLine, OutputStream, ProcessHandle, ProcessRunner, ProcessSignal,
+    ProcessSpec, ProcessUser, ServerLaunch, SpawnedProcess,
 };
 use crate::process::{self, StopStep, Stopped};
 use crate::status::{Cause, Entity, Status, can_transition};
@@ -194,7 +194,7 @@ pub(crate) struct Supervisor {
     carried: Option<ConfigBundle>,
     /// A server a previous run of the worker left, taken up again: the first attempt
     /// supervises it instead of starting one.
-    taken_up: Option<SpawnedProcess>,
+    taken_up: Option<Box<dyn HeldServer>>,
     /// Which start of the instance the current server is (see [`ServerLaunch::spawn`]).
     spawn: u64,
     /// The server of the last attempt, ended but not yet released: its record and what its
@@ -243,7 +243,7 @@ impl Supervisor {
     /// its console after line `last_seq`.
     pub(crate) fn taking_up(
         mut self,
-        server: SpawnedProcess,
+        server: Box<dyn HeldServer>,
         kept: &KeptServer,
         last_seq: u64,
     ) -> Self {
@@ -255,7 +255,7 @@ impl Supervisor {
                 Status::Initializing
             };
             state.restart_count = kept.restart_count;
-            state.pid = Some(server.handle.pid());
+            state.pid = Some(server.pid());
         }
         self.console.continue_after(last_seq);
         self.taken_up = Some(server);
@@ -615,27 +615,51 @@ impl Supervisor {
     /// Supervises a server a previous run of the worker left running, with its config as the
     /// host has it now (the host took the instance over for this registration when the worker
     /// registered). A host that does not confirm the instance is this worker's gets it killed.
-    async fn take_up(&mut self, server: SpawnedProcess) -> AttemptEnd {
+    async fn take_up(&mut self, server: Box<dyn HeldServer>) -> AttemptEnd {
         let ready = self.status() == Status::Running;
+        let pid = server.pid();
+        // Its shim holds the console meanwhile (the server is never held up by it).
+        let fetched = fetch_config(&self.context, self.instance_id, self.config_id).await;
+        let resumed = match server.resume(self.console.next_seq()).await {
+            Ok(resumed) => resumed,
+            Err(e) => {
+                return AttemptEnd::Failed(Failure {
+                    cause: Cause::ShimLost,
+                    detail: format!("its shim could not be taken up again: {e}"),
+                    exit: None,
+                    clean: false,
+                    uptime: Duration::ZERO,
+                    refused: false,
+                    unrecoverable: None,
+                });
+            }
+        };
         let recorded = self.config.clone().expect("taken up with its config");
-        match fetch_config(&self.context, self.instance_id, self.config_id).await {
+        match fetched {
             Ok(bundle) => {
                 self.config = Some(bundle.config.clone());
                 tracing::info!(
                     instance_id = self.instance_id.get(),
-                    pid = server.handle.pid(),
+                    pid,
                     "took up a server the last run of the worker left running"
                 );
-                self.supervised(&bundle.config, server, ready).await
+                self.supervised(&bundle.config, resumed, ready).await
             }
             Err(e) if e.is_transient() => {
                 // The host is away: the server goes on under the config it was started with.
-                tracing::warn!(instance_id = self.instance_id.get(), pid = server.handle.pid(), error = %e, "took up a server the last run of the worker left running; the host could not confirm it yet, so it runs on under the config it was started with");
-                self.supervised(&recorded, server, ready).await
+                tracing::warn!(instance_id = self.instance_id.get(), pid, error = %e, "took up a server the last run of the worker left running; the host could not confirm it yet, so it runs on under the config it was started with");
+                self.supervised(&recorded, resumed, ready).await
             }
             Err(e) => {
-                let exit = process::kill(&server.handle).await;
-                self.unsettled = Some(server.handle);
+                let SpawnedProcess { handle, mut output } = resumed;
+                let _ = handle.signal(ProcessSignal::Kill);
+                // Its last lines are logged while it goes (a full channel would hold up the
+                // news of its exit).
+                while let Some(line) = output.recv().await {
+                    self.output(line);
+                }
+                let exit = handle.wait().await;
+                self.unsettled = Some(handle);
                 AttemptEnd::Ended(Final {
                     status: Status::Crashed,
                     cause: Cause::WorkerRestart,
@@ -643,7 +667,7 @@ impl Supervisor {
                         "its server outlived a restart of the worker, but the host does not \
                          confirm it is this worker's: {e}; it was killed"
                     )),
-                    exit: Some(exit.status),
+                    exit: Some(exit),
                 })
             }
         }
