@@ -188,8 +188,23 @@ impl System {
     ///
     /// When it cannot start again.
     pub async fn restart_host(&mut self) {
+        self.end_host();
+        self.start_host_again().await;
+    }
+
+    /// Kills the host process (SIGKILL), without starting it again.
+    pub fn end_host(&mut self) {
         let _ = self.host.0.kill();
         let _ = self.host.0.wait();
+    }
+
+    /// Starts the host again on the same database, broker, port and token; returns once it
+    /// serves.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot start again.
+    pub async fn start_host_again(&mut self) {
         self.host = Daemon(self.host_command.spawn().expect("host again"));
         eventually("the host to serve again", WAIT, || async {
             self.client.list_workers().await.ok()
@@ -298,6 +313,21 @@ impl System {
         child.wait().expect("wait for the worker");
     }
 
+    /// Starts worker process `index` again (same name, credentials, directories, settings),
+    /// without waiting for it.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot start.
+    pub fn spawn_worker_again(&mut self, index: usize) {
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.log(&format!("w{}", index + 1)))
+            .expect("log file");
+        self.worker_commands[index].stderr(log);
+        self.workers[index] = Daemon(self.worker_commands[index].spawn().expect("worker"));
+    }
+
     /// Starts worker process `index` again (same name, credentials, directories, settings) and
     /// waits until the host shows a registration newer than `after_epoch` running.
     ///
@@ -305,13 +335,8 @@ impl System {
     ///
     /// When it cannot start or does not come up.
     pub async fn start_worker_again(&mut self, index: usize, after_epoch: i64) {
+        self.spawn_worker_again(index);
         let name = format!("w{}", index + 1);
-        let log = std::fs::OpenOptions::new()
-            .append(true)
-            .open(self.log(&name))
-            .expect("log file");
-        self.worker_commands[index].stderr(log);
-        self.workers[index] = Daemon(self.worker_commands[index].spawn().expect("worker"));
         eventually(&format!("worker {name} to run again"), WAIT, || async {
             let workers = self.client.list_workers().await.ok()?;
             workers

@@ -283,3 +283,36 @@ async fn a_shim_killed_on_its_own_ends_its_instance_and_leaves_no_server() {
         Status::Running
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_restarted_while_the_host_is_away_keeps_its_servers_beyond_the_grace_time() {
+    let Some(mut system) = System::start("outlive_host_away", programs(2), 1, 4).await else {
+        return;
+    };
+    let ids = start_chatty(&system, 2).await;
+    let pids: Vec<u32> = ids.iter().map(|id| server_pid(&system, *id)).collect();
+    let epoch = epoch_of_w1(&system).await;
+    system.end_host();
+    system.end_worker(0, true);
+    // The worker comes back at once, and attends its servers' shims while it cannot register:
+    // they must not be stopped, however long the host stays away.
+    system.spawn_worker_again(0);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for pid in &pids {
+        assert!(
+            pid_alive(*pid),
+            "server {pid} runs on past the 2 s grace time"
+        );
+    }
+    system.start_host_again().await;
+    eventually("the worker to register again", WAIT, || async {
+        (epoch_of_w1(&system).await > epoch).then_some(())
+    })
+    .await;
+    for (id, pid) in ids.iter().zip(&pids) {
+        wait_instance_status(&system.client, *id, Status::Running).await;
+        assert_eq!(server_pid(&system, *id), *pid, "{id}: the same process");
+        echoed(&system, *id, "after the host came back").await;
+        assert_gapless(&system, *id);
+    }
+}
