@@ -152,3 +152,23 @@ pub struct InventoryEnd {
     /// When it ended (the worker's clock).
     pub ended_at: DateTime<Utc>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registration_may_not_take_up_more_than_the_limit() {
+        let mut registration = WorkerRegistration {
+            name: "w1".to_owned(),
+            version: "1".to_owned(),
+            capacity: 4,
+            labels: BTreeMap::new(),
+            taken_up: vec![InstanceId(1); MAX_TAKEN_UP],
+        };
+        assert!(registration.validate().is_ok());
+        registration.taken_up.push(InstanceId(2));
+        let error = registration.validate().unwrap_err().to_string();
+        assert!(error.contains("taken_up"), "{error}");
+    }
+}

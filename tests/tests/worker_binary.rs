@@ -47,6 +47,22 @@ fn unusable_settings_stop_the_worker_naming_them() {
         ("MANMAN_WORKER_LABELS", "region", "MANMAN_WORKER_LABELS"),
         ("MANMAN_WORKER_CAPACITY", "0", "MANMAN_WORKER_CAPACITY"),
         ("MANMAN_LOG_FORMAT", "yaml", "--log-format"),
+        (
+            "MANMAN_WORKER_ON_SHUTDOWN",
+            "sometimes",
+            "MANMAN_WORKER_ON_SHUTDOWN: \"sometimes\" is neither",
+        ),
+        (
+            "MANMAN_WORKER_ON_SHUTDOWN",
+            "leave-running",
+            "leave-running needs MANMAN_WORKER_SHIM",
+        ),
+        (
+            "MANMAN_WORKER_SHIM",
+            "/nonexistent/manman-shim",
+            "MANMAN_WORKER_SHIM: /nonexistent/manman-shim",
+        ),
+        ("MANMAN_WORKER_SHIM", "/tmp", "is not an executable file"),
     ] {
         let (code, stderr) = run(&[(setting, value)]);
         assert!(

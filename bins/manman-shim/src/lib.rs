@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod console;
+pub mod lines;
 pub mod options;
 pub mod protocol;
 pub mod server;
@@ -19,9 +20,6 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
-/// Longest console line kept whole; longer output is split into lines of this size (as the
-/// worker does for a server it runs directly).
-pub const MAX_LINE_BYTES: usize = 64 * 1024;
 /// How long output is still read after the server exited.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
 /// Stdin lines queued for a server that does not read them before more are dropped.
@@ -273,39 +271,21 @@ fn read_output(console: Arc<Console>, pipe: impl Read + Send + 'static, stream: 
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) | Ok([]) => {
                     if !line.is_empty() {
-                        console.push(stream, text(&line));
+                        console.push(stream, lines::line_text(&line));
                     }
                     break;
                 }
-                Ok(buf) => {
-                    let room = MAX_LINE_BYTES - line.len();
-                    match buf.iter().take(room).position(|b| *b == b'\n') {
-                        Some(newline) => {
-                            line.extend_from_slice(&buf[..newline]);
-                            (true, newline + 1)
-                        }
-                        None => {
-                            let take = buf.len().min(room);
-                            line.extend_from_slice(&buf[..take]);
-                            (line.len() == MAX_LINE_BYTES, take)
-                        }
-                    }
-                }
+                Ok(buf) => lines::take_line(&mut line, buf),
             };
             reader.consume(used);
             if done {
-                console.push(stream, text(&line));
+                console.push(stream, lines::line_text(&line));
                 line.clear();
             }
         }
         console.lock().outputs_open -= 1;
         console.notify();
     });
-}
-
-fn text(bytes: &[u8]) -> String {
-    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Takes the connections of restarted workers: only from the shim's own user (the worker's).

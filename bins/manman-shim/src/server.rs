@@ -91,8 +91,10 @@ pub fn close_inherited_fds() {
     }
 }
 
-/// Marks every descriptor from 3 up close-on-exec. Async-signal-safe.
-fn mark_inherited_fds_cloexec() {
+/// Marks every descriptor from 3 up close-on-exec, so a spawned process inherits only its
+/// stdio: for the hook that runs between fork and exec (async-signal-safe; also the worker's,
+/// for the servers it starts directly).
+pub fn mark_inherited_fds_cloexec() {
     use nix::libc;
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

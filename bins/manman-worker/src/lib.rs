@@ -278,6 +278,9 @@ fn steam_settings(options: &Options) -> anyhow::Result<SteamSettings> {
 async fn run(options: Options) -> anyhow::Result<WorkerExit> {
     let settings = settings(&options)?;
     let steam = steam_settings(&options)?;
+    // Every setting is checked before anything is reached.
+    let runner = TokioProcessRunner::new();
+    let servers = server_runner(&options, &settings, &runner)?;
     let url = match options
         .rabbitmq_url
         .parse()
@@ -295,8 +298,6 @@ async fn run(options: Options) -> anyhow::Result<WorkerExit> {
     .await
     .context("MANMAN_RABBITMQ_URL")?;
     let bus = Bus::new(Arc::new(rabbit.clone()), Arc::new(rabbit.clone()));
-    let runner = TokioProcessRunner::new();
-    let servers = server_runner(&options, &settings, &runner)?;
     let steam = SteamInstaller::new(steam, Arc::new(runner.clone()));
     let worker = WorkerService::new(
         settings,

@@ -17,7 +17,7 @@ pub(super) fn isolate_child(command: &mut Command, die_with_worker: bool) {
         // controlling terminal, so a server cannot read from, write to or push keystrokes
         // (TIOCSTI) into the terminal of whoever started the worker.
         nix::unistd::setsid()?;
-        mark_inherited_fds_cloexec();
+        manman_shim::server::mark_inherited_fds_cloexec();
         #[cfg(target_os = "linux")]
         if die_with_worker {
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
@@ -31,40 +31,10 @@ pub(super) fn isolate_child(command: &mut Command, die_with_worker: bool) {
         Ok(())
     };
     // SAFETY: the hook runs in the forked child, where only async-signal-safe calls are
-    // allowed. It makes only system calls (setsid, close_range or fcntl, prctl, getppid),
-    // allocates nothing and takes no lock.
+    // allowed. It makes only system calls (setsid, close_range or fcntl — the shim's, which
+    // forks its servers the same way —, prctl, getppid), allocates nothing and takes no lock.
     unsafe {
         command.pre_exec(hook);
-    }
-}
-
-/// Marks every descriptor from 3 up close-on-exec, so the server inherits only its stdio.
-/// (Rust opens its own descriptors close-on-exec already; this also covers any the worker
-/// itself inherited without the flag.) Async-signal-safe.
-fn mark_inherited_fds_cloexec() {
-    use nix::libc;
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: a plain system call on descriptor numbers; no memory is touched.
-        let done = unsafe {
-            libc::close_range(
-                3,
-                libc::c_uint::MAX,
-                libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
-            )
-        } == 0;
-        if done {
-            return;
-        }
-    }
-    for fd in 3..4096 {
-        // SAFETY: fcntl on a descriptor number; EBADF for unused numbers is ignored.
-        unsafe {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags >= 0 {
-                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
-            }
-        }
     }
 }
 

@@ -163,9 +163,8 @@ async fn write_one(stdin: &mut ChildStdin, mut line: String) -> std::io::Result<
     stdin.flush().await
 }
 
-/// Longest console line kept whole; longer output is split into lines of this size, so a
-/// server printing without newlines cannot grow the worker's memory.
-pub const MAX_LINE_BYTES: usize = 64 * 1024;
+pub use manman_shim::lines::MAX_LINE_BYTES;
+use manman_shim::lines::{line_text, take_line};
 
 async fn read_lines(
     pipe: impl AsyncRead + Unpin,
@@ -185,20 +184,7 @@ async fn read_lines(
                 }
                 return;
             }
-            Ok(buf) => {
-                let room = MAX_LINE_BYTES - line.len();
-                match buf.iter().take(room).position(|b| *b == b'\n') {
-                    Some(newline) => {
-                        line.extend_from_slice(&buf[..newline]);
-                        (true, newline + 1)
-                    }
-                    None => {
-                        let take = buf.len().min(room);
-                        line.extend_from_slice(&buf[..take]);
-                        (line.len() == MAX_LINE_BYTES, take)
-                    }
-                }
-            }
+            Ok(buf) => take_line(&mut line, buf),
         };
         reader.consume(used);
         if done {
@@ -211,8 +197,7 @@ async fn read_lines(
 }
 
 fn output_line(stream: OutputStream, bytes: &[u8]) -> OutputLine {
-    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-    OutputLine::new(stream, String::from_utf8_lossy(bytes))
+    OutputLine::new(stream, line_text(bytes))
 }
 
 /// Signals a process group by its id.

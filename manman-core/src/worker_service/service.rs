@@ -766,24 +766,10 @@ impl CommandLoop {
                 supervisors.len()
             )));
         }
-        let (requests, receiver) = mpsc::channel(SUPERVISOR_QUEUE);
-        let state = Arc::new(Mutex::new(InstanceState {
-            config_id,
-            status: Status::Created,
-            pid: None,
-            restart_count: 0,
-            console_dropped: Arc::default(),
-        }));
-        let supervisor = Supervisor::new(
-            instance_id,
-            config_id,
-            self.context.clone(),
-            receiver,
-            Arc::clone(&state),
-        )
-        .with_carried_bundle(bundle.cloned());
-        supervisors.insert(instance_id, Supervised { requests, state });
-        self.tracker.spawn(supervisor.run());
+        let (supervised, supervisor) = new_supervisor(instance_id, config_id, &self.context);
+        supervisors.insert(instance_id, supervised);
+        self.tracker
+            .spawn(supervisor.with_carried_bundle(bundle.cloned()).run());
         Ok(format!("starting {instance_id}"))
     }
 
@@ -911,24 +897,39 @@ fn take_up(
     supervisors: &Supervisors,
     tracker: &TaskTracker,
 ) {
+    let (supervised, supervisor) =
+        new_supervisor(server.instance_id, server.kept.config_id, context);
+    lock(supervisors).insert(server.instance_id, supervised);
+    tracker.spawn(
+        supervisor
+            .taking_up(server.server, &server.kept, server.last_seq)
+            .run(),
+    );
+}
+
+/// A supervisor for `instance_id` (of `config_id`), not yet running, and how the worker sees
+/// it.
+fn new_supervisor(
+    instance_id: InstanceId,
+    config_id: crate::id::ConfigId,
+    context: &SupervisorContext,
+) -> (Supervised, Supervisor) {
     let (requests, receiver) = mpsc::channel(SUPERVISOR_QUEUE);
     let state = Arc::new(Mutex::new(InstanceState {
-        config_id: server.kept.config_id,
+        config_id,
         status: Status::Created,
         pid: None,
         restart_count: 0,
         console_dropped: Arc::default(),
     }));
     let supervisor = Supervisor::new(
-        server.instance_id,
-        server.kept.config_id,
+        instance_id,
+        config_id,
         context.clone(),
         receiver,
         Arc::clone(&state),
-    )
-    .taking_up(server.server, &server.kept, server.last_seq);
-    lock(supervisors).insert(server.instance_id, Supervised { requests, state });
-    tracker.spawn(supervisor.run());
+    );
+    (Supervised { requests, state }, supervisor)
 }
 
 fn lock_state(state: &Mutex<InstanceState>) -> MutexGuard<'_, InstanceState> {
